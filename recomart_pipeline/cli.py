@@ -1,0 +1,220 @@
+"""The project CLI: ``python -m recomart_pipeline validate|plan|run|task|schema|…``.
+
+Exit codes follow the style guide: 0 success, 1 the run failed, 2 the config is wrong.
+Config errors are printed without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from recomart_pipeline.config import ConfigError, PipelineConfig
+from recomart_pipeline.graph import TaskDependencyGraph
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def _load(path: str | None) -> PipelineConfig:
+    return PipelineConfig(path)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _load(args.file)
+    graph = TaskDependencyGraph(config)
+    runnable = graph.get_execution_order()
+    print(f"{config.path.name}: valid ({len(config.settings.tasks)} tasks, {len(runnable)} will run)")
+    return EXIT_OK
+
+
+def _plan_text(config: PipelineConfig) -> str:
+    graph = TaskDependencyGraph(config)
+    settings = config.settings
+    policy = settings.retry_policy
+    lines = [
+        f"pipeline {config.name} ({settings.pipeline.environment}) from {config.path}",
+        f"mode: {settings.execution.mode}; run timeout: {settings.execution.timeout_seconds or 'none'}"
+        f"; continue_on_error: {settings.execution.continue_on_error}",
+        "",
+        "execution order:",
+    ]
+    for index, task in enumerate(graph.get_execution_order(), 1):
+        info = graph.get_task_info(task)
+        retries = info["retry_count"]
+        waits = ", ".join(
+            f"{policy.wait_seconds(info['retry_delay'], n):g}s" for n in range(1, retries + 1)
+        )
+        implementation = config.task_definitions[task].reference
+        lines.append(
+            f"  {index:>2}. {task:<16} timeout={info['timeout'] or 'none'} retries={retries}"
+            f"{f' (waits {waits})' if waits else ''} deps={info['dependencies'] or '-'} [{implementation}]"
+        )
+    lines.append("")
+    lines.append("parallel groups:")
+    for index, group in enumerate(graph.get_parallel_groups(), 1):
+        lines.append(f"  {index}. {', '.join(group)}")
+    skipped = graph.get_skipped_tasks()
+    lines.append("")
+    lines.append("skipped:" if skipped else "skipped: none")
+    for task, reason in skipped.items():
+        lines.append(f"  - {task}: {reason}")
+    return "\n".join(lines)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    config = _load(args.file)
+    if args.json:
+        graph = TaskDependencyGraph(config)
+        payload = {
+            "execution_order": graph.get_execution_order(),
+            "parallel_groups": graph.get_parallel_groups(),
+            "skipped": graph.get_skipped_tasks(),
+            "tasks": {t: graph.get_task_info(t) for t in config.settings.tasks},
+        }
+        print(json.dumps(payload, indent=2))
+    else:
+        print(_plan_text(config))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from recomart_pipeline.orchestration.execution import format_report, run_pipeline
+
+    config = _load(args.file)
+    selection = args.select or None
+    unknown = [s for s in selection or [] if s not in config.settings.tasks]
+    if unknown:
+        print(f"unknown task(s) in --select: {', '.join(unknown)}", file=sys.stderr)
+        return EXIT_CONFIG
+    skipped = TaskDependencyGraph(config).get_skipped_tasks()
+    not_runnable = [s for s in selection or [] if s in skipped]
+    if not_runnable:
+        print(f"cannot select skipped task(s): {', '.join(f'{t} ({skipped[t]})' for t in not_runnable)}",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"running {config.name} from {config.path}", flush=True)
+    report = run_pipeline(config, selection, progress=lambda line: print(line, flush=True))
+    print(format_report(report))
+    return EXIT_OK if report.success else EXIT_FAILED
+
+
+def _parse_inputs(values: Sequence[str]) -> dict[str, Path]:
+    inputs: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--input expects NAME=PATH (got {value!r})")
+        if not Path(path).exists():
+            raise SystemExit(f"--input {name}: no such file {path}")
+        inputs[name] = Path(path)
+    return inputs
+
+
+def cmd_task(args: argparse.Namespace) -> int:
+    """Run one task outside Dagster, for debugging (the orchestration plan's per-task CLI)."""
+    from recomart_pipeline.runtime.artifacts import (
+        ArtifactRecord,
+        ArtifactStore,
+        Checkpoint,
+        sha256_file,
+    )
+    from recomart_pipeline.runtime.errors import UpstreamArtifactError
+    from recomart_pipeline.runtime.runner import TaskFailure, run_task
+
+    config = _load(args.file)
+    if args.name not in config.settings.tasks:
+        print(f"unknown task '{args.name}' (known: {', '.join(config.settings.tasks)})", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        if args.input:
+            files = _parse_inputs(args.input)
+            records = {
+                n: ArtifactRecord(n, p.resolve(), sha256_file(p), p.stat().st_size)
+                for n, p in files.items()
+            }
+            upstream = {"cli": Checkpoint("cli", "cli", records)}
+        else:
+            main_store = ArtifactStore(config.storage_root)
+            deps = config.settings.tasks[args.name].depends_on
+            upstream = {dep: main_store.load_upstream(dep, None) for dep in deps}
+    except UpstreamArtifactError as exc:
+        print(f"FAILED ({exc.error_class}): {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    store = ArtifactStore(Path(args.output).resolve()) if args.output else None
+    run_id = f"cli-{uuid.uuid4().hex[:12]}"
+    try:
+        outcome = run_task(config, args.name, run_id, upstream=upstream, store=store)
+    except TaskFailure as failure:
+        print(f"FAILED ({failure.error_class}): {failure.message}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{args.name}: SUCCESS in {outcome.duration_s:.2f}s (run {run_id})")
+    for name, record in outcome.checkpoint.artifacts.items():
+        print(f"  {name}: {record.path}")
+    for check in outcome.result.checks:
+        print(f"  check {check.name}: {'passed' if check.passed else 'FAILED'} ({check.severity})")
+    if outcome.result.metrics:
+        print("  metrics: " + json.dumps(outcome.result.metrics, default=str))
+    return EXIT_FAILED if outcome.failed_blocking_checks else EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from recomart_pipeline.config.json_schema import config_json_schema
+
+    text = json.dumps(config_json_schema(), indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _add_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", help="config file (default: $PIPELINE_CONFIG or ./pipeline_config.yaml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recomart-pipeline", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands: list[tuple[str, str, Callable[[argparse.Namespace], int]]] = [
+        ("validate", "check a config file and list every error", cmd_validate),
+        ("plan", "dry run: order, parallel groups, timeouts, retries, skips", cmd_plan),
+        ("run", "materialize the pipeline through Dagster (persistent local home)", cmd_run),
+        ("task", "run one task outside Dagster, for debugging", cmd_task),
+        ("schema", "print the JSON Schema of pipeline_config.yaml", cmd_schema),
+    ]
+    parsers = {}
+    for name, help_text, handler in commands:
+        parsers[name] = sub.add_parser(name, help=help_text)
+        parsers[name].set_defaults(handler=handler)
+    for name in ("validate", "plan", "run"):
+        _add_file(parsers[name])
+    parsers["plan"].add_argument("--json", action="store_true", help="machine-readable plan")
+    parsers["run"].add_argument("--select", nargs="+", metavar="TASK", help="materialize only these tasks")
+    parsers["task"].add_argument("name", help="task name from the config")
+    parsers["task"].add_argument("--config", dest="file", help="config file")
+    parsers["task"].add_argument("--input", action="append", default=[], metavar="NAME=PATH",
+                                 help="use this file as input artifact NAME instead of the checkpoints")
+    parsers["task"].add_argument("--output", metavar="DIR", help="write outputs under DIR instead of storage")
+    parsers["schema"].add_argument("--output", metavar="FILE", help="write the schema to FILE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

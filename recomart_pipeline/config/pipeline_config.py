@@ -1,0 +1,248 @@
+"""Load, merge, interpolate and validate a pipeline config: the ``PipelineConfig`` object.
+
+Every problem is collected in one pass and raised as a single ConfigError, so a user fixes
+their file once instead of once per error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from recomart_pipeline.config.errors import ConfigError, ConfigIssue, did_you_mean
+from recomart_pipeline.config.interpolation import interpolate
+from recomart_pipeline.config.overlay import load_with_overlays
+from recomart_pipeline.config.pydantic_errors import translate
+from recomart_pipeline.config.schema import PipelineSettings
+from recomart_pipeline.config.yaml_source import SourceMap
+from recomart_pipeline.graph import find_cycle
+from recomart_pipeline.runtime.registry import (
+    BUILTIN_TASKS,
+    TaskDefinition,
+    TaskLookupError,
+    resolve_builtin,
+    resolve_callable,
+)
+
+CONFIG_ENV_VAR = "PIPELINE_CONFIG"
+DEFAULT_CONFIG_FILE = "pipeline_config.yaml"
+REDACTED = "**********"
+
+
+def resolve_config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The argument, else ``$PIPELINE_CONFIG``, else ``./pipeline_config.yaml``."""
+    if path is not None:
+        return Path(path)
+    return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_FILE)
+
+
+class PipelineConfig:
+    """A validated pipeline config; constructing it raises ConfigError listing every problem."""
+
+    def __init__(
+        self,
+        config_path: str | os.PathLike[str] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.path = resolve_config_path(config_path).resolve()
+        raw, source_map, files = load_with_overlays(self.path)
+        self.files = files
+        self.project_root = files[0].parent
+        self.source_map = source_map
+        data, issues, _ = interpolate(raw, source_map, environ)
+        raw_tasks = data.get("tasks") if isinstance(data.get("tasks"), dict) else {}
+        settings: PipelineSettings | None = None
+        try:
+            settings = PipelineSettings.model_validate(data)
+        except ValidationError as exc:
+            issues.extend(translate(exc, PipelineSettings, source_map))
+        self.task_definitions: dict[str, TaskDefinition] = {}
+        self.task_configs: dict[str, BaseModel | dict[str, Any]] = {}
+        # Dependencies and task configs are checked on the raw data too, so a wrong type in
+        # one section does not hide an unknown dependency or a bad task config elsewhere.
+        issues.extend(self._resolve_tasks(raw_tasks, source_map))
+        issues.extend(_check_dependencies(raw_tasks, source_map))
+        if settings is not None:
+            self.settings = settings
+            issues.extend(self._check_paths(source_map))
+        if issues:
+            raise ConfigError(sorted(issues, key=lambda i: (str(i.file), i.line or 0)))
+        self.secret_values = self._collect_secrets()
+
+    # -- validation steps ------------------------------------------------------------------
+    def _resolve_tasks(self, raw_tasks: dict[str, Any], source_map: SourceMap) -> list[ConfigIssue]:
+        issues: list[ConfigIssue] = []
+        # User task modules live in the project folder, like Dagster's working_directory.
+        if str(self.project_root) not in sys.path:
+            sys.path.insert(0, str(self.project_root))
+        for name, task in raw_tasks.items():
+            if not isinstance(task, dict):
+                continue  # the schema check reports it
+            path = ("tasks", name)
+            implementation = task.get("callable")
+            builtin = task.get("builtin")
+            try:
+                if isinstance(implementation, str):
+                    definition = resolve_callable(implementation)
+                else:
+                    definition = resolve_builtin(builtin if isinstance(builtin, str) else str(name))
+            except TaskLookupError as exc:
+                key = "callable" if implementation else ("builtin" if builtin else None)
+                if implementation:
+                    hint = (
+                        f"the module must be importable from {self.project_root} or installed, "
+                        "and define that function"
+                    )
+                else:
+                    hint = did_you_mean(str(builtin or name), BUILTIN_TASKS) or (
+                        f"built-in tasks are: {', '.join(BUILTIN_TASKS)}; or point at your own "
+                        "function with callable: 'package.module:function'"
+                    )
+                issues.append(source_map.issue(str(exc), (*path, key) if key else path, hint))
+                continue
+            self.task_definitions[name] = definition
+            task_config = task.get("config") or {}
+            if definition.config_model is None or not isinstance(task_config, dict):
+                self.task_configs[name] = task_config
+                continue
+            try:
+                self.task_configs[name] = definition.config_model.model_validate(task_config)
+            except ValidationError as exc:
+                issues.extend(translate(exc, definition.config_model, source_map, (*path, "config")))
+        return issues
+
+    def _check_paths(self, source_map: SourceMap) -> list[ConfigIssue]:
+        issues: list[ConfigIssue] = []
+        settings = self.settings
+        paths = {
+            ("storage", "base_dir"): settings.storage.base_dir,
+            ("storage", "dagster_home"): settings.storage.dagster_home,
+            ("logging", "dir"): settings.logging.dir,
+        }
+        if settings.logging.file:
+            paths[("logging", "file")] = settings.logging.file
+        for key_path, value in paths.items():
+            if Path(value).is_absolute():
+                continue
+            resolved = (self.project_root / value).resolve()
+            if not resolved.is_relative_to(self.project_root):
+                issues.append(
+                    source_map.issue(
+                        f"path '{value}' escapes the project folder {self.project_root}",
+                        key_path,
+                        hint="use a path inside the project, or an absolute path if you mean "
+                        "a location outside it",
+                    )
+                )
+        return issues
+
+    def _collect_secrets(self) -> set[str]:
+        """Values of every secret-typed field (settings and task configs), for redaction."""
+        dumps: list[Any] = [self.settings.model_dump(mode="python")]
+        dumps += [c.model_dump(mode="python") for c in self.task_configs.values() if isinstance(c, BaseModel)]
+        secrets: set[str] = set()
+        while dumps:
+            value = dumps.pop()
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                secrets.add(value.get_secret_value())
+            elif isinstance(value, dict):
+                dumps.extend(value.values())
+            elif isinstance(value, list):
+                dumps.extend(value)
+        return secrets
+
+    # -- public API ------------------------------------------------------------------------
+    @property
+    def storage_root(self) -> Path:
+        return self.resolve_path(self.settings.storage.base_dir)
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.resolve_path(self.settings.storage.dagster_home)
+
+    @property
+    def name(self) -> str:
+        return self.settings.pipeline.name
+
+    def resolve_path(self, value: str | os.PathLike[str]) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else self.project_root / path
+
+    def to_dict(self, *, reveal_secrets: bool = False) -> dict[str, Any]:
+        """The effective config as plain data (secrets masked unless asked for)."""
+        data = self.settings.model_dump(mode="python")
+        data = _mask_secrets(data, reveal_secrets)
+        for name, task_config in self.task_configs.items():
+            if isinstance(task_config, BaseModel):
+                data["tasks"][name]["config"] = _mask_secrets(
+                    task_config.model_dump(mode="python"), reveal_secrets
+                )
+        return json.loads(json.dumps(data, default=str))
+
+    def task_code_version(self, name: str) -> str:
+        """Changes whenever the task's settings (its config included) change."""
+        payload = self.to_dict()["tasks"][name]
+        payload["implementation"] = self.task_definitions[name].reference
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def config_hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def redact(self, text: str) -> str:
+        for secret in self.secret_values:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def __repr__(self) -> str:
+        return f"PipelineConfig({str(self.path)!r}, tasks={list(self.settings.tasks)})"
+
+
+def _check_dependencies(raw_tasks: dict[str, Any], source_map: SourceMap) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    names = [str(n) for n in raw_tasks]
+    graph: dict[str, list[str]] = {}
+    for name, task in raw_tasks.items():
+        deps = task.get("depends_on") if isinstance(task, dict) else None
+        if not isinstance(deps, list):
+            continue  # missing is fine; a wrong type is reported by the schema check
+        graph[name] = [d for d in deps if isinstance(d, str)]
+        seen: set[str] = set()
+        for index, dep in enumerate(graph[name]):
+            path = ("tasks", name, "depends_on", index)
+            if dep in seen:
+                issues.append(source_map.issue(f"'{dep}' is listed twice", path))
+            seen.add(dep)
+            if dep not in raw_tasks:
+                hint = did_you_mean(dep, names) or f"known tasks: {', '.join(names)}"
+                issues.append(source_map.issue(f"depends on unknown task '{dep}'", path, hint))
+    cycle = find_cycle(graph)
+    if cycle:
+        issues.append(
+            source_map.issue(
+                f"dependency cycle: {' -> '.join(cycle)}",
+                ("tasks", cycle[0], "depends_on"),
+                hint="a task cannot (indirectly) depend on itself; remove one of these edges",
+            )
+        )
+    return issues
+
+
+def _mask_secrets(value: Any, reveal: bool) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value() if reveal else REDACTED
+    if isinstance(value, dict):
+        return {k: _mask_secrets(v, reveal) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_secrets(v, reveal) for v in value]
+    return value

@@ -1,0 +1,274 @@
+"""The pydantic models of ``pipeline_config.yaml``: one source of truth for keys and defaults.
+
+Field descriptions double as the README's config reference and the editor JSON Schema.
+Every model forbids unknown keys so a typo is an error with a "did you mean", not a silent
+default.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from recomart_pipeline.config.cron import validate_cron
+from recomart_pipeline.runtime.errors import ERROR_CLASSES
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ErrorClass = Literal[ERROR_CLASSES]  # type: ignore[valid-type]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class PipelineSection(Section):
+    name: str = Field(
+        "recomart_pipeline",
+        pattern=NAME_PATTERN,
+        description="Pipeline name; the Dagster asset group of every task.",
+    )
+    enabled: bool = Field(True, description="When false every task is skipped.")
+    description: str = Field("", description="Free text shown in the Dagster UI.")
+    environment: str = Field(
+        "default", description="Environment name (dev, test, prod…) shown in the UI and run tags."
+    )
+    version: str | None = Field(None, description="Optional version label of this pipeline.")
+
+
+class ExecutionSection(Section):
+    mode: Literal["sequential", "parallel"] = Field(
+        "sequential",
+        description="sequential: one task at a time in one process (fastest for small data); "
+        "parallel: independent tasks run at once in separate processes.",
+    )
+    timeout_seconds: float | None = Field(
+        None, gt=0, description="Upper bound on the whole run in seconds; null = unbounded."
+    )
+    max_retries: int = Field(
+        0, ge=0, description="Default retry_count of tasks that do not set their own."
+    )
+    continue_on_error: bool = Field(
+        False,
+        description="false: stop at the first failed task; true: independent branches finish, "
+        "dependents of the failed task are skipped.",
+    )
+
+
+class StorageSection(Section):
+    base_dir: str = Field(
+        "storage", description="Root of artifacts, checkpoints and the model registry."
+    )
+    dagster_home: str = Field(
+        ".dagster_home", description="Dagster instance directory used by the project CLI."
+    )
+
+
+class TaskSettings(Section):
+    enabled: bool = Field(True, description="Disabled tasks and their dependents are skipped.")
+    depends_on: list[str] = Field(
+        default_factory=list, description="Tasks that must succeed before this one starts."
+    )
+    timeout_seconds: float | None = Field(
+        None, gt=0, description="Per-attempt time limit in seconds; null = no limit."
+    )
+    retry_count: int | None = Field(
+        None, ge=0, description="Retries after a failed attempt; null = execution.max_retries."
+    )
+    retry_delay: float = Field(
+        1.0, ge=0, description="Seconds before the first retry (grows with retry_policy)."
+    )
+    builtin: str | None = Field(
+        None, description="Built-in task implementing this entry; defaults to the task's name."
+    )
+    callable: str | None = Field(
+        None, description="User task function as 'package.module:function' instead of a built-in."
+    )
+    description: str = Field("", description="Shown on the asset in the Dagster UI.")
+    owner: str | None = Field(None, description="Owner team or person (e.g. data_eng, ml_eng).")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="The task's own settings, validated by its schema."
+    )
+
+    @model_validator(mode="after")
+    def _one_implementation(self) -> TaskSettings:
+        if self.builtin and self.callable:
+            raise ValueError("set either 'builtin' or 'callable', not both")
+        return self
+
+
+class LoggingSection(Section):
+    level: LogLevel = Field("INFO", description="Minimum level written to the logs.")
+    format: Literal["json", "text"] = Field(
+        "json", description="json: one JSON object per line; text: human-readable lines."
+    )
+    dir: str = Field("logs", description="Directory of the per-task logs ({task}.log).")
+    file: str | None = Field(
+        "logs/pipeline.log", description="Combined log of all tasks; null disables it."
+    )
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class SchedulingSection(Section):
+    enabled: bool = Field(False, description="Run the job on the cron schedule (needs the daemon).")
+    cron: str = Field("0 2 * * *", description="Cron expression (5 fields or @daily etc.).")
+    timezone: str = Field("UTC", description="IANA time zone of the cron expression.")
+    run_on_startup: bool = Field(
+        False, description="Launch one run when the daemon first loads a new config version."
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        validate_cron(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}' (use an IANA name such as Europe/Berlin)") from None
+        return value
+
+
+class EmailSettings(Section):
+    enabled: bool = Field(False, description="Send email notifications.")
+    smtp_server: str = Field("localhost", description="SMTP host.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
+    security: Literal["plain", "starttls", "ssl"] = Field(
+        "starttls", description="Connection security."
+    )
+    username: str | None = Field(None, description="SMTP login user; null = no login.")
+    password: SecretStr | None = Field(
+        None, description="SMTP password; write ${SMTP_PASSWORD} to take it from the environment."
+    )
+    sender: str = Field("pipeline@example.com", description="From address.")
+    recipients: list[str] = Field(default_factory=list, description="To addresses.")
+    notify_success: bool = Field(True, description="Send a message when a run succeeds.")
+    notify_failure: bool = Field(True, description="Send a message when a run fails.")
+
+    @model_validator(mode="after")
+    def _recipients(self) -> EmailSettings:
+        if self.enabled and not self.recipients:
+            raise ValueError("email is enabled but 'recipients' is empty")
+        return self
+
+
+class SlackSettings(Section):
+    enabled: bool = Field(False, description="Post to a Slack incoming webhook.")
+    webhook_url: SecretStr | None = Field(
+        None, description="Incoming-webhook URL (a secret): write ${SLACK_WEBHOOK_URL}."
+    )
+    channel: str | None = Field(None, description="Channel name shown in the message.")
+    notify_success: bool = Field(False, description="Post when a run succeeds.")
+    notify_failure: bool = Field(True, description="Post when a run fails.")
+
+    @model_validator(mode="after")
+    def _webhook(self) -> SlackSettings:
+        if self.enabled and self.webhook_url is None:
+            raise ValueError("slack is enabled but 'webhook_url' is not set")
+        return self
+
+
+class NotificationsSection(Section):
+    enabled: bool = Field(False, description="Master switch for all notifications.")
+    ui_base_url: str = Field(
+        "http://localhost:3000", description="Dagster web UI address used in run links."
+    )
+    email: EmailSettings = Field(default_factory=EmailSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+
+
+class PerformanceSettings(Section):
+    slow_task_threshold_seconds: float = Field(
+        300, gt=0, description="A task slower than this logs a warning."
+    )
+
+
+class MonitoringSection(Section):
+    performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
+
+
+class RetryPolicySection(Section):
+    use_exponential_backoff: bool = Field(
+        True, description="Wait retry_delay × backoff_base^(n-1) before retry n."
+    )
+    backoff_base: float = Field(2.0, ge=1, description="Growth factor of the wait.")
+    max_backoff: float = Field(300.0, gt=0, description="Upper bound on one wait, in seconds.")
+    jitter: float = Field(
+        0.1, ge=0, le=1, description="Random ± fraction added to each wait (0 = none)."
+    )
+    retry_on_errors: list[ErrorClass] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["timeout", "connection_error", "memory_error", "unexpected_error"],
+        description="Error classes that are retried.",
+    )
+    no_retry_on: list[ErrorClass] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["file_not_found", "schema_error", "validation_error"],
+        description="Error classes that fail at once.",
+    )
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> RetryPolicySection:
+        both = sorted(set(self.retry_on_errors) & set(self.no_retry_on))
+        if both:
+            raise ValueError(f"error classes in both retry_on_errors and no_retry_on: {both}")
+        return self
+
+    def wait_seconds(self, retry_delay: float, retry_number: int) -> float:
+        """Nominal wait before retry ``retry_number`` (1-based), before jitter."""
+        if not self.use_exponential_backoff:
+            return min(self.max_backoff, retry_delay)
+        return min(self.max_backoff, retry_delay * self.backoff_base ** (retry_number - 1))
+
+    def is_retryable(self, error_class: str) -> bool:
+        if error_class in self.no_retry_on:
+            return False
+        return error_class in self.retry_on_errors
+
+
+class ResourcesSection(Section):
+    max_memory_gb: float | None = Field(None, gt=0, description="Memory limit per task process.")
+    max_cpu_cores: int | None = Field(
+        None, ge=1, description="Caps concurrent tasks in parallel mode and numeric thread pools."
+    )
+    max_disk_gb: float | None = Field(None, gt=0, description="Free disk space a run needs.")
+
+
+class PipelineSettings(Section):
+    """The whole ``pipeline_config.yaml``."""
+
+    pipeline: PipelineSection = Field(default_factory=PipelineSection)
+    execution: ExecutionSection = Field(default_factory=ExecutionSection)
+    storage: StorageSection = Field(default_factory=StorageSection)
+    tasks: dict[str, TaskSettings] = Field(description="Tasks by name (the asset keys).")
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+    scheduling: SchedulingSection = Field(default_factory=SchedulingSection)
+    notifications: NotificationsSection = Field(default_factory=NotificationsSection)
+    monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
+    retry_policy: RetryPolicySection = Field(default_factory=RetryPolicySection)
+    resources: ResourcesSection = Field(default_factory=ResourcesSection)
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_names(cls, tasks: dict[str, TaskSettings]) -> dict[str, TaskSettings]:
+        if not tasks:
+            raise ValueError("at least one task is needed")
+        bad = [name for name in tasks if not re.match(NAME_PATTERN, str(name))]
+        if bad:
+            raise ValueError(
+                f"task names must be letters, digits and underscores, not starting with a digit: {bad}"
+            )
+        return tasks
+
+    def retry_count(self, task: str) -> int:
+        value = self.tasks[task].retry_count
+        return self.execution.max_retries if value is None else value

@@ -1,0 +1,1 @@
+"""Recommender models and ranking/rating metrics (numpy/scipy/numba, no dagster)."""

@@ -1,0 +1,126 @@
+"""One Dagster asset per task that will run, with its checks, retries and metadata."""
+
+
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from recomart_pipeline.config import PipelineConfig
+from recomart_pipeline.graph import TaskDependencyGraph
+from recomart_pipeline.orchestration.retries import failure_to_dagster, retry_policy_for
+from recomart_pipeline.runtime.runner import TaskFailure, TaskOutcome, run_task
+
+MARKDOWN_METADATA_KEYS = frozenset({"report_markdown"})
+
+
+def _metadata_value(key: str, value: Any) -> Any:
+    if key in MARKDOWN_METADATA_KEYS and isinstance(value, str):
+        return MetadataValue.md(value)
+    if isinstance(value, bool) or value is None:
+        return MetadataValue.text(str(value))
+    if isinstance(value, int):
+        return MetadataValue.int(value)
+    if isinstance(value, float):
+        return MetadataValue.float(value)
+    if isinstance(value, (dict, list)):
+        return MetadataValue.json(value)
+    return MetadataValue.text(str(value))
+
+
+def materialization_metadata(outcome: TaskOutcome) -> dict[str, Any]:
+    """Paths, hashes, metrics and duration, so the UI can plot them over runs."""
+    metadata: dict[str, Any] = {
+        "duration_s": MetadataValue.float(round(outcome.duration_s, 4)),
+        "run_dir": MetadataValue.path(str(outcome.checkpoint.artifacts and next(
+            iter(outcome.checkpoint.artifacts.values())).path.parent)),
+    }
+    for name, record in outcome.checkpoint.artifacts.items():
+        metadata[f"output/{name}"] = MetadataValue.path(str(record.path))
+        metadata[f"sha256/{name}"] = MetadataValue.text(record.sha256)
+    for key, value in outcome.result.metrics.items():
+        metadata[key] = _metadata_value(key, value)
+    for key, value in outcome.result.metadata.items():
+        metadata[key] = _metadata_value(key, value)
+    return metadata
+
+
+def _check_results(outcome: TaskOutcome, task: str) -> list[AssetCheckResult]:
+    return [
+        AssetCheckResult(
+            asset_key=AssetKey(task),
+            check_name=check.name,
+            passed=check.passed,
+            severity=AssetCheckSeverity.ERROR if check.severity == "ERROR" else AssetCheckSeverity.WARN,
+            description=check.description or None,
+            metadata={k: _metadata_value(k, v) for k, v in check.metadata.items()},
+        )
+        for check in outcome.result.checks
+    ]
+
+
+def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
+    settings = config.settings
+    task_settings = settings.tasks[task]
+    definition = config.task_definitions[task]
+    check_specs = [
+        AssetCheckSpec(
+            name=spec.name,
+            asset=AssetKey(task),
+            description=spec.description,
+            blocking=spec.blocking,
+        )
+        for spec in definition.checks(config.task_configs[task])
+    ]
+    owners = [f"team:{task_settings.owner}"] if task_settings.owner and "@" not in task_settings.owner else (
+        [task_settings.owner] if task_settings.owner else None
+    )
+
+    @asset(
+        name=task,
+        group_name=settings.pipeline.name,
+        deps=[AssetKey(dep) for dep in task_settings.depends_on],
+        description=task_settings.description or definition.description or None,
+        code_version=config.task_code_version(task),
+        retry_policy=retry_policy_for(config, task),
+        check_specs=check_specs or None,
+        owners=owners,
+        metadata={
+            "implementation": definition.reference,
+            "timeout_seconds": task_settings.timeout_seconds,
+            "retry_count": settings.retry_count(task),
+        },
+        tags={"environment": settings.pipeline.environment},
+    )
+    def _task_asset(context: AssetExecutionContext) -> MaterializeResult:
+        attempt = context.retry_number + 1
+        try:
+            outcome = run_task(
+                config,
+                task,
+                context.run_id,
+                attempt=attempt,
+                forward=lambda level, message: context.log.log(level, message),
+                partition_key=context.partition_key if context.has_partition_key else None,
+            )
+        except TaskFailure as failure:
+            raise failure_to_dagster(config, failure, context.log.warning) from None
+        return MaterializeResult(
+            metadata=materialization_metadata(outcome),
+            check_results=_check_results(outcome, task) or None,
+        )
+
+    return _task_asset
+
+
+def build_task_assets(config: PipelineConfig, graph: TaskDependencyGraph) -> list[AssetsDefinition]:
+    return [build_task_asset(config, task) for task in graph.get_execution_order()]

@@ -1,0 +1,206 @@
+"""Running the generated job from Python and from the project CLI.
+
+Runs go to the project's persistent Dagster home (``storage.dagster_home``) so they show up
+later in ``dagster dev``. The job is rebuilt from the config path in every process
+(``build_reconstructable_job``) so the multiprocess executor works from the CLI too.
+"""
+
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster import (
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    JobDefinition,
+    RunsFilter,
+    build_reconstructable_job,
+    execute_job,
+)
+
+from recomart_pipeline.config import PipelineConfig
+from recomart_pipeline.graph import TaskDependencyGraph
+from recomart_pipeline.orchestration.factory import JOB_NAME, build_definitions
+
+RUN_TOKEN_TAG = "recomart/cli_token"
+DAGSTER_YAML = """\
+# Local Dagster instance of this project (made on first run; safe to edit).
+telemetry:
+  enabled: false
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 30
+"""
+
+
+def load_job(config_path: str) -> JobDefinition:
+    """Reconstructor used in every process of a run (must stay a module-level function)."""
+    config = PipelineConfig(config_path)
+    return build_definitions(config).resolve_job_def(JOB_NAME)
+
+
+def project_instance(config: PipelineConfig) -> DagsterInstance:
+    """The persistent instance in ``$DAGSTER_HOME`` or the project's ``storage.dagster_home``."""
+    home = Path(os.environ.get("DAGSTER_HOME") or config.dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    dagster_yaml = home / "dagster.yaml"
+    if not dagster_yaml.exists():
+        dagster_yaml.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return DagsterInstance.get()
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    task: str
+    status: str
+    duration_s: float | None
+    attempts: int
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run_id: str
+    success: bool
+    rows: list[TaskRow]
+
+
+_PROGRESS_EVENTS = {
+    DagsterEventType.STEP_START: "started",
+    DagsterEventType.STEP_SUCCESS: "succeeded",
+    DagsterEventType.STEP_FAILURE: "FAILED",
+    DagsterEventType.STEP_UP_FOR_RETRY: "will retry",
+    DagsterEventType.STEP_SKIPPED: "skipped",
+    DagsterEventType.ASSET_CHECK_EVALUATION: "check",
+}
+
+
+class _ProgressPrinter(threading.Thread):
+    """Prints step events of the run carrying ``token`` while it executes (polls the DB)."""
+
+    def __init__(self, instance: DagsterInstance, token: str, emit: Callable[[str], None]) -> None:
+        super().__init__(daemon=True)
+        self.instance = instance
+        self.token = token
+        self.emit = emit
+        self.done = threading.Event()
+        self.run_id: str | None = None
+        self.cursor: str | None = None
+
+    def run(self) -> None:
+        while not self.done.wait(0.25):
+            self.drain()
+        self.drain()
+
+    def drain(self) -> None:
+        if self.run_id is None:
+            runs = self.instance.get_runs(RunsFilter(tags={RUN_TOKEN_TAG: self.token}), limit=1)
+            if not runs:
+                return
+            self.run_id = runs[0].run_id
+            self.emit(f"run {self.run_id} started")
+        result = self.instance.get_records_for_run(self.run_id, cursor=self.cursor)
+        self.cursor = result.cursor
+        for record in result.records:
+            event = record.event_log_entry.dagster_event
+            if event is None or event.event_type not in _PROGRESS_EVENTS:
+                continue
+            label = _PROGRESS_EVENTS[event.event_type]
+            if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+                data = event.event_specific_data
+                label = f"check {data.check_name}: {'passed' if data.passed else 'FAILED'}"
+            self.emit(f"  {event.step_key or '':<14} {label}")
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    selection: Sequence[str] | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> RunReport:
+    """Materialize the job (or ``selection``) through Dagster in this process tree."""
+    graph = TaskDependencyGraph(config)
+    instance = project_instance(config)
+    token = uuid.uuid4().hex
+    recon = build_reconstructable_job(
+        "recomart_pipeline.orchestration.execution",
+        "load_job",
+        reconstructable_args=(str(config.path),),
+        reconstructor_working_directory=str(config.project_root),
+    )
+    printer = _ProgressPrinter(instance, token, progress) if progress else None
+    if printer:
+        printer.start()
+    if str(config.project_root) not in sys.path:
+        sys.path.insert(0, str(config.project_root))
+    try:
+        with execute_job(
+            recon,
+            instance=instance,
+            tags={RUN_TOKEN_TAG: token, **(extra_tags or {})},
+            asset_selection=[AssetKey(s) for s in selection] if selection else None,
+        ) as result:
+            run_id = result.run_id
+            success = result.success
+    finally:
+        if printer:
+            printer.done.set()
+            printer.join()
+    return RunReport(run_id, success, _task_rows(instance, run_id, graph, selection))
+
+
+def _task_rows(
+    instance: DagsterInstance,
+    run_id: str,
+    graph: TaskDependencyGraph,
+    selection: Sequence[str] | None,
+) -> list[TaskRow]:
+    stats = {s.step_key: s for s in instance.get_run_step_stats(run_id)}
+    failures: dict[str, str] = {}
+    for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records:
+        event = record.event_log_entry.dagster_event
+        if event and event.step_key:
+            error = event.event_specific_data.error
+            failures[event.step_key] = error.message.strip().splitlines()[0] if error else ""
+    rows: list[TaskRow] = []
+    for task in graph.dependencies:
+        if selection and task not in selection:
+            continue
+        skip = graph.get_skipped_tasks().get(task)
+        if skip:
+            rows.append(TaskRow(task, "SKIPPED", None, 0, skip))
+            continue
+        stat = stats.get(task)
+        if stat is None:
+            rows.append(TaskRow(task, "NOT RUN", None, 0, "run stopped before it started"))
+            continue
+        status = stat.status.value if stat.status else "UNKNOWN"
+        duration = stat.end_time - stat.start_time if stat.end_time and stat.start_time else None
+        attempts = max(1, len(stat.attempts_list or []))
+        rows.append(TaskRow(task, status, duration, attempts, failures.get(task, "")))
+    return rows
+
+
+def format_report(report: RunReport) -> str:
+    width = max([len(r.task) for r in report.rows] + [4])
+    lines = [f"{'task':<{width}}  {'status':<9} {'duration':>9}  attempts  detail"]
+    for row in report.rows:
+        duration = f"{row.duration_s:.2f}s" if row.duration_s is not None else "-"
+        lines.append(
+            f"{row.task:<{width}}  {row.status:<9} {duration:>9}  {row.attempts:>8}  {row.detail}"
+        )
+    lines.append(f"run {report.run_id}: {'SUCCESS' if report.success else 'FAILURE'}")
+    return "\n".join(lines)
+
+
+def execute_pipeline_programmatically(config_path: str | os.PathLike[str] | None = None) -> bool:
+    """Run the whole job as the guide shows; True when every task succeeded."""
+    config = PipelineConfig(config_path)
+    return run_pipeline(config).success

@@ -1,0 +1,61 @@
+"""Build Dagster Definitions from a PipelineConfig."""
+
+
+from dagster import (
+    AssetSelection,
+    Definitions,
+    JobDefinition,
+    OpExecutionContext,
+    define_asset_job,
+    job,
+    op,
+)
+
+from recomart_pipeline.config import PipelineConfig
+from recomart_pipeline.graph import TaskDependencyGraph
+from recomart_pipeline.orchestration.assets import build_task_assets
+from recomart_pipeline.orchestration.automation import schedule_for
+from recomart_pipeline.orchestration.executors import executor_for
+
+JOB_NAME = "automated_pipeline_job"
+
+
+def _run_tags(config: PipelineConfig) -> dict[str, str]:
+    return {
+        "pipeline": config.name,
+        "environment": config.settings.pipeline.environment,
+        "config_hash": config.config_hash[:16],
+    }
+
+
+def _nothing_to_run_job(config: PipelineConfig, graph: TaskDependencyGraph) -> JobDefinition:
+    """When every task is skipped the job still exists and says why instead of vanishing."""
+    reasons = "; ".join(f"{t}: {r}" for t, r in graph.get_skipped_tasks().items())
+
+    @op(name="nothing_to_run")
+    def nothing_to_run(context: OpExecutionContext) -> None:
+        context.log.warning(f"every task is skipped ({reasons})")
+
+    @job(name=JOB_NAME, tags=_run_tags(config), description="All tasks are skipped by the config.")
+    def empty_job() -> None:
+        nothing_to_run()
+
+    return empty_job
+
+
+def build_definitions(config: PipelineConfig) -> Definitions:
+    graph = TaskDependencyGraph(config)
+    assets = build_task_assets(config, graph)
+    if assets:
+        pipeline_job = define_asset_job(
+            JOB_NAME,
+            selection=AssetSelection.assets(*assets),
+            executor_def=executor_for(config),
+            tags=_run_tags(config),
+            description=config.settings.pipeline.description or f"The {config.name} pipeline.",
+        )
+    else:
+        pipeline_job = _nothing_to_run_job(config, graph)
+    return Definitions(
+        assets=assets, jobs=[pipeline_job], schedules=[schedule_for(config, pipeline_job)]
+    )

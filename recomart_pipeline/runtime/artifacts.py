@@ -1,0 +1,229 @@
+"""Artifact storage: atomic writes, content hashes and per-run checkpoints.
+
+Layout under ``storage.base_dir``::
+
+    runs/{run_id}/{task}/...          outputs of one task in one run (written atomically)
+    runs/{run_id}/{task}/_result.json the checkpoint: output paths, sha256, metrics
+    latest/{task}.json                 pointer to the newest successful checkpoint
+
+A task writes into a private staging directory; only when it succeeded is the directory
+renamed into place and the checkpoint written, so a killed task never leaves half a result
+and the previous checkpoint stays valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recomart_pipeline.runtime.errors import UpstreamArtifactError
+
+RESULT_FILE = "_result.json"
+_HASH_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; it replaces ``target`` only on success."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(target: Path, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(target: Path, text: str) -> None:
+    write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def write_json_atomic(target: Path, payload: Any) -> None:
+    write_text_atomic(target, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    """One output file of a task, as recorded in its checkpoint."""
+
+    name: str
+    path: Path
+    sha256: str
+    size_bytes: int
+
+    def verify(self) -> None:
+        if not self.path.exists():
+            raise UpstreamArtifactError(
+                f"artifact '{self.name}' is missing at {self.path}",
+                hint="re-materialize the task that produces it",
+            )
+        actual = sha256_file(self.path)
+        if actual != self.sha256:
+            raise UpstreamArtifactError(
+                f"artifact '{self.name}' at {self.path} was modified after it was written "
+                f"(sha256 {actual[:12]}… != recorded {self.sha256[:12]}…)",
+                hint="re-materialize the task that produces it instead of editing its output",
+            )
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a successful task left behind: its outputs with hashes, and its metrics."""
+
+    task: str
+    run_id: str
+    artifacts: dict[str, ArtifactRecord]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def path(self, name: str) -> Path:
+        try:
+            return self.artifacts[name].path
+        except KeyError:
+            known = ", ".join(sorted(self.artifacts)) or "none"
+            raise UpstreamArtifactError(
+                f"task '{self.task}' has no output named '{name}' (it has: {known})"
+            ) from None
+
+    def verify(self) -> None:
+        for record in self.artifacts.values():
+            record.verify()
+
+    def to_json(self, root: Path) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "run_id": self.run_id,
+            "artifacts": {
+                name: {
+                    "path": os.path.relpath(rec.path, root),
+                    "sha256": rec.sha256,
+                    "size_bytes": rec.size_bytes,
+                }
+                for name, rec in sorted(self.artifacts.items())
+            },
+            "metrics": self.metrics,
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any], root: Path) -> Checkpoint:
+        return cls(
+            task=payload["task"],
+            run_id=payload["run_id"],
+            artifacts={
+                name: ArtifactRecord(name, root / rec["path"], rec["sha256"], rec["size_bytes"])
+                for name, rec in payload["artifacts"].items()
+            },
+            metrics=payload.get("metrics", {}),
+            metadata=payload.get("metadata", {}),
+        )
+
+
+class ArtifactStore:
+    """The storage root of one pipeline: staging, publishing and finding checkpoints."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def task_dir(self, run_id: str, task: str) -> Path:
+        return self.run_dir(run_id) / task
+
+    def new_staging_dir(self, run_id: str, task: str) -> Path:
+        staging = self.run_dir(run_id) / ".staging" / f"{task}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir(parents=True)
+        return staging
+
+    def publish(
+        self,
+        run_id: str,
+        task: str,
+        staging: Path,
+        outputs: dict[str, Path],
+        metrics: dict[str, Any],
+        metadata: dict[str, Any],
+    ) -> Checkpoint:
+        """Move a finished staging dir into place, hash it and record the checkpoint."""
+        final = self.task_dir(run_id, task)
+        records: dict[str, ArtifactRecord] = {}
+        for name, path in outputs.items():
+            path = Path(path)
+            try:
+                relative = path.resolve().relative_to(staging.resolve())
+            except ValueError:
+                raise UpstreamArtifactError(
+                    f"task '{task}' returned output '{name}' outside its output dir: {path}",
+                    hint="write outputs with ctx.output_path(...)",
+                ) from None
+            if not path.exists():
+                raise UpstreamArtifactError(f"task '{task}' returned output '{name}' = {path}, "
+                                            "but no such file was written")
+            records[name] = ArtifactRecord(
+                name, final / relative, sha256_file(path), path.stat().st_size
+            )
+        checkpoint = Checkpoint(task, run_id, records, metrics, metadata)
+        write_json_atomic(staging / RESULT_FILE, checkpoint.to_json(self.root))
+        # Replace an earlier attempt's directory of the same run in two renames, so at every
+        # moment either the old or the new complete directory is in place.
+        if final.exists():
+            retired = final.with_name(f".{task}-retired-{uuid.uuid4().hex[:8]}")
+            os.replace(final, retired)
+            os.replace(staging, final)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging, final)
+        write_json_atomic(self.root / "latest" / f"{task}.json", checkpoint.to_json(self.root))
+        return checkpoint
+
+    def discard(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def find_checkpoint(self, task: str, run_id: str | None = None) -> Checkpoint | None:
+        """This run's checkpoint of ``task`` if it has one, else the latest successful one."""
+        candidates = []
+        if run_id is not None:
+            candidates.append(self.task_dir(run_id, task) / RESULT_FILE)
+        candidates.append(self.root / "latest" / f"{task}.json")
+        for candidate in candidates:
+            if candidate.exists():
+                return Checkpoint.from_json(json.loads(candidate.read_text()), self.root)
+        return None
+
+    def load_upstream(self, task: str, run_id: str | None) -> Checkpoint:
+        checkpoint = self.find_checkpoint(task, run_id)
+        if checkpoint is None:
+            raise UpstreamArtifactError(
+                f"upstream task '{task}' has no checkpoint under {self.root}",
+                hint=f"materialize '{task}' first (or run the whole job)",
+            )
+        checkpoint.verify()
+        return checkpoint
