@@ -27,7 +27,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     config = _load(args.file)
     graph = TaskDependencyGraph(config)
     runnable = graph.get_execution_order()
-    print(f"{config.path.name}: valid ({len(config.settings.tasks)} tasks, {len(runnable)} will run)")
+    print(
+        f"{config.path.name}: valid ({len(config.settings.tasks)} tasks, {len(runnable)} will run)"
+    )
     return EXIT_OK
 
 
@@ -93,8 +95,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     skipped = TaskDependencyGraph(config).get_skipped_tasks()
     not_runnable = [s for s in selection or [] if s in skipped]
     if not_runnable:
-        print(f"cannot select skipped task(s): {', '.join(f'{t} ({skipped[t]})' for t in not_runnable)}",
-              file=sys.stderr)
+        print(
+            f"cannot select skipped task(s): {', '.join(f'{t} ({skipped[t]})' for t in not_runnable)}",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     print(f"running {config.name} from {config.path}", flush=True)
     report = run_pipeline(config, selection, progress=lambda line: print(line, flush=True))
@@ -127,7 +131,10 @@ def cmd_task(args: argparse.Namespace) -> int:
 
     config = _load(args.file)
     if args.name not in config.settings.tasks:
-        print(f"unknown task '{args.name}' (known: {', '.join(config.settings.tasks)})", file=sys.stderr)
+        print(
+            f"unknown task '{args.name}' (known: {', '.join(config.settings.tasks)})",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     try:
         if args.input:
@@ -174,7 +181,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _add_file(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", nargs="?", help="config file (default: $PIPELINE_CONFIG or ./pipeline_config.yaml)")
+    parser.add_argument(
+        "file", nargs="?", help="config file (default: $PIPELINE_CONFIG or ./pipeline_config.yaml)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,12 +203,21 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("validate", "plan", "run"):
         _add_file(parsers[name])
     parsers["plan"].add_argument("--json", action="store_true", help="machine-readable plan")
-    parsers["run"].add_argument("--select", nargs="+", metavar="TASK", help="materialize only these tasks")
+    parsers["run"].add_argument(
+        "--select", nargs="+", metavar="TASK", help="materialize only these tasks"
+    )
     parsers["task"].add_argument("name", help="task name from the config")
     parsers["task"].add_argument("--config", dest="file", help="config file")
-    parsers["task"].add_argument("--input", action="append", default=[], metavar="NAME=PATH",
-                                 help="use this file as input artifact NAME instead of the checkpoints")
-    parsers["task"].add_argument("--output", metavar="DIR", help="write outputs under DIR instead of storage")
+    parsers["task"].add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="use this file as input artifact NAME instead of the checkpoints",
+    )
+    parsers["task"].add_argument(
+        "--output", metavar="DIR", help="write outputs under DIR instead of storage"
+    )
     parsers["schema"].add_argument("--output", metavar="FILE", help="write the schema to FILE")
     return parser
 

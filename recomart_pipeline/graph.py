@@ -35,7 +35,7 @@ def find_cycle(dependencies: Mapping[str, Sequence[str]]) -> list[str] | None:
             if child not in dependencies:
                 continue
             if state.get(child) == 1:
-                return [*path[path.index(child):], child]
+                return [*path[path.index(child) :], child]
             if not state.get(child):
                 state[child] = 1
                 path.append(child)
@@ -126,7 +126,9 @@ class TaskDependencyGraph:
 
     def get_skipped_tasks(self) -> dict[str, str]:
         """Tasks that will not run, with the reason."""
-        return {name: self._skip_reasons[name] for name in self._order if name in self._skip_reasons}
+        return {
+            name: self._skip_reasons[name] for name in self._order if name in self._skip_reasons
+        }
 
     def get_task_info(self, name: str) -> dict[str, Any]:
         if name not in self._deps:

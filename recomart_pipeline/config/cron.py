@@ -6,7 +6,9 @@ reported at load time with the field that is wrong, not when the daemon first ti
 
 from __future__ import annotations
 
-ALIASES = frozenset({"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"})
+ALIASES = frozenset(
+    {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"}
+)
 _MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
 _DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
 # (name, low, high, names mapped to numbers)

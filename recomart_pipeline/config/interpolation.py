@@ -31,7 +31,9 @@ def interpolate(
     issues = [] if issues is None else issues
     used = set() if used is None else used
     if isinstance(data, dict):
-        out = {k: interpolate(v, source_map, env, (*path, k), issues, used)[0] for k, v in data.items()}
+        out = {
+            k: interpolate(v, source_map, env, (*path, k), issues, used)[0] for k, v in data.items()
+        }
         return out, issues, used
     if isinstance(data, list):
         out_list = [

@@ -59,6 +59,10 @@ class PipelineConfig:
         self.source_map = source_map
         data, issues, _ = interpolate(raw, source_map, environ)
         raw_tasks = data.get("tasks") if isinstance(data.get("tasks"), dict) else {}
+        # ``training:`` with nothing under it means "a task with all defaults".
+        raw_tasks = {name: {} if task is None else task for name, task in raw_tasks.items()}
+        if isinstance(data.get("tasks"), dict):
+            data["tasks"] = raw_tasks
         settings: PipelineSettings | None = None
         try:
             settings = PipelineSettings.model_validate(data)
@@ -116,7 +120,9 @@ class PipelineConfig:
             try:
                 self.task_configs[name] = definition.config_model.model_validate(task_config)
             except ValidationError as exc:
-                issues.extend(translate(exc, definition.config_model, source_map, (*path, "config")))
+                issues.extend(
+                    translate(exc, definition.config_model, source_map, (*path, "config"))
+                )
         return issues
 
     def _check_paths(self, source_map: SourceMap) -> list[ConfigIssue]:
@@ -147,7 +153,11 @@ class PipelineConfig:
     def _collect_secrets(self) -> set[str]:
         """Values of every secret-typed field (settings and task configs), for redaction."""
         dumps: list[Any] = [self.settings.model_dump(mode="python")]
-        dumps += [c.model_dump(mode="python") for c in self.task_configs.values() if isinstance(c, BaseModel)]
+        dumps += [
+            c.model_dump(mode="python")
+            for c in self.task_configs.values()
+            if isinstance(c, BaseModel)
+        ]
         secrets: set[str] = set()
         while dumps:
             value = dumps.pop()

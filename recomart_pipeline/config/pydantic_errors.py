@@ -67,7 +67,9 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _message(error: dict[str, Any], model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, str | None]:
+def _message(
+    error: dict[str, Any], model: type[BaseModel], loc: tuple[Any, ...]
+) -> tuple[str, str | None]:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     value = error.get("input")
@@ -77,6 +79,17 @@ def _message(error: dict[str, Any], model: type[BaseModel], loc: tuple[Any, ...]
         hint = did_you_mean(key, allowed)
         known = f"allowed keys: {', '.join(sorted(allowed))}" if allowed else None
         return f"unknown key '{key}'", "; ".join(x for x in (hint, known) if x) or None
+    if loc and loc[-1] == "[key]":
+        return (
+            f"key {_shown(value)} is not a string",
+            "YAML reads unquoted yes/no/on/off/true/false as booleans and bare digits as "
+            f'numbers; quote the key: "{str(value).lower()}"',
+        )
+    if kind == "string_type" and isinstance(value, bool):
+        return (
+            f"expected a string (got {value!r}: YAML read an unquoted yes/no/on/off as a boolean)",
+            "put the value in quotes",
+        )
     if kind == "missing":
         return "required key is missing", None
     bounds = {
@@ -99,7 +112,10 @@ def _message(error: dict[str, Any], model: type[BaseModel], loc: tuple[Any, ...]
             "use letters, digits and underscores, starting with a letter or underscore",
         )
     if kind in _TYPE_NAMES:
-        return f"expected {_TYPE_NAMES[kind]} (got {_shown(value)} of type {type(value).__name__})", None
+        return (
+            f"expected {_TYPE_NAMES[kind]} (got {_shown(value)} of type {type(value).__name__})",
+            None,
+        )
     message = str(error.get("msg", "invalid value"))
     message = message.removeprefix("Value error, ")
     return message, None
@@ -112,5 +128,7 @@ def translate(
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
         message, hint = _message(error, model, loc)
-        issues.append(source_map.issue(message, (*prefix, *loc), hint=hint))
+        # A dict-key error's loc ends in (key, "[key]"); report it at the key itself.
+        path = loc[:-1] if loc and loc[-1] == "[key]" else loc
+        issues.append(source_map.issue(message, (*prefix, *path), hint=hint))
     return issues

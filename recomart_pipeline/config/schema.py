@@ -79,7 +79,10 @@ class TaskSettings(Section):
         None, ge=0, description="Retries after a failed attempt; null = execution.max_retries."
     )
     retry_delay: float = Field(
-        1.0, ge=0, description="Seconds before the first retry (grows with retry_policy)."
+        2.0,
+        ge=0,
+        description="Seconds before the first retry; retry n waits "
+        "min(max_backoff, retry_delay × backoff_base^(n-1)).",
     )
     builtin: str | None = Field(
         None, description="Built-in task implementing this entry; defaults to the task's name."
@@ -136,7 +139,9 @@ class SchedulingSection(Section):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone '{value}' (use an IANA name such as Europe/Berlin)") from None
+            raise ValueError(
+                f"unknown time zone '{value}' (use an IANA name such as Europe/Berlin)"
+            ) from None
         return value
 
 
@@ -256,6 +261,14 @@ class PipelineSettings(Section):
     monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
     retry_policy: RetryPolicySection = Field(default_factory=RetryPolicySection)
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections_mean_defaults(cls, data: Any) -> Any:
+        """``logging:`` with nothing under it is YAML null; treat it as "all defaults"."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k == "tasks"}
+        return data
 
     @field_validator("tasks")
     @classmethod

@@ -103,7 +103,9 @@ class _Composer:
                 seen[key] = line
                 self.source_map.positions[child] = _mark_position(self.file, key_node.start_mark)
                 self.walk(value_node, child)
-                self.source_map.positions.setdefault(child, _mark_position(self.file, key_node.start_mark))
+                self.source_map.positions.setdefault(
+                    child, _mark_position(self.file, key_node.start_mark)
+                )
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
                 self.walk(item, (*path, index))
@@ -115,8 +117,13 @@ def load_yaml_file(path: Path) -> tuple[Any, SourceMap]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            [ConfigIssue(f"config file not found: {path}", file=path,
-                         hint="pass the path of an existing file or set PIPELINE_CONFIG")]
+            [
+                ConfigIssue(
+                    f"config file not found: {path}",
+                    file=path,
+                    hint="pass the path of an existing file or set PIPELINE_CONFIG",
+                )
+            ]
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue(f"cannot read config file: {exc}", file=path)]) from None

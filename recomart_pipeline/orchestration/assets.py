@@ -1,6 +1,5 @@
 """One Dagster asset per task that will run, with its checks, retries and metadata."""
 
-
 from typing import Any
 
 from dagster import (
@@ -41,8 +40,12 @@ def materialization_metadata(outcome: TaskOutcome) -> dict[str, Any]:
     """Paths, hashes, metrics and duration, so the UI can plot them over runs."""
     metadata: dict[str, Any] = {
         "duration_s": MetadataValue.float(round(outcome.duration_s, 4)),
-        "run_dir": MetadataValue.path(str(outcome.checkpoint.artifacts and next(
-            iter(outcome.checkpoint.artifacts.values())).path.parent)),
+        "run_dir": MetadataValue.path(
+            str(
+                outcome.checkpoint.artifacts
+                and next(iter(outcome.checkpoint.artifacts.values())).path.parent
+            )
+        ),
     }
     for name, record in outcome.checkpoint.artifacts.items():
         metadata[f"output/{name}"] = MetadataValue.path(str(record.path))
@@ -60,7 +63,9 @@ def _check_results(outcome: TaskOutcome, task: str) -> list[AssetCheckResult]:
             asset_key=AssetKey(task),
             check_name=check.name,
             passed=check.passed,
-            severity=AssetCheckSeverity.ERROR if check.severity == "ERROR" else AssetCheckSeverity.WARN,
+            severity=AssetCheckSeverity.ERROR
+            if check.severity == "ERROR"
+            else AssetCheckSeverity.WARN,
             description=check.description or None,
             metadata={k: _metadata_value(k, v) for k, v in check.metadata.items()},
         )
@@ -81,8 +86,10 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
         )
         for spec in definition.checks(config.task_configs[task])
     ]
-    owners = [f"team:{task_settings.owner}"] if task_settings.owner and "@" not in task_settings.owner else (
-        [task_settings.owner] if task_settings.owner else None
+    owners = (
+        [f"team:{task_settings.owner}"]
+        if task_settings.owner and "@" not in task_settings.owner
+        else ([task_settings.owner] if task_settings.owner else None)
     )
 
     @asset(
@@ -107,7 +114,7 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
             outcome = run_task(
                 config,
                 task,
-                context.run_id,
+                context.run.run_id,
                 attempt=attempt,
                 forward=lambda level, message: context.log.log(level, message),
                 partition_key=context.partition_key if context.has_partition_key else None,

@@ -164,7 +164,9 @@ def _task_rows(
 ) -> list[TaskRow]:
     stats = {s.step_key: s for s in instance.get_run_step_stats(run_id)}
     failures: dict[str, str] = {}
-    for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records:
+    for record in instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.STEP_FAILURE
+    ).records:
         event = record.event_log_entry.dagster_event
         if event and event.step_key:
             error = event.event_specific_data.error

@@ -9,6 +9,7 @@ forkserver, capped by ``resources.max_cpu_cores``.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
 
@@ -17,15 +18,17 @@ from recomart_pipeline.config import PipelineConfig
 PRELOAD_MODULES = ["recomart_pipeline.orchestration.assets", "pandas", "numpy", "pyarrow"]
 
 
+def parallel_executor_config(config: PipelineConfig) -> dict[str, Any]:
+    max_concurrent = config.settings.resources.max_cpu_cores or os.cpu_count() or 1
+    return {
+        "max_concurrent": max_concurrent,
+        "start_method": {"forkserver": {"preload_modules": PRELOAD_MODULES}},
+    }
+
+
 def executor_for(config: PipelineConfig) -> ExecutorDefinition:
-    settings = config.settings
-    if settings.execution.mode == "sequential":
+    if config.settings.execution.mode == "sequential":
         return in_process_executor
-    max_concurrent = settings.resources.max_cpu_cores or os.cpu_count() or 1
     return multiprocess_executor.configured(
-        {
-            "max_concurrent": max_concurrent,
-            "start_method": {"forkserver": {"preload_modules": PRELOAD_MODULES}},
-        },
-        name="parallel_executor",
+        parallel_executor_config(config), name="parallel_executor"
     )

@@ -1,6 +1,5 @@
 """Build Dagster Definitions from a PipelineConfig."""
 
-
 from dagster import (
     AssetSelection,
     Definitions,

@@ -184,8 +184,9 @@ class ArtifactStore:
                     hint="write outputs with ctx.output_path(...)",
                 ) from None
             if not path.exists():
-                raise UpstreamArtifactError(f"task '{task}' returned output '{name}' = {path}, "
-                                            "but no such file was written")
+                raise UpstreamArtifactError(
+                    f"task '{task}' returned output '{name}' = {path}, but no such file was written"
+                )
             records[name] = ArtifactRecord(
                 name, final / relative, sha256_file(path), path.stat().st_size
             )

@@ -91,9 +91,7 @@ def resolve_builtin(name: str) -> TaskDefinition:
 def resolve_callable(reference: str) -> TaskDefinition:
     module_name, sep, attr = reference.partition(":")
     if not sep or not module_name or not attr:
-        raise TaskLookupError(
-            f"callable {reference!r} must look like 'package.module:function'"
-        )
+        raise TaskLookupError(f"callable {reference!r} must look like 'package.module:function'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -104,9 +104,13 @@ def run_task(
     ) as logger:
         staging: Path | None = None
         try:
-            inputs = upstream if upstream is not None else {
-                dep: store.load_upstream(dep, run_id) for dep in settings.tasks[task].depends_on
-            }
+            inputs = (
+                upstream
+                if upstream is not None
+                else {
+                    dep: store.load_upstream(dep, run_id) for dep in settings.tasks[task].depends_on
+                }
+            )
             staging = store.new_staging_dir(run_id, task)
             task_config = config.task_configs[task]
             ctx = TaskContext(
@@ -128,8 +132,13 @@ def run_task(
             }
             logger.info(
                 "task started",
-                extra={"fields": {"status": "RUNNING", "input_paths": input_paths,
-                                  "config": _dump(task_config)}},
+                extra={
+                    "fields": {
+                        "status": "RUNNING",
+                        "input_paths": input_paths,
+                        "config": _dump(task_config),
+                    }
+                },
             )
             result = _normalise(task, config.task_definitions[task].run(ctx))
             _complete_checks(config, task, result)
@@ -143,23 +152,32 @@ def run_task(
             logger.error(
                 f"task failed: {exc}",
                 exc_info=not isinstance(exc, TaskError),
-                extra={"fields": {"status": "FAILURE", "error_class": error_class,
-                                  "duration_s": round(duration, 4)}},
+                extra={
+                    "fields": {
+                        "status": "FAILURE",
+                        "error_class": error_class,
+                        "duration_s": round(duration, 4),
+                    }
+                },
             )
-            raise TaskFailure(task, error_class, config.redact(str(exc)), attempt, duration) from exc
+            raise TaskFailure(
+                task, error_class, config.redact(str(exc)), attempt, duration
+            ) from exc
         finally:
             if staging is not None:
                 store.discard(staging)
         duration = time.monotonic() - started
         logger.info(
             "task succeeded",
-            extra={"fields": {
-                "status": "SUCCESS",
-                "duration_s": round(duration, 4),
-                "output_paths": {n: str(r.path) for n, r in checkpoint.artifacts.items()},
-                "metrics": result.metrics,
-                "checks": {c.name: c.passed for c in result.checks},
-            }},
+            extra={
+                "fields": {
+                    "status": "SUCCESS",
+                    "duration_s": round(duration, 4),
+                    "output_paths": {n: str(r.path) for n, r in checkpoint.artifacts.items()},
+                    "metrics": result.metrics,
+                    "checks": {c.name: c.passed for c in result.checks},
+                }
+            },
         )
         return TaskOutcome(task, checkpoint, result, duration, input_paths)
 

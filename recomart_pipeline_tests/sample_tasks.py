@@ -1,0 +1,82 @@
+"""Small, real task functions used by the foundation's tests (the ``callable:`` path)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from recomart_pipeline.runtime import (
+    CheckOutcome,
+    CheckSpec,
+    TaskContext,
+    TaskResult,
+    pipeline_task,
+)
+from recomart_pipeline.runtime.errors import SchemaError
+
+
+class NumbersConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(5, ge=0)
+    minimum_sum: int = 0
+
+
+def _numbers_checks(config: NumbersConfig) -> list[CheckSpec]:
+    return [CheckSpec("sum_large_enough", "sum of numbers >= minimum_sum", "ERROR")]
+
+
+@pipeline_task(config=NumbersConfig, checks=_numbers_checks)
+def make_numbers(ctx: TaskContext) -> TaskResult:
+    """Writes 0..count-1 as JSON."""
+    numbers = list(range(ctx.config.count))
+    path = ctx.output_path("numbers.json")
+    path.write_text(json.dumps(numbers))
+    ctx.logger.info("wrote numbers", extra={"fields": {"rows": len(numbers)}})
+    total = sum(numbers)
+    return TaskResult(
+        outputs={"numbers": path},
+        metrics={"rows": len(numbers), "sum": total},
+        checks=[CheckOutcome("sum_large_enough", total >= ctx.config.minimum_sum, "ERROR")],
+    )
+
+
+def square(ctx: TaskContext) -> TaskResult:
+    """Squares the numbers of its dependency."""
+    numbers = json.loads(ctx.find_input("numbers").read_text())
+    path = ctx.output_path("squares.json")
+    path.write_text(json.dumps([n * n for n in numbers]))
+    return TaskResult(outputs={"squares": path}, metrics={"rows": len(numbers)})
+
+
+def total(ctx: TaskContext) -> dict:
+    """Sums every list it receives (returns a plain dict, which is allowed)."""
+    values = []
+    for checkpoint in ctx.upstream.values():
+        for record in checkpoint.artifacts.values():
+            values.extend(json.loads(record.path.read_text()))
+    path = ctx.output_path("total.json")
+    path.write_text(json.dumps(sum(values)))
+    return {"outputs": {"total": path}, "metrics": {"total": sum(values)}}
+
+
+def flaky(ctx: TaskContext) -> TaskResult:
+    """Fails with a connection error until its third attempt."""
+    if ctx.attempt < 3:
+        raise ConnectionError(f"source unreachable on attempt {ctx.attempt}")
+    path = ctx.output_path("attempt.txt")
+    path.write_text(str(ctx.attempt))
+    return TaskResult(outputs={"attempt": path}, metrics={"attempt": ctx.attempt})
+
+
+def bad_schema(ctx: TaskContext) -> None:
+    """Always fails with a non-retryable schema error."""
+    raise SchemaError("column 'rating' missing", hint="map it with column_mapping")
+
+
+def leaks_secret(ctx: TaskContext) -> None:
+    """Logs and fails with the value of a secret from the environment."""
+    secret = os.environ["SAMPLE_SECRET"]
+    ctx.logger.info(f"connecting with {secret}")
+    raise ConnectionError(f"login refused for {secret}")
