@@ -1,0 +1,156 @@
+"""Real ``dagster`` and project CLI processes against a throwaway project and Dagster home."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus
+
+from recomart_pipeline_tests.conftest import REPO_ROOT, SAMPLE
+
+pytestmark = pytest.mark.slow
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+
+
+def _env(project: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
+    env["DAGSTER_HOME"] = str(project / "dagster_home")
+    env["PIPELINE_CONFIG"] = str(project / "pipeline_config.yaml")
+    (project / "dagster_home").mkdir(exist_ok=True)
+    return env
+
+
+def _run(args: list[str], project: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args, cwd=project, env=_env(project), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _latest_run_status(project: Path) -> DagsterRunStatus:
+    with DagsterInstance.from_config(str(project / "dagster_home")) as instance:
+        runs = instance.get_runs(limit=1)
+        assert runs, "no run recorded in the Dagster home"
+        return runs[0].status
+
+
+def test_definitions_validate_accepts_good_and_rejects_bad_config(sample_project):
+    project = sample_project.parent
+    good = _run(
+        [DAGSTER, "definitions", "validate", "-m", "recomart_pipeline.definitions"], project
+    )
+    assert good.returncode == 0, good.stderr
+    sample_project.write_text(sample_project.read_text().replace("[numbers]", "[numbrs]", 1))
+    bad = _run([DAGSTER, "definitions", "validate", "-m", "recomart_pipeline.definitions"], project)
+    assert bad.returncode != 0
+    assert "depends on unknown task 'numbrs'" in bad.stdout + bad.stderr
+
+
+def test_dagster_job_execute_runs_the_whole_job(sample_project):
+    project = sample_project.parent
+    done = _run(
+        [
+            DAGSTER,
+            "job",
+            "execute",
+            "-m",
+            "recomart_pipeline.definitions",
+            "-j",
+            "automated_pipeline_job",
+        ],
+        project,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    latest = json.loads((project / "storage" / "latest" / "total.json").read_text())
+    assert latest["metrics"] == {"total": 28}
+    assert _latest_run_status(project) == DagsterRunStatus.SUCCESS
+
+
+def test_dagster_asset_materialize_one_task(sample_project):
+    project = sample_project.parent
+    first = _run(
+        [
+            DAGSTER,
+            "asset",
+            "materialize",
+            "-m",
+            "recomart_pipeline.definitions",
+            "--select",
+            "numbers",
+        ],
+        project,
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = _run(
+        [
+            DAGSTER,
+            "asset",
+            "materialize",
+            "-m",
+            "recomart_pipeline.definitions",
+            "--select",
+            "square",
+        ],
+        project,
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    squares = json.loads((project / "storage" / "latest" / "square.json").read_text())["artifacts"][
+        "squares"
+    ]["path"]
+    assert json.loads((project / "storage" / squares).read_text()) == [0, 1, 4, 9]
+
+
+def test_project_cli_run_prints_progress_and_a_table(sample_project):
+    project = sample_project.parent
+    done = _run([sys.executable, "-m", "recomart_pipeline", "run"], project)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "numbers        started" in done.stdout
+    assert "check sum_large_enough: passed" in done.stdout
+    table = done.stdout[done.stdout.index("task ") :]
+    for task in ("numbers", "square", "square_again", "total"):
+        assert any(line.startswith(task) and "SUCCESS" in line for line in table.splitlines())
+    assert _latest_run_status(project) == DagsterRunStatus.SUCCESS
+
+
+def test_project_cli_parallel_mode_and_failure_exit_code(write_config):
+    path = write_config(
+        f"""
+        execution: {{mode: parallel}}
+        resources: {{max_cpu_cores: 2}}
+        tasks:
+          numbers: {{callable: "{SAMPLE}:make_numbers"}}
+          square: {{callable: "{SAMPLE}:square", depends_on: [numbers]}}
+          bad: {{callable: "{SAMPLE}:bad_schema"}}
+          after_bad: {{callable: "{SAMPLE}:square", depends_on: [bad]}}
+        """
+    )
+    done = _run([sys.executable, "-m", "recomart_pipeline", "run"], path.parent)
+    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+    rows = {
+        line.split()[0]: line
+        for line in done.stdout[done.stdout.index("task ") :].splitlines()[1:-1]
+    }
+    assert "SUCCESS" in rows["square"]
+    assert "FAILURE" in rows["bad"] and "schema_error" in rows["bad"]
+    assert "SUCCESS" not in rows["after_bad"]
+
+
+def test_project_cli_validate_and_plan(sample_project):
+    project = sample_project.parent
+    plan = _run([sys.executable, "-m", "recomart_pipeline", "plan", "--json"], project)
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["parallel_groups"] == [
+        ["numbers"],
+        ["square", "square_again"],
+        ["total"],
+    ]
+    sample_project.write_text(sample_project.read_text() + "  broken:\n    retry_count: -1\n")
+    bad = _run([sys.executable, "-m", "recomart_pipeline", "validate"], project)
+    assert bad.returncode == 2
+    assert "tasks.broken.retry_count: must be ≥ 0 (got -1)" in bad.stderr
+    assert "Traceback" not in bad.stderr
