@@ -180,6 +180,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from recomart_pipeline.config.reference import render_reference
+
+    print(render_reference())
+    return EXIT_OK
+
+
 def _add_file(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "file", nargs="?", help="config file (default: $PIPELINE_CONFIG or ./pipeline_config.yaml)"
@@ -195,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "materialize the pipeline through Dagster (persistent local home)", cmd_run),
         ("task", "run one task outside Dagster, for debugging", cmd_task),
         ("schema", "print the JSON Schema of pipeline_config.yaml", cmd_schema),
+        (
+            "config-reference",
+            "print the README's config reference (Markdown)",
+            cmd_config_reference,
+        ),
     ]
     parsers = {}
     for name, help_text, handler in commands:

@@ -1,0 +1,134 @@
+"""``dagster dev`` as users run it: assets grouped under the pipeline, the job, Materialize.
+
+The web UI's GraphQL API is what the UI's buttons call, so launching through it is the
+"Materialize" click (runs are queued and started by the daemon ``dagster dev`` runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from recomart_pipeline_tests.e2e.test_dagster_cli import _env
+
+pytestmark = pytest.mark.slow
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+
+ASSETS_QUERY = """
+{ assetNodes { assetKey { path } groupName dependencyKeys { path } } }
+"""
+JOBS_QUERY = """
+{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name }
+  jobs { name } } } } }
+"""
+LAUNCH = """
+mutation($params: ExecutionParams!) { launchPipelineExecution(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } }
+  ... on PythonError { message } ... on InvalidSubsetError { message } } }
+"""
+RUN_STATUS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", body, {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        payload = json.loads(response.read())
+    assert "errors" not in payload, payload
+    return payload["data"]
+
+
+def _wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)  # polling interval, not a synchronisation stand-in: we re-check state
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _server_up(port: int, process: subprocess.Popen) -> bool:
+    assert process.poll() is None, f"dagster dev exited with {process.returncode}"
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_webserver_lists_assets_and_materializes(sample_project):
+    project = sample_project.parent
+    port = _free_port()
+    process = subprocess.Popen(
+        [DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(_workspace(project))],
+        cwd=project,
+        env=_env(project),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_until(lambda: _server_up(port, process), 120, "the webserver")
+        nodes = _graphql(port, ASSETS_QUERY)["assetNodes"]
+        groups = {n["assetKey"]["path"][0]: n["groupName"] for n in nodes}
+        assert groups == dict.fromkeys(["numbers", "square", "square_again", "total"], "sample")
+        deps = {
+            n["assetKey"]["path"][0]: sorted(d["path"][0] for d in n["dependencyKeys"])
+            for n in nodes
+        }
+        assert deps["total"] == ["square", "square_again"]
+        repo = _graphql(port, JOBS_QUERY)["repositoriesOrError"]["nodes"][0]
+        assert "automated_pipeline_job" in {j["name"] for j in repo["jobs"]}
+        params = {
+            "selector": {
+                "repositoryLocationName": repo["location"]["name"],
+                "repositoryName": repo["name"],
+                "pipelineName": "automated_pipeline_job",
+            },
+            "mode": "default",
+        }
+        launched = _graphql(port, LAUNCH, {"params": params})["launchPipelineExecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+
+        def finished() -> bool:
+            status = _graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+            return status in ("SUCCESS", "FAILURE", "CANCELED")
+
+        _wait_until(finished, 180, "the launched run")
+        assert _graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"] == "SUCCESS"
+        assert (project / "storage" / "latest" / "total.json").exists()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _workspace(project: Path) -> Path:
+    """A workspace.yaml like the project's, in the throwaway project."""
+    workspace = project / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_module:\n      module_name: recomart_pipeline.definitions\n"
+        "      working_directory: .\n"
+    )
+    return workspace
