@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -80,3 +82,30 @@ def leaks_secret(ctx: TaskContext) -> None:
     secret = os.environ["SAMPLE_SECRET"]
     ctx.logger.info(f"connecting with {secret}")
     raise ConnectionError(f"login refused for {secret}")
+
+
+class SleepConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = 60
+    ignore_sigterm: bool = False
+
+
+@pipeline_task(config=SleepConfig)
+def hang(ctx: TaskContext) -> None:
+    """Blocks far longer than its timeout, optionally deaf to SIGTERM."""
+    if ctx.config.ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ctx.logger.info("about to hang")
+    time.sleep(ctx.config.seconds)
+
+
+def hog_memory(ctx: TaskContext) -> None:
+    """Allocates ~2 GiB at once."""
+    block = bytearray(2 * 1024**3)
+    ctx.logger.info(f"allocated {len(block)} bytes")
+
+
+def crash(ctx: TaskContext) -> None:
+    """Writes half an output, then is killed (as by the OOM killer or an operator)."""
+    ctx.output_path("numbers.json").write_text("[1, 2")
+    os.kill(os.getpid(), signal.SIGKILL)

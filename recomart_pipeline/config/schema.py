@@ -213,7 +213,13 @@ class RetryPolicySection(Section):
         0.1, ge=0, le=1, description="Random ± fraction added to each wait (0 = none)."
     )
     retry_on_errors: list[ErrorClass] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: ["timeout", "connection_error", "memory_error", "unexpected_error"],
+        default_factory=lambda: [
+            "timeout",
+            "connection_error",
+            "memory_error",
+            "crashed",
+            "unexpected_error",
+        ],
         description="Error classes that are retried.",
     )
     no_retry_on: list[ErrorClass] = Field(  # type: ignore[valid-type]

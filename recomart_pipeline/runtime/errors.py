@@ -62,6 +62,12 @@ class QualityGateError(TaskError):
     error_class = "quality_gate_failed"
 
 
+class TaskCrashedError(TaskError):
+    """The task's process died without reporting (killed by a signal, segfault, OOM killer)."""
+
+    error_class = "crashed"
+
+
 ERROR_CLASSES: tuple[str, ...] = (
     "timeout",
     "connection_error",
@@ -72,6 +78,7 @@ ERROR_CLASSES: tuple[str, ...] = (
     "upstream_artifact_error",
     "disk_full",
     "quality_gate_failed",
+    "crashed",
     "task_error",
     "unexpected_error",
 )

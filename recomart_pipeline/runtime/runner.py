@@ -7,6 +7,7 @@ plug into.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
 from recomart_pipeline.runtime.context import CheckOutcome, TaskContext, TaskResult
 from recomart_pipeline.runtime.errors import TaskError, classify_exception
+from recomart_pipeline.runtime.isolation import Limits, run_isolated
 from recomart_pipeline.runtime.task_logging import Forward, task_logger
 
 if TYPE_CHECKING:
@@ -74,6 +76,53 @@ def _complete_checks(config: PipelineConfig, task: str, result: TaskResult) -> N
             )
 
 
+@dataclass(frozen=True)
+class AttemptRequest:
+    """Everything one attempt needs besides the config; picklable for a child process."""
+
+    task: str
+    run_id: str
+    attempt: int
+    partition_key: str | None
+    upstream: dict[str, Checkpoint]
+    staging: Path
+    storage_root: Path
+    previous: Checkpoint | None
+
+
+def execute_attempt(
+    config: PipelineConfig, request: AttemptRequest, logger: logging.Logger
+) -> TaskResult:
+    """Call the task function (in this process or a child) and complete its checks."""
+    task = request.task
+    ctx = TaskContext(
+        task_name=task,
+        run_id=request.run_id,
+        config=config.task_configs[task],
+        upstream=request.upstream,
+        output_dir=request.staging,
+        project_root=config.project_root,
+        storage_root=request.storage_root,
+        logger=logger,
+        attempt=request.attempt,
+        partition_key=request.partition_key,
+        pipeline_name=config.name,
+        previous=request.previous,
+    )
+    result = _normalise(task, config.task_definitions[task].run(ctx))
+    _complete_checks(config, task, result)
+    return result
+
+
+def limits_for(config: PipelineConfig, task: str) -> Limits:
+    settings = config.settings
+    memory_gb = settings.resources.max_memory_gb
+    return Limits(
+        timeout_seconds=settings.tasks[task].timeout_seconds,
+        memory_bytes=int(memory_gb * 1024**3) if memory_gb else None,
+    )
+
+
 def run_task(
     config: PipelineConfig,
     task: str,
@@ -85,7 +134,11 @@ def run_task(
     upstream: dict[str, Checkpoint] | None = None,
     store: ArtifactStore | None = None,
 ) -> TaskOutcome:
-    """Execute one attempt of ``task``; raise TaskFailure (classified) if it fails."""
+    """Execute one attempt of ``task``; raise TaskFailure (classified) if it fails.
+
+    With a timeout or memory limit configured the task function runs in a child process
+    (runtime.isolation); otherwise in this process, which is cheaper for small tasks.
+    """
     settings = config.settings
     store = store or ArtifactStore(config.storage_root)
     started = time.monotonic()
@@ -103,6 +156,7 @@ def run_task(
         project_root=config.project_root,
     ) as logger:
         staging: Path | None = None
+        input_paths: dict[str, list[str]] = {}
         try:
             inputs = (
                 upstream
@@ -111,37 +165,36 @@ def run_task(
                     dep: store.load_upstream(dep, run_id) for dep in settings.tasks[task].depends_on
                 }
             )
-            staging = store.new_staging_dir(run_id, task)
-            task_config = config.task_configs[task]
-            ctx = TaskContext(
-                task_name=task,
-                run_id=run_id,
-                config=task_config,
-                upstream=inputs,
-                output_dir=staging,
-                project_root=config.project_root,
-                storage_root=store.root,
-                logger=logger,
-                attempt=attempt,
-                partition_key=partition_key,
-                pipeline_name=config.name,
-                previous=store.find_checkpoint(task),
-            )
             input_paths = {
                 dep: [str(r.path) for r in cp.artifacts.values()] for dep, cp in inputs.items()
             }
+            staging = store.new_staging_dir(run_id, task)
+            request = AttemptRequest(
+                task,
+                run_id,
+                attempt,
+                partition_key,
+                inputs,
+                staging,
+                store.root,
+                store.find_checkpoint(task),
+            )
+            limits = limits_for(config, task)
             logger.info(
                 "task started",
                 extra={
                     "fields": {
                         "status": "RUNNING",
                         "input_paths": input_paths,
-                        "config": _dump(task_config),
+                        "config": _dump(config.task_configs[task]),
+                        "isolated": limits.isolated,
                     }
                 },
             )
-            result = _normalise(task, config.task_definitions[task].run(ctx))
-            _complete_checks(config, task, result)
+            if limits.isolated:
+                result = run_isolated(config, request, limits, logger)
+            else:
+                result = execute_attempt(config, request, logger)
             checkpoint = store.publish(
                 run_id, task, staging, result.outputs, result.metrics, result.metadata
             )
@@ -154,7 +207,7 @@ def run_task(
                 exc_info=not isinstance(exc, TaskError),
                 extra={
                     "fields": {
-                        "status": "FAILURE",
+                        "status": "TIMEOUT" if error_class == "timeout" else "FAILURE",
                         "error_class": error_class,
                         "duration_s": round(duration, 4),
                     }

@@ -1,0 +1,173 @@
+"""Run a task attempt in a child process with a hard time limit and a memory limit.
+
+Python cannot interrupt a thread stuck in C code or one that ignores signals, so a real
+timeout needs a process: at the deadline the child gets SIGTERM, then SIGKILL after a short
+grace period. The memory limit is ``RLIMIT_AS`` in the child, so exceeding it raises
+MemoryError there (a ``memory_error``) instead of taking the machine down. Log records and
+the result travel back over a multiprocessing queue; the parent writes and forwards the logs.
+
+Children come from a forkserver: forking the (multi-threaded) Dagster process directly can
+deadlock, and spawning a fresh interpreter per task costs a second of imports.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import pickle
+import queue
+import resource
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from recomart_pipeline.runtime.errors import (
+    TaskCrashedError,
+    TaskError,
+    TaskTimeoutError,
+    classify_exception,
+)
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from recomart_pipeline.config import PipelineConfig
+    from recomart_pipeline.runtime.context import TaskResult
+    from recomart_pipeline.runtime.runner import AttemptRequest
+
+TERMINATE_GRACE_SECONDS = 3.0
+PRELOAD = ["recomart_pipeline.runtime.runner", "numpy", "pandas", "pyarrow.parquet"]
+_context: multiprocessing.context.ForkServerContext | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_seconds: float | None
+    memory_bytes: int | None
+
+    @property
+    def isolated(self) -> bool:
+        return self.timeout_seconds is not None or self.memory_bytes is not None
+
+
+class RemoteTaskError(TaskError):
+    """An error raised in the child, re-raised in the parent with its class preserved."""
+
+    def __init__(self, error_class: str, message: str, remote_traceback: str) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.remote_traceback = remote_traceback
+
+
+def _forkserver() -> multiprocessing.context.ForkServerContext:
+    global _context
+    if _context is None:
+        _context = multiprocessing.get_context("forkserver")
+        _context.set_forkserver_preload(PRELOAD)
+    return _context
+
+
+class _QueueLogHandler(logging.Handler):
+    def __init__(self, channel: Any) -> None:
+        super().__init__()
+        self.channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "fields", None)
+        self.channel.put(("log", record.levelno, record.getMessage(), fields))
+
+
+def _child_main(
+    payload: bytes, sys_path: list[str], memory_bytes: int | None, channel: Any
+) -> None:
+    """Entry point of the child: apply limits, run the attempt, report result or error."""
+    for entry in reversed(sys_path):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    if memory_bytes is not None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    from recomart_pipeline.runtime.runner import execute_attempt
+
+    try:
+        config, request = pickle.loads(payload)
+        logger = logging.getLogger(f"recomart.child.{request.task}")
+        logger.handlers = [_QueueLogHandler(channel)]
+        logger.setLevel(config.settings.logging.level)
+        logger.propagate = False
+        result = execute_attempt(config, request, logger)
+        channel.put(("result", pickle.dumps(result)))
+    except BaseException as exc:  # everything must reach the parent, classified
+        message = (
+            str(exc)
+            if not isinstance(exc, MemoryError)
+            else (
+                f"out of memory: the task exceeded resources.max_memory_gb ({memory_bytes} bytes)"
+            )
+        )
+        channel.put(("error", classify_exception(exc), message, traceback.format_exc()))
+
+
+def _stop(process: BaseProcess) -> None:
+    process.terminate()
+    process.join(TERMINATE_GRACE_SECONDS)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
+def run_isolated(
+    config: PipelineConfig, request: AttemptRequest, limits: Limits, logger: logging.Logger
+) -> TaskResult:
+    """Run ``request`` in a child; raise TaskTimeoutError, RemoteTaskError or TaskCrashedError."""
+    ctx = _forkserver()
+    channel = ctx.Queue()
+    payload = pickle.dumps((config, request))
+    process = ctx.Process(
+        target=_child_main,
+        args=(payload, [str(config.project_root), *sys.path], limits.memory_bytes, channel),
+        name=f"recomart-task-{request.task}",
+        daemon=True,
+    )
+    started = time.monotonic()
+    process.start()
+    deadline = started + limits.timeout_seconds if limits.timeout_seconds else None
+    try:
+        while True:
+            wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+            try:
+                message = channel.get(timeout=wait)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    _stop(process)
+                    raise TaskTimeoutError(
+                        f"task '{request.task}' exceeded its timeout of {limits.timeout_seconds:g}s "
+                        "and was stopped",
+                        hint=f"raise tasks.{request.task}.timeout_seconds or make the task faster",
+                    ) from None
+                if not process.is_alive() and channel.empty():
+                    process.join()
+                    raise TaskCrashedError(
+                        f"the process of task '{request.task}' died with exit code "
+                        f"{process.exitcode} before reporting a result",
+                        hint="a negative code is the signal that killed it (-9: SIGKILL, e.g. "
+                        "the kernel's out-of-memory killer)",
+                    ) from None
+                continue
+            kind = message[0]
+            if kind == "log":
+                _, level, text, fields = message
+                logger.log(level, text, extra={"fields": fields} if fields else None)
+            elif kind == "result":
+                process.join()
+                return pickle.loads(message[1])
+            else:
+                _, error_class, text, remote_tb = message
+                process.join()
+                logger.debug(f"child traceback:\n{remote_tb}")
+                raise RemoteTaskError(error_class, text, remote_tb)
+    finally:
+        if process.is_alive():
+            _stop(process)
+        channel.close()

@@ -1,0 +1,77 @@
+"""Tasks in a child process: real timeouts, memory limits, crashes, forwarded logs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from recomart_pipeline import PipelineConfig
+from recomart_pipeline.runtime.runner import TaskFailure, run_task
+from recomart_pipeline_tests.conftest import SAMPLE
+
+
+def test_isolated_task_succeeds_and_its_logs_come_back(write_config):
+    path = write_config(
+        f'tasks:\n  numbers: {{callable: "{SAMPLE}:make_numbers", timeout_seconds: 60}}\n'
+    )
+    config = PipelineConfig(path)
+    forwarded: list[str] = []
+    outcome = run_task(config, "numbers", "r1", forward=lambda level, msg: forwarded.append(msg))
+    assert json.loads(outcome.checkpoint.path("numbers").read_text()) == [0, 1, 2, 3, 4]
+    assert any(m.startswith("wrote numbers") for m in forwarded)
+    log = (config.project_root / "logs" / "numbers.log").read_text()
+    assert '"isolated": true' in log and "wrote numbers" in log
+
+
+@pytest.mark.parametrize("ignore_sigterm", [False, True])
+def test_hung_task_is_stopped_at_its_timeout(write_config, ignore_sigterm):
+    path = write_config(
+        f"""
+        tasks:
+          hang:
+            callable: "{SAMPLE}:hang"
+            timeout_seconds: 1.5
+            config: {{seconds: 120, ignore_sigterm: {str(ignore_sigterm).lower()}}}
+        """
+    )
+    started = time.monotonic()
+    with pytest.raises(TaskFailure) as excinfo:
+        run_task(PipelineConfig(path), "hang", "r1")
+    elapsed = time.monotonic() - started
+    assert excinfo.value.error_class == "timeout"
+    assert "exceeded its timeout of 1.5s" in excinfo.value.message
+    assert elapsed < 30  # stopped near the deadline (+ SIGKILL grace), not after 120 s
+    log = (PipelineConfig(path).project_root / "logs" / "hang.log").read_text()
+    assert '"status": "TIMEOUT"' in log
+
+
+def test_memory_limit_turns_into_memory_error(write_config):
+    path = write_config(
+        f"""
+        resources: {{max_memory_gb: 1}}
+        tasks:
+          hog: {{callable: "{SAMPLE}:hog_memory"}}
+        """
+    )
+    with pytest.raises(TaskFailure) as excinfo:
+        run_task(PipelineConfig(path), "hog", "r1")
+    assert excinfo.value.error_class == "memory_error"
+    assert "max_memory_gb" in excinfo.value.message
+
+
+def test_killed_task_leaves_the_previous_checkpoint_intact(write_config):
+    good = write_config(f'tasks:\n  numbers: {{callable: "{SAMPLE}:make_numbers"}}\n')
+    config = PipelineConfig(good)
+    before = run_task(config, "numbers", "r1").checkpoint
+    good.write_text(f'tasks:\n  numbers: {{callable: "{SAMPLE}:crash", timeout_seconds: 60}}\n')
+    with pytest.raises(TaskFailure) as excinfo:
+        run_task(PipelineConfig(good), "numbers", "r2")
+    assert excinfo.value.error_class == "crashed"
+    assert "exit code -9" in excinfo.value.message
+    latest = json.loads((config.storage_root / "latest" / "numbers.json").read_text())
+    assert latest["run_id"] == "r1"
+    before.verify()
+    assert json.loads(before.path("numbers").read_text()) == [0, 1, 2, 3, 4]
+    assert not (config.storage_root / "runs" / "r2" / "numbers").exists()
