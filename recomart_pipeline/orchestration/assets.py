@@ -1,5 +1,6 @@
 """One Dagster asset per task that will run, with its checks, retries and metadata."""
 
+import time
 from typing import Any
 
 from dagster import (
@@ -73,6 +74,20 @@ def _check_results(outcome: TaskOutcome, task: str) -> list[AssetCheckResult]:
     ]
 
 
+def run_deadline(config: PipelineConfig, context: AssetExecutionContext) -> float | None:
+    """Epoch time at which ``execution.timeout_seconds`` runs out for this run.
+
+    Measured from the run's start as Dagster recorded it, so the same bound holds for runs
+    launched from the UI, the daemon, ``dagster job execute`` and the project CLI.
+    """
+    limit = config.settings.execution.timeout_seconds
+    if limit is None:
+        return None
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    started = record.start_time if record and record.start_time else time.time()
+    return started + limit
+
+
 def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
     settings = config.settings
     task_settings = settings.tasks[task]
@@ -110,6 +125,7 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
     )
     def _task_asset(context: AssetExecutionContext) -> MaterializeResult:
         attempt = context.retry_number + 1
+        deadline = run_deadline(config, context)
         try:
             outcome = run_task(
                 config,
@@ -118,9 +134,10 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
                 attempt=attempt,
                 forward=lambda level, message: context.log.log(level, message),
                 partition_key=context.partition_key if context.has_partition_key else None,
+                run_deadline=deadline,
             )
         except TaskFailure as failure:
-            raise failure_to_dagster(config, failure, context.log.warning) from None
+            raise failure_to_dagster(config, failure, context.log.warning, deadline) from None
         return MaterializeResult(
             metadata=materialization_metadata(outcome),
             check_results=_check_results(outcome, task) or None,

@@ -8,6 +8,8 @@ for an error class that another attempt cannot fix.
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 
 from dagster import Backoff, Failure, Jitter, MetadataValue, RetryPolicy, RetryRequested
 
@@ -38,22 +40,27 @@ def wait_before_retry(config: PipelineConfig, task: str, retry_number: int) -> f
 
 
 def failure_to_dagster(
-    config: PipelineConfig, failure: TaskFailure, log_warning: object
+    config: PipelineConfig,
+    failure: TaskFailure,
+    log_warning: Callable[[str], None],
+    run_deadline: float | None = None,
 ) -> Exception:
     """The exception the asset raises: RetryRequested while worth retrying, else Failure."""
     settings = config.settings
     retries = settings.retry_count(failure.task)
     retryable = settings.retry_policy.is_retryable(failure.error_class)
-    if retryable and failure.attempt <= retries:
-        wait = wait_before_retry(config, failure.task, failure.attempt)
-        if callable(log_warning):
-            log_warning(
-                f"attempt {failure.attempt}/{retries + 1} of '{failure.task}' failed "
-                f"({failure.error_class}): {failure.message}; retrying in {wait:.2f}s"
-            )
+    wait = wait_before_retry(config, failure.task, failure.attempt)
+    out_of_time = run_deadline is not None and time.time() + wait >= run_deadline
+    if retryable and failure.attempt <= retries and not out_of_time:
+        log_warning(
+            f"attempt {failure.attempt}/{retries + 1} of '{failure.task}' failed "
+            f"({failure.error_class}): {failure.message}; retrying in {wait:.2f}s"
+        )
         return RetryRequested(max_retries=retries, seconds_to_wait=wait)
     if not retryable:
         reason = f"error class '{failure.error_class}' is not retried"
+    elif out_of_time and failure.attempt <= retries:
+        reason = "no retry: the run's execution.timeout_seconds would be exceeded"
     else:
         reason = f"failed after {failure.attempt} attempt{'s' if failure.attempt > 1 else ''}"
     return Failure(

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
 from recomart_pipeline.runtime.context import CheckOutcome, TaskContext, TaskResult
-from recomart_pipeline.runtime.errors import TaskError, classify_exception
+from recomart_pipeline.runtime.errors import TaskError, TaskTimeoutError, classify_exception
 from recomart_pipeline.runtime.isolation import Limits, run_isolated
 from recomart_pipeline.runtime.task_logging import Forward, task_logger
 
@@ -114,11 +114,22 @@ def execute_attempt(
     return result
 
 
-def limits_for(config: PipelineConfig, task: str) -> Limits:
+def limits_for(config: PipelineConfig, task: str, run_deadline: float | None = None) -> Limits:
+    """The task's own timeout, shortened to what is left of the run's time limit."""
     settings = config.settings
     memory_gb = settings.resources.max_memory_gb
+    timeout = settings.tasks[task].timeout_seconds
+    if run_deadline is not None:
+        remaining = run_deadline - time.time()
+        if remaining <= 0:
+            raise TaskTimeoutError(
+                f"the run exceeded execution.timeout_seconds "
+                f"({settings.execution.timeout_seconds:g}s); task '{task}' was not started",
+                hint="raise execution.timeout_seconds or make earlier tasks faster",
+            )
+        timeout = remaining if timeout is None else min(timeout, remaining)
     return Limits(
-        timeout_seconds=settings.tasks[task].timeout_seconds,
+        timeout_seconds=timeout,
         memory_bytes=int(memory_gb * 1024**3) if memory_gb else None,
     )
 
@@ -133,8 +144,12 @@ def run_task(
     partition_key: str | None = None,
     upstream: dict[str, Checkpoint] | None = None,
     store: ArtifactStore | None = None,
+    run_deadline: float | None = None,
 ) -> TaskOutcome:
     """Execute one attempt of ``task``; raise TaskFailure (classified) if it fails.
+
+    ``run_deadline`` (epoch seconds) bounds the whole run: past it the task does not start,
+    and a running task is stopped when it is reached.
 
     With a timeout or memory limit configured the task function runs in a child process
     (runtime.isolation); otherwise in this process, which is cheaper for small tasks.
@@ -179,7 +194,7 @@ def run_task(
                 store.root,
                 store.find_checkpoint(task),
             )
-            limits = limits_for(config, task)
+            limits = limits_for(config, task, run_deadline)
             logger.info(
                 "task started",
                 extra={

@@ -98,3 +98,24 @@ def test_failed_blocking_check_stops_downstream(write_config):
     ]
     materialized = {e.step_key for e in _events(result, DagsterEventType.ASSET_MATERIALIZATION)}
     assert "square" not in materialized
+
+
+def test_run_timeout_stops_the_running_task_and_starts_no_new_one(write_config):
+    path = write_config(
+        f"""
+        execution: {{timeout_seconds: 2}}
+        tasks:
+          hang: {{callable: "{SAMPLE}:hang", retry_count: 3, retry_delay: 0.1, config: {{seconds: 120}}}}
+          numbers: {{callable: "{SAMPLE}:make_numbers"}}
+        """
+    )
+    _, result = _execute(path)
+    assert not result.success
+    failures = {
+        e.step_key: e.event_specific_data.error.message
+        for e in _events(result, DagsterEventType.STEP_FAILURE)
+    }
+    assert "exceeded its timeout of" in failures["hang"]
+    assert "run's execution.timeout_seconds would be exceeded" in failures["hang"]
+    assert "task 'numbers' was not started" in failures["numbers"]
+    assert _events(result, DagsterEventType.ASSET_MATERIALIZATION) == []
