@@ -10,6 +10,8 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    DagsterEventType,
+    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -74,6 +76,16 @@ def _check_results(outcome: TaskOutcome, task: str) -> list[AssetCheckResult]:
     ]
 
 
+FAIL_FAST_MESSAGE = "not started (fail-fast)"
+
+
+def failed_steps(context: AssetExecutionContext) -> list[str]:
+    records = context.instance.get_records_for_run(
+        context.run.run_id, of_type=DagsterEventType.STEP_FAILURE
+    ).records
+    return [r.event_log_entry.step_key for r in records if r.event_log_entry.step_key]
+
+
 def run_deadline(config: PipelineConfig, context: AssetExecutionContext) -> float | None:
     """Epoch time at which ``execution.timeout_seconds`` runs out for this run.
 
@@ -125,6 +137,16 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
     )
     def _task_asset(context: AssetExecutionContext) -> MaterializeResult:
         attempt = context.retry_number + 1
+        if not settings.execution.continue_on_error:
+            failed = failed_steps(context)
+            if failed:
+                # Dagster's executors run independent branches after a failure; fail-fast means
+                # this task must not start. Its dependents are then skipped by Dagster.
+                raise Failure(
+                    description=f"{FAIL_FAST_MESSAGE}: '{failed[0]}' failed and "
+                    "execution.continue_on_error is false",
+                    allow_retries=False,
+                )
         deadline = run_deadline(config, context)
         try:
             outcome = run_task(

@@ -103,7 +103,7 @@ def test_failed_blocking_check_stops_downstream(write_config):
 def test_run_timeout_stops_the_running_task_and_starts_no_new_one(write_config):
     path = write_config(
         f"""
-        execution: {{timeout_seconds: 2}}
+        execution: {{timeout_seconds: 2, continue_on_error: true}}
         tasks:
           hang: {{callable: "{SAMPLE}:hang", retry_count: 3, retry_delay: 0.1, config: {{seconds: 120}}}}
           numbers: {{callable: "{SAMPLE}:make_numbers"}}
@@ -119,3 +119,34 @@ def test_run_timeout_stops_the_running_task_and_starts_no_new_one(write_config):
     assert "run's execution.timeout_seconds would be exceeded" in failures["hang"]
     assert "task 'numbers' was not started" in failures["numbers"]
     assert _events(result, DagsterEventType.ASSET_MATERIALIZATION) == []
+
+
+def _fail_fast_project(write_config, continue_on_error: bool):
+    return write_config(
+        f"""
+        execution: {{continue_on_error: {str(continue_on_error).lower()}}}
+        tasks:
+          bad: {{callable: "{SAMPLE}:bad_schema"}}
+          numbers: {{callable: "{SAMPLE}:make_numbers"}}
+          square: {{callable: "{SAMPLE}:square", depends_on: [numbers]}}
+        """
+    )
+
+
+def test_fail_fast_starts_no_new_task_after_a_failure(write_config):
+    _, result = _execute(_fail_fast_project(write_config, continue_on_error=False))
+    assert not result.success
+    assert _events(result, DagsterEventType.ASSET_MATERIALIZATION) == []
+    failures = {
+        e.step_key: e.event_specific_data.error.message
+        for e in _events(result, DagsterEventType.STEP_FAILURE)
+    }
+    assert "not started (fail-fast): 'bad' failed" in failures["numbers"]
+    assert "square" not in failures
+
+
+def test_continue_on_error_lets_independent_branches_finish(write_config):
+    _, result = _execute(_fail_fast_project(write_config, continue_on_error=True))
+    assert not result.success
+    materialized = {e.step_key for e in _events(result, DagsterEventType.ASSET_MATERIALIZATION)}
+    assert materialized == {"numbers", "square"}
