@@ -132,6 +132,7 @@ class PipelineConfig:
             ("storage", "base_dir"): settings.storage.base_dir,
             ("storage", "dagster_home"): settings.storage.dagster_home,
             ("logging", "dir"): settings.logging.dir,
+            ("monitoring", "metrics_dir"): settings.monitoring.metrics_dir,
         }
         if settings.logging.file:
             paths[("logging", "file")] = settings.logging.file

@@ -179,8 +179,10 @@ class SlackSettings(Section):
 
     @model_validator(mode="after")
     def _webhook(self) -> SlackSettings:
-        if self.enabled and self.webhook_url is None:
-            raise ValueError("slack is enabled but 'webhook_url' is not set")
+        if self.enabled and (self.webhook_url is None or not self.webhook_url.get_secret_value()):
+            raise ValueError(
+                "slack is enabled but 'webhook_url' is empty (set it, e.g. ${SLACK_WEBHOOK_URL})"
+            )
         return self
 
 
@@ -201,6 +203,9 @@ class PerformanceSettings(Section):
 
 class MonitoringSection(Section):
     performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
+    metrics_dir: str = Field(
+        "metrics", description="Per-task metrics CSVs ({task}.csv), one row per attempt."
+    )
 
 
 class RetryPolicySection(Section):

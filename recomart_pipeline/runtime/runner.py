@@ -19,6 +19,7 @@ from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
 from recomart_pipeline.runtime.context import CheckOutcome, TaskContext, TaskResult
 from recomart_pipeline.runtime.errors import TaskError, TaskTimeoutError, classify_exception
 from recomart_pipeline.runtime.isolation import Limits, run_isolated
+from recomart_pipeline.runtime.records import record_attempt
 from recomart_pipeline.runtime.task_logging import Forward, task_logger
 
 if TYPE_CHECKING:
@@ -171,6 +172,7 @@ def run_task(
         project_root=config.project_root,
     ) as logger:
         staging: Path | None = None
+        inputs: dict[str, Checkpoint] = {}
         input_paths: dict[str, list[str]] = {}
         try:
             inputs = (
@@ -228,13 +230,46 @@ def run_task(
                     }
                 },
             )
-            raise TaskFailure(
-                task, error_class, config.redact(str(exc)), attempt, duration
-            ) from exc
+            message = config.redact(str(exc))
+            _record(
+                config,
+                store,
+                run_id,
+                task,
+                logger,
+                attempt=attempt,
+                status="TIMEOUT" if error_class == "timeout" else "FAILURE",
+                duration_s=duration,
+                error_class=error_class,
+                error=message,
+                upstream=inputs if input_paths else None,
+            )
+            raise TaskFailure(task, error_class, message, attempt, duration) from exc
         finally:
             if staging is not None:
                 store.discard(staging)
         duration = time.monotonic() - started
+        threshold = settings.monitoring.performance.slow_task_threshold_seconds
+        if duration > threshold:
+            result.metadata["slow_task"] = True
+            logger.warning(
+                f"slow task: took {duration:.1f}s, more than "
+                f"monitoring.performance.slow_task_threshold_seconds ({threshold:g}s)",
+                extra={"fields": {"slow_task": True, "duration_s": round(duration, 4)}},
+            )
+        _record(
+            config,
+            store,
+            run_id,
+            task,
+            logger,
+            attempt=attempt,
+            status="SUCCESS",
+            duration_s=duration,
+            upstream=inputs,
+            checkpoint=checkpoint,
+            metrics=result.metrics,
+        )
         logger.info(
             "task succeeded",
             extra={
@@ -248,6 +283,21 @@ def run_task(
             },
         )
         return TaskOutcome(task, checkpoint, result, duration, input_paths)
+
+
+def _record(
+    config: PipelineConfig,
+    store: ArtifactStore,
+    run_id: str,
+    task: str,
+    logger: logging.Logger,
+    **attempt: Any,
+) -> None:
+    """Write manifest + metrics rows; a full disk here must not turn success into failure."""
+    try:
+        record_attempt(config, store.root, run_id, task, **attempt)
+    except OSError as exc:
+        logger.warning(f"could not record the attempt in the run manifest/metrics: {exc}")
 
 
 def _dump(task_config: BaseModel | dict[str, Any]) -> Any:

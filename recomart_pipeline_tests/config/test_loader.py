@@ -150,7 +150,7 @@ def test_missing_environment_variable_is_named(write_config):
             webhook_url: ${{RECOMART_TEST_UNSET_WEBHOOK}}
         """
     )
-    issue = _errors(path, environ={}).issues[0]
+    issue = next(i for i in _errors(path, environ={}).issues if "environment" in i.message)
     assert "environment variable 'RECOMART_TEST_UNSET_WEBHOOK' is not set" in issue.message
     assert issue.key_path == ("notifications", "slack", "webhook_url")
     assert issue.line == 6

@@ -130,7 +130,7 @@ def test_enabled_slack_without_webhook_is_an_error(write_config):
     path = write_config(
         f'tasks:\n  a: {{callable: "{SAMPLE}:square"}}\nnotifications:\n  slack:\n    enabled: true\n'
     )
-    with pytest.raises(ConfigError, match="webhook_url' is not set"):
+    with pytest.raises(ConfigError, match="webhook_url' is empty"):
         PipelineConfig(path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,57 @@ def test_secret_never_reaches_logs_or_error_messages(write_config, monkeypatch):
         text = log.read_text()
         assert secret not in text
         assert "**********" in text
+
+
+def test_manifest_and_metrics_record_every_attempt(sample_project):
+    import csv
+
+    from recomart_pipeline.runtime.artifacts import sha256_file
+    from recomart_pipeline.runtime.records import load_manifests
+
+    config = PipelineConfig(sample_project)
+    for task in ["numbers", "square", "square_again", "total"]:
+        run_task(config, task, "run-1")
+    manifest = load_manifests(config.storage_root)[0]
+    assert manifest["run_id"] == "run-1" and manifest["config_hash"] == config.config_hash
+    assert manifest["environment_info"]["python"]
+    assert any(p.startswith("dagster==") for p in manifest["environment_info"]["packages"])
+    total = manifest["tasks"]["total"]
+    assert total["status"] == "SUCCESS" and total["attempts_count"] == 1
+    for outputs in (total["outputs"], manifest["tasks"]["square"]["outputs"]):
+        for artifact in outputs.values():
+            assert sha256_file(Path(artifact["path"])) == artifact["sha256"]
+    assert set(total["inputs"]) == {"square", "square_again"}
+    with (config.project_root / "metrics" / "numbers.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["run_id"], r["status"], r["rows"], r["sum"]) for r in rows] == [
+        ("run-1", "SUCCESS", "4", "6")
+    ]
+    run_task(config, "numbers", "run-2")
+    with (config.project_root / "metrics" / "numbers.csv").open() as handle:
+        assert [r["run_id"] for r in csv.DictReader(handle)] == ["run-1", "run-2"]
+
+
+def test_failed_attempt_is_in_the_manifest_with_its_class(write_config):
+    from recomart_pipeline.runtime.records import load_manifests
+
+    path = write_config(f'tasks:\n  bad: {{callable: "{SAMPLE}:bad_schema"}}\n')
+    config = PipelineConfig(path)
+    with pytest.raises(TaskFailure):
+        run_task(config, "bad", "r1")
+    entry = load_manifests(config.storage_root)[0]["tasks"]["bad"]
+    assert entry["status"] == "FAILURE" and entry["error_class"] == "schema_error"
+
+
+def test_slow_task_is_flagged(write_config):
+    path = write_config(
+        f"""
+        monitoring: {{performance: {{slow_task_threshold_seconds: 0.000001}}}}
+        tasks:
+          numbers: {{callable: "{SAMPLE}:make_numbers"}}
+        """
+    )
+    config = PipelineConfig(path)
+    outcome = run_task(config, "numbers", "r1")
+    assert outcome.result.metadata["slow_task"] is True
+    assert "slow task: took" in (config.project_root / "logs" / "numbers.log").read_text()

@@ -1,0 +1,187 @@
+"""What a run leaves for operators: per-task metrics CSVs and the run manifest.
+
+Both are written by the task runtime after every attempt, so they exist for runs started
+from the UI, the daemon, ``dagster job execute`` and the CLI alike. The manifest is
+updated under a file lock (tasks of one run may finish in parallel processes) and always
+replaced atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import platform
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from recomart_pipeline.runtime.artifacts import Checkpoint, write_json_atomic, write_text_atomic
+from recomart_pipeline.runtime.task_logging import git_sha
+
+if TYPE_CHECKING:
+    from recomart_pipeline.config import PipelineConfig
+
+MANIFEST = "manifest.json"
+BASE_COLUMNS = ["run_id", "ts", "task", "status", "attempt", "duration_s", "error_class"]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@lru_cache(maxsize=1)
+def installed_packages() -> tuple[str, ...]:
+    """``pip freeze`` without a subprocess: name==version of every installed distribution."""
+    found = {
+        f"{dist.metadata['Name']}=={dist.version}"
+        for dist in metadata.distributions()
+        if dist.metadata["Name"]
+    }
+    return tuple(sorted(found, key=str.lower))
+
+
+def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
+
+
+def append_metrics_row(metrics_dir: Path, task: str, row: dict[str, Any]) -> None:
+    """Append one row to ``metrics/{task}.csv``; new metric names widen the header."""
+    path = metrics_dir / f"{task}.csv"
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(path.with_suffix(".csv.lock")):
+        rows: list[dict[str, Any]] = []
+        columns = list(BASE_COLUMNS)
+        if path.exists():
+            with path.open(newline="") as handle:
+                reader = csv.DictReader(handle)
+                columns = list(reader.fieldnames or columns)
+                rows = list(reader)
+        if any(
+            r.get("run_id") == row["run_id"] and r.get("attempt") == str(row["attempt"])
+            for r in rows
+        ):
+            return  # at-least-once execution: the same attempt is recorded once
+        columns += [key for key in row if key not in columns]
+        rows.append(row)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(path, buffer.getvalue())
+
+
+@contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _artifact_map(checkpoint: Checkpoint) -> dict[str, dict[str, Any]]:
+    return {
+        name: {"path": str(rec.path), "sha256": rec.sha256, "size_bytes": rec.size_bytes}
+        for name, rec in sorted(checkpoint.artifacts.items())
+    }
+
+
+def _new_manifest(config: PipelineConfig, run_id: str) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "pipeline": config.name,
+        "environment": config.settings.pipeline.environment,
+        "started_at": _now(),
+        "config_path": str(config.path),
+        "config_hash": config.config_hash,
+        "config": config.to_dict(),
+        "environment_info": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "host": socket.gethostname(),
+            "git_sha": git_sha(config.project_root),
+            "packages": list(installed_packages()),
+        },
+        "tasks": {},
+    }
+
+
+def record_attempt(
+    config: PipelineConfig,
+    storage_root: Path,
+    run_id: str,
+    task: str,
+    *,
+    attempt: int,
+    status: str,
+    duration_s: float,
+    error_class: str | None = None,
+    error: str | None = None,
+    upstream: dict[str, Checkpoint] | None = None,
+    checkpoint: Checkpoint | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> None:
+    """Record one attempt in the run manifest and the task's metrics CSV."""
+    manifest_path = storage_root / "runs" / run_id / MANIFEST
+    with _locked(manifest_path.with_suffix(".lock")):
+        manifest = (
+            json.loads(manifest_path.read_text())
+            if manifest_path.exists()
+            else _new_manifest(config, run_id)
+        )
+        entry = manifest["tasks"].setdefault(task, {"attempts": []})
+        entry["attempts"].append(
+            {
+                "attempt": attempt,
+                "status": status,
+                "duration_s": round(duration_s, 4),
+                "error_class": error_class,
+                "error": error,
+                "finished_at": _now(),
+            }
+        )
+        entry.update(
+            status=status,
+            attempts_count=len(entry["attempts"]),
+            duration_s=round(duration_s, 4),
+            error_class=error_class,
+        )
+        if upstream is not None:
+            entry["inputs"] = {dep: _artifact_map(cp) for dep, cp in sorted(upstream.items())}
+        if checkpoint is not None:
+            entry["outputs"] = _artifact_map(checkpoint)
+            entry["metrics"] = checkpoint.metrics
+        manifest["updated_at"] = _now()
+        write_json_atomic(manifest_path, manifest)
+    row = {
+        "run_id": run_id,
+        "ts": _now(),
+        "task": task,
+        "status": status,
+        "attempt": attempt,
+        "duration_s": round(duration_s, 4),
+        "error_class": error_class or "",
+        **_scalar_metrics(metrics or {}),
+    }
+    append_metrics_row(config.resolve_path(config.settings.monitoring.metrics_dir), task, row)
+
+
+def load_manifests(storage_root: Path) -> list[dict[str, Any]]:
+    """Every run manifest under the storage root, newest first."""
+    manifests = []
+    for path in (storage_root / "runs").glob(f"*/{MANIFEST}"):
+        try:
+            manifests.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return sorted(manifests, key=lambda m: m.get("started_at", ""), reverse=True)
