@@ -180,6 +180,57 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from recomart_pipeline.runtime import run_history
+    from recomart_pipeline.runtime.records import load_manifests
+
+    config = _load(args.config)
+    manifests = load_manifests(config.storage_root)
+    if args.action == "show":
+        found = [m for m in manifests if m["run_id"] == args.run_id]
+        if not found:
+            print(f"no run '{args.run_id}' under {config.storage_root / 'runs'}", file=sys.stderr)
+            return EXIT_FAILED
+        shown = dict(found[0])
+        shown["environment_info"] = {
+            k: v for k, v in shown["environment_info"].items() if k != "packages"
+        } | {"packages": f"{len(found[0]['environment_info']['packages'])} recorded"}
+        print(json.dumps(shown, indent=2))
+        return EXIT_OK
+    rows = run_history.summaries(manifests)[: args.limit]
+    if args.action == "export":
+        text = (
+            run_history.export_csv(rows)
+            if args.format == "csv"
+            else run_history.export_markdown(rows)
+        )
+        if args.output:
+            Path(args.output).write_text(text)
+            print(f"wrote {len(rows)} runs to {args.output}")
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+    print(run_history.format_table(rows))
+    return EXIT_OK
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from recomart_pipeline.orchestration.reproduce import reproduce_run
+
+    config = _load(args.config)
+    try:
+        report = reproduce_run(config, args.run_id)
+    except FileNotFoundError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    for item in report.comparisons:
+        mark = "same" if item.matches else "DIFFERENT"
+        print(f"  {item.task}/{item.artifact}: {mark}")
+    verdict = "identical outputs" if report.identical else "outputs differ"
+    print(f"reproduced {report.original_run_id} as {report.new_run_id}: {verdict}")
+    return EXIT_OK if report.identical else EXIT_FAILED
+
+
 def cmd_config_reference(args: argparse.Namespace) -> int:
     from recomart_pipeline.config.reference import render_reference
 
@@ -207,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
             "print the README's config reference (Markdown)",
             cmd_config_reference,
         ),
+        ("runs", "list recent runs, show one, or export the run history", cmd_runs),
+        ("reproduce", "re-run a recorded run with its config and compare hashes", cmd_reproduce),
     ]
     parsers = {}
     for name, help_text, handler in commands:
@@ -231,6 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", metavar="DIR", help="write outputs under DIR instead of storage"
     )
     parsers["schema"].add_argument("--output", metavar="FILE", help="write the schema to FILE")
+    runs = parsers["runs"]
+    runs.add_argument("action", nargs="?", choices=["list", "show", "export"], default="list")
+    runs.add_argument("run_id", nargs="?", help="run id (for show)")
+    runs.add_argument("--config", dest="config", help="config file")
+    runs.add_argument("--limit", type=int, default=20, help="how many runs (newest first)")
+    runs.add_argument("--format", choices=["csv", "md"], default="md", help="export format")
+    runs.add_argument("--output", metavar="FILE", help="export to FILE instead of stdout")
+    parsers["reproduce"].add_argument("run_id", help="run id from `runs`")
+    parsers["reproduce"].add_argument("--config", dest="config", help="config file")
     return parser
 
 

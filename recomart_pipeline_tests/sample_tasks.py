@@ -109,3 +109,16 @@ def crash(ctx: TaskContext) -> None:
     """Writes half an output, then is killed (as by the OOM killer or an operator)."""
     ctx.output_path("numbers.json").write_text("[1, 2")
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CopyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str = "input.txt"
+
+
+@pipeline_task(config=CopyConfig)
+def copy_file(ctx: TaskContext) -> TaskResult:
+    """Copies a file of the project (an external input whose content may change)."""
+    out = ctx.output_path("copy.txt")
+    out.write_bytes(ctx.resolve_project_path(ctx.config.path).read_bytes())
+    return TaskResult(outputs={"copy": out})

@@ -144,6 +144,10 @@ def run_pipeline(
         with execute_job(
             recon,
             instance=instance,
+            # Our progress lines replace Dagster's DEBUG console stream; warnings still show.
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+            if progress
+            else None,
             tags={RUN_TOKEN_TAG: token, **(extra_tags or {})},
             asset_selection=[AssetKey(s) for s in selection] if selection else None,
         ) as result:

@@ -96,12 +96,13 @@ def _artifact_map(checkpoint: Checkpoint) -> dict[str, dict[str, Any]]:
     }
 
 
-def _new_manifest(config: PipelineConfig, run_id: str) -> dict[str, Any]:
+def _new_manifest(config: PipelineConfig, run_id: str, first_duration_s: float) -> dict[str, Any]:
+    started = datetime.now(UTC).timestamp() - first_duration_s
     return {
         "run_id": run_id,
         "pipeline": config.name,
         "environment": config.settings.pipeline.environment,
-        "started_at": _now(),
+        "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
         "config_path": str(config.path),
         "config_hash": config.config_hash,
         "config": config.to_dict(),
@@ -137,7 +138,7 @@ def record_attempt(
         manifest = (
             json.loads(manifest_path.read_text())
             if manifest_path.exists()
-            else _new_manifest(config, run_id)
+            else _new_manifest(config, run_id, duration_s)
         )
         entry = manifest["tasks"].setdefault(task, {"attempts": []})
         entry["attempts"].append(

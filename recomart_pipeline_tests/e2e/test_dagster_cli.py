@@ -154,3 +154,35 @@ def test_project_cli_validate_and_plan(sample_project):
     assert bad.returncode == 2
     assert "tasks.broken.retry_count: must be ≥ 0 (got -1)" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_runs_listing_export_and_reproduce(write_config):
+    path = write_config(
+        f"""
+        tasks:
+          copy: {{callable: "{SAMPLE}:copy_file"}}
+          numbers: {{callable: "{SAMPLE}:make_numbers"}}
+        """
+    )
+    project = path.parent
+    (project / "input.txt").write_text("version 1")
+    first = _run([sys.executable, "-m", "recomart_pipeline", "run"], project)
+    assert first.returncode == 0, first.stdout + first.stderr[-2000:]
+    run_id = first.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+    listing = _run([sys.executable, "-m", "recomart_pipeline", "runs"], project)
+    assert run_id in listing.stdout and "SUCCESS" in listing.stdout
+    exported = _run(
+        [sys.executable, "-m", "recomart_pipeline", "runs", "export", "--format", "csv"], project
+    )
+    assert exported.stdout.splitlines()[0].startswith("run_id,state,started_at,duration_s")
+    assert exported.stdout.splitlines()[1].startswith(f"{run_id},SUCCESS,")
+
+    same = _run([sys.executable, "-m", "recomart_pipeline", "reproduce", run_id], project)
+    assert same.returncode == 0, same.stdout + same.stderr[-2000:]
+    assert "identical outputs" in same.stdout
+
+    (project / "input.txt").write_text("version 2")
+    changed = _run([sys.executable, "-m", "recomart_pipeline", "reproduce", run_id], project)
+    assert changed.returncode == 1
+    assert "copy/copy: DIFFERENT" in changed.stdout
+    assert "numbers/numbers: same" in changed.stdout
