@@ -15,6 +15,7 @@ from recomart_pipeline.graph import TaskDependencyGraph
 from recomart_pipeline.orchestration.assets import build_task_assets
 from recomart_pipeline.orchestration.automation import schedule_for
 from recomart_pipeline.orchestration.executors import executor_for
+from recomart_pipeline.orchestration.notifications import notification_sensors
 
 JOB_NAME = "automated_pipeline_job"
 
@@ -56,5 +57,8 @@ def build_definitions(config: PipelineConfig) -> Definitions:
     else:
         pipeline_job = _nothing_to_run_job(config, graph)
     return Definitions(
-        assets=assets, jobs=[pipeline_job], schedules=[schedule_for(config, pipeline_job)]
+        assets=assets,
+        jobs=[pipeline_job],
+        schedules=[schedule_for(config, pipeline_job)],
+        sensors=notification_sensors(config, pipeline_job),
     )

@@ -1,0 +1,39 @@
+"""Decide which channels a run's outcome goes to, and send it (redacted)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from recomart_pipeline.notify.channels import send_email, send_slack, with_retries
+from recomart_pipeline.notify.message import RunNotice
+
+if TYPE_CHECKING:
+    from recomart_pipeline.config import PipelineConfig
+
+
+def _redacted(config: PipelineConfig, notice: RunNotice) -> RunNotice:
+    return replace(
+        notice,
+        error_message=config.redact(notice.error_message) if notice.error_message else None,
+        last_log_lines=[config.redact(line) for line in notice.last_log_lines],
+    )
+
+
+def dispatch(config: PipelineConfig, notice: RunNotice) -> dict[str, bool]:
+    """Send ``notice`` to every enabled channel that wants this status; returns sent flags."""
+    settings = config.settings.notifications
+    sent: dict[str, bool] = {}
+    if not settings.enabled:
+        return sent
+    notice = _redacted(config, notice)
+    email, slack = settings.email, settings.slack
+    if email.enabled and (email.notify_success if notice.succeeded else email.notify_failure):
+        sent["email"] = with_retries(
+            "email notification", lambda: send_email(email, notice), config.redact
+        )
+    if slack.enabled and (slack.notify_success if notice.succeeded else slack.notify_failure):
+        sent["slack"] = with_retries(
+            "slack notification", lambda: send_slack(slack, notice), config.redact
+        )
+    return sent
