@@ -231,6 +231,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return EXIT_OK if report.identical else EXIT_FAILED
 
 
+def cmd_housekeeping(args: argparse.Namespace) -> int:
+    from recomart_pipeline.runtime.retention import apply_retention, plan_retention
+
+    config = _load(args.config)
+    actions = plan_retention(config)
+    for item in actions:
+        print(f"{item.action:<40} {item.age_days:>8.2f}d  {item.path}")
+    if args.dry_run:
+        count = sum(a.action == "delete" for a in actions)
+        print(f"dry run: {count} folder(s) would be deleted")
+        return EXIT_OK
+    deleted = apply_retention(config, actions)
+    print(f"deleted {len(deleted)} folder(s)")
+    return EXIT_OK
+
+
 def cmd_config_reference(args: argparse.Namespace) -> int:
     from recomart_pipeline.config.reference import render_reference
 
@@ -259,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
             cmd_config_reference,
         ),
         ("runs", "list recent runs, show one, or export the run history", cmd_runs),
+        ("housekeeping", "apply the retention policy to stored outputs", cmd_housekeeping),
         ("reproduce", "re-run a recorded run with its config and compare hashes", cmd_reproduce),
     ]
     parsers = {}
@@ -291,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=20, help="how many runs (newest first)")
     runs.add_argument("--format", choices=["csv", "md"], default="md", help="export format")
     runs.add_argument("--output", metavar="FILE", help="export to FILE instead of stdout")
+    parsers["housekeeping"].add_argument("--config", dest="config", help="config file")
+    parsers["housekeeping"].add_argument(
+        "--dry-run", action="store_true", help="show what would be deleted, delete nothing"
+    )
     parsers["reproduce"].add_argument("run_id", help="run id from `runs`")
     parsers["reproduce"].add_argument("--config", dest="config", help="config file")
     return parser

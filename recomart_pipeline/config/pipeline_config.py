@@ -105,6 +105,8 @@ class PipelineConfig:
                         f"the module must be importable from {self.project_root} or installed, "
                         "and define that function"
                     )
+                elif str(builtin or name) in BUILTIN_TASKS:
+                    hint = "the installation is incomplete: reinstall recomart-pipeline"
                 else:
                     hint = did_you_mean(str(builtin or name), BUILTIN_TASKS) or (
                         f"built-in tasks are: {', '.join(BUILTIN_TASKS)}; or point at your own "

@@ -259,6 +259,38 @@ class ResourcesSection(Section):
     max_disk_gb: float | None = Field(None, gt=0, description="Free disk space a run needs.")
 
 
+class RetentionSection(Section):
+    enabled: bool = Field(True, description="Run the housekeeping job on its schedule.")
+    cron: str = Field("0 3 * * *", description="When the housekeeping job runs.")
+    default_days: float = Field(
+        30, gt=0, description="Days a task's per-run outputs are kept when by_task does not say."
+    )
+    by_task: dict[str, float] = Field(
+        default_factory=lambda: {
+            "ingestion": 7,
+            "validation": 7,
+            "preparation": 14,
+            "features": 14,
+            "training": 30,
+            "evaluation": 30,
+            "inference": 30,
+            "report": 90,
+        },
+        description="Days to keep each task's per-run outputs (raw 7, clean 14, "
+        "scores/models 30, reports 90). The latest outputs, the champion model and anything "
+        "a kept run still uses are never deleted.",
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        validate_cron(value)
+        return value
+
+    def days_for(self, task: str) -> float:
+        return self.by_task.get(task, self.default_days)
+
+
 class PipelineSettings(Section):
     """The whole ``pipeline_config.yaml``."""
 
@@ -272,6 +304,7 @@ class PipelineSettings(Section):
     monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
     retry_policy: RetryPolicySection = Field(default_factory=RetryPolicySection)
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
+    retention: RetentionSection = Field(default_factory=RetentionSection)
 
     @model_validator(mode="before")
     @classmethod

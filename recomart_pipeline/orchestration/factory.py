@@ -13,7 +13,7 @@ from dagster import (
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
 from recomart_pipeline.orchestration.assets import build_task_assets
-from recomart_pipeline.orchestration.automation import schedule_for
+from recomart_pipeline.orchestration.automation import housekeeping, schedule_for
 from recomart_pipeline.orchestration.executors import executor_for
 from recomart_pipeline.orchestration.notifications import notification_sensors
 
@@ -56,9 +56,10 @@ def build_definitions(config: PipelineConfig) -> Definitions:
         )
     else:
         pipeline_job = _nothing_to_run_job(config, graph)
+    housekeeping_job, housekeeping_schedule = housekeeping(config)
     return Definitions(
         assets=assets,
-        jobs=[pipeline_job],
-        schedules=[schedule_for(config, pipeline_job)],
+        jobs=[pipeline_job, housekeeping_job],
+        schedules=[schedule_for(config, pipeline_job), housekeeping_schedule],
         sensors=notification_sensors(config, pipeline_job),
     )
