@@ -19,6 +19,7 @@ from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
 from recomart_pipeline.runtime.context import CheckOutcome, TaskContext, TaskResult
 from recomart_pipeline.runtime.errors import TaskError, TaskTimeoutError, classify_exception
 from recomart_pipeline.runtime.isolation import Limits, run_isolated
+from recomart_pipeline.runtime.prometheus import write_textfile
 from recomart_pipeline.runtime.records import record_attempt
 from recomart_pipeline.runtime.task_logging import Forward, task_logger
 
@@ -296,6 +297,7 @@ def _record(
     """Write manifest + metrics rows; a full disk here must not turn success into failure."""
     try:
         record_attempt(config, store.root, run_id, task, **attempt)
+        write_textfile(config.name, config.resolve_path(config.settings.monitoring.metrics_dir))
     except OSError as exc:
         logger.warning(f"could not record the attempt in the run manifest/metrics: {exc}")
 

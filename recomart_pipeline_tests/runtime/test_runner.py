@@ -159,3 +159,16 @@ def test_slow_task_is_flagged(write_config):
     outcome = run_task(config, "numbers", "r1")
     assert outcome.result.metadata["slow_task"] is True
     assert "slow task: took" in (config.project_root / "logs" / "numbers.log").read_text()
+
+
+def test_prometheus_textfile_shows_latest_attempts(sample_project):
+    config = PipelineConfig(sample_project)
+    run_task(config, "numbers", "r1")
+    run_task(config, "numbers", "r2")
+    text = (config.project_root / "metrics" / "recomart_pipeline.prom").read_text()
+    labels = 'pipeline="sample",task="numbers"'
+    assert f'recomart_task_status{{{labels},status="SUCCESS"}} 1' in text
+    assert f"recomart_task_attempts_total{{{labels}}} 2" in text
+    assert f'recomart_task_metric{{{labels},name="sum"}} 6' in text
+    for line in text.splitlines():
+        assert line.startswith("#") or line.rsplit(" ", 1)[1].replace(".", "").isdigit()
