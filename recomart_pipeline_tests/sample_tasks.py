@@ -116,7 +116,7 @@ class CopyConfig(BaseModel):
     path: str = "input.txt"
 
 
-@pipeline_task(config=CopyConfig)
+@pipeline_task(config=CopyConfig, sources=lambda config: [config.path])
 def copy_file(ctx: TaskContext) -> TaskResult:
     """Copies a file of the project (an external input whose content may change)."""
     out = ctx.output_path("copy.txt")

@@ -119,6 +119,13 @@ class LoggingSection(Section):
         return value.upper() if isinstance(value, str) else value
 
 
+class DataArrivalSettings(Section):
+    enabled: bool = Field(
+        False, description="Start a run when the watched sources get new or changed data."
+    )
+    interval_seconds: int = Field(60, ge=5, description="How often the sensor looks.")
+
+
 class SchedulingSection(Section):
     enabled: bool = Field(False, description="Run the job on the cron schedule (needs the daemon).")
     cron: str = Field("0 2 * * *", description="Cron expression (5 fields or @daily etc.).")
@@ -126,6 +133,7 @@ class SchedulingSection(Section):
     run_on_startup: bool = Field(
         False, description="Launch one run when the daemon first loads a new config version."
     )
+    data_arrival: DataArrivalSettings = Field(default_factory=DataArrivalSettings)
 
     @field_validator("cron")
     @classmethod

@@ -1,17 +1,25 @@
-"""Schedules (and, as they arrive, sensors) built from the ``scheduling`` section."""
+"""Automation from the config: the schedule, data-arrival and run-on-startup sensors, housekeeping."""
 
 from typing import TYPE_CHECKING
 
 from dagster import (
     DefaultScheduleStatus,
+    DefaultSensorStatus,
     JobDefinition,
     OpExecutionContext,
+    RunRequest,
     ScheduleDefinition,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SkipReason,
     job,
     op,
+    sensor,
 )
 
 from recomart_pipeline.config import PipelineConfig
+from recomart_pipeline.graph import TaskDependencyGraph
+from recomart_pipeline.runtime.fingerprint import source_fingerprint
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import (
@@ -60,3 +68,81 @@ def housekeeping(config: PipelineConfig) -> tuple[JobDefinition, ScheduleDefinit
         else DefaultScheduleStatus.STOPPED,
     )
     return housekeeping_job, schedule
+
+
+def watched_sources(config: PipelineConfig) -> list[str]:
+    """External sources read by the tasks that will run (e.g. ingestion's files or URLs)."""
+    return [
+        source
+        for task in TaskDependencyGraph(config).get_execution_order()
+        for source in config.task_definitions[task].sources(config.task_configs[task])
+    ]
+
+
+def data_arrival_sensor(
+    config: PipelineConfig, job: "JobDefinition | UnresolvedAssetJobDefinition"
+) -> SensorDefinition:
+    """Requests a run when the watched sources change; the data's fingerprint is the run key.
+
+    The first evaluation only records what is there (the cursor), so starting the sensor
+    does not re-run old data; the cursor lives in the Dagster instance and survives daemon
+    restarts, and the run key stops the same data from ever triggering twice.
+    """
+    arrival = config.settings.scheduling.data_arrival
+    sources = watched_sources(config)
+
+    @sensor(
+        name="data_arrival_sensor",
+        job=job,
+        minimum_interval_seconds=arrival.interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING
+        if arrival.enabled
+        else DefaultSensorStatus.STOPPED,
+        description=f"Runs the pipeline when new data lands in: {', '.join(sources) or 'nothing'}",
+    )
+    def data_arrival(context: SensorEvaluationContext) -> RunRequest | SkipReason:
+        if not sources:
+            return SkipReason("no task declares watched sources")
+        try:
+            fingerprint = source_fingerprint(sources, config.project_root)
+        except (OSError, ValueError) as exc:
+            return SkipReason(f"cannot read the sources: {exc}")
+        previous = context.cursor
+        if fingerprint == previous:
+            return SkipReason("no new or changed data")
+        context.update_cursor(fingerprint)
+        if previous is None:
+            return SkipReason(f"baseline recorded ({fingerprint[:12]}); waiting for new data")
+        return RunRequest(
+            run_key=f"data-{fingerprint}",
+            tags={"recomart/trigger": "data_arrival", "recomart/data_fingerprint": fingerprint},
+        )
+
+    return data_arrival
+
+
+def run_on_startup_sensor(
+    config: PipelineConfig, job: "JobDefinition | UnresolvedAssetJobDefinition"
+) -> SensorDefinition:
+    """One run when the daemon first sees a new version of the config, never again for it."""
+    version = config.config_hash[:16]
+
+    @sensor(
+        name="run_on_startup_sensor",
+        job=job,
+        minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING
+        if config.settings.scheduling.run_on_startup
+        else DefaultSensorStatus.STOPPED,
+        description="scheduling.run_on_startup: one run per new config version.",
+    )
+    def run_on_startup(context: SensorEvaluationContext) -> RunRequest | SkipReason:
+        if context.cursor == version:
+            return SkipReason(f"already ran for config version {version}")
+        context.update_cursor(version)
+        return RunRequest(
+            run_key=f"startup-{version}",
+            tags={"recomart/trigger": "run_on_startup", "recomart/config_version": version},
+        )
+
+    return run_on_startup

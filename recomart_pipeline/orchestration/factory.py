@@ -13,7 +13,12 @@ from dagster import (
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
 from recomart_pipeline.orchestration.assets import build_task_assets
-from recomart_pipeline.orchestration.automation import housekeeping, schedule_for
+from recomart_pipeline.orchestration.automation import (
+    data_arrival_sensor,
+    housekeeping,
+    run_on_startup_sensor,
+    schedule_for,
+)
 from recomart_pipeline.orchestration.executors import executor_for
 from recomart_pipeline.orchestration.notifications import notification_sensors
 
@@ -61,5 +66,9 @@ def build_definitions(config: PipelineConfig) -> Definitions:
         assets=assets,
         jobs=[pipeline_job, housekeeping_job],
         schedules=[schedule_for(config, pipeline_job), housekeeping_schedule],
-        sensors=notification_sensors(config, pipeline_job),
+        sensors=[
+            *notification_sensors(config, pipeline_job),
+            data_arrival_sensor(config, pipeline_job),
+            run_on_startup_sensor(config, pipeline_job),
+        ],
     )

@@ -18,6 +18,7 @@ from recomart_pipeline.runtime.context import CheckSpec, TaskContext, TaskResult
 
 TaskFunction = Callable[[TaskContext], "TaskResult | dict[str, Any] | None"]
 ChecksFunction = Callable[[Any], list[CheckSpec]]
+SourcesFunction = Callable[[Any], list[str]]
 
 BUILTIN_TASKS: dict[str, str] = {
     "ingestion": "recomart_pipeline.tasks.ingestion",
@@ -46,19 +47,27 @@ class TaskDefinition:
     config_model: type[BaseModel] | None
     declare_checks: ChecksFunction | None = None
     description: str = ""
+    watched_sources: SourcesFunction | None = None
 
     def checks(self, config: Any) -> list[CheckSpec]:
         return list(self.declare_checks(config)) if self.declare_checks else []
 
+    def sources(self, config: Any) -> list[str]:
+        """External data this task reads (paths, globs, URLs): what a data sensor watches."""
+        return list(self.watched_sources(config)) if self.watched_sources else []
+
 
 def pipeline_task(
-    config: type[BaseModel] | None = None, checks: ChecksFunction | None = None
+    config: type[BaseModel] | None = None,
+    checks: ChecksFunction | None = None,
+    sources: SourcesFunction | None = None,
 ) -> Callable[[TaskFunction], TaskFunction]:
-    """Attach a config schema (and declared checks) to a user task function."""
+    """Attach a config schema, declared checks and watched data sources to a user task."""
 
     def attach(fn: TaskFunction) -> TaskFunction:
         fn.config_model = config  # type: ignore[attr-defined]
         fn.declare_checks = checks  # type: ignore[attr-defined]
+        fn.watched_sources = sources  # type: ignore[attr-defined]
         return fn
 
     return attach
@@ -85,6 +94,7 @@ def resolve_builtin(name: str) -> TaskDefinition:
         config_model=module.Config,
         declare_checks=getattr(module, "declare_checks", None),
         description=_first_doc_line(module),
+        watched_sources=getattr(module, "watched_sources", None),
     )
 
 
@@ -105,4 +115,5 @@ def resolve_callable(reference: str) -> TaskDefinition:
         config_model=getattr(fn, "config_model", None),
         declare_checks=getattr(fn, "declare_checks", None),
         description=_first_doc_line(fn),
+        watched_sources=getattr(fn, "watched_sources", None),
     )

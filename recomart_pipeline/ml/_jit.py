@@ -1,0 +1,24 @@
+"""numba's ``njit`` with an on-disk cache when one can be written, in-memory otherwise.
+
+The SGD and ALS kernels are sequential per rating / per user, which NumPy cannot vectorise,
+so they are compiled with numba. ``cache=True`` saves the compiled code next to the module
+(or in ``NUMBA_CACHE_DIR``) so later processes skip compilation; on a read-only install
+numba refuses ``cache=True`` at decoration time, and we fall back to compiling per process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numba
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def kernel(fn: F) -> F:
+    """Compile ``fn`` in nopython mode with fastmath (kernels are float32, order-insensitive)."""
+    try:
+        return numba.njit(cache=True, fastmath=True, nogil=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available" (read-only)
+        return numba.njit(cache=False, fastmath=True, nogil=True)(fn)

@@ -1,0 +1,110 @@
+"""Rating and top-K ranking metrics, vectorised over users.
+
+Ranking metrics compare each user's recommended list (train items already excluded by the
+caller) with that user's held-out interactions, using binary relevance, and average over
+users who have at least one held-out interaction:
+
+- precision@K = hits / K;  recall@K = hits / |relevant|
+- NDCG@K = Σ_r hit_r / log2(r + 2) ÷ the same for an ideal list of min(K, |relevant|) hits
+- MAP@K = mean of AP@K = Σ_r precision@r · hit_r / min(K, |relevant|)
+- hit rate = share of users with at least one hit
+- coverage = distinct recommended items / catalogue size (over all evaluated lists)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+RANKING_METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
+RATING_METRICS: tuple[str, ...] = ("rmse", "mae")
+LOWER_IS_BETTER: frozenset[str] = frozenset(RATING_METRICS)
+
+
+def metric_names(k: int) -> list[str]:
+    """Every metric key evaluation reports for cut-off ``k`` (``rmse``, ``ndcg_at_10``, ...)."""
+    return [*RATING_METRICS, *(f"{name}_at_{k}" for name in RANKING_METRICS)]
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/inf floats (missing or meaningless metrics) replaced by None."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Root mean squared error; NaN when there is nothing to compare."""
+    diff = np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64)
+    return float(np.sqrt(np.mean(diff**2))) if diff.size else float("nan")
+
+
+def mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean absolute error; NaN when there is nothing to compare."""
+    diff = np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64)
+    return float(np.mean(np.abs(diff))) if diff.size else float("nan")
+
+
+def hit_matrix(recommended: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
+    """``hits[u, r]``: is ``recommended[u, r]`` stored in row ``u`` of ``relevant``? (-1 = no)."""
+    relevant = sp.csr_matrix(relevant)
+    relevant.sort_indices()
+    n_rows, n_cols = relevant.shape
+    if recommended.shape[0] != n_rows:
+        raise ValueError(
+            f"recommended has {recommended.shape[0]} rows but relevant has {n_rows}; "
+            "pass the held-out rows of the same users, in the same order"
+        )
+    # Encode (row, item) as one int64 key; CSR order makes the relevant keys already sorted.
+    rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(relevant.indptr))
+    keys = rows * n_cols + relevant.indices
+    query = np.arange(n_rows, dtype=np.int64)[:, None] * n_cols + recommended
+    pos = np.minimum(np.searchsorted(keys, query), max(keys.size - 1, 0))
+    found = keys[pos] == query if keys.size else np.zeros(query.shape, dtype=bool)
+    return found & (recommended >= 0)
+
+
+def ranking_metrics(
+    recommended: np.ndarray, relevant: sp.csr_matrix, k: int, n_items: int
+) -> dict[str, float]:
+    """Precision, recall, NDCG, MAP, hit rate and coverage at ``k`` (keys ``<name>_at_<k>``).
+
+    ``recommended`` is ``n_users x >=k`` item indices (best first, ``-1`` for empty slots);
+    ``relevant`` holds the same users' held-out items, row for row.
+    """
+    recommended = np.asarray(recommended)[:, :k]
+    if recommended.shape[1] < k:  # fewer slots than k: the missing ones are misses
+        padding = np.full((recommended.shape[0], k - recommended.shape[1]), -1)
+        recommended = np.hstack([recommended, padding])
+    hits = hit_matrix(recommended, relevant).astype(np.float64)
+    n_relevant = np.diff(sp.csr_matrix(relevant).indptr)
+    users = n_relevant > 0
+    shown = recommended[users]
+    hits, n_relevant = hits[users], n_relevant[users]
+    names = [f"{name}_at_{k}" for name in RANKING_METRICS]
+    if not users.any():
+        return dict.fromkeys(names, float("nan"))
+
+    ranks = np.arange(1, k + 1, dtype=np.float64)
+    discounts = 1.0 / np.log2(ranks + 1.0)
+    n_hits = hits.sum(axis=1)
+    ideal_len = np.minimum(n_relevant, k)
+    ideal = np.cumsum(discounts)[ideal_len - 1]
+    precision_at_rank = np.cumsum(hits, axis=1) / ranks
+    values = {
+        "precision": n_hits / k,
+        "recall": n_hits / n_relevant,
+        "ndcg": (hits * discounts).sum(axis=1) / ideal,
+        "map": (precision_at_rank * hits).sum(axis=1) / ideal_len,
+        "hit_rate": (n_hits > 0).astype(np.float64),
+    }
+    result = {f"{name}_at_{k}": float(v.mean()) for name, v in values.items()}
+    result[f"coverage_at_{k}"] = float(np.unique(shown[shown >= 0]).size / n_items)
+    return result

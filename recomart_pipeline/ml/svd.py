@@ -1,0 +1,282 @@
+"""Biased matrix factorisation trained by SGD, with the update rules of Surprise's ``SVD``.
+
+Prediction ``r̂ = μ + b_u + b_i + p_u·q_i`` (just ``p_u·q_i`` when ``biased`` is off); for each
+rating, with ``e = r - r̂``::
+
+    b_u += lr (e - reg b_u)        b_i += lr (e - reg b_i)
+    p_u += lr (e q_i - reg p_u)    q_i += lr (e p_u - reg q_i)   (both from the old values)
+
+Ratings are visited user by user, as Surprise does, but in a user order reshuffled by
+``seed`` every epoch (each user's ratings in a seeded random order). Keeping one user's row
+hot in cache makes an epoch ~3x faster on 1M ratings than a global shuffle, at the same
+accuracy. SGD is sequential per rating, so the epoch loop is a numba kernel (float32,
+fastmath).
+With ``validation_fraction > 0`` a random share of the ratings is held out: its RMSE is
+tracked per epoch and, with ``patience > 0``, training stops once it has not improved for
+``patience`` epochs and the best epoch's parameters are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from recomart_pipeline.ml._jit import kernel
+from recomart_pipeline.ml.base import (
+    EpochCallback,
+    FitReport,
+    Recommender,
+    StateShape,
+    TrainingData,
+)
+from recomart_pipeline.runtime.errors import DataValidationError, TaskError
+
+
+class SVDHyperParams(BaseModel):
+    """The model-specific hyper-parameters (defaults are Surprise's); the training task's
+    ``svd:`` block. Seed, validation and early stopping come from task-wide settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_factors: int = Field(100, ge=1, description="Number of latent factors.")
+    n_epochs: int = Field(20, ge=1, description="Maximum number of passes over the ratings.")
+    learning_rate: float = Field(0.005, gt=0, description="SGD step size for biases and factors.")
+    regularization: float = Field(
+        0.02, ge=0, description="L2 penalty on biases and factors (Surprise's reg_all)."
+    )
+    init_std: float = Field(
+        0.1, ge=0, description="Standard deviation of the normal initialisation of the factors."
+    )
+
+
+class SVDParams(SVDHyperParams):
+    """Everything an SVD fit depends on: hyper-parameters plus seed, biases, validation."""
+
+    biased: bool = Field(
+        True, description="Learn the global mean and user/item biases (Surprise's 'biased')."
+    )
+    seed: int = Field(0, description="Seed of the initialisation, validation split and shuffles.")
+    validation_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Share of the ratings held out to track validation RMSE and stop early.",
+    )
+    patience: int = Field(
+        3,
+        ge=0,
+        description="Stop after this many epochs without validation improvement (0: never).",
+    )
+    min_delta: float = Field(
+        1e-4, ge=0, description="Smallest drop of validation RMSE that counts as an improvement."
+    )
+
+
+@kernel
+def _sgd_epoch(
+    indptr: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    user_order: np.ndarray,
+    mu: np.float32,
+    bu: np.ndarray,
+    bi: np.ndarray,
+    p: np.ndarray,
+    q: np.ndarray,
+    lr: np.float32,
+    reg: np.float32,
+    biased: bool,
+) -> float:
+    """One pass, user block by user block; returns the squared errors seen before updates.
+
+    ``items``/``ratings`` are grouped by user with ``indptr`` (CSR layout)."""
+    n_factors = p.shape[1]
+    shrink = np.float32(1.0) - lr * reg
+    squared = 0.0
+    for b in range(user_order.shape[0]):
+        u = user_order[b]
+        pu = p[u]
+        for idx in range(indptr[u], indptr[u + 1]):
+            i = items[idx]
+            qi = q[i]
+            dot = np.float32(0.0)
+            for f in range(n_factors):
+                dot += pu[f] * qi[f]
+            err = np.float32(ratings[idx] - (mu + bu[u] + bi[i] + dot))
+            squared += err * err
+            if biased:
+                bu[u] += lr * (err - reg * bu[u])
+                bi[i] += lr * (err - reg * bi[i])
+            step = lr * err
+            for f in range(n_factors):
+                puf = pu[f]
+                qif = qi[f]
+                pu[f] = shrink * puf + step * qif
+                qi[f] = shrink * qif + step * puf
+    return squared
+
+
+@kernel
+def _predict_pairs(
+    users: np.ndarray,
+    items: np.ndarray,
+    mu: np.float32,
+    bu: np.ndarray,
+    bi: np.ndarray,
+    p: np.ndarray,
+    q: np.ndarray,
+    low: np.float32,
+    high: np.float32,
+    out: np.ndarray,
+) -> None:
+    """Clipped predictions for parallel (user, item) arrays, without n x k temporaries."""
+    n_factors = p.shape[1]
+    for n in range(users.shape[0]):
+        u = users[n]
+        i = items[n]
+        value = mu + bu[u] + bi[i]
+        for f in range(n_factors):
+            value += p[u, f] * q[i, f]
+        out[n] = min(max(value, low), high)
+
+
+class SVDRecommender(Recommender):
+    """Surprise-compatible biased SVD (explicit ratings), ranked by predicted rating."""
+
+    model_type = "collaborative_filtering_svd"
+    short_name = "svd"
+    Params = SVDParams
+    state_shapes: ClassVar[dict[str, StateShape]] = {
+        "user_factors": "users",
+        "item_factors": "items",
+        "user_bias": "users",
+        "item_bias": "items",
+        "global_mean": "scalar",
+        "rating_min": "scalar",
+        "rating_max": "scalar",
+    }
+
+    def _fit(
+        self, train: TrainingData, on_epoch: EpochCallback
+    ) -> tuple[dict[str, np.ndarray], FitReport]:
+        params: SVDParams = self.params  # type: ignore[assignment]
+        ratings = train.ratings
+        if len(ratings) == 0:
+            raise DataValidationError(
+                "the SVD model needs explicit ratings, but train_ratings is empty",
+                hint="check the features task output or train an implicit model (als)",
+            )
+        rng = np.random.default_rng(params.seed)
+        shuffled = rng.permutation(len(ratings))
+        n_val = round(len(ratings) * params.validation_fraction)
+        fit_rows = shuffled[n_val:]
+        if fit_rows.size == 0:
+            raise DataValidationError("validation_fraction leaves no ratings to fit on")
+        # group by user, keeping the random order within each user
+        fit_part = ratings.subset(fit_rows[np.argsort(ratings.users[fit_rows], kind="stable")])
+        val_part = ratings.subset(shuffled[:n_val])
+        per_user = np.bincount(fit_part.users, minlength=train.n_users)
+        indptr = np.concatenate([[0], np.cumsum(per_user)])
+
+        f32 = np.float32
+        mu = f32(fit_part.values.mean()) if params.biased else f32(0.0)
+        low, high = f32(ratings.values.min()), f32(ratings.values.max())
+        shape_u, shape_i = (train.n_users, params.n_factors), (train.n_items, params.n_factors)
+        p = rng.normal(0.0, params.init_std, shape_u).astype(f32)
+        q = rng.normal(0.0, params.init_std, shape_i).astype(f32)
+        bu = np.zeros(train.n_users, f32)
+        bi = np.zeros(train.n_items, f32)
+        lr, reg = f32(params.learning_rate), f32(params.regularization)
+
+        report = FitReport(0.0, n_train=len(fit_part), n_validation=len(val_part))
+        val_pred = np.empty(len(val_part), f32)
+        best_rmse, best_state, waited = math.inf, None, 0
+        for epoch in range(1, params.n_epochs + 1):
+            user_order = rng.permutation(train.n_users).astype(np.int32)
+            squared = _sgd_epoch(
+                indptr,
+                fit_part.items,
+                fit_part.values,
+                user_order,
+                mu,
+                bu,
+                bi,
+                p,
+                q,
+                lr,
+                reg,
+                params.biased,
+            )
+            train_rmse = math.sqrt(squared / len(fit_part))
+            if not math.isfinite(train_rmse):
+                raise TaskError(
+                    f"SGD diverged in epoch {epoch} (training error became {train_rmse})",
+                    hint=f"lower learning_rate (now {params.learning_rate}) or raise "
+                    "regularization",
+                )
+            record: dict[str, float | int | None] = {
+                "epoch": epoch,
+                "train_rmse": train_rmse,
+                "val_rmse": None,
+            }
+            if len(val_part):
+                _predict_pairs(
+                    val_part.users, val_part.items, mu, bu, bi, p, q, low, high, val_pred
+                )
+                val_rmse = float(np.sqrt(np.mean((val_pred - val_part.values) ** 2)))
+                record["val_rmse"] = val_rmse
+                if val_rmse < best_rmse - params.min_delta:
+                    best_rmse, waited, report.best_epoch = val_rmse, 0, epoch
+                    if params.patience:
+                        best_state = (bu.copy(), bi.copy(), p.copy(), q.copy())
+                else:
+                    waited += 1
+            report.history.append(record)
+            on_epoch(record)
+            if params.patience and len(val_part) and waited >= params.patience:
+                report.stopped_early = epoch < params.n_epochs
+                break
+        if best_state is not None:
+            bu, bi, p, q = best_state
+
+        # Users/items without a fitted rating keep their random init; zero them so they get
+        # the baseline estimate (as Surprise does for unknown ids) instead of noise.
+        p[per_user == 0] = 0.0
+        q[np.bincount(fit_part.items, minlength=train.n_items) == 0] = 0.0
+        state = {
+            "user_factors": p,
+            "item_factors": q,
+            "user_bias": bu,
+            "item_bias": bi,
+            "global_mean": np.asarray(mu, f32),
+            "rating_min": np.asarray(low, f32),
+            "rating_max": np.asarray(high, f32),
+        }
+        return state, report
+
+    def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        s = self._state
+        out = np.empty(users.size, np.float32)
+        _predict_pairs(
+            users,
+            items,
+            s["global_mean"][()],
+            s["user_bias"],
+            s["item_bias"],
+            s["user_factors"],
+            s["item_factors"],
+            s["rating_min"][()],
+            s["rating_max"][()],
+            out,
+        )
+        return out
+
+    def _score_items(self, users: np.ndarray) -> np.ndarray:
+        s = self._state
+        scores = s["user_factors"][users] @ s["item_factors"].T
+        scores += s["item_bias"]
+        scores += (s["global_mean"] + s["user_bias"][users])[:, None]
+        return scores.astype(np.float32, copy=False)

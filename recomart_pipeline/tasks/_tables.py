@@ -1,0 +1,190 @@
+"""Table layouts and Parquet helpers shared by the data tasks (not a task itself).
+
+Two layouts exist. The *raw* layout, written by ingestion, carries every column as nullable
+text, so faulty values ("five", "not-a-date") survive until validation can report them. The
+*typed* layout, written by validation and later tasks, has real types (see the schemas
+below).
+
+Outputs are written deterministically — no pandas metadata, fixed row-group size, combined
+chunks — so the same input always gives byte-identical files and content hashes, however
+the input was chunked on the way.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """The canonical columns of one table: required ones first, then optional ones."""
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+    @property
+    def raw_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(name, pa.string()) for name in self.columns])
+
+
+TABLES: dict[str, TableLayout] = {
+    "interactions": TableLayout(("user_id", "item_id", "event_type", "timestamp"), ("rating",)),
+    "items": TableLayout(("item_id",), ("category", "price", "title")),
+    "users": TableLayout(("user_id",), ("signup_date", "region")),
+}
+
+EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase", "rating")
+TIMESTAMP = pa.timestamp("ns", tz="UTC")
+TYPED_SCHEMAS: dict[str, pa.Schema] = {
+    "interactions": pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("item_id", pa.string()),
+            ("event_type", pa.string()),
+            ("timestamp", TIMESTAMP),
+            ("rating", pa.float32()),
+        ]
+    ),
+    "items": pa.schema(
+        [
+            ("item_id", pa.string()),
+            ("category", pa.string()),
+            ("price", pa.float64()),
+            ("title", pa.string()),
+        ]
+    ),
+    "users": pa.schema(
+        [("user_id", pa.string()), ("signup_date", TIMESTAMP), ("region", pa.string())]
+    ),
+}
+
+ROW_GROUP_ROWS = 1_000_000
+COMPRESSION = "zstd"
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def to_text(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Any column as text; tz-aware timestamps become ISO-8601 UTC with a ``Z``."""
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        return to_text(array.cast(kind.value_type))
+    if pa.types.is_timestamp(kind) and kind.tz is not None:
+        naive = array.cast(pa.timestamp(kind.unit)).cast(pa.string())
+        iso = pc.replace_substring(naive, " ", "T", max_replacements=1)
+        return pc.binary_join_element_wise(iso, "Z", "")
+    return array if kind == pa.string() else array.cast(pa.string())
+
+
+def strip_metadata(table: pa.Table) -> pa.Table:
+    """Drop schema metadata (pandas writes versions and index info there)."""
+    return table.replace_schema_metadata(None)
+
+
+def frame_to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """A pandas frame as an Arrow table of exactly ``schema``, without the index."""
+    table = pa.Table.from_pandas(frame[schema.names], preserve_index=False)
+    return strip_metadata(table).cast(schema)
+
+
+class ParquetSink:
+    """Writes a Parquet file incrementally in fixed-size row groups.
+
+    Row groups do not follow the incoming batch boundaries, so the file's bytes depend only
+    on its rows — reading the source in 1,000-row or 1,000,000-row chunks gives one hash.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema, row_group_rows: int = ROW_GROUP_ROWS):
+        self.path = path
+        self.schema = schema
+        self.rows = 0
+        self._row_group_rows = row_group_rows
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._writer = pq.ParquetWriter(path, schema, compression=COMPRESSION)
+
+    def write(self, data: pa.Table | pa.RecordBatch) -> None:
+        if data.num_rows == 0:
+            return
+        table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+        self._pending.append(strip_metadata(table).cast(self.schema))
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        while self._pending_rows >= self._row_group_rows:
+            pending = pa.concat_tables(self._pending)
+            self._flush(pending.slice(0, self._row_group_rows))
+            rest = pending.slice(self._row_group_rows)
+            self._pending, self._pending_rows = [rest], rest.num_rows
+
+    def _flush(self, table: pa.Table) -> None:
+        self._writer.write_table(table.combine_chunks(), row_group_size=self._row_group_rows)
+
+    def close(self) -> None:
+        if self._pending_rows:
+            self._flush(pa.concat_tables(self._pending))
+        self._pending, self._pending_rows = [], 0
+        self._writer.close()
+
+    def __enter__(self) -> ParquetSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def write_parquet(path: Path, table: pa.Table) -> Path:
+    """Write a whole table deterministically (see ParquetSink)."""
+    with ParquetSink(path, table.schema) as sink:
+        sink.write(table)
+    return path
+
+
+def write_frame(path: Path, frame: pd.DataFrame, schema: pa.Schema) -> Path:
+    return write_parquet(path, frame_to_table(frame, schema))
+
+
+def iter_text_batches(path: Path, batch_rows: int, columns: Iterable[str]) -> Iterable[pa.Table]:
+    """Read ``columns`` of a Parquet file in batches, every column as text."""
+    names = list(columns)
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=names):
+        yield pa.table({name: to_text(batch.column(name)) for name in names})
+
+
+def save_npz(path: Path, matrix: sp.csr_matrix) -> Path:
+    """``scipy.sparse.save_npz(compressed=False)`` without numpy's wall-clock zip stamps.
+
+    The file loads with ``scipy.sparse.load_npz``; identical matrices give identical bytes.
+    Entries are stored uncompressed: deflating 20M non-zeros costs more time than it saves.
+    """
+    arrays = {
+        "indices": matrix.indices,
+        "indptr": matrix.indptr,
+        "format": np.asarray(matrix.format.encode("ascii")),
+        "shape": np.asarray(matrix.shape),
+        "data": matrix.data,
+    }
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            with archive.open(info, "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
+    return path

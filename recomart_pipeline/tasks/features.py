@@ -1,0 +1,368 @@
+"""Features: dense indices, rating triples, the implicit matrix and user/item statistics.
+
+Users and items get contiguous indices (ids sorted, numbered from 0) built from the train
+split only — a model cannot learn anything about an id it never saw — so test rows with an
+unknown user or item are dropped and counted.
+
+The implicit confidence of a (user, item) pair is the sum of its train events' weights:
+``event_weights`` per event type (default view 1, add_to_cart 3, purchase 5); a rating event
+weighs its rating value when it is at least ``positive_rating_threshold`` (a liked item) and
+``low_rating_weight`` otherwise (the user saw it but did not like it). Pairs whose weights sum
+to zero are left out of the matrix.
+
+Held-out positives (``test_interactions``) are test add-to-cart/purchase events and ratings at
+or above the threshold, one row per pair. Pairs the user already has in train are left out by
+default, since recommenders exclude seen items and such a positive could never be hit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from recomart_pipeline.runtime.context import TaskContext, TaskResult
+from recomart_pipeline.runtime.errors import DataValidationError
+from recomart_pipeline.tasks._tables import TIMESTAMP, save_npz, write_frame
+
+IDX = pa.int32()
+RATINGS_SCHEMA = pa.schema([("user_idx", IDX), ("item_idx", IDX), ("rating", pa.float32())])
+PAIRS_SCHEMA = pa.schema([("user_idx", IDX), ("item_idx", IDX)])
+USER_INDEX_SCHEMA = pa.schema([("user_id", pa.string()), ("user_idx", IDX)])
+ITEM_INDEX_SCHEMA = pa.schema(
+    [
+        ("item_id", pa.string()),
+        ("item_idx", IDX),
+        ("category", pa.string()),
+        ("price", pa.float64()),
+    ]
+)
+_COMMON_STATS = [
+    ("n_interactions", pa.int64()),
+    ("n_ratings", pa.int64()),
+    ("mean_rating", pa.float32()),
+    ("last_timestamp", TIMESTAMP),
+]
+USER_STATS_SCHEMA = pa.schema(
+    [
+        ("user_idx", IDX),
+        ("user_id", pa.string()),
+        *_COMMON_STATS,
+        ("n_items", pa.int64()),
+        ("activity_rank", pa.int32()),
+        ("top_category", pa.string()),
+        ("region", pa.string()),
+    ]
+)
+ITEM_STATS_SCHEMA = pa.schema(
+    [
+        ("item_idx", IDX),
+        ("item_id", pa.string()),
+        *_COMMON_STATS,
+        ("n_users", pa.int64()),
+        ("popularity_rank", pa.int32()),
+        ("category", pa.string()),
+        ("price", pa.float64()),
+    ]
+)
+_ID_COLUMNS = ["user_id", "item_id", "event_type"]
+
+
+class Config(BaseModel):
+    """Configuration of the features task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0},
+        description="Implicit confidence added per event type (rating events: see "
+        "positive_rating_threshold / low_rating_weight). Unlisted types add 0.",
+    )
+    positive_rating_threshold: float = Field(
+        4.0, description="A rating at or above this is a liked item (weight = the rating)."
+    )
+    low_rating_weight: float = Field(
+        0.5, ge=0, description="Implicit weight of a rating below positive_rating_threshold."
+    )
+    positive_event_types: list[str] = Field(
+        default_factory=lambda: ["add_to_cart", "purchase"],
+        description="Test event types counted as held-out positives (besides liked ratings).",
+    )
+    exclude_seen_in_train: bool = Field(
+        True, description="Leave out test positives the user already interacted with in train."
+    )
+
+    @field_validator("event_weights")
+    @classmethod
+    def _no_rating_weight(cls, weights: dict[str, float]) -> dict[str, float]:
+        if "rating" in weights:
+            raise ValueError(
+                "rating events are weighted by positive_rating_threshold/low_rating_weight; "
+                "remove 'rating' from event_weights"
+            )
+        if any(weight < 0 for weight in weights.values()):
+            raise ValueError("event weights must be >= 0")
+        return weights
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """A split with dense user/item codes (-1 = unknown in train)."""
+
+    users: np.ndarray
+    items: np.ndarray
+    events: pd.Series
+    ratings: np.ndarray
+    timestamps: np.ndarray  # int64 nanoseconds since the epoch, UTC
+
+
+def _read_split(path: Path) -> pd.DataFrame:
+    """Ids as categoricals (mapping 20M strings to indices becomes a remap of categories),
+    timestamps as int64 nanoseconds (numpy has no fast path for tz-aware values)."""
+    table = pq.read_table(path, read_dictionary=_ID_COLUMNS)
+    nanos = table["timestamp"].cast(TIMESTAMP).cast(pa.int64())
+    return table.set_column(
+        table.schema.get_field_index("timestamp"), "timestamp", nanos
+    ).to_pandas()
+
+
+def _encode(frame: pd.DataFrame, user_ids: pd.Index, item_ids: pd.Index) -> _Encoded:
+    users = frame["user_id"].cat.set_categories(user_ids).cat.codes.to_numpy(np.int32)
+    items = frame["item_id"].cat.set_categories(item_ids).cat.codes.to_numpy(np.int32)
+    return _Encoded(
+        users=users,
+        items=items,
+        events=frame["event_type"],
+        ratings=frame["rating"].to_numpy(np.float32, na_value=np.nan),
+        timestamps=frame["timestamp"].to_numpy(),
+    )
+
+
+def _subset(encoded: _Encoded, keep: np.ndarray) -> _Encoded:
+    return _Encoded(
+        encoded.users[keep],
+        encoded.items[keep],
+        encoded.events[keep].reset_index(drop=True),
+        encoded.ratings[keep],
+        encoded.timestamps[keep],
+    )
+
+
+def _sorted_ids(column: pd.Series) -> pd.Index:
+    return column.cat.remove_unused_categories().cat.categories.sort_values()
+
+
+def _is_rating(encoded: _Encoded) -> np.ndarray:
+    return (encoded.events == "rating").to_numpy() & ~np.isnan(encoded.ratings)
+
+
+def _ratings(encoded: _Encoded) -> pd.DataFrame:
+    """Explicit ratings, the latest per (user, item) pair (events are time-ordered)."""
+    rated = _is_rating(encoded)
+    frame = pd.DataFrame(
+        {
+            "user_idx": encoded.users[rated],
+            "item_idx": encoded.items[rated],
+            "rating": encoded.ratings[rated],
+        }
+    )
+    frame = frame.drop_duplicates(["user_idx", "item_idx"], keep="last")
+    return frame.sort_values(["user_idx", "item_idx"], kind="stable")
+
+
+def _weights(encoded: _Encoded, config: Config) -> np.ndarray:
+    by_type = encoded.events.map(config.event_weights).astype(np.float32).fillna(0.0).to_numpy()
+    liked = encoded.ratings >= config.positive_rating_threshold
+    rating_weight = np.where(liked, encoded.ratings, np.float32(config.low_rating_weight))
+    return np.where(_is_rating(encoded), rating_weight, by_type).astype(np.float32)
+
+
+def _matrix(encoded: _Encoded, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """CSR with duplicate pairs summed, zeros dropped and sorted indices."""
+    matrix = sp.csr_matrix((values, (encoded.users, encoded.items)), shape=shape, dtype=np.float32)
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
+    return matrix
+
+
+def _pair_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    return users.astype(np.int64) * n_items + items
+
+
+def _test_positives(test: _Encoded, implicit: sp.csr_matrix, config: Config) -> pd.DataFrame:
+    liked = _is_rating(test) & (test.ratings >= config.positive_rating_threshold)
+    positive = test.events.isin(config.positive_event_types).to_numpy() | liked
+    n_items = implicit.shape[1]
+    keys = np.unique(_pair_keys(test.users[positive], test.items[positive], n_items))
+    if config.exclude_seen_in_train and implicit.nnz:
+        # CSR with sorted indices enumerates its pairs in ascending key order.
+        rows = np.repeat(np.arange(implicit.shape[0]), np.diff(implicit.indptr))
+        seen = _pair_keys(rows, implicit.indices, n_items)
+        position = np.minimum(np.searchsorted(seen, keys), len(seen) - 1)
+        keys = keys[seen[position] != keys]
+    return pd.DataFrame({"user_idx": keys // n_items, "item_idx": keys % n_items})
+
+
+def _group_stats(keys: np.ndarray, size: int, encoded: _Encoded) -> dict[str, Any]:
+    """Counts, mean rating and last event time per user (or item) index."""
+    rated = _is_rating(encoded)
+    n_ratings = np.bincount(keys[rated], minlength=size)
+    rating_sum = np.bincount(keys[rated], weights=encoded.ratings[rated], minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_rating = np.where(n_ratings > 0, rating_sum / n_ratings, np.nan).astype(np.float32)
+    n_interactions = np.bincount(keys, minlength=size)
+    last = pd.Series(encoded.timestamps).groupby(keys).max().reindex(range(size))
+    return {
+        "n_interactions": n_interactions,
+        "n_ratings": n_ratings,
+        "mean_rating": mean_rating,
+        "last_timestamp": pd.to_datetime(last.to_numpy(), unit="ns", utc=True),
+    }
+
+
+def _rank(counts: np.ndarray) -> np.ndarray:
+    """1 = most events; ties keep index order."""
+    rank = np.empty(len(counts), dtype=np.int32)
+    rank[np.argsort(-counts, kind="stable")] = np.arange(1, len(counts) + 1, dtype=np.int32)
+    return rank
+
+
+def _top_category(train: _Encoded, item_category: pd.Series, n_users: int) -> np.ndarray:
+    """Each user's most frequent item category in train (ties: alphabetical)."""
+    codes, names = pd.factorize(item_category, sort=True)
+    width = max(len(names), 1)
+    event_codes = codes[train.items]
+    known = event_codes >= 0
+    keys = train.users[known].astype(np.int64) * width + event_codes[known]
+    pairs, counts = np.unique(keys, return_counts=True)
+    users, categories = pairs // width, pairs % width
+    order = np.lexsort((categories, -counts, users))  # per user: most events, then name
+    first = order[np.diff(users[order], prepend=-1) != 0]
+    top = np.full(n_users, None, dtype=object)
+    top[users[first]] = np.asarray(names, dtype=object)[categories[first]]
+    return top
+
+
+def _user_stats(
+    train: _Encoded,
+    user_ids: pd.Index,
+    users: pd.DataFrame,
+    item_category: pd.Series,
+    pairs: sp.csr_matrix,
+) -> pd.DataFrame:
+    stats = _group_stats(train.users, len(user_ids), train)
+    region = users.drop_duplicates("user_id").set_index("user_id")["region"]
+    return pd.DataFrame(
+        {
+            "user_idx": np.arange(len(user_ids), dtype=np.int32),
+            "user_id": user_ids,
+            "n_interactions": stats["n_interactions"],
+            "n_ratings": stats["n_ratings"],
+            "mean_rating": stats["mean_rating"],
+            "last_timestamp": stats["last_timestamp"],
+            "n_items": pairs.getnnz(axis=1),
+            "activity_rank": _rank(stats["n_interactions"]),
+            "top_category": _top_category(train, item_category, len(user_ids)),
+            "region": region.reindex(user_ids).to_numpy(),
+        }
+    )
+
+
+def _item_stats(train: _Encoded, item_index: pd.DataFrame, pairs: sp.csr_matrix) -> pd.DataFrame:
+    stats = _group_stats(train.items, len(item_index), train)
+    return pd.DataFrame(
+        {
+            "item_idx": item_index["item_idx"],
+            "item_id": item_index["item_id"],
+            "n_interactions": stats["n_interactions"],
+            "n_ratings": stats["n_ratings"],
+            "mean_rating": stats["mean_rating"],
+            "last_timestamp": stats["last_timestamp"],
+            "n_users": pairs.getnnz(axis=0),
+            "popularity_rank": _rank(stats["n_interactions"]),
+            "category": item_index["category"],
+            "price": item_index["price"],
+        }
+    )
+
+
+def _item_index(item_ids: pd.Index, items: pd.DataFrame) -> pd.DataFrame:
+    catalog = items.drop_duplicates("item_id").set_index("item_id")
+    return pd.DataFrame(
+        {
+            "item_id": item_ids,
+            "item_idx": np.arange(len(item_ids), dtype=np.int32),
+            "category": catalog["category"].reindex(item_ids).to_numpy(),
+            "price": catalog["price"].reindex(item_ids).to_numpy(),
+        }
+    )
+
+
+def run(ctx: TaskContext) -> TaskResult:
+    """Index users/items and write the model-ready matrices and statistics."""
+    config: Config = ctx.config
+    train_frame = _read_split(ctx.find_input("train"))
+    test_frame = _read_split(ctx.find_input("test"))
+    ctx.logger.info(
+        "features started",
+        extra={"fields": {"train_rows": len(train_frame), "test_rows": len(test_frame)}},
+    )
+    if train_frame.empty:
+        raise DataValidationError(
+            "the train split is empty; there is nothing to index",
+            hint="check the preparation task's split settings",
+        )
+    user_ids, item_ids = _sorted_ids(train_frame["user_id"]), _sorted_ids(train_frame["item_id"])
+    shape = (len(user_ids), len(item_ids))
+    train = _encode(train_frame, user_ids, item_ids)
+    test_all = _encode(test_frame, user_ids, item_ids)
+    del train_frame, test_frame
+    unknown_user, unknown_item = test_all.users < 0, test_all.items < 0
+    test = _subset(test_all, ~(unknown_user | unknown_item))
+
+    implicit = _matrix(train, _weights(train, config), shape)
+    pairs = _matrix(train, np.ones(len(train.users), np.float32), shape)
+    items = pd.read_parquet(ctx.find_input("items"))
+    users = pd.read_parquet(ctx.find_input("users"))
+    item_index = _item_index(item_ids, items)
+    frames = {
+        "user_index": (
+            pd.DataFrame({"user_id": user_ids, "user_idx": np.arange(shape[0], dtype=np.int32)}),
+            USER_INDEX_SCHEMA,
+        ),
+        "item_index": (item_index, ITEM_INDEX_SCHEMA),
+        "train_ratings": (_ratings(train), RATINGS_SCHEMA),
+        "test_ratings": (_ratings(test), RATINGS_SCHEMA),
+        "test_interactions": (_test_positives(test, implicit, config), PAIRS_SCHEMA),
+        "user_stats": (
+            _user_stats(train, user_ids, users, item_index["category"], pairs),
+            USER_STATS_SCHEMA,
+        ),
+        "item_stats": (_item_stats(train, item_index, pairs), ITEM_STATS_SCHEMA),
+    }
+    outputs = {
+        name: write_frame(ctx.output_path(f"{name}.parquet"), frame, schema)
+        for name, (frame, schema) in frames.items()
+    }
+    outputs["train_implicit"] = save_npz(ctx.output_path("train_implicit.npz"), implicit)
+    metrics = {
+        "n_users": shape[0],
+        "n_items": shape[1],
+        "nnz": int(implicit.nnz),
+        "density": implicit.nnz / (shape[0] * shape[1]),
+        "train_ratings": len(frames["train_ratings"][0]),
+        "test_ratings": len(frames["test_ratings"][0]),
+        "test_interactions": len(frames["test_interactions"][0]),
+        "test_rows_unknown_user": int(unknown_user.sum()),
+        "test_rows_unknown_item": int((unknown_item & ~unknown_user).sum()),
+    }
+    ctx.logger.info("features finished", extra={"fields": metrics})
+    return TaskResult(outputs=outputs, metrics=metrics)

@@ -1,0 +1,101 @@
+"""Batch top-K recommendations for every user from the selected model.
+
+Reads ``model`` and ``evaluation`` (for the model's sha256) from evaluation and
+``user_index``, ``item_index`` and ``train_implicit`` from features. Users are scored in
+chunks and each chunk is appended to the parquet file, so memory stays bounded by the chunk
+(``chunk_size`` users x n_items scores), not by the catalogue times the user base.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from recomart_pipeline.ml.data import read_implicit, read_index
+from recomart_pipeline.ml.persistence import load_model
+from recomart_pipeline.runtime.context import TaskContext, TaskResult
+from recomart_pipeline.runtime.errors import SchemaError
+
+RECOMMENDATION_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("rank", pa.int16()),
+        ("item_id", pa.string()),
+        ("score", pa.float32()),
+    ]
+)
+
+
+class Config(BaseModel):
+    """How many items per user and how the work is chunked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(10, ge=1, le=1000, description="Recommendations per user.")
+    exclude_seen: bool = Field(
+        True, description="Never recommend items the user already interacted with in training."
+    )
+    chunk_size: int | None = Field(
+        None,
+        ge=1,
+        description="Users scored per chunk (default: as many as fit a 256 MiB score buffer).",
+    )
+
+
+def run(ctx: TaskContext) -> TaskResult:
+    """Write ``recommendations`` (user_id, rank, item_id, score) for every user."""
+    config = ctx.config if isinstance(ctx.config, Config) else Config.model_validate(ctx.config)
+    evaluation = json.loads(ctx.find_input("evaluation").read_text())
+    model = load_model(ctx.find_input("model"), expected_sha256=evaluation["model_sha256"])
+    user_ids = read_index(ctx.find_input("user_index"), "user_id", "user_idx")
+    item_ids = read_index(ctx.find_input("item_index"), "item_id", "item_idx")
+    if (model.n_users, model.n_items) != (user_ids.size, item_ids.size):
+        raise SchemaError(
+            f"the model was trained on {model.n_users} users x {model.n_items} items, but the "
+            f"index tables have {user_ids.size} x {item_ids.size}",
+            hint="run evaluation and inference on the same features run as training",
+        )
+    exclude = read_implicit(ctx.find_input("train_implicit")) if config.exclude_seen else None
+    chunk = config.chunk_size or model.default_chunk_size()
+    plan = {
+        "users": int(user_ids.size),
+        "items": int(item_ids.size),
+        "k": config.k,
+        "chunk_size": chunk,
+        "model_type": model.model_type,
+    }
+    ctx.logger.info("recommending", extra={"fields": plan})
+
+    path = ctx.output_path("recommendations.parquet")
+    ranks = np.arange(1, config.k + 1, dtype=np.int16)
+    recommended = np.zeros(item_ids.size, dtype=bool)
+    rows = 0
+    with pq.ParquetWriter(path, RECOMMENDATION_SCHEMA) as writer:
+        for start in range(0, user_ids.size, chunk):
+            users = np.arange(start, min(start + chunk, user_ids.size), dtype=np.int32)
+            items, scores = model.recommend(users, config.k, exclude, chunk_size=chunk)
+            filled = items >= 0
+            recommended[items[filled]] = True
+            table = pa.table(
+                {
+                    "user_id": np.repeat(user_ids[users], config.k)[filled.ravel()],
+                    "rank": np.broadcast_to(ranks, items.shape)[filled],
+                    "item_id": item_ids[items[filled]],
+                    "score": scores[filled],
+                },
+                schema=RECOMMENDATION_SCHEMA,
+            )
+            writer.write_table(table)
+            rows += table.num_rows
+    coverage = float(recommended.sum() / item_ids.size)
+    metrics = {"users": int(user_ids.size), "k": config.k, "rows": rows, "coverage": coverage}
+    ctx.logger.info("recommendations written", extra={"fields": metrics})
+    return TaskResult(
+        outputs={"recommendations": path},
+        metrics=metrics,
+        metadata={"model_type": model.model_type, "model_sha256": evaluation["model_sha256"]},
+    )

@@ -1,0 +1,320 @@
+"""Ingestion: copy the interactions, items and users sources into raw Parquet tables.
+
+Each source is a CSV or Parquet file, a directory or glob of such files (read in sorted
+order and concatenated, e.g. one file per day), or an http(s) URL (downloaded in streamed
+chunks). Columns are renamed with ``column_mapping`` and reduced to the canonical ones.
+
+Ingestion does not clean: every column is written as nullable text (the *raw* layout of
+``tasks/_tables.py``) so that values such as ``five`` or ``not-a-date`` reach validation
+unchanged and end up in its quarantine instead of failing a type conversion here. Sources
+are read in batches of ``chunk_rows`` and written incrementally, so memory stays bounded
+whatever the input size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import glob
+import http.client
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from recomart_pipeline.runtime.context import TaskContext, TaskResult
+from recomart_pipeline.runtime.errors import SchemaError, SourceConnectionError, SourceNotFoundError
+from recomart_pipeline.tasks._tables import TABLES, ParquetSink, TableLayout, to_text
+
+FileFormat = Literal["auto", "csv", "parquet"]
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_BYTES_PER_ROW = 64  # turns chunk_rows into a CSV block size
+DOWNLOAD_CHUNK_BYTES = 1 << 20
+MISSING_HTTP_STATUSES = (404, 410)
+
+
+class TableSource(BaseModel):
+    """Where one table comes from and how its columns are named there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(
+        description="A CSV/Parquet file, a directory or glob of them (concatenated in sorted "
+        "order), or an http(s):// URL. Relative paths resolve against the project root."
+    )
+    format: FileFormat = Field(
+        "auto",
+        description="'csv' or 'parquet'; 'auto' decides by file suffix (.csv, .csv.gz, "
+        ".parquet, .pq).",
+    )
+    column_mapping: dict[str, str] = Field(
+        default_factory=dict,
+        description="Source column name → canonical name, e.g. {customer: user_id}. "
+        "Columns that are neither canonical nor mapped are dropped.",
+    )
+    delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field separator.")
+
+
+def _path_shorthand(value: Any) -> Any:
+    """Let ``interactions: data/x.csv`` stand for ``interactions: {path: data/x.csv}``."""
+    return {"path": value} if isinstance(value, str) else value
+
+
+Source = Annotated[
+    TableSource, BeforeValidator(_path_shorthand, json_schema_input_type=str | TableSource)
+]
+
+
+class Sources(BaseModel):
+    """The three input tables; each value is a path/URL string or a full source block."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interactions: Source = Field(
+        default_factory=lambda: TableSource(path="data/interactions.csv"),
+        description="Events: user_id, item_id, event_type, timestamp, optional rating.",
+    )
+    items: Source = Field(
+        default_factory=lambda: TableSource(path="data/items.csv"),
+        description="Catalog: item_id, optional category, price, title.",
+    )
+    users: Source = Field(
+        default_factory=lambda: TableSource(path="data/users.csv"),
+        description="Users: user_id, optional signup_date, region.",
+    )
+
+
+class Config(BaseModel):
+    """Configuration of the ingestion task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Sources = Field(default_factory=Sources, description="Input tables.")
+    chunk_rows: int = Field(
+        500_000,
+        ge=100,
+        description="Rows read per batch (approximate for CSV); bounds memory use.",
+    )
+    http_timeout_seconds: float = Field(
+        60.0, gt=0, description="Socket timeout of URL downloads, in seconds."
+    )
+
+
+@dataclass(frozen=True)
+class _SourceFiles:
+    """The local files of one source, its URI and its config key (for messages)."""
+
+    key: str
+    files: list[Path]
+    uri: str
+
+
+def _is_url(path: str) -> bool:
+    return path.startswith(("http://", "https://"))
+
+
+def _download(url: str, target: Path, timeout: float, key: str) -> Path:
+    """Stream ``url`` to ``target``; network trouble becomes SourceConnectionError."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, target.open("wb") as out:
+            shutil.copyfileobj(response, out, DOWNLOAD_CHUNK_BYTES)
+    except urllib.error.HTTPError as exc:
+        if exc.code in MISSING_HTTP_STATUSES:
+            raise SourceNotFoundError(
+                f"{url} returned HTTP {exc.code} ({key})", hint="check the URL in the config"
+            ) from exc
+        raise SourceConnectionError(
+            f"downloading {url} failed with HTTP {exc.code} {exc.reason} ({key})",
+            hint="the server refused or failed the request; retry later or check access",
+        ) from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SourceConnectionError(
+            f"cannot download {url}: {reason} ({key})",
+            hint="check the URL, the network and http_timeout_seconds",
+        ) from exc
+    return target
+
+
+def _url_suffix(url: str) -> str:
+    name = PurePosixPath(urllib.request.urlparse(url).path).name
+    return "".join(PurePosixPath(name).suffixes) or ".data"
+
+
+def _local_files(pattern: str, resolved: Path, key: str) -> list[Path]:
+    if any(char in pattern for char in "*?["):
+        files = sorted(Path(p) for p in glob.glob(str(resolved), recursive=True))
+        files = [f for f in files if f.is_file()]
+        what = "no files match the glob"
+    elif resolved.is_dir():
+        files = sorted(
+            f for f in resolved.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))
+        )
+        what = "the directory contains no data files"
+    elif resolved.is_file():
+        return [resolved]
+    else:
+        files, what = [], "the file does not exist"
+    if not files:
+        raise SourceNotFoundError(
+            f"source {resolved} not found: {what} (config key {key})",
+            hint="fix the path (relative paths start at the project root) or create the data "
+            "with `python -m recomart_pipeline generate-data --out data`",
+        )
+    return files
+
+
+def _locate(
+    ctx: TaskContext, table: str, source: TableSource, scratch: contextlib.ExitStack
+) -> _SourceFiles:
+    """The files of a source; a URL is downloaded into a scratch dir that ``scratch`` removes."""
+    key = f"tasks.{ctx.task_name}.config.source.{table}"
+    if _is_url(source.path):
+        folder = scratch.enter_context(
+            tempfile.TemporaryDirectory(prefix=".download-", dir=ctx.output_dir)
+        )
+        target = Path(folder) / f"{table}{_url_suffix(source.path)}"
+        ctx.logger.info(
+            "downloading source", extra={"fields": {"table": table, "uri": source.path}}
+        )
+        _download(source.path, target, ctx.config.http_timeout_seconds, key)
+        return _SourceFiles(key, [target], source.path)
+    resolved = ctx.resolve_project_path(source.path)
+    return _SourceFiles(key, _local_files(source.path, resolved, key), str(resolved))
+
+
+def _file_format(path: Path, source: TableSource, key: str) -> Literal["csv", "parquet"]:
+    if source.format != "auto":
+        return source.format
+    name = path.name.lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    raise SchemaError(
+        f"cannot tell the format of {path} from its name ({key})",
+        hint=f"set {key}.format to 'csv' or 'parquet'",
+    )
+
+
+def _canonical_names(
+    names: list[str], layout: TableLayout, source: TableSource, path: Path, key: str
+) -> dict[str, str]:
+    """Map canonical column → source column, or explain what is missing."""
+    renamed = {source.column_mapping.get(name, name): name for name in names}
+    if len(renamed) < len(names):
+        raise SchemaError(
+            f"{path}: column_mapping maps two source columns onto one name (columns: {names})",
+            hint=f"fix {key}.column_mapping",
+        )
+    missing = [column for column in layout.required if column not in renamed]
+    if missing:
+        close = {m: difflib.get_close_matches(m, names, n=3, cutoff=0.4) for m in missing}
+        suggestions = "; ".join(f"{m}: {c or 'no close match'}" for m, c in close.items())
+        raise SchemaError(
+            f"{path} lacks required column(s) {missing} after column_mapping; columns found: "
+            f"{names}; close matches: {suggestions}",
+            hint=f"add the source names to {key}.column_mapping, e.g. "
+            f"{{{next((c[0] for c in close.values() if c), 'source_name')}: {missing[0]}}}",
+        )
+    return {column: renamed[column] for column in layout.columns if column in renamed}
+
+
+def _source_names(path: Path, file_format: str, source: TableSource) -> list[str]:
+    if file_format == "parquet":
+        return pq.ParquetFile(path).schema_arrow.names
+    parse = pacsv.ParseOptions(delimiter=source.delimiter)
+    with pacsv.open_csv(path, parse_options=parse) as probe:
+        return probe.schema.names
+
+
+def _csv_batches(
+    path: Path, source: TableSource, chunk_rows: int, columns: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """Stream the wanted CSV columns as text; empty fields become null."""
+    read = pacsv.ReadOptions(block_size=max(chunk_rows * CSV_BYTES_PER_ROW, 1 << 16))
+    parse = pacsv.ParseOptions(delimiter=source.delimiter)
+    convert = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(columns, pa.string()),
+        include_columns=columns,
+        strings_can_be_null=True,
+    )
+    with pacsv.open_csv(
+        path, read_options=read, parse_options=parse, convert_options=convert
+    ) as reader:
+        yield from reader
+
+
+def _parquet_batches(path: Path, chunk_rows: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    yield from pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns)
+
+
+def _raw_batches(
+    files: _SourceFiles, source: TableSource, layout: TableLayout, chunk_rows: int
+) -> Iterator[pa.Table]:
+    """Batches of one source in the raw layout: canonical names, all text, nulls filled in."""
+    for path in files.files:
+        file_format = _file_format(path, source, files.key)
+        names = _source_names(path, file_format, source)
+        mapping = _canonical_names(names, layout, source, path, files.key)
+        wanted = list(mapping.values())
+        batches = (
+            _csv_batches(path, source, chunk_rows, wanted)
+            if file_format == "csv"
+            else _parquet_batches(path, chunk_rows, wanted)
+        )
+        for batch in batches:
+            yield pa.table(
+                {
+                    column: to_text(batch.column(mapping[column]))
+                    if column in mapping
+                    else pa.nulls(batch.num_rows, pa.string())
+                    for column in layout.columns
+                }
+            )
+
+
+def _ingest_table(
+    ctx: TaskContext, table: str, source: TableSource
+) -> tuple[Path, int, _SourceFiles]:
+    layout = TABLES[table]
+    output = ctx.output_path(f"{table}.parquet")
+    with contextlib.ExitStack() as scratch:
+        files = _locate(ctx, table, source, scratch)
+        ctx.logger.info(
+            "reading source",
+            extra={"fields": {"table": table, "uri": files.uri, "files": len(files.files)}},
+        )
+        with ParquetSink(output, layout.raw_schema) as sink:
+            for batch in _raw_batches(files, source, layout, ctx.config.chunk_rows):
+                sink.write(batch)
+    ctx.logger.info("table ingested", extra={"fields": {"table": table, "rows": sink.rows}})
+    return output, sink.rows, files
+
+
+def run(ctx: TaskContext) -> TaskResult:
+    """Read the three sources and write them as raw Parquet tables."""
+    config: Config = ctx.config
+    ctx.logger.info("ingestion started", extra={"fields": {"chunk_rows": config.chunk_rows}})
+    outputs: dict[str, Path] = {}
+    metrics: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    for table in TABLES:
+        path, rows, files = _ingest_table(ctx, table, getattr(config.source, table))
+        outputs[table] = path
+        metrics[f"{table}_rows"] = rows
+        metrics[f"{table}_files"] = len(files.files)
+        metadata[f"{table}_source"] = files.uri
+    ctx.logger.info("ingestion finished", extra={"fields": metrics})
+    return TaskResult(outputs=outputs, metrics=metrics, metadata=metadata)

@@ -1,0 +1,202 @@
+"""Preparation ("clean"): de-duplicate, enforce types, filter sparse users/items, split.
+
+Validation already quarantined broken rows; this task makes the data model-ready. It drops
+rows that are identical once typed (``4`` and ``4.0`` are the same rating), drops any null
+in a required column (so it also works behind a custom validation task), optionally keeps
+only the k-core (every user and item with at least ``min_*_interactions`` events, repeated
+until stable) and splits train/test:
+
+- ``time_cutoff``: one global cut-off time, the ``1 - test_fraction`` quantile of the
+  timestamps (or ``split.cutoff``). Every train event is strictly earlier than the cut-off
+  and every test event at or after it, so no model ever trains on the future.
+- ``last_n_per_user``: each user's last ``n`` events are test (users with at most ``n``
+  events stay wholly in train); per user, train never follows test in time.
+- ``random``: a seeded random ``test_fraction`` of events; leaks time, for rating-prediction
+  experiments only.
+
+Ties in time keep the input order, so the output is deterministic.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from recomart_pipeline.runtime.context import TaskContext, TaskResult
+from recomart_pipeline.runtime.errors import DataValidationError, SchemaError
+from recomart_pipeline.tasks._tables import TYPED_SCHEMAS, write_frame
+
+INTERACTIONS = TYPED_SCHEMAS["interactions"]
+REQUIRED = ["user_id", "item_id", "event_type", "timestamp"]
+CATEGORICAL = ["user_id", "item_id", "event_type"]
+MAX_KCORE_ROUNDS = 100
+
+
+class SplitConfig(BaseModel):
+    """How the train/test split is made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["time_cutoff", "last_n_per_user", "random"] = Field(
+        "time_cutoff", description="time_cutoff (global), last_n_per_user, or random."
+    )
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of events in test (time_cutoff and random)."
+    )
+    cutoff: datetime | None = Field(
+        None,
+        description="Explicit cut-off time for time_cutoff (ISO-8601, no zone means UTC); "
+        "overrides test_fraction.",
+    )
+    n: int = Field(1, ge=1, description="Events per user held out by last_n_per_user.")
+    seed: int = Field(42, description="Seed of the random method.")
+
+    @field_validator("cutoff")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class Config(BaseModel):
+    """Configuration of the preparation task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_user_interactions: int = Field(
+        1, ge=1, description="Keep users with at least this many events (1 = no filter)."
+    )
+    min_item_interactions: int = Field(
+        1, ge=1, description="Keep items with at least this many events (1 = no filter)."
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Train/test split.")
+
+
+def _load(path: Path) -> pd.DataFrame:
+    """Typed interactions with categorical ids, which keep 20M-row frames small."""
+    table = pq.read_table(path, read_dictionary=CATEGORICAL)
+    missing = [c for c in INTERACTIONS.names if c not in table.column_names]
+    if missing:
+        raise SchemaError(
+            f"interactions input {path} lacks column(s) {missing} (it has {table.column_names})",
+            hint="preparation reads the typed output of the validation task",
+        )
+    frame = table.select(INTERACTIONS.names).to_pandas()
+    return frame.astype({"timestamp": "datetime64[ns, UTC]", "rating": "float32"})
+
+
+def _k_core(frame: pd.DataFrame, min_user: int, min_item: int) -> tuple[pd.DataFrame, int]:
+    """Drop users/items below their minimum until none is left; returns rounds taken."""
+    for round_number in range(1, MAX_KCORE_ROUNDS + 1):
+        user_counts = np.bincount(frame["user_id"].cat.codes, minlength=1)
+        item_counts = np.bincount(frame["item_id"].cat.codes, minlength=1)
+        keep = (user_counts[frame["user_id"].cat.codes] >= min_user) & (
+            item_counts[frame["item_id"].cat.codes] >= min_item
+        )
+        if keep.all():
+            return frame, round_number
+        frame = frame[keep]
+    return frame, MAX_KCORE_ROUNDS
+
+
+def _time_cutoff(frame: pd.DataFrame, split: SplitConfig) -> tuple[np.ndarray, pd.Timestamp]:
+    """Test = events at or after the cut-off; the cut-off is an actual event time."""
+    times = frame["timestamp"]
+    if split.cutoff is not None:
+        cutoff = pd.Timestamp(split.cutoff)
+    else:
+        position = min(int(np.floor(len(times) * (1 - split.test_fraction))), len(times) - 1)
+        cutoff = times.iloc[position]  # the frame is sorted by time
+    return (times >= cutoff).to_numpy(), cutoff
+
+
+def _last_n(frame: pd.DataFrame, n: int) -> np.ndarray:
+    """Each user's last ``n`` events (frame is time-sorted), if they have more than ``n``."""
+    users = frame["user_id"].cat.codes.to_numpy()
+    rank_from_end = frame.groupby(users, sort=False).cumcount(ascending=False).to_numpy()
+    counts = np.bincount(users)[users]
+    return (rank_from_end < n) & (counts > n)
+
+
+def _random(frame: pd.DataFrame, split: SplitConfig) -> np.ndarray:
+    return np.random.default_rng(split.seed).random(len(frame)) < split.test_fraction
+
+
+def _split(frame: pd.DataFrame, split: SplitConfig) -> tuple[np.ndarray, pd.Timestamp | None]:
+    if split.method == "time_cutoff":
+        return _time_cutoff(frame, split)
+    if split.method == "last_n_per_user":
+        return _last_n(frame, split.n), None
+    return _random(frame, split), None
+
+
+def _require_rows(train: pd.DataFrame, test: pd.DataFrame, split: SplitConfig) -> None:
+    for name, part in (("train", train), ("test", test)):
+        if part.empty:
+            raise DataValidationError(
+                f"the {split.method} split left the {name} set empty "
+                f"({len(train)} train / {len(test)} test rows)",
+                hint="adjust tasks.preparation.config.split (test_fraction, cutoff or n) or "
+                "relax min_user_interactions/min_item_interactions",
+            )
+
+
+def _clean(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Drop nulls, typed duplicates and (optionally) sparse users/items; sort by time."""
+    has_null = frame[REQUIRED].isna().any(axis=1)
+    frame = frame[~has_null]
+    duplicated = frame.duplicated(keep="first")
+    frame = frame[~duplicated]
+    before_kcore = len(frame)
+    frame, rounds = _k_core(frame, config.min_user_interactions, config.min_item_interactions)
+    stats = {
+        "nulls_dropped": int(has_null.sum()),
+        "duplicates_dropped": int(duplicated.sum()),
+        "kcore_dropped": before_kcore - len(frame),
+        "kcore_rounds": rounds,
+    }
+    return frame.sort_values("timestamp", kind="stable").reset_index(drop=True), stats
+
+
+def run(ctx: TaskContext) -> TaskResult:
+    """Clean the validated interactions and split them into train and test."""
+    config: Config = ctx.config
+    source = ctx.find_input("interactions")
+    frame = _load(source)
+    rows_in = len(frame)
+    ctx.logger.info(
+        "preparation started", extra={"fields": {"source": str(source), "rows_in": rows_in}}
+    )
+    frame, stats = _clean(frame, config)
+    is_test, cutoff = _split(frame, config.split)
+    train, test = frame[~is_test], frame[is_test]
+    _require_rows(train, test, config.split)
+    outputs = {
+        "train": write_frame(ctx.output_path("train.parquet"), train, INTERACTIONS),
+        "test": write_frame(ctx.output_path("test.parquet"), test, INTERACTIONS),
+    }
+    for table in ("items", "users"):
+        outputs[table] = ctx.output_path(f"{table}.parquet")
+        shutil.copyfile(ctx.find_input(table), outputs[table])
+
+    metrics = {
+        "rows_in": rows_in,
+        **stats,
+        "train_rows": len(train),
+        "test_rows": len(test),
+        "users": int(frame["user_id"].nunique()),
+        "items": int(frame["item_id"].nunique()),
+    }
+    metadata = {
+        "split_method": config.split.method,
+        "cutoff": cutoff.isoformat() if cutoff is not None else None,
+        "schema": {field.name: str(field.type) for field in INTERACTIONS},
+    }
+    ctx.logger.info("preparation finished", extra={"fields": {**metrics, **metadata}})
+    return TaskResult(outputs=outputs, metrics=metrics, metadata=metadata)

@@ -1,0 +1,156 @@
+"""Preparation: cleaning, k-core filtering and leak-free train/test splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from recomart_pipeline.runtime.artifacts import Checkpoint
+from recomart_pipeline.runtime.errors import DataValidationError
+from recomart_pipeline_tests.data.helpers import (
+    TaskHarness,
+    artifact_hashes,
+    events,
+    publish_typed,
+    sources,
+)
+
+ITEMS = pd.DataFrame(
+    {"item_id": ["i1", "i2", "i3"], "category": ["a", "b", "b"], "price": 1.0, "title": "t"}
+)
+USERS = pd.DataFrame(
+    {
+        "user_id": ["u1", "u2", "u3"],
+        "signup_date": pd.Timestamp("2025-01-01", tz="UTC"),
+        "region": "north",
+    }
+)
+
+
+@pytest.fixture
+def validated(harness: TaskHarness, small_dataset: dict[str, Path]) -> Checkpoint:
+    """The small generated dataset after ingestion and validation."""
+    _, ingested = harness.run("ingestion", sources(small_dataset))
+    _, checkpoint = harness.run("validation", {}, {"ingestion": ingested})
+    return checkpoint
+
+
+def _prepare(
+    harness: TaskHarness, tmp_path: Path, frame: pd.DataFrame, config: dict[str, Any] | None = None
+) -> tuple[Any, pd.DataFrame, pd.DataFrame]:
+    upstream = publish_typed(
+        harness, tmp_path, "validation", {"interactions": frame, "items": ITEMS, "users": USERS}
+    )
+    result, checkpoint = harness.run("preparation", config or {}, {"validation": upstream})
+    return (
+        result,
+        pd.read_parquet(checkpoint.path("train")),
+        pd.read_parquet(checkpoint.path("test")),
+    )
+
+
+def test_time_cutoff_puts_every_train_event_before_every_test_event(
+    harness: TaskHarness, validated: Checkpoint
+) -> None:
+    result, checkpoint = harness.run("preparation", {}, {"validation": validated})
+    train, test = (
+        pd.read_parquet(checkpoint.path("train")),
+        pd.read_parquet(checkpoint.path("test")),
+    )
+    cutoff = pd.Timestamp(result.metadata["cutoff"])
+    assert train["timestamp"].max() < cutoff <= test["timestamp"].min()
+    assert test["timestamp"].min() == cutoff
+    assert len(test) / (len(train) + len(test)) == pytest.approx(0.2, abs=0.01)
+    assert result.metrics["rows_in"] == len(train) + len(test)
+    for part in (train, test):
+        assert part["timestamp"].is_monotonic_increasing
+        assert str(part["timestamp"].dtype) == "datetime64[ns, UTC]"
+    items = pd.read_parquet(checkpoint.path("items"))
+    assert items.equals(pd.read_parquet(validated.path("items")))
+
+
+def test_explicit_cutoff(harness: TaskHarness, validated: Checkpoint) -> None:
+    config = {"split": {"cutoff": "2026-02-01T00:00:00"}}
+    result, checkpoint = harness.run("preparation", config, {"validation": validated})
+    cutoff = pd.Timestamp("2026-02-01", tz="UTC")
+    assert pd.read_parquet(checkpoint.path("train"))["timestamp"].max() < cutoff
+    assert pd.read_parquet(checkpoint.path("test"))["timestamp"].min() >= cutoff
+    assert result.metadata["cutoff"] == cutoff.isoformat()
+
+
+def test_last_n_per_user_holds_out_each_users_latest_events(
+    harness: TaskHarness, tmp_path: Path
+) -> None:
+    rows = [("u1", "i1", "view", None, f"2026-01-0{d}") for d in range(1, 6)]
+    rows += [("u2", "i2", "view", None, "2026-01-02"), ("u2", "i3", "view", None, "2026-01-09")]
+    rows += [("u3", f"i{k}", "purchase", None, f"2026-01-0{k + 5}") for k in range(1, 4)]
+    result, train, test = _prepare(
+        harness, tmp_path, events(rows), {"split": {"method": "last_n_per_user", "n": 2}}
+    )
+    assert sorted(test.groupby("user_id").size().items()) == [("u1", 2), ("u3", 2)]
+    assert (train["user_id"] == "u2").sum() == 2  # only n events: all stay in train
+    for user, held_out in test.groupby("user_id"):
+        assert train.loc[train["user_id"] == user, "timestamp"].max() <= held_out["timestamp"].min()
+    assert result.metadata["cutoff"] is None
+
+
+def test_random_split_is_seeded(harness: TaskHarness, validated: Checkpoint) -> None:
+    def split(seed: int, run_id: str) -> Checkpoint:
+        config = {"split": {"method": "random", "seed": seed}}
+        return harness.run("preparation", config, {"validation": validated}, run_id=run_id)[1]
+
+    first, again, other = split(1, "a"), split(1, "b"), split(2, "c")
+    assert artifact_hashes(first) == artifact_hashes(again)
+    assert artifact_hashes(first)["test"] != artifact_hashes(other)["test"]
+    test = pd.read_parquet(first.path("test"))
+    assert len(test) / first.metrics["rows_in"] == pytest.approx(0.2, abs=0.03)
+
+
+def test_k_core_filter_repeats_until_stable(harness: TaskHarness, tmp_path: Path) -> None:
+    rows = [
+        (u, i, "view", None, f"2026-01-{d:02d}")
+        for d, (u, i) in enumerate(
+            [("u1", "i1"), ("u1", "i2"), ("u2", "i1"), ("u2", "i2"), ("u3", "i1"), ("u3", "i3")],
+            start=1,
+        )
+    ]
+    # i3 has one event; dropping it leaves u3 with one event, which then drops u3 too.
+    result, train, test = _prepare(
+        harness,
+        tmp_path,
+        events(rows),
+        {"min_user_interactions": 2, "min_item_interactions": 2, "split": {"test_fraction": 0.25}},
+    )
+    kept = pd.concat([train, test])
+    assert set(kept["user_id"]) == {"u1", "u2"} and set(kept["item_id"]) == {"i1", "i2"}
+    assert result.metrics["kcore_dropped"] == 2 and result.metrics["kcore_rounds"] == 3
+
+
+def test_typed_duplicates_and_nulls_are_dropped(harness: TaskHarness, tmp_path: Path) -> None:
+    rows = [
+        ("u1", "i1", "rating", 4.0, "2026-01-01"),
+        ("u1", "i1", "rating", 4.0, "2026-01-01"),
+        ("u1", "i2", "view", None, "2026-01-02"),
+        ("u2", "i2", "view", None, "2026-01-03"),
+        (None, "i2", "view", None, "2026-01-04"),
+    ]
+    result, train, test = _prepare(
+        harness, tmp_path, events(rows), {"split": {"test_fraction": 0.3}}
+    )
+    assert result.metrics["duplicates_dropped"] == 1 and result.metrics["nulls_dropped"] == 1
+    assert len(train) + len(test) == 3
+
+
+def test_split_that_leaves_a_side_empty_is_an_error(harness: TaskHarness, tmp_path: Path) -> None:
+    rows = [("u1", "i1", "view", None, "2026-01-01"), ("u1", "i2", "view", None, "2026-01-02")]
+    with pytest.raises(DataValidationError, match="train set empty"):
+        _prepare(harness, tmp_path, events(rows), {"split": {"cutoff": "2025-01-01"}})
+
+
+def test_reruns_are_byte_identical(harness: TaskHarness, validated: Checkpoint) -> None:
+    _, first = harness.run("preparation", {}, {"validation": validated}, run_id="first")
+    _, second = harness.run("preparation", {}, {"validation": validated}, run_id="second")
+    assert artifact_hashes(first) == artifact_hashes(second)
