@@ -108,3 +108,12 @@ def test_dev_and_prod_overlays_change_only_what_they_set(tmp_path):
     assert dev.settings.tasks["training"].timeout_seconds == 300
     assert prod.settings.tasks["training"].timeout_seconds == 3600
     assert dev.settings.tasks["training"].depends_on == ["features"]
+
+
+@pytest.mark.parametrize("environment", ["dev", "test", "prod"])
+def test_shipped_environment_overlays_load(environment, monkeypatch):
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.example/T/B/secret")
+    config = PipelineConfig(REPO_ROOT / f"pipeline_config.{environment}.yaml")
+    assert config.settings.pipeline.environment == environment
+    assert list(config.settings.tasks) == list(PipelineConfig(REPO_ROOT / "pipeline_config.yaml").settings.tasks)
+    build_definitions(config)
