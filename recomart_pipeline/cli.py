@@ -7,6 +7,7 @@ Config errors are printed without a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import uuid
@@ -254,6 +255,27 @@ def cmd_config_reference(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Commands whose arguments and behaviour live with their concern: (name, help, module).
+# Each module provides add_<x>_arguments(parser) and run_<x>(args) -> exit code.
+EXTENSION_COMMANDS: list[tuple[str, str, str, str, str]] = [
+    (
+        "generate-data",
+        "write a synthetic RecoMart data set (deterministic for a seed)",
+        "recomart_pipeline.datagen",
+        "add_cli_arguments",
+        "run_cli",
+    ),
+]
+
+
+def _add_extensions(sub: argparse._SubParsersAction) -> None:
+    for name, help_text, module_name, add_name, run_name in EXTENSION_COMMANDS:
+        module = importlib.import_module(module_name)
+        parser = sub.add_parser(name, help=help_text)
+        getattr(module, add_name)(parser)
+        parser.set_defaults(handler=getattr(module, run_name))
+
+
 def _add_file(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "file", nargs="?", help="config file (default: $PIPELINE_CONFIG or ./pipeline_config.yaml)"
@@ -314,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parsers["reproduce"].add_argument("run_id", help="run id from `runs`")
     parsers["reproduce"].add_argument("--config", dest="config", help="config file")
+    _add_extensions(sub)
     return parser
 
 
