@@ -102,7 +102,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_CONFIG
     print(f"running {config.name} from {config.path}", flush=True)
-    report = run_pipeline(config, selection, progress=lambda line: print(line, flush=True))
+    report = run_pipeline(
+        config,
+        selection,
+        progress=lambda line: print(line, flush=True),
+        resume_run_id=args.resume,
+    )
     print(format_report(report))
     return EXIT_OK if report.success else EXIT_FAILED
 
@@ -307,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("validate", "plan", "run"):
         _add_file(parsers[name])
     parsers["plan"].add_argument("--json", action="store_true", help="machine-readable plan")
+    parsers["run"].add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="re-execute a failed run from its failure, reusing what succeeded",
+    )
     parsers["run"].add_argument(
         "--select", nargs="+", metavar="TASK", help="materialize only these tasks"
     )

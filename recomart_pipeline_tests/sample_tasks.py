@@ -122,3 +122,15 @@ def copy_file(ctx: TaskContext) -> TaskResult:
     out = ctx.output_path("copy.txt")
     out.write_bytes(ctx.resolve_project_path(ctx.config.path).read_bytes())
     return TaskResult(outputs={"copy": out})
+
+
+@pipeline_task(config=CopyConfig)
+def needs_file(ctx: TaskContext) -> TaskResult:
+    """Fails (not retryable) until its input file exists; reads its dependency's numbers."""
+    numbers = json.loads(ctx.find_input("squares").read_text())
+    source = ctx.resolve_project_path(ctx.config.path)
+    if not source.exists():
+        raise SchemaError(f"{source} is missing")
+    out = ctx.output_path("result.json")
+    out.write_text(json.dumps({"squares": numbers, "extra": source.read_text()}))
+    return TaskResult(outputs={"result": out})

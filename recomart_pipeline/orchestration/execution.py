@@ -18,6 +18,7 @@ from dagster import (
     DagsterEventType,
     DagsterInstance,
     JobDefinition,
+    ReexecutionOptions,
     RunsFilter,
     build_reconstructable_job,
     execute_job,
@@ -124,8 +125,14 @@ def run_pipeline(
     *,
     progress: Callable[[str], None] | None = None,
     extra_tags: dict[str, str] | None = None,
+    resume_run_id: str | None = None,
 ) -> RunReport:
-    """Materialize the job (or ``selection``) through Dagster in this process tree."""
+    """Materialize the job (or ``selection``) through Dagster in this process tree.
+
+    ``resume_run_id`` re-executes a failed run from its failure (Dagster's re-execution):
+    tasks that succeeded are not run again, and the re-run tasks read their verified
+    checkpoints.
+    """
     graph = TaskDependencyGraph(config)
     instance = project_instance(config)
     token = uuid.uuid4().hex
@@ -150,6 +157,9 @@ def run_pipeline(
             else None,
             tags={RUN_TOKEN_TAG: token, **(extra_tags or {})},
             asset_selection=[AssetKey(s) for s in selection] if selection else None,
+            reexecution_options=ReexecutionOptions.from_failure(resume_run_id, instance)
+            if resume_run_id
+            else None,
         ) as result:
             run_id = result.run_id
             success = result.success

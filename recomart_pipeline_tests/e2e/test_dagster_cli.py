@@ -186,3 +186,28 @@ def test_runs_listing_export_and_reproduce(write_config):
     assert changed.returncode == 1
     assert "copy/copy: DIFFERENT" in changed.stdout
     assert "numbers/numbers: same" in changed.stdout
+
+
+def test_resume_reexecutes_only_from_the_failure(write_config):
+    path = write_config(
+        f"""
+        tasks:
+          numbers: {{callable: "{SAMPLE}:make_numbers"}}
+          square: {{callable: "{SAMPLE}:square", depends_on: [numbers]}}
+          finish: {{callable: "{SAMPLE}:needs_file", depends_on: [square], config: {{path: flag.txt}}}}
+        """
+    )
+    project = path.parent
+    failed = _run([sys.executable, "-m", "recomart_pipeline", "run"], project)
+    assert failed.returncode == 1
+    failed_run = failed.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+    (project / "flag.txt").write_text("now present")
+    resumed = _run(
+        [sys.executable, "-m", "recomart_pipeline", "run", "--resume", failed_run], project
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr[-2000:]
+    new_run = resumed.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+    latest = project / "storage" / "latest"
+    assert json.loads((latest / "numbers.json").read_text())["run_id"] == failed_run
+    assert json.loads((latest / "square.json").read_text())["run_id"] == failed_run
+    assert json.loads((latest / "finish.json").read_text())["run_id"] == new_run
