@@ -115,5 +115,7 @@ def test_shipped_environment_overlays_load(environment, monkeypatch):
     monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.example/T/B/secret")
     config = PipelineConfig(REPO_ROOT / f"pipeline_config.{environment}.yaml")
     assert config.settings.pipeline.environment == environment
-    assert list(config.settings.tasks) == list(PipelineConfig(REPO_ROOT / "pipeline_config.yaml").settings.tasks)
+    assert list(config.settings.tasks) == list(
+        PipelineConfig(REPO_ROOT / "pipeline_config.yaml").settings.tasks
+    )
     build_definitions(config)

@@ -101,7 +101,7 @@ def test_run_on_startup_runs_once_per_config_version(write_config):
     assert isinstance(first, RunRequest) and first.run_key == f"startup-{cursor}"
     again, _ = _evaluate(defs, "run_on_startup_sensor", cursor)
     assert isinstance(again, SkipReason)
-    path.write_text(path.read_text().replace("make_numbers\"", "make_numbers\", retry_count: 1"))
+    path.write_text(path.read_text().replace('make_numbers"', 'make_numbers", retry_count: 1'))
     new_version, _ = _evaluate(
         build_definitions(PipelineConfig(path)), "run_on_startup_sensor", cursor
     )
