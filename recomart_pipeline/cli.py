@@ -85,7 +85,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from recomart_pipeline.orchestration.execution import format_report, run_pipeline
+    from recomart_pipeline.orchestration.execution import (
+        format_report,
+        project_instance,
+        run_pipeline,
+    )
 
     config = _load(args.file)
     selection = args.select or None
@@ -101,6 +105,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    from recomart_pipeline.orchestration.watchdog import fail_dead_runs
+
+    for dead in fail_dead_runs(config, project_instance(config)):
+        print(f"watchdog: run {dead.run_id} had a dead worker; marked failed", flush=True)
     print(f"running {config.name} from {config.path}", flush=True)
     report = run_pipeline(
         config,
@@ -183,6 +191,18 @@ def cmd_schema(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_watchdog(args: argparse.Namespace) -> int:
+    from recomart_pipeline.orchestration.execution import project_instance
+    from recomart_pipeline.orchestration.watchdog import fail_dead_runs
+
+    config = _load(args.config)
+    dead = fail_dead_runs(config, project_instance(config))
+    for run in dead:
+        print(f"run {run.run_id}: worker dead -> marked FAILURE; killed {run.killed_children}")
+    print(f"{len(dead)} dead run(s) found")
     return EXIT_OK
 
 
@@ -303,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         ("runs", "list recent runs, show one, or export the run history", cmd_runs),
         ("housekeeping", "apply the retention policy to stored outputs", cmd_housekeeping),
+        ("watchdog", "fail runs whose worker died and kill their orphans", cmd_watchdog),
         ("reproduce", "re-run a recorded run with its config and compare hashes", cmd_reproduce),
     ]
     parsers = {}
@@ -341,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--format", choices=["csv", "md"], default="md", help="export format")
     runs.add_argument("--output", metavar="FILE", help="export to FILE instead of stdout")
     parsers["housekeeping"].add_argument("--config", dest="config", help="config file")
+    parsers["watchdog"].add_argument("--config", dest="config", help="config file")
     parsers["housekeeping"].add_argument(
         "--dry-run", action="store_true", help="show what would be deleted, delete nothing"
     )

@@ -21,6 +21,7 @@ from recomart_pipeline.orchestration.automation import (
 )
 from recomart_pipeline.orchestration.executors import executor_for
 from recomart_pipeline.orchestration.notifications import notification_sensors
+from recomart_pipeline.orchestration.watchdog import watchdog_sensor
 
 JOB_NAME = "automated_pipeline_job"
 
@@ -70,5 +71,6 @@ def build_definitions(config: PipelineConfig) -> Definitions:
             *notification_sensors(config, pipeline_job),
             data_arrival_sensor(config, pipeline_job),
             run_on_startup_sensor(config, pipeline_job),
+            watchdog_sensor(config),
         ],
     )

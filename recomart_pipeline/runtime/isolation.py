@@ -29,6 +29,7 @@ from recomart_pipeline.runtime.errors import (
     TaskTimeoutError,
     classify_exception,
 )
+from recomart_pipeline.runtime.heartbeat import register_child, unregister_child
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -132,6 +133,8 @@ def run_isolated(
     )
     started = time.monotonic()
     process.start()
+    if process.pid is not None:
+        register_child(process.pid)
     deadline = started + limits.timeout_seconds if limits.timeout_seconds else None
     try:
         while True:
@@ -170,4 +173,6 @@ def run_isolated(
     finally:
         if process.is_alive():
             _stop(process)
+        if process.pid is not None:
+            unregister_child(process.pid)
         channel.close()

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
 from recomart_pipeline.runtime.context import CheckOutcome, TaskContext, TaskResult
 from recomart_pipeline.runtime.errors import TaskError, TaskTimeoutError, classify_exception
+from recomart_pipeline.runtime.heartbeat import ensure_heartbeat
 from recomart_pipeline.runtime.isolation import Limits, run_isolated
 from recomart_pipeline.runtime.prometheus import write_textfile
 from recomart_pipeline.runtime.records import record_attempt
@@ -158,6 +159,7 @@ def run_task(
     """
     settings = config.settings
     store = store or ArtifactStore(config.storage_root)
+    ensure_heartbeat(store.root, run_id)
     started = time.monotonic()
     log_file = config.resolve_path(settings.logging.file) if settings.logging.file else None
     with task_logger(

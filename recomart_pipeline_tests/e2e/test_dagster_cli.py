@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,82 @@ def test_resume_reexecutes_only_from_the_failure(write_config):
     assert json.loads((latest / "numbers.json").read_text())["run_id"] == failed_run
     assert json.loads((latest / "square.json").read_text())["run_id"] == failed_run
     assert json.loads((latest / "finish.json").read_text())["run_id"] == new_run
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)  # polling interval; the condition is re-checked each time
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return (
+        Path(f"/proc/{pid}").exists()
+        and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    )
+
+
+def test_watchdog_fails_a_run_whose_worker_was_killed(write_config):
+    path = write_config(
+        f"""
+        tasks:
+          hang: {{callable: "{SAMPLE}:hang", timeout_seconds: 300, config: {{seconds: 300}}}}
+        """
+    )
+    project = path.parent
+    env = _env(project) | {"RECOMART_HEARTBEAT_SECONDS": "0.5"}
+    worker = subprocess.Popen(
+        [
+            DAGSTER,
+            "job",
+            "execute",
+            "-m",
+            "recomart_pipeline.definitions",
+            "-j",
+            "automated_pipeline_job",
+        ],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def child_pid() -> int | None:
+            for beat in (project / "storage" / "runs").glob("*/heartbeats/*.json"):
+                children = json.loads(beat.read_text()).get("children")
+                if children:
+                    return children[0]
+            return None
+
+        orphan = _wait_for(child_pid, 120, "the task's child process")
+        worker.kill()  # the run worker dies; Dagster alone would leave the run STARTED
+        worker.wait()
+        assert _alive(orphan)
+        assert _latest_run_status(project) == DagsterRunStatus.STARTED
+
+        def watchdog_found_it() -> bool:
+            done = subprocess.run(
+                [sys.executable, "-m", "recomart_pipeline", "watchdog"],
+                cwd=project,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            return "marked FAILURE" in done.stdout
+
+        _wait_for(watchdog_found_it, 60, "the watchdog to see the dead worker")
+        assert _latest_run_status(project) == DagsterRunStatus.FAILURE
+        _wait_for(lambda: not _alive(orphan), 10, "the orphan to be killed")
+    finally:
+        if worker.poll() is None:
+            worker.kill()
