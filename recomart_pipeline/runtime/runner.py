@@ -8,6 +8,7 @@ plug into.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,12 @@ from pydantic import BaseModel
 
 from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
 from recomart_pipeline.runtime.context import CheckOutcome, TaskContext, TaskResult
-from recomart_pipeline.runtime.errors import TaskError, TaskTimeoutError, classify_exception
+from recomart_pipeline.runtime.errors import (
+    DiskFullError,
+    TaskError,
+    TaskTimeoutError,
+    classify_exception,
+)
 from recomart_pipeline.runtime.heartbeat import ensure_heartbeat
 from recomart_pipeline.runtime.isolation import Limits, run_isolated
 from recomart_pipeline.runtime.prometheus import write_textfile
@@ -117,6 +123,35 @@ def execute_attempt(
     return result
 
 
+def check_disk(config: PipelineConfig, root: Path, staging: Path | None = None) -> None:
+    """``resources.max_disk_gb``: enough free space before a task, no more used by it after.
+
+    Checking first turns a full disk into a clear error before anything is written; the
+    atomic publish means a write that fails anyway leaves the previous outputs intact.
+    """
+    limit_gb = config.settings.resources.max_disk_gb
+    if limit_gb is None:
+        return
+    limit = limit_gb * 1024**3
+    if staging is None:
+        root.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(root).free
+        if free < limit:
+            raise DiskFullError(
+                f"only {free / 1024**3:.2f} GB free under {root}; a task may need "
+                f"resources.max_disk_gb = {limit_gb:g} GB",
+                hint="free disk space, move storage.base_dir, or lower resources.max_disk_gb",
+            )
+        return
+    used = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
+    if used > limit:
+        raise DiskFullError(
+            f"the task wrote {used / 1024**3:.2f} GB, more than resources.max_disk_gb "
+            f"({limit_gb:g} GB)",
+            hint="raise resources.max_disk_gb or make the task write less",
+        )
+
+
 def limits_for(config: PipelineConfig, task: str, run_deadline: float | None = None) -> Limits:
     """The task's own timeout, shortened to what is left of the run's time limit."""
     settings = config.settings
@@ -188,6 +223,7 @@ def run_task(
             input_paths = {
                 dep: [str(r.path) for r in cp.artifacts.values()] for dep, cp in inputs.items()
             }
+            check_disk(config, store.root)
             staging = store.new_staging_dir(run_id, task)
             request = AttemptRequest(
                 task,
@@ -215,6 +251,7 @@ def run_task(
                 result = run_isolated(config, request, limits, logger)
             else:
                 result = execute_attempt(config, request, logger)
+            check_disk(config, store.root, staging)
             checkpoint = store.publish(
                 run_id, task, staging, result.outputs, result.metrics, result.metadata
             )

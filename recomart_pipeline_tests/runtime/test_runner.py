@@ -172,3 +172,20 @@ def test_prometheus_textfile_shows_latest_attempts(sample_project):
     assert f'recomart_task_metric{{{labels},name="sum"}} 6' in text
     for line in text.splitlines():
         assert line.startswith("#") or line.rsplit(" ", 1)[1].replace(".", "").isdigit()
+
+
+def test_disk_limits_fail_clearly_and_keep_previous_outputs(write_config):
+    path = write_config(f'tasks:\n  numbers: {{callable: "{SAMPLE}:make_numbers"}}\n')
+    config = PipelineConfig(path)
+    before = run_task(config, "numbers", "r1").checkpoint
+    path.write_text("resources: {max_disk_gb: 100000}\n" + path.read_text())
+    with pytest.raises(TaskFailure) as excinfo:
+        run_task(PipelineConfig(path), "numbers", "r2")
+    assert excinfo.value.error_class == "disk_full"
+    assert "free under" in excinfo.value.message
+    before.verify()
+    path.write_text(path.read_text().replace("100000", "0.0000000001"))
+    with pytest.raises(TaskFailure, match=r"more than resources\.max_disk_gb"):
+        run_task(PipelineConfig(path), "numbers", "r3")
+    latest = json.loads((config.storage_root / "latest" / "numbers.json").read_text())
+    assert latest["run_id"] == "r1"
