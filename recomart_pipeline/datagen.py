@@ -57,8 +57,8 @@ GLOBAL_MEAN = 3.2
 RATING_NOISE = 0.35
 ZIPF_EXPONENT = 1.0
 ACTIVITY_SIGMA = 1.0
-CANDIDATES_PER_EVENT = 4  # an event picks the best-liked of this many popularity draws
-CHOICE_TEMPERATURE = 1.0
+CANDIDATES_PER_EVENT = 32  # an event picks the best-liked of this many popularity draws
+CHOICE_TEMPERATURE = 0.5  # lower: taste matters more than popularity in what users pick
 # Baseline event mix and how strongly each type leans on the user's affinity for the item.
 EVENT_BASE_SHARES = np.array([0.58, 0.14, 0.05, 0.23])
 EVENT_AFFINITY_SLOPES = np.array([0.0, 0.8, 1.2, 0.3])
