@@ -134,3 +134,26 @@ def needs_file(ctx: TaskContext) -> TaskResult:
     out = ctx.output_path("result.json")
     out.write_text(json.dumps({"squares": numbers, "extra": source.read_text()}))
     return TaskResult(outputs={"result": out})
+
+
+@pipeline_task(config=SleepConfig)
+def hang_once(ctx: TaskContext) -> TaskResult:
+    """Hangs on its first attempt (to be killed by its timeout), succeeds on the next."""
+    if ctx.attempt == 1:
+        time.sleep(ctx.config.seconds)
+    out = ctx.output_path("attempt.txt")
+    out.write_text(str(ctx.attempt))
+    return TaskResult(outputs={"attempt": out}, metrics={"attempt": ctx.attempt})
+
+
+def slow_numbers(ctx: TaskContext) -> TaskResult:
+    """Writes numbers slowly in pieces, so two concurrent runs interleave their writes."""
+    path = ctx.output_path("numbers.json")
+    with path.open("w") as handle:
+        handle.write("[")
+        for index in range(20):
+            handle.write(f"{index}{', ' if index < 19 else ''}")
+            handle.flush()
+            time.sleep(0.01)  # stretches the write so the other run overlaps with it
+        handle.write("]")
+    return TaskResult(outputs={"numbers": path}, metrics={"run": ctx.run_id})

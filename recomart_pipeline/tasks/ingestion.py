@@ -169,8 +169,9 @@ def _local_files(pattern: str, resolved: Path, key: str) -> list[Path]:
     if not files:
         raise SourceNotFoundError(
             f"source {resolved} not found: {what} (config key {key})",
-            hint="fix the path (relative paths start at the project root) or create the data "
-            "with `python -m recomart_pipeline generate-data --out data`",
+            hint="fix the path (relative paths start at the project root) or recreate the "
+            "sample with `python -m recomart_pipeline generate-data --format csv "
+            "--dirty-fraction 0.01 --out data` (see data/README.md)",
         )
     return files
 

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from recomart_pipeline.runtime.context import TaskContext, TaskResult
 from recomart_pipeline.runtime.errors import DataValidationError, SchemaError
-from recomart_pipeline.tasks._tables import TYPED_SCHEMAS, write_frame
+from recomart_pipeline.tasks._tables import TYPED_SCHEMAS, read_categorical, write_frame
 
 INTERACTIONS = TYPED_SCHEMAS["interactions"]
 REQUIRED = ["user_id", "item_id", "event_type", "timestamp"]
@@ -80,14 +80,14 @@ class Config(BaseModel):
 
 def _load(path: Path) -> pd.DataFrame:
     """Typed interactions with categorical ids, which keep 20M-row frames small."""
-    table = pq.read_table(path, read_dictionary=CATEGORICAL)
-    missing = [c for c in INTERACTIONS.names if c not in table.column_names]
+    found = pq.read_schema(path).names
+    missing = [c for c in INTERACTIONS.names if c not in found]
     if missing:
         raise SchemaError(
-            f"interactions input {path} lacks column(s) {missing} (it has {table.column_names})",
+            f"interactions input {path} lacks column(s) {missing} (it has {found})",
             hint="preparation reads the typed output of the validation task",
         )
-    frame = table.select(INTERACTIONS.names).to_pandas()
+    frame = read_categorical(path, CATEGORICAL).select(INTERACTIONS.names).to_pandas()
     return frame.astype({"timestamp": "datetime64[ns, UTC]", "rating": "float32"})
 
 
@@ -147,11 +147,24 @@ def _require_rows(train: pd.DataFrame, test: pd.DataFrame, split: SplitConfig) -
             )
 
 
+def _duplicated(frame: pd.DataFrame) -> np.ndarray:
+    """Rows equal to an earlier row, first copy kept.
+
+    A 64-bit hash per row finds the few candidate rows cheaply; only those are compared
+    exactly, so a hash collision can never drop a distinct row.
+    """
+    hashes = pd.util.hash_pandas_object(frame, index=False)
+    candidates = hashes.duplicated(keep=False).to_numpy()
+    duplicated = np.zeros(len(frame), dtype=bool)
+    duplicated[candidates] = frame[candidates].duplicated(keep="first").to_numpy()
+    return duplicated
+
+
 def _clean(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, dict[str, int]]:
     """Drop nulls, typed duplicates and (optionally) sparse users/items; sort by time."""
     has_null = frame[REQUIRED].isna().any(axis=1)
     frame = frame[~has_null]
-    duplicated = frame.duplicated(keep="first")
+    duplicated = _duplicated(frame)
     frame = frame[~duplicated]
     before_kcore = len(frame)
     frame, rounds = _k_core(frame, config.min_user_interactions, config.min_item_interactions)
@@ -174,6 +187,12 @@ def run(ctx: TaskContext) -> TaskResult:
         "preparation started", extra={"fields": {"source": str(source), "rows_in": rows_in}}
     )
     frame, stats = _clean(frame, config)
+    if frame.empty:
+        raise DataValidationError(
+            f"no interactions are left to split ({rows_in} in, {stats})",
+            hint="check the validation quarantine, or relax min_user_interactions and "
+            "min_item_interactions",
+        )
     is_test, cutoff = _split(frame, config.split)
     train, test = frame[~is_test], frame[is_test]
     _require_rows(train, test, config.split)

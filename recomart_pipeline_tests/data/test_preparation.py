@@ -154,3 +154,9 @@ def test_reruns_are_byte_identical(harness: TaskHarness, validated: Checkpoint) 
     _, first = harness.run("preparation", {}, {"validation": validated}, run_id="first")
     _, second = harness.run("preparation", {}, {"validation": validated}, run_id="second")
     assert artifact_hashes(first) == artifact_hashes(second)
+
+
+def test_nothing_left_after_filtering_is_an_error(harness: TaskHarness, tmp_path: Path) -> None:
+    rows = [("u1", "i1", "view", None, "2026-01-01"), ("u2", "i2", "view", None, "2026-01-02")]
+    with pytest.raises(DataValidationError, match="no interactions are left"):
+        _prepare(harness, tmp_path, events(rows), {"min_user_interactions": 2})

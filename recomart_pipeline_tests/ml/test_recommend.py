@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from recomart_pipeline.ml._topk import top_k_rows
 from recomart_pipeline.ml.base import Ratings, TrainingData
 from recomart_pipeline.ml.registry import create_model
 
@@ -61,3 +62,15 @@ def test_default_chunk_respects_the_memory_budget(fitted):
     model = fitted["svd"]
     assert model.default_chunk_size() * model.n_items * 4 <= 256 * 1024 * 1024
     assert model.default_chunk_size() >= 1
+
+
+def test_top_k_breaks_ties_by_item_and_skips_non_finite_scores():
+    scores = np.array([[1, 3, 3, np.nan, -np.inf, 2], [0, 0, 0, 0, 0, 0]], dtype=np.float32)
+    items = np.full((2, 4), -1, dtype=np.int32)
+    best = np.full((2, 4), np.nan, dtype=np.float32)
+    top_k_rows(scores, 4, items, best)
+    assert items.tolist() == [[1, 2, 5, 0], [0, 1, 2, 3]]
+    assert best[0].tolist() == [3, 3, 2, 1]
+    short = np.full((1, 3), -1, dtype=np.int32)
+    top_k_rows(scores[:1, 3:5].copy(), 3, short, np.full((1, 3), np.nan, np.float32))
+    assert short.tolist() == [[-1, -1, -1]]
