@@ -5,6 +5,7 @@ later in ``dagster dev``. The job is rebuilt from the config path in every proce
 (``build_reconstructable_job``) so the multiprocess executor works from the CLI too.
 """
 
+import fcntl
 import os
 import sys
 import threading
@@ -49,11 +50,18 @@ def project_instance(config: PipelineConfig) -> DagsterInstance:
     """The persistent instance in ``$DAGSTER_HOME`` or the project's ``storage.dagster_home``."""
     home = Path(os.environ.get("DAGSTER_HOME") or config.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
-    dagster_yaml = home / "dagster.yaml"
-    if not dagster_yaml.exists():
-        dagster_yaml.write_text(DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
-    return DagsterInstance.get()
+    # Two first runs at once would both create the SQLite schema and race (alembic
+    # "more than one head"); serialise creating the home and its storage.
+    with (home / ".init.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        dagster_yaml = home / "dagster.yaml"
+        if not dagster_yaml.exists():
+            dagster_yaml.write_text(DAGSTER_YAML)
+        instance = DagsterInstance.get()
+        instance.get_runs(limit=1)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return instance
 
 
 @dataclass(frozen=True)
