@@ -66,7 +66,10 @@ class CircuitBreaker:
             state.opened_at is not None and self.clock() - state.opened_at < self.cooldown_seconds
         )
 
-    def call(self, fn: Callable[[], T]) -> T:
+    def call(
+        self, fn: Callable[[], T], counts: tuple[type[BaseException], ...] = (Exception,)
+    ) -> T:
+        """Call ``fn`` through the breaker; only exceptions in ``counts`` are source failures."""
         state = self.state()
         if self.is_open:
             remaining = self.cooldown_seconds - (self.clock() - (state.opened_at or 0))
@@ -77,7 +80,7 @@ class CircuitBreaker:
             )
         try:
             value = fn()
-        except Exception as exc:
+        except counts as exc:
             state.failures += 1
             state.last_error = str(exc)[:300]
             if state.failures >= self.failure_threshold:

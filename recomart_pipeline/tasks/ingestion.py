@@ -31,6 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from recomart_pipeline.runtime.circuit_breaker import CircuitBreaker, CircuitOpenError
 from recomart_pipeline.runtime.context import TaskContext, TaskResult
 from recomart_pipeline.runtime.errors import SchemaError, SourceConnectionError, SourceNotFoundError
 from recomart_pipeline.tasks._tables import TABLES, ParquetSink, TableLayout, to_text
@@ -95,6 +96,25 @@ class Sources(BaseModel):
     )
 
 
+class CircuitBreakerConfig(BaseModel):
+    """When a source keeps failing, stop calling it for a while and use the fallback."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Guard the sources with a circuit breaker.")
+    failure_threshold: int = Field(
+        3, ge=1, description="Consecutive failed reads that open the circuit."
+    )
+    cooldown_seconds: float = Field(
+        300, gt=0, description="How long the circuit stays open before one trial read."
+    )
+    fallback: Literal["last_good", "none"] = Field(
+        "last_good",
+        description="While the circuit is open: 'last_good' re-publishes the last good "
+        "snapshot (marked degraded), 'none' fails the task.",
+    )
+
+
 class Config(BaseModel):
     """Configuration of the ingestion task."""
 
@@ -109,6 +129,7 @@ class Config(BaseModel):
     http_timeout_seconds: float = Field(
         60.0, gt=0, description="Socket timeout of URL downloads, in seconds."
     )
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
 
 
 @dataclass(frozen=True)
@@ -304,13 +325,65 @@ def _ingest_table(
     return output, sink.rows, files
 
 
+def watched_sources(config: Config) -> list[str]:
+    """What the data-arrival sensor watches: the three sources' paths, globs or URLs."""
+    return [getattr(config.source, table).path for table in TABLES]
+
+
+def _fallback(ctx: TaskContext, reason: CircuitOpenError) -> TaskResult:
+    """Re-publish the last good snapshot, marked degraded, while the source is unavailable."""
+    previous = ctx.previous
+    if previous is None:
+        raise SourceConnectionError(
+            f"{reason}; and there is no earlier good snapshot to fall back to",
+            hint="fix the source: the first ingestion needs it",
+        ) from reason
+    previous.verify()
+    outputs = {}
+    for table in TABLES:
+        target = ctx.output_path(f"{table}.parquet")
+        shutil.copyfile(previous.path(table), target)
+        outputs[table] = target
+    ctx.logger.warning(
+        "source unavailable: using the last good snapshot",
+        extra={
+            "fields": {"degraded": True, "fallback_run_id": previous.run_id, "reason": str(reason)}
+        },
+    )
+    metrics = {k: v for k, v in previous.metrics.items() if k.endswith(("_rows", "_files"))}
+    metadata = {
+        "degraded": True,
+        "fallback_run_id": previous.run_id,
+        "degraded_reason": str(reason),
+    }
+    return TaskResult(outputs=outputs, metrics={**metrics, "degraded": 1}, metadata=metadata)
+
+
 def run(ctx: TaskContext) -> TaskResult:
     """Read the three sources and write them as raw Parquet tables."""
     config: Config = ctx.config
+    guard = config.circuit_breaker
+    if not guard.enabled:
+        return _ingest_all(ctx, config)
+    breaker = CircuitBreaker(
+        ctx.task_name,
+        ctx.storage_root / "circuits",
+        failure_threshold=guard.failure_threshold,
+        cooldown_seconds=guard.cooldown_seconds,
+    )
+    try:
+        return breaker.call(lambda: _ingest_all(ctx, config), counts=(SourceConnectionError,))
+    except CircuitOpenError as exc:
+        if guard.fallback == "none":
+            raise
+        return _fallback(ctx, exc)
+
+
+def _ingest_all(ctx: TaskContext, config: Config) -> TaskResult:
     ctx.logger.info("ingestion started", extra={"fields": {"chunk_rows": config.chunk_rows}})
     outputs: dict[str, Path] = {}
     metrics: dict[str, Any] = {}
-    metadata: dict[str, Any] = {}
+    metadata: dict[str, Any] = {"degraded": False}
     for table in TABLES:
         path, rows, files = _ingest_table(ctx, table, getattr(config.source, table))
         outputs[table] = path
