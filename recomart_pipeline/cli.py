@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_pipeline,
     )
 
-    config = _load(args.file)
+    config = PipelineConfig(args.file, overrides=args.set)
     selection = args.select or None
     unknown = [s for s in selection or [] if s not in config.settings.tasks]
     if unknown:
@@ -333,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("validate", "plan", "run"):
         _add_file(parsers[name])
     parsers["plan"].add_argument("--json", action="store_true", help="machine-readable plan")
+    parsers["run"].add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value for this run, e.g. tasks.training.config.svd.n_factors=64",
+    )
     parsers["run"].add_argument(
         "--resume",
         metavar="RUN_ID",

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from recomart_pipeline.config.errors import ConfigError, ConfigIssue, did_you_mean
 from recomart_pipeline.config.interpolation import interpolate
 from recomart_pipeline.config.overlay import load_with_overlays
+from recomart_pipeline.config.overrides import apply_overrides
 from recomart_pipeline.config.pydantic_errors import translate
 from recomart_pipeline.config.schema import PipelineSettings
 from recomart_pipeline.config.yaml_source import SourceMap
@@ -51,9 +52,13 @@ class PipelineConfig:
         config_path: str | os.PathLike[str] | None = None,
         *,
         environ: Mapping[str, str] | None = None,
+        overrides: Sequence[str] = (),
     ) -> None:
         self.path = resolve_config_path(config_path).resolve()
         raw, source_map, files = load_with_overlays(self.path)
+        self.overrides = list(overrides)
+        if self.overrides:
+            apply_overrides(raw, source_map, self.overrides)
         self.files = files
         self.project_root = files[0].parent
         self.source_map = source_map

@@ -6,6 +6,7 @@ later in ``dagster dev``. The job is rebuilt from the config path in every proce
 """
 
 import fcntl
+import json
 import os
 import sys
 import threading
@@ -40,9 +41,9 @@ run_monitoring:
 """
 
 
-def load_job(config_path: str) -> JobDefinition:
+def load_job(config_path: str, overrides: list[str] | None = None) -> JobDefinition:
     """Reconstructor used in every process of a run (must stay a module-level function)."""
-    config = PipelineConfig(config_path)
+    config = PipelineConfig(config_path, overrides=overrides or ())
     return build_definitions(config).resolve_job_def(JOB_NAME)
 
 
@@ -147,7 +148,7 @@ def run_pipeline(
     recon = build_reconstructable_job(
         "recomart_pipeline.orchestration.execution",
         "load_job",
-        reconstructable_args=(str(config.path),),
+        reconstructable_args=(str(config.path), list(config.overrides)),
         reconstructor_working_directory=str(config.project_root),
     )
     printer = _ProgressPrinter(instance, token, progress) if progress else None
@@ -163,7 +164,13 @@ def run_pipeline(
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
             if progress
             else None,
-            tags={RUN_TOKEN_TAG: token, **(extra_tags or {})},
+            tags={
+                RUN_TOKEN_TAG: token,
+                **(
+                    {"recomart/overrides": json.dumps(config.overrides)} if config.overrides else {}
+                ),
+                **(extra_tags or {}),
+            },
             asset_selection=[AssetKey(s) for s in selection] if selection else None,
             reexecution_options=ReexecutionOptions.from_failure(resume_run_id, instance)
             if resume_run_id

@@ -291,3 +291,32 @@ def test_watchdog_fails_a_run_whose_worker_was_killed(write_config):
     finally:
         if worker.poll() is None:
             worker.kill()
+
+
+def test_run_set_overrides_are_validated_applied_and_recorded(sample_project):
+    project = sample_project.parent
+    bad = _run(
+        [
+            sys.executable,
+            "-m",
+            "recomart_pipeline",
+            "run",
+            "--set",
+            "tasks.numbers.config.count=-2",
+        ],
+        project,
+    )
+    assert bad.returncode == 2
+    assert "--set:1 tasks.numbers.config.count: must be ≥ 0 (got -2)" in bad.stderr
+    good = _run(
+        [sys.executable, "-m", "recomart_pipeline", "run", "--set", "tasks.numbers.config.count=6"],
+        project,
+    )
+    assert good.returncode == 0, good.stdout + good.stderr[-2000:]
+    run_id = good.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+    manifest = json.loads((project / "storage" / "runs" / run_id / "manifest.json").read_text())
+    assert manifest["overrides"] == ["tasks.numbers.config.count=6"]
+    assert manifest["tasks"]["total"]["metrics"] == {"total": 2 * sum(n * n for n in range(6))}
+    with DagsterInstance.from_config(str(project / "dagster_home")) as instance:
+        run = instance.get_run_by_id(run_id)
+        assert json.loads(run.tags["recomart/overrides"]) == ["tasks.numbers.config.count=6"]
