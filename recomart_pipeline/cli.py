@@ -115,6 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         selection,
         progress=lambda line: print(line, flush=True),
         resume_run_id=args.resume,
+        partition_key=args.partition,
     )
     print(format_report(report))
     return EXIT_OK if report.success else EXIT_FAILED
@@ -192,6 +193,34 @@ def cmd_schema(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Run each daily partition in turn (the daemon-free way; the UI's backfill also works)."""
+    from recomart_pipeline.orchestration.execution import (
+        format_report,
+        partition_keys,
+        run_pipeline,
+    )
+
+    config = _load(args.config)
+    try:
+        keys = partition_keys(config, args.start, args.end)
+    except ValueError as exc:
+        print(f"backfill: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    failed = []
+    for key in keys:
+        print(f"partition {key}", flush=True)
+        report = run_pipeline(config, partition_key=key)
+        print(format_report(report), flush=True)
+        if not report.success:
+            failed.append(key)
+    print(
+        f"backfill of {len(keys)} partition(s): {len(keys) - len(failed)} succeeded"
+        + (f", failed: {', '.join(failed)}" if failed else "")
+    )
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_watchdog(args: argparse.Namespace) -> int:
@@ -324,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("runs", "list recent runs, show one, or export the run history", cmd_runs),
         ("housekeeping", "apply the retention policy to stored outputs", cmd_housekeeping),
         ("watchdog", "fail runs whose worker died and kill their orphans", cmd_watchdog),
+        ("backfill", "run a range of daily partitions", cmd_backfill),
         ("reproduce", "re-run a recorded run with its config and compare hashes", cmd_reproduce),
     ]
     parsers = {}
@@ -339,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a config value for this run, e.g. tasks.training.config.svd.n_factors=64",
+    )
+    parsers["run"].add_argument(
+        "--partition", metavar="YYYY-MM-DD", help="run one daily partition (partitioned pipelines)"
     )
     parsers["run"].add_argument(
         "--resume",
@@ -370,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--output", metavar="FILE", help="export to FILE instead of stdout")
     parsers["housekeeping"].add_argument("--config", dest="config", help="config file")
     parsers["watchdog"].add_argument("--config", dest="config", help="config file")
+    parsers["backfill"].add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
+    parsers["backfill"].add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
+    parsers["backfill"].add_argument("--config", dest="config", help="config file")
     parsers["housekeeping"].add_argument(
         "--dry-run", action="store_true", help="show what would be deleted, delete nothing"
     )

@@ -8,6 +8,7 @@ default.
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -126,6 +127,24 @@ class DataArrivalSettings(Section):
     interval_seconds: int = Field(60, ge=5, description="How often the sensor looks.")
 
 
+class PartitionSettings(Section):
+    enabled: bool = Field(
+        False,
+        description="Daily partitions: each run processes one day (ingestion keeps that "
+        "day's events); backfills run many days.",
+    )
+    start_date: str = Field("2026-01-01", description="First partition (YYYY-MM-DD).")
+
+    @field_validator("start_date")
+    @classmethod
+    def _iso_date(cls, value: str) -> str:
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"start_date must be a date like 2026-01-31 (got {value!r})") from None
+        return value
+
+
 class SchedulingSection(Section):
     enabled: bool = Field(False, description="Run the job on the cron schedule (needs the daemon).")
     cron: str = Field("0 2 * * *", description="Cron expression (5 fields or @daily etc.).")
@@ -134,6 +153,7 @@ class SchedulingSection(Section):
         False, description="Launch one run when the daemon first loads a new config version."
     )
     data_arrival: DataArrivalSettings = Field(default_factory=DataArrivalSettings)
+    partitions: PartitionSettings = Field(default_factory=PartitionSettings)
 
     @field_validator("cron")
     @classmethod

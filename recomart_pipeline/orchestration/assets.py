@@ -19,6 +19,7 @@ from dagster import (
 
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
+from recomart_pipeline.orchestration.automation import partitions_for
 from recomart_pipeline.orchestration.retries import failure_to_dagster, retry_policy_for
 from recomart_pipeline.runtime.runner import TaskFailure, TaskOutcome, run_task
 
@@ -128,6 +129,7 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
         retry_policy=retry_policy_for(config, task),
         check_specs=check_specs or None,
         owners=owners,
+        partitions_def=partitions_for(config),
         metadata={
             "implementation": definition.reference,
             "timeout_seconds": task_settings.timeout_seconds,

@@ -1,19 +1,23 @@
 """Automation from the config: the schedule, data-arrival and run-on-startup sensors, housekeeping."""
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from dagster import (
+    DailyPartitionsDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     JobDefinition,
     OpExecutionContext,
     RunRequest,
     ScheduleDefinition,
+    ScheduleEvaluationContext,
     SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
     job,
     op,
+    schedule,
     sensor,
 )
 
@@ -27,11 +31,24 @@ if TYPE_CHECKING:
     )
 
 
+def partitions_for(config: PipelineConfig) -> DailyPartitionsDefinition | None:
+    """Daily partitions of every task when ``scheduling.partitions.enabled``."""
+    settings = config.settings.scheduling
+    if not settings.partitions.enabled:
+        return None
+    return DailyPartitionsDefinition(
+        start_date=settings.partitions.start_date, timezone=settings.timezone
+    )
+
+
 def schedule_for(
     config: PipelineConfig, job: "JobDefinition | UnresolvedAssetJobDefinition"
 ) -> ScheduleDefinition:
+    """The cron schedule; with daily partitions each tick runs the day that just ended."""
     scheduling = config.settings.scheduling
-    return ScheduleDefinition(
+    partitioned = scheduling.partitions.enabled
+
+    @schedule(
         name=f"{job.name}_schedule",
         job=job,
         cron_schedule=scheduling.cron,
@@ -39,8 +56,17 @@ def schedule_for(
         default_status=DefaultScheduleStatus.RUNNING
         if scheduling.enabled
         else DefaultScheduleStatus.STOPPED,
-        description=f"Runs {job.name} on '{scheduling.cron}' ({scheduling.timezone}).",
+        description=f"Runs {job.name} on '{scheduling.cron}' ({scheduling.timezone})"
+        + (", one daily partition per tick (the previous day)." if partitioned else "."),
     )
+    def pipeline_schedule(context: ScheduleEvaluationContext) -> RunRequest:
+        tags = {"recomart/trigger": "schedule"}
+        if not partitioned:
+            return RunRequest(tags=tags)
+        day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
+        return RunRequest(run_key=f"schedule-{day}", partition_key=day, tags=tags)
+
+    return pipeline_schedule
 
 
 def housekeeping(config: PipelineConfig) -> tuple[JobDefinition, ScheduleDefinition]:

@@ -28,6 +28,7 @@ from dagster import (
 
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
+from recomart_pipeline.orchestration.automation import partitions_for
 from recomart_pipeline.orchestration.factory import JOB_NAME, build_definitions
 
 RUN_TOKEN_TAG = "recomart/cli_token"
@@ -135,6 +136,7 @@ def run_pipeline(
     progress: Callable[[str], None] | None = None,
     extra_tags: dict[str, str] | None = None,
     resume_run_id: str | None = None,
+    partition_key: str | None = None,
 ) -> RunReport:
     """Materialize the job (or ``selection``) through Dagster in this process tree.
 
@@ -169,6 +171,7 @@ def run_pipeline(
                 **(
                     {"recomart/overrides": json.dumps(config.overrides)} if config.overrides else {}
                 ),
+                **({"dagster/partition": partition_key} if partition_key else {}),
                 **(extra_tags or {}),
             },
             asset_selection=[AssetKey(s) for s in selection] if selection else None,
@@ -217,6 +220,22 @@ def _task_rows(
         attempts = max(1, len(stat.attempts_list or []))
         rows.append(TaskRow(task, status, duration, attempts, failures.get(task, "")))
     return rows
+
+
+def partition_keys(config: PipelineConfig, first: str, last: str) -> list[str]:
+    """The daily partition keys from ``first`` to ``last`` (inclusive), checked to exist."""
+    partitions = partitions_for(config)
+    if partitions is None:
+        raise ValueError("scheduling.partitions.enabled is false: this pipeline has no partitions")
+    keys = partitions.get_partition_keys()
+    unknown = [k for k in (first, last) if k not in keys]
+    if unknown:
+        raise ValueError(
+            f"no partition {', '.join(unknown)}: partitions run from {keys[0]} to {keys[-1]}"
+            if keys
+            else "no partitions exist yet (start_date is in the future)"
+        )
+    return keys[keys.index(first) : keys.index(last) + 1]
 
 
 def format_report(report: RunReport) -> str:

@@ -5,6 +5,7 @@ Layout under ``storage.base_dir``::
     runs/{run_id}/{task}/...          outputs of one task in one run (written atomically)
     runs/{run_id}/{task}/_result.json the checkpoint: output paths, sha256, metrics
     latest/{task}.json                 pointer to the newest successful checkpoint
+    latest/partitions/{key}/{task}.json  the same, per partition (daily backfills)
 
 A task writes into a private staging directory; only when it succeeded is the directory
 renamed into place and the checkpoint written, so a killed task never leaves half a result
@@ -162,6 +163,11 @@ class ArtifactStore:
         staging.mkdir(parents=True)
         return staging
 
+    def latest_pointer(self, task: str, partition_key: str | None = None) -> Path:
+        if partition_key is None:
+            return self.root / "latest" / f"{task}.json"
+        return self.root / "latest" / "partitions" / partition_key / f"{task}.json"
+
     def publish(
         self,
         run_id: str,
@@ -170,6 +176,7 @@ class ArtifactStore:
         outputs: dict[str, Path],
         metrics: dict[str, Any],
         metadata: dict[str, Any],
+        partition_key: str | None = None,
     ) -> Checkpoint:
         """Move a finished staging dir into place, hash it and record the checkpoint."""
         final = self.task_dir(run_id, task)
@@ -202,25 +209,30 @@ class ArtifactStore:
         else:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging, final)
-        write_json_atomic(self.root / "latest" / f"{task}.json", checkpoint.to_json(self.root))
+        write_json_atomic(self.latest_pointer(task, partition_key), checkpoint.to_json(self.root))
         return checkpoint
 
     def discard(self, staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
-    def find_checkpoint(self, task: str, run_id: str | None = None) -> Checkpoint | None:
-        """This run's checkpoint of ``task`` if it has one, else the latest successful one."""
+    def find_checkpoint(
+        self, task: str, run_id: str | None = None, partition_key: str | None = None
+    ) -> Checkpoint | None:
+        """This run's checkpoint of ``task`` if it has one, else the latest successful one
+        (of the same partition, for partitioned runs)."""
         candidates = []
         if run_id is not None:
             candidates.append(self.task_dir(run_id, task) / RESULT_FILE)
-        candidates.append(self.root / "latest" / f"{task}.json")
+        candidates.append(self.latest_pointer(task, partition_key))
         for candidate in candidates:
             if candidate.exists():
                 return Checkpoint.from_json(json.loads(candidate.read_text()), self.root)
         return None
 
-    def load_upstream(self, task: str, run_id: str | None) -> Checkpoint:
-        checkpoint = self.find_checkpoint(task, run_id)
+    def load_upstream(
+        self, task: str, run_id: str | None, partition_key: str | None = None
+    ) -> Checkpoint:
+        checkpoint = self.find_checkpoint(task, run_id, partition_key)
         if checkpoint is None:
             raise UpstreamArtifactError(
                 f"upstream task '{task}' has no checkpoint under {self.root}",

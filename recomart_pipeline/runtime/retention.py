@@ -34,7 +34,7 @@ class RetentionAction:
 
 def _protected_dirs(root: Path, kept_runs: set[str]) -> dict[Path, str]:
     protected: dict[Path, str] = {}
-    for pointer in (root / "latest").glob("*.json"):
+    for pointer in (root / "latest").rglob("*.json"):
         try:
             data = json.loads(pointer.read_text())
         except (OSError, json.JSONDecodeError):

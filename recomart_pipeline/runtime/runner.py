@@ -217,7 +217,8 @@ def run_task(
                 upstream
                 if upstream is not None
                 else {
-                    dep: store.load_upstream(dep, run_id) for dep in settings.tasks[task].depends_on
+                    dep: store.load_upstream(dep, run_id, partition_key)
+                    for dep in settings.tasks[task].depends_on
                 }
             )
             input_paths = {
@@ -233,7 +234,7 @@ def run_task(
                 inputs,
                 staging,
                 store.root,
-                store.find_checkpoint(task),
+                store.find_checkpoint(task, None, partition_key),
             )
             limits = limits_for(config, task, run_deadline)
             logger.info(
@@ -253,7 +254,13 @@ def run_task(
                 result = execute_attempt(config, request, logger)
             check_disk(config, store.root, staging)
             checkpoint = store.publish(
-                run_id, task, staging, result.outputs, result.metrics, result.metadata
+                run_id,
+                task,
+                staging,
+                result.outputs,
+                result.metrics,
+                result.metadata,
+                partition_key,
             )
             staging = None
         except Exception as exc:

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -307,6 +308,15 @@ def _raw_batches(
             )
 
 
+def _of_day(batch: pa.RecordBatch, day: str) -> pa.RecordBatch:
+    """Events of one daily partition: ISO timestamps that start with the partition's date.
+
+    Rows whose timestamp cannot be read belong to no day and are left out of partitioned runs.
+    """
+    timestamps = batch.column("timestamp")
+    return batch.filter(pc.fill_null(pc.starts_with(timestamps, day), False))
+
+
 def _ingest_table(
     ctx: TaskContext, table: str, source: TableSource
 ) -> tuple[Path, int, _SourceFiles]:
@@ -318,9 +328,10 @@ def _ingest_table(
             "reading source",
             extra={"fields": {"table": table, "uri": files.uri, "files": len(files.files)}},
         )
+        day = ctx.partition_key if table == "interactions" else None
         with ParquetSink(output, layout.raw_schema) as sink:
             for batch in _raw_batches(files, source, layout, ctx.config.chunk_rows):
-                sink.write(batch)
+                sink.write(_of_day(batch, day) if day else batch)
     ctx.logger.info("table ingested", extra={"fields": {"table": table, "rows": sink.rows}})
     return output, sink.rows, files
 
