@@ -319,6 +319,24 @@ class RetentionSection(Section):
         return self.by_task.get(task, self.default_days)
 
 
+class OpenTelemetrySettings(Section):
+    enabled: bool = Field(False, description="Export one span per task attempt.")
+    exporter: Literal["otlp", "file"] = Field(
+        "otlp", description="otlp: OTLP over HTTP to `endpoint`; file: JSON lines to `file`."
+    )
+    endpoint: str = Field(
+        "http://127.0.0.1:4318/v1/traces", description="OTLP/HTTP traces endpoint."
+    )
+    file: str = Field("logs/traces.jsonl", description="Span file for the `file` exporter.")
+    service_name: str | None = Field(
+        None, description="service.name of the spans; defaults to the pipeline name."
+    )
+
+
+class TrackingSection(Section):
+    opentelemetry: OpenTelemetrySettings = Field(default_factory=OpenTelemetrySettings)
+
+
 class PipelineSettings(Section):
     """The whole ``pipeline_config.yaml``."""
 
@@ -333,6 +351,7 @@ class PipelineSettings(Section):
     retry_policy: RetryPolicySection = Field(default_factory=RetryPolicySection)
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
     retention: RetentionSection = Field(default_factory=RetentionSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
 
     @model_validator(mode="before")
     @classmethod

@@ -29,6 +29,7 @@ from recomart_pipeline.runtime.isolation import Limits, run_isolated
 from recomart_pipeline.runtime.prometheus import write_textfile
 from recomart_pipeline.runtime.records import record_attempt
 from recomart_pipeline.runtime.task_logging import Forward, task_logger
+from recomart_pipeline.runtime.tracing import finish_span, task_span
 
 if TYPE_CHECKING:
     from recomart_pipeline.config import PipelineConfig
@@ -197,18 +198,21 @@ def run_task(
     ensure_heartbeat(store.root, run_id)
     started = time.monotonic()
     log_file = config.resolve_path(settings.logging.file) if settings.logging.file else None
-    with task_logger(
-        task=task,
-        run_id=run_id,
-        attempt=attempt,
-        log_dir=config.resolve_path(settings.logging.dir),
-        combined_file=log_file,
-        level=settings.logging.level,
-        fmt=settings.logging.format,
-        redact=config.redact,
-        forward=forward,
-        project_root=config.project_root,
-    ) as logger:
+    with (
+        task_logger(
+            task=task,
+            run_id=run_id,
+            attempt=attempt,
+            log_dir=config.resolve_path(settings.logging.dir),
+            combined_file=log_file,
+            level=settings.logging.level,
+            fmt=settings.logging.format,
+            redact=config.redact,
+            forward=forward,
+            project_root=config.project_root,
+        ) as logger,
+        task_span(config, task, run_id, attempt) as span,
+    ):
         staging: Path | None = None
         inputs: dict[str, Checkpoint] = {}
         input_paths: dict[str, list[str]] = {}
@@ -284,6 +288,7 @@ def run_task(
                 run_id,
                 task,
                 logger,
+                span,
                 attempt=attempt,
                 status="TIMEOUT" if error_class == "timeout" else "FAILURE",
                 duration_s=duration,
@@ -310,6 +315,7 @@ def run_task(
             run_id,
             task,
             logger,
+            span,
             attempt=attempt,
             status="SUCCESS",
             duration_s=duration,
@@ -338,9 +344,12 @@ def _record(
     run_id: str,
     task: str,
     logger: logging.Logger,
+    span: Any,
     **attempt: Any,
 ) -> None:
-    """Write manifest + metrics rows; a full disk here must not turn success into failure."""
+    """Write manifest + metrics rows and end the trace span; a full disk here must not turn
+    success into failure."""
+    finish_span(span, attempt["status"], attempt["duration_s"], attempt.get("error_class"))
     try:
         record_attempt(config, store.root, run_id, task, **attempt)
         write_textfile(config.name, config.resolve_path(config.settings.monitoring.metrics_dir))
