@@ -333,8 +333,27 @@ class OpenTelemetrySettings(Section):
     )
 
 
+class MlflowSettings(Section):
+    enabled: bool = Field(
+        False, description="Log training, evaluation, report and model to MLflow."
+    )
+    tracking_uri: str = Field(
+        "http://127.0.0.1:5000", description="MLflow tracking server (or a file:/sqlite: URI)."
+    )
+    experiment_name: str = Field("recomart", description="MLflow experiment of the runs.")
+    registered_model_name: str | None = Field(
+        None,
+        description="Registered model that follows our champion; defaults to the pipeline name.",
+    )
+    fail_on_error: bool = Field(
+        False,
+        description="false: a tracking server that is down is a warning; true: the task fails.",
+    )
+
+
 class TrackingSection(Section):
     opentelemetry: OpenTelemetrySettings = Field(default_factory=OpenTelemetrySettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
 
 
 class PipelineSettings(Section):

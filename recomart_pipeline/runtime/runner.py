@@ -30,6 +30,7 @@ from recomart_pipeline.runtime.prometheus import write_textfile
 from recomart_pipeline.runtime.records import record_attempt
 from recomart_pipeline.runtime.task_logging import Forward, task_logger
 from recomart_pipeline.runtime.tracing import finish_span, task_span
+from recomart_pipeline.tracking.mlflow_tracking import track_task
 
 if TYPE_CHECKING:
     from recomart_pipeline.config import PipelineConfig
@@ -267,6 +268,7 @@ def run_task(
                 partition_key,
             )
             staging = None
+            track_task(config, run_id, checkpoint, inputs, logger)
         except Exception as exc:
             duration = time.monotonic() - started
             error_class = classify_exception(exc)

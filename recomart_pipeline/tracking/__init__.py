@@ -1,0 +1,1 @@
+"""Integrations that record what the pipeline did in the tools ML teams already use."""
