@@ -52,6 +52,17 @@ class ExecutionSection(Section):
     max_retries: int = Field(
         0, ge=0, description="Default retry_count of tasks that do not set their own."
     )
+    executor: Literal["auto", "in_process", "multiprocess", "dask", "celery", "k8s"] = Field(
+        "auto",
+        description="auto: in_process for sequential mode, multiprocess for parallel mode; "
+        "dask/celery/k8s: Dagster's distributed executors (install their extra; settings in "
+        "executor_config).",
+    )
+    executor_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Passed to the chosen distributed executor, e.g. "
+        "{cluster: {local: {n_workers: 2}}} for dask or {broker: redis://…} for celery.",
+    )
     continue_on_error: bool = Field(
         False,
         description="false: stop at the first failed task; true: independent branches finish, "

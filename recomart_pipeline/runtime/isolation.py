@@ -110,6 +110,22 @@ def _child_main(
         channel.put(("error", classify_exception(exc), message, traceback.format_exc()))
 
 
+def _start(process: BaseProcess) -> None:
+    """Start the child even from a daemonic process (dask and celery workers are daemonic).
+
+    multiprocessing refuses children of daemonic processes because it would not clean them
+    up; we clean up ourselves (``_stop`` in ``run_isolated``'s finally, and the watchdog kills
+    the children recorded in heartbeats if our process dies), so lift the flag for the call.
+    """
+    current = multiprocessing.current_process()
+    was_daemon = current._config.get("daemon", False)  # type: ignore[attr-defined]
+    current._config["daemon"] = False  # type: ignore[attr-defined]
+    try:
+        process.start()
+    finally:
+        current._config["daemon"] = was_daemon  # type: ignore[attr-defined]
+
+
 def _stop(process: BaseProcess) -> None:
     process.terminate()
     process.join(TERMINATE_GRACE_SECONDS)
@@ -132,7 +148,7 @@ def run_isolated(
         daemon=True,
     )
     started = time.monotonic()
-    process.start()
+    _start(process)
     if process.pid is not None:
         register_child(process.pid)
     deadline = started + limits.timeout_seconds if limits.timeout_seconds else None
