@@ -232,6 +232,11 @@ class NotificationsSection(Section):
     )
     email: EmailSettings = Field(default_factory=EmailSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
+    owners: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Owner (tasks.<name>.owner) → extra email recipients, so a failure also "
+        "reaches the team that owns the failed task.",
+    )
 
 
 class PerformanceSettings(Section):

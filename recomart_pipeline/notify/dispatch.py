@@ -28,6 +28,14 @@ def dispatch(config: PipelineConfig, notice: RunNotice) -> dict[str, bool]:
         return sent
     notice = _redacted(config, notice)
     email, slack = settings.email, settings.slack
+    owner = (
+        config.settings.tasks[notice.failed_task].owner
+        if notice.failed_task in config.settings.tasks
+        else None
+    )
+    extra = [r for r in settings.owners.get(owner or "", []) if r not in email.recipients]
+    if extra:
+        email = email.model_copy(update={"recipients": [*email.recipients, *extra]})
     if email.enabled and (email.notify_success if notice.succeeded else email.notify_failure):
         sent["email"] = with_retries(
             "email notification", lambda: send_email(email, notice), config.redact

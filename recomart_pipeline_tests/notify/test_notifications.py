@@ -23,10 +23,11 @@ def _config(write_config, smtp_port: int, webhook_base: str, *, flaky_retries: i
         retry_policy: {{max_backoff: 0.01, jitter: 0}}
         tasks:
           numbers: {{callable: "{SAMPLE}:make_numbers"}}
-          flaky: {{callable: "{SAMPLE}:flaky", retry_count: {flaky_retries}, retry_delay: 0.01}}
+          flaky: {{callable: "{SAMPLE}:flaky", retry_count: {flaky_retries}, retry_delay: 0.01, owner: data_eng}}
         notifications:
           enabled: true
           ui_base_url: http://dagster.example:3000/
+          owners: {{data_eng: [data-eng@example.com]}}
           email:
             enabled: true
             smtp_server: 127.0.0.1
@@ -85,7 +86,7 @@ def test_failure_sends_one_email_and_one_slack_message(
     assert mail["Subject"].startswith(
         f"[shop/staging] run {result.run_id[:8]} FAILED at task 'flaky'"
     )
-    assert mail["To"] == "ops@example.com, ml@example.com"
+    assert mail["To"] == "ops@example.com, ml@example.com, data-eng@example.com"  # task owner
     body = mail.get_payload(decode=True).decode()
     assert "Task 'flaky' failed after 2 attempts (connection_error)" in body
     assert f"http://dagster.example:3000/runs/{result.run_id}" in body
@@ -109,6 +110,7 @@ def test_success_notifies_only_channels_that_want_it(
     base, posts = webhook_server
     result = _run_and_notify(_config(write_config, port, base, flaky_retries=3), monkeypatch)
     assert result.success
+    assert inbox.messages[0]["To"] == "ops@example.com, ml@example.com"  # no failed owner
     assert [m["Subject"] for m in inbox.messages] == [
         f"[shop/staging] run {result.run_id[:8]} succeeded"
     ]
