@@ -319,6 +319,21 @@ EXTENSION_COMMANDS: list[tuple[str, str, str, str, str]] = [
         "add_cli_arguments",
         "run_cli",
     ),
+    *(
+        (
+            name,
+            help_text,
+            "recomart_pipeline.deployment.cli_commands",
+            f"add_{name}_arguments",
+            f"run_{name}",
+        )
+        for name, help_text in [
+            ("serve", "serve the champion model over HTTP (FastAPI + uvicorn)"),
+            ("approve", "approve a model version awaiting approval (promotes it)"),
+            ("rollback", "restore the previous champion model"),
+            ("models", "list registered model versions and the champion"),
+        ]
+    ),
 ]
 
 

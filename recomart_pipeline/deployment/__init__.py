@@ -1,0 +1,1 @@
+"""Model registry, promotion/rollback/approval and the CLI commands around them."""

@@ -1,0 +1,201 @@
+"""A model registry on disk: versions, a champion pointer, promotion history, approvals.
+
+Layout (default ``<storage>/registry``)::
+
+    v0001/ model.npz  user_index.parquet  item_index.parquet  train_implicit.npz  version.json
+    champion.json   the current champion (replaced by one atomic rename)
+    history.json    every promotion, so rollback can restore the previous champion
+    pending.json    versions awaiting human approval
+
+A version holds everything the serving app needs, so the service depends on the registry
+only. Registering the same model bytes twice returns the existing version (idempotency key:
+the model's sha256).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from recomart_pipeline.runtime.artifacts import sha256_file, write_json_atomic
+from recomart_pipeline.runtime.errors import TaskError
+
+SERVING_FILES = ("user_index.parquet", "item_index.parquet", "train_implicit.npz")
+
+
+class RegistryError(TaskError):
+    error_class = "registry_error"
+
+
+@dataclass
+class ModelVersion:
+    version: str
+    model_file: str
+    sha256: str
+    model_type: str
+    metrics: dict[str, Any]
+    data_hash: str | None
+    run_id: str
+    created_at: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _read(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return default
+
+
+class ModelRegistry:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- versions ----------------------------------------------------------------------------
+    def list_versions(self) -> list[ModelVersion]:
+        return [
+            ModelVersion(**json.loads(p.read_text()))
+            for p in sorted(self.root.glob("v*/version.json"))
+        ]
+
+    def get(self, version: str) -> ModelVersion:
+        path = self.root / version / "version.json"
+        if not path.exists():
+            known = ", ".join(v.version for v in self.list_versions()) or "none"
+            raise RegistryError(f"no model version '{version}' in {self.root} (known: {known})")
+        return ModelVersion(**json.loads(path.read_text()))
+
+    def version_dir(self, version: str) -> Path:
+        return self.root / version
+
+    def register(
+        self,
+        model_file: Path,
+        serving_files: dict[str, Path],
+        *,
+        model_type: str,
+        metrics: dict[str, Any],
+        data_hash: str | None,
+        run_id: str,
+        config: dict[str, Any] | None = None,
+    ) -> tuple[ModelVersion, bool]:
+        """Copy a model and what serving needs into a new version; (version, created)."""
+        digest = sha256_file(model_file)
+        with self._locked():
+            for existing in self.list_versions():
+                if existing.sha256 == digest:
+                    return existing, False
+            number = len(self.list_versions()) + 1
+            version = f"v{number:04d}"
+            staging = self.root / f".{version}-{time.time_ns()}"
+            staging.mkdir(parents=True)
+            target_name = f"model{model_file.suffix}"
+            shutil.copyfile(model_file, staging / target_name)
+            sidecar = model_file.with_name(model_file.name + ".sha256")
+            if sidecar.exists():
+                shutil.copyfile(sidecar, staging / f"{target_name}.sha256")
+            for name, path in serving_files.items():
+                shutil.copyfile(path, staging / name)
+            record = ModelVersion(
+                version,
+                target_name,
+                digest,
+                model_type,
+                metrics,
+                data_hash,
+                run_id,
+                _now(),
+                config or {},
+            )
+            write_json_atomic(staging / "version.json", asdict(record))
+            staging.rename(self.root / version)  # the version appears complete or not at all
+            return record, True
+
+    # -- champion ----------------------------------------------------------------------------
+    def champion(self) -> ModelVersion | None:
+        pointer = _read(self.root / "champion.json", None)
+        return self.get(pointer["version"]) if pointer else None
+
+    def history(self) -> list[dict[str, Any]]:
+        return _read(self.root / "history.json", [])
+
+    def promote(self, version: str, reason: str = "promoted") -> ModelVersion:
+        record = self.get(version)
+        with self._locked():
+            history = self.history()
+            history.append({"version": version, "at": _now(), "reason": reason})
+            write_json_atomic(self.root / "history.json", history)
+            write_json_atomic(
+                self.root / "champion.json",
+                {
+                    "version": version,
+                    "sha256": record.sha256,
+                    "promoted_at": _now(),
+                    "reason": reason,
+                },
+            )
+            self._drop_pending(version)
+        return record
+
+    def rollback(self) -> tuple[str | None, ModelVersion]:
+        """Restore the champion before the current one; (from version, to version)."""
+        current = self.champion()
+        previous = [
+            h["version"]
+            for h in self.history()
+            if current is None or h["version"] != current.version
+        ]
+        if not previous:
+            raise RegistryError(
+                f"nothing to roll back to in {self.root}: there is no earlier champion",
+                hint="promote a version first",
+            )
+        restored = self.promote(
+            previous[-1], reason=f"rollback from {current.version if current else 'none'}"
+        )
+        return (current.version if current else None), restored
+
+    # -- approvals ---------------------------------------------------------------------------
+    def pending(self) -> list[dict[str, Any]]:
+        return _read(self.root / "pending.json", [])
+
+    def request_approval(self, version: str, reason: str) -> None:
+        self.get(version)
+        with self._locked():
+            pending = [p for p in self.pending() if p["version"] != version]
+            pending.append({"version": version, "requested_at": _now(), "reason": reason})
+            write_json_atomic(self.root / "pending.json", pending)
+
+    def approve(self, version: str) -> ModelVersion:
+        if version not in {p["version"] for p in self.pending()}:
+            waiting = ", ".join(p["version"] for p in self.pending()) or "none"
+            raise RegistryError(
+                f"version '{version}' is not awaiting approval (pending: {waiting})"
+            )
+        return self.promote(version, reason="approved")
+
+    def _drop_pending(self, version: str) -> None:
+        pending = [p for p in self.pending() if p["version"] != version]
+        write_json_atomic(self.root / "pending.json", pending)

@@ -1,0 +1,43 @@
+"""PNG charts for the report (matplotlib, Agg backend), returned as bytes for embedding."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers; must precede pyplot
+import matplotlib.pyplot as plt
+
+
+def _png(figure: plt.Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def rating_distribution(counts: dict[int, int]) -> bytes:
+    figure, axis = plt.subplots(figsize=(5, 3))
+    keys = sorted(counts)
+    axis.bar([str(k) for k in keys], [counts[k] for k in keys], color="#4c72b0")
+    axis.set_xlabel("rating")
+    axis.set_ylabel("events")
+    axis.set_title("Rating distribution (train)")
+    return _png(figure)
+
+
+def training_curves(histories: dict[str, list[dict[str, float]]]) -> bytes:
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    for name, history in histories.items():
+        epochs = [h["epoch"] for h in history]
+        for key, style in (("train_rmse", "-"), ("val_rmse", "--")):
+            values = [h.get(key) for h in history]
+            if any(isinstance(v, (int, float)) for v in values):
+                axis.plot(epochs, values, style, label=f"{name} {key}")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("RMSE")
+    axis.set_title("Training curves")
+    axis.legend(fontsize=7)
+    return _png(figure)

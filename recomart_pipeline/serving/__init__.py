@@ -1,0 +1,1 @@
+"""The recommendation HTTP service (FastAPI + uvicorn) serving the registry's champion."""

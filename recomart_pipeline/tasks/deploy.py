@@ -1,0 +1,198 @@
+"""Deploy: register the evaluated model, promote it when it earns it, verify the service.
+
+Promotion needs the evaluation's quality gates to have passed and (configurable) the new
+model to beat the champion; with ``require_approval`` it waits for a person
+(``python -m recomart_pipeline approve VERSION``). After promotion a real service must report
+the new version before the "service up" marker is written; otherwise the previous champion
+is restored and the task fails.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from recomart_pipeline.deployment.registry import ModelRegistry, ModelVersion
+from recomart_pipeline.deployment.verification import (
+    VerificationError,
+    verify_in_child_service,
+    verify_running_service,
+)
+from recomart_pipeline.runtime.artifacts import sha256_file
+from recomart_pipeline.runtime.context import TaskContext, TaskResult
+from recomart_pipeline.runtime.errors import QualityGateError
+
+LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+SERVING_ARTIFACTS = {
+    "user_index.parquet": "user_index",
+    "item_index.parquet": "item_index",
+    "train_implicit.npz": "train_implicit",
+}
+
+
+class ServiceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["verify", "url", "none"] = Field(
+        "verify",
+        description="verify: start the real service on a free port, check it, stop it; "
+        "url: reload and check the service running at `url`; none: no check.",
+    )
+    url: str = Field("http://127.0.0.1:8000", description="Running service (mode: url).")
+    host: str = Field("127.0.0.1", description="Interface of the verification service.")
+    port: int = Field(0, ge=0, le=65535, description="Port of the verification service; 0 = free.")
+    startup_timeout_seconds: float = Field(60, gt=0, description="How long /health may take.")
+
+
+class Config(BaseModel):
+    """Configuration of the deploy task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    registry_dir: str | None = Field(
+        None, description="Model registry folder; default <storage.base_dir>/registry."
+    )
+    require_approval: bool = Field(
+        False,
+        description="Wait for `python -m recomart_pipeline approve VERSION` before promoting.",
+    )
+    require_better_than_champion: bool = Field(
+        True, description="Promote only a model that beats the current champion."
+    )
+    comparison_metric: str | None = Field(
+        None,
+        description="Metric compared with the champion; default the evaluation's selection metric.",
+    )
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+
+
+def registry_for(ctx: TaskContext, config: Config) -> ModelRegistry:
+    root = (
+        ctx.resolve_project_path(config.registry_dir)
+        if config.registry_dir
+        else ctx.storage_root / "registry"
+    )
+    return ModelRegistry(root)
+
+
+def _better(new: dict[str, Any], old: dict[str, Any], metric: str) -> bool:
+    a, b = new.get(metric), old.get(metric)
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return True  # no comparable number on the champion: the gated candidate wins
+    return a < b if metric in LOWER_IS_BETTER else a > b
+
+
+def _known_user(path: Path) -> str | None:
+    users = pd.read_parquet(path, columns=["user_id"])
+    return str(users["user_id"].iloc[0]) if len(users) else None
+
+
+def _verify(
+    ctx: TaskContext, registry: ModelRegistry, version: ModelVersion, user: str | None
+) -> str:
+    service = ctx.config.service
+    if service.mode == "none":
+        return ""
+    if service.mode == "url":
+        return verify_running_service(
+            service.url.rstrip("/"), version.version, user, service.startup_timeout_seconds
+        )
+    return verify_in_child_service(
+        registry.root,
+        version.version,
+        user,
+        service.host,
+        service.port,
+        service.startup_timeout_seconds,
+    )
+
+
+def run(ctx: TaskContext) -> TaskResult:
+    config: Config = ctx.config
+    evaluation = json.loads(ctx.find_input("evaluation").read_text())
+    if not evaluation.get("passed"):
+        failed = [g["name"] for g in evaluation.get("gates", []) if not g.get("passed")]
+        raise QualityGateError(
+            f"the evaluated model failed its quality gates ({', '.join(failed)}); it is not deployed",
+            hint="see the evaluation asset's checks",
+        )
+    registry = registry_for(ctx, config)
+    serving = {name: ctx.find_input(artifact) for name, artifact in SERVING_ARTIFACTS.items()}
+    best = evaluation["best_model"]
+    metrics = evaluation["models"][best]
+    version, created = registry.register(
+        ctx.find_input("model"),
+        serving,
+        model_type=evaluation.get("model_type", best),
+        metrics=metrics,
+        data_hash=sha256_file(serving["train_implicit.npz"]),
+        run_id=ctx.run_id,
+        config={"best_model": best, "params": evaluation.get("params", {})},
+    )
+    ctx.logger.info(f"{'registered' if created else 'already registered'} model {version.version}")
+    champion = registry.champion()
+    metric = config.comparison_metric or evaluation.get("selection_metric") or "ndcg_at_10"
+    user = _known_user(serving["user_index.parquet"])
+    url = ""
+    if champion is not None and champion.version == version.version:
+        status = "already_champion"
+    elif (
+        config.require_better_than_champion
+        and champion is not None
+        and not _better(metrics, champion.metrics, metric)
+    ):
+        status = "kept_champion"
+    elif config.require_approval:
+        registry.request_approval(version.version, f"{metric}={metrics.get(metric)}")
+        status = "awaiting_approval"
+    else:
+        previous = champion
+        registry.promote(version.version)
+        try:
+            url = _verify(ctx, registry, version, user)
+        except VerificationError as exc:
+            if previous is not None:
+                registry.promote(previous.version, reason=f"rollback: {exc}")
+            restored = previous.version if previous else "no champion"
+            raise VerificationError(
+                f"deploy verification failed: {exc}; rolled back to {restored}"
+            ) from exc
+        status = "promoted"
+    serving_version = registry.champion()
+    deployment = {
+        "status": status,
+        "version": version.version,
+        "champion": serving_version.version if serving_version else None,
+        "promoted": status == "promoted",
+        "comparison_metric": metric,
+        "metrics": metrics,
+        "service_url": url,
+        "registry": str(registry.root),
+    }
+    deployment_path = ctx.output_path("deployment.json")
+    deployment_path.write_text(json.dumps(deployment, indent=2, default=str))
+    outputs = {"deployment": deployment_path}
+    if status in ("promoted", "already_champion"):
+        marker = ctx.output_path("service_up.txt")
+        marker.write_text(
+            f"service up\nversion: {serving_version.version if serving_version else ''}\n"
+            f"url: {url}\nat: {datetime.now(UTC).isoformat()}\n"
+        )
+        outputs["service_marker"] = marker
+    ctx.logger.info(
+        f"deploy: {status} (candidate {version.version}, champion {deployment['champion']})"
+    )
+    return TaskResult(
+        outputs=outputs,
+        metrics={"promoted": int(status == "promoted")},
+        metadata={
+            "deploy_status": status,
+            "candidate_version": version.version,
+            "champion": deployment["champion"],
+        },
+    )

@@ -1,0 +1,225 @@
+"""Report: a human-readable summary of the run (Markdown + HTML with charts).
+
+Sections come from whichever upstream artifacts exist; a task that was disabled shows as
+"not run" instead of failing the report. ``report_summary`` keeps this run's key numbers so
+the next report can say what changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from recomart_pipeline.reporting import charts
+from recomart_pipeline.reporting.render import Section, table, to_html, to_markdown
+from recomart_pipeline.runtime.artifacts import write_text_atomic
+from recomart_pipeline.runtime.context import TaskContext, TaskResult
+from recomart_pipeline.runtime.errors import UpstreamArtifactError
+
+
+class Config(BaseModel):
+    """Configuration of the report task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field("RecoMart pipeline report", description="Report heading.")
+    top_n_items: int = Field(10, ge=1, le=100, description="Rows in the top-items tables.")
+    charts: bool = Field(True, description="Embed PNG charts in the HTML report.")
+    output_dir: str = Field("reports", description="Project folder that keeps every report.")
+
+
+def _json(ctx: TaskContext, artifact: str) -> Any:
+    return json.loads(ctx.find_input(artifact).read_text())
+
+
+def _data_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
+    train = pd.read_parquet(
+        ctx.find_input("train"), columns=["user_id", "item_id", "timestamp", "rating"]
+    )
+    test = pd.read_parquet(ctx.find_input("test"), columns=["timestamp"])
+    summary.update(
+        train_rows=len(train),
+        test_rows=len(test),
+        users=train["user_id"].nunique(),
+        items=train["item_id"].nunique(),
+    )
+    section = Section(
+        "Data",
+        [
+            f"- train events: {len(train):,}; test events: {len(test):,}",
+            f"- users: {summary['users']:,}; items: {summary['items']:,}",
+            f"- time range: {train['timestamp'].min()} → {test['timestamp'].max()}",
+        ],
+    )
+    ratings = train["rating"].dropna().round().astype(int).value_counts().to_dict()
+    section.lines.append(f"- rating events: {sum(ratings.values()):,}")
+    if ctx.config.charts and ratings:
+        section.charts.append(("rating distribution", charts.rating_distribution(ratings)))
+    return section
+
+
+def _validation_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
+    report = _json(ctx, "validation_report")
+    rows = [
+        [name, r.get("failed_rows"), r.get("fraction")]
+        for name, r in sorted(report.get("rules", {}).items())
+    ]
+    interactions = report.get("interactions", {})
+    summary["rows_quarantined"] = interactions.get("rows_quarantined")
+    return Section(
+        "Validation",
+        [
+            f"- rows in: {interactions.get('rows_in')}; valid: {interactions.get('rows_valid')}; "
+            f"quarantined: {interactions.get('rows_quarantined')}",
+            "",
+            *table(["rule", "failed rows", "fraction"], rows),
+        ],
+    )
+
+
+def _training_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
+    training = _json(ctx, "training_summary")
+    candidates = training.get("candidates", {})
+    rows = [
+        [n, c.get("model_type"), c.get("fit_seconds"), c.get("best_epoch")]
+        for n, c in candidates.items()
+    ]
+    section = Section(
+        "Training", table(["candidate", "model type", "fit seconds", "best epoch"], rows)
+    )
+    histories = {
+        n: c["history"]
+        for n, c in candidates.items()
+        if c.get("history") and "train_rmse" in c["history"][0]
+    }
+    if ctx.config.charts and histories:
+        section.charts.append(("training curves", charts.training_curves(histories)))
+    return section
+
+
+def _evaluation_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
+    evaluation = _json(ctx, "evaluation")
+    models = evaluation.get("models", {})
+    names = sorted({m for metrics in models.values() for m in metrics})
+    rows = [[name, *(metrics.get(m) for m in names)] for name, metrics in models.items()]
+    best = evaluation.get("best_model")
+    summary["metrics"] = models.get(best, {})
+    summary["best_model"] = best
+    gates = [
+        [g["name"], "pass" if g["passed"] else "FAIL", g.get("detail", "")]
+        for g in evaluation.get("gates", [])
+    ]
+    return Section(
+        "Model quality",
+        [
+            f"- selected: **{best}** by {evaluation.get('selection_metric')} "
+            f"(baseline: {evaluation.get('baseline')}); gates {'passed' if evaluation.get('passed') else 'FAILED'}",
+            "",
+            *table(["model", *names], rows),
+            "",
+            *(table(["gate", "result", "detail"], gates) if gates else ["- no gates configured"]),
+        ],
+    )
+
+
+def _top_items_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
+    n = ctx.config.top_n_items
+    recs = pd.read_parquet(ctx.find_input("recommendations"), columns=["item_id"])
+    items = pd.read_parquet(ctx.find_input("item_index"), columns=["item_id", "category"])
+    top = (
+        recs["item_id"]
+        .value_counts()
+        .head(n)
+        .rename_axis("item_id")
+        .reset_index(name="times_recommended")
+    )
+    top = top.merge(items, on="item_id", how="left")
+    return Section(
+        f"Top {n} recommended items",
+        table(
+            ["item", "category", "times recommended"],
+            top[["item_id", "category", "times_recommended"]].to_numpy().tolist(),
+        ),
+    )
+
+
+def _changes_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
+    previous = ctx.previous
+    if previous is None or "report_summary" not in previous.artifacts:
+        return Section("What changed", ["- first report: nothing to compare with yet"])
+    before = json.loads(previous.path("report_summary").read_text())
+    rows = []
+    for key, value in summary.get("metrics", {}).items():
+        old = before.get("metrics", {}).get(key)
+        if isinstance(value, (int, float)) and isinstance(old, (int, float)):
+            rows.append([key, old, value, value - old])
+    for key in ("train_rows", "users", "items", "rows_quarantined"):
+        if isinstance(summary.get(key), int) and isinstance(before.get(key), int):
+            rows.append([key, before[key], summary[key], summary[key] - before[key]])
+    return Section(
+        "What changed",
+        [
+            f"- compared with run {before.get('run_id')} (model {before.get('best_model')} → {summary.get('best_model')})",
+            "",
+            *table(["measure", "previous", "now", "change"], rows),
+        ],
+    )
+
+
+SECTIONS: list[tuple[str, Callable[[TaskContext, dict[str, Any]], Section]]] = [
+    ("Data", _data_section),
+    ("Validation", _validation_section),
+    ("Training", _training_section),
+    ("Model quality", _evaluation_section),
+    ("Top recommended items", _top_items_section),
+]
+
+
+def run(ctx: TaskContext) -> TaskResult:
+    config: Config = ctx.config
+    summary: dict[str, Any] = {"run_id": ctx.run_id}
+    sections = []
+    rendered = []
+    for title, build in SECTIONS:
+        try:
+            sections.append(build(ctx, summary))
+            rendered.append(title)
+        except UpstreamArtifactError as exc:
+            sections.append(Section(title, [f"- not run ({exc})"]))
+    sections.append(_changes_section(ctx, summary))
+    subtitle = f"Run {ctx.run_id} of {ctx.pipeline_name}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    markdown = to_markdown(config.title, subtitle, sections)
+    page = to_html(config.title, subtitle, sections)
+    md_path, html_path, summary_path = (
+        ctx.output_path("report.md"),
+        ctx.output_path("report.html"),
+        ctx.output_path("report_summary.json"),
+    )
+    md_path.write_text(markdown)
+    html_path.write_text(page)
+    summary_path.write_text(json.dumps(summary, indent=2, default=str))
+    folder = ctx.resolve_project_path(config.output_dir)
+    for name, text in (
+        (f"report_{ctx.run_id}.md", markdown),
+        (f"report_{ctx.run_id}.html", page),
+        ("latest.md", markdown),
+        ("latest.html", page),
+    ):
+        write_text_atomic(folder / name, text)
+    ctx.logger.info(
+        "report rendered", extra={"fields": {"sections": rendered, "path": str(folder)}}
+    )
+    return TaskResult(
+        outputs={"report_md": md_path, "report_html": html_path, "report_summary": summary_path},
+        metrics={"sections": len(rendered)},
+        metadata={
+            "report_markdown": markdown,
+            "report_path": str(Path(folder) / f"report_{ctx.run_id}.html"),
+        },
+    )
