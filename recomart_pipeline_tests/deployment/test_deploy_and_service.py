@@ -1,0 +1,171 @@
+"""Deploy flows and the HTTP service as a real process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from recomart_pipeline.deployment.registry import ModelRegistry
+from recomart_pipeline.deployment.verification import free_port, wait_for_health
+from recomart_pipeline.runtime.runner import TaskFailure, run_task
+from recomart_pipeline_tests.deployment.conftest import set_deploy_config
+
+pytestmark = pytest.mark.slow
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+def _registry(config) -> ModelRegistry:
+    return ModelRegistry(config.storage_root / "registry")
+
+
+def test_deploy_promotes_verifies_and_writes_the_marker(trained):
+    outcome = run_task(trained, "deploy", "run-1")
+    deployment = json.loads(outcome.checkpoint.path("deployment").read_text())
+    assert deployment["status"] == "promoted" and deployment["champion"] == "v0001"
+    assert deployment["service_url"].startswith("http://127.0.0.1:")
+    assert "service up" in outcome.checkpoint.path("service_marker").read_text()
+    again = run_task(trained, "deploy", "run-2")  # same model bytes: idempotent
+    assert again.checkpoint.metadata["deploy_status"] == "already_champion"
+    assert [v.version for v in _registry(trained).list_versions()] == ["v0001"]
+
+
+def test_failed_gates_are_never_deployed(trained):
+    evaluation = json.loads((trained.storage_root / "latest" / "evaluation.json").read_text())
+    path = trained.storage_root / evaluation["artifacts"]["evaluation"]["path"]
+    data = json.loads(path.read_text())
+    data["passed"] = False
+    data["gates"] = [{"name": "gate_min_ndcg_at_10", "passed": False, "detail": "0.01 < 0.5"}]
+    path.write_text(json.dumps(data))
+    pointer = trained.storage_root / "latest" / "evaluation.json"
+    record = json.loads(pointer.read_text())
+    from recomart_pipeline.runtime.artifacts import sha256_file
+
+    record["artifacts"]["evaluation"]["sha256"] = sha256_file(path)
+    (trained.storage_root / "runs" / "run-1" / "evaluation" / "_result.json").write_text(
+        json.dumps(record)
+    )
+    pointer.write_text(json.dumps(record))
+    with pytest.raises(TaskFailure) as excinfo:
+        run_task(trained, "deploy", "run-2")
+    assert excinfo.value.error_class == "quality_gate_failed"
+    assert _registry(trained).champion() is None
+
+
+def test_approval_required_waits_then_cli_approves(trained):
+    config = set_deploy_config(trained, "{require_approval: true, service: {mode: none}}")
+    outcome = run_task(config, "deploy", "run-1")
+    assert outcome.checkpoint.metadata["deploy_status"] == "awaiting_approval"
+    assert "service_marker" not in outcome.checkpoint.artifacts
+    assert _registry(config).champion() is None
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recomart_pipeline",
+            "approve",
+            "v0001",
+            "--config",
+            str(config.path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _registry(config).champion().version == "v0001"
+
+
+def test_verification_failure_rolls_back_and_fails_loudly(trained):
+    run_task(trained, "deploy", "run-1")  # v0001 is champion
+    registry = _registry(trained)
+    # a second, different candidate whose model file is corrupted after registration
+    model = trained.storage_root / "runs" / "run-1" / "evaluation" / "model.npz"
+    model.write_bytes(model.read_bytes()[:200])  # truncated: registered, but cannot be loaded
+    from recomart_pipeline.runtime.artifacts import sha256_file
+
+    for pointer in (
+        trained.storage_root / "latest" / "evaluation.json",
+        trained.storage_root / "runs" / "run-1" / "evaluation" / "_result.json",
+    ):
+        record = json.loads(pointer.read_text())
+        record["artifacts"]["model"]["sha256"] = sha256_file(model)
+        pointer.write_text(json.dumps(record))
+    config = set_deploy_config(
+        trained,
+        "{require_better_than_champion: false, service: {mode: verify, startup_timeout_seconds: 5}}",
+    )
+    with pytest.raises(TaskFailure) as excinfo:
+        run_task(config, "deploy", "run-2")
+    assert "deploy verification failed" in excinfo.value.message
+    assert "rolled back to v0001" in excinfo.value.message
+    assert registry.champion().version == "v0001"  # the service keeps the old model
+    assert [v.version for v in registry.list_versions()] == ["v0001", "v0002"]
+
+
+def test_service_endpoints_and_hot_reload(trained):
+    run_task(trained, "deploy", "run-1")
+    registry = _registry(trained)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "recomart_pipeline.serving",
+            "--registry",
+            str(registry.root),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_health(base, 60, process)
+        status, health = _get(f"{base}/health")
+        assert status == 200 and health["model_version"] == "v0001"
+        import pandas as pd
+
+        user_index = pd.read_parquet(registry.version_dir("v0001") / "user_index.parquet")
+        user = str(user_index["user_id"].iloc[0])
+        _, answer = _get(f"{base}/recommendations/{user}?k=5")
+        assert answer["strategy"] == "personalized" and len(answer["items"]) == 5
+        _, cold = _get(f"{base}/recommendations/nobody-knows-me?k=3")
+        assert cold["strategy"] == "popular" and len(cold["items"]) == 3
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            _get(f"{base}/recommendations/{user}?k=0")
+        assert bad.value.code == 422
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            assert 'recomart_serving_model_info{version="v0001"} 1' in response.read().decode()
+        # hot reload: promote a different model (the popularity candidate) as v0002
+        training = json.loads((trained.storage_root / "latest" / "training.json").read_text())
+        popularity = trained.storage_root / training["artifacts"]["model_popularity"]["path"]
+        folder = registry.version_dir("v0001")
+        serving = {
+            n: folder / n
+            for n in ("user_index.parquet", "item_index.parquet", "train_implicit.npz")
+        }
+        second, created = registry.register(
+            popularity, serving, model_type="popularity", metrics={}, data_hash=None, run_id="x"
+        )
+        assert created and second.version == "v0002"
+        registry.promote("v0002")
+        deadline = time.monotonic() + 30
+        while _get(f"{base}/health")[1]["model_version"] != "v0002":
+            assert time.monotonic() < deadline, "the service did not pick up the new champion"
+            time.sleep(0.1)  # poll; every request re-checks the champion pointer
+        _, model = _get(f"{base}/model")
+        assert model["version"] == "v0002" and model["model_type"] == "popularity"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
