@@ -32,12 +32,19 @@ def training_curves(histories: dict[str, list[dict[str, float]]]) -> bytes:
     figure, axis = plt.subplots(figsize=(6, 3.2))
     for name, history in histories.items():
         epochs = [h["epoch"] for h in history]
-        for key, style in (("train_rmse", "-"), ("val_rmse", "--")):
-            values = [h.get(key) for h in history]
-            if any(isinstance(v, (int, float)) for v in values):
-                axis.plot(epochs, values, style, label=f"{name} {key}")
+        keys = sorted(
+            {
+                k
+                for h in history
+                for k, v in h.items()
+                if k != "epoch" and isinstance(v, (int, float))
+            }
+        )
+        for key in keys:
+            style = "--" if key.startswith("val") else "-"
+            axis.plot(epochs, [h.get(key) for h in history], style, label=f"{name} {key}")
     axis.set_xlabel("epoch")
-    axis.set_ylabel("RMSE")
+    axis.set_ylabel("loss / RMSE")
     axis.set_title("Training curves")
     axis.legend(fontsize=7)
     return _png(figure)

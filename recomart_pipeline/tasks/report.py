@@ -93,11 +93,7 @@ def _training_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
     section = Section(
         "Training", table(["candidate", "model type", "fit seconds", "best epoch"], rows)
     )
-    histories = {
-        n: c["history"]
-        for n, c in candidates.items()
-        if c.get("history") and "train_rmse" in c["history"][0]
-    }
+    histories = {n: c["history"] for n, c in candidates.items() if c.get("history")}
     if ctx.config.charts and histories:
         section.charts.append(("training curves", charts.training_curves(histories)))
     return section
