@@ -121,7 +121,7 @@ def test_project_cli_run_prints_progress_and_a_table(sample_project):
 def test_project_cli_parallel_mode_and_failure_exit_code(write_config):
     path = write_config(
         f"""
-        execution: {{mode: parallel}}
+        execution: {{mode: parallel, continue_on_error: true}}
         resources: {{max_cpu_cores: 2}}
         tasks:
           numbers: {{callable: "{SAMPLE}:make_numbers"}}
