@@ -157,3 +157,11 @@ def slow_numbers(ctx: TaskContext) -> TaskResult:
             time.sleep(0.01)  # stretches the write so the other run overlaps with it
         handle.write("]")
     return TaskResult(outputs={"numbers": path}, metrics={"run": ctx.run_id})
+
+
+def report_threads(ctx: TaskContext) -> TaskResult:
+    """Reports the BLAS/OpenMP thread limits it runs under."""
+    from threadpoolctl import threadpool_info
+
+    limits = sorted({pool["num_threads"] for pool in threadpool_info()})
+    return TaskResult(metrics={"max_threads": max(limits) if limits else 0})

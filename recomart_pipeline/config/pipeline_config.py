@@ -177,6 +177,26 @@ class PipelineConfig:
                 dumps.extend(value)
         return secrets
 
+    # -- pickling (task processes) ---------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Task functions travel by reference: a user's lambda (e.g. in ``checks=``) cannot be
+        pickled, and the child process imports the same modules anyway."""
+        state = self.__dict__.copy()
+        state["task_definitions"] = {n: d.reference for n, d in self.task_definitions.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        references = state.pop("task_definitions")
+        self.__dict__.update(state)
+        if str(self.project_root) not in sys.path:
+            sys.path.insert(0, str(self.project_root))
+        self.task_definitions = {
+            name: resolve_builtin(ref.removeprefix("builtin:"))
+            if ref.startswith("builtin:")
+            else resolve_callable(ref)
+            for name, ref in references.items()
+        }
+
     # -- public API ------------------------------------------------------------------------
     @property
     def storage_root(self) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import pickle
 import queue
 import resource
@@ -47,6 +48,7 @@ _context: multiprocessing.context.ForkServerContext | None = None
 class Limits:
     timeout_seconds: float | None
     memory_bytes: int | None
+    threads: int | None = None
 
     @property
     def isolated(self) -> bool:
@@ -80,18 +82,39 @@ class _QueueLogHandler(logging.Handler):
         self.channel.put(("log", record.levelno, record.getMessage(), fields))
 
 
-def _child_main(
-    payload: bytes, sys_path: list[str], memory_bytes: int | None, channel: Any
-) -> None:
+def _cap_threads(threads: int) -> Any:
+    """``resources.max_cpu_cores`` for numeric thread pools (BLAS/OpenMP and numba)."""
+    from threadpoolctl import threadpool_limits
+
+    for variable in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "NUMBA_NUM_THREADS",
+    ):
+        os.environ[variable] = str(threads)  # for libraries the task loads later
+    limiter = threadpool_limits(limits=threads)  # for those already loaded
+    try:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    except ImportError:
+        pass
+    return limiter
+
+
+def _child_main(payload: bytes, sys_path: list[str], limits: Limits, channel: Any) -> None:
     """Entry point of the child: apply limits, run the attempt, report result or error."""
     for entry in reversed(sys_path):
         if entry not in sys.path:
             sys.path.insert(0, entry)
-    if memory_bytes is not None:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    memory_bytes = limits.memory_bytes
     from recomart_pipeline.runtime.runner import execute_attempt
 
     try:
+        if memory_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        _limiter = _cap_threads(limits.threads) if limits.threads else None  # kept for the call
         config, request = pickle.loads(payload)
         logger = logging.getLogger(f"recomart.child.{request.task}")
         logger.handlers = [_QueueLogHandler(channel)]
@@ -143,7 +166,7 @@ def run_isolated(
     payload = pickle.dumps((config, request))
     process = ctx.Process(
         target=_child_main,
-        args=(payload, [str(config.project_root), *sys.path], limits.memory_bytes, channel),
+        args=(payload, [str(config.project_root), *sys.path], limits, channel),
         name=f"recomart-task-{request.task}",
         daemon=True,
     )

@@ -171,6 +171,7 @@ def limits_for(config: PipelineConfig, task: str, run_deadline: float | None = N
     return Limits(
         timeout_seconds=timeout,
         memory_bytes=int(memory_gb * 1024**3) if memory_gb else None,
+        threads=settings.resources.max_cpu_cores,
     )
 
 

@@ -320,3 +320,44 @@ def test_run_set_overrides_are_validated_applied_and_recorded(sample_project):
     with DagsterInstance.from_config(str(project / "dagster_home")) as instance:
         run = instance.get_run_by_id(run_id)
         assert json.loads(run.tags["recomart/overrides"]) == ["tasks.numbers.config.count=6"]
+
+
+def test_programmatic_api_and_the_guide_script(sample_project):
+    project = sample_project.parent
+    script = REPO_ROOT / "run_dagster_pipeline.py"
+    done = _run([sys.executable, str(script)], project)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert "pipeline succeeded" in done.stdout
+    assert _latest_run_status(project) == DagsterRunStatus.SUCCESS
+    sample_project.write_text(
+        sample_project.read_text().replace("count: 4", "count: 4, minimum_sum: 999")
+    )
+    failed = _run([sys.executable, str(script)], project)
+    assert failed.returncode == 1 and "pipeline FAILED" in failed.stdout
+
+
+def test_task_command_runs_one_task_outside_dagster(sample_project, tmp_path):
+    project = sample_project.parent
+    numbers = tmp_path / "numbers.json"
+    numbers.write_text("[3, 4]")
+    out = tmp_path / "debug"
+    done = _run(
+        [
+            sys.executable,
+            "-m",
+            "recomart_pipeline",
+            "task",
+            "square",
+            "--input",
+            f"numbers={numbers}",
+            "--output",
+            str(out),
+        ],
+        project,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    written = next(out.glob("runs/*/square/squares.json"))
+    assert json.loads(written.read_text()) == [9, 16]
+    assert not (project / "storage" / "latest" / "square.json").exists()  # main storage untouched
+    missing = _run([sys.executable, "-m", "recomart_pipeline", "task", "square"], project)
+    assert missing.returncode == 1 and "upstream task 'numbers' has no checkpoint" in missing.stderr

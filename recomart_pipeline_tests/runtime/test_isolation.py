@@ -75,3 +75,15 @@ def test_killed_task_leaves_the_previous_checkpoint_intact(write_config):
     before.verify()
     assert json.loads(before.path("numbers").read_text()) == [0, 1, 2, 3, 4]
     assert not (config.storage_root / "runs" / "r2" / "numbers").exists()
+
+
+def test_max_cpu_cores_caps_numeric_thread_pools(write_config):
+    path = write_config(
+        f"""
+        resources: {{max_cpu_cores: 1}}
+        tasks:
+          threads: {{callable: "{SAMPLE}:report_threads", timeout_seconds: 60}}
+        """
+    )
+    outcome = run_task(PipelineConfig(path), "threads", "r1")
+    assert outcome.result.metrics["max_threads"] == 1
