@@ -1,8 +1,9 @@
 """Fingerprints of data sources, so a sensor can tell "new or changed data" from "same data".
 
-Local files, directories and globs are fingerprinted from names, sizes and modification
-times (cheap for gigabytes of data); an http(s) URL from a HEAD request's ETag,
-Last-Modified and Content-Length. The fingerprint is the sensor's run key, so the same data
+Local files, directories and globs are fingerprinted from names, sizes and content hashes
+(so copying the same file in again is not "new data"); files over CONTENT_HASH_LIMIT bytes
+use their modification time instead of their content, to keep each evaluation cheap. An
+http(s) URL is fingerprinted from a HEAD request's ETag, Last-Modified and Content-Length. The fingerprint is the sensor's run key, so the same data
 never triggers a second run.
 """
 
@@ -14,7 +15,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from recomart_pipeline.runtime.artifacts import sha256_file
+
 HEAD_TIMEOUT_SECONDS = 10.0
+CONTENT_HASH_LIMIT = 256 * 1024 * 1024
 
 
 def _local_entries(pattern: str, root: Path) -> list[str]:
@@ -27,7 +31,8 @@ def _local_entries(pattern: str, root: Path) -> list[str]:
     entries = []
     for file in files:
         stat = file.stat()
-        entries.append(f"{file}|{stat.st_size}|{stat.st_mtime_ns}")
+        identity = sha256_file(file) if stat.st_size <= CONTENT_HASH_LIMIT else stat.st_mtime_ns
+        entries.append(f"{file}|{stat.st_size}|{identity}")
     return entries or [f"{resolved}|missing"]
 
 

@@ -106,3 +106,15 @@ def test_run_on_startup_runs_once_per_config_version(write_config):
         build_definitions(PipelineConfig(path)), "run_on_startup_sensor", cursor
     )
     assert isinstance(new_version, RunRequest)
+
+
+def test_copying_the_same_file_again_does_not_trigger(write_config):
+    config = _project(write_config, "landing")
+    landing = config.project_root / "landing"
+    landing.mkdir()
+    (landing / "day1.csv").write_text("a,b\n1,2\n")
+    defs = build_definitions(config)
+    _, cursor = _evaluate(defs, "data_arrival_sensor", None)
+    (landing / "day1.csv").write_text("a,b\n1,2\n")  # same content, new modification time
+    result, _ = _evaluate(defs, "data_arrival_sensor", cursor)
+    assert isinstance(result, SkipReason)
