@@ -165,3 +165,12 @@ def report_threads(ctx: TaskContext) -> TaskResult:
 
     limits = sorted({pool["num_threads"] for pool in threadpool_info()})
     return TaskResult(metrics={"max_threads": max(limits) if limits else 0})
+
+
+@pipeline_task(config=CopyConfig, sources=lambda config: [config.path])
+def count_landed(ctx: TaskContext) -> TaskResult:
+    """Counts the files in a landing directory (a data-arrival source)."""
+    files = sorted(p.name for p in ctx.resolve_project_path(ctx.config.path).iterdir())
+    out = ctx.output_path("files.json")
+    out.write_text(json.dumps(files))
+    return TaskResult(outputs={"files": out}, metrics={"files": len(files)})
