@@ -169,3 +169,67 @@ def test_service_endpoints_and_hot_reload(trained):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_deploy_killed_mid_swap_leaves_a_whole_model_served(trained):
+    """Nothing lost: while promotions are killed at random moments, every answer comes from one
+    complete model version (never a mix), and the champion pointer stays valid."""
+    run_task(trained, "deploy", "run-1")
+    registry = _registry(trained)
+    training = json.loads((trained.storage_root / "latest" / "training.json").read_text())
+    popularity = trained.storage_root / training["artifacts"]["model_popularity"]["path"]
+    folder = registry.version_dir("v0001")
+    serving = {
+        n: folder / n for n in ("user_index.parquet", "item_index.parquet", "train_implicit.npz")
+    }
+    registry.register(
+        popularity, serving, model_type="popularity", metrics={}, data_hash=None, run_id="x"
+    )
+    expected_type = {"v0001": registry.get("v0001").model_type, "v0002": "popularity"}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    service = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "recomart_pipeline.serving",
+            "--registry",
+            str(registry.root),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    flipper = None
+    try:
+        wait_for_health(base, 60, service)
+        flipper = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys\nfrom pathlib import Path\n"
+                "from recomart_pipeline.deployment.registry import ModelRegistry\n"
+                "r = ModelRegistry(Path(sys.argv[1]))\n"
+                "while True:\n    r.promote('v0002')\n    r.promote('v0001')\n",
+                str(registry.root),
+            ],
+        )
+        seen = set()
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            _, model = _get(f"{base}/model")
+            assert expected_type[model["version"]] == model["model_type"]
+            seen.add(model["version"])
+        flipper.kill()  # killed mid-swap, at whatever point it had reached
+        flipper.wait()
+        pointer = json.loads((registry.root / "champion.json").read_text())
+        assert pointer["version"] in expected_type
+        status, health = _get(f"{base}/health")
+        assert status == 200 and health["model_version"] == pointer["version"]
+        assert seen <= set(expected_type) and seen
+    finally:
+        if flipper is not None and flipper.poll() is None:
+            flipper.kill()
+        service.terminate()
+        service.wait(timeout=20)
