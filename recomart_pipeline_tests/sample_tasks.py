@@ -174,3 +174,14 @@ def count_landed(ctx: TaskContext) -> TaskResult:
     out = ctx.output_path("files.json")
     out.write_text(json.dumps(files))
     return TaskResult(outputs={"files": out}, metrics={"files": len(files)})
+
+
+def leaks_secret_but_succeeds(ctx: TaskContext) -> TaskResult:
+    """Logs a secret from the environment and puts it in metadata, then succeeds."""
+    secret = os.environ["SAMPLE_SECRET"]
+    ctx.logger.info(f"token is {secret}")
+    out = ctx.output_path("out.txt")
+    out.write_text("ok")
+    return TaskResult(
+        outputs={"out": out}, metrics={"note": f"used {secret}"}, metadata={"token": secret}
+    )

@@ -24,12 +24,14 @@ def interpolate(
     environ: Mapping[str, str] | None = None,
     path: KeyPath = (),
     issues: list[ConfigIssue] | None = None,
-    used: set[str] | None = None,
-) -> tuple[Any, list[ConfigIssue], set[str]]:
-    """Return ``data`` with variables substituted, the issues found, and the names used."""
+    used: dict[KeyPath, str] | None = None,
+) -> tuple[Any, list[ConfigIssue], dict[KeyPath, str]]:
+    """Return ``data`` with variables substituted, the issues found, and, for every value
+    that took something from the environment, the environment's part of it (so a secret that
+    is only part of a value, like a token in a URL, can be redacted on its own too)."""
     env = os.environ if environ is None else environ
     issues = [] if issues is None else issues
-    used = set() if used is None else used
+    used = {} if used is None else used
     if isinstance(data, dict):
         out = {
             k: interpolate(v, source_map, env, (*path, k), issues, used)[0] for k, v in data.items()
@@ -47,8 +49,8 @@ def interpolate(
         if match.group(0) == "$${":
             return "${"
         name, default = match.group(1), match.group(2)
-        used.add(name)
         if name in env:
+            used[(*path, name)] = env[name]
             return env[name]
         if default is not None:
             return default

@@ -62,7 +62,7 @@ class PipelineConfig:
         self.files = files
         self.project_root = files[0].parent
         self.source_map = source_map
-        data, issues, _ = interpolate(raw, source_map, environ)
+        data, issues, from_env = interpolate(raw, source_map, environ)
         raw_tasks = data.get("tasks") if isinstance(data.get("tasks"), dict) else {}
         # ``training:`` with nothing under it means "a task with all defaults".
         raw_tasks = {name: {} if task is None else task for name, task in raw_tasks.items()}
@@ -84,7 +84,7 @@ class PipelineConfig:
             issues.extend(self._check_paths(source_map))
         if issues:
             raise ConfigError(sorted(issues, key=lambda i: (str(i.file), i.line or 0)))
-        self.secret_values = self._collect_secrets()
+        self.secret_values = self._collect_secrets(from_env)
 
     # -- validation steps ------------------------------------------------------------------
     def _resolve_tasks(self, raw_tasks: dict[str, Any], source_map: SourceMap) -> list[ConfigIssue]:
@@ -158,23 +158,26 @@ class PipelineConfig:
                 )
         return issues
 
-    def _collect_secrets(self) -> set[str]:
-        """Values of every secret-typed field (settings and task configs), for redaction."""
-        dumps: list[Any] = [self.settings.model_dump(mode="python")]
-        dumps += [
-            c.model_dump(mode="python")
-            for c in self.task_configs.values()
+    def _collect_secrets(self, from_env: dict[tuple[Any, ...], str]) -> set[str]:
+        """Values to redact: every secret-typed field (settings and task configs), and each
+        environment value that went into one of them (a token inside a webhook URL)."""
+        found: list[tuple[tuple[Any, ...], Any]] = [((), self.settings.model_dump(mode="python"))]
+        found += [
+            (("tasks", name, "config"), c.model_dump(mode="python"))
+            for name, c in self.task_configs.items()
             if isinstance(c, BaseModel)
         ]
         secrets: set[str] = set()
-        while dumps:
-            value = dumps.pop()
-            if isinstance(value, SecretStr) and value.get_secret_value():
-                secrets.add(value.get_secret_value())
+        while found:
+            path, value = found.pop()
+            if isinstance(value, SecretStr):
+                if value.get_secret_value():
+                    secrets.add(value.get_secret_value())
+                secrets.update(v for p, v in from_env.items() if p[:-1] == path and v)
             elif isinstance(value, dict):
-                dumps.extend(value.values())
+                found.extend(((*path, k), v) for k, v in value.items())
             elif isinstance(value, list):
-                dumps.extend(value)
+                found.extend(((*path, i), v) for i, v in enumerate(value))
         return secrets
 
     # -- pickling (task processes) ---------------------------------------------------------

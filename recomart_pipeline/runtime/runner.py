@@ -258,6 +258,8 @@ def run_task(
                 result = run_isolated(config, request, limits, logger)
             else:
                 result = execute_attempt(config, request, logger)
+            result.metrics = _redacted(config, result.metrics)
+            result.metadata = _redacted(config, result.metadata)
             check_disk(config, store.root, staging)
             checkpoint = store.publish(
                 run_id,
@@ -358,6 +360,17 @@ def _record(
         write_textfile(config.name, config.resolve_path(config.settings.monitoring.metrics_dir))
     except OSError as exc:
         logger.warning(f"could not record the attempt in the run manifest/metrics: {exc}")
+
+
+def _redacted(config: PipelineConfig, value: Any) -> Any:
+    """Secrets never reach checkpoints, manifests, metrics files or the Dagster UI."""
+    if isinstance(value, str):
+        return config.redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(config, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(config, v) for v in value]
+    return value
 
 
 def _dump(task_config: BaseModel | dict[str, Any]) -> Any:
