@@ -241,7 +241,10 @@ class NotificationsSection(Section):
 
 class PerformanceSettings(Section):
     slow_task_threshold_seconds: float = Field(
-        300, gt=0, description="A task slower than this logs a warning."
+        300, gt=0, description="A task slower than this logs a warning and is flagged."
+    )
+    notify_slow_tasks: bool = Field(
+        False, description="Also send a slow-task alert through the failure notification channels."
     )
 
 

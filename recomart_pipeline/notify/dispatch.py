@@ -45,3 +45,21 @@ def dispatch(config: PipelineConfig, notice: RunNotice) -> dict[str, bool]:
             "slack notification", lambda: send_slack(slack, notice), config.redact
         )
     return sent
+
+
+def notify_slow_task(
+    config: PipelineConfig, task: str, run_id: str, duration_s: float
+) -> dict[str, bool]:
+    """Alert through the failure channels that ``task`` exceeded the slow-task threshold."""
+    threshold = config.settings.monitoring.performance.slow_task_threshold_seconds
+    base_url = config.settings.notifications.ui_base_url.rstrip("/")
+    notice = RunNotice(
+        pipeline=config.name,
+        environment=config.settings.pipeline.environment,
+        run_id=run_id,
+        status="SLOW",
+        run_url=f"{base_url}/runs/{run_id}",
+        duration_s=duration_s,
+        headline=f"task '{task}' is slow ({duration_s:.1f}s > {threshold:g}s)",
+    )
+    return dispatch(config, notice)

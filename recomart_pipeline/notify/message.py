@@ -29,6 +29,7 @@ class RunNotice:
     failed_attempts: int = 0
     last_log_lines: list[str] = field(default_factory=list)
     duration_s: float | None = None
+    headline: str | None = None  # replaces the outcome words (e.g. a slow-task alert)
 
     @property
     def succeeded(self) -> bool:
@@ -36,6 +37,8 @@ class RunNotice:
 
     @property
     def subject(self) -> str:
+        if self.headline:
+            return f"[{self.pipeline}/{self.environment}] run {self.run_id[:8]}: {self.headline}"
         outcome = "succeeded" if self.succeeded else "FAILED"
         where = f" at task '{self.failed_task}'" if self.failed_task else ""
         return f"[{self.pipeline}/{self.environment}] run {self.run_id[:8]} {outcome}{where}"

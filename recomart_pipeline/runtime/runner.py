@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from recomart_pipeline.notify import notify_slow_task
 from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
 from recomart_pipeline.runtime.context import CheckOutcome, TaskContext, TaskResult
 from recomart_pipeline.runtime.errors import (
@@ -314,6 +315,8 @@ def run_task(
                 f"monitoring.performance.slow_task_threshold_seconds ({threshold:g}s)",
                 extra={"fields": {"slow_task": True, "duration_s": round(duration, 4)}},
             )
+            if settings.monitoring.performance.notify_slow_tasks:
+                notify_slow_task(config, task, run_id, duration)
         _record(
             config,
             store,

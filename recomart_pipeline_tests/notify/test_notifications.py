@@ -144,3 +144,22 @@ def test_sensors_are_running_only_when_notifications_are_enabled(write_config, e
     expected = DefaultSensorStatus.RUNNING if enabled else DefaultSensorStatus.STOPPED
     for name in ("notify_on_success", "notify_on_failure"):
         assert defs.resolve_sensor_def(name).default_status == expected
+
+
+def test_slow_task_alert_reaches_the_failure_channels(write_config, webhook_server):
+    from recomart_pipeline.runtime.runner import run_task
+
+    base, posts = webhook_server
+    path = write_config(
+        f"""
+        monitoring: {{performance: {{slow_task_threshold_seconds: 0.000001, notify_slow_tasks: true}}}}
+        notifications:
+          enabled: true
+          slack: {{enabled: true, webhook_url: "{base}/hook"}}
+        tasks:
+          numbers: {{callable: "{SAMPLE}:make_numbers"}}
+        """
+    )
+    run_task(PipelineConfig(path), "numbers", "run-slow-1")
+    assert len(posts) == 1
+    assert "run run-slow: task 'numbers' is slow" in posts[0]["json"]["text"]
