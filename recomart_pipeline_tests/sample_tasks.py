@@ -185,3 +185,12 @@ def leaks_secret_but_succeeds(ctx: TaskContext) -> TaskResult:
     return TaskResult(
         outputs={"out": out}, metrics={"note": f"used {secret}"}, metadata={"token": secret}
     )
+
+
+def disk_full_midway(ctx: TaskContext) -> None:
+    """Writes part of its output, then the disk fills up (as a real ENOSPC write error)."""
+    import errno
+
+    with ctx.output_path("numbers.json").open("w") as handle:
+        handle.write("[1, 2, 3")
+        raise OSError(errno.ENOSPC, "No space left on device")

@@ -191,6 +191,10 @@ class EmailSettings(Section):
     security: Literal["plain", "starttls", "ssl"] = Field(
         "starttls", description="Connection security."
     )
+    ca_file: str | None = Field(
+        None,
+        description="CA certificate(s) to trust for STARTTLS/SSL (an internal CA); null = system CAs.",
+    )
     username: str | None = Field(None, description="SMTP login user; null = no login.")
     password: SecretStr | None = Field(
         None, description="SMTP password; write ${SMTP_PASSWORD} to take it from the environment."

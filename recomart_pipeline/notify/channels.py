@@ -47,7 +47,7 @@ def send_email(settings: EmailSettings, notice: RunNotice) -> None:
     message["From"] = settings.sender
     message["To"] = ", ".join(settings.recipients)
     message.set_content(notice.text())
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=settings.ca_file)
     smtp_class = smtplib.SMTP_SSL if settings.security == "ssl" else smtplib.SMTP
     kwargs = {"context": context} if settings.security == "ssl" else {}
     with smtp_class(

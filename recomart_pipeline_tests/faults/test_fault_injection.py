@@ -157,3 +157,22 @@ def test_two_runs_at_once_keep_both_outputs_uncorrupted(write_config):
         # each run's square read its own run's numbers
         inputs = manifest["tasks"]["square"]["inputs"]["numbers"]["numbers"]["path"]
         assert f"/runs/{run_id}/numbers/" in inputs
+
+
+def test_disk_full_mid_write_keeps_the_previous_output(write_config):
+    """Nothing lost: the earlier published output and its checkpoint are untouched and valid;
+    the half-written file never becomes visible; the error says disk_full."""
+    from recomart_pipeline.runtime.runner import TaskFailure, run_task
+
+    path = write_config(f'tasks:\n  numbers: {{callable: "{SAMPLE}:make_numbers"}}\n')
+    config = PipelineConfig(path)
+    before = run_task(config, "numbers", "good").checkpoint
+    path.write_text(f'tasks:\n  numbers: {{callable: "{SAMPLE}:disk_full_midway"}}\n')
+    with pytest.raises(TaskFailure) as excinfo:
+        run_task(PipelineConfig(path), "numbers", "full")
+    assert excinfo.value.error_class == "disk_full"
+    before.verify()
+    latest = json.loads((config.storage_root / "latest" / "numbers.json").read_text())
+    assert latest["run_id"] == "good"
+    assert not (config.storage_root / "runs" / "full" / "numbers").exists()
+    assert not any((config.storage_root / "runs" / "full" / ".staging").iterdir())
