@@ -288,6 +288,15 @@ def test_watchdog_fails_a_run_whose_worker_was_killed(write_config):
         _wait_for(watchdog_found_it, 60, "the watchdog to see the dead worker")
         assert _latest_run_status(project) == DagsterRunStatus.FAILURE
         _wait_for(lambda: not _alive(orphan), 10, "the orphan to be killed")
+        # the operator fixes the cause and resumes the dead run from its failure
+        with DagsterInstance.from_config(str(project / "dagster_home")) as instance:
+            dead_run = instance.get_runs(limit=1)[0].run_id
+        path.write_text(path.read_text().replace("seconds: 300}", "seconds: 0}"))
+        resumed = _run(
+            [sys.executable, "-m", "recomart_pipeline", "run", "--resume", dead_run], project
+        )
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr[-2000:]
+        assert _latest_run_status(project) == DagsterRunStatus.SUCCESS
     finally:
         if worker.poll() is None:
             worker.kill()
