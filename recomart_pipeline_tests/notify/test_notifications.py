@@ -163,3 +163,42 @@ def test_slow_task_alert_reaches_the_failure_channels(write_config, webhook_serv
     run_task(PipelineConfig(path), "numbers", "run-slow-1")
     assert len(posts) == 1
     assert "run run-slow: task 'numbers' is slow" in posts[0]["json"]["text"]
+
+
+def test_recovered_notifier_does_not_replay_old_alerts(write_config, webhook_server, caplog):
+    """The failure sensor's cursor moves past a run even when sending failed, so a notifier
+    that comes back later gets only new failures."""
+    from dagster import build_sensor_context
+
+    base, posts = webhook_server
+    down = f"http://127.0.0.1:{free_port()}/hook"
+    body = f"""
+        notifications:
+          enabled: true
+          slack: {{enabled: true, webhook_url: "{{url}}"}}
+        tasks:
+          bad: {{callable: "{SAMPLE}:bad_schema"}}
+        """
+    path = write_config(body.replace("{url}", down))
+    instance = DagsterInstance.ephemeral()
+
+    def tick(cursor, *, run_first: bool):
+        defs = build_definitions(PipelineConfig(path))
+        if run_first:
+            defs.resolve_job_def("automated_pipeline_job").execute_in_process(
+                instance=instance, raise_on_error=False
+            )
+        context = build_sensor_context(
+            instance=instance, cursor=cursor, repository_def=defs.get_repository_def()
+        )
+        defs.resolve_sensor_def("notify_on_failure").evaluate_tick(context)
+        return context.cursor
+
+    cursor = tick(None, run_first=False)  # the sensor starts watching
+    with caplog.at_level("WARNING", logger="recomart.notify"):
+        cursor = tick(cursor, run_first=True)  # a failure while the notifier is down
+    assert "slack notification: attempt 1/3 failed" in caplog.text
+    assert posts == []
+    path.write_text(path.read_text().replace(down, f"{base}/hook"))
+    tick(cursor, run_first=True)  # notifier back: only the new failure is sent
+    assert len(posts) == 1
