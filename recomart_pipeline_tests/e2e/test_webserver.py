@@ -36,6 +36,9 @@ mutation($params: ExecutionParams!) { launchPipelineExecution(executionParams: $
   ... on PythonError { message } ... on InvalidSubsetError { message } } }
 """
 RUN_STATUS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+MATERIALIZATIONS = """
+{ assetNodes { assetKey { path } assetMaterializations(limit: 1) { runId } } }
+"""
 
 
 def _free_port() -> int:
@@ -114,6 +117,12 @@ def test_webserver_lists_assets_and_materializes(sample_project):
 
         _wait_until(finished, 180, "the launched run")
         assert _graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"] == "SUCCESS"
+        nodes = _graphql(port, MATERIALIZATIONS)["assetNodes"]
+        latest = {
+            n["assetKey"]["path"][0]: [m["runId"] for m in n["assetMaterializations"]]
+            for n in nodes
+        }
+        assert latest == {key: [run_id] for key in ["numbers", "square", "square_again", "total"]}
         assert (project / "storage" / "latest" / "total.json").exists()
     finally:
         os.killpg(process.pid, signal.SIGTERM)
