@@ -223,6 +223,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_schedule_resume(args: argparse.Namespace) -> int:
+    from recomart_pipeline.orchestration.schedule_circuit import resume_schedule
+
+    resume_schedule(_load(args.config))
+    print("schedule resumed: earlier failures no longer pause it")
+    return EXIT_OK
+
+
 def cmd_watchdog(args: argparse.Namespace) -> int:
     from recomart_pipeline.orchestration.execution import project_instance
     from recomart_pipeline.orchestration.watchdog import fail_dead_runs
@@ -369,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("housekeeping", "apply the retention policy to stored outputs", cmd_housekeeping),
         ("watchdog", "fail runs whose worker died and kill their orphans", cmd_watchdog),
         ("backfill", "run a range of daily partitions", cmd_backfill),
+        ("schedule-resume", "end a schedule's pause after repeated failures", cmd_schedule_resume),
         ("reproduce", "re-run a recorded run with its config and compare hashes", cmd_reproduce),
     ]
     parsers = {}
@@ -421,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     parsers["backfill"].add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
     parsers["backfill"].add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
     parsers["backfill"].add_argument("--config", dest="config", help="config file")
+    parsers["schedule-resume"].add_argument("--config", dest="config", help="config file")
     parsers["housekeeping"].add_argument(
         "--dry-run", action="store_true", help="show what would be deleted, delete nothing"
     )

@@ -163,6 +163,12 @@ class SchedulingSection(Section):
     run_on_startup: bool = Field(
         False, description="Launch one run when the daemon first loads a new config version."
     )
+    pause_after_failures: int = Field(
+        3,
+        ge=0,
+        description="Consecutive failed scheduled runs after which the schedule pauses itself "
+        "(and notifies) until a run succeeds or `schedule-resume`; 0 = never pause.",
+    )
     data_arrival: DataArrivalSettings = Field(default_factory=DataArrivalSettings)
     partitions: PartitionSettings = Field(default_factory=PartitionSettings)
 

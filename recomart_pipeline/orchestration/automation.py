@@ -23,6 +23,7 @@ from dagster import (
 
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
+from recomart_pipeline.orchestration.schedule_circuit import pause_reason
 from recomart_pipeline.runtime.fingerprint import source_fingerprint
 
 if TYPE_CHECKING:
@@ -59,7 +60,10 @@ def schedule_for(
         description=f"Runs {job.name} on '{scheduling.cron}' ({scheduling.timezone})"
         + (", one daily partition per tick (the previous day)." if partitioned else "."),
     )
-    def pipeline_schedule(context: ScheduleEvaluationContext) -> RunRequest:
+    def pipeline_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+        paused = pause_reason(config, context.instance, job.name, f"{job.name}_schedule")
+        if paused:
+            return SkipReason(paused)
         tags = {"recomart/trigger": "schedule"}
         if not partitioned:
             return RunRequest(tags=tags)

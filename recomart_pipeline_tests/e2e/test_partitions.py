@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pyarrow.parquet as pq
 import pytest
-from dagster import build_schedule_context
+from dagster import DagsterInstance, build_schedule_context
 
 from recomart_pipeline import PipelineConfig
 from recomart_pipeline.datagen import generate_dataset
@@ -42,8 +42,10 @@ def test_schedule_tick_requests_the_previous_day(partitioned_project):
     defs = build_definitions(PipelineConfig(partitioned_project / "pipeline_config.yaml"))
     schedule = defs.resolve_schedule_def("automated_pipeline_job_schedule")
     tick = datetime(2026, 1, 4, 2, 0, tzinfo=ZoneInfo("UTC"))
+    (partitioned_project / "dagster_home").mkdir()
+    instance = DagsterInstance.local_temp(tempdir=str(partitioned_project / "dagster_home"))
     context = build_schedule_context(
-        scheduled_execution_time=tick, repository_def=defs.get_repository_def()
+        instance=instance, scheduled_execution_time=tick, repository_def=defs.get_repository_def()
     )
     request = schedule.evaluate_tick(context)
     assert [r.partition_key for r in request.run_requests] == ["2026-01-03"]
