@@ -223,6 +223,21 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_approve_schema(args: argparse.Namespace) -> int:
+    from recomart_pipeline.runtime.errors import TaskError
+    from recomart_pipeline.tasks.schema_approval import approve, describe
+
+    config = _load(args.config)
+    try:
+        diff = approve(config.storage_root, args.task)
+    except TaskError as exc:
+        print(f"approve-schema: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"approved the new schema of '{args.task}': {describe(diff)}")
+    print(f"re-run (or `run --resume RUN_ID`) to continue past '{args.task}'")
+    return EXIT_OK
+
+
 def cmd_schedule_resume(args: argparse.Namespace) -> int:
     from recomart_pipeline.orchestration.schedule_circuit import resume_schedule
 
@@ -378,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("watchdog", "fail runs whose worker died and kill their orphans", cmd_watchdog),
         ("backfill", "run a range of daily partitions", cmd_backfill),
         ("schedule-resume", "end a schedule's pause after repeated failures", cmd_schedule_resume),
+        ("approve-schema", "accept a changed source schema so runs continue", cmd_approve_schema),
         ("reproduce", "re-run a recorded run with its config and compare hashes", cmd_reproduce),
     ]
     parsers = {}
@@ -431,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     parsers["backfill"].add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
     parsers["backfill"].add_argument("--config", dest="config", help="config file")
     parsers["schedule-resume"].add_argument("--config", dest="config", help="config file")
+    parsers["approve-schema"].add_argument("--config", dest="config", help="config file")
+    parsers["approve-schema"].add_argument(
+        "--task", default="ingestion", help="the ingesting task (default: ingestion)"
+    )
     parsers["housekeeping"].add_argument(
         "--dry-run", action="store_true", help="show what would be deleted, delete nothing"
     )

@@ -33,8 +33,9 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from recomart_pipeline.runtime.circuit_breaker import CircuitBreaker, CircuitOpenError
-from recomart_pipeline.runtime.context import TaskContext, TaskResult
+from recomart_pipeline.runtime.context import CheckOutcome, CheckSpec, TaskContext, TaskResult
 from recomart_pipeline.runtime.errors import SchemaError, SourceConnectionError, SourceNotFoundError
+from recomart_pipeline.tasks import schema_approval as approval
 from recomart_pipeline.tasks._tables import TABLES, ParquetSink, TableLayout, to_text
 
 FileFormat = Literal["auto", "csv", "parquet"]
@@ -131,6 +132,11 @@ class Config(BaseModel):
         60.0, gt=0, description="Socket timeout of URL downloads, in seconds."
     )
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+    schema_approval: approval.Mode = Field(
+        "block",
+        description="A changed source schema: 'block' stops downstream tasks until "
+        "`approve-schema`, 'warn' only warns, 'off' does not check.",
+    )
 
 
 @dataclass(frozen=True)
@@ -254,6 +260,14 @@ def _canonical_names(
     return {column: renamed[column] for column in layout.columns if column in renamed}
 
 
+def _source_schema(path: Path, file_format: str, source: TableSource) -> dict[str, str]:
+    """Column → type as the source declares it (CSV has no declared types: names only)."""
+    if file_format == "parquet":
+        schema = pq.ParquetFile(path).schema_arrow
+        return {field.name: str(field.type) for field in schema}
+    return dict.fromkeys(_source_names(path, file_format, source), "csv")
+
+
 def _source_names(path: Path, file_format: str, source: TableSource) -> list[str]:
     if file_format == "parquet":
         return pq.ParquetFile(path).schema_arrow.names
@@ -319,11 +333,14 @@ def _of_day(batch: pa.RecordBatch, day: str) -> pa.RecordBatch:
 
 def _ingest_table(
     ctx: TaskContext, table: str, source: TableSource
-) -> tuple[Path, int, _SourceFiles]:
+) -> tuple[Path, int, _SourceFiles, dict[str, str]]:
     layout = TABLES[table]
     output = ctx.output_path(f"{table}.parquet")
     with contextlib.ExitStack() as scratch:
         files = _locate(ctx, table, source, scratch)
+        schema = _source_schema(
+            files.files[0], _file_format(files.files[0], source, files.key), source
+        )
         ctx.logger.info(
             "reading source",
             extra={"fields": {"table": table, "uri": files.uri, "files": len(files.files)}},
@@ -333,7 +350,11 @@ def _ingest_table(
             for batch in _raw_batches(files, source, layout, ctx.config.chunk_rows):
                 sink.write(_of_day(batch, day) if day else batch)
     ctx.logger.info("table ingested", extra={"fields": {"table": table, "rows": sink.rows}})
-    return output, sink.rows, files
+    return output, sink.rows, files, schema
+
+
+def declare_checks(config: Config) -> list[CheckSpec]:
+    return approval.check_spec(config.schema_approval)
 
 
 def watched_sources(config: Config) -> list[str]:
@@ -367,7 +388,13 @@ def _fallback(ctx: TaskContext, reason: CircuitOpenError) -> TaskResult:
         "fallback_run_id": previous.run_id,
         "degraded_reason": str(reason),
     }
-    return TaskResult(outputs=outputs, metrics={**metrics, "degraded": 1}, metadata=metadata)
+    checks = [
+        CheckOutcome(spec.name, True, spec.severity, "last good snapshot used; schema as approved")
+        for spec in declare_checks(ctx.config)
+    ]
+    return TaskResult(
+        outputs=outputs, metrics={**metrics, "degraded": 1}, metadata=metadata, checks=checks
+    )
 
 
 def run(ctx: TaskContext) -> TaskResult:
@@ -395,11 +422,18 @@ def _ingest_all(ctx: TaskContext, config: Config) -> TaskResult:
     outputs: dict[str, Path] = {}
     metrics: dict[str, Any] = {}
     metadata: dict[str, Any] = {"degraded": False}
+    schemas: dict[str, dict[str, str]] = {}
     for table in TABLES:
-        path, rows, files = _ingest_table(ctx, table, getattr(config.source, table))
+        path, rows, files, schemas[table] = _ingest_table(ctx, table, getattr(config.source, table))
         outputs[table] = path
         metrics[f"{table}_rows"] = rows
         metrics[f"{table}_files"] = len(files.files)
         metadata[f"{table}_source"] = files.uri
     ctx.logger.info("ingestion finished", extra={"fields": metrics})
-    return TaskResult(outputs=outputs, metrics=metrics, metadata=metadata)
+    outcome = approval.review(
+        ctx.storage_root, ctx.task_name, ctx.run_id, config.schema_approval, schemas
+    )
+    if outcome is not None and not outcome.passed:
+        ctx.logger.warning(outcome.description)
+    checks = [outcome] if outcome is not None else []
+    return TaskResult(outputs=outputs, metrics=metrics, metadata=metadata, checks=checks)
