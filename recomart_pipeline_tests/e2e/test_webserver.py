@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from recomart_pipeline_tests.conftest import REPO_ROOT
 from recomart_pipeline_tests.e2e.test_dagster_cli import _env
 
 pytestmark = pytest.mark.slow
@@ -124,6 +127,7 @@ def test_webserver_lists_assets_and_materializes(sample_project):
         }
         assert latest == {key: [run_id] for key in ["numbers", "square", "square_again", "total"]}
         assert (project / "storage" / "latest" / "total.json").exists()
+        _screenshot_asset_graph(port)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -131,6 +135,54 @@ def test_webserver_lists_assets_and_materializes(sample_project):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,900",
+    "--virtual-time-budget=15000",
+    "--enable-logging=stderr",
+    "--v=0",
+]
+
+
+def _screenshot_asset_graph(port: int) -> None:
+    """Headless Chromium renders the asset graph page without console errors; the PNG is kept
+    in test-artifacts/ (or $RECOMART_TEST_ARTIFACTS) for a person to look at."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    folder = Path(os.environ.get("RECOMART_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    shot = folder / "asset_graph.png"
+    shot.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run(
+            [
+                chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--screenshot={shot}",
+                f"http://127.0.0.1:{port}/asset-groups",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert shot.exists() and shot.stat().st_size > 20_000, done.stderr[-2000:]
+    errors = [
+        line
+        for line in done.stderr.splitlines()
+        if ("CONSOLE" in line and ":ERROR:" in line) or "Uncaught" in line
+    ]
+    assert not errors, errors
 
 
 def _workspace(project: Path) -> Path:
