@@ -3,8 +3,6 @@ again launches none (``dagster dev`` = webserver + daemon, on 127.0.0.1)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 
 import pytest
@@ -13,7 +11,13 @@ from dagster._core.scheduler.instigation import InstigatorType
 
 from recomart_pipeline_tests.conftest import SAMPLE
 from recomart_pipeline_tests.e2e.test_dagster_cli import _env
-from recomart_pipeline_tests.e2e.test_webserver import DAGSTER, _free_port, _wait_until, _workspace
+from recomart_pipeline_tests.e2e.test_webserver import (
+    DAGSTER,
+    _free_port,
+    _wait_until,
+    _workspace,
+    stop_process_group,
+)
 
 pytestmark = pytest.mark.slow
 TRIGGER = {"recomart/trigger": "data_arrival"}
@@ -88,10 +92,5 @@ def test_data_arrival_sensor_launches_one_run_per_new_data(write_config):
         _wait_until(lambda: _ticks(instance) >= seen + 2, 120, "two more sensor ticks")
         assert len(instance.get_runs(RunsFilter(tags=TRIGGER))) == 1
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process)
         instance.dispose()

@@ -129,12 +129,17 @@ def test_webserver_lists_assets_and_materializes(sample_project):
         assert (project / "storage" / "latest" / "total.json").exists()
         _screenshot_asset_graph(port)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop ``dagster dev`` and everything it started (webserver, daemon, code servers)."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 CHROMIUM_FLAGS = [
