@@ -121,6 +121,10 @@ def _child_main(payload: bytes, sys_path: list[str], limits: Limits, channel: An
         logger.setLevel(config.settings.logging.level)
         logger.propagate = False
         result = execute_attempt(config, request, logger)
+        # The task process's own high-water mark: what a task really needs (benchmarks, limits).
+        result.metrics.setdefault(
+            "peak_rss_mib", round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        )
         channel.put(("result", pickle.dumps(result)))
     except BaseException as exc:  # everything must reach the parent, classified
         message = (
