@@ -1,0 +1,284 @@
+"""Every pipeline benchmark in one command; results to benchmarks/results/, report to BENCHMARKS.md.
+
+    python benchmarks/run_all.py            # 100k, 1M, 5M, 20M interactions (~30 min here)
+    python benchmarks/run_all.py --quick    # small sizes, one repeat (CI; < 3 min)
+
+Measures, through Dagster as users run it (``run_pipeline``: in-process executor, each task in
+its own isolated process): wall time and peak RSS per task and in total for the default
+pipeline; the orchestration overhead (the same tasks called directly vs through the job, in
+one run); and config scale (load + validate + plan + build Definitions for 250–1,000 tasks).
+Each figure is the median of the repeats with min and max. Training against scikit-surprise
+is ``benchmarks/train_vs_surprise.py``; its results are included in the report when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import random
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+SCRATCH = RESULTS / "tmp"
+sys.path.insert(0, str(REPO))
+
+from recomart_pipeline import PipelineConfig, TaskDependencyGraph  # noqa: E402
+from recomart_pipeline.datagen import generate_dataset  # noqa: E402
+from recomart_pipeline.orchestration import build_definitions  # noqa: E402
+from recomart_pipeline.orchestration.execution import run_pipeline  # noqa: E402
+from recomart_pipeline.runtime.records import MANIFEST  # noqa: E402
+from recomart_pipeline.runtime.runner import run_task  # noqa: E402
+
+SIZES = {"quick": [20_000, 100_000], "full": [100_000, 1_000_000, 5_000_000, 20_000_000]}
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _project(n: int) -> PipelineConfig:
+    """The shipped default pipeline on a generated data set of ``n`` interactions."""
+    root = SCRATCH / f"e2e_{n}"
+    shutil.rmtree(root, ignore_errors=True)
+    data = root / "data"
+    generate_dataset(
+        data,
+        users=max(200, n // 20),
+        items=max(100, n // 200),
+        interactions=n,
+        seed=11,
+        dirty_fraction=0.01,
+        file_format="parquet",
+    )
+    config = yaml.safe_load((REPO / "pipeline_config.yaml").read_text())
+    config["tasks"]["ingestion"]["config"] = {
+        "source": {t: f"data/{t}.parquet" for t in ("interactions", "items", "users")}
+    }
+    config["logging"]["level"] = "WARNING"
+    config["execution"]["timeout_seconds"] = 7200
+    for task in config["tasks"].values():
+        task["timeout_seconds"] = 3600
+    (root / "pipeline_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return PipelineConfig(root / "pipeline_config.yaml")
+
+
+def _tasks_of(config: PipelineConfig, run_id: str) -> dict[str, dict[str, float]]:
+    manifest = json.loads((config.storage_root / "runs" / run_id / MANIFEST).read_text())
+    return {
+        task: {
+            "seconds": entry["duration_s"],
+            "peak_rss_mib": entry.get("metrics", {}).get("peak_rss_mib", 0.0),
+        }
+        for task, entry in manifest["tasks"].items()
+    }
+
+
+def end_to_end(n: int, repeats: int) -> dict[str, Any]:
+    config = _project(n)
+    walls, per_task = [], {}
+    for _ in range(repeats):
+        started = time.perf_counter()
+        report = run_pipeline(config)
+        walls.append(time.perf_counter() - started)
+        if not report.success:
+            raise RuntimeError(f"benchmark run at {n} failed: {report.rows}")
+        for task, figures in _tasks_of(config, report.run_id).items():
+            per_task.setdefault(task, {"seconds": [], "peak_rss_mib": []})
+            for key, value in figures.items():
+                per_task[task][key].append(value)
+    tasks = {t: {k: _stats(v) for k, v in figures.items()} for t, figures in per_task.items()}
+    peak = max(f["peak_rss_mib"]["max"] for f in tasks.values())
+    return {"interactions": n, "wall_seconds": _stats(walls), "peak_rss_mib": peak, "tasks": tasks}
+
+
+def overhead(n: int, repeats: int) -> dict[str, Any]:
+    """The same tasks called directly (our runtime, no Dagster) vs through the job."""
+    config = _project(n)
+    order = TaskDependencyGraph(config).get_execution_order()
+    direct, dagster = [], []
+    for index in range(repeats):
+        started = time.perf_counter()
+        for task in order:
+            run_task(config, task, f"direct-{index}")
+        direct.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        run_pipeline(config)
+        dagster.append(time.perf_counter() - started)
+    ratio = statistics.median(dagster) / statistics.median(direct)
+    fixed = (statistics.median(dagster) - statistics.median(direct)) / len(order)
+    return {
+        "interactions": n,
+        "direct_seconds": _stats(direct),
+        "dagster_seconds": _stats(dagster),
+        "ratio": ratio,
+        "per_task_overhead_seconds": fixed,
+        "tasks": len(order),
+    }
+
+
+def config_scale(counts: list[int], repeats: int) -> list[dict[str, Any]]:
+    rows = []
+    for count in counts:
+        rng = random.Random(count)
+        tasks = {}
+        for i in range(count):
+            deps = sorted(rng.sample(range(i), k=min(i, rng.randint(0, 3))))
+            tasks[f"t{i}"] = {
+                "callable": "recomart_pipeline_tests.sample_tasks:square",
+                "depends_on": [f"t{d}" for d in deps],
+            }
+        path = SCRATCH / f"scale_{count}.yaml"
+        path.write_text(yaml.safe_dump({"tasks": tasks}))
+        timings = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            config = PipelineConfig(path)
+            graph = TaskDependencyGraph(config)
+            graph.get_execution_order(), graph.get_parallel_groups()
+            build_definitions(config).resolve_job_def("automated_pipeline_job")
+            timings.append(time.perf_counter() - started)
+        edges = sum(len(t["depends_on"]) for t in tasks.values())
+        rows.append({"tasks": count, "edges": edges, "seconds": _stats(timings)})
+    return rows
+
+
+def _chart(path: Path, results: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    sizes = [r["interactions"] for r in results]
+    for task in results[0]["tasks"]:
+        axis.plot(
+            sizes, [r["tasks"][task]["seconds"]["median"] for r in results], marker="o", label=task
+        )
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("interactions")
+    axis.set_ylabel("seconds (median)")
+    axis.set_title("Task time vs data size")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def write_report(
+    e2e: list[dict[str, Any]], over: dict[str, Any], scale: list[dict[str, Any]], mode: str
+) -> None:
+    _chart(RESULTS / "end_to_end.png", e2e)
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `python benchmarks/run_all.py{' --quick' if mode == 'quick' else ''}` on "
+        f"{platform.platform()}, Python {platform.python_version()}, {__import__('os').cpu_count()} CPUs. "
+        "Figures are medians of the repeats (min–max in brackets).",
+        "",
+        "## Default pipeline end to end (through Dagster)",
+        "",
+        "| interactions | wall seconds | peak RSS of any task (MiB) |",
+        "|---|---|---|",
+    ]
+    for r in e2e:
+        w = r["wall_seconds"]
+        lines.append(
+            f"| {r['interactions']:,} | {w['median']:.1f} ({w['min']:.1f}–{w['max']:.1f}) | {r['peak_rss_mib']:.0f} |"
+        )
+    lines += [
+        "",
+        "![task time vs size](benchmarks/results/end_to_end.png)",
+        "",
+        "Per task (median seconds / peak RSS MiB):",
+        "",
+    ]
+    tasks = list(e2e[0]["tasks"])
+    lines.append("| task | " + " | ".join(f"{r['interactions']:,}" for r in e2e) + " |")
+    lines.append("|---|" + "---|" * len(e2e))
+    for task in tasks:
+        cells = [
+            f"{r['tasks'][task]['seconds']['median']:.2f} s / {r['tasks'][task]['peak_rss_mib']['max']:.0f}"
+            for r in e2e
+        ]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Orchestration overhead",
+        "",
+        f"At {over['interactions']:,} interactions: direct {over['direct_seconds']['median']:.2f} s, "
+        f"through Dagster {over['dagster_seconds']['median']:.2f} s — ratio **{over['ratio']:.3f}**, "
+        f"{over['per_task_overhead_seconds'] * 1000:.0f} ms per task ({over['tasks']} tasks).",
+        "",
+        "## Config scale (load + validate + plan + build Definitions)",
+        "",
+        "| tasks | edges | seconds |",
+        "|---|---|---|",
+        *(
+            f"| {r['tasks']} | {r['edges']} | {r['seconds']['median']:.2f} ({r['seconds']['min']:.2f}–{r['seconds']['max']:.2f}) |"
+            for r in scale
+        ),
+    ]
+    peers = RESULTS / "train_vs_surprise.json"
+    if peers.exists():
+        data = json.loads(peers.read_text())
+        lines += [
+            "",
+            "## Training against scikit-surprise (`benchmarks/train_vs_surprise.py`)",
+            "",
+            "| set | model | RMSE | NDCG@10 | fit seconds |",
+            "|---|---|---|---|---|",
+        ]
+        for name, dataset in data.get("datasets", {}).items():
+            for model, m in dataset["models"].items():
+                rmse = f"{m['rmse']:.4f}" if m.get("rmse") is not None else "–"
+                lines.append(
+                    f"| {name} | {model} | {rmse} | {m['ndcg_at_10']:.4f} | {m['fit_seconds']:.3f} |"
+                )
+    (REPO / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repeat (CI)")
+    args = parser.parse_args()
+    mode = "quick" if args.quick else "full"
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    repeats = 1 if args.quick else 3
+    e2e = [end_to_end(n, 1 if n >= 5_000_000 else repeats) for n in SIZES[mode]]
+    over = overhead(SIZES[mode][0] if args.quick else 1_000_000, repeats)
+    scale = config_scale([100, 250] if args.quick else [250, 500, 1000], repeats)
+    suffix = "_quick" if args.quick else ""
+    for name, payload in (("end_to_end", e2e), ("overhead", over), ("config_scale", scale)):
+        (RESULTS / f"{name}{suffix}.json").write_text(json.dumps(payload, indent=2))
+    if not args.quick:
+        write_report(e2e, over, scale, mode)
+    print(
+        json.dumps(
+            {
+                "end_to_end": [
+                    (r["interactions"], r["wall_seconds"]["median"], r["peak_rss_mib"]) for r in e2e
+                ],
+                "overhead_ratio": over["ratio"],
+                "config_scale": [(r["tasks"], r["seconds"]["median"]) for r in scale],
+            }
+        )
+    )
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
