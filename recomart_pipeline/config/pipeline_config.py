@@ -230,7 +230,12 @@ class PipelineConfig:
 
     def task_code_version(self, name: str) -> str:
         """Changes whenever the task's settings (its config included) change."""
-        payload = self.to_dict()["tasks"][name]
+        # Only this task's settings: dumping the whole config per task made building the
+        # Definitions of a 1,000-task pipeline quadratic.
+        payload = _mask_secrets(self.settings.tasks[name].model_dump(mode="python"), False)
+        task_config = self.task_configs[name]
+        if isinstance(task_config, BaseModel):
+            payload["config"] = _mask_secrets(task_config.model_dump(mode="python"), False)
         payload["implementation"] = self.task_definitions[name].reference
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
