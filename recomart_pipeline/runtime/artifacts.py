@@ -45,6 +45,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; it replaces ``target`` only on success."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; reports and artifacts are meant to be shared
     os.close(fd)
     tmp = Path(tmp_name)
     try:

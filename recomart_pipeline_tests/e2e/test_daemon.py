@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
-from dagster._core.scheduler.instigation import InstigatorType
+from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 
 from recomart_pipeline_tests.conftest import SAMPLE
 from recomart_pipeline_tests.e2e.test_dagster_cli import _env
@@ -29,10 +29,17 @@ def _sensor_state(instance: DagsterInstance):
 
 
 def _ticks(instance: DagsterInstance) -> int:
+    """Finished evaluations only: a tick is recorded (STARTED) before the sensor has run."""
     state = _sensor_state(instance)
     if state is None:
         return 0
-    return len(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1000))
+    ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1000)
+    return sum(t.status != TickStatus.STARTED for t in ticks)
+
+
+def _cursor(instance: DagsterInstance) -> str | None:
+    state = _sensor_state(instance)
+    return state.instigator_data.cursor if state and state.instigator_data else None
 
 
 def test_data_arrival_sensor_launches_one_run_per_new_data(write_config):
@@ -67,11 +74,12 @@ def test_data_arrival_sensor_launches_one_run_per_new_data(write_config):
     )
     instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
     try:
-        _wait_until(lambda: _ticks(instance) >= 1, 180, "the sensor's first (baseline) tick")
+        # the baseline is stored once the first evaluation has finished; drop data only then
+        _wait_until(lambda: _cursor(instance), 300, "the sensor's first (baseline) evaluation")
         assert instance.get_runs(RunsFilter(tags=TRIGGER)) == []  # existing data: no run
         (landing / "2026-01-02.csv").write_text("user_id,item_id\nu2,i2\n")
         try:
-            _wait_until(lambda: instance.get_runs(RunsFilter(tags=TRIGGER)), 120, "a sensor run")
+            _wait_until(lambda: instance.get_runs(RunsFilter(tags=TRIGGER)), 240, "a sensor run")
         except AssertionError:
             state = _sensor_state(instance)
             ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=5)

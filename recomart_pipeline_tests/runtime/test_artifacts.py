@@ -81,3 +81,9 @@ def test_output_outside_the_staging_dir_is_refused(tmp_path):
     stray.write_text("x")
     with pytest.raises(UpstreamArtifactError, match="outside its output dir"):
         store.publish("run1", "make", staging, {"stray": stray}, {}, {})
+
+
+def test_atomic_files_are_readable_by_others(tmp_path):
+    target = tmp_path / "report.html"
+    write_text_atomic(target, "<html></html>")
+    assert target.stat().st_mode & 0o777 == 0o644
