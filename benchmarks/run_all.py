@@ -257,12 +257,21 @@ def main() -> int:
     logging.getLogger("dagster").setLevel(logging.WARNING)
     SCRATCH.mkdir(parents=True, exist_ok=True)
     repeats = 1 if args.quick else 3
-    e2e = [end_to_end(n, 1 if n >= 5_000_000 else repeats) for n in SIZES[mode]]
-    over = overhead(SIZES[mode][0] if args.quick else 1_000_000, repeats)
-    scale = config_scale([100, 250] if args.quick else [250, 500, 1000], repeats)
     suffix = "_quick" if args.quick else ""
-    for name, payload in (("end_to_end", e2e), ("overhead", over), ("config_scale", scale)):
+
+    def save(name: str, payload: Any) -> None:
         (RESULTS / f"{name}{suffix}.json").write_text(json.dumps(payload, indent=2))
+
+    # Cheap results first, and each size saved as soon as it is measured: a long run that is
+    # stopped keeps everything measured so far.
+    scale = config_scale([100, 250] if args.quick else [250, 500, 1000], repeats)
+    save("config_scale", scale)
+    over = overhead(SIZES[mode][0] if args.quick else 1_000_000, repeats)
+    save("overhead", over)
+    e2e: list[dict[str, Any]] = []
+    for n in SIZES[mode]:
+        e2e.append(end_to_end(n, 1 if n >= 5_000_000 else repeats))
+        save("end_to_end", e2e)
     if not args.quick:
         write_report(e2e, over, scale, mode)
     print(
