@@ -94,12 +94,9 @@ def _cap_threads(threads: int) -> Any:
     ):
         os.environ[variable] = str(threads)  # for libraries the task loads later
     limiter = threadpool_limits(limits=threads)  # for those already loaded
-    try:
-        import numba
+    import numba  # a dependency of the models; imported here to keep the parent light
 
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    except ImportError:
-        pass
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     return limiter
 
 

@@ -16,6 +16,15 @@ from recomart_pipeline_tests.conftest import REPO_ROOT, SAMPLE
 
 pytestmark = pytest.mark.slow
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
+JOB_EXECUTE = [
+    DAGSTER,
+    "job",
+    "execute",
+    "-m",
+    "recomart_pipeline.definitions",
+    "-j",
+    "automated_pipeline_job",
+]
 
 
 def _env(project: Path) -> dict[str, str]:
@@ -55,15 +64,7 @@ def test_definitions_validate_accepts_good_and_rejects_bad_config(sample_project
 def test_dagster_job_execute_runs_the_whole_job(sample_project):
     project = sample_project.parent
     done = _run(
-        [
-            DAGSTER,
-            "job",
-            "execute",
-            "-m",
-            "recomart_pipeline.definitions",
-            "-j",
-            "automated_pipeline_job",
-        ],
+        JOB_EXECUTE,
         project,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -245,15 +246,7 @@ def test_watchdog_fails_a_run_whose_worker_was_killed(write_config):
     project = path.parent
     env = _env(project) | {"RECOMART_HEARTBEAT_SECONDS": "0.5"}
     worker = subprocess.Popen(
-        [
-            DAGSTER,
-            "job",
-            "execute",
-            "-m",
-            "recomart_pipeline.definitions",
-            "-j",
-            "automated_pipeline_job",
-        ],
+        JOB_EXECUTE,
         cwd=project,
         env=env,
         stdout=subprocess.DEVNULL,
