@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from recomart_pipeline.config import ConfigError, PipelineConfig
+from recomart_pipeline.config import ConfigError, PipelineConfig, environment_config_path
 from recomart_pipeline.graph import TaskDependencyGraph
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -372,6 +372,12 @@ def _add_file(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "file", nargs="?", help="config file (default: $PIPELINE_CONFIG or ./pipeline_config.yaml)"
     )
+    parser.add_argument(
+        "--env",
+        metavar="NAME",
+        help="use the environment overlay next to the config, e.g. --env prod reads "
+        "pipeline_config.prod.yaml",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -464,6 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "env", None):
+            args.file = str(environment_config_path(args.file, args.env))
         return args.handler(args)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from recomart_pipeline.runtime import (
     CheckOutcome,
@@ -194,3 +194,15 @@ def disk_full_midway(ctx: TaskContext) -> None:
     with ctx.output_path("numbers.json").open("w") as handle:
         handle.write("[1, 2, 3")
         raise OSError(errno.ENOSPC, "No space left on device")
+
+
+class SecretConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    endpoint: str = "http://127.0.0.1:9"
+    api_token: SecretStr = SecretStr("")
+
+
+@pipeline_task(config=SecretConfig)
+def uses_secret(ctx: TaskContext) -> TaskResult:
+    """Has a secret in its config (which must stay out of the launchpad)."""
+    return TaskResult(metrics={"has_token": bool(ctx.config.api_token.get_secret_value())})

@@ -5,6 +5,7 @@ from recomart_pipeline.config.pipeline_config import (
     CONFIG_ENV_VAR,
     DEFAULT_CONFIG_FILE,
     PipelineConfig,
+    environment_config_path,
     resolve_config_path,
 )
 from recomart_pipeline.config.schema import PipelineSettings
@@ -16,5 +17,6 @@ __all__ = [
     "ConfigIssue",
     "PipelineConfig",
     "PipelineSettings",
+    "environment_config_path",
     "resolve_config_path",
 ]

@@ -19,7 +19,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from recomart_pipeline.config.errors import ConfigError, ConfigIssue, did_you_mean
 from recomart_pipeline.config.interpolation import interpolate
 from recomart_pipeline.config.overlay import load_with_overlays
-from recomart_pipeline.config.overrides import apply_overrides
+from recomart_pipeline.config.overrides import RUN_CONFIG_SOURCE, apply_overrides
 from recomart_pipeline.config.pydantic_errors import translate
 from recomart_pipeline.config.schema import PipelineSettings
 from recomart_pipeline.config.yaml_source import SourceMap
@@ -44,6 +44,30 @@ def resolve_config_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_FILE)
 
 
+def environment_config_path(base: str | os.PathLike[str] | None, environment: str) -> Path:
+    """The overlay of ``environment`` next to the base file: ``pipeline_config.<env>.yaml``."""
+    base_path = resolve_config_path(base)
+    overlay = base_path.with_name(f"{base_path.stem}.{environment}{base_path.suffix}")
+    if not overlay.is_file():
+        known = sorted(
+            p.name.removeprefix(f"{base_path.stem}.").removesuffix(base_path.suffix)
+            for p in base_path.parent.glob(f"{base_path.stem}.*{base_path.suffix}")
+            if p.name.count(".") == base_path.name.count(".") + 1
+        )
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    f"environment '{environment}' has no overlay file {overlay.name}",
+                    file=overlay,
+                    hint=f"environments found next to {base_path.name}: "
+                    f"{', '.join(known) or 'none'}; create {overlay.name} with "
+                    f"'extends: {base_path.name}'",
+                )
+            ]
+        )
+    return overlay
+
+
 class PipelineConfig:
     """A validated pipeline config; constructing it raises ConfigError listing every problem."""
 
@@ -53,12 +77,19 @@ class PipelineConfig:
         *,
         environ: Mapping[str, str] | None = None,
         overrides: Sequence[str] = (),
+        run_config_overrides: Sequence[str] = (),
     ) -> None:
         self.path = resolve_config_path(config_path).resolve()
         raw, source_map, files = load_with_overlays(self.path)
-        self.overrides = list(overrides)
-        if self.overrides:
-            apply_overrides(raw, source_map, self.overrides)
+        self.cli_overrides = list(overrides)
+        self.run_config_overrides = list(run_config_overrides)
+        # Both kinds are recorded together in manifests and tags; ``reproduce`` replays them
+        # as --set, which means the same thing.
+        self.overrides = self.cli_overrides + self.run_config_overrides
+        if self.cli_overrides:
+            apply_overrides(raw, source_map, self.cli_overrides)
+        if self.run_config_overrides:
+            apply_overrides(raw, source_map, self.run_config_overrides, RUN_CONFIG_SOURCE)
         self.files = files
         self.project_root = files[0].parent
         self.source_map = source_map

@@ -1,5 +1,6 @@
 """One Dagster asset per task that will run, with its checks, retries and metadata."""
 
+import json
 import time
 from typing import Any
 
@@ -17,13 +18,15 @@ from dagster import (
     asset,
 )
 
-from recomart_pipeline.config import PipelineConfig
+from recomart_pipeline.config import ConfigError, PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
 from recomart_pipeline.orchestration.automation import partitions_for
 from recomart_pipeline.orchestration.retries import failure_to_dagster, retry_policy_for
+from recomart_pipeline.orchestration.run_config import config_for_run, task_config_schema
 from recomart_pipeline.runtime.runner import TaskFailure, TaskOutcome, run_task
 
 MARKDOWN_METADATA_KEYS = frozenset({"report_markdown"})
+OVERRIDES_TAG = "recomart/overrides"
 
 
 def _metadata_value(key: str, value: Any) -> Any:
@@ -136,9 +139,11 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
             "retry_count": settings.retry_count(task),
         },
         tags={"environment": settings.pipeline.environment},
+        config_schema=task_config_schema(config, task),
     )
     def _task_asset(context: AssetExecutionContext) -> MaterializeResult:
         attempt = context.retry_number + 1
+        run_config = _config_for(context)
         if not settings.execution.continue_on_error:
             failed = failed_steps(context)
             if failed:
@@ -149,10 +154,10 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
                     "execution.continue_on_error is false",
                     allow_retries=False,
                 )
-        deadline = run_deadline(config, context)
+        deadline = run_deadline(run_config, context)
         try:
             outcome = run_task(
-                config,
+                run_config,
                 task,
                 context.run.run_id,
                 attempt=attempt,
@@ -161,11 +166,26 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
                 run_deadline=deadline,
             )
         except TaskFailure as failure:
-            raise failure_to_dagster(config, failure, context.log.warning, deadline) from None
+            raise failure_to_dagster(run_config, failure, context.log.warning, deadline) from None
         return MaterializeResult(
             metadata=materialization_metadata(outcome),
             check_results=_check_results(outcome, task) or None,
         )
+
+    def _config_for(context: AssetExecutionContext) -> PipelineConfig:
+        """This run's config: the YAML plus the task values set in the launchpad."""
+        try:
+            run_config = config_for_run(config, context.run.run_config)
+        except ConfigError as exc:
+            raise Failure(
+                description=f"invalid run config for this run:\n{exc}", allow_retries=False
+            ) from None
+        if run_config.run_config_overrides:
+            recorded = json.dumps(run_config.overrides)
+            if context.run.tags.get(OVERRIDES_TAG) != recorded:
+                context.instance.add_run_tags(context.run.run_id, {OVERRIDES_TAG: recorded})
+            context.log.info(f"run config overrides: {run_config.run_config_overrides}")
+        return run_config
 
     return _task_asset
 

@@ -28,6 +28,7 @@ from dagster import (
 
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
+from recomart_pipeline.orchestration.assets import OVERRIDES_TAG
 from recomart_pipeline.orchestration.automation import partitions_for
 from recomart_pipeline.orchestration.factory import JOB_NAME, build_definitions
 
@@ -168,9 +169,7 @@ def run_pipeline(
             else None,
             tags={
                 RUN_TOKEN_TAG: token,
-                **(
-                    {"recomart/overrides": json.dumps(config.overrides)} if config.overrides else {}
-                ),
+                **({OVERRIDES_TAG: json.dumps(config.overrides)} if config.overrides else {}),
                 **({"dagster/partition": partition_key} if partition_key else {}),
                 **(extra_tags or {}),
             },

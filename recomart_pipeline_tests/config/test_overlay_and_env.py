@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from recomart_pipeline.cli import main
 from recomart_pipeline.config import ConfigError, PipelineConfig
 from recomart_pipeline_tests.conftest import SAMPLE
 
@@ -49,6 +50,19 @@ def test_overlay_deep_merges_over_its_base(write_config):
     assert config.task_configs["numbers"].count == 3
     assert settings.tasks["square"].depends_on == ["numbers"]
     assert [p.name for p in config.files] == ["pipeline_config.yaml", "pipeline_config.prod.yaml"]
+
+
+def test_cli_env_option_picks_the_overlay_next_to_the_config(write_config, capsys):
+    base = write_config(BASE)
+    write_config(
+        "extends: pipeline_config.yaml\npipeline: {environment: dev}\n", "pipeline_config.dev.yaml"
+    )
+    assert main(["plan", str(base), "--env", "dev"]) == 0
+    assert "pipeline base_pipeline (dev) from" in capsys.readouterr().out
+    assert main(["validate", str(base), "--env", "staging"]) == 2
+    error = capsys.readouterr().err
+    assert "environment 'staging' has no overlay file pipeline_config.staging.yaml" in error
+    assert "environments found next to pipeline_config.yaml: dev;" in error
 
 
 def test_errors_point_at_the_file_that_holds_the_value(write_config):

@@ -36,7 +36,8 @@ JOBS_QUERY = """
 LAUNCH = """
 mutation($params: ExecutionParams!) { launchPipelineExecution(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } }
-  ... on PythonError { message } ... on InvalidSubsetError { message } } }
+  ... on PythonError { message } ... on InvalidSubsetError { message }
+  ... on RunConfigValidationInvalid { errors { message } } } }
 """
 RUN_STATUS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
 MATERIALIZATIONS = """
@@ -110,16 +111,8 @@ def test_webserver_lists_assets_and_materializes(sample_project):
             },
             "mode": "default",
         }
-        launched = _graphql(port, LAUNCH, {"params": params})["launchPipelineExecution"]
-        assert launched["__typename"] == "LaunchRunSuccess", launched
-        run_id = launched["run"]["runId"]
-
-        def finished() -> bool:
-            status = _graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
-            return status in ("SUCCESS", "FAILURE", "CANCELED")
-
-        _wait_until(finished, 180, "the launched run")
-        assert _graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"] == "SUCCESS"
+        run_id = _launch_and_wait(port, params)
+        assert _status(port, run_id) == "SUCCESS"
         nodes = _graphql(port, MATERIALIZATIONS)["assetNodes"]
         latest = {
             n["assetKey"]["path"][0]: [m["runId"] for m in n["assetMaterializations"]]
@@ -127,9 +120,49 @@ def test_webserver_lists_assets_and_materializes(sample_project):
         }
         assert latest == {key: [run_id] for key in ["numbers", "square", "square_again", "total"]}
         assert (project / "storage" / "latest" / "total.json").exists()
+        _launchpad_run_config(port, params, project)
         _screenshot_asset_graph(port)
     finally:
         stop_process_group(process)
+
+
+def _status(port: int, run_id: str) -> str:
+    return _graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+
+
+def _launch(port: int, params: dict) -> dict:
+    return _graphql(port, LAUNCH, {"params": params})["launchPipelineExecution"]
+
+
+def _launch_and_wait(port: int, params: dict) -> str:
+    launched = _launch(port, params)
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    _wait_until(
+        lambda: _status(port, run_id) in ("SUCCESS", "FAILURE", "CANCELED"),
+        180,
+        f"run {run_id}",
+    )
+    return run_id
+
+
+def _launchpad_run_config(port: int, params: dict, project: Path) -> None:
+    """What the launchpad sends: a typed value is checked by Dagster, a rule by our config."""
+    wrong_type = _launch(
+        port, {**params, "runConfigData": {"ops": {"numbers": {"config": {"count": "six"}}}}}
+    )
+    assert wrong_type["__typename"] == "RunConfigValidationInvalid", wrong_type
+    broken = _launch_and_wait(
+        port, {**params, "runConfigData": {"ops": {"numbers": {"config": {"count": -1}}}}}
+    )
+    assert _status(port, broken) == "FAILURE"
+    run_id = _launch_and_wait(
+        port, {**params, "runConfigData": {"ops": {"numbers": {"config": {"count": 6}}}}}
+    )
+    assert _status(port, run_id) == "SUCCESS"
+    manifest = json.loads((project / "storage" / "runs" / run_id / "manifest.json").read_text())
+    assert manifest["overrides"] == ["tasks.numbers.config.count=6"]
+    assert manifest["tasks"]["total"]["metrics"] == {"total": 2 * sum(n * n for n in range(6))}
 
 
 def stop_process_group(process: subprocess.Popen) -> None:
