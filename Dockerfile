@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /opt/recomart
 COPY pyproject.toml README.md ./
 COPY recomart_pipeline ./recomart_pipeline
-RUN pip install --no-cache-dir ".[postgres]" && mkdir -p "$DAGSTER_HOME"
+RUN pip install --no-cache-dir ".[postgres,s3]" && mkdir -p "$DAGSTER_HOME"
 COPY pipeline_config*.yaml pipeline_config.schema.json workspace.yaml ./
 COPY data ./data
 COPY deploy/dagster.postgres.yaml /opt/dagster/home/dagster.yaml

@@ -142,6 +142,7 @@ def cmd_task(args: argparse.Namespace) -> int:
         sha256_file,
     )
     from recomart_pipeline.runtime.errors import UpstreamArtifactError
+    from recomart_pipeline.runtime.object_store import ObjectStoreError, object_store_for
     from recomart_pipeline.runtime.runner import TaskFailure, run_task
 
     config = _load(args.file)
@@ -160,10 +161,10 @@ def cmd_task(args: argparse.Namespace) -> int:
             }
             upstream = {"cli": Checkpoint("cli", "cli", records)}
         else:
-            main_store = ArtifactStore(config.storage_root)
+            main_store = ArtifactStore(config.storage_root, object_store_for(config))
             deps = config.settings.tasks[args.name].depends_on
             upstream = {dep: main_store.load_upstream(dep, None) for dep in deps}
-    except UpstreamArtifactError as exc:
+    except (UpstreamArtifactError, ObjectStoreError) as exc:
         print(f"FAILED ({exc.error_class}): {exc}", file=sys.stderr)
         return EXIT_FAILED
     store = ArtifactStore(Path(args.output).resolve()) if args.output else None
@@ -260,10 +261,11 @@ def cmd_watchdog(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from recomart_pipeline.runtime import run_history
+    from recomart_pipeline.runtime.object_store import object_store_for
     from recomart_pipeline.runtime.records import load_manifests
 
     config = _load(args.config)
-    manifests = load_manifests(config.storage_root)
+    manifests = load_manifests(config.storage_root, object_store_for(config))
     if args.action == "show":
         found = [m for m in manifests if m["run_id"] == args.run_id]
         if not found:

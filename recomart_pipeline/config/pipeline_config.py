@@ -168,6 +168,7 @@ class PipelineConfig:
         settings = self.settings
         paths = {
             ("storage", "base_dir"): settings.storage.base_dir,
+            ("storage", "cache_dir"): settings.storage.cache_dir,
             ("storage", "dagster_home"): settings.storage.dagster_home,
             ("logging", "dir"): settings.logging.dir,
             ("monitoring", "metrics_dir"): settings.monitoring.metrics_dir,
@@ -175,7 +176,7 @@ class PipelineConfig:
         if settings.logging.file:
             paths[("logging", "file")] = settings.logging.file
         for key_path, value in paths.items():
-            if Path(value).is_absolute():
+            if Path(value).is_absolute() or "://" in value:
                 continue
             resolved = (self.project_root / value).resolve()
             if not resolved.is_relative_to(self.project_root):
@@ -234,7 +235,10 @@ class PipelineConfig:
     # -- public API ------------------------------------------------------------------------
     @property
     def storage_root(self) -> Path:
-        return self.resolve_path(self.settings.storage.base_dir)
+        """The local storage folder: ``base_dir``, or ``cache_dir`` when ``base_dir`` is an
+        object store URL (runtime.object_store keeps the two in step)."""
+        storage = self.settings.storage
+        return self.resolve_path(storage.cache_dir if storage.is_object_store else storage.base_dir)
 
     @property
     def dagster_home(self) -> Path:

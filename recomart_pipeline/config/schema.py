@@ -70,13 +70,65 @@ class ExecutionSection(Section):
     )
 
 
+class ObjectStoreSettings(Section):
+    endpoint_url: str | None = Field(
+        None,
+        description="S3-compatible endpoint (MinIO, Ceph, a test server); null = AWS or "
+        "$AWS_ENDPOINT_URL.",
+    )
+    region: str | None = Field(None, description="Region; null = the SDK's default chain.")
+    access_key_id: SecretStr | None = Field(
+        None,
+        description="Access key (a secret): write ${AWS_ACCESS_KEY_ID}; null = the SDK's "
+        "default chain (environment, profile, instance role).",
+    )
+    secret_access_key: SecretStr | None = Field(
+        None, description="Secret key (a secret): write ${AWS_SECRET_ACCESS_KEY}."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra keyword arguments for the fsspec filesystem (any protocol).",
+    )
+
+    def fsspec_options(self, url: str) -> dict[str, Any]:
+        """Keyword arguments for ``fsspec.url_to_fs``: the named S3 settings plus ``options``."""
+        options = dict(self.options)
+        if url.startswith(("s3://", "s3a://")):
+            if self.endpoint_url:
+                options.setdefault("endpoint_url", self.endpoint_url)
+            if self.region:
+                client_kwargs = dict(options.get("client_kwargs") or {})
+                client_kwargs.setdefault("region_name", self.region)
+                options["client_kwargs"] = client_kwargs
+            if self.access_key_id is not None:
+                options.setdefault("key", self.access_key_id.get_secret_value())
+            if self.secret_access_key is not None:
+                options.setdefault("secret", self.secret_access_key.get_secret_value())
+        return options
+
+
 class StorageSection(Section):
     base_dir: str = Field(
-        "storage", description="Root of artifacts, checkpoints and the model registry."
+        "storage",
+        description="Root of artifacts, checkpoints, run manifests and the model registry: a "
+        "folder, or an object store URL such as s3://bucket/prefix (any fsspec protocol).",
+    )
+    cache_dir: str = Field(
+        ".storage_cache",
+        description="Local working copy of an object-store base_dir (tasks read and write "
+        "local files; outputs are uploaded, inputs downloaded and hash-checked).",
+    )
+    object_store: ObjectStoreSettings = Field(
+        default_factory=ObjectStoreSettings,
+        description="Connection settings when base_dir is an object store URL.",
     )
     dagster_home: str = Field(
         ".dagster_home", description="Dagster instance directory used by the project CLI."
     )
+
+    @property
+    def is_object_store(self) -> bool:
+        return "://" in self.base_dir
 
 
 class TaskSettings(Section):

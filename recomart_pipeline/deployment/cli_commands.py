@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.deployment.registry import ModelRegistry, RegistryError
+from recomart_pipeline.runtime.object_store import object_store_for
 
 
-def registry_dir(config: PipelineConfig) -> Path:
-    """The deploy task's registry folder (its ``registry_dir``), else <storage>/registry."""
+def registry_for_config(config: PipelineConfig) -> ModelRegistry:
+    """The deploy task's registry (its ``registry_dir``), else <storage>/registry — in the
+    object store when storage is one — brought up to date."""
     for name, definition in config.task_definitions.items():
         if definition.reference == "builtin:deploy":
             configured = getattr(config.task_configs[name], "registry_dir", None)
             if configured:
-                return config.resolve_path(configured)
-    return config.storage_root / "registry"
+                return ModelRegistry(config.resolve_path(configured))
+    remote = object_store_for(config)
+    registry = ModelRegistry(
+        config.storage_root / "registry", remote.child("registry") if remote else None
+    )
+    registry.refresh()
+    return registry
 
 
 def _config_argument(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +42,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from recomart_pipeline.serving.app import create_app
 
-    root = registry_dir(PipelineConfig(args.config))
-    print(f"serving the champion of {root} on http://{args.host}:{args.port}")
-    uvicorn.run(create_app(root), host=args.host, port=args.port, log_level="info")
+    registry = registry_for_config(PipelineConfig(args.config))
+    where = registry.remote.url if registry.remote else registry.root
+    print(f"serving the champion of {where} on http://{args.host}:{args.port}")
+    uvicorn.run(create_app(registry), host=args.host, port=args.port, log_level="info")
     return 0
 
 
@@ -48,7 +55,7 @@ def add_approve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_approve(args: argparse.Namespace) -> int:
-    registry = ModelRegistry(registry_dir(PipelineConfig(args.config)))
+    registry = registry_for_config(PipelineConfig(args.config))
     try:
         version = registry.approve(args.version)
     except RegistryError as exc:
@@ -65,7 +72,7 @@ def add_rollback_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_rollback(args: argparse.Namespace) -> int:
-    registry = ModelRegistry(registry_dir(PipelineConfig(args.config)))
+    registry = registry_for_config(PipelineConfig(args.config))
     try:
         previous, restored = registry.rollback()
     except RegistryError as exc:
@@ -80,7 +87,7 @@ def add_models_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    registry = ModelRegistry(registry_dir(PipelineConfig(args.config)))
+    registry = registry_for_config(PipelineConfig(args.config))
     champion = registry.champion()
     pending = {p["version"] for p in registry.pending()}
     for version in registry.list_versions():

@@ -10,6 +10,11 @@ Layout (default ``<storage>/registry``)::
 A version holds everything the serving app needs, so the service depends on the registry
 only. Registering the same model bytes twice returns the existing version (idempotency key:
 the model's sha256).
+
+With an object store (``storage.base_dir: s3://…``) the registry lives at ``<base>/registry``
+and this folder is its local copy: each change pulls the state first and pushes what changed
+after (new version files before their ``version.json``, ``champion.json`` last); readers call
+``refresh()``, and a version's files are downloaded when first used.
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from recomart_pipeline.runtime.artifacts import sha256_file, write_json_atomic
 from recomart_pipeline.runtime.errors import TaskError
+from recomart_pipeline.runtime.object_store import ObjectStore
 
 SERVING_FILES = ("user_index.parquet", "item_index.parquet", "train_implicit.npz")
+STATE_FILES = ("history.json", "pending.json", "champion.json")  # champion last on push
 
 
 class RegistryError(TaskError):
@@ -59,9 +66,25 @@ def _read(path: Path, default: Any) -> Any:
         return default
 
 
+def _file_stamps(root: Path) -> dict[Path, tuple[int, int]]:
+    return {
+        path: (path.stat().st_mtime_ns, path.stat().st_size)
+        for path in root.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    }
+
+
+def _push_order(path: Path) -> tuple[int, str]:
+    """Model files, then each version's record, then history/pending, champion pointer last."""
+    if path.name in STATE_FILES:
+        return 2 + STATE_FILES.index(path.name), path.name
+    return (1 if path.name == "version.json" else 0), str(path)
+
+
 class ModelRegistry:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, remote: ObjectStore | None = None) -> None:
         self.root = root
+        self.remote = remote
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -69,9 +92,40 @@ class ModelRegistry:
         with (self.root / ".lock").open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
+                self.refresh()
+                before = _file_stamps(self.root)
                 yield
+                self._push(before)
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- object store ------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Bring the local copy's state (pointers, history, version records) up to date."""
+        if self.remote is None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        for name in STATE_FILES:
+            if not self.remote.download(name, self.root / name):
+                (self.root / name).unlink(missing_ok=True)
+        for key in self.remote.list("", "v*/version.json"):
+            if not (self.root / key).exists():
+                self.remote.download(key, self.root / key)
+
+    def _push(self, before: dict[Path, tuple[int, int]]) -> None:
+        if self.remote is None:
+            return
+        changed = [p for p, stamp in _file_stamps(self.root).items() if before.get(p) != stamp]
+        for path in sorted(changed, key=_push_order):
+            self.remote.upload(path, PurePosixPath(path.relative_to(self.root).as_posix()))
+
+    def _fetch_version(self, version: str) -> None:
+        if self.remote is None:
+            return
+        for key in self.remote.list(version, "*"):
+            local = self.root / key
+            if not local.exists():
+                self.remote.download(key, local)
 
     # -- versions ----------------------------------------------------------------------------
     def list_versions(self) -> list[ModelVersion]:
@@ -88,6 +142,8 @@ class ModelRegistry:
         return ModelVersion(**json.loads(path.read_text()))
 
     def version_dir(self, version: str) -> Path:
+        """The version's folder, with its files downloaded first from an object store."""
+        self._fetch_version(version)
         return self.root / version
 
     def register(

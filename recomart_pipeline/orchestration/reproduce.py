@@ -1,6 +1,5 @@
 """Re-run a recorded run with the config from its manifest and compare every output hash."""
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,7 +7,8 @@ import yaml
 
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.orchestration.execution import run_pipeline
-from recomart_pipeline.runtime.records import MANIFEST
+from recomart_pipeline.runtime.object_store import object_store_for
+from recomart_pipeline.runtime.records import read_manifest
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,11 @@ class ReproduceReport:
 
 
 def _manifest(config: PipelineConfig, run_id: str) -> dict:
-    path = config.storage_root / "runs" / run_id / MANIFEST
-    if not path.exists():
-        raise FileNotFoundError(f"no manifest for run '{run_id}' at {path}")
-    return json.loads(path.read_text())
+    manifest = read_manifest(config.storage_root, run_id, object_store_for(config))
+    if manifest is None:
+        where = config.settings.storage.base_dir
+        raise FileNotFoundError(f"no manifest for run '{run_id}' in {where}/runs/{run_id}")
+    return manifest
 
 
 def _hashes(manifest: dict) -> dict[tuple[str, str], str]:

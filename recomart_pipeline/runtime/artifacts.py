@@ -10,6 +10,10 @@ Layout under ``storage.base_dir``::
 A task writes into a private staging directory; only when it succeeded is the directory
 renamed into place and the checkpoint written, so a killed task never leaves half a result
 and the previous checkpoint stays valid.
+
+With an object store (``storage.base_dir: s3://…``) the same layout lives there and the local
+folder is its cache (see runtime.object_store): checkpoints are uploaded before their
+``latest`` pointer, and inputs missing or different locally are downloaded and re-hashed.
 """
 
 from __future__ import annotations
@@ -23,10 +27,13 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 from recomart_pipeline.runtime.errors import UpstreamArtifactError
+
+if TYPE_CHECKING:
+    from recomart_pipeline.runtime.object_store import ObjectStore
 
 RESULT_FILE = "_result.json"
 _HASH_CHUNK = 1 << 20
@@ -150,8 +157,12 @@ class Checkpoint:
 class ArtifactStore:
     """The storage root of one pipeline: staging, publishing and finding checkpoints."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, remote: ObjectStore | None = None) -> None:
         self.root = root
+        self.remote = remote
+
+    def _key(self, path: Path) -> PurePosixPath:
+        return PurePosixPath(path.relative_to(self.root).as_posix())
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
@@ -210,7 +221,11 @@ class ArtifactStore:
         else:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging, final)
-        write_json_atomic(self.latest_pointer(task, partition_key), checkpoint.to_json(self.root))
+        pointer = self.latest_pointer(task, partition_key)
+        if self.remote is not None:  # files first, pointer last: readers never see half
+            self.remote.upload_tree(final, self._key(final))
+            self.remote.write_json(self._key(pointer), checkpoint.to_json(self.root))
+        write_json_atomic(pointer, checkpoint.to_json(self.root))
         return checkpoint
 
     def discard(self, staging: Path) -> None:
@@ -226,9 +241,51 @@ class ArtifactStore:
             candidates.append(self.task_dir(run_id, task) / RESULT_FILE)
         candidates.append(self.latest_pointer(task, partition_key))
         for candidate in candidates:
-            if candidate.exists():
-                return Checkpoint.from_json(json.loads(candidate.read_text()), self.root)
+            payload = self._read_record(candidate)
+            if payload is not None:
+                return Checkpoint.from_json(payload, self.root)
         return None
+
+    def _read_record(self, path: Path) -> dict[str, Any] | None:
+        """A checkpoint record; with an object store its copy there is the truth (another
+        machine may have published since), except for a run's own immutable records."""
+        if path.exists() and (self.remote is None or path.name == RESULT_FILE):
+            return json.loads(path.read_text())
+        if self.remote is None:
+            return None
+        payload = self.remote.read_json(self._key(path))
+        if payload is not None:
+            write_json_atomic(path, payload)
+        return payload
+
+    def previous_checkpoint(self, task: str, partition_key: str | None = None) -> Checkpoint | None:
+        """The task's latest successful checkpoint, its files made local when they can be
+        (a missing earlier output only means there is nothing to compare with)."""
+        checkpoint = self.find_checkpoint(task, None, partition_key)
+        if checkpoint is None or self.remote is None:
+            return checkpoint
+        try:
+            self.fetch(checkpoint)
+        except UpstreamArtifactError:
+            return None
+        return checkpoint
+
+    def fetch(self, checkpoint: Checkpoint) -> None:
+        """Make the checkpoint's files present locally with their recorded hashes."""
+        for record in checkpoint.artifacts.values():
+            try:
+                record.verify()
+                continue
+            except UpstreamArtifactError:
+                if self.remote is None:
+                    raise
+            if not self.remote.download(self._key(record.path), record.path):
+                raise UpstreamArtifactError(
+                    f"artifact '{record.name}' of task '{checkpoint.task}' is missing in "
+                    f"{self.remote.url_of(self._key(record.path))}",
+                    hint=f"re-materialize '{checkpoint.task}'",
+                )
+            record.verify()
 
     def load_upstream(
         self, task: str, run_id: str | None, partition_key: str | None = None
@@ -236,8 +293,9 @@ class ArtifactStore:
         checkpoint = self.find_checkpoint(task, run_id, partition_key)
         if checkpoint is None:
             raise UpstreamArtifactError(
-                f"upstream task '{task}' has no checkpoint under {self.root}",
+                f"upstream task '{task}' has no checkpoint under "
+                f"{self.remote.url if self.remote else self.root}",
                 hint=f"materialize '{task}' first (or run the whole job)",
             )
-        checkpoint.verify()
+        self.fetch(checkpoint)
         return checkpoint

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from recomart_pipeline.runtime.artifacts import Checkpoint
 from recomart_pipeline.runtime.errors import UpstreamArtifactError
+from recomart_pipeline.runtime.object_store import ObjectStore
 
 Severity = Literal["ERROR", "WARN"]
 
@@ -71,6 +72,8 @@ class TaskContext:
     pipeline_name: str = "recomart_pipeline"
     previous: Checkpoint | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The shared copy of storage_root when storage is an object store (see object_store).
+    object_store: ObjectStore | None = None
 
     def input(self, task: str, artifact: str) -> Path:
         """Path of ``artifact`` written by dependency ``task`` (hash already verified)."""

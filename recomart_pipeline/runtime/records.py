@@ -28,6 +28,7 @@ from recomart_pipeline.runtime.task_logging import git_sha
 
 if TYPE_CHECKING:
     from recomart_pipeline.config import PipelineConfig
+    from recomart_pipeline.runtime.object_store import ObjectStore
 
 MANIFEST = "manifest.json"
 BASE_COLUMNS = ["run_id", "ts", "task", "status", "attempt", "duration_s", "error_class"]
@@ -132,10 +133,20 @@ def record_attempt(
     upstream: dict[str, Checkpoint] | None = None,
     checkpoint: Checkpoint | None = None,
     metrics: dict[str, Any] | None = None,
+    remote: ObjectStore | None = None,
 ) -> None:
-    """Record one attempt in the run manifest and the task's metrics CSV."""
+    """Record one attempt in the run manifest and the task's metrics CSV.
+
+    With an object store the manifest there is read first and written back after, so tasks
+    of one run on different machines add to the same manifest. (The file lock serialises
+    this machine's writers only; two machines finishing in the same instant could lose one
+    entry, which the next attempt record of that task restores.)
+    """
     manifest_path = storage_root / "runs" / run_id / MANIFEST
+    key = f"runs/{run_id}/{MANIFEST}"
     with _locked(manifest_path.with_suffix(".lock")):
+        if remote is not None:
+            remote.download(key, manifest_path)
         manifest = (
             json.loads(manifest_path.read_text())
             if manifest_path.exists()
@@ -165,6 +176,8 @@ def record_attempt(
             entry["metrics"] = checkpoint.metrics
         manifest["updated_at"] = _now()
         write_json_atomic(manifest_path, manifest)
+        if remote is not None:
+            remote.upload(manifest_path, key)
     row = {
         "run_id": run_id,
         "ts": _now(),
@@ -178,8 +191,21 @@ def record_attempt(
     append_metrics_row(config.resolve_path(config.settings.monitoring.metrics_dir), task, row)
 
 
-def load_manifests(storage_root: Path) -> list[dict[str, Any]]:
+def read_manifest(
+    storage_root: Path, run_id: str, remote: ObjectStore | None = None
+) -> dict[str, Any] | None:
+    """One run's manifest (from the object store when there is one), or None."""
+    path = storage_root / "runs" / run_id / MANIFEST
+    if remote is not None:
+        remote.download(f"runs/{run_id}/{MANIFEST}", path)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_manifests(storage_root: Path, remote: ObjectStore | None = None) -> list[dict[str, Any]]:
     """Every run manifest under the storage root, newest first."""
+    if remote is not None:
+        for key in remote.list("runs", f"*/{MANIFEST}"):
+            remote.download(key, storage_root / key)
     manifests = []
     for path in (storage_root / "runs").glob(f"*/{MANIFEST}"):
         try:

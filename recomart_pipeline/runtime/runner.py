@@ -27,6 +27,11 @@ from recomart_pipeline.runtime.errors import (
 )
 from recomart_pipeline.runtime.heartbeat import ensure_heartbeat
 from recomart_pipeline.runtime.isolation import Limits, run_isolated
+from recomart_pipeline.runtime.object_store import (
+    ObjectStore,
+    ObjectStoreError,
+    object_store_for,
+)
 from recomart_pipeline.runtime.prometheus import write_textfile
 from recomart_pipeline.runtime.records import record_attempt
 from recomart_pipeline.runtime.task_logging import Forward, task_logger
@@ -100,6 +105,7 @@ class AttemptRequest:
     staging: Path
     storage_root: Path
     previous: Checkpoint | None
+    object_store: ObjectStore | None = None
 
 
 def execute_attempt(
@@ -120,6 +126,7 @@ def execute_attempt(
         partition_key=request.partition_key,
         pipeline_name=config.name,
         previous=request.previous,
+        object_store=request.object_store,
     )
     result = _normalise(task, config.task_definitions[task].run(ctx))
     _complete_checks(config, task, result)
@@ -197,7 +204,7 @@ def run_task(
     (runtime.isolation); otherwise in this process, which is cheaper for small tasks.
     """
     settings = config.settings
-    store = store or ArtifactStore(config.storage_root)
+    store = store or ArtifactStore(config.storage_root, object_store_for(config))
     ensure_heartbeat(store.root, run_id)
     started = time.monotonic()
     log_file = config.resolve_path(settings.logging.file) if settings.logging.file else None
@@ -241,7 +248,8 @@ def run_task(
                 inputs,
                 staging,
                 store.root,
-                store.find_checkpoint(task, None, partition_key),
+                store.previous_checkpoint(task, partition_key),
+                store.remote,
             )
             limits = limits_for(config, task, run_deadline)
             logger.info(
@@ -359,9 +367,9 @@ def _record(
     success into failure."""
     finish_span(span, attempt["status"], attempt["duration_s"], attempt.get("error_class"))
     try:
-        record_attempt(config, store.root, run_id, task, **attempt)
+        record_attempt(config, store.root, run_id, task, remote=store.remote, **attempt)
         write_textfile(config.name, config.resolve_path(config.settings.monitoring.metrics_dir))
-    except OSError as exc:
+    except (OSError, ObjectStoreError) as exc:
         logger.warning(f"could not record the attempt in the run manifest/metrics: {exc}")
 
 

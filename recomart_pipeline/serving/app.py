@@ -8,11 +8,15 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import PlainTextResponse
 
+from recomart_pipeline.deployment.registry import ModelRegistry
 from recomart_pipeline.serving.state import ChampionWatcher, ServingState
 
 
-def create_app(registry_dir: Path) -> FastAPI:
-    watcher = ChampionWatcher(registry_dir)
+def create_app(registry: Path | ModelRegistry) -> FastAPI:
+    if not isinstance(registry, ModelRegistry):
+        registry = ModelRegistry(registry)
+    registry_dir = registry.remote.url if registry.remote else registry.root
+    watcher = ChampionWatcher(registry)
     requests: Counter[tuple[str, str]] = Counter()
     app = FastAPI(title="RecoMart recommendations", version="1")
 

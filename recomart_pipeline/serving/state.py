@@ -7,8 +7,8 @@ swaps the reference, so a request sees entirely the old or entirely the new mode
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -64,14 +64,24 @@ def load_state(registry: ModelRegistry, version: ModelVersion) -> ServingState:
 
 
 class ChampionWatcher:
-    """Keeps the champion loaded; reloads when ``champion.json`` changes (checked per request)."""
+    """Keeps the champion loaded; reloads when ``champion.json`` changes (checked per request;
+    a registry in an object store is polled at most every ``refresh_seconds``)."""
 
-    def __init__(self, registry_dir: Path) -> None:
-        self.registry = ModelRegistry(registry_dir)
+    def __init__(self, registry: ModelRegistry, refresh_seconds: float = 2.0) -> None:
+        self.registry = registry
         self._state: ServingState | None = None
         self._stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
+        self._refresh_seconds = refresh_seconds
+        self._refreshed_at = float("-inf")
         self.reloads = 0
+
+    def _refresh_remote(self) -> None:
+        if self.registry.remote is None:
+            return
+        if time.monotonic() - self._refreshed_at >= self._refresh_seconds:
+            self._refreshed_at = time.monotonic()
+            self.registry.refresh()
 
     def _pointer_stamp(self) -> tuple[int, int] | None:
         try:
@@ -81,6 +91,7 @@ class ChampionWatcher:
         return stat.st_mtime_ns, stat.st_size
 
     def current(self) -> ServingState | None:
+        self._refresh_remote()
         stamp = self._pointer_stamp()
         if stamp != self._stamp:
             self.reload()

@@ -72,12 +72,12 @@ class Config(BaseModel):
 
 
 def registry_for(ctx: TaskContext, config: Config) -> ModelRegistry:
-    root = (
-        ctx.resolve_project_path(config.registry_dir)
-        if config.registry_dir
-        else ctx.storage_root / "registry"
-    )
-    return ModelRegistry(root)
+    if config.registry_dir:
+        return ModelRegistry(ctx.resolve_project_path(config.registry_dir))
+    remote = ctx.object_store.child("registry") if ctx.object_store else None
+    registry = ModelRegistry(ctx.storage_root / "registry", remote)
+    registry.refresh()
+    return registry
 
 
 def _better(new: dict[str, Any], old: dict[str, Any], metric: str) -> bool:
