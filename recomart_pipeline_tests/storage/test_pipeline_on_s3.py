@@ -89,8 +89,8 @@ def test_outputs_pointers_and_manifest_are_in_the_bucket(s3_project, s3_env):
     assert "**********" in json.dumps(manifest["config"]["storage"]["object_store"])
 
 
-def test_an_empty_local_cache_continues_from_the_object_store(s3_project, s3_env, capsys):
-    path, bucket = s3_project
+def test_an_empty_local_cache_continues_from_the_object_store(s3_project, capsys):
+    path, _ = s3_project
     first = _execute(path)
     assert first.success
     config = PipelineConfig(path)
