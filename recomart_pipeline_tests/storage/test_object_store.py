@@ -63,7 +63,11 @@ def test_store_pickles_without_its_connection_and_hides_credentials(s3_server):
 def test_unreachable_endpoint_is_a_clear_retryable_error_without_secrets():
     store = ObjectStore(
         "s3://bucket/pipe",
-        {"endpoint_url": f"http://127.0.0.1:{free_port()}", "key": ACCESS_KEY, "secret": SECRET_KEY},
+        {
+            "endpoint_url": f"http://127.0.0.1:{free_port()}",
+            "key": ACCESS_KEY,
+            "secret": SECRET_KEY,
+        },
     )
     with pytest.raises(ObjectStoreError) as caught:
         store.check()
@@ -76,5 +80,7 @@ def test_unreachable_endpoint_is_a_clear_retryable_error_without_secrets():
 
 def test_missing_bucket_says_so(s3_server):
     store = _store(s3_server, "no-such-bucket-recomart")
-    with pytest.raises(ObjectStoreError, match="bucket or container 'no-such-bucket-recomart' does"):
+    with pytest.raises(
+        ObjectStoreError, match="bucket or container 'no-such-bucket-recomart' does"
+    ):
         store.check()
