@@ -6,9 +6,9 @@
 Measures, through Dagster as users run it (``run_pipeline``: in-process executor, each task in
 its own isolated process): wall time and peak RSS per task and in total for the default
 pipeline; the orchestration overhead (the same tasks called directly vs through the job, in
-one run); and config scale (load + validate + plan + build Definitions for 250–1,000 tasks).
-Each figure is the median of the repeats with min and max. Training against scikit-surprise
-is ``benchmarks/train_vs_surprise.py``; its results are included in the report when present.
+one run); config scale (load + validate + plan + build Definitions for 250–1,000 tasks); and
+training against scikit-surprise and the popularity baseline (``train_vs_surprise.py``, run
+as a step of this command). Each figure is the median of the repeats with min and max.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import platform
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -268,6 +269,17 @@ def main() -> int:
     save("config_scale", scale)
     over = overhead(SIZES[mode][0] if args.quick else 1_000_000, repeats)
     save("overhead", over)
+    peers = [sys.executable, str(HERE / "train_vs_surprise.py")]
+    if args.quick:
+        peers += [
+            "--sizes",
+            "20k",
+            "--repeats",
+            "1",
+            "--output",
+            str(RESULTS / "train_vs_surprise_quick.json"),
+        ]
+    subprocess.run(peers, check=True)
     e2e: list[dict[str, Any]] = []
     for n in SIZES[mode]:
         e2e.append(end_to_end(n, 1 if n >= 5_000_000 else repeats))

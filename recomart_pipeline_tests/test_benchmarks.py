@@ -32,3 +32,7 @@ def test_quick_benchmarks_run_and_write_results():
     assert overhead["ratio"] > 0.5 and overhead["tasks"] == 10
     scale = json.loads((results / "config_scale_quick.json").read_text())
     assert [r["tasks"] for r in scale] == [100, 250]
+    peers = json.loads((results / "train_vs_surprise_quick.json").read_text())
+    models = peers["datasets"]["20k"]["models"]
+    assert set(models) == {"recomart_svd", "surprise_svd", "popularity", "recomart_als"}
+    assert models["recomart_svd"]["rmse"] < models["popularity"]["rmse"]
