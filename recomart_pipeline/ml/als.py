@@ -207,5 +207,5 @@ class ALSRecommender(Recommender):
         return np.einsum("nk,nk->n", x[users], y[items]).astype(np.float32)
 
     def _score_items(self, users: np.ndarray) -> np.ndarray:
-        x, y = self._state["user_factors"], self._state["item_factors"]
-        return (x[users] @ y.T).astype(np.float32, copy=False)
+        x = self._state["user_factors"]
+        return (x[users] @ self._transposed_state("item_factors")).astype(np.float32, copy=False)

@@ -12,10 +12,12 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from recomart_pipeline.ml._topk import top_k_ranked
 from recomart_pipeline.ml.base import (
     EpochCallback,
     FitReport,
     Recommender,
+    SeenItems,
     StateShape,
     TrainingData,
 )
@@ -89,3 +91,32 @@ class PopularityRecommender(Recommender):
 
     def _score_items(self, users: np.ndarray) -> np.ndarray:
         return np.tile(self._state["item_scores"].astype(np.float32), (users.size, 1))
+
+    def _recommend_into(
+        self,
+        users: np.ndarray,
+        k: int,
+        seen: SeenItems,
+        items_out: np.ndarray,
+        scores_out: np.ndarray,
+        chunk_size: int,
+    ) -> None:
+        """Everyone shares one ranking, so walk it past each user's seen items: O(k + seen)
+        per user instead of scoring (and tiling) the whole catalogue for every user. Nothing
+        dense is materialised, so there is nothing to chunk (``chunk_size`` is not needed)."""
+        scores = self._state["item_scores"].astype(np.float32)
+        finite = np.flatnonzero(np.isfinite(scores))
+        # stable sort: equal scores keep the lower item first, as top_k_rows breaks ties
+        ranked = finite[np.argsort(-scores[finite], kind="stable")].astype(np.int32)
+        top_k_ranked(
+            ranked,
+            scores[ranked],
+            users,
+            seen.indptr,
+            seen.indices,
+            seen.stored,
+            self.n_items,
+            k,
+            items_out,
+            scores_out,
+        )

@@ -276,7 +276,7 @@ class SVDRecommender(Recommender):
 
     def _score_items(self, users: np.ndarray) -> np.ndarray:
         s = self._state
-        scores = s["user_factors"][users] @ s["item_factors"].T
+        scores = s["user_factors"][users] @ self._transposed_state("item_factors")
         scores += s["item_bias"]
         scores += (s["global_mean"] + s["user_bias"][users])[:, None]
         return scores.astype(np.float32, copy=False)

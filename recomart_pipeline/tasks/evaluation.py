@@ -3,9 +3,10 @@
 Reads ``training_summary`` and the ``model_<name>`` files from training (each verified
 against the sha256 training recorded) and ``test_ratings``, ``test_interactions`` and
 ``train_implicit`` from features. Every candidate gets RMSE/MAE and the ranking metrics at
-``k`` (train items excluded). The best non-baseline candidate by ``selection_metric`` becomes
-the ``model`` output: the deploy candidate. Each configured quality gate is a blocking
-(ERROR) check, so a model that fails one is never deployed.
+``k`` (train items excluded; for at most ``max_eval_users`` test users, a seeded sample
+recorded in ``evaluation.json``). The best non-baseline candidate by ``selection_metric``
+becomes the ``model`` output: the deploy candidate. Each configured quality gate is a
+blocking (ERROR) check, so a model that fails one is never deployed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recomart_pipeline.ml.data import read_implicit, read_interactions, read_ratings
@@ -32,6 +34,7 @@ from recomart_pipeline.runtime.context import CheckOutcome, CheckSpec, TaskConte
 from recomart_pipeline.runtime.errors import QualityGateError, UpstreamArtifactError
 
 GATE_KINDS: tuple[str, ...] = ("min", "max", "beat_baseline")
+DEFAULT_MAX_EVAL_USERS = 100_000
 
 
 class GatesConfig(BaseModel):
@@ -73,9 +76,14 @@ class Config(BaseModel):
         default_factory=GatesConfig, description="Quality gates (blocking checks)."
     )
     max_eval_users: int | None = Field(
-        None,
+        DEFAULT_MAX_EVAL_USERS,
         ge=1,
-        description="Evaluate ranking on a seeded sample of this many test users (all if unset).",
+        description="Rank for a seeded sample of this many test users when there are more "
+        "(null: always all users). Ranking costs users x items, which grows with the square "
+        "of the data; a per-user metric such as NDCG lies in [0, 1], so its standard "
+        "deviation is at most 0.5 and the standard error of a 100,000-user mean at most "
+        "0.0016 (0.0005 measured on a generated shop). Every candidate is ranked for the "
+        "same users, so comparisons and baseline gates are paired.",
     )
     seed: int = Field(42, description="Seed of the evaluation-user sample.")
 
@@ -184,21 +192,34 @@ def _copy_selected(ctx: TaskContext, entry: dict[str, Any]) -> tuple[Path, str]:
 
 def _score_candidates(
     ctx: TaskContext, config: Config, entries: dict[str, dict[str, Any]], baseline: str
-) -> tuple[dict[str, dict[str, float]], int]:
-    """Metrics of every candidate on the features' test split, and the number of users."""
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Metrics of every candidate on the features' test split, and who they were ranked for
+    (``eval_users`` of ``test_users``, ``eval_users_sampled``)."""
     exclude = read_implicit(ctx.find_input("train_implicit"))
     test_ratings = read_ratings(ctx.find_input("test_ratings"))
     test_interactions = read_interactions(ctx.find_input("test_interactions"), exclude.shape)
     users = evaluation_users(test_interactions, config.max_eval_users, config.seed)
+    test_users = int(np.count_nonzero(np.diff(test_interactions.indptr)))
+    population = {
+        "eval_users": int(users.size),
+        "test_users": test_users,
+        "eval_users_sampled": int(users.size) < test_users,
+    }
     setup = {
         "candidates": list(entries),
         "baseline": baseline,
         "k": config.k,
-        "eval_users": int(users.size),
+        **population,
         "test_ratings": len(test_ratings),
         "selection_metric": config.metric,
     }
     ctx.logger.info("evaluating candidates", extra={"fields": setup})
+    if population["eval_users_sampled"]:
+        ctx.logger.info(
+            f"ranking metrics on a seeded sample of {users.size:,} of {test_users:,} test users "
+            f"(max_eval_users={config.max_eval_users}, seed={config.seed}); RMSE/MAE use every "
+            "test rating"
+        )
     results: dict[str, dict[str, float]] = {}
     for name, entry in entries.items():
         model = load_model(ctx.find_input(entry["artifact"]), expected_sha256=entry["sha256"])
@@ -212,7 +233,7 @@ def _score_candidates(
         )
         fields = {"candidate": name, **json_safe(results[name])}
         ctx.logger.info(f"evaluated '{name}'", extra={"fields": fields})
-    return results, int(users.size)
+    return results, population
 
 
 def run(ctx: TaskContext) -> TaskResult:
@@ -227,7 +248,7 @@ def run(ctx: TaskContext) -> TaskResult:
             f"training did not save model files for {unsaved} (save_model: false)",
             hint="set tasks.training.config.save_model: true to evaluate and deploy models",
         )
-    results, n_users = _score_candidates(ctx, config, entries, baseline_name)
+    results, population = _score_candidates(ctx, config, entries, baseline_name)
     pool = [n for n in entries if config.include_baseline or n != baseline_name] or [baseline_name]
     best = _select(results, pool, config.metric, config.maximise)
     gates: list[dict[str, Any]] = []
@@ -255,7 +276,7 @@ def run(ctx: TaskContext) -> TaskResult:
         "model_format": summary.get("model_format"),
         "params": entries[best]["params"],
         "baseline": baseline_name,
-        "eval_users": n_users,
+        **population,
         "models": results,
         "gates": gates,
         "passed": passed,

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from threadpoolctl import threadpool_info
 
 from recomart_pipeline.ml._topk import top_k_rows
-from recomart_pipeline.ml.base import Ratings, TrainingData
+from recomart_pipeline.ml.base import (
+    RECOMMEND_CHUNK_BYTES,
+    RECOMMEND_CHUNK_USERS,
+    Ratings,
+    Recommender,
+    SeenItems,
+    TrainingData,
+)
 from recomart_pipeline.ml.registry import create_model
+from recomart_pipeline_tests.ml.synthetic import make_synthetic
 
 
 @pytest.mark.parametrize("name", ["svd", "als", "popularity"])
@@ -60,17 +70,127 @@ def test_recommend_checks_its_arguments(fitted):
 
 def test_default_chunk_respects_the_memory_budget(fitted):
     model = fitted["svd"]
-    assert model.default_chunk_size() * model.n_items * 4 <= 256 * 1024 * 1024
-    assert model.default_chunk_size() >= 1
+    assert model.default_chunk_size() == RECOMMEND_CHUNK_USERS  # a small catalogue
+    huge = create_model("popularity")
+    huge.n_items = 10**8
+    assert huge.default_chunk_size() == 1
+    huge.n_items = 10**6
+    assert huge.default_chunk_size() * huge.n_items * 4 <= RECOMMEND_CHUNK_BYTES
+
+
+def _nothing_seen(n_users: int) -> SeenItems:
+    return SeenItems.of(None, n_users)
 
 
 def test_top_k_breaks_ties_by_item_and_skips_non_finite_scores():
     scores = np.array([[1, 3, 3, np.nan, -np.inf, 2], [0, 0, 0, 0, 0, 0]], dtype=np.float32)
     items = np.full((2, 4), -1, dtype=np.int32)
     best = np.full((2, 4), np.nan, dtype=np.float32)
-    top_k_rows(scores, 4, items, best)
+    seen = _nothing_seen(2)
+    top_k_rows(scores, np.arange(2), seen.indptr, seen.indices, seen.stored, 4, items, best)
     assert items.tolist() == [[1, 2, 5, 0], [0, 1, 2, 3]]
     assert best[0].tolist() == [3, 3, 2, 1]
     short = np.full((1, 3), -1, dtype=np.int32)
-    top_k_rows(scores[:1, 3:5].copy(), 3, short, np.full((1, 3), np.nan, np.float32))
+    only_non_finite = np.array([[np.nan, -np.inf, np.inf]], dtype=np.float32)
+    args = (seen.indptr, seen.indices, seen.stored, 3, short, np.full((1, 3), np.nan, np.float32))
+    top_k_rows(only_non_finite, np.arange(1), *args)
     assert short.tolist() == [[-1, -1, -1]]
+
+
+def _reference_top_k(scores: np.ndarray, seen: sp.csr_matrix, k: int) -> np.ndarray:
+    """Sort each row by (score descending, item ascending) over finite, unseen items."""
+    out = np.full((scores.shape[0], k), -1, dtype=np.int32)
+    for row in range(scores.shape[0]):
+        stored = set(seen[row].indices[seen[row].data != 0].tolist())
+        allowed = [i for i in np.flatnonzero(np.isfinite(scores[row])) if i not in stored]
+        ranked = sorted(allowed, key=lambda i: (-scores[row, i], i))[:k]
+        out[row, : len(ranked)] = ranked
+    return out
+
+
+@pytest.mark.parametrize("n_items", [1, 5, 31, 32, 33, 100, 1000, 4099])
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_top_k_rows_equals_a_full_sort_with_ties_exclusions_and_non_finite(n_items, k):
+    rng = np.random.default_rng(n_items * 100 + k)
+    n_users = 40
+    # few distinct values: most rows are full of ties, also across the interleaved groups
+    scores = rng.integers(0, 6, size=(n_users, n_items)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.05] = np.nan
+    scores[rng.random(scores.shape) < 0.05] = np.inf
+    scores[rng.random(scores.shape) < 0.05] = -np.inf
+    scores[0] = 7.0  # one row of nothing but ties
+    seen = sp.random(n_users, n_items, density=0.3, format="csr", random_state=k, dtype=np.float32)
+    seen.data[rng.random(seen.nnz) < 0.2] = 0.0  # stored zeros are not interactions
+    expected = _reference_top_k(scores, seen, k)
+
+    users = np.arange(n_users, dtype=np.int32)
+    items = np.full((n_users, k), -1, dtype=np.int32)
+    best = np.full((n_users, k), np.nan, dtype=np.float32)
+    arrays = SeenItems.of(seen, n_users)
+    top_k_rows(scores.copy(), users, arrays.indptr, arrays.indices, arrays.stored, k, items, best)
+    np.testing.assert_array_equal(items, expected)
+    filled = expected >= 0
+    np.testing.assert_array_equal(best[filled], np.take_along_axis(scores, items, 1)[filled])
+    assert np.isnan(best[~filled]).all()
+
+
+@pytest.mark.parametrize("name", ["svd", "als", "popularity"])
+def test_recommend_is_the_same_on_one_thread_and_on_many(fitted, data, name):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs at least two numba threads")
+    model, users = fitted[name], np.arange(fitted[name].n_users)
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        serial = model.recommend(users, 10, data.train.implicit, chunk_size=9)
+        numba.set_num_threads(2)
+        blas_before = [(p["filepath"], p["num_threads"]) for p in threadpool_info()]
+        threaded = model.recommend(users, 10, data.train.implicit, chunk_size=9)
+        assert [(p["filepath"], p["num_threads"]) for p in threadpool_info()] == blas_before
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(threaded[0], serial[0])
+    np.testing.assert_array_equal(threaded[1], serial[1])
+
+
+def test_popularity_walk_equals_scoring_every_user_densely():
+    rng = np.random.default_rng(3)
+    n_users, n_items = 60, 40
+    train = TrainingData(
+        n_users,
+        n_items,
+        Ratings(rng.integers(0, n_users, 900), rng.integers(0, n_items, 900), np.ones(900)),
+    )
+    model = create_model("popularity")
+    model.fit(train)
+    state = model.to_arrays()
+    state["item_scores"][[3, 7]] = [np.nan, np.inf]  # never selectable, whatever the path
+    model = type(model).from_arrays(model.params, n_users, n_items, state)
+    seen = train.interactions()
+    seen.data[::5] = 0.0  # stored zeros do not hide an item
+    users = rng.integers(0, n_users, 200).astype(np.int32)  # repeats and any order
+    for k in (1, 10, 45):  # 45 > items: padding
+        walked = model.recommend(users, k, seen)
+        dense = (
+            np.full((users.size, k), -1, np.int32),
+            np.full((users.size, k), np.nan, np.float32),
+        )
+        Recommender._recommend_into(
+            model, users, min(k, n_items), SeenItems.of(seen, n_users), *dense, 16
+        )
+        np.testing.assert_array_equal(walked[0], dense[0])
+        np.testing.assert_array_equal(walked[1], dense[1])
+        assert not np.isin(walked[0], [3, 7]).any()
+
+
+def test_scores_follow_a_refit(data):
+    """Transposed factors are cached per fitted state; a refit must not reuse stale ones."""
+    other = make_synthetic(n_users=data.train.n_users, n_items=data.train.n_items, seed=9)
+    for name, params in (("svd", {"n_factors": 4, "n_epochs": 3}), ("als", {"n_factors": 4})):
+        model = create_model(name, params)
+        model.fit(data.train)
+        model.score_items([0, 1])
+        model.fit(other.train)
+        fresh = create_model(name, params)
+        fresh.fit(other.train)
+        np.testing.assert_array_equal(model.score_items([0, 1]), fresh.score_items([0, 1]))

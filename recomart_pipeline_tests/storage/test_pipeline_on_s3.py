@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import textwrap
 
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance
@@ -29,29 +30,12 @@ STORAGE = """
 
 
 @pytest.fixture
-def s3_project(s3_env, write_config):
+def s3_project(s3_env, sample_project):
+    """The diamond sample pipeline with its storage in a fresh bucket."""
     bucket = s3_env.new_bucket()
-    path = write_config(
-        f"""
-        pipeline:
-          name: sample
-        tasks:
-          numbers:
-            callable: "{SAMPLE}:make_numbers"
-            config: {{count: 4}}
-          square:
-            callable: "{SAMPLE}:square"
-            depends_on: [numbers]
-          square_again:
-            callable: "{SAMPLE}:square"
-            depends_on: [numbers]
-          total:
-            callable: "{SAMPLE}:total"
-            depends_on: [square, square_again]
-        """
-        + STORAGE.format(bucket=bucket)
-    )
-    return path, bucket
+    storage = textwrap.dedent(STORAGE.format(bucket=bucket))
+    sample_project.write_text(sample_project.read_text() + storage)
+    return sample_project, bucket
 
 
 def _execute(path, selection=None):

@@ -171,3 +171,31 @@ def test_direction_is_inferred_from_the_metric():
     assert evaluation.Config.model_validate({"selection_metric": "rmse"}).maximise is False
     assert evaluation.Config.model_validate({"k": 5}).metric == "ndcg_at_5"
     assert evaluation.Config.model_validate({"k": 5}).maximise is True
+
+
+def test_every_test_user_is_ranked_below_the_default_cap(run_model_task, trained, features):
+    assert evaluation.Config().max_eval_users == evaluation.DEFAULT_MAX_EVAL_USERS
+    _, checkpoint = _evaluate(run_model_task, trained, features, {})
+    report = json.loads(checkpoint.path("evaluation").read_text())
+    assert report["eval_users"] == report["test_users"] > 0
+    assert report["eval_users_sampled"] is False
+    _, uncapped = _evaluate(run_model_task, trained, features, {"max_eval_users": None})
+    assert json.loads(uncapped.path("evaluation").read_text())["models"] == report["models"]
+
+
+def test_a_capped_evaluation_ranks_a_seeded_sample_and_says_so(
+    run_model_task, trained, features, caplog
+):
+    config = {"max_eval_users": 50}
+    with caplog.at_level("INFO"):
+        _, first = _evaluate(run_model_task, trained, features, config)
+    report = json.loads(first.path("evaluation").read_text())
+    assert report["eval_users"] == 50 < report["test_users"]
+    assert report["eval_users_sampled"] is True
+    assert any("seeded sample of 50 of" in r.getMessage() for r in caplog.records)
+    _, again = _evaluate(run_model_task, trained, features, config)
+    assert json.loads(again.path("evaluation").read_text())["models"] == report["models"]
+    _, everyone = _evaluate(run_model_task, trained, features, {"max_eval_users": None})
+    ranked_all = json.loads(everyone.path("evaluation").read_text())["models"]
+    assert ranked_all["als"]["ndcg_at_10"] != report["models"]["als"]["ndcg_at_10"]
+    assert ranked_all["als"]["rmse"] == report["models"]["als"]["rmse"]  # all ratings, always

@@ -57,6 +57,17 @@ def test_chunking_does_not_change_the_output(run_model_task, evaluated, features
     np.testing.assert_allclose(a["score"], b["score"], rtol=1e-6)
 
 
+def test_writing_in_batches_does_not_change_the_output(
+    run_model_task, evaluated, features, monkeypatch
+):
+    _, whole = _recommend(run_model_task, evaluated, features, {"k": 5})
+    monkeypatch.setattr(inference, "WRITE_BATCH_USERS", 7)
+    result, batched = _recommend(run_model_task, evaluated, features, {"k": 5})
+    a = pd.read_parquet(whole.path("recommendations"))
+    pd.testing.assert_frame_equal(a, pd.read_parquet(batched.path("recommendations")))
+    assert result.metrics["rows"] == len(a)
+
+
 def test_seen_items_come_back_when_exclusion_is_off(run_model_task, evaluated, features, synthetic):
     _, checkpoint = _recommend(
         run_model_task, evaluated, features, {"k": 10, "exclude_seen": False}
