@@ -50,8 +50,8 @@ ALS_PARAMS = {"n_factors": 64, "n_iterations": 15}  # implicit ALS on the rated 
 # (ratings, users, items, generated events): sized so de-duplicated ratings exceed the target.
 SIZES: dict[str, tuple[int, int, int, int]] = {
     "20k": (20_000, 400, 600, 240_000),  # run_all.py --quick: keeps the script from rotting
-    "100k": (100_000, 2_000, 3_000, 800_000),
-    "1m": (1_000_000, 20_000, 10_000, 7_000_000),
+    "100k": (100_000, 2_000, 3_000, 900_000),
+    "1m": (1_000_000, 20_000, 10_000, 9_000_000),
 }
 RELEVANT_RATING = 4.0
 K = 10

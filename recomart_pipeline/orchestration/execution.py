@@ -138,12 +138,13 @@ def run_pipeline(
     extra_tags: dict[str, str] | None = None,
     resume_run_id: str | None = None,
     partition_key: str | None = None,
+    quiet: bool = False,
 ) -> RunReport:
     """Materialize the job (or ``selection``) through Dagster in this process tree.
 
     ``resume_run_id`` re-executes a failed run from its failure (Dagster's re-execution):
     tasks that succeeded are not run again, and the re-run tasks read their verified
-    checkpoints.
+    checkpoints. ``quiet`` keeps Dagster's console log to warnings (as ``progress`` does).
     """
     graph = TaskDependencyGraph(config)
     instance = project_instance(config)
@@ -165,7 +166,7 @@ def run_pipeline(
             instance=instance,
             # Our progress lines replace Dagster's DEBUG console stream; warnings still show.
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-            if progress
+            if progress or quiet
             else None,
             tags={
                 RUN_TOKEN_TAG: token,

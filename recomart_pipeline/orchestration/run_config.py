@@ -14,7 +14,7 @@ types), hence this small JSON-Schema-to-Dagster translation.
 
 import json
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from dagster import (
@@ -103,6 +103,13 @@ def _fields(
     return fields
 
 
+@cache
+def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """One JSON Schema per model class: many tasks share a model (built-ins, generated
+    configs), and generating it is most of the cost of building the launchpad schemas."""
+    return model.model_json_schema()
+
+
 def task_config_schema(config: PipelineConfig, task: str) -> Any:
     """The launchpad schema of one task: its config model's fields, all optional."""
     model = config.task_definitions[task].config_model
@@ -110,7 +117,7 @@ def task_config_schema(config: PipelineConfig, task: str) -> Any:
         return Permissive()  # a function without a config model takes any mapping
     current = config.task_configs[task]
     values = current.model_dump(mode="json") if isinstance(current, BaseModel) else {}
-    schema = model.model_json_schema()
+    schema = _json_schema(model)
     return Shape(_fields(schema, schema.get("$defs", {}), f"{config.name}__{task}", values))
 
 
