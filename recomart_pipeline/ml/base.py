@@ -350,8 +350,7 @@ class Recommender(ABC):
             threadpool_limits(limits=1, user_api="blas"),
             ThreadPoolExecutor(workers, thread_name_prefix="recommend") as pool,
         ):
-            for _ in pool.map(run_chunk, starts):  # re-raises the first failure
-                pass
+            list(pool.map(run_chunk, starts))  # consuming the results re-raises a failure
 
     # -- persistence -----------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
