@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from recomart_pipeline.contract.task import TaskContext
 from recomart_pipeline.datagen import generate_dataset
 from recomart_pipeline.runtime.artifacts import ArtifactStore
-from recomart_pipeline.runtime.context import TaskContext
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "data_pipeline.json"

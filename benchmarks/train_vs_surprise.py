@@ -42,7 +42,7 @@ from recomart_pipeline.datagen import generate_dataset
 from recomart_pipeline.ml.base import Ratings, Recommender, TrainingData
 from recomart_pipeline.ml.evaluate import evaluate_model
 from recomart_pipeline.ml.metrics import json_safe
-from recomart_pipeline.ml.registry import create_model
+from recomart_pipeline.ml.models import create_model
 from recomart_pipeline.ml.svd import SVDRecommender
 
 HYPER = {"n_factors": 100, "n_epochs": 20, "learning_rate": 0.005, "regularization": 0.02}

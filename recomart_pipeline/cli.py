@@ -51,7 +51,7 @@ def _plan_text(config: PipelineConfig) -> str:
         waits = ", ".join(
             f"{policy.wait_seconds(info['retry_delay'], n):g}s" for n in range(1, retries + 1)
         )
-        implementation = config.task_definitions[task].reference
+        implementation = config.specs[task].reference
         lines.append(
             f"  {index:>2}. {task:<16} timeout={info['timeout'] or 'none'} retries={retries}"
             f"{f' (waits {waits})' if waits else ''} deps={info['dependencies'] or '-'} [{implementation}]"
@@ -135,13 +135,9 @@ def _parse_inputs(values: Sequence[str]) -> dict[str, Path]:
 
 def cmd_task(args: argparse.Namespace) -> int:
     """Run one task outside Dagster, for debugging (the orchestration plan's per-task CLI)."""
-    from recomart_pipeline.runtime.artifacts import (
-        ArtifactRecord,
-        ArtifactStore,
-        Checkpoint,
-        sha256_file,
-    )
-    from recomart_pipeline.runtime.errors import UpstreamArtifactError
+    from recomart_pipeline.contract.errors import UpstreamArtifactError
+    from recomart_pipeline.contract.files import sha256_file
+    from recomart_pipeline.runtime.artifacts import ArtifactRecord, ArtifactStore, Checkpoint
     from recomart_pipeline.runtime.object_store import ObjectStoreError, object_store_for
     from recomart_pipeline.runtime.runner import TaskFailure, run_task
 
@@ -225,7 +221,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_approve_schema(args: argparse.Namespace) -> int:
-    from recomart_pipeline.runtime.errors import TaskError
+    from recomart_pipeline.contract.errors import TaskError
     from recomart_pipeline.tasks.schema_approval import approve, describe
 
     config = _load(args.config)

@@ -9,14 +9,14 @@ import time
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from recomart_pipeline.runtime import (
+from recomart_pipeline.contract import (
     CheckOutcome,
     CheckSpec,
     TaskContext,
     TaskResult,
     pipeline_task,
 )
-from recomart_pipeline.runtime.errors import SchemaError
+from recomart_pipeline.contract.errors import SchemaError
 
 
 class NumbersConfig(BaseModel):

@@ -10,21 +10,19 @@ import copy
 from typing import Any
 
 from recomart_pipeline.config.schema import PipelineSettings
-from recomart_pipeline.runtime.registry import BUILTIN_TASKS, TaskLookupError, resolve_builtin
+from recomart_pipeline.contract.catalog import TaskLookupError, builtin_names, builtin_spec
 
 
 def config_json_schema() -> dict[str, Any]:
     schema = PipelineSettings.model_json_schema()
     defs = schema.setdefault("$defs", {})
     task_properties: dict[str, Any] = {}
-    for name in BUILTIN_TASKS:
+    for name in builtin_names():
         try:
-            definition = resolve_builtin(name)
+            spec = builtin_spec(name)
         except TaskLookupError:
             continue
-        if definition.config_model is None:
-            continue
-        task_schema = definition.config_model.model_json_schema(ref_template="#/$defs/{model}")
+        task_schema = spec.config.model_json_schema(ref_template="#/$defs/{model}")
         for key, value in task_schema.pop("$defs", {}).items():
             defs.setdefault(key, value)
         config_def = f"{name}_task_config"

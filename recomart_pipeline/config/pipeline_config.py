@@ -6,6 +6,7 @@ their file once instead of once per error.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -22,15 +23,17 @@ from recomart_pipeline.config.overlay import load_with_overlays
 from recomart_pipeline.config.overrides import RUN_CONFIG_SOURCE, apply_overrides
 from recomart_pipeline.config.pydantic_errors import translate
 from recomart_pipeline.config.schema import PipelineSettings
+from recomart_pipeline.config.task_edges import check_edges
 from recomart_pipeline.config.yaml_source import SourceMap
-from recomart_pipeline.graph import find_cycle
-from recomart_pipeline.runtime.registry import (
-    BUILTIN_TASKS,
-    TaskDefinition,
+from recomart_pipeline.contract.catalog import (
     TaskLookupError,
-    resolve_builtin,
-    resolve_callable,
+    builtin_names,
+    builtin_spec,
+    callable_spec,
+    spec_for,
 )
+from recomart_pipeline.contract.task import TaskSpec
+from recomart_pipeline.graph import find_cycle
 
 CONFIG_ENV_VAR = "PIPELINE_CONFIG"
 DEFAULT_CONFIG_FILE = "pipeline_config.yaml"
@@ -81,8 +84,34 @@ class PipelineConfig:
     ) -> None:
         self.path = resolve_config_path(config_path).resolve()
         raw, source_map, files = load_with_overlays(self.path)
-        self.cli_overrides = list(overrides)
-        self.run_config_overrides = list(run_config_overrides)
+        # What was read, kept so launchpad values merge into this config without re-reading
+        # files that may have changed since the code location loaded them.
+        self._loaded = copy.deepcopy((raw, source_map, files))
+        self._environ = environ
+        self._build(raw, source_map, files, list(overrides), list(run_config_overrides))
+
+    def with_run_config(self, run_config_overrides: Sequence[str]) -> PipelineConfig:
+        """This config plus per-run values (the launchpad), validated like ``--set``."""
+        if not run_config_overrides:
+            return self
+        merged = PipelineConfig.__new__(PipelineConfig)
+        merged.path = self.path
+        merged._loaded = self._loaded
+        merged._environ = self._environ
+        raw, source_map, files = copy.deepcopy(self._loaded)
+        merged._build(raw, source_map, files, self.cli_overrides, list(run_config_overrides))
+        return merged
+
+    def _build(
+        self,
+        raw: dict[str, Any],
+        source_map: SourceMap,
+        files: list[Path],
+        cli_overrides: list[str],
+        run_config_overrides: list[str],
+    ) -> None:
+        self.cli_overrides = cli_overrides
+        self.run_config_overrides = run_config_overrides
         # Both kinds are recorded together in manifests and tags; ``reproduce`` replays them
         # as --set, which means the same thing.
         self.overrides = self.cli_overrides + self.run_config_overrides
@@ -93,7 +122,7 @@ class PipelineConfig:
         self.files = files
         self.project_root = files[0].parent
         self.source_map = source_map
-        data, issues, from_env = interpolate(raw, source_map, environ)
+        data, issues, from_env = interpolate(raw, source_map, self._environ)
         raw_tasks = data.get("tasks") if isinstance(data.get("tasks"), dict) else {}
         # ``training:`` with nothing under it means "a task with all defaults".
         raw_tasks = {name: {} if task is None else task for name, task in raw_tasks.items()}
@@ -104,13 +133,21 @@ class PipelineConfig:
             settings = PipelineSettings.model_validate(data)
         except ValidationError as exc:
             issues.extend(translate(exc, PipelineSettings, source_map))
-        self.task_definitions: dict[str, TaskDefinition] = {}
-        self.task_configs: dict[str, BaseModel | dict[str, Any]] = {}
+        self.specs: dict[str, TaskSpec] = {}
+        task_configs: dict[str, BaseModel] = {}
         # Dependencies and task configs are checked on the raw data too, so a wrong type in
         # one section does not hide an unknown dependency or a bad task config elsewhere.
-        issues.extend(self._resolve_tasks(raw_tasks, source_map))
-        issues.extend(_check_dependencies(raw_tasks, source_map))
+        issues.extend(self._resolve_tasks(raw_tasks, source_map, task_configs))
+        dependency_issues = _check_dependencies(raw_tasks, source_map)
+        issues.extend(dependency_issues)
+        if not dependency_issues:
+            issues.extend(check_edges(raw_tasks, self.specs, source_map))
         if settings is not None:
+            # One validated config object per task: the model replaces the raw mapping.
+            for name, task_config in task_configs.items():
+                settings.tasks[name] = settings.tasks[name].model_copy(
+                    update={"config": task_config}
+                )
             self.settings = settings
             issues.extend(self._check_paths(source_map))
         if issues:
@@ -118,7 +155,12 @@ class PipelineConfig:
         self.secret_values = self._collect_secrets(from_env)
 
     # -- validation steps ------------------------------------------------------------------
-    def _resolve_tasks(self, raw_tasks: dict[str, Any], source_map: SourceMap) -> list[ConfigIssue]:
+    def _resolve_tasks(
+        self,
+        raw_tasks: dict[str, Any],
+        source_map: SourceMap,
+        task_configs: dict[str, BaseModel],
+    ) -> list[ConfigIssue]:
         issues: list[ConfigIssue] = []
         # User task modules live in the project folder, like Dagster's working_directory.
         if str(self.project_root) not in sys.path:
@@ -131,36 +173,34 @@ class PipelineConfig:
             builtin = task.get("builtin")
             try:
                 if isinstance(implementation, str):
-                    definition = resolve_callable(implementation)
+                    spec = callable_spec(implementation)
                 else:
-                    definition = resolve_builtin(builtin if isinstance(builtin, str) else str(name))
+                    spec = builtin_spec(builtin if isinstance(builtin, str) else str(name))
             except TaskLookupError as exc:
                 key = "callable" if implementation else ("builtin" if builtin else None)
+                known = builtin_names()
                 if implementation:
                     hint = (
                         f"the module must be importable from {self.project_root} or installed, "
                         "and define that function"
                     )
-                elif str(builtin or name) in BUILTIN_TASKS:
+                elif str(builtin or name) in known:
                     hint = "the installation is incomplete: reinstall recomart-pipeline"
                 else:
-                    hint = did_you_mean(str(builtin or name), BUILTIN_TASKS) or (
-                        f"built-in tasks are: {', '.join(BUILTIN_TASKS)}; or point at your own "
+                    hint = did_you_mean(str(builtin or name), known) or (
+                        f"built-in tasks are: {', '.join(known)}; or point at your own "
                         "function with callable: 'package.module:function'"
                     )
                 issues.append(source_map.issue(str(exc), (*path, key) if key else path, hint))
                 continue
-            self.task_definitions[name] = definition
+            self.specs[name] = spec
             task_config = task.get("config") or {}
-            if definition.config_model is None or not isinstance(task_config, dict):
-                self.task_configs[name] = task_config
-                continue
+            if not isinstance(task_config, dict):
+                continue  # the schema check reports it
             try:
-                self.task_configs[name] = definition.config_model.model_validate(task_config)
+                task_configs[name] = spec.config.model_validate(task_config)
             except ValidationError as exc:
-                issues.extend(
-                    translate(exc, definition.config_model, source_map, (*path, "config"))
-                )
+                issues.extend(translate(exc, spec.config, source_map, (*path, "config")))
         return issues
 
     def _check_paths(self, source_map: SourceMap) -> list[ConfigIssue]:
@@ -194,11 +234,6 @@ class PipelineConfig:
         """Values to redact: every secret-typed field (settings and task configs), and each
         environment value that went into one of them (a token inside a webhook URL)."""
         found: list[tuple[tuple[Any, ...], Any]] = [((), self.settings.model_dump(mode="python"))]
-        found += [
-            (("tasks", name, "config"), c.model_dump(mode="python"))
-            for name, c in self.task_configs.items()
-            if isinstance(c, BaseModel)
-        ]
         secrets: set[str] = set()
         while found:
             path, value = found.pop()
@@ -214,23 +249,17 @@ class PipelineConfig:
 
     # -- pickling (task processes) ---------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        """Task functions travel by reference: a user's lambda (e.g. in ``checks=``) cannot be
+        """Task specs travel by reference: a user's lambda (e.g. in ``checks=``) cannot be
         pickled, and the child process imports the same modules anyway."""
         state = self.__dict__.copy()
-        state["task_definitions"] = {n: d.reference for n, d in self.task_definitions.items()}
+        state["specs"] = {name: spec.reference for name, spec in self.specs.items()}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        references = state.pop("task_definitions")
+        references = state.pop("specs")
         self.__dict__.update(state)
-        if str(self.project_root) not in sys.path:
-            sys.path.insert(0, str(self.project_root))
-        self.task_definitions = {
-            name: resolve_builtin(ref.removeprefix("builtin:"))
-            if ref.startswith("builtin:")
-            else resolve_callable(ref)
-            for name, ref in references.items()
-        }
+        root = str(self.project_root)
+        self.specs = {name: spec_for(ref, root) for name, ref in references.items()}
 
     # -- public API ------------------------------------------------------------------------
     @property
@@ -244,6 +273,12 @@ class PipelineConfig:
     def dagster_home(self) -> Path:
         return self.resolve_path(self.settings.storage.dagster_home)
 
+    def task_config(self, name: str) -> BaseModel:
+        """The validated config model of task ``name`` (its ``config:`` block)."""
+        task_config = self.settings.tasks[name].config
+        assert isinstance(task_config, BaseModel), "replaced by the model when loaded"
+        return task_config
+
     @property
     def name(self) -> str:
         return self.settings.pipeline.name
@@ -254,13 +289,7 @@ class PipelineConfig:
 
     def to_dict(self, *, reveal_secrets: bool = False) -> dict[str, Any]:
         """The effective config as plain data (secrets masked unless asked for)."""
-        data = self.settings.model_dump(mode="python")
-        data = _mask_secrets(data, reveal_secrets)
-        for name, task_config in self.task_configs.items():
-            if isinstance(task_config, BaseModel):
-                data["tasks"][name]["config"] = _mask_secrets(
-                    task_config.model_dump(mode="python"), reveal_secrets
-                )
+        data = _mask_secrets(self.settings.model_dump(mode="python"), reveal_secrets)
         return json.loads(json.dumps(data, default=str))
 
     def task_code_version(self, name: str) -> str:
@@ -268,10 +297,7 @@ class PipelineConfig:
         # Only this task's settings: dumping the whole config per task made building the
         # Definitions of a 1,000-task pipeline quadratic.
         payload = _mask_secrets(self.settings.tasks[name].model_dump(mode="python"), False)
-        task_config = self.task_configs[name]
-        if isinstance(task_config, BaseModel):
-            payload["config"] = _mask_secrets(task_config.model_dump(mode="python"), False)
-        payload["implementation"] = self.task_definitions[name].reference
+        payload["implementation"] = self.specs[name].reference
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

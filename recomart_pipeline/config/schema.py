@@ -12,10 +12,17 @@ from datetime import date
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from recomart_pipeline.config.cron import validate_cron
-from recomart_pipeline.runtime.errors import ERROR_CLASSES
+from recomart_pipeline.contract.errors import ERROR_CLASSES
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 ErrorClass = Literal[ERROR_CLASSES]  # type: ignore[valid-type]
@@ -156,9 +163,20 @@ class TaskSettings(Section):
     )
     description: str = Field("", description="Shown on the asset in the Dagster UI.")
     owner: str | None = Field(None, description="Owner team or person (e.g. data_eng, ml_eng).")
-    config: dict[str, Any] = Field(
-        default_factory=dict, description="The task's own settings, validated by its schema."
+    # A mapping in the file; once the config is loaded, the task's validated config model
+    # (PipelineConfig.task_config), so there is one copy of it.
+    config: Any = Field(
+        default_factory=dict,
+        description="The task's own settings, validated by its schema.",
+        json_schema_extra={"type": "object"},
     )
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _mapping(cls, value: Any) -> Any:
+        if not isinstance(value, dict | BaseModel):
+            raise ValueError(f"must be a mapping of the task's settings (got {value!r})")
+        return value
 
     @model_validator(mode="after")
     def _one_implementation(self) -> TaskSettings:

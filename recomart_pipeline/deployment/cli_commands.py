@@ -12,9 +12,9 @@ from recomart_pipeline.runtime.object_store import object_store_for
 def registry_for_config(config: PipelineConfig) -> ModelRegistry:
     """The deploy task's registry (its ``registry_dir``), else <storage>/registry — in the
     object store when storage is one — brought up to date."""
-    for name, definition in config.task_definitions.items():
-        if definition.reference == "builtin:deploy":
-            configured = getattr(config.task_configs[name], "registry_dir", None)
+    for name, spec in config.specs.items():
+        if spec.reference == "builtin:deploy":
+            configured = getattr(config.task_config(name), "registry_dir", None)
             if configured:
                 return ModelRegistry(config.resolve_path(configured))
     remote = object_store_for(config)

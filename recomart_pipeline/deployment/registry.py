@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from recomart_pipeline.runtime.artifacts import sha256_file, write_json_atomic
-from recomart_pipeline.runtime.errors import TaskError
+from recomart_pipeline.contract.errors import TaskError
+from recomart_pipeline.contract.files import sha256_file, write_json_atomic
 from recomart_pipeline.runtime.object_store import ObjectStore
 
 SERVING_FILES = ("user_index.parquet", "item_index.parquet", "train_implicit.npz")

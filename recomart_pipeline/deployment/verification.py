@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from recomart_pipeline.runtime.errors import TaskError
+from recomart_pipeline.contract.errors import TaskError
 
 
 class VerificationError(TaskError):

@@ -1,31 +1,8 @@
-"""Recommender models and ranking/rating metrics (numpy/scipy/numba, no dagster).
+"""Recommender models and ranking/rating metrics (numpy/scipy/numba; no dagster, and nothing
+of this package but the task contract).
 
-The public surface: ``Recommender`` (one interface for every model type), ``TrainingData`` /
-``Ratings`` (what models train on), the model-type registry and versioned persistence.
+Modules: ``params`` (parameters and names of every model type, light), ``base`` (the
+``Recommender`` interface and training data), ``models`` (model classes by type),
+``persistence`` (versioned, hash-checked files), ``metrics``/``evaluate`` (offline quality).
+This package's ``__init__`` stays empty so importing ``ml.params`` imports no numpy.
 """
-
-from recomart_pipeline.ml.base import FitReport, Ratings, Recommender, TrainingData
-from recomart_pipeline.ml.persistence import (
-    ModelFormatError,
-    ModelIntegrityError,
-    load_model,
-    read_header,
-    save_model,
-)
-from recomart_pipeline.ml.registry import MODEL_TYPES, create_model, get_model_class, register_model
-
-__all__ = [
-    "MODEL_TYPES",
-    "FitReport",
-    "ModelFormatError",
-    "ModelIntegrityError",
-    "Ratings",
-    "Recommender",
-    "TrainingData",
-    "create_model",
-    "get_model_class",
-    "load_model",
-    "read_header",
-    "register_model",
-    "save_model",
-]

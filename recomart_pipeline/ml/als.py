@@ -19,8 +19,8 @@ from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, Field
 
+from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.ml._jit import kernel
 from recomart_pipeline.ml.base import (
     EpochCallback,
@@ -29,33 +29,7 @@ from recomart_pipeline.ml.base import (
     StateShape,
     TrainingData,
 )
-from recomart_pipeline.runtime.errors import DataValidationError
-
-
-class ALSHyperParams(BaseModel):
-    """Hyper-parameters of confidence-weighted ALS (the training task's ``als:`` block).
-
-    The defaults (few factors, strong regularisation, alpha 1) were the best of a small grid
-    on the bundled sample and on generated shops, where popularity is a strong baseline;
-    larger catalogues usually want more factors.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    n_factors: int = Field(16, ge=1, description="Number of latent factors.")
-    n_iterations: int = Field(15, ge=1, description="Alternating sweeps (users then items).")
-    regularization: float = Field(5.0, ge=0, description="L2 penalty λ on all factors.")
-    alpha: float = Field(
-        1.0, gt=0, description="Confidence scale: c = 1 + alpha · stored interaction value."
-    )
-    cg_steps: int = Field(3, ge=1, description="Conjugate-gradient steps per row and sweep.")
-    init_std: float = Field(0.01, gt=0, description="Standard deviation of the initial factors.")
-
-
-class ALSParams(ALSHyperParams):
-    """Everything an ALS fit depends on: hyper-parameters plus the seed."""
-
-    seed: int = Field(0, description="Seed of the factor initialisation.")
+from recomart_pipeline.ml.params import ALSParams
 
 
 @kernel

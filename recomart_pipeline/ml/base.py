@@ -22,8 +22,8 @@ import scipy.sparse as sp
 from pydantic import BaseModel
 from threadpoolctl import threadpool_limits
 
+from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.ml._topk import top_k_rows
-from recomart_pipeline.runtime.errors import DataValidationError
 
 EpochRecord = dict[str, float | int | None]
 EpochCallback = Callable[[EpochRecord], None]

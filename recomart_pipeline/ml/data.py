@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recomart_pipeline.contract.errors import DataValidationError, SchemaError
 from recomart_pipeline.ml.base import Ratings, TrainingData
-from recomart_pipeline.runtime.errors import DataValidationError, SchemaError
 
 
 def _read_columns(path: Path, columns: list[str]) -> pd.DataFrame:

@@ -19,14 +19,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-RANKING_METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
-RATING_METRICS: tuple[str, ...] = ("rmse", "mae")
-LOWER_IS_BETTER: frozenset[str] = frozenset(RATING_METRICS)
-
-
-def metric_names(k: int) -> list[str]:
-    """Every metric key evaluation reports for cut-off ``k`` (``rmse``, ``ndcg_at_10``, ...)."""
-    return [*RATING_METRICS, *(f"{name}_at_{k}" for name in RANKING_METRICS)]
+from recomart_pipeline.ml.params import RANKING_METRICS
 
 
 def json_safe(value: Any) -> Any:

@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from recomart_pipeline.contract.errors import SchemaError, UpstreamArtifactError
+from recomart_pipeline.contract.files import atomic_path, write_text_atomic
 from recomart_pipeline.ml.base import Recommender
-from recomart_pipeline.ml.registry import get_model_class
-from recomart_pipeline.runtime.artifacts import atomic_path, write_text_atomic
-from recomart_pipeline.runtime.errors import SchemaError, UpstreamArtifactError
+from recomart_pipeline.ml.models import get_model_class
 
 ModelFormat = Literal["npz", "pickle"]
 FORMAT_NAME = "recomart-model"

@@ -7,10 +7,9 @@ same list for everyone. Ratings: global mean plus a damped item bias
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from recomart_pipeline.ml._topk import top_k_ranked
 from recomart_pipeline.ml.base import (
@@ -21,21 +20,7 @@ from recomart_pipeline.ml.base import (
     StateShape,
     TrainingData,
 )
-
-
-class PopularityParams(BaseModel):
-    """How popularity is counted and how strongly item means are shrunk."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    count: Literal["interactions", "confidence"] = Field(
-        "interactions",
-        description="Rank by number of interacting users ('interactions') or by summed "
-        "implicit confidence ('confidence').",
-    )
-    damping: float = Field(
-        5.0, ge=0, description="Pseudo-count shrinking each item's mean rating to the global mean."
-    )
+from recomart_pipeline.ml.params import PopularityParams
 
 
 class PopularityRecommender(Recommender):

@@ -22,8 +22,8 @@ import math
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from recomart_pipeline.contract.errors import DataValidationError, TaskError
 from recomart_pipeline.ml._jit import kernel
 from recomart_pipeline.ml.base import (
     EpochCallback,
@@ -32,47 +32,7 @@ from recomart_pipeline.ml.base import (
     StateShape,
     TrainingData,
 )
-from recomart_pipeline.runtime.errors import DataValidationError, TaskError
-
-
-class SVDHyperParams(BaseModel):
-    """The model-specific hyper-parameters (defaults are Surprise's); the training task's
-    ``svd:`` block. Seed, validation and early stopping come from task-wide settings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    n_factors: int = Field(100, ge=1, description="Number of latent factors.")
-    n_epochs: int = Field(20, ge=1, description="Maximum number of passes over the ratings.")
-    learning_rate: float = Field(0.005, gt=0, description="SGD step size for biases and factors.")
-    regularization: float = Field(
-        0.02, ge=0, description="L2 penalty on biases and factors (Surprise's reg_all)."
-    )
-    init_std: float = Field(
-        0.1, ge=0, description="Standard deviation of the normal initialisation of the factors."
-    )
-
-
-class SVDParams(SVDHyperParams):
-    """Everything an SVD fit depends on: hyper-parameters plus seed, biases, validation."""
-
-    biased: bool = Field(
-        True, description="Learn the global mean and user/item biases (Surprise's 'biased')."
-    )
-    seed: int = Field(0, description="Seed of the initialisation, validation split and shuffles.")
-    validation_fraction: float = Field(
-        0.0,
-        ge=0,
-        lt=1,
-        description="Share of the ratings held out to track validation RMSE and stop early.",
-    )
-    patience: int = Field(
-        3,
-        ge=0,
-        description="Stop after this many epochs without validation improvement (0: never).",
-    )
-    min_delta: float = Field(
-        1e-4, ge=0, description="Smallest drop of validation RMSE that counts as an improvement."
-    )
+from recomart_pipeline.ml.params import SVDParams
 
 
 @kernel

@@ -107,7 +107,7 @@ def run_deadline(config: PipelineConfig, context: AssetExecutionContext) -> floa
 def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
     settings = config.settings
     task_settings = settings.tasks[task]
-    definition = config.task_definitions[task]
+    spec = config.specs[task]
     check_specs = [
         AssetCheckSpec(
             name=spec.name,
@@ -115,7 +115,7 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
             description=spec.description,
             blocking=spec.blocking,
         )
-        for spec in definition.checks(config.task_configs[task])
+        for spec in spec.declared_checks(config.task_config(task))
     ]
     owners = (
         [f"team:{task_settings.owner}"]
@@ -127,14 +127,14 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
         name=task,
         group_name=settings.pipeline.name,
         deps=[AssetKey(dep) for dep in task_settings.depends_on],
-        description=task_settings.description or definition.description or None,
+        description=task_settings.description or spec.description or None,
         code_version=config.task_code_version(task),
         retry_policy=retry_policy_for(config, task),
         check_specs=check_specs or None,
         owners=owners,
         partitions_def=partitions_for(config),
         metadata={
-            "implementation": definition.reference,
+            "implementation": spec.reference,
             "timeout_seconds": task_settings.timeout_seconds,
             "retry_count": settings.retry_count(task),
         },

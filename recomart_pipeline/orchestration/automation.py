@@ -105,7 +105,7 @@ def watched_sources(config: PipelineConfig) -> list[str]:
     return [
         source
         for task in TaskDependencyGraph(config).get_execution_order()
-        for source in config.task_definitions[task].sources(config.task_configs[task])
+        for source in config.specs[task].watched_sources(config.task_config(task))
     ]
 
 

@@ -14,7 +14,7 @@ types), hence this small JSON-Schema-to-Dagster translation.
 
 import json
 import re
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any
 
 from dagster import (
@@ -36,6 +36,7 @@ from dagster import (
 from pydantic import BaseModel
 
 from recomart_pipeline.config import PipelineConfig
+from recomart_pipeline.contract.task import FreeConfig
 
 _SCALARS = {"string": String, "integer": Int, "number": Float, "boolean": Bool}
 _BOUNDS = {
@@ -112,11 +113,10 @@ def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 def task_config_schema(config: PipelineConfig, task: str) -> Any:
     """The launchpad schema of one task: its config model's fields, all optional."""
-    model = config.task_definitions[task].config_model
-    if model is None:
+    model = config.specs[task].config
+    if model is FreeConfig:
         return Permissive()  # a function without a config model takes any mapping
-    current = config.task_configs[task]
-    values = current.model_dump(mode="json") if isinstance(current, BaseModel) else {}
+    values = config.task_config(task).model_dump(mode="json")
     schema = _json_schema(model)
     return Shape(_fields(schema, schema.get("$defs", {}), f"{config.name}__{task}", values))
 
@@ -140,11 +140,6 @@ def run_config_overrides(run_config: dict[str, Any], tasks: list[str]) -> list[s
     return overrides
 
 
-@lru_cache(maxsize=16)
-def _config_with(path: str, cli: tuple[str, ...], run: tuple[str, ...]) -> PipelineConfig:
-    return PipelineConfig(path, overrides=cli, run_config_overrides=run)
-
-
 def config_for_run(config: PipelineConfig, run_config: dict[str, Any]) -> PipelineConfig:
     """The pipeline config this run uses: ``config`` plus the launchpad's task values.
 
@@ -152,7 +147,4 @@ def config_for_run(config: PipelineConfig, run_config: dict[str, Any]) -> Pipeli
     own op's), so one run has one config hash, one manifest and one set of overrides, and a
     bad value fails the first task instead of the one it belongs to.
     """
-    extra = run_config_overrides(run_config, list(config.settings.tasks))
-    if not extra:
-        return config
-    return _config_with(str(config.path), tuple(config.cli_overrides), tuple(extra))
+    return config.with_run_config(run_config_overrides(run_config, list(config.settings.tasks)))

@@ -13,8 +13,8 @@ import time
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from recomart_pipeline.config import PipelineConfig
+from recomart_pipeline.contract.files import write_json_atomic
 from recomart_pipeline.notify import RunNotice, dispatch
-from recomart_pipeline.runtime.artifacts import write_json_atomic
 
 SCHEDULE_TAG = "dagster/schedule_name"
 FINISHED = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)

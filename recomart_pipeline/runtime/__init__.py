@@ -1,20 +1,4 @@
-"""Dagster-free task runtime: context, artifacts, error classes, execution."""
+"""Dagster-free task execution: isolation, limits, artifacts, records and logs.
 
-from recomart_pipeline.runtime.context import (
-    CheckOutcome,
-    CheckSpec,
-    TaskContext,
-    TaskResult,
-)
-from recomart_pipeline.runtime.errors import TaskError, classify_exception
-from recomart_pipeline.runtime.registry import pipeline_task
-
-__all__ = [
-    "CheckOutcome",
-    "CheckSpec",
-    "TaskContext",
-    "TaskError",
-    "TaskResult",
-    "classify_exception",
-    "pipeline_task",
-]
+Tasks themselves are written against ``recomart_pipeline.contract``; this package runs them.
+"""

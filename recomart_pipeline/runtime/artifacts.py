@@ -18,63 +18,21 @@ folder is its cache (see runtime.object_store): checkpoints are uploaded before 
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
 import shutil
-import tempfile
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from recomart_pipeline.runtime.errors import UpstreamArtifactError
+from recomart_pipeline.contract.errors import UpstreamArtifactError
+from recomart_pipeline.contract.files import sha256_file, verify_artifact, write_json_atomic
 
 if TYPE_CHECKING:
     from recomart_pipeline.runtime.object_store import ObjectStore
 
 RESULT_FILE = "_result.json"
-_HASH_CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; it replaces ``target`` only on success."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.fchmod(fd, 0o644)  # mkstemp makes 0600; reports and artifacts are meant to be shared
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with tmp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_bytes_atomic(target: Path, data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-
-
-def write_text_atomic(target: Path, text: str) -> None:
-    write_bytes_atomic(target, text.encode("utf-8"))
-
-
-def write_json_atomic(target: Path, payload: Any) -> None:
-    write_text_atomic(target, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 @dataclass(frozen=True)
@@ -87,18 +45,7 @@ class ArtifactRecord:
     size_bytes: int
 
     def verify(self) -> None:
-        if not self.path.exists():
-            raise UpstreamArtifactError(
-                f"artifact '{self.name}' is missing at {self.path}",
-                hint="re-materialize the task that produces it",
-            )
-        actual = sha256_file(self.path)
-        if actual != self.sha256:
-            raise UpstreamArtifactError(
-                f"artifact '{self.name}' at {self.path} was modified after it was written "
-                f"(sha256 {actual[:12]}… != recorded {self.sha256[:12]}…)",
-                hint="re-materialize the task that produces it instead of editing its output",
-            )
+        verify_artifact(self.name, self.path, self.sha256)
 
 
 @dataclass(frozen=True)

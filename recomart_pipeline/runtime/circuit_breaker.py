@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from recomart_pipeline.runtime.artifacts import write_json_atomic
-from recomart_pipeline.runtime.errors import SourceConnectionError
+from recomart_pipeline.contract.errors import SourceConnectionError
+from recomart_pipeline.contract.files import write_json_atomic
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from recomart_pipeline.runtime.artifacts import sha256_file
+from recomart_pipeline.contract.files import sha256_file
 
 HEAD_TIMEOUT_SECONDS = 10.0
 CONTENT_HASH_LIMIT = 256 * 1024 * 1024

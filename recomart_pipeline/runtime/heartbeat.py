@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from recomart_pipeline.runtime.artifacts import write_json_atomic
+from recomart_pipeline.contract.files import write_json_atomic
 
 # Overridable so end-to-end tests of a dead worker need not wait 15 s.
 INTERVAL_SECONDS = float(os.environ.get("RECOMART_HEARTBEAT_SECONDS", "5"))

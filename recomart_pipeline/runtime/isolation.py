@@ -25,34 +25,34 @@ import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from recomart_pipeline.runtime.errors import (
+from recomart_pipeline.contract.catalog import builtin_names, builtin_spec
+from recomart_pipeline.contract.errors import (
     TaskCrashedError,
     TaskError,
     TaskTimeoutError,
     classify_exception,
 )
 from recomart_pipeline.runtime.heartbeat import register_child, unregister_child
-from recomart_pipeline.runtime.registry import BUILTIN_TASKS
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from recomart_pipeline.config import PipelineConfig
-    from recomart_pipeline.runtime.context import TaskResult
-    from recomart_pipeline.runtime.runner import AttemptRequest
+    from recomart_pipeline.contract.task import TaskResult
+    from recomart_pipeline.runtime.attempt import AttemptRequest
 
 TERMINATE_GRACE_SECONDS = 3.0
 # Imported once by the forkserver, so each task's child starts with them: a child unpickles the
 # config, which resolves every task's function, and importing the built-in tasks (pandas,
 # pyarrow, scipy, numba, scikit-learn, matplotlib) cost ~1 s per task before they were here.
-PRELOAD = [
-    "recomart_pipeline.runtime.runner",
-    "numpy",
-    "pandas",
-    "pyarrow.parquet",
-    *BUILTIN_TASKS.values(),
-]
+PRELOAD = ["recomart_pipeline.runtime.attempt", "numpy", "pandas", "pyarrow.parquet"]
 _context: multiprocessing.context.ForkServerContext | None = None
+
+
+def _builtin_modules() -> list[str]:
+    """The implementation modules of the built-in tasks (their specs name them)."""
+    specs = [builtin_spec(name) for name in builtin_names()]
+    return [spec.run.partition(":")[0] for spec in specs if isinstance(spec.run, str)]
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def _forkserver() -> multiprocessing.context.ForkServerContext:
     global _context
     if _context is None:
         _context = multiprocessing.get_context("forkserver")
-        _context.set_forkserver_preload(PRELOAD)
+        _context.set_forkserver_preload([*PRELOAD, *_builtin_modules()])
     return _context
 
 
@@ -126,7 +126,7 @@ def _child_main(payload: bytes, sys_path: list[str], limits: Limits, channel: An
         if entry not in sys.path:
             sys.path.insert(0, entry)
     memory_bytes = limits.memory_bytes
-    from recomart_pipeline.runtime.runner import execute_attempt
+    from recomart_pipeline.runtime.attempt import execute_attempt
 
     try:
         if memory_bytes is not None:

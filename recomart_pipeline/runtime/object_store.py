@@ -26,7 +26,7 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from recomart_pipeline.runtime.errors import TaskError
+from recomart_pipeline.contract.errors import TaskError
 
 if TYPE_CHECKING:
     import fsspec

@@ -12,7 +12,7 @@ import math
 from datetime import datetime
 from pathlib import Path
 
-from recomart_pipeline.runtime.artifacts import write_text_atomic
+from recomart_pipeline.contract.files import write_text_atomic
 from recomart_pipeline.runtime.records import BASE_COLUMNS
 
 TEXTFILE = "recomart_pipeline.prom"

@@ -23,7 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recomart_pipeline.runtime.artifacts import Checkpoint, write_json_atomic, write_text_atomic
+from recomart_pipeline.contract.files import write_json_atomic, write_text_atomic
+from recomart_pipeline.runtime.artifacts import Checkpoint
 from recomart_pipeline.runtime.task_logging import git_sha
 
 if TYPE_CHECKING:

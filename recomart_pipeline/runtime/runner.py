@@ -14,21 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
-from recomart_pipeline.notify import notify_slow_task
-from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
-from recomart_pipeline.runtime.context import CheckOutcome, TaskContext, TaskResult
-from recomart_pipeline.runtime.errors import (
+from recomart_pipeline.contract.errors import (
     DiskFullError,
     TaskError,
     TaskTimeoutError,
     classify_exception,
 )
+from recomart_pipeline.contract.task import CheckOutcome, TaskResult
+from recomart_pipeline.notify import notify_slow_task
+from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
+from recomart_pipeline.runtime.attempt import AttemptRequest, execute_attempt
 from recomart_pipeline.runtime.heartbeat import ensure_heartbeat
 from recomart_pipeline.runtime.isolation import Limits, run_isolated
 from recomart_pipeline.runtime.object_store import (
-    ObjectStore,
     ObjectStoreError,
     object_store_for,
 )
@@ -67,70 +65,6 @@ class TaskOutcome:
     @property
     def failed_blocking_checks(self) -> list[CheckOutcome]:
         return [c for c in self.result.checks if not c.passed and c.severity == "ERROR"]
-
-
-def _normalise(task: str, value: Any) -> TaskResult:
-    if value is None:
-        return TaskResult()
-    if isinstance(value, TaskResult):
-        return value
-    if isinstance(value, dict):
-        return TaskResult(**value)
-    raise TaskError(
-        f"task '{task}' returned {type(value).__name__}; expected TaskResult, dict or None",
-        hint="return TaskResult(outputs={...}, metrics={...})",
-    )
-
-
-def _complete_checks(config: PipelineConfig, task: str, result: TaskResult) -> None:
-    """Every declared check must be answered; an unanswered one counts as failed."""
-    definition = config.task_definitions[task]
-    reported = {c.name for c in result.checks}
-    for spec in definition.checks(config.task_configs[task]):
-        if spec.name not in reported:
-            result.checks.append(
-                CheckOutcome(spec.name, False, spec.severity, "the task did not report this check")
-            )
-
-
-@dataclass(frozen=True)
-class AttemptRequest:
-    """Everything one attempt needs besides the config; picklable for a child process."""
-
-    task: str
-    run_id: str
-    attempt: int
-    partition_key: str | None
-    upstream: dict[str, Checkpoint]
-    staging: Path
-    storage_root: Path
-    previous: Checkpoint | None
-    object_store: ObjectStore | None = None
-
-
-def execute_attempt(
-    config: PipelineConfig, request: AttemptRequest, logger: logging.Logger
-) -> TaskResult:
-    """Call the task function (in this process or a child) and complete its checks."""
-    task = request.task
-    ctx = TaskContext(
-        task_name=task,
-        run_id=request.run_id,
-        config=config.task_configs[task],
-        upstream=request.upstream,
-        output_dir=request.staging,
-        project_root=config.project_root,
-        storage_root=request.storage_root,
-        logger=logger,
-        attempt=request.attempt,
-        partition_key=request.partition_key,
-        pipeline_name=config.name,
-        previous=request.previous,
-        object_store=request.object_store,
-    )
-    result = _normalise(task, config.task_definitions[task].run(ctx))
-    _complete_checks(config, task, result)
-    return result
 
 
 def check_disk(config: PipelineConfig, root: Path, staging: Path | None = None) -> None:
@@ -258,7 +192,7 @@ def run_task(
                     "fields": {
                         "status": "RUNNING",
                         "input_paths": input_paths,
-                        "config": _dump(config.task_configs[task]),
+                        "config": config.task_config(task).model_dump(mode="json"),
                         "isolated": limits.isolated,
                     }
                 },
@@ -382,9 +316,3 @@ def _redacted(config: PipelineConfig, value: Any) -> Any:
     if isinstance(value, list):
         return [_redacted(config, v) for v in value]
     return value
-
-
-def _dump(task_config: BaseModel | dict[str, Any]) -> Any:
-    if isinstance(task_config, BaseModel):
-        return task_config.model_dump(mode="json")
-    return task_config

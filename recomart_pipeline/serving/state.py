@@ -15,8 +15,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recomart_pipeline.deployment.registry import ModelRegistry, ModelVersion
-from recomart_pipeline.ml import load_model
 from recomart_pipeline.ml.base import Recommender
+from recomart_pipeline.ml.persistence import load_model
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -25,30 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from recomart_pipeline.tasks.specs.tables import TableLayout
 
-@dataclass(frozen=True)
-class TableLayout:
-    """The canonical columns of one table: required ones first, then optional ones."""
-
-    required: tuple[str, ...]
-    optional: tuple[str, ...]
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return self.required + self.optional
-
-    @property
-    def raw_schema(self) -> pa.Schema:
-        return pa.schema([pa.field(name, pa.string()) for name in self.columns])
-
-
-TABLES: dict[str, TableLayout] = {
-    "interactions": TableLayout(("user_id", "item_id", "event_type", "timestamp"), ("rating",)),
-    "items": TableLayout(("item_id",), ("category", "price", "title")),
-    "users": TableLayout(("user_id",), ("signup_date", "region")),
-}
-
-EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase", "rating")
 TIMESTAMP = pa.timestamp("ns", tz="UTC")
 TYPED_SCHEMAS: dict[str, pa.Schema] = {
     "interactions": pa.schema(
@@ -72,6 +49,12 @@ TYPED_SCHEMAS: dict[str, pa.Schema] = {
         [("user_id", pa.string()), ("signup_date", TIMESTAMP), ("region", pa.string())]
     ),
 }
+
+
+def raw_schema(layout: TableLayout) -> pa.Schema:
+    """Raw tables keep every column as text: dirty values survive for validation to judge."""
+    return pa.schema([pa.field(name, pa.string()) for name in layout.columns])
+
 
 ROW_GROUP_ROWS = 1_000_000
 COMPRESSION = "zstd"

@@ -9,66 +9,39 @@ is restored and the task fails.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
+from recomart_pipeline.contract.documents import Deployment
+from recomart_pipeline.contract.errors import QualityGateError
+from recomart_pipeline.contract.files import sha256_file
+from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.deployment.registry import ModelRegistry, ModelVersion
 from recomart_pipeline.deployment.verification import (
     VerificationError,
     verify_in_child_service,
     verify_running_service,
 )
-from recomart_pipeline.runtime.artifacts import sha256_file
-from recomart_pipeline.runtime.context import TaskContext, TaskResult
-from recomart_pipeline.runtime.errors import QualityGateError
+from recomart_pipeline.tasks.specs.deploy import (
+    EVALUATION,
+    ITEM_INDEX,
+    MODEL,
+    REPORT_SUMMARY,
+    TRAIN_IMPLICIT,
+    USER_INDEX,
+    Config,
+)
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae"})
-SERVING_ARTIFACTS = {
-    "user_index.parquet": "user_index",
-    "item_index.parquet": "item_index",
-    "train_implicit.npz": "train_implicit",
+# The files the model service loads next to the model, by their name in the registry.
+SERVING_INPUTS = {
+    "user_index.parquet": USER_INDEX,
+    "item_index.parquet": ITEM_INDEX,
+    "train_implicit.npz": TRAIN_IMPLICIT,
 }
-
-
-class ServiceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["verify", "url", "none"] = Field(
-        "verify",
-        description="verify: start the real service on a free port, check it, stop it; "
-        "url: reload and check the service running at `url`; none: no check.",
-    )
-    url: str = Field("http://127.0.0.1:8000", description="Running service (mode: url).")
-    host: str = Field("127.0.0.1", description="Interface of the verification service.")
-    port: int = Field(0, ge=0, le=65535, description="Port of the verification service; 0 = free.")
-    startup_timeout_seconds: float = Field(60, gt=0, description="How long /health may take.")
-
-
-class Config(BaseModel):
-    """Configuration of the deploy task."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    registry_dir: str | None = Field(
-        None, description="Model registry folder; default <storage.base_dir>/registry."
-    )
-    require_approval: bool = Field(
-        False,
-        description="Wait for `python -m recomart_pipeline approve VERSION` before promoting.",
-    )
-    require_better_than_champion: bool = Field(
-        True, description="Promote only a model that beats the current champion."
-    )
-    comparison_metric: str | None = Field(
-        None,
-        description="Metric compared with the champion; default the evaluation's selection metric.",
-    )
-    service: ServiceConfig = Field(default_factory=ServiceConfig)
 
 
 def registry_for(ctx: TaskContext, config: Config) -> ModelRegistry:
@@ -112,31 +85,31 @@ def _verify(
     )
 
 
-def run(ctx: TaskContext) -> TaskResult:
-    config: Config = ctx.config
-    evaluation = json.loads(ctx.find_input("evaluation").read_text())
-    if not evaluation.get("passed"):
-        failed = [g["name"] for g in evaluation.get("gates", []) if not g.get("passed")]
+def run(ctx: TaskContext[Config]) -> TaskResult:
+    config = ctx.config
+    evaluation = ctx.document(EVALUATION)
+    if not evaluation.passed:
+        failed = [g.name for g in evaluation.gates if not g.passed]
         raise QualityGateError(
             f"the evaluated model failed its quality gates ({', '.join(failed)}); it is not deployed",
             hint="see the evaluation asset's checks",
         )
     registry = registry_for(ctx, config)
-    serving = {name: ctx.find_input(artifact) for name, artifact in SERVING_ARTIFACTS.items()}
-    best = evaluation["best_model"]
-    metrics = evaluation["models"][best]
+    serving = {name: ctx.input(declared) for name, declared in SERVING_INPUTS.items()}
+    best = evaluation.best_model
+    metrics = evaluation.best_metrics
     version, created = registry.register(
-        ctx.find_input("model"),
+        ctx.input(MODEL),
         serving,
-        model_type=evaluation.get("model_type", best),
+        model_type=evaluation.model_type,
         metrics=metrics,
         data_hash=sha256_file(serving["train_implicit.npz"]),
         run_id=ctx.run_id,
-        config={"best_model": best, "params": evaluation.get("params", {})},
+        config={"best_model": best, "params": evaluation.params},
     )
     ctx.logger.info(f"{'registered' if created else 'already registered'} model {version.version}")
     champion = registry.champion()
-    metric = config.comparison_metric or evaluation.get("selection_metric") or "ndcg_at_10"
+    metric = config.comparison_metric or evaluation.selection_metric
     user = _known_user(serving["user_index.parquet"])
     url = ""
     if champion is not None and champion.version == version.version:
@@ -164,18 +137,21 @@ def run(ctx: TaskContext) -> TaskResult:
             ) from exc
         status = "promoted"
     serving_version = registry.champion()
-    deployment = {
-        "status": status,
-        "version": version.version,
-        "champion": serving_version.version if serving_version else None,
-        "promoted": status == "promoted",
-        "comparison_metric": metric,
-        "metrics": metrics,
-        "service_url": url,
-        "registry": str(registry.root),
-    }
-    deployment_path = ctx.output_path("deployment.json")
-    deployment_path.write_text(json.dumps(deployment, indent=2, default=str))
+    report_path = (
+        ctx.document(REPORT_SUMMARY).report_path if ctx.has_input(REPORT_SUMMARY) else None
+    )
+    deployment = Deployment(
+        status=status,
+        version=version.version,
+        champion=serving_version.version if serving_version else None,
+        promoted=status == "promoted",
+        comparison_metric=metric,
+        metrics=metrics,
+        service_url=url,
+        registry=str(registry.root),
+        report_path=report_path,
+    )
+    deployment_path = ctx.write_document("deployment.json", deployment)
     outputs = {"deployment": deployment_path}
     if status in ("promoted", "already_champion"):
         marker = ctx.output_path("service_up.txt")
@@ -185,7 +161,7 @@ def run(ctx: TaskContext) -> TaskResult:
         )
         outputs["service_marker"] = marker
     ctx.logger.info(
-        f"deploy: {status} (candidate {version.version}, champion {deployment['champion']})"
+        f"deploy: {status} (candidate {version.version}, champion {deployment.champion})"
     )
     return TaskResult(
         outputs=outputs,
@@ -193,6 +169,6 @@ def run(ctx: TaskContext) -> TaskResult:
         metadata={
             "deploy_status": status,
             "candidate_version": version.version,
-            "champion": deployment["champion"],
+            "champion": deployment.champion,
         },
     )

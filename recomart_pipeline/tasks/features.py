@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from recomart_pipeline.runtime.context import TaskContext, TaskResult
-from recomart_pipeline.runtime.errors import DataValidationError
+from recomart_pipeline.contract.errors import DataValidationError
+from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.tasks._tables import TIMESTAMP, read_categorical, save_npz, write_frame
+from recomart_pipeline.tasks.specs.features import ITEMS, TEST, TRAIN, USERS, Config
 
 IDX = pa.int32()
 RATINGS_SCHEMA = pa.schema([("user_idx", IDX), ("item_idx", IDX), ("rating", pa.float32())])
@@ -72,43 +72,6 @@ ITEM_STATS_SCHEMA = pa.schema(
     ]
 )
 _ID_COLUMNS = ["user_id", "item_id", "event_type"]
-
-
-class Config(BaseModel):
-    """Configuration of the features task."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    event_weights: dict[str, float] = Field(
-        default_factory=lambda: {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0},
-        description="Implicit confidence added per event type (rating events: see "
-        "positive_rating_threshold / low_rating_weight). Unlisted types add 0.",
-    )
-    positive_rating_threshold: float = Field(
-        4.0, description="A rating at or above this is a liked item (weight = the rating)."
-    )
-    low_rating_weight: float = Field(
-        0.5, ge=0, description="Implicit weight of a rating below positive_rating_threshold."
-    )
-    positive_event_types: list[str] = Field(
-        default_factory=lambda: ["add_to_cart", "purchase"],
-        description="Test event types counted as held-out positives (besides liked ratings).",
-    )
-    exclude_seen_in_train: bool = Field(
-        True, description="Leave out test positives the user already interacted with in train."
-    )
-
-    @field_validator("event_weights")
-    @classmethod
-    def _no_rating_weight(cls, weights: dict[str, float]) -> dict[str, float]:
-        if "rating" in weights:
-            raise ValueError(
-                "rating events are weighted by positive_rating_threshold/low_rating_weight; "
-                "remove 'rating' from event_weights"
-            )
-        if any(weight < 0 for weight in weights.values()):
-            raise ValueError("event weights must be >= 0")
-        return weights
 
 
 @dataclass(frozen=True)
@@ -307,11 +270,11 @@ def _item_index(item_ids: pd.Index, items: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def run(ctx: TaskContext) -> TaskResult:
+def run(ctx: TaskContext[Config]) -> TaskResult:
     """Index users/items and write the model-ready matrices and statistics."""
-    config: Config = ctx.config
-    train_frame = _read_split(ctx.find_input("train"))
-    test_frame = _read_split(ctx.find_input("test"))
+    config = ctx.config
+    train_frame = _read_split(ctx.input(TRAIN))
+    test_frame = _read_split(ctx.input(TEST))
     ctx.logger.info(
         "features started",
         extra={"fields": {"train_rows": len(train_frame), "test_rows": len(test_frame)}},
@@ -331,8 +294,8 @@ def run(ctx: TaskContext) -> TaskResult:
 
     implicit = _matrix(train, _weights(train, config), shape)
     pairs = _matrix(train, np.ones(len(train.users), np.float32), shape)
-    items = pd.read_parquet(ctx.find_input("items"))
-    users = pd.read_parquet(ctx.find_input("users"))
+    items = pd.read_parquet(ctx.input(ITEMS))
+    users = pd.read_parquet(ctx.input(USERS))
     item_index = _item_index(item_ids, items)
     frames = {
         "user_index": (

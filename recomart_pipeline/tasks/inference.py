@@ -9,17 +9,22 @@ bounded by the chunk and the batch, not by the catalogue times the user base.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
 
+from recomart_pipeline.contract.errors import SchemaError
+from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.ml.data import read_implicit, read_index
 from recomart_pipeline.ml.persistence import load_model
-from recomart_pipeline.runtime.context import TaskContext, TaskResult
-from recomart_pipeline.runtime.errors import SchemaError
+from recomart_pipeline.tasks.specs.inference import (
+    EVALUATION,
+    ITEM_INDEX,
+    MODEL,
+    TRAIN_IMPLICIT,
+    USER_INDEX,
+    Config,
+)
 
 # Users per parquet write: large enough that writing costs little per row, small enough that
 # a batch's k rows per user (ids, ranks, scores) stay a few tens of MiB.
@@ -35,37 +40,20 @@ RECOMMENDATION_SCHEMA = pa.schema(
 )
 
 
-class Config(BaseModel):
-    """How many items per user and how the work is chunked."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    k: int = Field(10, ge=1, le=1000, description="Recommendations per user.")
-    exclude_seen: bool = Field(
-        True, description="Never recommend items the user already interacted with in training."
-    )
-    chunk_size: int | None = Field(
-        None,
-        ge=1,
-        description="Users scored together per worker thread (default: 64, fewer when 64 rows "
-        "of scores exceed 64 MiB); the answer does not depend on it.",
-    )
-
-
-def run(ctx: TaskContext) -> TaskResult:
+def run(ctx: TaskContext[Config]) -> TaskResult:
     """Write ``recommendations`` (user_id, rank, item_id, score) for every user."""
-    config = ctx.config if isinstance(ctx.config, Config) else Config.model_validate(ctx.config)
-    evaluation = json.loads(ctx.find_input("evaluation").read_text())
-    model = load_model(ctx.find_input("model"), expected_sha256=evaluation["model_sha256"])
-    user_ids = read_index(ctx.find_input("user_index"), "user_id", "user_idx")
-    item_ids = read_index(ctx.find_input("item_index"), "item_id", "item_idx")
+    config = ctx.config
+    evaluation = ctx.document(EVALUATION)
+    model = load_model(ctx.input(MODEL), expected_sha256=evaluation.model_sha256)
+    user_ids = read_index(ctx.input(USER_INDEX), "user_id", "user_idx")
+    item_ids = read_index(ctx.input(ITEM_INDEX), "item_id", "item_idx")
     if (model.n_users, model.n_items) != (user_ids.size, item_ids.size):
         raise SchemaError(
             f"the model was trained on {model.n_users} users x {model.n_items} items, but the "
             f"index tables have {user_ids.size} x {item_ids.size}",
             hint="run evaluation and inference on the same features run as training",
         )
-    exclude = read_implicit(ctx.find_input("train_implicit")) if config.exclude_seen else None
+    exclude = read_implicit(ctx.input(TRAIN_IMPLICIT)) if config.exclude_seen else None
     chunk = config.chunk_size or model.default_chunk_size()
     plan = {
         "users": int(user_ids.size),
@@ -105,5 +93,5 @@ def run(ctx: TaskContext) -> TaskResult:
     return TaskResult(
         outputs={"recommendations": path},
         metrics=metrics,
-        metadata={"model_type": model.model_type, "model_sha256": evaluation["model_sha256"]},
+        metadata={"model_type": model.model_type, "model_sha256": evaluation.model_sha256},
     )

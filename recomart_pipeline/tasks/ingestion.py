@@ -24,119 +24,34 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from recomart_pipeline.contract.errors import (
+    SchemaError,
+    SourceConnectionError,
+    SourceNotFoundError,
+)
+from recomart_pipeline.contract.task import CheckOutcome, TaskContext, TaskResult
 from recomart_pipeline.runtime.circuit_breaker import CircuitBreaker, CircuitOpenError
-from recomart_pipeline.runtime.context import CheckOutcome, CheckSpec, TaskContext, TaskResult
-from recomart_pipeline.runtime.errors import SchemaError, SourceConnectionError, SourceNotFoundError
 from recomart_pipeline.tasks import schema_approval as approval
-from recomart_pipeline.tasks._tables import TABLES, ParquetSink, TableLayout, to_text
-
-FileFormat = Literal["auto", "csv", "parquet"]
+from recomart_pipeline.tasks._tables import ParquetSink, raw_schema, to_text
+from recomart_pipeline.tasks.specs.ingestion import (
+    Config,
+    TableSource,
+    declare_checks,
+)
+from recomart_pipeline.tasks.specs.tables import TABLES, TableLayout
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_BYTES_PER_ROW = 64  # turns chunk_rows into a CSV block size
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 MISSING_HTTP_STATUSES = (404, 410)
-
-
-class TableSource(BaseModel):
-    """Where one table comes from and how its columns are named there."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str = Field(
-        description="A CSV/Parquet file, a directory or glob of them (concatenated in sorted "
-        "order), or an http(s):// URL. Relative paths resolve against the project root."
-    )
-    format: FileFormat = Field(
-        "auto",
-        description="'csv' or 'parquet'; 'auto' decides by file suffix (.csv, .csv.gz, "
-        ".parquet, .pq).",
-    )
-    column_mapping: dict[str, str] = Field(
-        default_factory=dict,
-        description="Source column name → canonical name, e.g. {customer: user_id}. "
-        "Columns that are neither canonical nor mapped are dropped.",
-    )
-    delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field separator.")
-
-
-def _path_shorthand(value: Any) -> Any:
-    """Let ``interactions: data/x.csv`` stand for ``interactions: {path: data/x.csv}``."""
-    return {"path": value} if isinstance(value, str) else value
-
-
-Source = Annotated[
-    TableSource, BeforeValidator(_path_shorthand, json_schema_input_type=str | TableSource)
-]
-
-
-class Sources(BaseModel):
-    """The three input tables; each value is a path/URL string or a full source block."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    interactions: Source = Field(
-        default_factory=lambda: TableSource(path="data/interactions.csv"),
-        description="Events: user_id, item_id, event_type, timestamp, optional rating.",
-    )
-    items: Source = Field(
-        default_factory=lambda: TableSource(path="data/items.csv"),
-        description="Catalog: item_id, optional category, price, title.",
-    )
-    users: Source = Field(
-        default_factory=lambda: TableSource(path="data/users.csv"),
-        description="Users: user_id, optional signup_date, region.",
-    )
-
-
-class CircuitBreakerConfig(BaseModel):
-    """When a source keeps failing, stop calling it for a while and use the fallback."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(True, description="Guard the sources with a circuit breaker.")
-    failure_threshold: int = Field(
-        3, ge=1, description="Consecutive failed reads that open the circuit."
-    )
-    cooldown_seconds: float = Field(
-        300, gt=0, description="How long the circuit stays open before one trial read."
-    )
-    fallback: Literal["last_good", "none"] = Field(
-        "last_good",
-        description="While the circuit is open: 'last_good' re-publishes the last good "
-        "snapshot (marked degraded), 'none' fails the task.",
-    )
-
-
-class Config(BaseModel):
-    """Configuration of the ingestion task."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    source: Sources = Field(default_factory=Sources, description="Input tables.")
-    chunk_rows: int = Field(
-        500_000,
-        ge=100,
-        description="Rows read per batch (approximate for CSV); bounds memory use.",
-    )
-    http_timeout_seconds: float = Field(
-        60.0, gt=0, description="Socket timeout of URL downloads, in seconds."
-    )
-    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
-    schema_approval: approval.Mode = Field(
-        "block",
-        description="A changed source schema: 'block' stops downstream tasks until "
-        "`approve-schema`, 'warn' only warns, 'off' does not check.",
-    )
 
 
 @dataclass(frozen=True)
@@ -346,20 +261,11 @@ def _ingest_table(
             extra={"fields": {"table": table, "uri": files.uri, "files": len(files.files)}},
         )
         day = ctx.partition_key if table == "interactions" else None
-        with ParquetSink(output, layout.raw_schema) as sink:
+        with ParquetSink(output, raw_schema(layout)) as sink:
             for batch in _raw_batches(files, source, layout, ctx.config.chunk_rows):
                 sink.write(_of_day(batch, day) if day else batch)
     ctx.logger.info("table ingested", extra={"fields": {"table": table, "rows": sink.rows}})
     return output, sink.rows, files, schema
-
-
-def declare_checks(config: Config) -> list[CheckSpec]:
-    return approval.check_spec(config.schema_approval)
-
-
-def watched_sources(config: Config) -> list[str]:
-    """What the data-arrival sensor watches: the three sources' paths, globs or URLs."""
-    return [getattr(config.source, table).path for table in TABLES]
 
 
 def _fallback(ctx: TaskContext, reason: CircuitOpenError) -> TaskResult:
@@ -397,9 +303,9 @@ def _fallback(ctx: TaskContext, reason: CircuitOpenError) -> TaskResult:
     )
 
 
-def run(ctx: TaskContext) -> TaskResult:
+def run(ctx: TaskContext[Config]) -> TaskResult:
     """Read the three sources and write them as raw Parquet tables."""
-    config: Config = ctx.config
+    config = ctx.config
     guard = config.circuit_breaker
     if not guard.enabled:
         return _ingest_all(ctx, config)

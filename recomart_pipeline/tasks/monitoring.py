@@ -13,40 +13,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
-from recomart_pipeline.runtime.context import CheckOutcome, CheckSpec, TaskContext, TaskResult
+from recomart_pipeline.contract.documents import MonitoringSnapshot
+from recomart_pipeline.contract.task import CheckOutcome, TaskContext, TaskResult
+from recomart_pipeline.tasks.specs.monitoring import (
+    DEPLOYMENT,
+    EVALUATION,
+    RECOMMENDATIONS,
+    TEST,
+    TRAIN,
+    Config,
+    declare_checks,
+)
 
 EPSILON = 1e-6
 POPULARITY_BUCKETS = 10
-
-
-class Config(BaseModel):
-    """Configuration of the monitoring task."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    psi_threshold: float = Field(
-        0.2, gt=0, description="PSI above this is drift (0.1 small, 0.25 large)."
-    )
-    max_new_user_share: float = Field(0.5, ge=0, le=1, description="Largest share of unseen users.")
-    max_new_item_share: float = Field(0.5, ge=0, le=1, description="Largest share of unseen items.")
-    max_metric_drop: float = Field(
-        0.1, ge=0, description="Largest relative drop of the selection metric vs the previous run."
-    )
-
-
-def declare_checks(config: Config) -> list[CheckSpec]:
-    return [
-        CheckSpec(
-            "rating_drift", f"PSI of the rating distribution ≤ {config.psi_threshold}", "WARN"
-        ),
-        CheckSpec("popularity_drift", f"PSI of item popularity ≤ {config.psi_threshold}", "WARN"),
-        CheckSpec("new_entities", "share of unseen users/items within limits", "WARN"),
-        CheckSpec(
-            "metric_change", f"selection metric dropped ≤ {config.max_metric_drop:.0%}", "WARN"
-        ),
-    ]
 
 
 def psi(expected: list[float], actual: list[float]) -> float:
@@ -57,11 +38,11 @@ def psi(expected: list[float], actual: list[float]) -> float:
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def _snapshot(ctx: TaskContext) -> tuple[dict[str, Any], pd.DataFrame]:
+def _snapshot(ctx: TaskContext[Config]) -> tuple[MonitoringSnapshot, pd.DataFrame]:
     events = pd.concat(
         [
-            pd.read_parquet(ctx.find_input(name), columns=["user_id", "item_id", "rating"])
-            for name in ("train", "test")
+            pd.read_parquet(ctx.input(split), columns=["user_id", "item_id", "rating"])
+            for split in (TRAIN, TEST)
         ]
     )
     ratings = events["rating"].dropna().round().clip(1, 5).astype(int).value_counts()
@@ -69,18 +50,25 @@ def _snapshot(ctx: TaskContext) -> tuple[dict[str, Any], pd.DataFrame]:
     counts = np.sort(events["item_id"].value_counts().to_numpy())[::-1]
     buckets = np.array_split(counts, POPULARITY_BUCKETS)
     popularity = [float(b.sum()) / max(1, counts.sum()) for b in buckets]
-    evaluation = json.loads(ctx.find_input("evaluation").read_text())
-    metric = evaluation.get("selection_metric", "ndcg_at_10")
-    best = evaluation.get("models", {}).get(evaluation.get("best_model"), {})
-    snapshot = {
-        "run_id": ctx.run_id,
-        "rating_distribution": rating_dist,
-        "popularity_distribution": popularity,
-        "metric": metric,
-        "metric_value": best.get(metric),
-        "users": int(events["user_id"].nunique()),
-        "items": int(events["item_id"].nunique()),
-    }
+    evaluation = ctx.document(EVALUATION)
+    metric = evaluation.selection_metric
+    recommended = (
+        int(pd.read_parquet(ctx.input(RECOMMENDATIONS), columns=["item_id"])["item_id"].nunique())
+        if ctx.has_input(RECOMMENDATIONS)
+        else None
+    )
+    served = ctx.document(DEPLOYMENT).champion if ctx.has_input(DEPLOYMENT) else None
+    snapshot = MonitoringSnapshot(
+        run_id=ctx.run_id,
+        rating_distribution=rating_dist,
+        popularity_distribution=popularity,
+        metric=metric,
+        metric_value=evaluation.best_metrics.get(metric),
+        users=int(events["user_id"].nunique()),
+        items=int(events["item_id"].nunique()),
+        recommended_items=recommended,
+        served_version=served,
+    )
     entities = pd.concat(
         [
             pd.DataFrame({"kind": "user", "id": events["user_id"].drop_duplicates().astype(str)}),
@@ -96,30 +84,31 @@ def _new_share(now: pd.DataFrame, before: pd.DataFrame, kind: str) -> float:
     return len(current - known) / max(1, len(current))
 
 
-def run(ctx: TaskContext) -> TaskResult:
-    config: Config = ctx.config
+def run(ctx: TaskContext[Config]) -> TaskResult:
+    config = ctx.config
     snapshot, entities = _snapshot(ctx)
-    snapshot_path = ctx.output_path("monitoring_snapshot.json")
-    snapshot_path.write_text(json.dumps(snapshot, indent=2))
+    snapshot_path = ctx.write_document("monitoring_snapshot.json", snapshot)
     entities_path = ctx.output_path("known_entities.parquet")
     entities.to_parquet(entities_path, index=False)
     previous = ctx.previous
     report: dict[str, Any] = {"run_id": ctx.run_id, "baseline_run_id": None}
-    if previous is None or "monitoring_snapshot" not in previous.artifacts:
+    if previous is None or not previous.has("monitoring_snapshot"):
         checks = [
             CheckOutcome(s.name, True, "WARN", "no baseline yet") for s in declare_checks(config)
         ]
     else:
-        before = json.loads(previous.path("monitoring_snapshot").read_text())
+        before = MonitoringSnapshot.model_validate_json(
+            previous.path("monitoring_snapshot").read_bytes()
+        )
         known = pd.read_parquet(previous.path("known_entities"))
-        report["baseline_run_id"] = before.get("run_id")
-        rating_psi = psi(before["rating_distribution"], snapshot["rating_distribution"])
-        popularity_psi = psi(before["popularity_distribution"], snapshot["popularity_distribution"])
+        report["baseline_run_id"] = before.run_id
+        rating_psi = psi(before.rating_distribution, snapshot.rating_distribution)
+        popularity_psi = psi(before.popularity_distribution, snapshot.popularity_distribution)
         new_users, new_items = (
             _new_share(entities, known, "user"),
             _new_share(entities, known, "item"),
         )
-        old_value, new_value = before.get("metric_value"), snapshot.get("metric_value")
+        old_value, new_value = before.metric_value, snapshot.metric_value
         drop = (
             (old_value - new_value) / old_value
             if isinstance(old_value, (int, float))
@@ -160,7 +149,7 @@ def run(ctx: TaskContext) -> TaskResult:
                 "metric_change",
                 drop <= config.max_metric_drop,
                 "WARN",
-                f"{snapshot['metric']} changed by {-drop:+.1%}",
+                f"{snapshot.metric} changed by {-drop:+.1%}",
                 {"relative_drop": drop},
             ),
         ]

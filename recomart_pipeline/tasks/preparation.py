@@ -20,62 +20,27 @@ Ties in time keep the input order, so the output is deterministic.
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from recomart_pipeline.runtime.context import TaskContext, TaskResult
-from recomart_pipeline.runtime.errors import DataValidationError, SchemaError
+from recomart_pipeline.contract.errors import DataValidationError, SchemaError
+from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.tasks._tables import TYPED_SCHEMAS, read_categorical, write_frame
+from recomart_pipeline.tasks.specs.preparation import (
+    ITEMS,
+    USERS,
+    VALID_INTERACTIONS,
+    Config,
+    SplitConfig,
+)
 
 INTERACTIONS = TYPED_SCHEMAS["interactions"]
 REQUIRED = ["user_id", "item_id", "event_type", "timestamp"]
 CATEGORICAL = ["user_id", "item_id", "event_type"]
 MAX_KCORE_ROUNDS = 100
-
-
-class SplitConfig(BaseModel):
-    """How the train/test split is made."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: Literal["time_cutoff", "last_n_per_user", "random"] = Field(
-        "time_cutoff", description="time_cutoff (global), last_n_per_user, or random."
-    )
-    test_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of events in test (time_cutoff and random)."
-    )
-    cutoff: datetime | None = Field(
-        None,
-        description="Explicit cut-off time for time_cutoff (ISO-8601, no zone means UTC); "
-        "overrides test_fraction.",
-    )
-    n: int = Field(1, ge=1, description="Events per user held out by last_n_per_user.")
-    seed: int = Field(42, description="Seed of the random method.")
-
-    @field_validator("cutoff")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
-
-
-class Config(BaseModel):
-    """Configuration of the preparation task."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    min_user_interactions: int = Field(
-        1, ge=1, description="Keep users with at least this many events (1 = no filter)."
-    )
-    min_item_interactions: int = Field(
-        1, ge=1, description="Keep items with at least this many events (1 = no filter)."
-    )
-    split: SplitConfig = Field(default_factory=SplitConfig, description="Train/test split.")
 
 
 def _load(path: Path) -> pd.DataFrame:
@@ -177,10 +142,10 @@ def _clean(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, dict[str,
     return frame.sort_values("timestamp", kind="stable").reset_index(drop=True), stats
 
 
-def run(ctx: TaskContext) -> TaskResult:
+def run(ctx: TaskContext[Config]) -> TaskResult:
     """Clean the validated interactions and split them into train and test."""
-    config: Config = ctx.config
-    source = ctx.find_input("interactions")
+    config = ctx.config
+    source = ctx.input(VALID_INTERACTIONS)
     frame = _load(source)
     rows_in = len(frame)
     ctx.logger.info(
@@ -200,9 +165,9 @@ def run(ctx: TaskContext) -> TaskResult:
         "train": write_frame(ctx.output_path("train.parquet"), train, INTERACTIONS),
         "test": write_frame(ctx.output_path("test.parquet"), test, INTERACTIONS),
     }
-    for table in ("items", "users"):
+    for table, source in (("items", ITEMS), ("users", USERS)):
         outputs[table] = ctx.output_path(f"{table}.parquet")
-        shutil.copyfile(ctx.find_input(table), outputs[table])
+        shutil.copyfile(ctx.input(source), outputs[table])
 
     metrics = {
         "rows_in": rows_in,

@@ -7,47 +7,39 @@ the next report can say what changed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
+from recomart_pipeline.contract.documents import ReportSummary
+from recomart_pipeline.contract.errors import UpstreamArtifactError
+from recomart_pipeline.contract.files import write_text_atomic
+from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.reporting import charts
 from recomart_pipeline.reporting.render import Section, table, to_html, to_markdown
-from recomart_pipeline.runtime.artifacts import write_text_atomic
-from recomart_pipeline.runtime.context import TaskContext, TaskResult
-from recomart_pipeline.runtime.errors import UpstreamArtifactError
+from recomart_pipeline.tasks.specs.report import (
+    EVALUATION,
+    ITEM_INDEX,
+    RECOMMENDATIONS,
+    TEST,
+    TRAIN,
+    TRAINING_SUMMARY,
+    VALIDATION_REPORT,
+    Config,
+)
 
 
-class Config(BaseModel):
-    """Configuration of the report task."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    title: str = Field("RecoMart pipeline report", description="Report heading.")
-    top_n_items: int = Field(10, ge=1, le=100, description="Rows in the top-items tables.")
-    charts: bool = Field(True, description="Embed PNG charts in the HTML report.")
-    output_dir: str = Field("reports", description="Project folder that keeps every report.")
-
-
-def _json(ctx: TaskContext, artifact: str) -> Any:
-    return json.loads(ctx.find_input(artifact).read_text())
-
-
-def _data_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
-    train = pd.read_parquet(
-        ctx.find_input("train"), columns=["user_id", "item_id", "timestamp", "rating"]
-    )
-    test = pd.read_parquet(ctx.find_input("test"), columns=["timestamp"])
+def _data_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:
+    train = pd.read_parquet(ctx.input(TRAIN), columns=["user_id", "item_id", "timestamp", "rating"])
+    test = pd.read_parquet(ctx.input(TEST), columns=["timestamp"])
     summary.update(
         train_rows=len(train),
         test_rows=len(test),
-        users=train["user_id"].nunique(),
-        items=train["item_id"].nunique(),
+        users=int(train["user_id"].nunique()),
+        items=int(train["item_id"].nunique()),
     )
     section = Section(
         "Data",
@@ -64,58 +56,48 @@ def _data_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
     return section
 
 
-def _validation_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
-    report = _json(ctx, "validation_report")
-    rows = [
-        [name, r.get("failed_rows"), r.get("fraction")]
-        for name, r in sorted(report.get("rules", {}).items())
-    ]
-    interactions = report.get("interactions", {})
-    summary["rows_quarantined"] = interactions.get("rows_quarantined")
+def _validation_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:
+    report = ctx.document(VALIDATION_REPORT)
+    rows = [[name, r.failed_rows, r.fraction] for name, r in sorted(report.rules.items())]
+    interactions = report.interactions
+    summary["rows_quarantined"] = interactions.rows_quarantined
     return Section(
         "Validation",
         [
-            f"- rows in: {interactions.get('rows_in')}; valid: {interactions.get('rows_valid')}; "
-            f"quarantined: {interactions.get('rows_quarantined')}",
+            f"- rows in: {interactions.rows_in}; valid: {interactions.rows_valid}; "
+            f"quarantined: {interactions.rows_quarantined}",
             "",
             *table(["rule", "failed rows", "fraction"], rows),
         ],
     )
 
 
-def _training_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
-    training = _json(ctx, "training_summary")
-    candidates = training.get("candidates", {})
-    rows = [
-        [n, c.get("model_type"), c.get("fit_seconds"), c.get("best_epoch")]
-        for n, c in candidates.items()
-    ]
+def _training_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:
+    candidates = ctx.document(TRAINING_SUMMARY).ordered()
+    rows = [[n, c.model_type, c.fit_seconds, c.best_epoch] for n, c in candidates.items()]
     section = Section(
         "Training", table(["candidate", "model type", "fit seconds", "best epoch"], rows)
     )
-    histories = {n: c["history"] for n, c in candidates.items() if c.get("history")}
+    histories = {n: c.history for n, c in candidates.items() if c.history}
     if ctx.config.charts and histories:
         section.charts.append(("training curves", charts.training_curves(histories)))
     return section
 
 
-def _evaluation_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
-    evaluation = _json(ctx, "evaluation")
-    models = evaluation.get("models", {})
+def _evaluation_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:
+    evaluation = ctx.document(EVALUATION)
+    models = evaluation.models
     names = sorted({m for metrics in models.values() for m in metrics})
     rows = [[name, *(metrics.get(m) for m in names)] for name, metrics in models.items()]
-    best = evaluation.get("best_model")
-    summary["metrics"] = models.get(best, {})
+    best = evaluation.best_model
+    summary["metrics"] = evaluation.best_metrics
     summary["best_model"] = best
-    gates = [
-        [g["name"], "pass" if g["passed"] else "FAIL", g.get("detail", "")]
-        for g in evaluation.get("gates", [])
-    ]
+    gates = [[g.name, "pass" if g.passed else "FAIL", g.detail] for g in evaluation.gates]
     return Section(
         "Model quality",
         [
-            f"- selected: **{best}** by {evaluation.get('selection_metric')} "
-            f"(baseline: {evaluation.get('baseline')}); gates {'passed' if evaluation.get('passed') else 'FAILED'}",
+            f"- selected: **{best}** by {evaluation.selection_metric} "
+            f"(baseline: {evaluation.baseline}); gates {'passed' if evaluation.passed else 'FAILED'}",
             "",
             *table(["model", *names], rows),
             "",
@@ -124,10 +106,10 @@ def _evaluation_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
     )
 
 
-def _top_items_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
+def _top_items_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:
     n = ctx.config.top_n_items
-    recs = pd.read_parquet(ctx.find_input("recommendations"), columns=["item_id"])
-    items = pd.read_parquet(ctx.find_input("item_index"), columns=["item_id", "category"])
+    recs = pd.read_parquet(ctx.input(RECOMMENDATIONS), columns=["item_id"])
+    items = pd.read_parquet(ctx.input(ITEM_INDEX), columns=["item_id", "category"])
     top = (
         recs["item_id"]
         .value_counts()
@@ -145,30 +127,31 @@ def _top_items_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
     )
 
 
-def _changes_section(ctx: TaskContext, summary: dict[str, Any]) -> Section:
+def _changes_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:
     previous = ctx.previous
-    if previous is None or "report_summary" not in previous.artifacts:
+    if previous is None or not previous.has("report_summary"):
         return Section("What changed", ["- first report: nothing to compare with yet"])
-    before = json.loads(previous.path("report_summary").read_text())
+    before = ReportSummary.model_validate_json(previous.path("report_summary").read_bytes())
     rows = []
     for key, value in summary.get("metrics", {}).items():
-        old = before.get("metrics", {}).get(key)
+        old = before.metrics.get(key)
         if isinstance(value, (int, float)) and isinstance(old, (int, float)):
             rows.append([key, old, value, value - old])
     for key in ("train_rows", "users", "items", "rows_quarantined"):
-        if isinstance(summary.get(key), int) and isinstance(before.get(key), int):
-            rows.append([key, before[key], summary[key], summary[key] - before[key]])
+        old_count = getattr(before, key)
+        if isinstance(summary.get(key), int) and isinstance(old_count, int):
+            rows.append([key, old_count, summary[key], summary[key] - old_count])
     return Section(
         "What changed",
         [
-            f"- compared with run {before.get('run_id')} (model {before.get('best_model')} → {summary.get('best_model')})",
+            f"- compared with run {before.run_id} (model {before.best_model} → {summary.get('best_model')})",
             "",
             *table(["measure", "previous", "now", "change"], rows),
         ],
     )
 
 
-SECTIONS: list[tuple[str, Callable[[TaskContext, dict[str, Any]], Section]]] = [
+SECTIONS: list[tuple[str, Callable[[TaskContext[Config], dict[str, Any]], Section]]] = [
     ("Data", _data_section),
     ("Validation", _validation_section),
     ("Training", _training_section),
@@ -177,8 +160,8 @@ SECTIONS: list[tuple[str, Callable[[TaskContext, dict[str, Any]], Section]]] = [
 ]
 
 
-def run(ctx: TaskContext) -> TaskResult:
-    config: Config = ctx.config
+def run(ctx: TaskContext[Config]) -> TaskResult:
+    config = ctx.config
     summary: dict[str, Any] = {"run_id": ctx.run_id}
     sections = []
     rendered = []
@@ -199,8 +182,9 @@ def run(ctx: TaskContext) -> TaskResult:
     )
     md_path.write_text(markdown)
     html_path.write_text(page)
-    summary_path.write_text(json.dumps(summary, indent=2, default=str))
     folder = ctx.resolve_project_path(config.output_dir)
+    summary["report_path"] = str(Path(folder) / f"report_{ctx.run_id}.html")
+    ctx.write_document(summary_path.name, ReportSummary.model_validate(summary))
     for name, text in (
         (f"report_{ctx.run_id}.md", markdown),
         (f"report_{ctx.run_id}.html", page),
@@ -216,6 +200,6 @@ def run(ctx: TaskContext) -> TaskResult:
         metrics={"sections": len(rendered)},
         metadata={
             "report_markdown": markdown,
-            "report_path": str(Path(folder) / f"report_{ctx.run_id}.html"),
+            "report_path": summary["report_path"],
         },
     )

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from recomart_pipeline.runtime.artifacts import write_json_atomic
-from recomart_pipeline.runtime.context import CheckOutcome, CheckSpec
-from recomart_pipeline.runtime.errors import TaskError
+from recomart_pipeline.contract.errors import TaskError
+from recomart_pipeline.contract.files import write_json_atomic
+from recomart_pipeline.contract.task import CheckOutcome, CheckSpec
 
 Mode = Literal["block", "warn", "off"]
 CHECK = "schema_approved"

@@ -30,32 +30,36 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from recomart_pipeline.runtime.artifacts import write_json_atomic
-from recomart_pipeline.runtime.context import (
+from recomart_pipeline.contract.documents import ValidationReport
+from recomart_pipeline.contract.errors import DataValidationError, SchemaError
+from recomart_pipeline.contract.task import (
     CheckOutcome,
-    CheckSpec,
-    Severity,
     TaskContext,
     TaskResult,
 )
-from recomart_pipeline.runtime.errors import DataValidationError, SchemaError
 from recomart_pipeline.tasks._tables import (
-    EVENT_TYPES,
-    TABLES,
     TYPED_SCHEMAS,
     ParquetSink,
     iter_text_batches,
     to_text,
     write_frame,
+)
+from recomart_pipeline.tasks.specs.tables import TABLES
+from recomart_pipeline.tasks.specs.validation import (
+    RAW_INTERACTIONS,
+    RAW_ITEMS,
+    RAW_USERS,
+    Config,
+    FreshnessConfig,
+    RowCountChangeConfig,
+    RuleConfig,
 )
 
 # Row-level rules in bit order: a row's flags are the OR of the bits of the rules it breaks.
@@ -87,122 +91,6 @@ SECONDS_PER_DAY = 86_400
 # The typed layout stores nanoseconds, which cover 1677-09-21 .. 2262-04-11.
 EARLIEST = pd.Timestamp("1678-01-01", tz="UTC")
 LATEST = pd.Timestamp("2262-01-01", tz="UTC")
-
-
-class RuleConfig(BaseModel):
-    """Severity and threshold of a row-level rule."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    severity: Severity = Field("ERROR", description="ERROR blocks downstream tasks; WARN does not.")
-    max_fraction: float = Field(
-        0.01, ge=0, le=1, description="Largest share of rows breaking the rule that still passes."
-    )
-
-
-class RatingRangeConfig(RuleConfig):
-    """Rating bounds of rating events."""
-
-    min_rating: float = Field(1.0, description="Smallest valid rating.")
-    max_rating: float = Field(5.0, description="Largest valid rating.")
-
-
-class EventTypeConfig(RuleConfig):
-    """The event vocabulary."""
-
-    allowed: list[str] = Field(
-        default_factory=lambda: list(EVENT_TYPES), min_length=1, description="Valid event types."
-    )
-
-
-class FreshnessConfig(BaseModel):
-    """How old the newest event may be."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    severity: Severity = Field("WARN", description="ERROR blocks downstream tasks; WARN does not.")
-    max_age_days: float = Field(
-        730.0, gt=0, description="Largest allowed age of the newest valid event, in days."
-    )
-    reference_time: datetime | None = Field(
-        None,
-        description="Time the age is measured from (ISO-8601; no zone means UTC); "
-        "default: now. Pin it to replay old data.",
-    )
-
-    @field_validator("reference_time")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
-
-
-class RowCountChangeConfig(BaseModel):
-    """How much the input may grow or shrink between runs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    severity: Severity = Field("WARN", description="ERROR blocks downstream tasks; WARN does not.")
-    max_relative_change: float = Field(
-        0.5, ge=0, description="Largest |rows - previous rows| / previous rows that passes."
-    )
-
-
-class Config(BaseModel):
-    """Configuration of the validation task: one block per rule."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    required_columns: RuleConfig = Field(
-        default_factory=RuleConfig,
-        description="Required columns present; timestamps and ratings parse.",
-    )
-    null_rate: RuleConfig = Field(
-        default_factory=lambda: RuleConfig(max_fraction=0.05),
-        description="Null share per required column (max_fraction applies to each column).",
-    )
-    rating_range: RatingRangeConfig = Field(
-        default_factory=RatingRangeConfig, description="Rating events carry an in-range rating."
-    )
-    event_type_values: EventTypeConfig = Field(
-        default_factory=EventTypeConfig, description="event_type is from the vocabulary."
-    )
-    duplicates: RuleConfig = Field(
-        default_factory=lambda: RuleConfig(severity="WARN", max_fraction=0.05),
-        description="Exact duplicate events (later copies are quarantined).",
-    )
-    referential_integrity: RuleConfig = Field(
-        default_factory=RuleConfig, description="item_id in items and user_id in users."
-    )
-    freshness: FreshnessConfig = Field(
-        default_factory=FreshnessConfig, description="Newest event not too old."
-    )
-    row_count_change: RowCountChangeConfig = Field(
-        default_factory=RowCountChangeConfig,
-        description="Input size compared with the previous successful run.",
-    )
-    chunk_rows: int = Field(
-        1_000_000, ge=100, description="Interactions processed per batch; bounds memory use."
-    )
-
-
-_DESCRIPTIONS = {
-    "required_columns": "required columns are present and timestamps/ratings parse",
-    "null_rate": "share of null values per required column is within max_fraction",
-    "rating_range": "rating events carry a rating within [min_rating, max_rating]",
-    "event_type_values": "event_type values belong to the allowed vocabulary",
-    "duplicates": "share of exact duplicate events is within max_fraction",
-    "referential_integrity": "item_id exists in items and user_id exists in users",
-    "freshness": "the newest valid event is at most max_age_days old",
-    "row_count_change": "input row count changed at most max_relative_change since last run",
-}
-
-
-def declare_checks(config: Config) -> list[CheckSpec]:
-    """One check per rule, with the configured severity."""
-    return [
-        CheckSpec(name, _DESCRIPTIONS[name], getattr(config, name).severity)
-        for name in _DESCRIPTIONS
-    ]
 
 
 @dataclass(frozen=True)
@@ -520,38 +408,40 @@ def _outcomes(config: Config, scan: _Scan, ctx: TaskContext) -> list[CheckOutcom
 
 def _report(
     scan: _Scan, valid_rows: int, items: dict[str, int], users: dict[str, int]
-) -> dict[str, Any]:
+) -> ValidationReport:
     """Per-rule counts; only input-derived values, so reruns write identical bytes."""
     rows = len(scan.flags)
-    return {
-        "interactions": {
-            "rows_in": rows,
-            "rows_valid": valid_rows,
-            "rows_quarantined": rows - valid_rows,
-            "oldest_timestamp": scan.oldest.isoformat() if scan.oldest is not None else None,
-            "newest_timestamp": scan.newest.isoformat() if scan.newest is not None else None,
-            "null_counts": scan.null_counts,
-        },
-        "rules": {
-            name: {
-                "failed_rows": int(np.count_nonzero(scan.flags & BIT[name])),
-                "fraction": int(np.count_nonzero(scan.flags & BIT[name])) / rows,
-            }
-            for name in ROW_RULES
-        },
-        "items": items,
-        "users": users,
-    }
+    return ValidationReport.model_validate(
+        {
+            "interactions": {
+                "rows_in": rows,
+                "rows_valid": valid_rows,
+                "rows_quarantined": rows - valid_rows,
+                "oldest_timestamp": scan.oldest.isoformat() if scan.oldest is not None else None,
+                "newest_timestamp": scan.newest.isoformat() if scan.newest is not None else None,
+                "null_counts": scan.null_counts,
+            },
+            "rules": {
+                name: {
+                    "failed_rows": int(np.count_nonzero(scan.flags & BIT[name])),
+                    "fraction": int(np.count_nonzero(scan.flags & BIT[name])) / rows,
+                }
+                for name in ROW_RULES
+            },
+            "items": items,
+            "users": users,
+        }
+    )
 
 
-def run(ctx: TaskContext) -> TaskResult:
+def run(ctx: TaskContext[Config]) -> TaskResult:
     """Check the interactions against the contract; split them into valid and quarantined."""
-    config: Config = ctx.config
-    source = ctx.find_input("interactions")
+    config = ctx.config
+    source = ctx.input(RAW_INTERACTIONS)
     ctx.logger.info("validation started", extra={"fields": {"source": str(source)}})
     _check_columns(source)
-    items, item_stats = _typed_items(ctx.find_input("items"))
-    users, user_stats = _typed_users(ctx.find_input("users"))
+    items, item_stats = _typed_items(ctx.input(RAW_ITEMS))
+    users, user_stats = _typed_users(ctx.input(RAW_USERS))
     refs = _References(pa.array(items["item_id"]), pa.array(users["user_id"]))
     scan = _scan(source, config, refs)
     rows = len(scan.flags)
@@ -562,8 +452,9 @@ def run(ctx: TaskContext) -> TaskResult:
         )
     checks = _outcomes(config, scan, ctx)
     valid_path, quarantine_path, valid_rows = _write_interactions(ctx, source, config, scan.flags)
-    report_path = ctx.output_path("validation_report.json")
-    write_json_atomic(report_path, _report(scan, valid_rows, item_stats, user_stats))
+    report_path = ctx.write_document(
+        "validation_report.json", _report(scan, valid_rows, item_stats, user_stats)
+    )
     metrics = {
         "rows_in": rows,
         "rows_valid": valid_rows,

@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from recomart_pipeline.contract.errors import SourceConnectionError
 from recomart_pipeline.runtime.artifacts import Checkpoint
-from recomart_pipeline.runtime.errors import SourceConnectionError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -19,9 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
-from recomart_pipeline.runtime.context import TaskContext, TaskResult
-from recomart_pipeline.tasks._tables import TABLES, TYPED_SCHEMAS, write_frame
+from recomart_pipeline.tasks._tables import TYPED_SCHEMAS, raw_schema, write_frame
+from recomart_pipeline.tasks.specs.tables import TABLES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,7 +100,7 @@ def raw_table(table: str, rows: list[dict[str, Any]]) -> pa.Table:
             c: pa.array([None if r.get(c) is None else str(r[c]) for r in rows], pa.string())
             for c in columns
         },
-        schema=TABLES[table].raw_schema,
+        schema=raw_schema(TABLES[table]),
     )
 
 

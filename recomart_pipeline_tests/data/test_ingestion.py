@@ -15,10 +15,15 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
+from recomart_pipeline.contract.errors import (
+    SchemaError,
+    SourceConnectionError,
+    SourceNotFoundError,
+)
 from recomart_pipeline.runtime.artifacts import ArtifactStore
-from recomart_pipeline.runtime.errors import SchemaError, SourceConnectionError, SourceNotFoundError
 from recomart_pipeline.tasks import ingestion
-from recomart_pipeline.tasks._tables import TABLES
+from recomart_pipeline.tasks._tables import raw_schema
+from recomart_pipeline.tasks.specs.tables import TABLES
 from recomart_pipeline_tests.data.helpers import REPO_ROOT, TaskHarness, artifact_hashes, sources
 
 
@@ -30,7 +35,7 @@ def test_defaults_read_the_bundled_sample(tmp_path: Path) -> None:
     assert result.metrics["users_rows"] == 1_000
     assert result.metadata["interactions_source"] == str(REPO_ROOT / "data" / "interactions.csv")
     for table, layout in TABLES.items():
-        assert pq.read_schema(checkpoint.path(table)) == layout.raw_schema
+        assert pq.read_schema(checkpoint.path(table)) == raw_schema(layout)
 
 
 def test_dirty_values_survive_as_text(harness: TaskHarness, small_dataset: dict[str, Path]) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.runtime.artifacts import Checkpoint
-from recomart_pipeline.runtime.errors import DataValidationError
 from recomart_pipeline_tests.data.helpers import (
     TaskHarness,
     artifact_hashes,

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recomart_pipeline.runtime.context import CheckOutcome
-from recomart_pipeline.runtime.errors import DataValidationError, SchemaError
+from recomart_pipeline.contract.errors import DataValidationError, SchemaError
+from recomart_pipeline.contract.task import CheckOutcome
 from recomart_pipeline.tasks import validation
 from recomart_pipeline.tasks._tables import TYPED_SCHEMAS
 from recomart_pipeline_tests.data.helpers import TaskHarness, artifact_hashes, publish_raw

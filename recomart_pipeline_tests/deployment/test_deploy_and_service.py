@@ -48,7 +48,7 @@ def test_failed_gates_are_never_deployed(trained):
     path.write_text(json.dumps(data))
     pointer = trained.storage_root / "latest" / "evaluation.json"
     record = json.loads(pointer.read_text())
-    from recomart_pipeline.runtime.artifacts import sha256_file
+    from recomart_pipeline.contract.files import sha256_file
 
     record["artifacts"]["evaluation"]["sha256"] = sha256_file(path)
     (trained.storage_root / "runs" / "run-1" / "evaluation" / "_result.json").write_text(
@@ -91,7 +91,7 @@ def test_verification_failure_rolls_back_and_fails_loudly(trained):
     # a second, different candidate whose model file is corrupted after registration
     model = trained.storage_root / "runs" / "run-1" / "evaluation" / "model.npz"
     model.write_bytes(model.read_bytes()[:200])  # truncated: registered, but cannot be loaded
-    from recomart_pipeline.runtime.artifacts import sha256_file
+    from recomart_pipeline.contract.files import sha256_file
 
     for pointer in (
         trained.storage_root / "latest" / "evaluation.json",

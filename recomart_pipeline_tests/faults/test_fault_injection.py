@@ -13,8 +13,8 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from recomart_pipeline import PipelineConfig
+from recomart_pipeline.contract.files import sha256_file
 from recomart_pipeline.orchestration import build_definitions
-from recomart_pipeline.runtime.artifacts import sha256_file
 from recomart_pipeline_tests.conftest import SAMPLE
 from recomart_pipeline_tests.e2e.test_dagster_cli import _env
 

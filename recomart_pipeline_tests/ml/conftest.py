@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from recomart_pipeline.ml.base import Recommender
-from recomart_pipeline.ml.registry import create_model
+from recomart_pipeline.ml.models import create_model
 from recomart_pipeline_tests.ml.synthetic import SyntheticData, make_synthetic
 
 # Small but signal-rich settings: the defaults (100 factors, lr 0.005, 20 epochs) underfit

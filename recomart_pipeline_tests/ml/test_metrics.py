@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recomart_pipeline.ml.metrics import (
-    hit_matrix,
-    json_safe,
-    mae,
-    metric_names,
-    ranking_metrics,
-    rmse,
-)
+from recomart_pipeline.ml.metrics import hit_matrix, json_safe, mae, ranking_metrics, rmse
+from recomart_pipeline.ml.params import metric_names
 
 
 def _relevant(rows: list[list[int]], n_items: int) -> sp.csr_matrix:

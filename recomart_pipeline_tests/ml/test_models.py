@@ -7,11 +7,11 @@ import itertools
 import numpy as np
 import pytest
 
+from recomart_pipeline.contract.errors import DataValidationError, TaskError
 from recomart_pipeline.ml.base import Ratings, TrainingData
 from recomart_pipeline.ml.evaluate import evaluate_model
-from recomart_pipeline.ml.registry import MODEL_TYPES, create_model, get_model_class
+from recomart_pipeline.ml.models import MODEL_TYPES, create_model, get_model_class
 from recomart_pipeline.ml.svd import SVDRecommender
-from recomart_pipeline.runtime.errors import DataValidationError, TaskError
 from recomart_pipeline_tests.ml.conftest import ALS_PARAMS, SVD_PARAMS
 from recomart_pipeline_tests.ml.synthetic import SyntheticData
 

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from recomart_pipeline.contract.errors import UpstreamArtifactError
+from recomart_pipeline.contract.files import sha256_file
 from recomart_pipeline.ml import persistence
 from recomart_pipeline.ml.persistence import (
     ModelFormatError,
@@ -17,8 +19,6 @@ from recomart_pipeline.ml.persistence import (
     save_model,
     sidecar_path,
 )
-from recomart_pipeline.runtime.artifacts import sha256_file
-from recomart_pipeline.runtime.errors import UpstreamArtifactError
 
 
 @pytest.mark.parametrize("fmt", ["npz", "pickle"])

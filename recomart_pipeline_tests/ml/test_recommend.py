@@ -17,7 +17,7 @@ from recomart_pipeline.ml.base import (
     SeenItems,
     TrainingData,
 )
-from recomart_pipeline.ml.registry import create_model
+from recomart_pipeline.ml.models import create_model
 from recomart_pipeline_tests.ml.synthetic import make_synthetic
 
 

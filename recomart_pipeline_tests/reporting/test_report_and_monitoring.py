@@ -55,7 +55,7 @@ def test_psi_is_zero_for_equal_and_large_for_shifted_distributions():
 
 def _shift_ratings(config: PipelineConfig) -> None:
     """Make every rating 1 in the latest preparation outputs (hash records updated)."""
-    from recomart_pipeline.runtime.artifacts import sha256_file
+    from recomart_pipeline.contract.files import sha256_file
 
     pointer = config.storage_root / "latest" / "preparation.json"
     record = json.loads(pointer.read_text())

@@ -6,13 +6,9 @@ import json
 
 import pytest
 
-from recomart_pipeline.runtime.artifacts import (
-    ArtifactStore,
-    atomic_path,
-    sha256_file,
-    write_text_atomic,
-)
-from recomart_pipeline.runtime.errors import UpstreamArtifactError
+from recomart_pipeline.contract.errors import UpstreamArtifactError
+from recomart_pipeline.contract.files import atomic_path, sha256_file, write_text_atomic
+from recomart_pipeline.runtime.artifacts import ArtifactStore
 
 
 def test_atomic_path_leaves_the_old_file_when_the_writer_fails(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from recomart_pipeline import PipelineConfig
-from recomart_pipeline.runtime.errors import classify_exception
+from recomart_pipeline.contract.errors import classify_exception
 from recomart_pipeline.runtime.runner import TaskFailure, run_task
 from recomart_pipeline_tests.conftest import SAMPLE
 
@@ -110,7 +110,7 @@ def test_secret_never_reaches_logs_or_error_messages(write_config, monkeypatch):
 def test_manifest_and_metrics_record_every_attempt(sample_project):
     import csv
 
-    from recomart_pipeline.runtime.artifacts import sha256_file
+    from recomart_pipeline.contract.files import sha256_file
     from recomart_pipeline.runtime.records import load_manifests
 
     config = PipelineConfig(sample_project)

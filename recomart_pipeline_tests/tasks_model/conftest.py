@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
-from recomart_pipeline.runtime.context import TaskContext, TaskResult
 from recomart_pipeline_tests.ml.synthetic import SyntheticData, make_synthetic
 
 RUN_ID = "run-model-tests"

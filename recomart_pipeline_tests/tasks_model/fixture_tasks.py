@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recomart_pipeline.runtime.context import TaskContext, TaskResult
+from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline_tests.ml.synthetic import make_synthetic
 from recomart_pipeline_tests.tasks_model.conftest import write_features
 

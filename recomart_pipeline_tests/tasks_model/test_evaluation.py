@@ -7,9 +7,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from recomart_pipeline.contract.errors import QualityGateError, UpstreamArtifactError
+from recomart_pipeline.contract.files import sha256_file
 from recomart_pipeline.ml.persistence import ModelIntegrityError, load_model
-from recomart_pipeline.runtime.artifacts import sha256_file
-from recomart_pipeline.runtime.errors import QualityGateError, UpstreamArtifactError
 from recomart_pipeline.tasks import evaluation, training
 
 CANDIDATES = {

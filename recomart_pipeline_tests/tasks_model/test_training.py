@@ -8,8 +8,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from recomart_pipeline.contract.errors import UpstreamArtifactError
 from recomart_pipeline.ml.persistence import load_model, sidecar_path
-from recomart_pipeline.runtime.errors import UpstreamArtifactError
 from recomart_pipeline.tasks import training
 from recomart_pipeline_tests.conftest import FIXTURES
 

@@ -32,10 +32,6 @@ class SourceConnectionError(TaskError):
     error_class = "connection_error"
 
 
-class TaskMemoryError(TaskError):
-    error_class = "memory_error"
-
-
 class SourceNotFoundError(TaskError):
     error_class = "file_not_found"
 

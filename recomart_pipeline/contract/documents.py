@@ -1,0 +1,148 @@
+"""The JSON documents tasks pass to each other, as pydantic models.
+
+A writer builds the model (a wrong field fails the writer, not a reader three tasks later)
+and a reader gets it back validated through ``ctx.document(INPUT)``. Unknown keys are
+refused, so a renamed field is an error at once rather than a silent ``None``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Metrics = dict[str, float | None]
+
+
+class Document(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InteractionStats(Document):
+    rows_in: int
+    rows_valid: int
+    rows_quarantined: int
+    oldest_timestamp: str | None
+    newest_timestamp: str | None
+    null_counts: dict[str, int]
+
+
+class RuleStats(Document):
+    failed_rows: int
+    fraction: float
+
+
+class ValidationReport(Document):
+    """validation → report: what the data contract found in the interactions."""
+
+    interactions: InteractionStats
+    rules: dict[str, RuleStats]
+    items: dict[str, int]
+    users: dict[str, int]
+
+
+class CandidateSummary(Document):
+    """How one training candidate was fitted, and where its file is."""
+
+    model_type: str
+    params: dict[str, Any]
+    seed: int | None
+    baseline: bool
+    predicts_ratings: bool
+    fit_seconds: float
+    n_train: int
+    n_validation: int
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    stopped_early: bool
+    artifact: str | None = Field(description="The training output holding the model file.")
+    file: str | None
+    sha256: str | None
+
+
+class TrainingSummary(Document):
+    """training → evaluation, report: every candidate, in the order the YAML lists them."""
+
+    model_name: str
+    model_format: str
+    baseline: str | None
+    candidate_order: list[str]
+    candidates: dict[str, CandidateSummary]
+
+    def ordered(self) -> dict[str, CandidateSummary]:
+        return {name: self.candidates[name] for name in self.candidate_order}
+
+
+class GateResult(Document):
+    name: str
+    passed: bool
+    detail: str
+
+
+class EvaluationReport(Document):
+    """evaluation → inference, report, deploy, monitoring: scores and the selected model."""
+
+    k: int
+    selection_metric: str
+    higher_is_better: bool
+    best_model: str
+    model_type: str
+    model_name: str | None
+    model_format: str | None
+    params: dict[str, Any]
+    baseline: str
+    eval_users: int
+    test_users: int
+    eval_users_sampled: bool
+    models: dict[str, Metrics]
+    gates: list[GateResult]
+    passed: bool
+    model_sha256: str
+
+    @property
+    def best_metrics(self) -> Metrics:
+        return self.models[self.best_model]
+
+
+class ReportSummary(Document):
+    """report → deploy and the next report: the headline numbers and where the report is."""
+
+    run_id: str
+    report_path: str | None = None
+    train_rows: int | None = None
+    test_rows: int | None = None
+    users: int | None = None
+    items: int | None = None
+    rows_quarantined: int | None = None
+    metrics: Metrics = Field(default_factory=dict)
+    best_model: str | None = None
+
+
+class Deployment(Document):
+    """deploy → monitoring: what the registry holds and serves after this run."""
+
+    status: str
+    version: str
+    champion: str | None
+    promoted: bool
+    comparison_metric: str
+    metrics: Metrics
+    service_url: str
+    registry: str
+    report_path: str | None = None
+
+
+class MonitoringSnapshot(Document):
+    """monitoring → its next run: the distributions drift is measured against."""
+
+    run_id: str
+    rating_distribution: list[int]
+    popularity_distribution: list[float]
+    metric: str
+    metric_value: float | None
+    users: int
+    items: int
+    recommended_items: int | None = Field(
+        None, description="Distinct items in this run's recommendations (catalogue reach)."
+    )
+    served_version: str | None = Field(None, description="The registry's champion after deploy.")

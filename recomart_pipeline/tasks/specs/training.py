@@ -1,0 +1,185 @@
+"""The training task's declaration: config, inputs, outputs, checks (light: no pandas/numpy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from recomart_pipeline.contract.documents import TrainingSummary
+from recomart_pipeline.contract.task import Input, Output, TaskSpec
+from recomart_pipeline.ml.params import (
+    POPULARITY,
+    ALSHyperParams,
+    ModelTypeInfo,
+    PopularityParams,
+    SVDHyperParams,
+    model_type_info,
+)
+
+CANDIDATE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+class EarlyStoppingConfig(BaseModel):
+    """Stop iterative models once validation error stops improving."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Stop early on the validation split.")
+    patience: int = Field(
+        3, ge=1, description="Epochs without validation improvement before stopping."
+    )
+    min_delta: float = Field(
+        1e-4, ge=0, description="Smallest validation RMSE drop that counts as an improvement."
+    )
+
+
+class CandidateConfig(BaseModel):
+    """One model to train and compare."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(
+        None,
+        pattern=CANDIDATE_NAME_PATTERN,
+        description="Candidate name; its file is the artifact 'model_<name>'. Defaults to the "
+        "model type's short name (svd, als, popularity).",
+    )
+    model_type: str = Field(
+        "collaborative_filtering_svd",
+        description="Registered model type: collaborative_filtering_svd (alias svd), als, "
+        "popularity.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameters overriding the model's block and the task-wide seed, "
+        "validation and early-stopping settings.",
+    )
+
+
+@dataclass(frozen=True)
+class ResolvedCandidate:
+    """A candidate with its model class and fully validated parameters."""
+
+    name: str
+    model: ModelTypeInfo
+    params: BaseModel
+    is_baseline: bool
+
+
+class Config(BaseModel):
+    """Keys of the user guide's training block, plus candidates and reproducibility knobs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_type: str = Field(
+        "collaborative_filtering_svd",
+        description="Model trained when 'candidates' is not given (next to the popularity "
+        "baseline).",
+    )
+    svd: SVDHyperParams = Field(
+        default_factory=SVDHyperParams,
+        description="Hyper-parameters of collaborative_filtering_svd (n_factors, n_epochs, "
+        "learning_rate, regularization, ...).",
+    )
+    als: ALSHyperParams = Field(
+        default_factory=ALSHyperParams, description="Hyper-parameters of als."
+    )
+    popularity: PopularityParams = Field(
+        default_factory=PopularityParams, description="Settings of the popularity baseline."
+    )
+    train_test_split: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Share of train_ratings used for fitting; the rest is the validation split "
+        "for per-epoch validation RMSE and early stopping (1.0: no validation). The test "
+        "split itself is made by the features task.",
+    )
+    early_stopping: EarlyStoppingConfig = Field(
+        default_factory=EarlyStoppingConfig, description="Early stopping on the validation split."
+    )
+    biases: bool = Field(True, description="Learn global mean and user/item biases (SVD).")
+    seed: int = Field(42, description="Seed of initialisation, validation split and shuffles.")
+    candidates: list[CandidateConfig] | None = Field(
+        None,
+        description="Models to train and compare. Omitted: 'model_type' plus the popularity "
+        "baseline. A popularity candidate is added when none is listed.",
+    )
+    save_model: bool = Field(
+        True,
+        description="Write the model files. false trains and reports only (evaluation then "
+        "has nothing to load).",
+    )
+    model_format: Literal["npz", "pickle"] = Field(
+        "npz",
+        description="npz (arrays + JSON header, loads without pickle) or pickle (written with "
+        "a .sha256 sidecar; loaded only after the hash matches).",
+    )
+    model_name: str = Field(
+        "collaborative_filtering",
+        min_length=1,
+        description="Name the selected model is registered and served under.",
+    )
+
+    @model_validator(mode="after")
+    def _candidates_resolve(self) -> Config:
+        self.resolved_candidates()
+        return self
+
+    def _shared_params(self) -> dict[str, Any]:
+        stopping = self.early_stopping
+        return {
+            "seed": self.seed,
+            "validation_fraction": round(1.0 - self.train_test_split, 12),
+            "patience": stopping.patience if stopping.enabled else 0,
+            "min_delta": stopping.min_delta,
+            "biased": self.biases,
+        }
+
+    def resolved_candidates(self) -> list[ResolvedCandidate]:
+        """Candidates with validated params; the first popularity model is the baseline."""
+        listed = self.candidates or [CandidateConfig(model_type=self.model_type)]
+        resolved: list[ResolvedCandidate] = []
+        for candidate in listed:
+            model = model_type_info(candidate.model_type)
+            name = candidate.name or model.short_name
+            block = getattr(self, model.short_name, None)
+            merged = {
+                k: v for k, v in self._shared_params().items() if k in model.params.model_fields
+            }
+            if isinstance(block, BaseModel):
+                merged.update(block.model_dump())
+            merged.update(candidate.params)
+            try:
+                params = model.params.model_validate(merged)
+            except ValueError as exc:
+                raise ValueError(f"candidate '{name}' ({model.model_type}): {exc}") from None
+            is_baseline = model.baseline and not any(c.is_baseline for c in resolved)
+            resolved.append(ResolvedCandidate(name, model, params, is_baseline))
+        if not any(c.is_baseline for c in resolved):
+            params = self.popularity
+            resolved.append(ResolvedCandidate("popularity", POPULARITY, params, True))
+        names = [c.name for c in resolved]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(
+                f"candidate names must be unique, repeated: {duplicates} (set 'name' on each)"
+            )
+        return resolved
+
+
+TRAIN_RATINGS = Input("train_ratings", "parquet")
+TRAIN_IMPLICIT = Input("train_implicit", "npz")
+SUMMARY = Output("training_summary", "json", "every candidate's fit", document=TrainingSummary)
+MODELS = Output("model_*", "model", "one file per candidate: model_<candidate>")
+
+SPEC = TaskSpec(
+    name="training",
+    description="Fit every candidate model and save it with its fit history.",
+    run="recomart_pipeline.tasks.training:run",
+    config=Config,
+    inputs=(TRAIN_RATINGS, TRAIN_IMPLICIT),
+    outputs=(SUMMARY, MODELS),
+)
