@@ -14,7 +14,6 @@ unless ``--keep`` is given.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -31,9 +30,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from recomart_pipeline.contract.task import TaskContext
+from recomart_pipeline.contract.catalog import builtin_spec
 from recomart_pipeline.datagen import generate_dataset
 from recomart_pipeline.runtime.artifacts import ArtifactStore
+from recomart_pipeline.runtime.attempt import task_context
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "data_pipeline.json"
@@ -71,18 +71,19 @@ def worker_task(task: str, data: Path, storage: Path) -> None:
     store = ArtifactStore(storage)
     dependency = CHAIN[task]
     upstream = {dependency: store.load_upstream(dependency, RUN_ID)} if dependency else {}
-    module = importlib.import_module(f"recomart_pipeline.tasks.{task}")
-    ctx = TaskContext(
-        task_name=task,
-        run_id=RUN_ID,
-        config=module.Config.model_validate(_task_config(task, data)),
-        upstream=upstream,
-        output_dir=store.new_staging_dir(RUN_ID, task),
-        project_root=HERE.parent,
-        storage_root=storage,
-        logger=logging.getLogger(task),
+    spec = builtin_spec(task)
+    ctx = task_context(
+        spec,
+        task,
+        RUN_ID,
+        spec.config.model_validate(_task_config(task, data)),
+        upstream,
+        store.new_staging_dir(RUN_ID, task),
+        HERE.parent,
+        storage,
+        logging.getLogger(task),
     )
-    result = module.run(ctx)
+    result = spec.function()(ctx)
     failed = [c.name for c in result.checks if not c.passed and c.severity == "ERROR"]
     if failed:
         raise SystemExit(f"{task}: blocking checks failed: {failed}")

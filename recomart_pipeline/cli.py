@@ -137,10 +137,12 @@ def cmd_task(args: argparse.Namespace) -> int:
     """Run one task outside Dagster, for debugging (the orchestration plan's per-task CLI)."""
     from recomart_pipeline.contract.errors import UpstreamArtifactError
     from recomart_pipeline.contract.files import sha256_file
+    from recomart_pipeline.observers import install_observers
     from recomart_pipeline.runtime.artifacts import ArtifactRecord, ArtifactStore, Checkpoint
     from recomart_pipeline.runtime.object_store import ObjectStoreError, object_store_for
     from recomart_pipeline.runtime.runner import TaskFailure, run_task
 
+    install_observers()
     config = _load(args.file)
     if args.name not in config.settings.tasks:
         print(

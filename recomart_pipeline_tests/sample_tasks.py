@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from recomart_pipeline.contract import (
     CheckOutcome,
     CheckSpec,
+    Input,
+    Output,
     TaskContext,
     TaskResult,
     pipeline_task,
@@ -29,7 +31,14 @@ def _numbers_checks(config: NumbersConfig) -> list[CheckSpec]:
     return [CheckSpec("sum_large_enough", "sum of numbers >= minimum_sum", "ERROR")]
 
 
-@pipeline_task(config=NumbersConfig, checks=_numbers_checks)
+NUMBERS_OUT = Output("numbers", "json")
+NUMBERS = Input("numbers", "json")
+SQUARES = Input("squares", "json", many=True)
+ONE_SQUARES = Input("squares", "json")
+ATTEMPT = Output("attempt", "text")
+
+
+@pipeline_task(config=NumbersConfig, checks=_numbers_checks, outputs=[NUMBERS_OUT])
 def make_numbers(ctx: TaskContext) -> TaskResult:
     """Writes 0..count-1 as JSON."""
     numbers = list(range(ctx.config.count))
@@ -44,25 +53,27 @@ def make_numbers(ctx: TaskContext) -> TaskResult:
     )
 
 
+@pipeline_task(inputs=[NUMBERS], outputs=[Output("squares", "json")])
 def square(ctx: TaskContext) -> TaskResult:
     """Squares the numbers of its dependency."""
-    numbers = json.loads(ctx.find_input("numbers").read_text())
+    numbers = json.loads(ctx.input(NUMBERS).read_text())
     path = ctx.output_path("squares.json")
     path.write_text(json.dumps([n * n for n in numbers]))
     return TaskResult(outputs={"squares": path}, metrics={"rows": len(numbers)})
 
 
+@pipeline_task(inputs=[SQUARES], outputs=[Output("total", "json")])
 def total(ctx: TaskContext) -> dict:
-    """Sums every list it receives (returns a plain dict, which is allowed)."""
+    """Sums the squares of every dependency (returns a plain dict, which is allowed)."""
     values = []
-    for checkpoint in ctx.upstream.values():
-        for record in checkpoint.artifacts.values():
-            values.extend(json.loads(record.path.read_text()))
+    for path in ctx.inputs(SQUARES).values():
+        values.extend(json.loads(path.read_text()))
     path = ctx.output_path("total.json")
     path.write_text(json.dumps(sum(values)))
     return {"outputs": {"total": path}, "metrics": {"total": sum(values)}}
 
 
+@pipeline_task(outputs=[ATTEMPT])
 def flaky(ctx: TaskContext) -> TaskResult:
     """Fails with a connection error until its third attempt."""
     if ctx.attempt < 3:
@@ -72,6 +83,9 @@ def flaky(ctx: TaskContext) -> TaskResult:
     return TaskResult(outputs={"attempt": path}, metrics={"attempt": ctx.attempt})
 
 
+@pipeline_task(
+    inputs=[Input("numbers", "json", optional=True)], outputs=[Output("squares", "json")]
+)
 def bad_schema(ctx: TaskContext) -> None:
     """Always fails with a non-retryable schema error."""
     raise SchemaError("column 'rating' missing", hint="map it with column_mapping")
@@ -116,7 +130,9 @@ class CopyConfig(BaseModel):
     path: str = "input.txt"
 
 
-@pipeline_task(config=CopyConfig, sources=lambda config: [config.path])
+@pipeline_task(
+    config=CopyConfig, sources=lambda config: [config.path], outputs=[Output("copy", "text")]
+)
 def copy_file(ctx: TaskContext) -> TaskResult:
     """Copies a file of the project (an external input whose content may change)."""
     out = ctx.output_path("copy.txt")
@@ -124,10 +140,14 @@ def copy_file(ctx: TaskContext) -> TaskResult:
     return TaskResult(outputs={"copy": out})
 
 
-@pipeline_task(config=CopyConfig)
+@pipeline_task(
+    config=CopyConfig,
+    inputs=[ONE_SQUARES],
+    outputs=[Output("result", "json")],
+)
 def needs_file(ctx: TaskContext) -> TaskResult:
-    """Fails (not retryable) until its input file exists; reads its dependency's numbers."""
-    numbers = json.loads(ctx.find_input("squares").read_text())
+    """Fails (not retryable) until its input file exists; reads its dependency's squares."""
+    numbers = json.loads(ctx.input(ONE_SQUARES).read_text())
     source = ctx.resolve_project_path(ctx.config.path)
     if not source.exists():
         raise SchemaError(f"{source} is missing")
@@ -136,7 +156,7 @@ def needs_file(ctx: TaskContext) -> TaskResult:
     return TaskResult(outputs={"result": out})
 
 
-@pipeline_task(config=SleepConfig)
+@pipeline_task(config=SleepConfig, outputs=[ATTEMPT])
 def hang_once(ctx: TaskContext) -> TaskResult:
     """Hangs on its first attempt (to be killed by its timeout), succeeds on the next."""
     if ctx.attempt == 1:
@@ -146,6 +166,7 @@ def hang_once(ctx: TaskContext) -> TaskResult:
     return TaskResult(outputs={"attempt": out}, metrics={"attempt": ctx.attempt})
 
 
+@pipeline_task(outputs=[NUMBERS_OUT])
 def slow_numbers(ctx: TaskContext) -> TaskResult:
     """Writes numbers slowly in pieces, so two concurrent runs interleave their writes."""
     path = ctx.output_path("numbers.json")
@@ -167,7 +188,9 @@ def report_threads(ctx: TaskContext) -> TaskResult:
     return TaskResult(metrics={"max_threads": max(limits) if limits else 0})
 
 
-@pipeline_task(config=CopyConfig, sources=lambda config: [config.path])
+@pipeline_task(
+    config=CopyConfig, sources=lambda config: [config.path], outputs=[Output("files", "json")]
+)
 def count_landed(ctx: TaskContext) -> TaskResult:
     """Counts the files in a landing directory (a data-arrival source)."""
     files = sorted(p.name for p in ctx.resolve_project_path(ctx.config.path).iterdir())
@@ -176,6 +199,7 @@ def count_landed(ctx: TaskContext) -> TaskResult:
     return TaskResult(outputs={"files": out}, metrics={"files": len(files)})
 
 
+@pipeline_task(outputs=[Output("out", "text")])
 def leaks_secret_but_succeeds(ctx: TaskContext) -> TaskResult:
     """Logs a secret from the environment and puts it in metadata, then succeeds."""
     secret = os.environ["SAMPLE_SECRET"]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from recomart_pipeline.notify.channels import send_email, send_slack, with_retries
 from recomart_pipeline.notify.message import RunNotice
+from recomart_pipeline.runtime.hooks import AttemptListener, Slow
 
 if TYPE_CHECKING:
     from recomart_pipeline.config import PipelineConfig
@@ -63,3 +64,11 @@ def notify_slow_task(
         headline=f"task '{task}' is slow ({duration_s:.1f}s > {threshold:g}s)",
     )
     return dispatch(config, notice)
+
+
+class SlowTaskAlerts(AttemptListener):
+    """Sends the slow-task alert when ``monitoring.performance.notify_slow_tasks`` is on."""
+
+    def slow(self, event: Slow) -> None:
+        if event.config.settings.monitoring.performance.notify_slow_tasks:
+            notify_slow_task(event.config, event.task, event.run_id, event.duration_s)

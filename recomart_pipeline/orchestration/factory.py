@@ -12,6 +12,7 @@ from dagster import (
 
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
+from recomart_pipeline.observers import install_observers
 from recomart_pipeline.orchestration.assets import build_task_assets
 from recomart_pipeline.orchestration.automation import (
     data_arrival_sensor,
@@ -50,6 +51,7 @@ def _nothing_to_run_job(config: PipelineConfig, graph: TaskDependencyGraph) -> J
 
 
 def build_definitions(config: PipelineConfig) -> Definitions:
+    install_observers()
     graph = TaskDependencyGraph(config)
     assets = build_task_assets(config, graph)
     if assets:

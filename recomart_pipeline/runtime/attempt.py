@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from recomart_pipeline.contract.errors import TaskError, UpstreamArtifactError
 from recomart_pipeline.contract.task import (
@@ -85,7 +85,7 @@ def resolve_inputs(
     return resolved
 
 
-def _previous(checkpoint: Checkpoint | None) -> PreviousRun | None:
+def previous_run(checkpoint: Checkpoint | None) -> PreviousRun | None:
     if checkpoint is None:
         return None
     return PreviousRun(
@@ -151,6 +151,33 @@ def _complete_checks(spec: TaskSpec, config: Any, result: TaskResult) -> None:
             )
 
 
+def task_context(
+    spec: TaskSpec,
+    task: str,
+    run_id: str,
+    config: BaseModel,
+    upstream: dict[str, Checkpoint],
+    staging: Path,
+    project_root: Path,
+    storage_root: Path,
+    logger: logging.Logger,
+    **extra: Any,
+) -> TaskContext[Any]:
+    """The context of one attempt, its declared inputs resolved from ``upstream``; ``extra``
+    sets the optional fields (attempt, partition_key, pipeline_name, previous, object_store)."""
+    return TaskContext(
+        task_name=task,
+        run_id=run_id,
+        config=config,
+        output_dir=staging,
+        project_root=project_root,
+        storage_root=storage_root,
+        logger=logger,
+        resolved=resolve_inputs(task, spec, upstream),
+        **extra,
+    )
+
+
 def execute_attempt(
     config: PipelineConfig, request: AttemptRequest, logger: logging.Logger
 ) -> TaskResult:
@@ -158,19 +185,20 @@ def execute_attempt(
     task = request.task
     spec = config.specs[task]
     task_config = config.task_config(task)
-    ctx: TaskContext[Any] = TaskContext(
-        task_name=task,
-        run_id=request.run_id,
-        config=task_config,
-        output_dir=request.staging,
-        project_root=config.project_root,
-        storage_root=request.storage_root,
-        logger=logger,
-        resolved=resolve_inputs(task, spec, request.upstream),
+    ctx = task_context(
+        spec,
+        task,
+        request.run_id,
+        task_config,
+        request.upstream,
+        request.staging,
+        config.project_root,
+        request.storage_root,
+        logger,
         attempt=request.attempt,
         partition_key=request.partition_key,
         pipeline_name=config.name,
-        previous=_previous(request.previous),
+        previous=previous_run(request.previous),
         object_store=request.object_store,
     )
     result = _normalise(task, spec.function()(ctx))

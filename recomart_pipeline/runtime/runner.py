@@ -21,10 +21,10 @@ from recomart_pipeline.contract.errors import (
     classify_exception,
 )
 from recomart_pipeline.contract.task import CheckOutcome, TaskResult
-from recomart_pipeline.notify import notify_slow_task
 from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
 from recomart_pipeline.runtime.attempt import AttemptRequest, execute_attempt
 from recomart_pipeline.runtime.heartbeat import ensure_heartbeat
+from recomart_pipeline.runtime.hooks import Published, Slow, listeners
 from recomart_pipeline.runtime.isolation import Limits, run_isolated
 from recomart_pipeline.runtime.object_store import (
     ObjectStoreError,
@@ -34,7 +34,6 @@ from recomart_pipeline.runtime.prometheus import write_textfile
 from recomart_pipeline.runtime.records import record_attempt
 from recomart_pipeline.runtime.task_logging import Forward, task_logger
 from recomart_pipeline.runtime.tracing import finish_span, task_span
-from recomart_pipeline.tracking.mlflow_tracking import track_task
 
 if TYPE_CHECKING:
     from recomart_pipeline.config import PipelineConfig
@@ -214,7 +213,9 @@ def run_task(
                 partition_key,
             )
             staging = None
-            track_task(config, run_id, checkpoint, inputs, logger)
+            published = Published(config, task, run_id, checkpoint, inputs, logger)
+            for listener in listeners():
+                listener.published(published)
         except Exception as exc:
             duration = time.monotonic() - started
             error_class = classify_exception(exc)
@@ -257,8 +258,8 @@ def run_task(
                 f"monitoring.performance.slow_task_threshold_seconds ({threshold:g}s)",
                 extra={"fields": {"slow_task": True, "duration_s": round(duration, 4)}},
             )
-            if settings.monitoring.performance.notify_slow_tasks:
-                notify_slow_task(config, task, run_id, duration)
+            for listener in listeners():
+                listener.slow(Slow(config, task, run_id, duration))
         _record(
             config,
             store,

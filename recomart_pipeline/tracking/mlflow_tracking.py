@@ -12,14 +12,14 @@ unless ``tracking.mlflow.fail_on_error`` is set.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from recomart_pipeline.contract.documents import Deployment, EvaluationReport, TrainingSummary
 from recomart_pipeline.contract.errors import SourceConnectionError
 from recomart_pipeline.runtime.artifacts import Checkpoint
+from recomart_pipeline.runtime.hooks import AttemptListener, Published
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -100,6 +100,13 @@ def _register(
         client.set_registered_model_alias(name, "champion", version.version)
 
 
+class MlflowListener(AttemptListener):
+    """Logs what a task published to MLflow (subscribed by the composition root)."""
+
+    def published(self, event: Published) -> None:
+        track_task(event.config, event.run_id, event.checkpoint, event.upstream, event.logger)
+
+
 def track_task(
     config: PipelineConfig,
     run_id: str,
@@ -133,20 +140,24 @@ def track_task(
         )
         mlflow_run_id = _mlflow_run(client, config, run_id, data_hash)
         if "training_summary" in artifacts:
-            _log_training(
-                client, mlflow_run_id, json.loads(artifacts["training_summary"].path.read_text())
+            summary = TrainingSummary.model_validate_json(
+                artifacts["training_summary"].path.read_bytes()
             )
+            _log_training(client, mlflow_run_id, summary.model_dump(mode="json"))
         if "evaluation" in artifacts:
-            _log_evaluation(
-                client, mlflow_run_id, json.loads(artifacts["evaluation"].path.read_text())
+            evaluation = EvaluationReport.model_validate_json(
+                artifacts["evaluation"].path.read_bytes()
             )
+            _log_evaluation(client, mlflow_run_id, evaluation.model_dump(mode="json"))
             if "model" in artifacts:
                 client.log_artifact(mlflow_run_id, str(artifacts["model"].path), "model")
         for name in ("report_md", "report_html"):
             if name in artifacts:
                 client.log_artifact(mlflow_run_id, str(artifacts[name].path), "report")
         if "deployment" in artifacts:
-            deployment = json.loads(Path(artifacts["deployment"].path).read_text())
+            deployment = Deployment.model_validate_json(
+                artifacts["deployment"].path.read_bytes()
+            ).model_dump(mode="json")
             _register(
                 client, mlflow_run_id, settings.registered_model_name or config.name, deployment
             )

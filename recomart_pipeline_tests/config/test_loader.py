@@ -22,7 +22,7 @@ def _only(error: ConfigError):
 
 
 def test_minimal_file_with_only_tasks_is_valid(write_config):
-    config = PipelineConfig(write_config(f'tasks:\n  a: {{callable: "{SAMPLE}:square"}}\n'))
+    config = PipelineConfig(write_config(f'tasks:\n  a: {{callable: "{SAMPLE}:make_numbers"}}\n'))
     settings = config.settings
     assert settings.pipeline.name == "recomart_pipeline"
     assert settings.execution.mode == "sequential"
@@ -32,8 +32,8 @@ def test_minimal_file_with_only_tasks_is_valid(write_config):
 
 
 def test_path_comes_from_argument_then_env_then_cwd(write_config, tmp_path, monkeypatch):
-    chosen = write_config(f'tasks:\n  fromenv: {{callable: "{SAMPLE}:square"}}\n', "env.yaml")
-    write_config(f'tasks:\n  fromcwd: {{callable: "{SAMPLE}:square"}}\n')
+    chosen = write_config(f'tasks:\n  fromenv: {{callable: "{SAMPLE}:make_numbers"}}\n', "env.yaml")
+    write_config(f'tasks:\n  fromcwd: {{callable: "{SAMPLE}:make_numbers"}}\n')
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PIPELINE_CONFIG", raising=False)
     assert list(PipelineConfig().settings.tasks) == ["fromcwd"]
@@ -55,7 +55,7 @@ def test_unknown_key_suggests_the_right_one(write_config):
         f"""
         tasks:
           a:
-            callable: "{SAMPLE}:square"
+            callable: "{SAMPLE}:make_numbers"
             timout_seconds: 5
         """
     )
@@ -66,7 +66,9 @@ def test_unknown_key_suggests_the_right_one(write_config):
 
 
 def test_unknown_section_suggests_the_right_one(write_config):
-    path = write_config(f'tasks:\n  a: {{callable: "{SAMPLE}:square"}}\nloging:\n  level: INFO\n')
+    path = write_config(
+        f'tasks:\n  a: {{callable: "{SAMPLE}:make_numbers"}}\nloging:\n  level: INFO\n'
+    )
     issue = _only(_errors(path))
     assert issue.key_path == ("loging",)
     assert "did you mean 'logging'" in issue.hint
@@ -79,7 +81,7 @@ def test_wrong_type_and_out_of_range_render_like_the_issue(write_config):
           max_retries: lots
         tasks:
           training:
-            callable: "{SAMPLE}:square"
+            callable: "{SAMPLE}:make_numbers"
             retry_count: -1
         """
     )
@@ -143,7 +145,7 @@ def test_missing_environment_variable_is_named(write_config):
     path = write_config(
         f"""
         tasks:
-          a: {{callable: "{SAMPLE}:square"}}
+          a: {{callable: "{SAMPLE}:make_numbers"}}
         notifications:
           slack:
             enabled: true
@@ -166,7 +168,7 @@ def test_python_object_tags_are_refused(write_config, tmp_path):
 
 def test_paths_escaping_the_project_are_refused(write_config):
     path = write_config(
-        f'storage:\n  base_dir: ../../elsewhere\ntasks:\n  a: {{callable: "{SAMPLE}:square"}}\n'
+        f'storage:\n  base_dir: ../../elsewhere\ntasks:\n  a: {{callable: "{SAMPLE}:make_numbers"}}\n'
     )
     issue = _only(_errors(path))
     assert issue.key_path == ("storage", "base_dir")
@@ -207,7 +209,7 @@ def test_task_config_is_validated_by_the_task_schema_at_load_time(write_config):
 
 
 def test_error_render_shows_the_source_line_and_caret(write_config):
-    path = write_config(f'tasks:\n  a: {{callable: "{SAMPLE}:square", retry_count: -1}}\n')
+    path = write_config(f'tasks:\n  a: {{callable: "{SAMPLE}:make_numbers", retry_count: -1}}\n')
     text = _errors(path).render()
     assert "pipeline_config.yaml:2 tasks.a.retry_count: must be ≥ 0 (got -1)" in text
     assert "       2 |   a: {callable:" in text
@@ -226,12 +228,12 @@ def test_empty_task_and_sections_mean_defaults(write_config):
         )
     )
     assert config.settings.logging.level == "INFO"
-    assert config.task_configs["numbers"].count == 5
+    assert config.task_config("numbers").count == 5
 
 
 def test_yaml_booleans_as_task_names_get_a_quoting_hint(write_config):
     path = write_config(
-        f'tasks:\n  off: {{callable: "{SAMPLE}:square"}}\n  b: {{callable: "{SAMPLE}:square", depends_on: [off]}}\n'
+        f'tasks:\n  off: {{callable: "{SAMPLE}:make_numbers"}}\n  b: {{callable: "{SAMPLE}:square", depends_on: [off]}}\n'
     )
     issues = _errors(path).issues
     assert any(

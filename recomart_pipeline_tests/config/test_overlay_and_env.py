@@ -47,7 +47,7 @@ def test_overlay_deep_merges_over_its_base(write_config):
     assert settings.logging.level == "WARNING"
     assert settings.logging.file == "logs/base.log"
     assert settings.tasks["numbers"].timeout_seconds == 3600
-    assert config.task_configs["numbers"].count == 3
+    assert config.task_config("numbers").count == 3
     assert settings.tasks["square"].depends_on == ["numbers"]
     assert [p.name for p in config.files] == ["pipeline_config.yaml", "pipeline_config.prod.yaml"]
 
@@ -106,7 +106,7 @@ def test_interpolation_with_defaults_and_escape(write_config):
 
 def test_interpolated_value_is_validated_like_a_literal(write_config):
     path = write_config(
-        f'execution:\n  max_retries: ${{RETRIES}}\ntasks:\n  a: {{callable: "{SAMPLE}:square"}}\n'
+        f'execution:\n  max_retries: ${{RETRIES}}\ntasks:\n  a: {{callable: "{SAMPLE}:make_numbers"}}\n'
     )
     assert PipelineConfig(path, environ={"RETRIES": "3"}).settings.execution.max_retries == 3
     with pytest.raises(ConfigError, match=r"execution\.max_retries: expected an integer"):
@@ -117,7 +117,7 @@ def test_secrets_are_masked_and_redacted(write_config):
     path = write_config(
         f"""
         tasks:
-          a: {{callable: "{SAMPLE}:square"}}
+          a: {{callable: "{SAMPLE}:make_numbers"}}
         notifications:
           enabled: true
           slack:
@@ -142,7 +142,7 @@ def test_secrets_are_masked_and_redacted(write_config):
 
 def test_enabled_slack_without_webhook_is_an_error(write_config):
     path = write_config(
-        f'tasks:\n  a: {{callable: "{SAMPLE}:square"}}\nnotifications:\n  slack:\n    enabled: true\n'
+        f'tasks:\n  a: {{callable: "{SAMPLE}:make_numbers"}}\nnotifications:\n  slack:\n    enabled: true\n'
     )
     with pytest.raises(ConfigError, match="webhook_url' is empty"):
         PipelineConfig(path)
@@ -152,7 +152,7 @@ def test_overlapping_retry_classes_are_an_error(write_config):
     path = write_config(
         f"""
         tasks:
-          a: {{callable: "{SAMPLE}:square"}}
+          a: {{callable: "{SAMPLE}:make_numbers"}}
         retry_policy:
           retry_on_errors: [timeout]
           no_retry_on: [timeout, schema_eror]

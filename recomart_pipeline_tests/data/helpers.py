@@ -19,8 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recomart_pipeline.contract.catalog import builtin_spec
 from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
+from recomart_pipeline.runtime.attempt import previous_run, task_context
 from recomart_pipeline.tasks._tables import TYPED_SCHEMAS, raw_schema, write_frame
 from recomart_pipeline.tasks.specs.tables import TABLES
 
@@ -54,18 +56,19 @@ class TaskHarness:
         previous: Checkpoint | None = None,
         task_name: str | None = None,
     ) -> TaskContext:
-        module = importlib.import_module(f"recomart_pipeline.tasks.{task}")
+        spec = builtin_spec(task)
         name = task_name or task
-        return TaskContext(
-            task_name=name,
-            run_id=self.run_id,
-            config=module.Config.model_validate(config or {}),
-            upstream=dict(upstream or {}),
-            output_dir=self.store.new_staging_dir(self.run_id, name),
-            project_root=self.project_root,
-            storage_root=self.store.root,
-            logger=logging.getLogger(f"test.{name}"),
-            previous=previous,
+        return task_context(
+            spec,
+            name,
+            self.run_id,
+            spec.config.model_validate(config or {}),
+            dict(upstream or {}),
+            self.store.new_staging_dir(self.run_id, name),
+            self.project_root,
+            self.store.root,
+            logging.getLogger(f"test.{name}"),
+            previous=previous_run(previous),
         )
 
     def run(

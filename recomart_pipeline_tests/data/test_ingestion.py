@@ -21,8 +21,8 @@ from recomart_pipeline.contract.errors import (
     SourceNotFoundError,
 )
 from recomart_pipeline.runtime.artifacts import ArtifactStore
-from recomart_pipeline.tasks import ingestion
 from recomart_pipeline.tasks._tables import raw_schema
+from recomart_pipeline.tasks.specs import ingestion as ingestion_spec
 from recomart_pipeline.tasks.specs.tables import TABLES
 from recomart_pipeline_tests.data.helpers import REPO_ROOT, TaskHarness, artifact_hashes, sources
 
@@ -259,10 +259,10 @@ def test_unknown_suffix_needs_an_explicit_format(
 
 
 def test_config_accepts_path_shorthand_and_rejects_unknown_keys() -> None:
-    config = ingestion.Config.model_validate({"source": {"interactions": "x.csv"}})
+    config = ingestion_spec.Config.model_validate({"source": {"interactions": "x.csv"}})
     assert config.source.interactions.path == "x.csv"
     assert config.source.items.path == "data/items.csv"
     with pytest.raises(ValidationError):
-        ingestion.Config.model_validate({"source": {"interactions": {"path": "x", "typo": 1}}})
-    schema = ingestion.Config.model_json_schema()
+        ingestion_spec.Config.model_validate({"source": {"interactions": {"path": "x", "typo": 1}}})
+    schema = ingestion_spec.Config.model_json_schema()
     assert "description" in schema["properties"]["chunk_rows"]

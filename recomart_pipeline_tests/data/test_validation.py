@@ -16,6 +16,7 @@ from recomart_pipeline.contract.errors import DataValidationError, SchemaError
 from recomart_pipeline.contract.task import CheckOutcome
 from recomart_pipeline.tasks import validation
 from recomart_pipeline.tasks._tables import TYPED_SCHEMAS
+from recomart_pipeline.tasks.specs import validation as validation_spec
 from recomart_pipeline_tests.data.helpers import TaskHarness, artifact_hashes, publish_raw
 
 Row = dict[str, Any]
@@ -221,8 +222,8 @@ def test_row_count_change_compares_with_the_previous_run(
 
 
 def test_outcomes_answer_every_declared_check(harness: TaskHarness, tmp_path: Path) -> None:
-    config = validation.Config.model_validate({"duplicates": {"severity": "ERROR"}})
-    declared = {(spec.name, spec.severity) for spec in validation.declare_checks(config)}
+    config = validation_spec.Config.model_validate({"duplicates": {"severity": "ERROR"}})
+    declared = {(spec.name, spec.severity) for spec in validation_spec.declare_checks(config)}
     result, _ = _run(harness, tmp_path, clean_rows(), {"duplicates": {"severity": "ERROR"}})
     assert {(check.name, check.severity) for check in result.checks} == declared
     assert len(declared) == 8

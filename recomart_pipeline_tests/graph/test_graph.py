@@ -63,8 +63,8 @@ def test_retry_count_falls_back_to_execution_max_retries(write_config):
         f"""
         execution: {{max_retries: 3}}
         tasks:
-          a: {{callable: "{SAMPLE}:square"}}
-          b: {{callable: "{SAMPLE}:square", retry_count: 1}}
+          a: {{callable: "{SAMPLE}:make_numbers"}}
+          b: {{callable: "{SAMPLE}:make_numbers", retry_count: 1}}
         """
     )
     graph = TaskDependencyGraph(PipelineConfig(path))

@@ -21,7 +21,7 @@ def test_one_asset_per_enabled_task_with_deps_and_group(write_config):
         tasks:
           numbers: {{callable: "{SAMPLE}:make_numbers", owner: data_eng, description: "The numbers"}}
           square: {{callable: "{SAMPLE}:square", depends_on: [numbers]}}
-          switched_off: {{callable: "{SAMPLE}:square", enabled: false}}
+          switched_off: {{callable: "{SAMPLE}:make_numbers", enabled: false}}
           after_switched_off: {{callable: "{SAMPLE}:square", depends_on: [switched_off]}}
         """
     )

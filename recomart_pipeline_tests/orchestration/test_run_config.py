@@ -44,7 +44,7 @@ def test_default_pipeline_schema_is_typed_optional_and_shows_the_yaml_values():
     n_factors = svd.fields["n_factors"]
     assert n_factors.config_type.given_name == "Int"
     assert not n_factors.is_required and not n_factors.default_provided
-    yaml_value = config.task_configs["training"].svd.n_factors
+    yaml_value = config.task_config("training").svd.n_factors
     assert f"In the YAML: {yaml_value}." in n_factors.description
     assert "Allowed: ≥ 1." in n_factors.description
     assert isinstance(training.fields["model_format"].config_type, Enum)

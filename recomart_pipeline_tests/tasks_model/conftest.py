@@ -18,8 +18,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recomart_pipeline.contract.task import TaskContext, TaskResult
+from recomart_pipeline.contract.catalog import builtin_spec
+from recomart_pipeline.contract.task import TaskResult
 from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
+from recomart_pipeline.runtime.attempt import task_context
 from recomart_pipeline_tests.ml.synthetic import SyntheticData, make_synthetic
 
 RUN_ID = "run-model-tests"
@@ -94,15 +96,17 @@ def run_model_task(store: ArtifactStore, tmp_path: Path) -> RunTask:
     ) -> tuple[TaskResult, Checkpoint]:
         task = module.__name__.rsplit(".", 1)[-1]
         staging = store.new_staging_dir(RUN_ID, task)
-        ctx = TaskContext(
-            task_name=task,
-            run_id=RUN_ID,
-            config=module.Config.model_validate(config),
-            upstream=upstream,
-            output_dir=staging,
-            project_root=tmp_path,
-            storage_root=store.root,
-            logger=logging.getLogger(f"recomart.test.{task}"),
+        spec = builtin_spec(task)
+        ctx = task_context(
+            spec,
+            task,
+            RUN_ID,
+            spec.config.model_validate(config),
+            upstream,
+            staging,
+            tmp_path,
+            store.root,
+            logging.getLogger(f"recomart.test.{task}"),
         )
         result = module.run(ctx)
         checkpoint = store.publish(

@@ -11,6 +11,7 @@ from recomart_pipeline.contract.errors import QualityGateError, UpstreamArtifact
 from recomart_pipeline.contract.files import sha256_file
 from recomart_pipeline.ml.persistence import ModelIntegrityError, load_model
 from recomart_pipeline.tasks import evaluation, training
+from recomart_pipeline.tasks.specs import evaluation as evaluation_spec
 
 CANDIDATES = {
     "candidates": [
@@ -82,7 +83,7 @@ def test_gates_become_blocking_checks(run_model_task, trained, features):
             "beat_baseline": {"ndcg_at_10": 0.10},
         }
     }
-    specs = evaluation.declare_checks(evaluation.Config.model_validate(config))
+    specs = evaluation_spec.declare_checks(evaluation_spec.Config.model_validate(config))
     assert [s.name for s in specs] == [
         "gate_min_ndcg_at_10",
         "gate_min_recall_at_10",
@@ -164,17 +165,17 @@ def test_unsaved_models_cannot_be_evaluated(features, run_model_task):
 )
 def test_invalid_evaluation_configs_are_refused(config, message):
     with pytest.raises(ValidationError, match=message):
-        evaluation.Config.model_validate(config)
+        evaluation_spec.Config.model_validate(config)
 
 
 def test_direction_is_inferred_from_the_metric():
-    assert evaluation.Config.model_validate({"selection_metric": "rmse"}).maximise is False
-    assert evaluation.Config.model_validate({"k": 5}).metric == "ndcg_at_5"
-    assert evaluation.Config.model_validate({"k": 5}).maximise is True
+    assert evaluation_spec.Config.model_validate({"selection_metric": "rmse"}).maximise is False
+    assert evaluation_spec.Config.model_validate({"k": 5}).metric == "ndcg_at_5"
+    assert evaluation_spec.Config.model_validate({"k": 5}).maximise is True
 
 
 def test_every_test_user_is_ranked_below_the_default_cap(run_model_task, trained, features):
-    assert evaluation.Config().max_eval_users == evaluation.DEFAULT_MAX_EVAL_USERS
+    assert evaluation_spec.Config().max_eval_users == evaluation_spec.DEFAULT_MAX_EVAL_USERS
     _, checkpoint = _evaluate(run_model_task, trained, features, {})
     report = json.loads(checkpoint.path("evaluation").read_text())
     assert report["eval_users"] == report["test_users"] > 0

@@ -40,7 +40,7 @@ tasks:
 
 def _run(write_config, min_ndcg: float):
     config = PipelineConfig(write_config(CONFIG.format(min_ndcg=min_ndcg)))
-    return {task: run_task(config, task, "r1") for task in config.task_definitions}
+    return {task: run_task(config, task, "r1") for task in config.specs}
 
 
 def test_the_model_stages_run_through_the_runner(write_config):

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from recomart_pipeline.contract.errors import UpstreamArtifactError
 from recomart_pipeline.ml.persistence import load_model, sidecar_path
 from recomart_pipeline.tasks import training
+from recomart_pipeline.tasks.specs import training as training_spec
 from recomart_pipeline_tests.conftest import FIXTURES
 
 FAST_SVD = {"n_factors": 8, "n_epochs": 15, "learning_rate": 0.02, "regularization": 0.1}
@@ -92,7 +93,7 @@ def test_save_model_false_writes_only_the_summary(features, run_model_task):
 )
 def test_invalid_configs_are_refused_when_loaded(config, message):
     with pytest.raises(ValidationError, match=message):
-        training.Config.model_validate(config)
+        training_spec.Config.model_validate(config)
 
 
 def test_every_config_field_is_documented():
@@ -103,7 +104,7 @@ def test_every_config_field_is_documented():
             if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
                 yield from fields(annotation)
 
-    for model in (training.Config, training.CandidateConfig):
+    for model in (training_spec.Config, training_spec.CandidateConfig):
         for name, field in fields(model):
             assert field.description, name
             assert not field.is_required(), name
@@ -113,5 +114,5 @@ def test_missing_upstream_artifact_names_the_dependency(store, run_model_task):
     staging = store.new_staging_dir("run-model-tests", "other")
     (staging / "x.txt").write_text("x")
     other = store.publish("run-model-tests", "other", staging, {"x": staging / "x.txt"}, {}, {})
-    with pytest.raises(UpstreamArtifactError, match="needs an input named 'train_ratings'"):
+    with pytest.raises(UpstreamArtifactError, match="needs input 'train_ratings'"):
         run_model_task(training, {}, {"other": other})
