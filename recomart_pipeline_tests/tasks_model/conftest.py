@@ -1,7 +1,7 @@
 """Real upstream checkpoints (published through ArtifactStore) and a task runner for them.
 
-``features`` writes the features task's documented artifacts from the synthetic latent-factor
-data; ``run_model_task`` builds a TaskContext exactly as the runtime does, runs a task module
+``features`` is the real features task's checkpoint for the synthetic latent-factor data
+(tasks_model/real_features.py); ``run_model_task`` builds a TaskContext exactly as the runtime does, runs a task module
 and publishes its outputs, so the next task reads genuine, hash-verified checkpoints.
 """
 
@@ -13,58 +13,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
-import scipy.sparse as sp
 
 from recomart_pipeline.contract.catalog import builtin_spec
 from recomart_pipeline.contract.task import TaskResult
 from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
 from recomart_pipeline.runtime.attempt import task_context
 from recomart_pipeline_tests.ml.synthetic import SyntheticData, make_synthetic
+from recomart_pipeline_tests.tasks_model.real_features import run_features
 
 RUN_ID = "run-model-tests"
-
-
-def write_features(data: SyntheticData, out: Path) -> dict[str, Path]:
-    """The features task's artifacts for ``data``, written into ``out``."""
-    train = data.train
-    paths = {
-        name: out / f"{name}.parquet"
-        for name in (
-            "user_index",
-            "item_index",
-            "train_ratings",
-            "test_ratings",
-            "test_interactions",
-        )
-    }
-    pd.DataFrame(
-        {
-            "user_id": [f"u{i:04d}" for i in range(train.n_users)],
-            "user_idx": np.arange(train.n_users, dtype=np.int32),
-        }
-    ).sample(frac=1.0, random_state=0).to_parquet(paths["user_index"])
-    pd.DataFrame(
-        {
-            "item_id": [f"i{i:04d}" for i in range(train.n_items)],
-            "item_idx": np.arange(train.n_items, dtype=np.int32),
-            "category": "books",
-            "price": 9.5,
-        }
-    ).to_parquet(paths["item_index"])
-    for name, ratings in (("train_ratings", train.ratings), ("test_ratings", data.test_ratings)):
-        pd.DataFrame(
-            {"user_idx": ratings.users, "item_idx": ratings.items, "rating": ratings.values}
-        ).to_parquet(paths[name])
-    held_out = data.test_interactions.tocoo()
-    pd.DataFrame(
-        {"user_idx": held_out.row.astype(np.int32), "item_idx": held_out.col.astype(np.int32)}
-    ).to_parquet(paths["test_interactions"])
-    paths["train_implicit"] = out / "train_implicit.npz"
-    sp.save_npz(paths["train_implicit"], sp.csr_matrix(train.implicit, dtype=np.float32))
-    return paths
 
 
 @pytest.fixture(scope="session")
@@ -78,10 +36,11 @@ def store(tmp_path: Path) -> ArtifactStore:
 
 
 @pytest.fixture
-def features(store: ArtifactStore, synthetic: SyntheticData) -> Checkpoint:
+def features(store: ArtifactStore, synthetic: SyntheticData, tmp_path: Path) -> Checkpoint:
+    """The real features task's checkpoint for the synthetic world."""
     staging = store.new_staging_dir(RUN_ID, "features")
-    outputs = write_features(synthetic, staging)
-    return store.publish(RUN_ID, "features", staging, outputs, {}, {})
+    result = run_features(synthetic, staging, tmp_path / "features-input")
+    return store.publish(RUN_ID, "features", staging, result.outputs, result.metrics, {})
 
 
 RunTask = Callable[[ModuleType, Any, dict[str, Checkpoint]], tuple[TaskResult, Checkpoint]]
