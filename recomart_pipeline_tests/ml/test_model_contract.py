@@ -1,0 +1,101 @@
+"""One contract, run over every registered model type (as implicit's RecommenderBase tests
+are): a new model type gets these checks by being registered, with no test to copy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from recomart_pipeline.ml.base import Recommender
+from recomart_pipeline.ml.models import MODEL_TYPES, create_model
+from recomart_pipeline.ml.params import MODEL_TYPE_INFO, model_type_info
+from recomart_pipeline.ml.persistence import load_model, save_model
+from recomart_pipeline_tests.ml.synthetic import SyntheticData, make_synthetic
+
+TYPES = sorted(MODEL_TYPES)
+# Few epochs/iterations: the contract is about shapes, determinism and files, not quality.
+SMALL = {"n_factors": 4, "n_epochs": 3, "n_iterations": 2}
+
+
+@pytest.fixture(scope="module")
+def world() -> SyntheticData:
+    return make_synthetic(n_users=60, n_items=40, per_user=12, seed=3)
+
+
+def _model(model_type: str, **extra: object) -> Recommender:
+    fields = MODEL_TYPES[model_type].Params.model_fields
+    return create_model(model_type, {k: v for k, v in {**SMALL, **extra}.items() if k in fields})
+
+
+@pytest.fixture(scope="module")
+def fitted(world: SyntheticData) -> dict[str, Recommender]:
+    models = {name: _model(name) for name in TYPES}
+    for model in models.values():
+        model.fit(world.train)
+    return models
+
+
+def test_every_model_class_is_described_for_config_validation():
+    assert set(MODEL_TYPES) == set(MODEL_TYPE_INFO)
+    for name, cls in MODEL_TYPES.items():
+        info = model_type_info(cls.short_name)
+        assert (info.model_type, info.params) == (name, cls.Params)
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_unknown_parameters_are_refused(model_type):
+    with pytest.raises(ValidationError):
+        create_model(model_type, {"no_such_parameter": 1})
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_an_unfitted_model_refuses_to_answer(model_type):
+    model = create_model(model_type)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model.predict([0], [0])
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_fit_report_and_shapes(fitted, world, model_type):
+    model = fitted[model_type]
+    assert (model.n_users, model.n_items) == (world.train.n_users, world.train.n_items)
+    users = np.arange(5)
+    predictions = model.predict(users, users)
+    assert predictions.shape == (5,) and predictions.dtype == np.float32
+    scores = model.score_items(users)
+    assert scores.shape == (5, world.train.n_items) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_recommend_returns_best_first_unseen_items(fitted, world, model_type):
+    model = fitted[model_type]
+    seen = world.train.implicit
+    users = np.arange(world.train.n_users)
+    items, scores = model.recommend(users, 5, exclude=seen)
+    assert items.shape == scores.shape == (users.size, 5)
+    for user in users:
+        row = items[user][items[user] >= 0]
+        assert not set(row) & set(seen[user].indices)
+        assert len(set(row)) == len(row)
+        assert np.all(np.diff(scores[user][: len(row)]) <= 0)
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_the_same_seed_fits_the_same_model(world, model_type):
+    first, second = _model(model_type, seed=7), _model(model_type, seed=7)
+    first.fit(world.train)
+    second.fit(world.train)
+    users = np.arange(world.train.n_users)
+    assert np.array_equal(first.score_items(users), second.score_items(users))
+
+
+@pytest.mark.parametrize("model_type", TYPES)
+def test_a_saved_model_loads_with_the_same_answers(fitted, tmp_path, model_type):
+    model = fitted[model_type]
+    path = tmp_path / f"{model_type}.npz"
+    digest = save_model(model, path, model_format="npz")
+    loaded = load_model(path, expected_sha256=digest)
+    assert type(loaded) is type(model)
+    users = np.arange(model.n_users)
+    assert np.array_equal(loaded.score_items(users), model.score_items(users))
