@@ -34,6 +34,9 @@ REPO = HERE.parent
 RESULTS = HERE / "results"
 SCRATCH = RESULTS / "tmp"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+import validate_startup  # noqa: E402
 
 from recomart_pipeline import PipelineConfig, TaskDependencyGraph  # noqa: E402
 from recomart_pipeline.datagen import generate_dataset  # noqa: E402
@@ -151,7 +154,7 @@ def config_scale(counts: list[int], repeats: int) -> list[dict[str, Any]]:
         for i in range(count):
             deps = sorted(rng.sample(range(i), k=min(i, rng.randint(0, 3))))
             tasks[f"t{i}"] = {
-                "callable": "recomart_pipeline_tests.sample_tasks:square",
+                "callable": "recomart_pipeline_tests.sample_tasks:merge_numbers",
                 "depends_on": [f"t{d}" for d in deps],
             }
         path = SCRATCH / f"scale_{count}.yaml"
@@ -277,7 +280,20 @@ def write_report(
                 lines.append(
                     f"| {name} | {model} | {rmse} | {m['ndcg_at_10']:.4f} | {m['fit_seconds']:.3f} |"
                 )
-    lines += _growth_lines(e2e) + _target_lines(e2e, over, scale)
+    startup = _load_if_present("validate_startup")
+    if startup:
+        lines += [
+            "",
+            "## Config validation start-up (`benchmarks/validate_startup.py`)",
+            "",
+            f"`python -m recomart_pipeline validate` on the default config: "
+            f'{startup["validate_seconds"]:.2f} s; `python -c "import pydantic, yaml"`: '
+            f"{startup['baseline_seconds']:.2f} s; ratio **{startup['ratio']:.2f}** "
+            f"({startup['ratio_min']:.2f}–{startup['ratio_max']:.2f} over {startup['runs']} "
+            "alternating pairs). Heavy libraries imported: "
+            f"{', '.join(startup['heavy_imports']) or 'none'}.",
+        ]
+    lines += _growth_lines(e2e) + _target_lines(e2e, over, scale, startup)
     (REPO / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
 
 
@@ -304,8 +320,16 @@ def _growth_lines(e2e: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _load_if_present(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def _target_lines(
-    e2e: list[dict[str, Any]], over: dict[str, Any], scale: list[dict[str, Any]]
+    e2e: list[dict[str, Any]],
+    over: dict[str, Any],
+    scale: list[dict[str, Any]],
+    startup: dict[str, Any] | None,
 ) -> list[str]:
     largest = max(e2e, key=lambda r: r["interactions"])
     thousand = next((r for r in scale if r["tasks"] == 1000), None)
@@ -327,6 +351,14 @@ def _target_lines(
                 "1,000-task config: load + validate + plan + Definitions < 3 s",
                 f"{thousand['seconds']['median']:.2f} s",
                 thousand["seconds"]["median"] < 3,
+            )
+        )
+    if startup:
+        rows.append(
+            (
+                "`validate` ≤ 3 × `import pydantic, yaml`, no heavy imports",
+                f"{startup['ratio']:.2f}, heavy: {', '.join(startup['heavy_imports']) or 'none'}",
+                startup["ratio"] <= startup["target_ratio"] and not startup["heavy_imports"],
             )
         )
     return [
@@ -366,6 +398,7 @@ def main() -> int:
 
     # Cheap results first, and each size saved as soon as it is measured: a long run that is
     # stopped keeps everything measured so far.
+    save("validate_startup", validate_startup.measure(3 if args.quick else 9))
     scale = config_scale([100, 250] if args.quick else [250, 500, 1000], repeats)
     save("config_scale", scale)
     over = overhead(SIZES[mode][0] if args.quick else 1_000_000, repeats)

@@ -18,6 +18,7 @@ from recomart_pipeline.contract import (
     TaskResult,
     pipeline_task,
 )
+from recomart_pipeline.contract.documents import ReportSummary
 from recomart_pipeline.contract.errors import SchemaError
 
 
@@ -71,6 +72,18 @@ def total(ctx: TaskContext) -> dict:
     path = ctx.output_path("total.json")
     path.write_text(json.dumps(sum(values)))
     return {"outputs": {"total": path}, "metrics": {"total": sum(values)}}
+
+
+ANY_NUMBERS = Input("numbers", "json", many=True, optional=True)
+
+
+@pipeline_task(inputs=[ANY_NUMBERS], outputs=[NUMBERS_OUT])
+def merge_numbers(ctx: TaskContext) -> TaskResult:
+    """Concatenates the numbers of every dependency (any number of them, none included)."""
+    numbers = [n for path in ctx.inputs(ANY_NUMBERS).values() for n in json.loads(path.read_text())]
+    path = ctx.output_path("numbers.json")
+    path.write_text(json.dumps(numbers))
+    return TaskResult(outputs={"numbers": path}, metrics={"rows": len(numbers)})
 
 
 @pipeline_task(outputs=[ATTEMPT])
@@ -230,3 +243,28 @@ class SecretConfig(BaseModel):
 def uses_secret(ctx: TaskContext) -> TaskResult:
     """Has a secret in its config (which must stay out of the launchpad)."""
     return TaskResult(metrics={"has_token": bool(ctx.config.api_token.get_secret_value())})
+
+
+class BreakConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    how: str = "undeclared_output"
+
+
+CONTRACT_DOC = Output("summary", "json", document=ReportSummary)
+
+
+@pipeline_task(config=BreakConfig, inputs=[NUMBERS], outputs=[CONTRACT_DOC])
+def breaks_its_contract(ctx: TaskContext) -> TaskResult:
+    """Breaks the task contract in the way ``how`` names (each must fail the attempt)."""
+    out = ctx.output_path("summary.json")
+    out.write_text(json.dumps({"run_id": ctx.run_id}))
+    if ctx.config.how == "undeclared_output":
+        return TaskResult(outputs={"summary": out, "extra": out})
+    if ctx.config.how == "missing_output":
+        return TaskResult()
+    if ctx.config.how == "invalid_document":
+        out.write_text(json.dumps({"run_id": ctx.run_id, "not_a_field": 1}))
+        return TaskResult(outputs={"summary": out})
+    if ctx.config.how == "undeclared_input":
+        ctx.input(ONE_SQUARES)
+    return TaskResult(outputs={"summary": out})

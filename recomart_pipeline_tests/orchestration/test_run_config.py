@@ -18,6 +18,7 @@ from dagster import (
 from recomart_pipeline import PipelineConfig
 from recomart_pipeline.orchestration import build_definitions
 from recomart_pipeline.orchestration.run_config import (
+    config_for_run,
     run_config_overrides,
     task_config_schema,
 )
@@ -119,3 +120,16 @@ def test_launchpad_value_breaking_a_rule_fails_the_first_task_with_the_config_er
 def test_wrong_type_is_refused_by_dagster_before_the_run(sample_project):
     with pytest.raises(DagsterInvalidConfigError, match="count"):
         _run(sample_project, {"ops": {"numbers": {"config": {"count": "many"}}}})
+
+
+def test_launchpad_values_merge_into_the_loaded_config_not_a_fresh_read(sample_project):
+    """A run uses the config the code location loaded plus its launchpad values, even when the
+    file changed on disk since (the code location has not been reloaded)."""
+    config = PipelineConfig(sample_project)
+    sample_project.write_text(sample_project.read_text().replace("count: 4", "count: 9"))
+    merged = config_for_run(config, {"ops": {"numbers": {"config": {"minimum_sum": 1}}}})
+    assert merged.task_config("numbers").count == 4  # the loaded value, not the file's new 9
+    assert merged.task_config("numbers").minimum_sum == 1
+    assert merged.run_config_overrides == ["tasks.numbers.config.minimum_sum=1"]
+    assert config.task_config("numbers").minimum_sum == 0  # the loaded config is unchanged
+    assert config_for_run(config, {}) is config

@@ -189,3 +189,66 @@ def test_disk_limits_fail_clearly_and_keep_previous_outputs(write_config):
         run_task(PipelineConfig(path), "numbers", "r3")
     latest = json.loads((config.storage_root / "latest" / "numbers.json").read_text())
     assert latest["run_id"] == "r1"
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("undeclared_output", "wrote an undeclared output 'extra' (declared: summary)"),
+        ("missing_output", "did not write its declared output(s) ['summary']"),
+        ("invalid_document", "wrote 'summary' that is not a valid ReportSummary"),
+        ("undeclared_input", "reads input 'squares' without declaring it"),
+    ],
+)
+def test_a_task_that_breaks_its_contract_fails_and_publishes_nothing(write_config, how, message):
+    config = PipelineConfig(
+        write_config(
+            f"""
+            tasks:
+              numbers: {{callable: "{SAMPLE}:make_numbers"}}
+              breaks: {{callable: "{SAMPLE}:breaks_its_contract", depends_on: [numbers],
+                        config: {{how: {how}}}}}
+            """
+        )
+    )
+    run_task(config, "numbers", "r1")
+    with pytest.raises(TaskFailure) as excinfo:
+        run_task(config, "breaks", "r1")
+    assert message in excinfo.value.message
+    assert excinfo.value.error_class == "task_error"
+    assert not (config.storage_root / "latest" / "breaks.json").exists()
+
+
+def test_the_same_task_within_its_contract_succeeds(write_config):
+    config = PipelineConfig(
+        write_config(
+            f"""
+            tasks:
+              numbers: {{callable: "{SAMPLE}:make_numbers"}}
+              breaks: {{callable: "{SAMPLE}:breaks_its_contract", depends_on: [numbers],
+                        config: {{how: none}}}}
+            """
+        )
+    )
+    run_task(config, "numbers", "r1")
+    outcome = run_task(config, "breaks", "r1")
+    assert set(outcome.checkpoint.artifacts) == {"summary"}
+
+
+def test_a_required_input_missing_upstream_fails_before_the_task_runs(write_config, tmp_path):
+    config = PipelineConfig(
+        write_config(
+            f"""
+            tasks:
+              numbers: {{callable: "{SAMPLE}:make_numbers"}}
+              square: {{callable: "{SAMPLE}:square", depends_on: [numbers]}}
+            """
+        )
+    )
+    from recomart_pipeline.runtime.artifacts import Checkpoint
+
+    empty = {"numbers": Checkpoint("numbers", "r0", {})}
+    with pytest.raises(TaskFailure) as excinfo:
+        run_task(config, "square", "r1", upstream=empty)
+    assert excinfo.value.error_class == "upstream_artifact_error"
+    assert "needs input 'numbers'" in excinfo.value.message

@@ -1,0 +1,78 @@
+"""How long ``python -m recomart_pipeline validate`` takes, against importing pydantic and yaml.
+
+Validating a config should cost about what its two libraries cost to import: the target is at
+most 3x ``python -c "import pydantic, yaml"`` on the same machine. The two commands alternate
+(so a busy moment hits both), each pair gives one ratio, and the median ratio is the figure.
+Also lists the heavy libraries the command imported (the target: none).
+
+    python benchmarks/validate_startup.py [--repeats 9] [--output FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+HEAVY = ("pandas", "numpy", "scipy", "numba", "pyarrow", "matplotlib", "sklearn", "dagster")
+TARGET_RATIO = 3.0
+VALIDATE = [sys.executable, "-m", "recomart_pipeline", "validate", "pipeline_config.yaml"]
+BASELINE = [sys.executable, "-c", "import pydantic, yaml"]
+
+
+def _seconds(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def heavy_imports() -> list[str]:
+    """Top-level heavy packages ``validate`` imports (from ``-X importtime``)."""
+    done = subprocess.run(
+        [VALIDATE[0], "-X", "importtime", *VALIDATE[1:]],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    names = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    return sorted({name.split(".")[0] for name in names} & set(HEAVY))
+
+
+def measure(repeats: int) -> dict[str, Any]:
+    _seconds(VALIDATE)  # warm the file cache and bytecode once
+    pairs = [(_seconds(VALIDATE), _seconds(BASELINE)) for _ in range(repeats)]
+    ratios = [v / b for v, b in pairs]
+    return {
+        "validate_seconds": statistics.median(v for v, _ in pairs),
+        "baseline_seconds": statistics.median(b for _, b in pairs),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "runs": repeats,
+        "target_ratio": TARGET_RATIO,
+        "heavy_imports": heavy_imports(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "validate_startup.json")
+    args = parser.parse_args()
+    result = measure(args.repeats)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
