@@ -57,7 +57,7 @@ class TaskInfo:
 
 
 class TaskDependencyGraph:
-    """Dependency graph of a validated PipelineConfig (or any name → deps mapping)."""
+    """Dependency graph of a validated PipelineConfig (its tasks, depends_on and switches)."""
 
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
