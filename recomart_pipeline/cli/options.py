@@ -65,7 +65,10 @@ def config_file_options(body: CommandBody) -> CommandBody:
         ),
         click.argument("config_path", metavar="[FILE]", required=False, type=click.Path()),
     )
-    return functools.reduce(lambda f, decorate: decorate(f), decorators, _loading_config(body))
+    command = _loading_config(body)
+    for decorate in decorators:
+        command = decorate(command)
+    return command
 
 
 def config_option(body: CommandBody) -> CommandBody:
