@@ -1,3 +1,5 @@
+"""``python -m recomart_pipeline``: the same CLI as the ``recomart-pipeline`` script."""
+
 import sys
 
 from recomart_pipeline.cli import main

@@ -1,9 +1,14 @@
-"""CLI commands around the registry and the service: serve, approve, rollback, models."""
+"""CLI commands around the registry and the service: serve, approve, rollback, models.
+
+The registry itself is ``recomart_pipeline.deployment.registry``; the service is
+``recomart_pipeline.serving``. uvicorn and the FastAPI app are imported only by ``serve``.
+"""
 
 from __future__ import annotations
 
-import argparse
+import click
 
+from recomart_pipeline.cli.options import EXIT_FAILED, EXIT_OK, config_option
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.deployment.registry import ModelRegistry, RegistryError
 from recomart_pipeline.runtime.object_store import object_store_for
@@ -25,69 +30,62 @@ def registry_for_config(config: PipelineConfig) -> ModelRegistry:
     return registry
 
 
-def _config_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", help="pipeline config (default: $PIPELINE_CONFIG or ./pipeline_config.yaml)"
-    )
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    _config_argument(parser)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-
-
-def run_serve(args: argparse.Namespace) -> int:
+@click.command("serve")
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=int, default=8000, show_default=True, help="port to listen on")
+def serve(config: PipelineConfig, host: str, port: int) -> int:
+    """serve the champion model over HTTP (FastAPI + uvicorn)"""
     import uvicorn
 
     from recomart_pipeline.serving.app import create_app
 
-    registry = registry_for_config(PipelineConfig(args.config))
+    registry = registry_for_config(config)
     where = registry.remote.url if registry.remote else registry.root
-    print(f"serving the champion of {where} on http://{args.host}:{args.port}")
-    uvicorn.run(create_app(registry), host=args.host, port=args.port, log_level="info")
-    return 0
+    print(f"serving the champion of {where} on http://{host}:{port}")
+    uvicorn.run(create_app(registry), host=host, port=port, log_level="info")
+    return EXIT_OK
 
 
-def add_approve_arguments(parser: argparse.ArgumentParser) -> None:
-    _config_argument(parser)
-    parser.add_argument("version", help="version awaiting approval, e.g. v0003")
+@click.command("approve")
+@config_option
+@click.argument("version")
+def approve(config: PipelineConfig, version: str) -> int:
+    """approve a model version awaiting approval (promotes it)
 
-
-def run_approve(args: argparse.Namespace) -> int:
-    registry = registry_for_config(PipelineConfig(args.config))
+    VERSION is the version awaiting approval, e.g. v0003.
+    """
+    registry = registry_for_config(config)
     try:
-        version = registry.approve(args.version)
+        approved = registry.approve(version)
     except RegistryError as exc:
         print(f"approve: {exc}")
-        return 1
+        return EXIT_FAILED
     print(
-        f"approved and promoted {version.version}; a running service picks it up on its next request"
+        f"approved and promoted {approved.version}; a running service picks it up on its next request"
     )
-    return 0
+    return EXIT_OK
 
 
-def add_rollback_arguments(parser: argparse.ArgumentParser) -> None:
-    _config_argument(parser)
-
-
-def run_rollback(args: argparse.Namespace) -> int:
-    registry = registry_for_config(PipelineConfig(args.config))
+@click.command("rollback")
+@config_option
+def rollback(config: PipelineConfig) -> int:
+    """restore the previous champion model"""
+    registry = registry_for_config(config)
     try:
         previous, restored = registry.rollback()
     except RegistryError as exc:
         print(f"rollback: {exc}")
-        return 1
+        return EXIT_FAILED
     print(f"rolled back: champion {previous} -> {restored.version}")
-    return 0
+    return EXIT_OK
 
 
-def add_models_arguments(parser: argparse.ArgumentParser) -> None:
-    _config_argument(parser)
-
-
-def run_models(args: argparse.Namespace) -> int:
-    registry = registry_for_config(PipelineConfig(args.config))
+@click.command("models")
+@config_option
+def models(config: PipelineConfig) -> int:
+    """list registered model versions and the champion"""
+    registry = registry_for_config(config)
     champion = registry.champion()
     pending = {p["version"] for p in registry.pending()}
     for version in registry.list_versions():
@@ -100,4 +98,4 @@ def run_models(args: argparse.Namespace) -> int:
             f"{k}={v:.4f}" for k, v in version.metrics.items() if isinstance(v, float)
         )
         print(f"{version.version}  {version.model_type:<28} {mark:<18} {metrics}")
-    return 0
+    return EXIT_OK

@@ -1,0 +1,169 @@
+"""Commands that look after runs and their outputs once they exist.
+
+runs, reproduce, watchdog, housekeeping, approve-schema and schedule-resume: an operator's
+tools. Each imports what it drives inside its body, so the CLI starts without Dagster.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from recomart_pipeline.cli.options import EXIT_FAILED, EXIT_OK, config_option
+from recomart_pipeline.config import PipelineConfig
+
+
+@click.command("runs")
+@click.argument(
+    "action", type=click.Choice(["list", "show", "export"]), default="list", required=False
+)
+@click.argument("run_id", required=False)
+@config_option
+@click.option("--limit", type=int, default=20, help="how many runs (newest first)")
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["csv", "md"]),
+    default="md",
+    help="export format",
+)
+@click.option(
+    "--output", metavar="FILE", type=click.Path(), help="export to FILE instead of stdout"
+)
+def runs(
+    config: PipelineConfig,
+    action: str,
+    run_id: str | None,
+    limit: int,
+    export_format: str,
+    output: str | None,
+) -> int:
+    """list recent runs, show one, or export the run history
+
+    Lists by default; `runs show RUN_ID` prints one run's manifest, `runs export` the
+    history as Markdown or CSV.
+    """
+    from recomart_pipeline.runtime import run_history
+    from recomart_pipeline.runtime.object_store import object_store_for
+    from recomart_pipeline.runtime.records import load_manifests
+
+    manifests = load_manifests(config.storage_root, object_store_for(config))
+    if action == "show":
+        found = [m for m in manifests if m["run_id"] == run_id]
+        if not found:
+            print(f"no run '{run_id}' under {config.storage_root / 'runs'}", file=sys.stderr)
+            return EXIT_FAILED
+        shown = dict(found[0])
+        shown["environment_info"] = {
+            k: v for k, v in shown["environment_info"].items() if k != "packages"
+        } | {"packages": f"{len(found[0]['environment_info']['packages'])} recorded"}
+        print(json.dumps(shown, indent=2))
+        return EXIT_OK
+    rows = run_history.summaries(manifests)[:limit]
+    if action == "export":
+        text = (
+            run_history.export_csv(rows)
+            if export_format == "csv"
+            else run_history.export_markdown(rows)
+        )
+        if output:
+            Path(output).write_text(text)
+            print(f"wrote {len(rows)} runs to {output}")
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+    print(run_history.format_table(rows))
+    return EXIT_OK
+
+
+@click.command("reproduce")
+@click.argument("run_id")
+@config_option
+def reproduce(config: PipelineConfig, run_id: str) -> int:
+    """re-run a recorded run with its config and compare hashes
+
+    RUN_ID is a run id from `runs`.
+    """
+    from recomart_pipeline.orchestration.reproduce import reproduce_run
+
+    try:
+        report = reproduce_run(config, run_id)
+    except FileNotFoundError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    for item in report.comparisons:
+        mark = "same" if item.matches else "DIFFERENT"
+        print(f"  {item.task}/{item.artifact}: {mark}")
+    verdict = "identical outputs" if report.identical else "outputs differ"
+    print(f"reproduced {report.original_run_id} as {report.new_run_id}: {verdict}")
+    return EXIT_OK if report.identical else EXIT_FAILED
+
+
+@click.command("watchdog")
+@config_option
+def watchdog(config: PipelineConfig) -> int:
+    """fail runs whose worker died and kill their orphans"""
+    from recomart_pipeline.orchestration.execution import project_instance
+    from recomart_pipeline.orchestration.watchdog import fail_dead_runs
+
+    dead = fail_dead_runs(config, project_instance(config))
+    for run in dead:
+        print(f"run {run.run_id}: worker dead -> marked FAILURE; killed {run.killed_children}")
+    print(f"{len(dead)} dead run(s) found")
+    return EXIT_OK
+
+
+@click.command("housekeeping")
+@config_option
+@click.option("--dry-run", is_flag=True, help="show what would be deleted, delete nothing")
+def housekeeping(config: PipelineConfig, dry_run: bool) -> int:
+    """apply the retention policy to stored outputs"""
+    from recomart_pipeline.runtime.retention import apply_retention, plan_retention
+
+    actions = plan_retention(config)
+    for item in actions:
+        print(f"{item.action:<40} {item.age_days:>8.2f}d  {item.path}")
+    if dry_run:
+        count = sum(a.action == "delete" for a in actions)
+        print(f"dry run: {count} folder(s) would be deleted")
+        return EXIT_OK
+    deleted = apply_retention(config, actions)
+    print(f"deleted {len(deleted)} folder(s)")
+    return EXIT_OK
+
+
+@click.command("approve-schema")
+@config_option
+@click.option(
+    "--task",
+    "task_name",
+    default="ingestion",
+    help="the ingesting task (default: ingestion)",
+)
+def approve_schema(config: PipelineConfig, task_name: str) -> int:
+    """accept a changed source schema so runs continue"""
+    from recomart_pipeline.contract.errors import TaskError
+    from recomart_pipeline.tasks.schema_approval import approve, describe
+
+    try:
+        diff = approve(config.storage_root, task_name)
+    except TaskError as exc:
+        print(f"approve-schema: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"approved the new schema of '{task_name}': {describe(diff)}")
+    print(f"re-run (or `run --resume RUN_ID`) to continue past '{task_name}'")
+    return EXIT_OK
+
+
+@click.command("schedule-resume")
+@config_option
+def schedule_resume(config: PipelineConfig) -> int:
+    """end a schedule's pause after repeated failures"""
+    from recomart_pipeline.orchestration.schedule_circuit import resume_schedule
+
+    resume_schedule(config)
+    print("schedule resumed: earlier failures no longer pause it")
+    return EXIT_OK
