@@ -529,6 +529,15 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
             "schedule": ("0 1 * * *", "UTC", RUNNING),
         },
     ),
+    (  # pasted into a config: the example's cron and tasks, that config's timezone
+        "17_custom_pipeline",
+        ("contrast",),
+        {
+            "pipeline_name": "quick_data_check",
+            "assets": ["ingestion", "validation"],
+            "schedule": ("0 1 * * *", "Europe/Berlin", RUNNING),
+        },
+    ),
     (
         "18_production",
         ("alone",),
