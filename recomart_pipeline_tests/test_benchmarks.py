@@ -29,10 +29,12 @@ from recomart_pipeline_tests.conftest import REPO_ROOT
 pytestmark = pytest.mark.slow
 
 # Dagster's cost per task (fixed run costs included, spread over the 10 tasks): 0.15 s in the
-# committed full run; quick runs on a 2-core machine 0.28 s idle and 0.53 s while other tests
-# ran beside it. About 3x that: a process spawned per step (~1.5 s each with the multiprocess
-# executor) or a wait added per task crosses it; load alone should not.
-MAX_OVERHEAD_PER_TASK_S = 1.5
+# committed full run; quick runs on this 2-core machine: 0.28 s idle, 0.53 s beside other
+# tests, 1.04 s at load average 4.2 (the tasks themselves only doubled). About 3x the worst:
+# catches gross regressions (a wait or poll added per step, a lock timeout, ~30 s more per
+# run), not a subtle slowdown, which no wall-clock bound on a shared machine can without
+# flaking.
+MAX_OVERHEAD_PER_TASK_S = 3.0
 # Building the definitions of a 250-task config: 0.5 s here; quadratic work would cross this.
 MAX_CONFIG_BUILD_S = 30.0
 
