@@ -17,8 +17,6 @@ unknown event types). Columns that may carry such values are written as text.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -419,54 +417,3 @@ def generate_dataset(
     if writer is not None:
         writer.close()
     return paths
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``python -m recomart_pipeline generate-data``."""
-    parser.add_argument("--users", type=int, default=1000, help="number of users (default 1000)")
-    parser.add_argument("--items", type=int, default=400, help="number of items (default 400)")
-    parser.add_argument(
-        "--interactions", type=int, default=50_000, help="number of events (default 50000)"
-    )
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    parser.add_argument(
-        "--dirty-fraction",
-        type=float,
-        default=0.0,
-        help="share of events replaced by faulty rows, 0..0.5 (default 0)",
-    )
-    parser.add_argument(
-        "--format",
-        dest="file_format",
-        choices=("parquet", "csv"),
-        default="parquet",
-        help="file format of the three tables (default parquet)",
-    )
-    parser.add_argument("--start", default="2026-01-01", help="first day of events (ISO date)")
-    parser.add_argument("--days", type=int, default=90, help="days of events (default 90)")
-    parser.add_argument("--out", type=Path, default=Path("data"), help="output directory")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Generate the dataset described by ``args`` and list the files.
-
-    Returns 0, or 2 (the CLI's "bad arguments" code) with a message on stderr.
-    """
-    try:
-        paths = generate_dataset(
-            args.out,
-            users=args.users,
-            items=args.items,
-            interactions=args.interactions,
-            seed=args.seed,
-            dirty_fraction=args.dirty_fraction,
-            file_format=args.file_format,
-            start=args.start,
-            days=args.days,
-        )
-    except ValueError as exc:
-        print(f"generate-data: {exc}", file=sys.stderr)
-        return 2
-    for name, path in paths.items():
-        print(f"{name:<13} {path} ({path.stat().st_size / 1e6:.2f} MB)")
-    return 0

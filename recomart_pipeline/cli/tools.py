@@ -6,14 +6,14 @@ generator) are imported inside the bodies.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 import click
 
-from recomart_pipeline.cli.options import EXIT_OK
+from recomart_pipeline.cli.options import EXIT_CONFIG, EXIT_OK
 
 
 @click.command("schema")
@@ -63,9 +63,35 @@ def config_reference() -> int:
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("data"), help="output directory"
 )
-def generate_data(**options: object) -> int:
+def generate_data(
+    users: int,
+    items: int,
+    interactions: int,
+    seed: int,
+    dirty_fraction: float,
+    file_format: Literal["parquet", "csv"],
+    start: str,
+    days: int,
+    out: Path,
+) -> int:
     """write a synthetic RecoMart data set (deterministic for a seed)"""
-    from recomart_pipeline.datagen import run_cli
+    from recomart_pipeline.datagen import generate_dataset
 
-    # datagen keeps its argparse-shaped entry point (its own tests call it): hand it the values.
-    return run_cli(argparse.Namespace(**options))
+    try:
+        paths = generate_dataset(
+            out,
+            users=users,
+            items=items,
+            interactions=interactions,
+            seed=seed,
+            dirty_fraction=dirty_fraction,
+            file_format=file_format,
+            start=start,
+            days=days,
+        )
+    except ValueError as exc:
+        print(f"generate-data: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for name, path in paths.items():
+        print(f"{name:<13} {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return EXIT_OK

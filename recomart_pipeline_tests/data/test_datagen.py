@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from recomart_pipeline import datagen
-from recomart_pipeline.datagen import add_cli_arguments, generate_dataset, run_cli
+from recomart_pipeline.cli import main
+from recomart_pipeline.datagen import generate_dataset
 
 
 def _generate(out: Path, **overrides: object) -> dict[str, Path]:
@@ -157,13 +157,11 @@ def test_invalid_arguments_are_rejected(tmp_path: Path) -> None:
 def test_cli_arguments_generate_the_same_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parser = argparse.ArgumentParser()
-    add_cli_arguments(parser)
-    args = parser.parse_args(
-        "--users 200 --items 80 --interactions 4000 --seed 11 --dirty-fraction 0.05 "
-        f"--format csv --out {tmp_path / 'cli'}".split()
-    )
-    assert run_cli(args) == 0
+    args = (
+        "generate-data --users 200 --items 80 --interactions 4000 --seed 11 "
+        f"--dirty-fraction 0.05 --format csv --out {tmp_path / 'cli'}"
+    ).split()
+    assert main(args) == 0
     assert "interactions" in capsys.readouterr().out
     direct = _generate(tmp_path / "direct", dirty_fraction=0.05, file_format="csv")
     for table, path in direct.items():
