@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup run test test-fast ui daemon lint format schema
+.PHONY: setup run test test-fast ui daemon lint typecheck format schema
 
 setup: $(VENV)/.installed
 
@@ -31,9 +31,13 @@ daemon: setup
 	mkdir -p $(DAGSTER_HOME)
 	$(VENV)/bin/dagster-daemon run
 
-lint: setup
+lint: setup typecheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# mypy over recomart_pipeline ([tool.mypy] in pyproject.toml; strict on the core modules).
+typecheck: setup
+	$(VENV)/bin/mypy
 
 format: setup
 	$(VENV)/bin/ruff check --fix .

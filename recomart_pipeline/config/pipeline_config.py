@@ -290,7 +290,8 @@ class PipelineConfig:
     def to_dict(self, *, reveal_secrets: bool = False) -> dict[str, Any]:
         """The effective config as plain data (secrets masked unless asked for)."""
         data = _mask_secrets(self.settings.model_dump(mode="python"), reveal_secrets)
-        return json.loads(json.dumps(data, default=str))
+        plain: dict[str, Any] = json.loads(json.dumps(data, default=str))
+        return plain
 
     def task_code_version(self, name: str) -> str:
         """Changes whenever the task's settings (its config included) change."""

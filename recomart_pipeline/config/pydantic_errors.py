@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from recomart_pipeline.config.errors import ConfigIssue, did_you_mean
 from recomart_pipeline.config.yaml_source import KeyPath, SourceMap
@@ -68,7 +69,7 @@ def _shown(value: Any) -> str:
 
 
 def _message(
-    error: dict[str, Any], model: type[BaseModel], loc: tuple[Any, ...]
+    error: ErrorDetails, model: type[BaseModel], loc: tuple[Any, ...]
 ) -> tuple[str, str | None]:
     kind = error["type"]
     ctx = error.get("ctx") or {}

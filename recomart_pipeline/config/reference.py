@@ -80,7 +80,10 @@ def render_reference() -> str:
     for name, field in PipelineSettings.model_fields.items():
         if name == "tasks":
             continue
-        lines += [f"#### `{name}`", "", *_table(field.annotation, f"{name}."), ""]
+        section = field.annotation
+        if not (isinstance(section, type) and issubclass(section, BaseModel)):
+            raise TypeError(f"settings field {name!r} is not a section model: {section!r}")
+        lines += [f"#### `{name}`", "", *_table(section, f"{name}."), ""]
     lines += ["### Every task (`tasks.<name>.…`)", "", *_table(TaskSettings, ""), ""]
     lines += ["### Built-in tasks' `config:` blocks", ""]
     for task in builtin_names():

@@ -22,10 +22,9 @@ from pydantic import (
 )
 
 from recomart_pipeline.config.cron import validate_cron
-from recomart_pipeline.contract.errors import ERROR_CLASSES
+from recomart_pipeline.contract.errors import ErrorClass
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-ErrorClass = Literal[ERROR_CLASSES]  # type: ignore[valid-type]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -335,6 +334,14 @@ class MonitoringSection(Section):
     )
 
 
+def _default_retry_on() -> list[ErrorClass]:
+    return ["timeout", "connection_error", "memory_error", "crashed", "unexpected_error"]
+
+
+def _default_no_retry_on() -> list[ErrorClass]:
+    return ["file_not_found", "schema_error", "validation_error"]
+
+
 class RetryPolicySection(Section):
     use_exponential_backoff: bool = Field(
         True, description="Wait retry_delay × backoff_base^(n-1) before retry n."
@@ -344,18 +351,12 @@ class RetryPolicySection(Section):
     jitter: float = Field(
         0.1, ge=0, le=1, description="Random ± fraction added to each wait (0 = none)."
     )
-    retry_on_errors: list[ErrorClass] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: [
-            "timeout",
-            "connection_error",
-            "memory_error",
-            "crashed",
-            "unexpected_error",
-        ],
+    retry_on_errors: list[ErrorClass] = Field(
+        default_factory=_default_retry_on,
         description="Error classes that are retried.",
     )
-    no_retry_on: list[ErrorClass] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: ["file_not_found", "schema_error", "validation_error"],
+    no_retry_on: list[ErrorClass] = Field(
+        default_factory=_default_no_retry_on,
         description="Error classes that fail at once.",
     )
 
@@ -386,6 +387,19 @@ class ResourcesSection(Section):
     max_disk_gb: float | None = Field(None, gt=0, description="Free disk space a run needs.")
 
 
+def _default_retention_days() -> dict[str, float]:
+    return {
+        "ingestion": 7,
+        "validation": 7,
+        "preparation": 14,
+        "features": 14,
+        "training": 30,
+        "evaluation": 30,
+        "inference": 30,
+        "report": 90,
+    }
+
+
 class RetentionSection(Section):
     enabled: bool = Field(True, description="Run the housekeeping job on its schedule.")
     cron: str = Field("0 3 * * *", description="When the housekeeping job runs.")
@@ -393,16 +407,7 @@ class RetentionSection(Section):
         30, gt=0, description="Days a task's per-run outputs are kept when by_task does not say."
     )
     by_task: dict[str, float] = Field(
-        default_factory=lambda: {
-            "ingestion": 7,
-            "validation": 7,
-            "preparation": 14,
-            "features": 14,
-            "training": 30,
-            "evaluation": 30,
-            "inference": 30,
-            "report": 90,
-        },
+        default_factory=_default_retention_days,
         description="Days to keep each task's per-run outputs (raw 7, clean 14, "
         "scores/models 30, reports 90). The latest outputs, the champion model and anything "
         "a kept run still uses are never deleted.",

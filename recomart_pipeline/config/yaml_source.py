@@ -78,12 +78,16 @@ class _Composer:
     def walk(self, node: yaml.Node, path: KeyPath) -> None:
         self.source_map.positions.setdefault(path, _mark_position(self.file, node.start_mark))
         if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
+            seen: dict[str, int] = {}
             for key_node, value_node in node.value:
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                if not isinstance(key_node, yaml.ScalarNode):
+                    # A list or mapping as a key: constructing the document reports it
+                    # (unhashable key) with its position.
+                    continue
+                key: str = key_node.value
                 if key == "<<":
                     continue
-                child = (*path, key)
+                child: KeyPath = (*path, key)
                 line = key_node.start_mark.line + 1
                 if key in seen:
                     position = _mark_position(self.file, key_node.start_mark)

@@ -8,6 +8,7 @@ e.g. ``SchemaError`` and the orchestration layer decides whether another attempt
 from __future__ import annotations
 
 import errno
+from typing import Literal, get_args
 
 
 class TaskError(Exception):
@@ -64,7 +65,7 @@ class TaskCrashedError(TaskError):
     error_class = "crashed"
 
 
-ERROR_CLASSES: tuple[str, ...] = (
+ErrorClass = Literal[
     "timeout",
     "connection_error",
     "memory_error",
@@ -77,7 +78,8 @@ ERROR_CLASSES: tuple[str, ...] = (
     "crashed",
     "task_error",
     "unexpected_error",
-)
+]
+ERROR_CLASSES: tuple[str, ...] = get_args(ErrorClass)
 
 
 def classify_exception(exc: BaseException) -> str:

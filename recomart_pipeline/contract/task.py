@@ -19,9 +19,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from typing_extensions import TypeVar  # TypeVar(default=...) is in typing from 3.13
 
 from recomart_pipeline.contract.errors import TaskError, UpstreamArtifactError
 from recomart_pipeline.contract.files import verify_artifact, write_text_atomic
@@ -29,7 +30,8 @@ from recomart_pipeline.contract.files import verify_artifact, write_text_atomic
 Severity = Literal["ERROR", "WARN"]
 ArtifactKind = Literal["parquet", "json", "npz", "model", "markdown", "html", "text", "file"]
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
-DocT = TypeVar("DocT", bound=BaseModel)
+# An Input/Output without a document model (a parquet file, a model) is Input[BaseModel].
+DocT = TypeVar("DocT", bound=BaseModel, default=BaseModel)
 
 
 class FreeConfig(BaseModel):
@@ -146,7 +148,22 @@ class PreviousRun:
 class SharedStore(Protocol):
     """The shared copy of storage when it is an object store (runtime.object_store)."""
 
+    @property
+    def url(self) -> str:
+        """Where the store is (``s3://bucket/prefix``); holds no credentials."""
+        ...
+
     def child(self, name: str) -> SharedStore: ...
+
+    def upload(self, local: Path, relative: str | PurePosixPath) -> None: ...
+
+    def download(self, relative: str | PurePosixPath, local: Path) -> bool:
+        """Copy ``relative`` to ``local``; False when the store does not have it."""
+        ...
+
+    def list(self, relative: str | PurePosixPath, pattern: str = "**") -> list[PurePosixPath]:
+        """Keys under ``relative`` matching ``pattern``, relative to this store."""
+        ...
 
 
 @dataclass(frozen=True)

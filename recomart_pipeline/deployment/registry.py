@@ -32,7 +32,7 @@ from typing import Any
 
 from recomart_pipeline.contract.errors import TaskError
 from recomart_pipeline.contract.files import sha256_file, write_json_atomic
-from recomart_pipeline.runtime.object_store import ObjectStore
+from recomart_pipeline.contract.task import SharedStore
 
 SERVING_FILES = ("user_index.parquet", "item_index.parquet", "train_implicit.npz")
 STATE_FILES = ("history.json", "pending.json", "champion.json")  # champion last on push
@@ -82,7 +82,7 @@ def _push_order(path: Path) -> tuple[int, str]:
 
 
 class ModelRegistry:
-    def __init__(self, root: Path, remote: ObjectStore | None = None) -> None:
+    def __init__(self, root: Path, remote: SharedStore | None = None) -> None:
         self.root = root
         self.remote = remote
 

@@ -9,9 +9,12 @@ numba refuses ``cache=True`` at decoration time, and we fall back to compiling p
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numba
+
+if TYPE_CHECKING:
+    from numba.core.dispatcher import Dispatcher
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -20,8 +23,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 FASTMATH = frozenset({"reassoc", "contract", "arcp", "nsz", "afn"})
 
 
-def kernel(fn: F) -> F:
-    """Compile ``fn`` in nopython mode with FASTMATH, cached on disk when possible."""
+def kernel(fn: F) -> Dispatcher[F]:
+    """Compile ``fn`` in nopython mode with FASTMATH, cached on disk when possible.
+
+    The dispatcher is called like ``fn`` (numba's stubs carry ``fn``'s signature over)."""
     try:
         return numba.njit(cache=True, fastmath=set(FASTMATH), nogil=True)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available" (read-only)

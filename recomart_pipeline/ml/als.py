@@ -24,6 +24,7 @@ from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.ml._jit import kernel
 from recomart_pipeline.ml.base import (
     EpochCallback,
+    EpochRecord,
     FitReport,
     Recommender,
     StateShape,
@@ -118,7 +119,7 @@ def _stored_loss(
 
 
 def _gram(factors: np.ndarray, regularization: float) -> np.ndarray:
-    gram = factors.T @ factors
+    gram: np.ndarray = factors.T @ factors
     gram[np.diag_indices_from(gram)] += regularization
     return gram.astype(np.float32)
 
@@ -168,7 +169,7 @@ class ALSRecommender(Recommender):
             dense_part = float(np.sum((x.T @ x) * (y.T @ y)))
             sparse_part = _stored_loss(by_user.indptr, by_user.indices, extra_user, x, y)
             penalty = lam * float(np.sum(x * x) + np.sum(y * y))
-            record = {
+            record: EpochRecord = {
                 "epoch": iteration,
                 "train_loss": (dense_part + sparse_part + penalty) / by_user.nnz,
             }
@@ -178,8 +179,10 @@ class ALSRecommender(Recommender):
 
     def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         x, y = self._state["user_factors"], self._state["item_factors"]
-        return np.einsum("nk,nk->n", x[users], y[items]).astype(np.float32)
+        scores: np.ndarray = np.einsum("nk,nk->n", x[users], y[items])
+        return scores.astype(np.float32)
 
     def _score_items(self, users: np.ndarray) -> np.ndarray:
         x = self._state["user_factors"]
-        return (x[users] @ self._transposed_state("item_factors")).astype(np.float32, copy=False)
+        scores: np.ndarray = x[users] @ self._transposed_state("item_factors")
+        return scores.astype(np.float32, copy=False)

@@ -95,7 +95,7 @@ class SeenItems:
     stored: np.ndarray
 
     @classmethod
-    def of(cls, exclude: sp.spmatrix | sp.sparray | None, n_users: int) -> SeenItems:
+    def of(cls, exclude: sp.csr_matrix | None, n_users: int) -> SeenItems:
         """The rows of ``exclude`` (no copy of a CSR matrix), or nothing seen at all."""
         if exclude is None:
             return cls(np.zeros(n_users + 1, np.int32), np.empty(0, np.int32), np.empty(0, bool))

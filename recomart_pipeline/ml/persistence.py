@@ -88,7 +88,10 @@ def save_model(
     if model_format == "npz":
         buffer = io.BytesIO()
         header_bytes = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
-        np.savez(buffer, **{HEADER_KEY: header_bytes}, **arrays)
+        members = {HEADER_KEY: header_bytes, **arrays}
+        # numpy's stub types **kwds next to allow_pickle: bool, so mypy matches a str-keyed
+        # dict of arrays against that flag too; every key here is an array name.
+        np.savez(buffer, **members)  # type: ignore[arg-type]
         data = buffer.getvalue()
     elif model_format == "pickle":
         data = pickle.dumps({"header": header, "arrays": arrays}, protocol=5)

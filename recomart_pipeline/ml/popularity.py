@@ -71,8 +71,9 @@ class PopularityRecommender(Recommender):
 
     def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         s = self._state
-        estimate = s["global_mean"] + s["item_bias"][items]
-        return np.clip(estimate, s["rating_min"], s["rating_max"]).astype(np.float32)
+        estimate: np.ndarray = s["global_mean"] + s["item_bias"][items]
+        clipped: np.ndarray = np.clip(estimate, s["rating_min"], s["rating_max"])
+        return clipped.astype(np.float32)
 
     def _score_items(self, users: np.ndarray) -> np.ndarray:
         return np.tile(self._state["item_scores"].astype(np.float32), (users.size, 1))

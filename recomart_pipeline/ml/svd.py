@@ -66,7 +66,7 @@ def _sgd_epoch(
             for f in range(n_factors):
                 dot += pu[f] * qi[f]
             err = np.float32(ratings[idx] - (mu + bu[u] + bi[i] + dot))
-            squared += err * err
+            squared += float(err * err)
             if biased:
                 bu[u] += lr * (err - reg * bu[u])
                 bi[i] += lr * (err - reg * bi[i])
@@ -223,20 +223,20 @@ class SVDRecommender(Recommender):
         _predict_pairs(
             users,
             items,
-            s["global_mean"][()],
+            np.float32(s["global_mean"]),
             s["user_bias"],
             s["item_bias"],
             s["user_factors"],
             s["item_factors"],
-            s["rating_min"][()],
-            s["rating_max"][()],
+            np.float32(s["rating_min"]),
+            np.float32(s["rating_max"]),
             out,
         )
         return out
 
     def _score_items(self, users: np.ndarray) -> np.ndarray:
         s = self._state
-        scores = s["user_factors"][users] @ self._transposed_state("item_factors")
+        scores: np.ndarray = s["user_factors"][users] @ self._transposed_state("item_factors")
         scores += s["item_bias"]
         scores += (s["global_mean"] + s["user_bias"][users])[:, None]
         return scores.astype(np.float32, copy=False)

@@ -48,11 +48,14 @@ def send_email(settings: EmailSettings, notice: RunNotice) -> None:
     message["To"] = ", ".join(settings.recipients)
     message.set_content(notice.text())
     context = ssl.create_default_context(cafile=settings.ca_file)
-    smtp_class = smtplib.SMTP_SSL if settings.security == "ssl" else smtplib.SMTP
-    kwargs = {"context": context} if settings.security == "ssl" else {}
-    with smtp_class(
-        settings.smtp_server, settings.smtp_port, timeout=SEND_TIMEOUT_SECONDS, **kwargs
-    ) as smtp:
+    smtp: smtplib.SMTP
+    if settings.security == "ssl":
+        smtp = smtplib.SMTP_SSL(
+            settings.smtp_server, settings.smtp_port, timeout=SEND_TIMEOUT_SECONDS, context=context
+        )
+    else:
+        smtp = smtplib.SMTP(settings.smtp_server, settings.smtp_port, timeout=SEND_TIMEOUT_SECONDS)
+    with smtp:
         if settings.security == "starttls":
             smtp.starttls(context=context)
         if settings.username:

@@ -125,7 +125,7 @@ class _ProgressPrinter(threading.Thread):
                 continue
             label = _PROGRESS_EVENTS[event.event_type]
             if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
-                data = event.event_specific_data
+                data = event.asset_check_evaluation_data
                 label = f"check {data.check_name}: {'passed' if data.passed else 'FAILED'}"
             self.emit(f"  {event.step_key or '':<14} {label}")
 
@@ -152,7 +152,8 @@ def run_pipeline(
     recon = build_reconstructable_job(
         "recomart_pipeline.orchestration.execution",
         "load_job",
-        reconstructable_args=(str(config.path), list(config.overrides)),
+        # dagster annotates this as tuple[object] (one element); it takes any tuple of args.
+        reconstructable_args=(str(config.path), list(config.overrides)),  # type: ignore[arg-type]
         reconstructor_working_directory=str(config.project_root),
     )
     printer = _ProgressPrinter(instance, token, progress) if progress else None
@@ -201,7 +202,7 @@ def _task_rows(
     ).records:
         event = record.event_log_entry.dagster_event
         if event and event.step_key:
-            error = event.event_specific_data.error
+            error = event.step_failure_data.error
             failures[event.step_key] = error.message.strip().splitlines()[0] if error else ""
     rows: list[TaskRow] = []
     for task in graph.dependencies:
@@ -227,7 +228,7 @@ def partition_keys(config: PipelineConfig, first: str, last: str) -> list[str]:
     partitions = partitions_for(config)
     if partitions is None:
         raise ValueError("scheduling.partitions.enabled is false: this pipeline has no partitions")
-    keys = partitions.get_partition_keys()
+    keys = list(partitions.get_partition_keys())
     unknown = [k for k in (first, last) if k not in keys]
     if unknown:
         raise ValueError(

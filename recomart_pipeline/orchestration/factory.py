@@ -54,16 +54,17 @@ def build_definitions(config: PipelineConfig) -> Definitions:
     install_observers()
     graph = TaskDependencyGraph(config)
     assets = build_task_assets(config, graph)
-    if assets:
-        pipeline_job = define_asset_job(
+    pipeline_job = (
+        define_asset_job(
             JOB_NAME,
             selection=AssetSelection.assets(*assets),
             executor_def=executor_for(config),
             tags=_run_tags(config),
             description=config.settings.pipeline.description or f"The {config.name} pipeline.",
         )
-    else:
-        pipeline_job = _nothing_to_run_job(config, graph)
+        if assets
+        else _nothing_to_run_job(config, graph)
+    )
     housekeeping_job, housekeeping_schedule = housekeeping(config)
     return Definitions(
         assets=assets,

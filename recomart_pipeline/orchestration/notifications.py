@@ -14,10 +14,12 @@ from dagster import (
     DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
+    IntMetadataValue,
     JobDefinition,
     RunFailureSensorContext,
     RunStatusSensorContext,
     SensorDefinition,
+    TextMetadataValue,
     run_failure_sensor,
     run_status_sensor,
 )
@@ -64,17 +66,22 @@ def build_notice(config: PipelineConfig, instance: DagsterInstance, run: Dagster
     failures = instance.get_records_for_run(
         run.run_id, of_type=DagsterEventType.STEP_FAILURE
     ).records
-    if failures:
-        event = failures[0].event_log_entry.dagster_event
+    event = failures[0].event_log_entry.dagster_event if failures else None
+    if event is not None:
         failed_task = event.step_key
-        data = event.event_specific_data
-        user_data = getattr(data, "user_failure_data", None)
+        data = event.step_failure_data
+        user_data = data.user_failure_data
         if user_data is not None:
             error_message = user_data.description
             klass = user_data.metadata.get("error_class")
-            error_class = klass.value if klass is not None else None
+            # retries.py records them as MetadataValue.text and MetadataValue.int
+            error_class = klass.value if isinstance(klass, TextMetadataValue) else None
             count = user_data.metadata.get("attempts")
-            attempts = int(count.value) if count is not None else 1
+            attempts = (
+                count.value
+                if isinstance(count, IntMetadataValue) and count.value is not None
+                else 1
+            )
         elif data.error is not None:
             error_message = data.error.message.strip().splitlines()[0]
     record = instance.get_run_record_by_id(run.run_id)

@@ -14,6 +14,7 @@ types), hence this small JSON-Schema-to-Dagster translation.
 
 import json
 import re
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -62,7 +63,7 @@ def _dagster_type(schema: dict[str, Any], defs: dict[str, Any], name: str, curre
             inner = _dagster_type(present[0], defs, name, current)
             return Noneable(inner) if len(present) < len(variants) else inner
         return AnyType  # e.g. "a path or a mapping": our validation decides
-    kind = schema.get("type")
+    kind = schema.get("type", "")
     if "enum" in schema and all(isinstance(v, str) for v in schema["enum"]):
         # Dagster enum names are global to the code location and must be identifiers.
         return Enum(re.sub(r"\W", "_", name), [EnumValue(v) for v in schema["enum"]])
@@ -128,7 +129,7 @@ def _leaves(value: Any, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], An
     return [(path, value)]
 
 
-def run_config_overrides(run_config: dict[str, Any], tasks: list[str]) -> list[str]:
+def run_config_overrides(run_config: Mapping[str, Any], tasks: list[str]) -> list[str]:
     """``tasks.<task>.config.<key>=<json value>`` for every value the run config sets."""
     overrides: list[str] = []
     ops = run_config.get("ops") or {}
@@ -140,7 +141,7 @@ def run_config_overrides(run_config: dict[str, Any], tasks: list[str]) -> list[s
     return overrides
 
 
-def config_for_run(config: PipelineConfig, run_config: dict[str, Any]) -> PipelineConfig:
+def config_for_run(config: PipelineConfig, run_config: Mapping[str, Any]) -> PipelineConfig:
     """The pipeline config this run uses: ``config`` plus the launchpad's task values.
 
     Every asset of a run derives the same config from the whole run config (not only its

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def _png(figure: plt.Figure) -> bytes:
+
+def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
@@ -18,7 +24,7 @@ def _png(figure: plt.Figure) -> bytes:
     return buffer.getvalue()
 
 
-def rating_distribution(counts: dict[int, int]) -> bytes:
+def rating_distribution(counts: Mapping[int, int]) -> bytes:
     figure, axis = plt.subplots(figsize=(5, 3))
     keys = sorted(counts)
     axis.bar([str(k) for k in keys], [counts[k] for k in keys], color="#4c72b0")
@@ -42,7 +48,8 @@ def training_curves(histories: dict[str, list[dict[str, float]]]) -> bytes:
         )
         for key in keys:
             style = "--" if key.startswith("val") else "-"
-            axis.plot(epochs, [h.get(key) for h in history], style, label=f"{name} {key}")
+            values = [math.nan if (v := h.get(key)) is None else v for h in history]
+            axis.plot(epochs, values, style, label=f"{name} {key}")
     axis.set_xlabel("epoch")
     axis.set_ylabel("loss / RMSE")
     axis.set_title("Training curves")

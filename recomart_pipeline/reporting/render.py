@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -14,7 +15,7 @@ class Section:
     charts: list[tuple[str, bytes]] = field(default_factory=list)  # (alt text, png)
 
 
-def table(header: list[str], rows: list[list[object]]) -> list[str]:
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     def cell(value: object) -> str:
         if isinstance(value, float):
             return f"{value:.4f}"

@@ -197,7 +197,8 @@ class ArtifactStore:
         """A checkpoint record; with an object store its copy there is the truth (another
         machine may have published since), except for a run's own immutable records."""
         if path.exists() and (self.remote is None or path.name == RESULT_FILE):
-            return json.loads(path.read_text())
+            record: dict[str, Any] = json.loads(path.read_text())
+            return record
         if self.remote is None:
             return None
         payload = self.remote.read_json(self._key(path))

@@ -107,7 +107,8 @@ def _cap_threads(threads: int) -> Any:
     import numba  # preloaded by the forkserver: its thread count is fixed, only masked here
 
     # First, because it starts numba's threading layer (an OpenMP runtime) on first use...
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    # NUMBA_NUM_THREADS is set on numba.config at import time; numba's stubs do not declare it.
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     return threadpool_limits(limits=threads)  # ...which this then caps with the loaded BLAS
 
 
@@ -227,7 +228,8 @@ def run_isolated(
                 logger.log(level, text, extra={"fields": fields} if fields else None)
             elif kind == "result":
                 process.join()
-                return pickle.loads(message[1])
+                result: TaskResult = pickle.loads(message[1])
+                return result
             else:
                 _, error_class, text, remote_tb = message
                 process.join()

@@ -70,7 +70,10 @@ class ObjectStore:
         try:
             import fsspec
 
-            return fsspec.core.url_to_fs(self.url, **self._options)
+            fs_and_root: tuple[fsspec.AbstractFileSystem, str] = fsspec.core.url_to_fs(
+                self.url, **self._options
+            )
+            return fs_and_root
         except (ImportError, ValueError) as exc:
             protocol = self.url.split("://", 1)[0]
             raise ObjectStoreError(

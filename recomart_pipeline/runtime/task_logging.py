@@ -113,9 +113,9 @@ def task_logger(
     log_dir.mkdir(parents=True, exist_ok=True)
     for path in filter(None, (log_dir / f"{task}.log", combined_file)):
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path, encoding="utf-8")
-        handler.setFormatter(formatter_cls(static, redact))
-        handlers.append(handler)
+        file_handler = logging.FileHandler(path, encoding="utf-8")
+        file_handler.setFormatter(formatter_cls(static, redact))
+        handlers.append(file_handler)
     if forward is not None:
         handlers.append(ForwardHandler(forward, redact))
     else:

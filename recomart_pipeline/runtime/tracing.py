@@ -20,6 +20,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.util.types import AttributeValue
 
 if TYPE_CHECKING:
     from recomart_pipeline.config import PipelineConfig
@@ -96,7 +97,7 @@ def task_span(
         )
     )
     tracer = _provider(config).get_tracer("recomart_pipeline")
-    attributes = {
+    attributes: dict[str, AttributeValue] = {
         "recomart.pipeline": config.name,
         "recomart.run_id": run_id,
         "recomart.task": task,

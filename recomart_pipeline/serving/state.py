@@ -49,7 +49,7 @@ def load_state(registry: ModelRegistry, version: ModelVersion) -> ServingState:
     model = load_model(folder / version.model_file, expected_sha256=version.sha256)
     users = pd.read_parquet(folder / "user_index.parquet")
     items = pd.read_parquet(folder / "item_index.parquet").sort_values("item_idx")
-    seen = sp.load_npz(folder / "train_implicit.npz").tocsr()
+    seen = sp.csr_matrix(sp.load_npz(folder / "train_implicit.npz"))
     popularity = np.asarray(seen.sum(axis=0)).ravel()
     return ServingState(
         version=version,

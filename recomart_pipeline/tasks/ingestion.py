@@ -20,6 +20,7 @@ import http.client
 import shutil
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ def _download(url: str, target: Path, timeout: float, key: str) -> Path:
 
 
 def _url_suffix(url: str) -> str:
-    name = PurePosixPath(urllib.request.urlparse(url).path).name
+    name = PurePosixPath(urllib.parse.urlparse(url).path).name
     return "".join(PurePosixPath(name).suffixes) or ".data"
 
 

@@ -9,6 +9,7 @@ the UI and the logs without stopping anything.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ EPSILON = 1e-6
 POPULARITY_BUCKETS = 10
 
 
-def psi(expected: list[float], actual: list[float]) -> float:
+def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     """Population stability index of two distributions over the same buckets."""
     p = np.asarray(expected, dtype=float) + EPSILON
     q = np.asarray(actual, dtype=float) + EPSILON

@@ -165,9 +165,9 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         "train": write_frame(ctx.output_path("train.parquet"), train, INTERACTIONS),
         "test": write_frame(ctx.output_path("test.parquet"), test, INTERACTIONS),
     }
-    for table, source in (("items", ITEMS), ("users", USERS)):
+    for table, declared in (("items", ITEMS), ("users", USERS)):
         outputs[table] = ctx.output_path(f"{table}.parquet")
-        shutil.copyfile(ctx.input(source), outputs[table])
+        shutil.copyfile(ctx.input(declared), outputs[table])
 
     metrics = {
         "rows_in": rows_in,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -49,7 +49,10 @@ def _data_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:
             f"- time range: {train['timestamp'].min()} → {test['timestamp'].max()}",
         ],
     )
-    ratings = train["rating"].dropna().round().astype(int).value_counts().to_dict()
+    # value_counts of an int column: int keys (pandas' stubs only know they are Hashable).
+    ratings = cast(
+        dict[int, int], train["rating"].dropna().round().astype(int).value_counts().to_dict()
+    )
     section.lines.append(f"- rating events: {sum(ratings.values()):,}")
     if ctx.config.charts and ratings:
         section.charts.append(("rating distribution", charts.rating_distribution(ratings)))

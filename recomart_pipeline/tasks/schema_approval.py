@@ -16,17 +16,21 @@ from typing import Any, Literal
 
 from recomart_pipeline.contract.errors import TaskError
 from recomart_pipeline.contract.files import write_json_atomic
-from recomart_pipeline.contract.task import CheckOutcome, CheckSpec
+from recomart_pipeline.contract.task import CheckOutcome, CheckSpec, Severity
 
 Mode = Literal["block", "warn", "off"]
 CHECK = "schema_approved"
 Schemas = dict[str, dict[str, str]]
 
 
+def _severity(mode: Mode) -> Severity:
+    return "ERROR" if mode == "block" else "WARN"
+
+
 def check_spec(mode: Mode) -> list[CheckSpec]:
     if mode == "off":
         return []
-    severity = "ERROR" if mode == "block" else "WARN"
+    severity = _severity(mode)
     return [CheckSpec(CHECK, "source columns match the last approved schema", severity)]
 
 
@@ -69,7 +73,7 @@ def review(
         return None
     folder = _folder(storage_root, task)
     approved_path, pending_path = folder / "approved.json", folder / "pending.json"
-    severity = "ERROR" if mode == "block" else "WARN"
+    severity = _severity(mode)
     if not approved_path.exists():
         write_json_atomic(
             approved_path, {"schemas": current, "approved_by": "first run", "run_id": run_id}

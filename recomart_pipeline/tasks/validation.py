@@ -367,8 +367,9 @@ def _freshness_outcome(rule: FreshnessConfig, newest: pd.Timestamp | None) -> Ch
 
 
 def _row_count_outcome(rule: RowCountChangeConfig, rows: int, ctx: TaskContext) -> CheckOutcome:
-    previous = ctx.previous.metrics.get("rows_in") if ctx.previous else None
-    if not previous:
+    last = ctx.previous
+    previous = last.metrics.get("rows_in") if last else None
+    if last is None or not previous:
         return CheckOutcome(
             "row_count_change",
             True,
@@ -381,7 +382,7 @@ def _row_count_outcome(rule: RowCountChangeConfig, rows: int, ctx: TaskContext) 
         "row_count_change",
         change <= rule.max_relative_change,
         rule.severity,
-        f"{rows:,} rows vs {previous:,} in run {ctx.previous.run_id} ({change:+.1%} change in "
+        f"{rows:,} rows vs {previous:,} in run {last.run_id} ({change:+.1%} change in "
         f"size); threshold {rule.max_relative_change:.0%}",
         {
             "rows": rows,
