@@ -86,7 +86,8 @@ class ListOption(click.Option):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, multiple=True, **kwargs)
+        kwargs["multiple"] = True
+        super().__init__(*args, **kwargs)
 
 
 class ListOptionCommand(click.Command):

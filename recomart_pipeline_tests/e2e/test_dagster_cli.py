@@ -128,7 +128,7 @@ def test_project_cli_parallel_mode_and_failure_exit_code(write_config):
           numbers: {{callable: "{SAMPLE}:make_numbers"}}
           square: {{callable: "{SAMPLE}:square", depends_on: [numbers]}}
           bad: {{callable: "{SAMPLE}:bad_schema"}}
-          after_bad: {{callable: "{SAMPLE}:square", depends_on: [bad]}}
+          after_bad: {{callable: "{SAMPLE}:total", depends_on: [bad]}}
         """
     )
     done = _run([sys.executable, "-m", "recomart_pipeline", "run"], path.parent)
