@@ -1,9 +1,11 @@
-"""Shared test helpers: polling with a deadline, ``dagster dev`` in a throwaway project."""
+"""Shared test helpers: throwaway projects, the CLI and ``dagster dev`` in them, polling with a
+deadline. Test modules import these rather than each other's private functions."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +18,61 @@ from pathlib import Path
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 POLL_INTERVAL_S = 0.2
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The shipped default pipeline's tasks, in order.
+DEFAULT_TASKS = [
+    "ingestion",
+    "validation",
+    "preparation",
+    "features",
+    "training",
+    "evaluation",
+    "inference",
+    "report",
+    "deploy",
+    "monitoring",
+]
+# storage: section putting a test project's storage in an S3 bucket (format with bucket=).
+S3_STORAGE = """
+        storage:
+          base_dir: s3://{bucket}/pipelines/sample
+          object_store:
+            endpoint_url: ${{S3_ENDPOINT_URL}}
+            access_key_id: ${{AWS_ACCESS_KEY_ID}}
+            secret_access_key: ${{AWS_SECRET_ACCESS_KEY}}
+"""
+
+
+def project_env(project: Path) -> dict[str, str]:
+    """The environment of a CLI or Dagster process working on ``project``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
+    env["DAGSTER_HOME"] = str(project / "dagster_home")
+    env["PIPELINE_CONFIG"] = str(project / "pipeline_config.yaml")
+    (project / "dagster_home").mkdir(exist_ok=True)
+    return env
+
+
+def run_in_project(
+    args: list[str], project: Path, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=project, env=project_env(project), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def copy_default_project(target: Path, data_from: Path | None = None) -> Path:
+    """The shipped config (and, unless ``data_from`` is given, the bundled data) in ``target``."""
+    shutil.copy(REPO_ROOT / "pipeline_config.yaml", target / "pipeline_config.yaml")
+    if data_from is None:
+        shutil.copytree(REPO_ROOT / "data", target / "data")
+    return target
+
+
+def task_rows(stdout: str) -> dict[str, str]:
+    """task -> status from the final table ``run`` prints."""
+    table = stdout[stdout.index("task ") :].splitlines()[1:-1]
+    return {line.split()[0]: line.split()[1] for line in table}
 
 
 def free_port() -> int:
@@ -91,3 +148,43 @@ def dagster_dev(project: Path, env: dict[str, str], timeout: float = 120) -> Ite
         yield port
     finally:
         stop_process_group(process)
+
+
+# The GraphQL the web UI's buttons send.
+ASSETS_QUERY = """
+{ assetNodes { assetKey { path } groupName dependencyKeys { path } } }
+"""
+JOBS_QUERY = """
+{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name }
+  jobs { name } } } } }
+"""
+LAUNCH = """
+mutation($params: ExecutionParams!) { launchPipelineExecution(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } }
+  ... on PythonError { message } ... on InvalidSubsetError { message }
+  ... on RunConfigValidationInvalid { errors { message } } } }
+"""
+RUN_STATUS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+MATERIALIZATIONS = """
+{ assetNodes { assetKey { path } assetMaterializations(limit: 1) { runId } } }
+"""
+
+
+def run_status(port: int, run_id: str) -> str:
+    return graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+
+
+def launch_run(port: int, params: dict) -> dict:
+    return graphql(port, LAUNCH, {"params": params})["launchPipelineExecution"]
+
+
+def launch_and_wait(port: int, params: dict) -> str:
+    launched = launch_run(port, params)
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    wait_until(
+        lambda: run_status(port, run_id) in ("SUCCESS", "FAILURE", "CANCELED"),
+        180,
+        f"run {run_id}",
+    )
+    return run_id

@@ -17,15 +17,15 @@ import yaml
 from dagster import DagsterInstance
 
 from recomart_pipeline_tests.conftest import REPO_ROOT
-from recomart_pipeline_tests.e2e.test_dagster_cli import _env
-from recomart_pipeline_tests.e2e.test_webserver import (
+from recomart_pipeline_tests.helpers import (
     JOBS_QUERY,
-    _free_port,
-    _graphql,
-    _launch_and_wait,
-    _status,
-    _wait_until,
+    free_port,
+    graphql,
+    launch_and_wait,
+    project_env,
+    run_status,
     stop_process_group,
+    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def _start(args: list[str], project: Path) -> subprocess.Popen:
     return subprocess.Popen(
         args,
         cwd=project,
-        env=_env(project),
+        env=project_env(project),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -64,7 +64,7 @@ def _start(args: list[str], project: Path) -> subprocess.Popen:
 
 def _location_loaded(port: int) -> bool:
     try:
-        nodes = _graphql(port, JOBS_QUERY)["repositoriesOrError"].get("nodes") or []
+        nodes = graphql(port, JOBS_QUERY)["repositoriesOrError"].get("nodes") or []
     except OSError:
         return False
     return any(n["location"]["name"] == "recomart" for n in nodes)
@@ -72,7 +72,7 @@ def _location_loaded(port: int) -> bool:
 
 def test_code_server_from_the_dockerfile_serves_webserver_and_daemon(sample_project):
     project = sample_project.parent
-    grpc_port, web_port = _free_port(), _free_port()
+    grpc_port, web_port = free_port(), free_port()
     command = _dockerfile_cmd()
     assert command[:3] == ["dagster", "code-server", "start"]
     command[0] = str(BIN / "dagster")
@@ -81,7 +81,7 @@ def test_code_server_from_the_dockerfile_serves_webserver_and_daemon(sample_proj
     workspace = yaml.safe_load((REPO_ROOT / "deploy" / "workspace.grpc.yaml").read_text())
     workspace["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=grpc_port)
     (project / "workspace.grpc.yaml").write_text(yaml.safe_dump(workspace))
-    env = _env(project)
+    env = project_env(project)
     # The instance storage exists before the services start, as with PostgreSQL in
     # production: three processes creating one SQLite schema at once race in its migrations.
     with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
@@ -100,10 +100,10 @@ def test_code_server_from_the_dockerfile_serves_webserver_and_daemon(sample_proj
         processes.append(
             _start([str(BIN / "dagster-daemon"), "run", "-w", "workspace.grpc.yaml"], project)
         )
-        _wait_until(lambda: _location_loaded(web_port), 180, "the gRPC code location")
+        wait_until(lambda: _location_loaded(web_port), 180, "the gRPC code location")
         repo = next(
             n
-            for n in _graphql(web_port, JOBS_QUERY)["repositoriesOrError"]["nodes"]
+            for n in graphql(web_port, JOBS_QUERY)["repositoriesOrError"]["nodes"]
             if n["location"]["name"] == "recomart"
         )
         assert "automated_pipeline_job" in {j["name"] for j in repo["jobs"]}
@@ -115,8 +115,8 @@ def test_code_server_from_the_dockerfile_serves_webserver_and_daemon(sample_proj
             },
             "mode": "default",
         }
-        run_id = _launch_and_wait(web_port, params)
-        assert _status(web_port, run_id) == "SUCCESS"
+        run_id = launch_and_wait(web_port, params)
+        assert run_status(web_port, run_id) == "SUCCESS"
         manifest = project / "storage" / "runs" / run_id / "manifest.json"
         assert set(json.loads(manifest.read_text())["tasks"]) == {
             "numbers",

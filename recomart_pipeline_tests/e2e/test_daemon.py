@@ -10,13 +10,13 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 
 from recomart_pipeline_tests.conftest import SAMPLE
-from recomart_pipeline_tests.e2e.test_dagster_cli import _env
-from recomart_pipeline_tests.e2e.test_webserver import (
+from recomart_pipeline_tests.helpers import (
     DAGSTER,
-    _free_port,
-    _wait_until,
-    _workspace,
+    free_port,
+    project_env,
     stop_process_group,
+    wait_until,
+    write_workspace,
 )
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,7 @@ def test_data_arrival_sensor_launches_one_run_per_new_data(write_config):
     landing = project / "landing"
     landing.mkdir()
     (landing / "2026-01-01.csv").write_text("user_id,item_id\nu1,i1\n")
-    env = _env(project)
+    env = project_env(project)
     process = subprocess.Popen(
         [
             DAGSTER,
@@ -62,9 +62,9 @@ def test_data_arrival_sensor_launches_one_run_per_new_data(write_config):
             "-h",
             "127.0.0.1",
             "-p",
-            str(_free_port()),
+            str(free_port()),
             "-w",
-            str(_workspace(project)),
+            str(write_workspace(project)),
         ],
         cwd=project,
         env=env,
@@ -75,17 +75,17 @@ def test_data_arrival_sensor_launches_one_run_per_new_data(write_config):
     instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
     try:
         # the baseline is stored once the first evaluation has finished; drop data only then
-        _wait_until(lambda: _cursor(instance), 300, "the sensor's first (baseline) evaluation")
+        wait_until(lambda: _cursor(instance), 300, "the sensor's first (baseline) evaluation")
         assert instance.get_runs(RunsFilter(tags=TRIGGER)) == []  # existing data: no run
         (landing / "2026-01-02.csv").write_text("user_id,item_id\nu2,i2\n")
         try:
-            _wait_until(lambda: instance.get_runs(RunsFilter(tags=TRIGGER)), 240, "a sensor run")
+            wait_until(lambda: instance.get_runs(RunsFilter(tags=TRIGGER)), 240, "a sensor run")
         except AssertionError:
             state = _sensor_state(instance)
             ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=5)
             raise AssertionError([(t.status, t.skip_reason, t.run_ids) for t in ticks]) from None
         run = instance.get_runs(RunsFilter(tags=TRIGGER))[0]
-        _wait_until(
+        wait_until(
             lambda: (
                 instance.get_run_by_id(run.run_id).status
                 in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
@@ -97,7 +97,7 @@ def test_data_arrival_sensor_launches_one_run_per_new_data(write_config):
         # the same file dropped again: same fingerprint, no new run
         (landing / "2026-01-02.csv").write_text("user_id,item_id\nu2,i2\n")
         seen = _ticks(instance)
-        _wait_until(lambda: _ticks(instance) >= seen + 2, 120, "two more sensor ticks")
+        wait_until(lambda: _ticks(instance) >= seen + 2, 120, "two more sensor ticks")
         assert len(instance.get_runs(RunsFilter(tags=TRIGGER))) == 1
     finally:
         stop_process_group(process)

@@ -13,9 +13,9 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from recomart_pipeline_tests.conftest import REPO_ROOT, SAMPLE
+from recomart_pipeline_tests.helpers import DAGSTER, project_env, run_in_project
 
 pytestmark = pytest.mark.slow
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
 JOB_EXECUTE = [
     DAGSTER,
     "job",
@@ -27,21 +27,6 @@ JOB_EXECUTE = [
 ]
 
 
-def _env(project: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
-    env["DAGSTER_HOME"] = str(project / "dagster_home")
-    env["PIPELINE_CONFIG"] = str(project / "pipeline_config.yaml")
-    (project / "dagster_home").mkdir(exist_ok=True)
-    return env
-
-
-def _run(args: list[str], project: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        args, cwd=project, env=_env(project), capture_output=True, text=True, timeout=timeout
-    )
-
-
 def _latest_run_status(project: Path) -> DagsterRunStatus:
     with DagsterInstance.from_config(str(project / "dagster_home")) as instance:
         runs = instance.get_runs(limit=1)
@@ -51,19 +36,21 @@ def _latest_run_status(project: Path) -> DagsterRunStatus:
 
 def test_definitions_validate_accepts_good_and_rejects_bad_config(sample_project):
     project = sample_project.parent
-    good = _run(
+    good = run_in_project(
         [DAGSTER, "definitions", "validate", "-m", "recomart_pipeline.definitions"], project
     )
     assert good.returncode == 0, good.stderr
     sample_project.write_text(sample_project.read_text().replace("[numbers]", "[numbrs]", 1))
-    bad = _run([DAGSTER, "definitions", "validate", "-m", "recomart_pipeline.definitions"], project)
+    bad = run_in_project(
+        [DAGSTER, "definitions", "validate", "-m", "recomart_pipeline.definitions"], project
+    )
     assert bad.returncode != 0
     assert "depends on unknown task 'numbrs'" in bad.stdout + bad.stderr
 
 
 def test_dagster_job_execute_runs_the_whole_job(sample_project):
     project = sample_project.parent
-    done = _run(
+    done = run_in_project(
         JOB_EXECUTE,
         project,
     )
@@ -75,7 +62,7 @@ def test_dagster_job_execute_runs_the_whole_job(sample_project):
 
 def test_dagster_asset_materialize_one_task(sample_project):
     project = sample_project.parent
-    first = _run(
+    first = run_in_project(
         [
             DAGSTER,
             "asset",
@@ -88,7 +75,7 @@ def test_dagster_asset_materialize_one_task(sample_project):
         project,
     )
     assert first.returncode == 0, first.stderr[-3000:]
-    second = _run(
+    second = run_in_project(
         [
             DAGSTER,
             "asset",
@@ -109,7 +96,7 @@ def test_dagster_asset_materialize_one_task(sample_project):
 
 def test_project_cli_run_prints_progress_and_a_table(sample_project):
     project = sample_project.parent
-    done = _run([sys.executable, "-m", "recomart_pipeline", "run"], project)
+    done = run_in_project([sys.executable, "-m", "recomart_pipeline", "run"], project)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "numbers        started" in done.stdout
     assert "check sum_large_enough: passed" in done.stdout
@@ -131,7 +118,7 @@ def test_project_cli_parallel_mode_and_failure_exit_code(write_config):
           after_bad: {{callable: "{SAMPLE}:total", depends_on: [bad]}}
         """
     )
-    done = _run([sys.executable, "-m", "recomart_pipeline", "run"], path.parent)
+    done = run_in_project([sys.executable, "-m", "recomart_pipeline", "run"], path.parent)
     assert done.returncode == 1, done.stdout + done.stderr[-3000:]
     rows = {
         line.split()[0]: line
@@ -144,7 +131,7 @@ def test_project_cli_parallel_mode_and_failure_exit_code(write_config):
 
 def test_project_cli_validate_and_plan(sample_project):
     project = sample_project.parent
-    plan = _run([sys.executable, "-m", "recomart_pipeline", "plan", "--json"], project)
+    plan = run_in_project([sys.executable, "-m", "recomart_pipeline", "plan", "--json"], project)
     assert plan.returncode == 0, plan.stderr
     assert json.loads(plan.stdout)["parallel_groups"] == [
         ["numbers"],
@@ -152,7 +139,7 @@ def test_project_cli_validate_and_plan(sample_project):
         ["total"],
     ]
     sample_project.write_text(sample_project.read_text() + "  broken:\n    retry_count: -1\n")
-    bad = _run([sys.executable, "-m", "recomart_pipeline", "validate"], project)
+    bad = run_in_project([sys.executable, "-m", "recomart_pipeline", "validate"], project)
     assert bad.returncode == 2
     assert "tasks.broken.retry_count: must be ≥ 0 (got -1)" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -168,23 +155,25 @@ def test_runs_listing_export_and_reproduce(write_config):
     )
     project = path.parent
     (project / "input.txt").write_text("version 1")
-    first = _run([sys.executable, "-m", "recomart_pipeline", "run"], project)
+    first = run_in_project([sys.executable, "-m", "recomart_pipeline", "run"], project)
     assert first.returncode == 0, first.stdout + first.stderr[-2000:]
     run_id = first.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
-    listing = _run([sys.executable, "-m", "recomart_pipeline", "runs"], project)
+    listing = run_in_project([sys.executable, "-m", "recomart_pipeline", "runs"], project)
     assert run_id in listing.stdout and "SUCCESS" in listing.stdout
-    exported = _run(
+    exported = run_in_project(
         [sys.executable, "-m", "recomart_pipeline", "runs", "export", "--format", "csv"], project
     )
     assert exported.stdout.splitlines()[0].startswith("run_id,state,started_at,duration_s")
     assert exported.stdout.splitlines()[1].startswith(f"{run_id},SUCCESS,")
 
-    same = _run([sys.executable, "-m", "recomart_pipeline", "reproduce", run_id], project)
+    same = run_in_project([sys.executable, "-m", "recomart_pipeline", "reproduce", run_id], project)
     assert same.returncode == 0, same.stdout + same.stderr[-2000:]
     assert "identical outputs" in same.stdout
 
     (project / "input.txt").write_text("version 2")
-    changed = _run([sys.executable, "-m", "recomart_pipeline", "reproduce", run_id], project)
+    changed = run_in_project(
+        [sys.executable, "-m", "recomart_pipeline", "reproduce", run_id], project
+    )
     assert changed.returncode == 1
     assert "copy/copy: DIFFERENT" in changed.stdout
     assert "numbers/numbers: same" in changed.stdout
@@ -200,11 +189,11 @@ def test_resume_reexecutes_only_from_the_failure(write_config):
         """
     )
     project = path.parent
-    failed = _run([sys.executable, "-m", "recomart_pipeline", "run"], project)
+    failed = run_in_project([sys.executable, "-m", "recomart_pipeline", "run"], project)
     assert failed.returncode == 1
     failed_run = failed.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
     (project / "flag.txt").write_text("now present")
-    resumed = _run(
+    resumed = run_in_project(
         [sys.executable, "-m", "recomart_pipeline", "run", "--resume", failed_run], project
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr[-2000:]
@@ -244,7 +233,7 @@ def test_watchdog_fails_a_run_whose_worker_was_killed(write_config):
         """
     )
     project = path.parent
-    env = _env(project) | {"RECOMART_HEARTBEAT_SECONDS": "0.5"}
+    env = project_env(project) | {"RECOMART_HEARTBEAT_SECONDS": "0.5"}
     worker = subprocess.Popen(
         JOB_EXECUTE,
         cwd=project,
@@ -285,7 +274,7 @@ def test_watchdog_fails_a_run_whose_worker_was_killed(write_config):
         with DagsterInstance.from_config(str(project / "dagster_home")) as instance:
             dead_run = instance.get_runs(limit=1)[0].run_id
         path.write_text(path.read_text().replace("seconds: 300}", "seconds: 0}"))
-        resumed = _run(
+        resumed = run_in_project(
             [sys.executable, "-m", "recomart_pipeline", "run", "--resume", dead_run], project
         )
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr[-2000:]
@@ -297,7 +286,7 @@ def test_watchdog_fails_a_run_whose_worker_was_killed(write_config):
 
 def test_run_set_overrides_are_validated_applied_and_recorded(sample_project):
     project = sample_project.parent
-    bad = _run(
+    bad = run_in_project(
         [
             sys.executable,
             "-m",
@@ -310,7 +299,7 @@ def test_run_set_overrides_are_validated_applied_and_recorded(sample_project):
     )
     assert bad.returncode == 2
     assert "--set:1 tasks.numbers.config.count: must be ≥ 0 (got -2)" in bad.stderr
-    good = _run(
+    good = run_in_project(
         [sys.executable, "-m", "recomart_pipeline", "run", "--set", "tasks.numbers.config.count=6"],
         project,
     )
@@ -327,14 +316,14 @@ def test_run_set_overrides_are_validated_applied_and_recorded(sample_project):
 def test_programmatic_api_and_the_guide_script(sample_project):
     project = sample_project.parent
     script = REPO_ROOT / "run_dagster_pipeline.py"
-    done = _run([sys.executable, str(script)], project)
+    done = run_in_project([sys.executable, str(script)], project)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert "pipeline succeeded" in done.stdout
     assert _latest_run_status(project) == DagsterRunStatus.SUCCESS
     sample_project.write_text(
         sample_project.read_text().replace("count: 4", "count: 4, minimum_sum: 999")
     )
-    failed = _run([sys.executable, str(script)], project)
+    failed = run_in_project([sys.executable, str(script)], project)
     assert failed.returncode == 1 and "pipeline FAILED" in failed.stdout
 
 
@@ -343,7 +332,7 @@ def test_task_command_runs_one_task_outside_dagster(sample_project, tmp_path):
     numbers = tmp_path / "numbers.json"
     numbers.write_text("[3, 4]")
     out = tmp_path / "debug"
-    done = _run(
+    done = run_in_project(
         [
             sys.executable,
             "-m",
@@ -361,5 +350,5 @@ def test_task_command_runs_one_task_outside_dagster(sample_project, tmp_path):
     written = next(out.glob("runs/*/square/squares.json"))
     assert json.loads(written.read_text()) == [9, 16]
     assert not (project / "storage" / "latest" / "square.json").exists()  # main storage untouched
-    missing = _run([sys.executable, "-m", "recomart_pipeline", "task", "square"], project)
+    missing = run_in_project([sys.executable, "-m", "recomart_pipeline", "task", "square"], project)
     assert missing.returncode == 1 and "upstream task 'numbers' has no checkpoint" in missing.stderr

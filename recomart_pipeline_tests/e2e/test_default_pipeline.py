@@ -3,47 +3,26 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 
 import pytest
 
 from recomart_pipeline.datagen import generate_dataset
-from recomart_pipeline_tests.conftest import REPO_ROOT
-from recomart_pipeline_tests.e2e.test_dagster_cli import _run
+from recomart_pipeline_tests.helpers import (
+    DEFAULT_TASKS,
+    copy_default_project,
+    run_in_project,
+    task_rows,
+)
 
 pytestmark = pytest.mark.slow
-TASKS = [
-    "ingestion",
-    "validation",
-    "preparation",
-    "features",
-    "training",
-    "evaluation",
-    "inference",
-    "report",
-    "deploy",
-    "monitoring",
-]
-
-
-def _project(tmp_path, data_from=None):
-    shutil.copy(REPO_ROOT / "pipeline_config.yaml", tmp_path / "pipeline_config.yaml")
-    if data_from is None:
-        shutil.copytree(REPO_ROOT / "data", tmp_path / "data")
-    return tmp_path
-
-
-def _rows(stdout: str) -> dict[str, str]:
-    table = stdout[stdout.index("task ") :].splitlines()[1:-1]
-    return {line.split()[0]: line.split()[1] for line in table}
 
 
 def test_default_pipeline_runs_end_to_end_on_the_bundled_sample(tmp_path):
-    project = _project(tmp_path)
-    done = _run([sys.executable, "-m", "recomart_pipeline", "run"], project, timeout=600)
+    project = copy_default_project(tmp_path)
+    done = run_in_project([sys.executable, "-m", "recomart_pipeline", "run"], project, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert _rows(done.stdout) == dict.fromkeys(TASKS, "SUCCESS")
+    assert task_rows(done.stdout) == dict.fromkeys(DEFAULT_TASKS, "SUCCESS")
     storage = project / "storage"
     evaluation_pointer = json.loads((storage / "latest" / "evaluation.json").read_text())
     evaluation = json.loads(
@@ -61,7 +40,7 @@ def test_default_pipeline_runs_end_to_end_on_the_bundled_sample(tmp_path):
 
 
 def test_default_pipeline_on_a_dirty_generated_set(tmp_path):
-    project = _project(tmp_path, data_from="generated")
+    project = copy_default_project(tmp_path, data_from="generated")
     generate_dataset(
         project / "data",
         users=400,
@@ -71,7 +50,7 @@ def test_default_pipeline_on_a_dirty_generated_set(tmp_path):
         dirty_fraction=0.05,
         file_format="csv",
     )
-    done = _run(
+    done = run_in_project(
         [
             sys.executable,
             "-m",

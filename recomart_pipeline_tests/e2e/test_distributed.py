@@ -11,7 +11,7 @@ from dagster import DagsterInstance, DagsterRunStatus
 from recomart_pipeline import PipelineConfig
 from recomart_pipeline.orchestration import build_definitions
 from recomart_pipeline_tests.conftest import SAMPLE
-from recomart_pipeline_tests.e2e.test_dagster_cli import _run
+from recomart_pipeline_tests.helpers import run_in_project
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def test_dask_executor_runs_the_pipeline(write_config):
     job = build_definitions(PipelineConfig(path)).resolve_job_def("automated_pipeline_job")
     assert job.executor_def.name == "dask_executor"
     project = path.parent
-    done = _run([sys.executable, "-m", "recomart_pipeline", "run"], project)
+    done = run_in_project([sys.executable, "-m", "recomart_pipeline", "run"], project)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     latest = json.loads((project / "storage" / "latest" / "total.json").read_text())
     assert latest["metrics"] == {"total": 2 * sum(n * n for n in range(5))}

@@ -14,7 +14,7 @@ from dagster import DagsterInstance, build_schedule_context
 from recomart_pipeline import PipelineConfig
 from recomart_pipeline.datagen import generate_dataset
 from recomart_pipeline.orchestration import build_definitions
-from recomart_pipeline_tests.e2e.test_dagster_cli import _run
+from recomart_pipeline_tests.helpers import run_in_project
 
 CONFIG = """
 scheduling:
@@ -54,7 +54,7 @@ def test_schedule_tick_requests_the_previous_day(partitioned_project):
 
 @pytest.mark.slow
 def test_backfill_processes_one_day_per_partition(partitioned_project):
-    done = _run(
+    done = run_in_project(
         [
             sys.executable,
             "-m",
@@ -78,7 +78,7 @@ def test_backfill_processes_one_day_per_partition(partitioned_project):
         stamps = table.column("timestamp").to_pylist()
         assert stamps and all(s.startswith(day) for s in stamps)
         assert (latest / day / "preparation.json").exists()
-    bad = _run(
+    bad = run_in_project(
         [
             sys.executable,
             "-m",

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from recomart_pipeline_tests.e2e.test_dagster_cli import _env
-from recomart_pipeline_tests.e2e.test_webserver import _free_port
+from recomart_pipeline_tests.helpers import free_port, project_env
 
 pytestmark = pytest.mark.slow
 REPO_DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "dagster.postgres.yaml"
@@ -39,7 +38,7 @@ def postgres() -> Iterator[int]:
     # Not pytest's tmp_path: the server runs as the postgres user, which cannot enter it.
     data = Path(tempfile.mkdtemp(prefix="recomart-pg-")) / "data"
     data.parent.chmod(0o777)
-    port = _free_port()
+    port = free_port()
     pwfile = data.parent / "pw"
     pwfile.write_text(PASSWORD)
     pwfile.chmod(0o644)
@@ -73,7 +72,7 @@ def postgres() -> Iterator[int]:
 
 def test_runs_are_stored_in_postgres(sample_project, postgres):
     project = sample_project.parent
-    env = _env(project)
+    env = project_env(project)
     home = Path(env["DAGSTER_HOME"])
     (home / "dagster.yaml").write_text(
         REPO_DEPLOY.read_text().replace("port: 5432", f"port: {postgres}")

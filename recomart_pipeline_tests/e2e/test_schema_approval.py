@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from recomart_pipeline.datagen import generate_dataset
-from recomart_pipeline_tests.e2e.test_dagster_cli import _run
+from recomart_pipeline_tests.helpers import run_in_project
 
 pytestmark = pytest.mark.slow
 
@@ -25,22 +25,24 @@ def test_schema_change_blocks_until_approved(tmp_path, mode):
         f"tasks:\n  ingestion: {{config: {{schema_approval: {mode}}}}}\n"
         "  validation: {depends_on: [ingestion]}\n"
     )
-    first = _run([sys.executable, "-m", "recomart_pipeline", "run"], tmp_path)
+    first = run_in_project([sys.executable, "-m", "recomart_pipeline", "run"], tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr[-2000:]  # first schema: approved
     items = tmp_path / "data" / "items.csv"
     lines = items.read_text().splitlines()
     items.write_text(
         "\n".join([lines[0] + ",brand"] + [line + ",acme" for line in lines[1:]]) + "\n"
     )
-    changed = _run([sys.executable, "-m", "recomart_pipeline", "run"], tmp_path)
+    changed = run_in_project([sys.executable, "-m", "recomart_pipeline", "run"], tmp_path)
     assert "check schema_approved: FAILED" in changed.stdout
     if mode == "warn":
         assert changed.returncode == 0 and "SUCCESS" in _table(changed.stdout)["validation"]
         return
     assert changed.returncode == 1
     assert "SUCCESS" not in _table(changed.stdout)["validation"]
-    approved = _run([sys.executable, "-m", "recomart_pipeline", "approve-schema"], tmp_path)
+    approved = run_in_project(
+        [sys.executable, "-m", "recomart_pipeline", "approve-schema"], tmp_path
+    )
     assert approved.returncode == 0 and "items (+brand)" in approved.stdout
-    again = _run([sys.executable, "-m", "recomart_pipeline", "run"], tmp_path)
+    again = run_in_project([sys.executable, "-m", "recomart_pipeline", "run"], tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr[-2000:]
     assert "check schema_approved: passed" in again.stdout

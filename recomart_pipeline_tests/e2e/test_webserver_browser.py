@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from recomart_pipeline_tests.conftest import REPO_ROOT
-from recomart_pipeline_tests.e2e.test_dagster_cli import _env
-from recomart_pipeline_tests.helpers import dagster_dev, graphql, wait_until
+from recomart_pipeline_tests.helpers import dagster_dev, graphql, project_env, wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -109,7 +108,7 @@ def test_asset_graph_page_shows_the_pipeline_assets(tmp_path: Path):
     (project / "pipeline_config.yaml").write_text(
         f"extends: {REPO_ROOT / 'pipeline_config.yaml'}\ntasks:\n  deploy:\n    enabled: false\n"
     )
-    with dagster_dev(project, _env(project)) as port:
+    with dagster_dev(project, project_env(project)) as port:
         query = "{ assetNodes { assetKey { path } } }"
         wait_until(lambda: graphql(port, query)["assetNodes"], 120, "the code location")
         nodes = graphql(port, query)["assetNodes"]

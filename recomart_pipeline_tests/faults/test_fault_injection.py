@@ -16,7 +16,7 @@ from recomart_pipeline import PipelineConfig
 from recomart_pipeline.contract.files import sha256_file
 from recomart_pipeline.orchestration import build_definitions
 from recomart_pipeline_tests.conftest import SAMPLE
-from recomart_pipeline_tests.e2e.test_dagster_cli import _env
+from recomart_pipeline_tests.helpers import project_env
 
 
 def _execute(path):
@@ -148,7 +148,7 @@ def test_two_runs_at_once_keep_both_outputs_uncorrupted(write_config):
         return subprocess.run(
             [sys.executable, "-m", "recomart_pipeline", "run"],
             cwd=project,
-            env=_env(project),
+            env=project_env(project),
             capture_output=True,
             text=True,
             timeout=300,

@@ -10,28 +10,32 @@ import sys
 
 import pytest
 
-from recomart_pipeline_tests.e2e.test_dagster_cli import _run
-from recomart_pipeline_tests.e2e.test_default_pipeline import TASKS, _project, _rows
-from recomart_pipeline_tests.storage.test_pipeline_on_s3 import STORAGE
+from recomart_pipeline_tests.helpers import (
+    DEFAULT_TASKS,
+    S3_STORAGE,
+    copy_default_project,
+    run_in_project,
+    task_rows,
+)
 
 pytestmark = pytest.mark.slow
 
 
 def test_default_pipeline_with_storage_in_s3(tmp_path, s3_env):
-    project = _project(tmp_path)
+    project = copy_default_project(tmp_path)
     bucket = s3_env.new_bucket()
     overlay = project / "pipeline_config.s3.yaml"
     overlay.write_text(
         "extends: pipeline_config.yaml\n"
-        + "\n".join(line[8:] for line in STORAGE.format(bucket=bucket).splitlines())
+        + "\n".join(line[8:] for line in S3_STORAGE.format(bucket=bucket).splitlines())
         + "\n"
     )
     cli = [sys.executable, "-m", "recomart_pipeline"]
-    done = _run([*cli, "run", "--env", "s3"], project, timeout=600)
+    done = run_in_project([*cli, "run", "--env", "s3"], project, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert _rows(done.stdout) == dict.fromkeys(TASKS, "SUCCESS")
+    assert task_rows(done.stdout) == dict.fromkeys(DEFAULT_TASKS, "SUCCESS")
     keys = s3_env.keys(bucket, "pipelines/sample/")
-    for task in TASKS:
+    for task in DEFAULT_TASKS:
         assert f"pipelines/sample/latest/{task}.json" in keys
     champion = json.loads(s3_env.read(bucket, "pipelines/sample/registry/champion.json"))
     assert champion["version"] == "v0001"
@@ -40,8 +44,8 @@ def test_default_pipeline_with_storage_in_s3(tmp_path, s3_env):
     assert len(run_ids) == 1
 
     shutil.rmtree(project / ".storage_cache")  # another machine
-    models = _run([*cli, "models", "--config", str(overlay)], project)
+    models = run_in_project([*cli, "models", "--config", str(overlay)], project)
     assert models.returncode == 0, models.stderr
     assert "v0001" in models.stdout and "champion" in models.stdout
-    runs = _run([*cli, "runs", "--config", str(overlay)], project)
+    runs = run_in_project([*cli, "runs", "--config", str(overlay)], project)
     assert runs.returncode == 0 and run_ids.pop() in runs.stdout

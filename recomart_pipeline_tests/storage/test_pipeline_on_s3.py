@@ -17,23 +17,15 @@ from recomart_pipeline.deployment.registry import ModelRegistry
 from recomart_pipeline.orchestration import build_definitions
 from recomart_pipeline.runtime.object_store import object_store_for
 from recomart_pipeline_tests.conftest import SAMPLE
+from recomart_pipeline_tests.helpers import S3_STORAGE
 from recomart_pipeline_tests.storage.conftest import SECRET_KEY
-
-STORAGE = """
-        storage:
-          base_dir: s3://{bucket}/pipelines/sample
-          object_store:
-            endpoint_url: ${{S3_ENDPOINT_URL}}
-            access_key_id: ${{AWS_ACCESS_KEY_ID}}
-            secret_access_key: ${{AWS_SECRET_ACCESS_KEY}}
-"""
 
 
 @pytest.fixture
 def s3_project(s3_env, sample_project):
     """The diamond sample pipeline with its storage in a fresh bucket."""
     bucket = s3_env.new_bucket()
-    storage = textwrap.dedent(STORAGE.format(bucket=bucket))
+    storage = textwrap.dedent(S3_STORAGE.format(bucket=bucket))
     sample_project.write_text(sample_project.read_text() + storage)
     return sample_project, bucket
 
@@ -117,7 +109,7 @@ def test_unreachable_store_fails_the_task_with_the_url_and_a_hint(write_config, 
           numbers:
             callable: "{SAMPLE}:make_numbers"
         """
-        + STORAGE.format(bucket="somewhere")
+        + S3_STORAGE.format(bucket="somewhere")
     )
     result = _execute(path)
     assert not result.success

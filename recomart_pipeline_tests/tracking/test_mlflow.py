@@ -13,7 +13,7 @@ import pytest
 from recomart_pipeline import PipelineConfig
 from recomart_pipeline.datagen import generate_dataset
 from recomart_pipeline.runtime.runner import run_task
-from recomart_pipeline_tests.e2e.test_webserver import _free_port
+from recomart_pipeline_tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 CHAIN = ["ingestion", "validation", "preparation", "features", "training", "evaluation"]
@@ -41,7 +41,7 @@ tasks:
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -110,7 +110,7 @@ def test_training_and_evaluation_are_logged_to_mlflow(project, mlflow_server):
 
 
 def test_tracking_server_down_is_a_warning_not_a_failure(project):
-    config = _config(project, f"http://127.0.0.1:{_free_port()}")
+    config = _config(project, f"http://127.0.0.1:{free_port()}")
     for task in CHAIN[:4]:
         run_task(config, task, "run-down")
     outcome = run_task(config, "training", "run-down")  # does not raise
@@ -122,7 +122,7 @@ def test_tracking_server_down_is_a_warning_not_a_failure(project):
 def test_fail_on_error_makes_tracking_outage_fail_the_task(project):
     from recomart_pipeline.runtime.runner import TaskFailure
 
-    config = _config(project, f"http://127.0.0.1:{_free_port()}", fail_on_error=True)
+    config = _config(project, f"http://127.0.0.1:{free_port()}", fail_on_error=True)
     for task in CHAIN[:4]:
         run_task(config, task, "run-strict")
     with pytest.raises(TaskFailure) as excinfo:
