@@ -184,8 +184,10 @@ class PipelineConfig:
                         f"the module must be importable from {self.project_root} or installed, "
                         "and define that function"
                     )
-                elif str(builtin or name) in known:
-                    hint = "the installation is incomplete: reinstall recomart-pipeline"
+                elif str(builtin or name) in known or not known:
+                    # No entry points at all: the package runs from a source tree it was never
+                    # installed from, so the built-in tasks are not registered.
+                    hint = "the installation is incomplete: reinstall it (pip install -e .)"
                 else:
                     hint = did_you_mean(str(builtin or name), known) or (
                         f"built-in tasks are: {', '.join(known)}; or point at your own "

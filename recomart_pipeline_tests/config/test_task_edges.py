@@ -96,3 +96,16 @@ def test_built_in_tasks_are_checked_too(write_config):
     assert len(issues) == 3  # train_ratings and train_implicit missing, preparation unused
     assert any("reads 'train_ratings'" in i and "add 'features'" in i for i in issues)
     assert any("depends on 'preparation' but reads none of its outputs" in i for i in issues)
+
+
+def test_built_in_tasks_missing_from_an_uninstalled_tree_say_how_to_fix_it(
+    write_config, monkeypatch
+):
+    from recomart_pipeline.contract import catalog
+
+    monkeypatch.setattr(catalog, "_entry_points", dict)
+    issues = _issues(write_config, "tasks:\n  ingestion: {}\n")
+    assert issues == [
+        "pipeline_config.yaml:2 tasks.ingestion: 'ingestion' is not a built-in task\n"
+        "    hint: the installation is incomplete: reinstall it (pip install -e .)"
+    ]
