@@ -51,22 +51,12 @@ from recomart_pipeline.orchestration.factory import JOB_NAME
 from recomart_pipeline.orchestration.retries import failure_to_dagster, wait_before_retry
 from recomart_pipeline.runtime.runner import TaskFailure, check_disk, limits_for
 from recomart_pipeline_tests.conftest import FIXTURES, REPO_ROOT, SAMPLE
+from recomart_pipeline_tests.helpers import DEFAULT_TASKS
 
 GUIDE = FIXTURES / "guide"
 PROJECT = REPO_ROOT / "pipeline_config.yaml"
 SCHEDULE = f"{JOB_NAME}_schedule"
-ALL_TASKS = [
-    "ingestion",
-    "validation",
-    "preparation",
-    "features",
-    "training",
-    "evaluation",
-    "inference",
-    "report",
-    "deploy",
-    "monitoring",
-]
+ALL_TASKS = DEFAULT_TASKS
 CHAIN = ["ingestion", "validation", "preparation", "features", "training"]
 GIB = 1024**3
 

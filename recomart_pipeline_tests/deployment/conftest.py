@@ -10,17 +10,9 @@ import pytest
 from recomart_pipeline import PipelineConfig
 from recomart_pipeline.datagen import generate_dataset
 from recomart_pipeline.runtime.runner import run_task
+from recomart_pipeline_tests.helpers import DEFAULT_TASKS
 
-UPSTREAM = [
-    "ingestion",
-    "validation",
-    "preparation",
-    "features",
-    "training",
-    "evaluation",
-    "inference",
-    "report",
-]
+UPSTREAM = DEFAULT_TASKS[:-2]  # everything before deploy and monitoring
 CONFIG = """
 tasks:
   ingestion: {}

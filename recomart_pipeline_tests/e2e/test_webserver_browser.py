@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 
 from recomart_pipeline_tests.conftest import REPO_ROOT
-from recomart_pipeline_tests.helpers import dagster_dev, graphql, project_env, wait_until
+from recomart_pipeline_tests.helpers import (
+    DEFAULT_TASKS,
+    dagster_dev,
+    graphql,
+    project_env,
+    wait_until,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -42,16 +48,7 @@ CHROMIUM_FLAGS = [
 ]
 # The default pipeline with `deploy` disabled: `deploy` and `monitoring` (which depends on it)
 # are skipped, so they must not be drawn.
-SHOWN = [
-    "ingestion",
-    "validation",
-    "preparation",
-    "features",
-    "training",
-    "evaluation",
-    "inference",
-    "report",
-]
+SHOWN = DEFAULT_TASKS[:-2]
 NOT_SHOWN = ["deploy", "monitoring"]
 PAGE = "/asset-groups"
 
