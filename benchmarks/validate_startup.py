@@ -33,10 +33,11 @@ def _seconds(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def heavy_imports() -> list[str]:
-    """Top-level heavy packages ``validate`` imports (from ``-X importtime``)."""
+def heavy_imports(command: list[str] | None = None) -> list[str]:
+    """Top-level heavy packages ``command`` (``validate``) imports (from ``-X importtime``)."""
+    command = command or VALIDATE
     done = subprocess.run(
-        [VALIDATE[0], "-X", "importtime", *VALIDATE[1:]],
+        [command[0], "-X", "importtime", *command[1:]],
         cwd=REPO,
         check=True,
         capture_output=True,

@@ -1,9 +1,12 @@
-"""``validate`` imports none of the heavy libraries (a config check must stay instant)."""
+"""``validate`` and ``plan`` import none of the heavy libraries (a config check must stay
+instant; the start-up time itself is a benchmark: benchmarks/validate_startup.py)."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+
+import pytest
 
 from recomart_pipeline_tests.conftest import REPO_ROOT
 
@@ -16,13 +19,12 @@ sys.modules["validate_startup"] = validate_startup
 spec.loader.exec_module(validate_startup)
 
 
-def test_validate_imports_nothing_heavy():
-    assert validate_startup.heavy_imports() == []
+@pytest.mark.parametrize("command", [["validate"], ["plan"], ["plan", "--json"]])
+def test_config_commands_import_nothing_heavy(command):
+    cli = [sys.executable, "-m", "recomart_pipeline", *command, "pipeline_config.yaml"]
+    assert validate_startup.heavy_imports(cli) == []
 
 
-def test_the_check_sees_a_heavy_import(monkeypatch):
+def test_the_check_sees_a_heavy_import():
     """The check above can fail: a command that imports numpy is caught."""
-    monkeypatch.setattr(
-        validate_startup, "VALIDATE", [sys.executable, "-c", "import numpy", "--", "-"]
-    )
-    assert validate_startup.heavy_imports() == ["numpy"]
+    assert validate_startup.heavy_imports([sys.executable, "-c", "import numpy"]) == ["numpy"]
