@@ -6,17 +6,23 @@ The registry itself is ``recomart_pipeline.deployment.registry``; the service is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from recomart_pipeline.cli.options import EXIT_FAILED, EXIT_OK, config_option
 from recomart_pipeline.config import PipelineConfig
-from recomart_pipeline.deployment.registry import ModelRegistry, RegistryError
-from recomart_pipeline.runtime.object_store import object_store_for
+
+if TYPE_CHECKING:
+    from recomart_pipeline.deployment.registry import ModelRegistry
 
 
 def registry_for_config(config: PipelineConfig) -> ModelRegistry:
     """The deploy task's registry (its ``registry_dir``), else <storage>/registry — in the
     object store when storage is one — brought up to date."""
+    from recomart_pipeline.deployment.registry import ModelRegistry
+    from recomart_pipeline.runtime.object_store import object_store_for
+
     for name, spec in config.specs.items():
         if spec.reference == "builtin:deploy":
             configured = getattr(config.task_config(name), "registry_dir", None)
@@ -55,6 +61,8 @@ def approve(config: PipelineConfig, version: str) -> int:
 
     VERSION is the version awaiting approval, e.g. v0003.
     """
+    from recomart_pipeline.deployment.registry import RegistryError
+
     registry = registry_for_config(config)
     try:
         approved = registry.approve(version)
@@ -71,6 +79,8 @@ def approve(config: PipelineConfig, version: str) -> int:
 @config_option
 def rollback(config: PipelineConfig) -> int:
     """restore the previous champion model"""
+    from recomart_pipeline.deployment.registry import RegistryError
+
     registry = registry_for_config(config)
     try:
         previous, restored = registry.rollback()

@@ -85,8 +85,9 @@ class PipelineConfig:
         self.path = resolve_config_path(config_path).resolve()
         raw, source_map, files = load_with_overlays(self.path)
         # What was read, kept so launchpad values merge into this config without re-reading
-        # files that may have changed since the code location loaded them.
-        self._loaded = copy.deepcopy((raw, source_map, files))
+        # files that may have changed since the code location loaded them (never mutated:
+        # _build copies it before applying overrides).
+        self._loaded = (raw, source_map, files)
         self._environ = environ
         self._build(raw, source_map, files, list(overrides), list(run_config_overrides))
 
@@ -98,8 +99,7 @@ class PipelineConfig:
         merged.path = self.path
         merged._loaded = self._loaded
         merged._environ = self._environ
-        raw, source_map, files = copy.deepcopy(self._loaded)
-        merged._build(raw, source_map, files, self.cli_overrides, list(run_config_overrides))
+        merged._build(*self._loaded, self.cli_overrides, list(run_config_overrides))
         return merged
 
     def _build(
@@ -115,6 +115,8 @@ class PipelineConfig:
         # Both kinds are recorded together in manifests and tags; ``reproduce`` replays them
         # as --set, which means the same thing.
         self.overrides = self.cli_overrides + self.run_config_overrides
+        if self.overrides:
+            raw, source_map = copy.deepcopy((raw, source_map))
         if self.cli_overrides:
             apply_overrides(raw, source_map, self.cli_overrides)
         if self.run_config_overrides:

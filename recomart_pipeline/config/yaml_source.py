@@ -137,7 +137,9 @@ def load_yaml_file(path: Path) -> tuple[Any, SourceMap]:
 def load_yaml_text(text: str, path: Path) -> tuple[Any, SourceMap]:
     source_map = SourceMap(lines={path: text.splitlines()})
     issues: list[ConfigIssue] = []
-    loader = yaml.SafeLoader(text)
+    # libyaml's parser when PyYAML has it (about 8x faster); both build plain types only and
+    # give the same marks and errors.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import importlib
 import sys
 from functools import cache
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, PackageNotFoundError, distribution, entry_points
 
 from recomart_pipeline.contract.task import TaskSpec, spec_of_function
 
 ENTRY_POINT_GROUP = "recomart_pipeline.tasks"
+DISTRIBUTION = "recomart-pipeline"
 BUILTIN_PREFIX = "builtin:"
 
 
@@ -26,7 +27,19 @@ class TaskLookupError(LookupError):
 
 @cache
 def _entry_points() -> dict[str, EntryPoint]:
+    """Every installed package's tasks (a scan of all installed distributions)."""
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+@cache
+def _own_entry_points() -> dict[str, EntryPoint]:
+    """This package's own tasks, read from its metadata alone: ~0.5 ms against ~10 ms for
+    the scan above, and the built-ins are what almost every config names."""
+    try:
+        own = distribution(DISTRIBUTION).entry_points.select(group=ENTRY_POINT_GROUP)
+    except PackageNotFoundError:
+        return {}
+    return {ep.name: ep for ep in own}
 
 
 def builtin_names() -> list[str]:
@@ -35,7 +48,7 @@ def builtin_names() -> list[str]:
 
 
 def builtin_spec(name: str) -> TaskSpec:
-    entry = _entry_points().get(name)
+    entry = _own_entry_points().get(name) or _entry_points().get(name)
     if entry is None:
         raise TaskLookupError(f"'{name}' is not a built-in task")
     try:

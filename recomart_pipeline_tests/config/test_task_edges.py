@@ -104,6 +104,7 @@ def test_built_in_tasks_missing_from_an_uninstalled_tree_say_how_to_fix_it(
     from recomart_pipeline.contract import catalog
 
     monkeypatch.setattr(catalog, "_entry_points", dict)
+    monkeypatch.setattr(catalog, "_own_entry_points", dict)
     issues = _issues(write_config, "tasks:\n  ingestion: {}\n")
     assert issues == [
         "pipeline_config.yaml:2 tasks.ingestion: 'ingestion' is not a built-in task\n"
