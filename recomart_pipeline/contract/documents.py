@@ -15,7 +15,8 @@ Metrics = dict[str, float | None]
 
 
 class Document(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Built on first use: loading a config names these models (in task specs) but reads none.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class InteractionStats(Document):
