@@ -4,17 +4,21 @@ Validation already quarantined broken rows; this task makes the data model-ready
 rows that are identical once typed (``4`` and ``4.0`` are the same rating), drops any null
 in a required column (so it also works behind a custom validation task), optionally keeps
 only the k-core (every user and item with at least ``min_*_interactions`` events, repeated
-until stable) and splits train/test:
+until stable) and splits train/test by the configured protocol:
 
-- ``time_cutoff``: one global cut-off time, the ``1 - test_fraction`` quantile of the
-  timestamps (or ``split.cutoff``). Every train event is strictly earlier than the cut-off
-  and every test event at or after it, so no model ever trains on the future.
-- ``last_n_per_user``: each user's last ``n`` events are test (users with at most ``n``
-  events stay wholly in train); per user, train never follows test in time.
+- ``temporal_global`` (old name ``time_cutoff``): one global cut-off time, the
+  ``1 - test_fraction`` quantile of the timestamps (or ``split.cutoff``). Every train event is
+  strictly earlier than the cut-off and every test event at or after it, so no model ever
+  trains on the future; users who only appear after the cut-off cannot be evaluated.
+- ``temporal_per_user`` (old name ``last_n_per_user``): each user's last ``n`` events, or last
+  ``per_user_fraction`` of them, are test (users with too few events stay wholly in train);
+  per user, train never follows test in time, and every user can be evaluated.
 - ``random``: a seeded random ``test_fraction`` of events; leaks time, for rating-prediction
   experiments only.
 
-Ties in time keep the input order, so the output is deterministic.
+A split that leaves fewer than ``min_eval_users`` users on both sides fails here, before any
+model is trained, naming the other protocols. Ties in time keep the input order, so the
+output is deterministic.
 """
 
 from __future__ import annotations
@@ -81,12 +85,17 @@ def _time_cutoff(frame: pd.DataFrame, split: SplitConfig) -> tuple[np.ndarray, p
     return (times >= cutoff).to_numpy(), cutoff
 
 
-def _last_n(frame: pd.DataFrame, n: int) -> np.ndarray:
-    """Each user's last ``n`` events (frame is time-sorted), if they have more than ``n``."""
+def _last_per_user(frame: pd.DataFrame, split: SplitConfig) -> np.ndarray:
+    """Each user's last ``n`` events, or last ``per_user_fraction`` of them (at least one;
+    frame is time-sorted), for users who keep at least one event in train."""
     users = frame["user_id"].cat.codes.to_numpy()
     rank_from_end = frame.groupby(users, sort=False).cumcount(ascending=False).to_numpy()
     counts = np.bincount(users)[users]
-    return (rank_from_end < n) & (counts > n)
+    if split.per_user_fraction is None:
+        held_out = np.full(len(frame), split.n)
+    else:
+        held_out = np.maximum(1, np.floor(counts * split.per_user_fraction)).astype(np.int64)
+    return (rank_from_end < held_out) & (counts > held_out)
 
 
 def _random(frame: pd.DataFrame, split: SplitConfig) -> np.ndarray:
@@ -94,11 +103,32 @@ def _random(frame: pd.DataFrame, split: SplitConfig) -> np.ndarray:
 
 
 def _split(frame: pd.DataFrame, split: SplitConfig) -> tuple[np.ndarray, pd.Timestamp | None]:
-    if split.method == "time_cutoff":
+    if split.protocol == "temporal_global":
         return _time_cutoff(frame, split)
-    if split.method == "last_n_per_user":
-        return _last_n(frame, split.n), None
+    if split.protocol == "temporal_per_user":
+        return _last_per_user(frame, split), None
     return _random(frame, split), None
+
+
+def _eval_users(train: pd.DataFrame, test: pd.DataFrame) -> tuple[int, float]:
+    """Users with events on both sides (the ones a model can be scored on), and the share
+    of test events whose user is unknown to train (they cannot be scored)."""
+    known = test["user_id"].isin(set(train["user_id"].unique()))
+    return int(test.loc[known, "user_id"].nunique()), float(1 - known.mean()) if len(test) else 0.0
+
+
+def _require_eval_users(eval_users: int, split: SplitConfig) -> None:
+    if eval_users >= split.min_eval_users:
+        return
+    others = [p for p in ("temporal_per_user", "random", "temporal_global") if p != split.protocol]
+    raise DataValidationError(
+        f"the {split.protocol} split leaves {eval_users} users with events in both train and "
+        f"test, fewer than min_eval_users ({split.min_eval_users}): metrics on so few users "
+        "are noise",
+        hint=f"set tasks.preparation.config.split.method to {' or '.join(others)} "
+        "(temporal_per_user keeps every user with two or more events), or lower "
+        "tasks.preparation.config.split.min_eval_users",
+    )
 
 
 def _require_rows(train: pd.DataFrame, test: pd.DataFrame, split: SplitConfig) -> None:
@@ -161,6 +191,14 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     is_test, cutoff = _split(frame, config.split)
     train, test = frame[~is_test], frame[is_test]
     _require_rows(train, test, config.split)
+    eval_users, unknown_share = _eval_users(train, test)
+    if unknown_share > 0.5:
+        ctx.logger.warning(
+            f"{unknown_share:.0%} of test events belong to users who have none in train and "
+            f"cannot be evaluated ({config.split.protocol} split); temporal_per_user keeps "
+            "every user on both sides"
+        )
+    _require_eval_users(eval_users, config.split)
     outputs = {
         "train": write_frame(ctx.output_path("train.parquet"), train, INTERACTIONS),
         "test": write_frame(ctx.output_path("test.parquet"), test, INTERACTIONS),
@@ -176,9 +214,11 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         "test_rows": len(test),
         "users": int(frame["user_id"].nunique()),
         "items": int(frame["item_id"].nunique()),
+        "eval_users": eval_users,
+        "test_rows_unknown_user_share": round(unknown_share, 4),
     }
     metadata = {
-        "split_method": config.split.method,
+        "split_method": config.split.protocol,
         "cutoff": cutoff.isoformat() if cutoff is not None else None,
         "schema": {field.name: str(field.type) for field in INTERACTIONS},
     }

@@ -44,7 +44,10 @@ def _prepare(
     upstream = publish_typed(
         harness, tmp_path, "validation", {"interactions": frame, "items": ITEMS, "users": USERS}
     )
-    result, checkpoint = harness.run("preparation", config or {}, {"validation": upstream})
+    config = dict(config or {})
+    # These frames have a handful of users; the evaluation-size guard has its own test.
+    config["split"] = {"min_eval_users": 1, **config.get("split", {})}
+    result, checkpoint = harness.run("preparation", config, {"validation": upstream})
     return (
         result,
         pd.read_parquet(checkpoint.path("train")),
@@ -88,13 +91,46 @@ def test_last_n_per_user_holds_out_each_users_latest_events(
     rows += [("u2", "i2", "view", None, "2026-01-02"), ("u2", "i3", "view", None, "2026-01-09")]
     rows += [("u3", f"i{k}", "purchase", None, f"2026-01-0{k + 5}") for k in range(1, 4)]
     result, train, test = _prepare(
-        harness, tmp_path, events(rows), {"split": {"method": "last_n_per_user", "n": 2}}
+        harness,
+        tmp_path,
+        events(rows),
+        {"split": {"method": "last_n_per_user", "n": 2, "min_eval_users": 1}},
     )
     assert sorted(test.groupby("user_id").size().items()) == [("u1", 2), ("u3", 2)]
     assert (train["user_id"] == "u2").sum() == 2  # only n events: all stay in train
     for user, held_out in test.groupby("user_id"):
         assert train.loc[train["user_id"] == user, "timestamp"].max() <= held_out["timestamp"].min()
     assert result.metadata["cutoff"] is None
+    assert result.metadata["split_method"] == "temporal_per_user"  # the old name's new name
+
+
+def test_temporal_per_user_can_hold_out_a_share_of_each_users_events(
+    harness: TaskHarness, tmp_path: Path
+) -> None:
+    rows = [("u1", f"i{d}", "view", None, f"2026-01-{d:02d}") for d in range(1, 11)]
+    rows += [("u2", f"i{d}", "view", None, f"2026-01-{d:02d}") for d in range(1, 4)]
+    rows += [("u3", "i1", "view", None, "2026-01-05")]
+    config = {"split": {"method": "temporal_per_user", "per_user_fraction": 0.3}}
+    config["split"]["min_eval_users"] = 2
+    result, _, test = _prepare(harness, tmp_path, events(rows), config)
+    # 30 % of 10 events = 3; of 3 events at least 1; a single event stays in train
+    assert sorted(test.groupby("user_id").size().items()) == [("u1", 3), ("u2", 1)]
+    assert set(test["item_id"][test["user_id"] == "u1"]) == {"i8", "i9", "i10"}
+    assert result.metrics["eval_users"] == 2
+
+
+def test_a_split_that_leaves_too_few_evaluation_users_fails_naming_the_protocols(
+    harness: TaskHarness, tmp_path: Path
+) -> None:
+    # Users 1-3 only appear early, users 4-6 only late: a global cut-off scores nobody.
+    rows = [(f"u{u}", "i1", "view", None, f"2026-01-0{u}") for u in range(1, 4)]
+    rows += [(f"u{u}", "i2", "view", None, f"2026-01-0{u + 3}") for u in range(4, 7)]
+    with pytest.raises(DataValidationError) as caught:
+        _prepare(harness, tmp_path, events(rows), {"split": {"test_fraction": 0.5}})
+    message = str(caught.value)
+    assert "leaves 0 users with events in both train and test" in message
+    assert "fewer than min_eval_users (1)" in message
+    assert "tasks.preparation.config.split.method to temporal_per_user or random" in message
 
 
 def test_random_split_is_seeded(harness: TaskHarness, validated: Checkpoint) -> None:
@@ -134,7 +170,7 @@ def test_typed_duplicates_and_nulls_are_dropped(harness: TaskHarness, tmp_path: 
         ("u1", "i1", "rating", 4.0, "2026-01-01"),
         ("u1", "i1", "rating", 4.0, "2026-01-01"),
         ("u1", "i2", "view", None, "2026-01-02"),
-        ("u2", "i2", "view", None, "2026-01-03"),
+        ("u1", "i2", "view", None, "2026-01-03"),
         (None, "i2", "view", None, "2026-01-04"),
     ]
     result, train, test = _prepare(

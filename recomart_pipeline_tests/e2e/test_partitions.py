@@ -25,7 +25,9 @@ tasks:
   validation:
     depends_on: [ingestion]
     config: {freshness: {severity: WARN}}
-  preparation: {depends_on: [validation]}
+  preparation:
+    depends_on: [validation]
+    config: {split: {min_eval_users: 10}}  # one day of 80 users
 """
 
 

@@ -9,30 +9,58 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from recomart_pipeline.contract.task import Input, Output, TaskSpec
 
+# Older names of the protocols, still accepted in configs.
+PROTOCOL_ALIASES = {"time_cutoff": "temporal_global", "last_n_per_user": "temporal_per_user"}
+
 
 class SplitConfig(BaseModel):
-    """How the train/test split is made."""
+    """The evaluation protocol: how the train/test split is made."""
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["time_cutoff", "last_n_per_user", "random"] = Field(
-        "time_cutoff", description="time_cutoff (global), last_n_per_user, or random."
+    method: Literal[
+        "temporal_global", "temporal_per_user", "random", "time_cutoff", "last_n_per_user"
+    ] = Field(
+        "temporal_global",
+        description="temporal_global: every event after one cut-off time is test (today's "
+        "default; time_cutoff is its old name); temporal_per_user: each user's last n events "
+        "(or last per_user_fraction of them) are test, the usual leave-last-out protocol "
+        "(old name last_n_per_user); random: a seeded share of all events.",
     )
     test_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of events in test (time_cutoff and random)."
+        0.2, gt=0, lt=1, description="Share of events in test (temporal_global and random)."
     )
     cutoff: datetime | None = Field(
         None,
-        description="Explicit cut-off time for time_cutoff (ISO-8601, no zone means UTC); "
+        description="Explicit cut-off time for temporal_global (ISO-8601, no zone means UTC); "
         "overrides test_fraction.",
     )
-    n: int = Field(1, ge=1, description="Events per user held out by last_n_per_user.")
+    n: int = Field(1, ge=1, description="Events per user held out by temporal_per_user.")
+    per_user_fraction: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="temporal_per_user: hold out this share of each user's latest events "
+        "(at least one) instead of n.",
+    )
     seed: int = Field(42, description="Seed of the random method.")
+    min_eval_users: int = Field(
+        100,
+        ge=1,
+        description="Fewest users with events in both train and test (the users a model can "
+        "be evaluated on); fewer is an error before any model is trained, naming the other "
+        "protocols.",
+    )
 
     @field_validator("cutoff")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+
+    @property
+    def protocol(self) -> str:
+        """The protocol's current name (old names map to it)."""
+        return PROTOCOL_ALIASES.get(self.method, self.method)
 
 
 class Config(BaseModel):
