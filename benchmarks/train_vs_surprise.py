@@ -178,7 +178,7 @@ def _cold_compile_seconds() -> float:
 def _score(model: Recommender, train: TrainingData, test: Ratings, relevant: sp.csr_matrix):
     metrics = evaluate_model(
         model, test_ratings=test, test_interactions=relevant, exclude=train.interactions(), k=K
-    )
+    ).metrics
     return {key: metrics[key] for key in ("rmse", "mae", f"ndcg_at_{K}")}
 
 

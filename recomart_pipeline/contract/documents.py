@@ -96,6 +96,14 @@ class EvaluationReport(Document):
     test_users: int
     eval_users_sampled: bool
     models: dict[str, Metrics]
+    test_interactions: int | None = Field(
+        None, description="Held-out interactions of the evaluated users."
+    )
+    intervals: dict[str, dict[str, tuple[float | None, float | None]]] = Field(
+        default_factory=dict,
+        description="Candidate -> ranking metric -> 95 % bootstrap interval over users.",
+    )
+    bootstrap_resamples: int = 0
     gates: list[GateResult]
     passed: bool
     model_sha256: str

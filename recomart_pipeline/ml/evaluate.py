@@ -5,11 +5,27 @@ Shared by the evaluation task and the benchmark so both report exactly the same 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import scipy.sparse as sp
 
 from recomart_pipeline.ml.base import Ratings, Recommender
-from recomart_pipeline.ml.metrics import mae, ranking_metrics, rmse
+from recomart_pipeline.ml.metrics import (
+    bootstrap_intervals,
+    mae,
+    ranking_metrics,
+    ranking_values,
+    rmse,
+)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A model's metrics and, for each ranking metric, a bootstrap interval over users."""
+
+    metrics: dict[str, float]
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def evaluation_users(
@@ -31,10 +47,15 @@ def evaluate_model(
     k: int,
     users: np.ndarray | None = None,
     chunk_size: int | None = None,
-) -> dict[str, float]:
+    resamples: int = 0,
+    seed: int = 0,
+) -> Evaluation:
     """RMSE/MAE on ``test_ratings`` (NaN for models that do not predict ratings) and the
     ranking metrics at ``k`` for ``users`` (default: every user with held-out interactions),
-    recommending only items not stored in ``exclude`` (the training interactions)."""
+    recommending only items not stored in ``exclude`` (the training interactions).
+
+    With ``resamples`` > 0, each ranking metric also gets a 95 % bootstrap interval over the
+    users (seeded: two models scored with the same seed see the same resamples)."""
     if model.predicts_ratings and test_ratings is not None and len(test_ratings):
         predicted = model.predict(test_ratings.users, test_ratings.items)
         errors = {
@@ -47,4 +68,8 @@ def evaluate_model(
         users = evaluation_users(test_interactions)
     recommended, _ = model.recommend(users, k, exclude, chunk_size=chunk_size)
     relevant = sp.csr_matrix(test_interactions)[users]
-    return {**errors, **ranking_metrics(recommended, relevant, k, model.n_items)}
+    metrics = {**errors, **ranking_metrics(recommended, relevant, k, model.n_items)}
+    if resamples <= 0:
+        return Evaluation(metrics)
+    values = ranking_values(recommended, relevant, k)
+    return Evaluation(metrics, bootstrap_intervals(values, resamples=resamples, seed=seed))

@@ -64,32 +64,25 @@ def hit_matrix(recommended: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
     return found & (recommended >= 0)
 
 
-def ranking_metrics(
-    recommended: np.ndarray, relevant: sp.csr_matrix, k: int, n_items: int
-) -> dict[str, float]:
-    """Precision, recall, NDCG, MAP, hit rate and coverage at ``k`` (keys ``<name>_at_<k>``).
+def ranking_values(
+    recommended: np.ndarray, relevant: sp.csr_matrix, k: int
+) -> dict[str, np.ndarray]:
+    """Per-user precision, recall, NDCG, MAP and hit at ``k`` (keys ``<name>_at_<k>``), for
+    the users with at least one held-out item, in row order.
 
     ``recommended`` is ``n_users x >=k`` item indices (best first, ``-1`` for empty slots);
     ``relevant`` holds the same users' held-out items, row for row.
     """
-    recommended = np.asarray(recommended)[:, :k]
-    if recommended.shape[1] < k:  # fewer slots than k: the missing ones are misses
-        padding = np.full((recommended.shape[0], k - recommended.shape[1]), -1)
-        recommended = np.hstack([recommended, padding])
+    recommended = _top_k_slots(recommended, k)
     hits = hit_matrix(recommended, relevant).astype(np.float64)
     n_relevant = np.diff(sp.csr_matrix(relevant).indptr)
     users = n_relevant > 0
-    shown = recommended[users]
     hits, n_relevant = hits[users], n_relevant[users]
-    names = [f"{name}_at_{k}" for name in RANKING_METRICS]
-    if not users.any():
-        return dict.fromkeys(names, float("nan"))
-
     ranks = np.arange(1, k + 1, dtype=np.float64)
     discounts = 1.0 / np.log2(ranks + 1.0)
     n_hits = hits.sum(axis=1)
     ideal_len = np.minimum(n_relevant, k)
-    ideal = np.cumsum(discounts)[ideal_len - 1]
+    ideal = np.cumsum(discounts)[ideal_len - 1] if users.any() else np.zeros(0)
     precision_at_rank = np.cumsum(hits, axis=1) / ranks
     values = {
         "precision": n_hits / k,
@@ -98,6 +91,60 @@ def ranking_metrics(
         "map": (precision_at_rank * hits).sum(axis=1) / ideal_len,
         "hit_rate": (n_hits > 0).astype(np.float64),
     }
-    result = {f"{name}_at_{k}": float(v.mean()) for name, v in values.items()}
+    return {f"{name}_at_{k}": value for name, value in values.items()}
+
+
+def _top_k_slots(recommended: np.ndarray, k: int) -> np.ndarray:
+    recommended = np.asarray(recommended)[:, :k]
+    if recommended.shape[1] < k:  # fewer slots than k: the missing ones are misses
+        padding = np.full((recommended.shape[0], k - recommended.shape[1]), -1)
+        recommended = np.hstack([recommended, padding])
+    return recommended
+
+
+def ranking_metrics(
+    recommended: np.ndarray, relevant: sp.csr_matrix, k: int, n_items: int
+) -> dict[str, float]:
+    """Precision, recall, NDCG, MAP, hit rate and coverage at ``k`` (keys ``<name>_at_<k>``):
+    the means of ``ranking_values`` over users, and catalogue coverage of their lists."""
+    values = ranking_values(recommended, relevant, k)
+    names = [f"{name}_at_{k}" for name in RANKING_METRICS]
+    if not next(iter(values.values())).size:
+        return dict.fromkeys(names, float("nan"))
+    result = {name: float(value.mean()) for name, value in values.items()}
+    shown = _top_k_slots(recommended, k)[np.diff(sp.csr_matrix(relevant).indptr) > 0]
     result[f"coverage_at_{k}"] = float(np.unique(shown[shown >= 0]).size / n_items)
     return result
+
+
+def bootstrap_intervals(
+    values: dict[str, np.ndarray],
+    *,
+    resamples: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+    batch: int = 25,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of each per-user metric's mean, resampling users.
+
+    Every metric uses the same resamples, so intervals of different metrics (and of different
+    models scored on the same users with the same seed) are comparable. Resamples are drawn in
+    batches to bound memory (``batch x n_users`` indices at a time).
+    """
+    n_users = next(iter(values.values())).size if values else 0
+    if n_users == 0:
+        return {name: (float("nan"), float("nan")) for name in values}
+    rng = np.random.default_rng(seed)
+    means: dict[str, list[np.ndarray]] = {name: [] for name in values}
+    for start in range(0, resamples, batch):
+        picks = rng.integers(0, n_users, size=(min(batch, resamples - start), n_users))
+        for name, value in values.items():
+            means[name].append(value[picks].mean(axis=1))
+    tail = (1 - confidence) / 2 * 100
+    return {
+        name: (
+            float(np.percentile(np.concatenate(parts), tail)),
+            float(np.percentile(np.concatenate(parts), 100 - tail)),
+        )
+        for name, parts in means.items()
+    }

@@ -23,7 +23,7 @@ from recomart_pipeline.contract.errors import QualityGateError, UpstreamArtifact
 from recomart_pipeline.contract.files import sha256_file, write_text_atomic
 from recomart_pipeline.contract.task import CheckOutcome, TaskContext, TaskResult
 from recomart_pipeline.ml.data import read_implicit, read_interactions, read_ratings
-from recomart_pipeline.ml.evaluate import evaluate_model, evaluation_users
+from recomart_pipeline.ml.evaluate import Evaluation, evaluate_model, evaluation_users
 from recomart_pipeline.ml.metrics import json_safe
 from recomart_pipeline.ml.params import LOWER_IS_BETTER
 from recomart_pipeline.ml.persistence import (
@@ -114,9 +114,10 @@ def _score_candidates(
     config: Config,
     entries: dict[str, CandidateSummary],
     baseline: str,
-) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """Metrics of every candidate on the features' test split, and who they were ranked for
-    (``eval_users`` of ``test_users``, ``eval_users_sampled``)."""
+) -> tuple[dict[str, Evaluation], dict[str, Any]]:
+    """Metrics (with bootstrap intervals) of every candidate on the features' test split, and
+    who they were ranked for (``eval_users`` of ``test_users``, ``eval_users_sampled``, and
+    their ``test_interactions``)."""
     exclude = read_implicit(ctx.input(TRAIN_IMPLICIT))
     test_ratings = read_ratings(ctx.input(TEST_RATINGS))
     test_interactions = read_interactions(ctx.input(TEST_INTERACTIONS), exclude.shape)
@@ -126,6 +127,7 @@ def _score_candidates(
         "eval_users": int(users.size),
         "test_users": test_users,
         "eval_users_sampled": int(users.size) < test_users,
+        "test_interactions": int(test_interactions[users].nnz),
     }
     setup = {
         "candidates": list(entries),
@@ -142,7 +144,7 @@ def _score_candidates(
             f"(max_eval_users={config.max_eval_users}, seed={config.seed}); RMSE/MAE use every "
             "test rating"
         )
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, Evaluation] = {}
     for name, entry in entries.items():
         model = load_model(_model_file(ctx, entry), expected_sha256=entry.sha256)
         results[name] = evaluate_model(
@@ -152,8 +154,10 @@ def _score_candidates(
             exclude=exclude,
             k=config.k,
             users=users,
+            resamples=config.bootstrap_resamples,
+            seed=config.seed,
         )
-        fields = {"candidate": name, **json_safe(results[name])}
+        fields = {"candidate": name, **json_safe(results[name].metrics)}
         ctx.logger.info(f"evaluated '{name}'", extra={"fields": fields})
     return results, population
 
@@ -172,7 +176,8 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
             f"training did not save model files for {unsaved} (save_model: false)",
             hint="set tasks.training.config.save_model: true to evaluate and deploy models",
         )
-    results, population = _score_candidates(ctx, config, entries, baseline_name)
+    scored, population = _score_candidates(ctx, config, entries, baseline_name)
+    results = {name: evaluation.metrics for name, evaluation in scored.items()}
     pool = [n for n in entries if config.include_baseline or n != baseline_name] or [baseline_name]
     best = _select(results, pool, config.metric, config.maximise)
     gates: list[dict[str, Any]] = []
@@ -202,6 +207,8 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         "baseline": baseline_name,
         **population,
         "models": results,
+        "intervals": {name: evaluation.intervals for name, evaluation in scored.items()},
+        "bootstrap_resamples": config.bootstrap_resamples,
         "gates": gates,
         "passed": passed,
         "model_sha256": model_sha,

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pandas as pd
 
-from recomart_pipeline.contract.documents import ReportSummary
+from recomart_pipeline.contract.documents import EvaluationReport, ReportSummary
 from recomart_pipeline.contract.errors import UpstreamArtifactError
 from recomart_pipeline.contract.files import write_text_atomic
 from recomart_pipeline.contract.task import TaskContext, TaskResult
@@ -101,12 +101,43 @@ def _evaluation_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Se
         [
             f"- selected: **{best}** by {evaluation.selection_metric} "
             f"(baseline: {evaluation.baseline}); gates {'passed' if evaluation.passed else 'FAILED'}",
+            f"- evaluated on {evaluation.eval_users:,} users"
+            + (
+                f" ({evaluation.test_interactions:,} held-out interactions)"
+                if evaluation.test_interactions is not None
+                else ""
+            )
+            + (f", a sample of {evaluation.test_users:,}" if evaluation.eval_users_sampled else ""),
             "",
             *table(["model", *names], rows),
             "",
+            *_interval_lines(evaluation),
             *(table(["gate", "result", "detail"], gates) if gates else ["- no gates configured"]),
         ],
     )
+
+
+def _interval_lines(evaluation: EvaluationReport) -> list[str]:
+    """95 % bootstrap intervals over users of each candidate's ranking metrics."""
+    if not evaluation.intervals:
+        return []
+    metrics = sorted({m for by_metric in evaluation.intervals.values() for m in by_metric})
+    rows = [
+        [name, *(_interval(by_metric.get(m)) for m in metrics)]
+        for name, by_metric in evaluation.intervals.items()
+    ]
+    return [
+        f"95 % intervals over users ({evaluation.bootstrap_resamples} bootstrap resamples):",
+        "",
+        *table(["model", *metrics], rows),
+        "",
+    ]
+
+
+def _interval(bounds: tuple[float | None, float | None] | None) -> str:
+    if bounds is None or bounds[0] is None or bounds[1] is None:
+        return "–"
+    return f"{bounds[0]:.4f}–{bounds[1]:.4f}"
 
 
 def _top_items_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:

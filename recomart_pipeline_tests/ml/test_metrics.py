@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recomart_pipeline.ml.metrics import hit_matrix, json_safe, mae, ranking_metrics, rmse
+from recomart_pipeline.ml.metrics import (
+    bootstrap_intervals,
+    hit_matrix,
+    json_safe,
+    mae,
+    ranking_metrics,
+    ranking_values,
+    rmse,
+)
 from recomart_pipeline.ml.params import metric_names
 
 
@@ -85,3 +93,28 @@ def test_metric_names_and_json_safety():
         "b": None,
         "c": "x",
     }
+
+
+def test_bootstrap_intervals_bracket_the_mean_and_narrow_with_more_users():
+    rng = np.random.default_rng(3)
+    few = {"ndcg_at_10": rng.random(50)}
+    many = {"ndcg_at_10": rng.random(5000)}
+    low, high = bootstrap_intervals(few, resamples=300, seed=1)["ndcg_at_10"]
+    assert low < few["ndcg_at_10"].mean() < high
+    wide = high - low
+    low, high = bootstrap_intervals(many, resamples=300, seed=1)["ndcg_at_10"]
+    assert low < many["ndcg_at_10"].mean() < high
+    assert high - low < wide / 5  # ~1/sqrt(100) as wide
+    assert bootstrap_intervals(few, resamples=300, seed=1) == bootstrap_intervals(
+        few, resamples=300, seed=1
+    )
+
+
+def test_per_user_values_average_to_the_reported_metrics():
+    relevant = _relevant([[1, 2], [5], []], 8)
+    recommended = np.array([[1, 3, 2], [0, 4, 6], [1, 2, 3]])
+    values = ranking_values(recommended, relevant, k=3)
+    metrics = ranking_metrics(recommended, relevant, k=3, n_items=8)
+    assert values["recall_at_3"].tolist() == [1.0, 0.0]  # the user with nothing held out is out
+    for name, per_user in values.items():
+        assert metrics[name] == pytest.approx(per_user.mean())

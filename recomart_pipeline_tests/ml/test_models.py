@@ -23,7 +23,7 @@ def _scores(model, data: SyntheticData) -> dict[str, float]:
         test_interactions=data.test_interactions,
         exclude=data.train.implicit,
         k=10,
-    )
+    ).metrics
 
 
 def test_svd_beats_popularity_on_rmse_and_ndcg(fitted, data):

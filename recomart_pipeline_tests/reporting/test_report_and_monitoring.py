@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 
@@ -33,6 +34,8 @@ def test_report_renders_every_section_with_charts_and_copies(trained):
     assert (reports / "latest.md").read_text() == markdown
     assert outcome.checkpoint.metadata["report_markdown"] == markdown
     assert "compared with run run-1" in markdown  # the template's report is the previous one
+    assert re.search(r"- evaluated on [\d,]+ users \([\d,]+ held-out interactions\)", markdown)
+    assert "95 % intervals over users (200 bootstrap resamples)" in markdown
 
 
 def test_report_marks_missing_inputs_as_not_run(trained):

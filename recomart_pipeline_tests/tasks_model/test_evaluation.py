@@ -65,6 +65,11 @@ def test_every_candidate_is_scored_next_to_the_baseline(run_model_task, trained,
     assert report["best_model"] == max(("svd", "als"), key=ndcg.get)
     assert ndcg[report["best_model"]] > ndcg["popularity"]
     assert report["gates"] == [] and report["passed"] is True
+    # every ranking metric has a 95 % interval over the evaluated users around its value
+    assert report["bootstrap_resamples"] == 200 and report["test_interactions"] > 0
+    for name, metrics in report["models"].items():
+        low, high = report["intervals"][name]["ndcg_at_10"]
+        assert low <= metrics["ndcg_at_10"] <= high and low < high
     # the deploy candidate is a byte copy of the chosen file, and its hash is recorded
     model_path = checkpoint.path("model")
     assert sha256_file(model_path) == report["model_sha256"]

@@ -61,7 +61,13 @@ class Config(BaseModel):
         "0.0016 (0.0005 measured on a generated shop). Every candidate is ranked for the "
         "same users, so comparisons and baseline gates are paired.",
     )
-    seed: int = Field(42, description="Seed of the evaluation-user sample.")
+    seed: int = Field(42, description="Seed of the evaluation-user sample and the bootstrap.")
+    bootstrap_resamples: int = Field(
+        200,
+        ge=0,
+        description="Resamples of the evaluated users for each ranking metric's 95 % "
+        "interval (0: no intervals).",
+    )
 
     @model_validator(mode="after")
     def _known_metrics(self) -> Config:
