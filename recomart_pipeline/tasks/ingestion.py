@@ -189,7 +189,8 @@ def _file_format(path: Path, source: TableSource, key: str) -> Literal["csv", "p
 
 def _utc_text(stamps: pd.Series) -> pa.Array:
     """UTC datetimes as ISO-8601 text with a ``Z``, at the coarsest exact precision."""
-    array = pa.Array.from_pandas(stamps.dt.tz_convert("UTC"))
+    naive = pa.array(stamps.dt.tz_convert(None).to_numpy(), from_pandas=True)
+    array = naive.cast(pa.timestamp(naive.type.unit, tz="UTC"))
     for unit in ("s", "ms", "us"):
         with contextlib.suppress(pa.ArrowInvalid):
             return to_text(array.cast(pa.timestamp(unit, tz="UTC")))
