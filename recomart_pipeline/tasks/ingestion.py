@@ -642,16 +642,10 @@ def _write_derived(ctx: TaskContext, table: str, collector: _Derived) -> _Ingest
     data = collector.table()
     with ParquetSink(output, raw_schema(collector.layout)) as sink:
         sink.write(data)
-    present = [c for c in collector.layout.columns if data.column(c).null_count < data.num_rows]
     ctx.logger.info("table ingested", extra={"fields": {"table": table, "rows": sink.rows}})
-    return _Ingested(
-        output,
-        sink.rows,
-        0,
-        DERIVED_URI,
-        dict.fromkeys(present or [collector.id_column], "derived"),
-        0,
-    )
+    # The interactions' own schema is reviewed already; a derived table's shape follows it.
+    schema = {"derived_from": "interactions"}
+    return _Ingested(output, sink.rows, 0, DERIVED_URI, schema, 0)
 
 
 def _tables_to_derive(ctx: TaskContext, config: Config) -> dict[str, _Derived]:
