@@ -2,7 +2,12 @@
 
 Each source is a CSV or Parquet file, a directory or glob of such files (read in sorted
 order and concatenated, e.g. one file per day), or an http(s) URL (downloaded in streamed
-chunks). Columns are renamed with ``column_mapping`` and reduced to the canonical ones.
+chunks). The config describes the file as it is — delimiter, header or column names,
+encoding — and how it becomes canonical: rows are kept by ``filter`` (on the file's own
+columns), columns renamed with ``column_mapping`` and reduced to the canonical ones, values
+replaced by ``value_mapping``, missing columns filled from ``constants``, and the time column
+converted to ISO-8601 UTC text as ``timestamp`` describes. Items and users may be derived
+from the interactions instead (ids plus any catalogue columns the interactions carry).
 
 Ingestion does not clean: every column is written as nullable text (the *raw* layout of
 ``tasks/_tables.py``) so that values such as ``five`` or ``not-a-date`` reach validation
@@ -22,11 +27,13 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -42,17 +49,38 @@ from recomart_pipeline.runtime.circuit_breaker import CircuitBreaker, CircuitOpe
 from recomart_pipeline.tasks import schema_approval as approval
 from recomart_pipeline.tasks._tables import ParquetSink, raw_schema, to_text
 from recomart_pipeline.tasks.specs.ingestion import (
+    DERIVED_TABLES,
+    TIME_COLUMNS,
     Config,
+    RowCondition,
     TableSource,
+    TimestampFormat,
     declare_checks,
 )
-from recomart_pipeline.tasks.specs.tables import TABLES, TableLayout
+from recomart_pipeline.tasks.specs.tables import EVENT_TYPES, TABLES
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_BYTES_PER_ROW = 64  # turns chunk_rows into a CSV block size
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 MISSING_HTTP_STATUSES = (404, 410)
+SAMPLE_ROWS = 1_000  # values looked at before a column is proposed for a canonical one
+NUMERIC_COLUMNS = ("rating", "price")
+# ISO text that carries its own offset ("Z", "+01:00", "-0500") is not given a timezone.
+OFFSET_PATTERN = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
+# Validation's typed layout stores nanoseconds: 1677-09-21 .. 2262-04-11.
+EARLIEST = pd.Timestamp("1678-01-01", tz="UTC")
+LATEST = pd.Timestamp("2262-01-01", tz="UTC")
+COMPARE: dict[str, Callable[..., Any]] = {
+    "==": pc.equal,
+    "!=": pc.not_equal,
+    "<": pc.less,
+    "<=": pc.less_equal,
+    ">": pc.greater,
+    ">=": pc.greater_equal,
+}
+ROW = "__row"
+DERIVED_URI = "derived from interactions"
 
 
 @dataclass(frozen=True)
@@ -113,9 +141,12 @@ def _local_files(pattern: str, resolved: Path, key: str) -> list[Path]:
     if not files:
         raise SourceNotFoundError(
             f"source {resolved} not found: {what} (config key {key})",
-            hint="fix the path (relative paths start at the project root) or recreate the "
-            "sample with `python -m recomart_pipeline generate-data --format csv "
-            "--dirty-fraction 0.01 --out data` (see data/README.md)",
+            hint=f"fix {key}.path (relative paths start at the project root)"
+            + (
+                f", or set {key} to null to derive the table from the interactions"
+                if key.endswith(DERIVED_TABLES)
+                else ""
+            ),
         )
     return files
 
@@ -153,59 +184,170 @@ def _file_format(path: Path, source: TableSource, key: str) -> Literal["csv", "p
     )
 
 
-def _canonical_names(
-    names: list[str], layout: TableLayout, source: TableSource, path: Path, key: str
-) -> dict[str, str]:
-    """Map canonical column → source column, or explain what is missing."""
-    renamed = {source.column_mapping.get(name, name): name for name in names}
-    if len(renamed) < len(names):
-        raise SchemaError(
-            f"{path}: column_mapping maps two source columns onto one name (columns: {names})",
-            hint=f"fix {key}.column_mapping",
-        )
-    missing = [column for column in layout.required if column not in renamed]
-    if missing:
-        close = {m: difflib.get_close_matches(m, names, n=3, cutoff=0.4) for m in missing}
-        suggestions = "; ".join(f"{m}: {c or 'no close match'}" for m, c in close.items())
-        raise SchemaError(
-            f"{path} lacks required column(s) {missing} after column_mapping; columns found: "
-            f"{names}; close matches: {suggestions}",
-            hint=f"add the source names to {key}.column_mapping, e.g. "
-            f"{{{next((c[0] for c in close.values() if c), 'source_name')}: {missing[0]}}}",
-        )
-    return {column: renamed[column] for column in layout.columns if column in renamed}
+# --- time columns -------------------------------------------------------------------------
 
 
-def _source_schema(path: Path, file_format: str, source: TableSource) -> dict[str, str]:
+def _utc_text(stamps: pd.Series) -> pa.Array:
+    """UTC datetimes as ISO-8601 text with a ``Z``, at the coarsest exact precision."""
+    naive = pa.array(stamps.dt.tz_convert(None).to_numpy(), from_pandas=True)
+    array = naive.cast(pa.timestamp(naive.type.unit, tz="UTC"))
+    for unit in ("s", "ms", "us"):
+        with contextlib.suppress(pa.ArrowInvalid):
+            return to_text(array.cast(pa.timestamp(unit, tz="UTC")))
+    return to_text(array)
+
+
+def _localize(stamps: pd.Series, zone: str) -> pd.Series:
+    """Naive wall-clock times in ``zone``; an ambiguous hour reads as its first occurrence."""
+    dst_first = np.ones(len(stamps), dtype=bool)
+    return stamps.dt.tz_localize(zone, ambiguous=dst_first, nonexistent="shift_forward")
+
+
+def _parse_text_times(text: pd.Series, spec: TimestampFormat) -> pd.Series:
+    if spec.format is not None:
+        if "%z" in spec.format or "%Z" in spec.format:
+            return pd.to_datetime(text, format=spec.format, utc=True, errors="coerce")
+        naive = pd.to_datetime(text, format=spec.format, errors="coerce")
+        return _localize(naive, spec.timezone)
+    with_offset = text.str.contains(OFFSET_PATTERN, regex=True, na=False)
+    aware = pd.to_datetime(text.where(with_offset), format="ISO8601", utc=True, errors="coerce")
+    naive = pd.to_datetime(text.where(~with_offset), format="ISO8601", errors="coerce")
+    return aware.where(with_offset, _localize(naive, spec.timezone).dt.tz_convert("UTC"))
+
+
+def convert_times(column: pa.Array | pa.ChunkedArray, spec: TimestampFormat) -> pa.Array:
+    """A time column as ISO-8601 UTC text; values that do not convert keep their own text."""
+    original = to_text(column)
+    if isinstance(original, pa.ChunkedArray):
+        original = original.combine_chunks()
+    if pa.types.is_timestamp(column.type):
+        stamps = column.to_pandas()
+        if column.type.tz is None:
+            stamps = _localize(stamps, spec.timezone)
+    elif spec.unit != "iso":
+        numbers = pd.to_numeric(
+            original.to_pandas(), errors="coerce", dtype_backend="numpy_nullable"
+        )
+        stamps = pd.to_datetime(numbers, unit=spec.unit, utc=True, errors="coerce")
+    else:
+        stamps = _parse_text_times(original.to_pandas().astype(object), spec)
+    stamps = stamps.where(stamps.between(EARLIEST, LATEST))
+    converted = _utc_text(pd.Series(stamps, dtype="datetime64[ns, UTC]"))
+    return pc.if_else(pc.is_valid(converted), converted, original)
+
+
+# --- row filter -----------------------------------------------------------------------------
+
+
+def _blank(text: pa.Array) -> pa.Array:
+    return pc.fill_null(pc.equal(text, ""), True)
+
+
+def _as_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _meets(column: pa.Array | pa.ChunkedArray, condition: RowCondition) -> pa.Array:
+    """Rows meeting ``condition`` (True/False, never null)."""
+    text = to_text(column)
+    op, value = condition.op, condition.value
+    if op == "is_null":
+        return _blank(text)
+    if op == "not_null":
+        return pc.invert(_blank(text))
+    if op in ("in", "not_in"):
+        assert isinstance(value, list)
+        hit = pc.is_in(text, value_set=pa.array([_as_text(v) for v in value], pa.string()))
+        result = hit if op == "in" else pc.invert(hit)
+    elif op in ("startswith", "not_startswith"):
+        hit = pc.starts_with(text, _as_text(value))
+        result = hit if op == "startswith" else pc.invert(hit)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+            numbers = column.cast(pa.float64())
+        else:
+            parsed = pd.to_numeric(text.to_pandas(), errors="coerce")
+            numbers = pa.array(parsed.to_numpy(dtype=np.float64, na_value=np.nan))
+            numbers = pc.if_else(pc.is_nan(numbers), None, numbers)
+        result = COMPARE[op](numbers, float(value))
+    else:
+        result = COMPARE[op](text, _as_text(value))
+    return pc.and_kleene(pc.invert(_blank(text)), pc.fill_null(result, False))
+
+
+def _keep(batch: pa.RecordBatch, conditions: list[RowCondition]) -> pa.RecordBatch:
+    if not conditions:
+        return batch
+    mask = pa.array(np.ones(batch.num_rows, dtype=bool))
+    for condition in conditions:
+        mask = pc.and_(mask, _meets(batch.column(condition.column), condition))
+    return batch.filter(mask)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _read_options(source: TableSource, block_size: int | None = None) -> pacsv.ReadOptions:
+    options = pacsv.ReadOptions(encoding=source.encoding)
+    if block_size is not None:
+        options.block_size = block_size
+    if not source.header:
+        options.column_names = source.columns
+    return options
+
+
+@contextlib.contextmanager
+def _csv_errors(path: Path, key: str) -> Iterator[None]:
+    """A CSV that does not parse as configured names the keys that describe it."""
+    try:
+        yield
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise SchemaError(
+            f"{path} does not read as the CSV the config describes: {exc} ({key})",
+            hint=f"check {key}.delimiter, {key}.header / {key}.columns (names in file order) "
+            f"and {key}.encoding",
+        ) from exc
+
+
+def _source_schema(path: Path, file_format: str, source: TableSource, key: str) -> dict[str, str]:
     """Column → type as the source declares it (CSV has no declared types: names only)."""
     if file_format == "parquet":
         schema = pq.ParquetFile(path).schema_arrow
         return {field.name: str(field.type) for field in schema}
-    return dict.fromkeys(_source_names(path, file_format, source), "csv")
+    return dict.fromkeys(_source_names(path, file_format, source, key), "csv")
 
 
-def _source_names(path: Path, file_format: str, source: TableSource) -> list[str]:
+def _source_names(path: Path, file_format: str, source: TableSource, key: str) -> list[str]:
     if file_format == "parquet":
         return pq.ParquetFile(path).schema_arrow.names
+    if not source.header:
+        assert source.columns is not None
+        return list(source.columns)
     parse = pacsv.ParseOptions(delimiter=source.delimiter)
-    with pacsv.open_csv(path, parse_options=parse) as probe:
+    with (
+        _csv_errors(path, key),
+        pacsv.open_csv(path, read_options=_read_options(source), parse_options=parse) as probe,
+    ):
         return probe.schema.names
 
 
 def _csv_batches(
-    path: Path, source: TableSource, chunk_rows: int, columns: list[str]
+    path: Path, source: TableSource, chunk_rows: int, columns: list[str], key: str
 ) -> Iterator[pa.RecordBatch]:
     """Stream the wanted CSV columns as text; empty fields become null."""
-    read = pacsv.ReadOptions(block_size=max(chunk_rows * CSV_BYTES_PER_ROW, 1 << 16))
+    read = _read_options(source, max(chunk_rows * CSV_BYTES_PER_ROW, 1 << 16))
     parse = pacsv.ParseOptions(delimiter=source.delimiter)
     convert = pacsv.ConvertOptions(
         column_types=dict.fromkeys(columns, pa.string()),
         include_columns=columns,
         strings_can_be_null=True,
     )
-    with pacsv.open_csv(
-        path, read_options=read, parse_options=parse, convert_options=convert
-    ) as reader:
+    with (
+        _csv_errors(path, key),
+        pacsv.open_csv(
+            path, read_options=read, parse_options=parse, convert_options=convert
+        ) as reader,
+    ):
         yield from reader
 
 
@@ -213,32 +355,199 @@ def _parquet_batches(path: Path, chunk_rows: int, columns: list[str]) -> Iterato
     yield from pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns)
 
 
+def _batches(
+    path: Path, file_format: str, source: TableSource, chunk_rows: int, columns: list[str], key: str
+) -> Iterator[pa.RecordBatch]:
+    if file_format == "csv":
+        return _csv_batches(path, source, chunk_rows, columns, key)
+    return _parquet_batches(path, chunk_rows, columns)
+
+
+# --- column names -----------------------------------------------------------------------------
+
+
+def _sample(path: Path, file_format: str, source: TableSource, column: str, key: str) -> pa.Array:
+    """The first values of one source column (to test a proposed column_mapping)."""
+    for batch in _batches(path, file_format, source, SAMPLE_ROWS, [column], key):
+        return batch.column(0).slice(0, SAMPLE_ROWS)
+    return pa.nulls(0, pa.string())
+
+
+def _fits(canonical: str, values: pa.Array, source: TableSource, table: str) -> bool:
+    """Whether a sample's values could be the canonical column (names alone can mislead)."""
+    text = to_text(values)
+    filled = text.filter(pc.invert(_blank(text)))
+    if canonical.endswith("_id"):
+        return len(filled) > 0 and len(filled) >= len(text) / 2
+    if not len(filled):
+        return False
+    if canonical == "event_type":
+        known = pa.array(list(EVENT_TYPES) + list(source.value_mapping.get("event_type", {})))
+        return bool(pc.all(pc.is_in(filled, value_set=known)).as_py())
+    if canonical == TIME_COLUMNS.get(table):
+        converted = convert_times(values.filter(pc.invert(_blank(text))), _time_spec(source))
+        parsed = pd.to_datetime(converted.to_pandas(), utc=True, format="ISO8601", errors="coerce")
+        return bool(parsed.notna().all())
+    if canonical in NUMERIC_COLUMNS:
+        return bool(pd.to_numeric(filled.to_pandas(), errors="coerce").notna().all())
+    return True
+
+
+def _time_spec(source: TableSource) -> TimestampFormat:
+    return source.timestamp if source.timestamp is not None else TimestampFormat()
+
+
+@dataclass(frozen=True)
+class _Names:
+    """How one file's columns become canonical ones, and which source columns to read."""
+
+    mapping: dict[str, str]  # canonical → source column
+    read: list[str]
+
+
+def _canonical_names(
+    names: list[str],
+    table: str,
+    source: TableSource,
+    path: Path,
+    key: str,
+    extras: tuple[str, ...],
+    sample: Callable[[str], pa.Array],
+) -> _Names:
+    """Map canonical column → source column, or explain what is missing."""
+    layout = TABLES[table]
+    renamed = {source.column_mapping.get(name, name): name for name in names}
+    if len(renamed) < len(names):
+        raise SchemaError(
+            f"{path}: column_mapping maps two source columns onto one name (columns: {names})",
+            hint=f"fix {key}.column_mapping",
+        )
+    both = sorted(c for c in source.constants if c in renamed)
+    if both:
+        raise SchemaError(
+            f"{path}: {both} come both from the file (column(s) "
+            f"{[renamed[c] for c in both]}) and from {key}.constants",
+            hint=f"drop them from {key}.constants, or map the file's column elsewhere in "
+            f"{key}.column_mapping",
+        )
+    missing = [c for c in layout.required if c not in renamed and c not in source.constants]
+    if missing:
+        message, hint = _missing_message(missing, names, table, source, path, key, sample)
+        raise SchemaError(message, hint=hint)
+    absent_filters = [c.column for c in source.filter if c.column not in names]
+    if absent_filters:
+        raise SchemaError(
+            f"{path} has no column(s) {absent_filters} named in {key}.filter; columns found: "
+            f"{names}",
+            hint=f"{key}.filter names the file's own columns (before column_mapping)",
+        )
+    wanted = [c for c in (*layout.columns, *extras) if c in renamed]
+    mapping = {column: renamed[column] for column in wanted}
+    read = list(dict.fromkeys([*mapping.values(), *(c.column for c in source.filter)]))
+    return _Names(mapping, read)
+
+
+def _missing_message(
+    missing: list[str],
+    names: list[str],
+    table: str,
+    source: TableSource,
+    path: Path,
+    key: str,
+    sample: Callable[[str], pa.Array],
+) -> tuple[str, str]:
+    """The message and hint for absent required columns; proposals fit the data."""
+    unmapped = [n for n in names if n not in source.column_mapping]
+    proposals: dict[str, list[str]] = {}
+    for column in missing:
+        close = difflib.get_close_matches(column, unmapped, n=3, cutoff=0.4)
+        proposals[column] = [c for c in close if _fits(column, sample(c), source, table)]
+    suggestions = "; ".join(
+        f"{m}: {c or 'no close match whose values fit'}" for m, c in proposals.items()
+    )
+    message = (
+        f"{path} lacks required column(s) {missing} after column_mapping; columns found: "
+        f"{names}; close matches: {suggestions}"
+    )
+    fixes = [f"{{{c[0]}: {m}}}" for m, c in proposals.items() if c]
+    hint = (
+        f"add the source names to {key}.column_mapping, e.g. {fixes[0]}"
+        if fixes
+        else f"add the source names to {key}.column_mapping, e.g. {{source_name: {missing[0]}}}"
+    )
+    if "event_type" in missing:
+        hint += (
+            f"; a file of one kind of event can set {key}.constants, e.g. "
+            "{event_type: rating} or {event_type: purchase}"
+        )
+    if len(names) == 1 and any(sep in names[0] for sep in "\t;|"):
+        hint += f"; the file shows one column only: check {key}.delimiter (e.g. tab)"
+    return message, hint
+
+
+# --- canonical batches ------------------------------------------------------------------------
+
+
+def _replace_values(text: pa.Array, replacements: dict[str, str]) -> pa.Array:
+    if not replacements:
+        return text
+    keys = pa.array(list(replacements), pa.string())
+    position = pc.index_in(text, value_set=keys)
+    mapped = pc.take(pa.array(list(replacements.values()), pa.string()), position)
+    return pc.if_else(pc.is_valid(position), mapped, text)
+
+
+def _canonical_batch(
+    batch: pa.RecordBatch, names: _Names, source: TableSource, table: str, columns: list[str]
+) -> pa.Table:
+    rows = batch.num_rows
+    time_column = TIME_COLUMNS.get(table) if source.timestamp is not None else None
+    out: dict[str, pa.Array | pa.ChunkedArray] = {}
+    for column in columns:
+        if column in names.mapping:
+            values = batch.column(names.mapping[column])
+            if column == time_column:
+                assert source.timestamp is not None
+                text = convert_times(values, source.timestamp)
+            else:
+                text = to_text(values)
+            out[column] = _replace_values(text, source.value_mapping.get(column, {}))
+        elif column in source.constants:
+            out[column] = pa.array([source.constants[column]] * rows, pa.string())
+        else:
+            out[column] = pa.nulls(rows, pa.string())
+    return pa.table(out)
+
+
 def _raw_batches(
-    files: _SourceFiles, source: TableSource, layout: TableLayout, chunk_rows: int
+    files: _SourceFiles,
+    source: TableSource,
+    table: str,
+    chunk_rows: int,
+    extras: tuple[str, ...],
+    counts: dict[str, int],
 ) -> Iterator[pa.Table]:
-    """Batches of one source in the raw layout: canonical names, all text, nulls filled in."""
+    """Batches of one source: filtered, canonical names, all text, nulls filled in.
+
+    The raw layout's columns come first, then ``extras`` (catalogue columns kept for a
+    derived table); ``counts["filtered"]`` grows by the rows the filter drops.
+    """
+    columns = [*TABLES[table].columns, *extras]
     for path in files.files:
         file_format = _file_format(path, source, files.key)
-        names = _source_names(path, file_format, source)
-        mapping = _canonical_names(names, layout, source, path, files.key)
-        wanted = list(mapping.values())
-        batches = (
-            _csv_batches(path, source, chunk_rows, wanted)
-            if file_format == "csv"
-            else _parquet_batches(path, chunk_rows, wanted)
-        )
-        for batch in batches:
-            yield pa.table(
-                {
-                    column: to_text(batch.column(mapping[column]))
-                    if column in mapping
-                    else pa.nulls(batch.num_rows, pa.string())
-                    for column in layout.columns
-                }
-            )
+        names = _source_names(path, file_format, source, files.key)
+
+        def sample(column: str, path: Path = path, file_format: str = file_format) -> pa.Array:
+            return _sample(path, file_format, source, column, files.key)
+
+        plan = _canonical_names(names, table, source, path, files.key, extras, sample)
+        for batch in _batches(path, file_format, source, chunk_rows, plan.read, files.key):
+            kept = _keep(batch, source.filter)
+            counts["filtered"] += batch.num_rows - kept.num_rows
+            yield _canonical_batch(kept, plan, source, table, columns)
 
 
-def _of_day(batch: pa.RecordBatch, day: str) -> pa.RecordBatch:
+def _of_day(batch: pa.Table, day: str) -> pa.Table:
     """Events of one daily partition: ISO timestamps that start with the partition's date.
 
     Rows whose timestamp cannot be read belong to no day and are left out of partitioned runs.
@@ -247,26 +556,119 @@ def _of_day(batch: pa.RecordBatch, day: str) -> pa.RecordBatch:
     return batch.filter(pc.fill_null(pc.starts_with(timestamps, day), False))
 
 
+# --- derived tables ---------------------------------------------------------------------------
+
+
+class _Derived:
+    """A table derived from the interactions: each id once (first seen), with catalogue
+    columns taken from the row where the id first appears."""
+
+    def __init__(self, table: str) -> None:
+        self.layout = TABLES[table]
+        self.id_column = self.layout.required[0]
+        self._parts: list[pa.Table] = []
+        self._known = pa.array([], pa.string())
+
+    def add(self, batch: pa.Table) -> None:
+        ids = batch.column(self.id_column)
+        part = batch.filter(pc.invert(_blank(ids)))
+        part = part.append_column(ROW, pa.array(np.arange(part.num_rows)))
+        first = part.group_by(self.id_column, use_threads=False).aggregate([(ROW, "min")])
+        rows = first.column(f"{ROW}_min").combine_chunks()
+        part = part.take(pc.take(rows, pc.sort_indices(rows)))
+        new = part.filter(pc.invert(pc.is_in(part.column(self.id_column), self._known)))
+        if new.num_rows:
+            self._parts.append(
+                pa.table(
+                    {
+                        c: new.column(c) if c in new.column_names else pa.nulls(new.num_rows)
+                        for c in self.layout.columns
+                    }
+                )
+            )
+            self._known = pa.concat_arrays(
+                [self._known, new.column(self.id_column).combine_chunks()]
+            )
+
+    def table(self) -> pa.Table:
+        if not self._parts:
+            return raw_schema(self.layout).empty_table()
+        return pa.concat_tables(self._parts).cast(raw_schema(self.layout))
+
+
+@dataclass
+class _Ingested:
+    path: Path
+    rows: int
+    files: int
+    uri: str
+    schema: dict[str, str]
+    filtered: int
+
+
 def _ingest_table(
-    ctx: TaskContext, table: str, source: TableSource
-) -> tuple[Path, int, _SourceFiles, dict[str, str]]:
+    ctx: TaskContext, table: str, source: TableSource, derived: dict[str, _Derived]
+) -> _Ingested:
     layout = TABLES[table]
     output = ctx.output_path(f"{table}.parquet")
+    extras = tuple(c for t in derived for c in TABLES[t].columns if c not in layout.columns)
+    extras = tuple(dict.fromkeys(extras))
+    counts = {"filtered": 0}
     with contextlib.ExitStack() as scratch:
         files = _locate(ctx, table, source, scratch)
-        schema = _source_schema(
-            files.files[0], _file_format(files.files[0], source, files.key), source
-        )
+        first = files.files[0]
+        schema = _source_schema(first, _file_format(first, source, files.key), source, files.key)
         ctx.logger.info(
             "reading source",
             extra={"fields": {"table": table, "uri": files.uri, "files": len(files.files)}},
         )
         day = ctx.partition_key if table == "interactions" else None
         with ParquetSink(output, raw_schema(layout)) as sink:
-            for batch in _raw_batches(files, source, layout, ctx.config.chunk_rows):
-                sink.write(_of_day(batch, day) if day else batch)
+            batches = _raw_batches(files, source, table, ctx.config.chunk_rows, extras, counts)
+            for batch in batches:
+                rows = _of_day(batch, day) if day else batch
+                for collector in derived.values():
+                    collector.add(rows)
+                sink.write(rows.select(list(layout.columns)))
+    ctx.logger.info(
+        "table ingested",
+        extra={"fields": {"table": table, "rows": sink.rows, "filtered": counts["filtered"]}},
+    )
+    return _Ingested(output, sink.rows, len(files.files), files.uri, schema, counts["filtered"])
+
+
+def _write_derived(ctx: TaskContext, table: str, collector: _Derived) -> _Ingested:
+    output = ctx.output_path(f"{table}.parquet")
+    data = collector.table()
+    with ParquetSink(output, raw_schema(collector.layout)) as sink:
+        sink.write(data)
     ctx.logger.info("table ingested", extra={"fields": {"table": table, "rows": sink.rows}})
-    return output, sink.rows, files, schema
+    # The interactions' own schema is reviewed already; a derived table's shape follows it.
+    schema = {"derived_from": "interactions"}
+    return _Ingested(output, sink.rows, 0, DERIVED_URI, schema, 0)
+
+
+def _tables_to_derive(ctx: TaskContext, config: Config) -> dict[str, _Derived]:
+    """Items/users tables built from the interactions, each announced once in the log."""
+    derived = {}
+    for table in DERIVED_TABLES:
+        source: TableSource | None = getattr(config.source, table)
+        if source is None:
+            reason = f"source.{table} is null"
+        elif config.source.is_default(table) and _default_missing(ctx, source):
+            reason = f"source.{table} is not configured and its default {source.path} is absent"
+        else:
+            continue
+        ctx.logger.info(
+            f"{table} table derived from the interactions ({reason})",
+            extra={"fields": {"table": table, "derived_from": "interactions"}},
+        )
+        derived[table] = _Derived(table)
+    return derived
+
+
+def _default_missing(ctx: TaskContext, source: TableSource) -> bool:
+    return not _is_url(source.path) and not ctx.resolve_project_path(source.path).exists()
 
 
 def _fallback(ctx: TaskContext, reason: CircuitOpenError) -> TaskResult:
@@ -326,16 +728,22 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
 
 def _ingest_all(ctx: TaskContext, config: Config) -> TaskResult:
     ctx.logger.info("ingestion started", extra={"fields": {"chunk_rows": config.chunk_rows}})
+    derived = _tables_to_derive(ctx, config)
     outputs: dict[str, Path] = {}
     metrics: dict[str, Any] = {}
     metadata: dict[str, Any] = {"degraded": False}
     schemas: dict[str, dict[str, str]] = {}
     for table in TABLES:
-        path, rows, files, schemas[table] = _ingest_table(ctx, table, getattr(config.source, table))
-        outputs[table] = path
-        metrics[f"{table}_rows"] = rows
-        metrics[f"{table}_files"] = len(files.files)
-        metadata[f"{table}_source"] = files.uri
+        if table in derived:
+            done = _write_derived(ctx, table, derived[table])
+        else:
+            done = _ingest_table(ctx, table, getattr(config.source, table), derived)
+        outputs[table] = done.path
+        schemas[table] = done.schema
+        metrics[f"{table}_rows"] = done.rows
+        metrics[f"{table}_files"] = done.files
+        metrics[f"{table}_rows_filtered"] = done.filtered
+        metadata[f"{table}_source"] = done.uri
     ctx.logger.info("ingestion finished", extra={"fields": metrics})
     outcome = approval.review(
         ctx.storage_root, ctx.task_name, ctx.run_id, config.schema_approval, schemas

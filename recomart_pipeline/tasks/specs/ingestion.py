@@ -2,19 +2,122 @@
 
 from __future__ import annotations
 
+import codecs
+import zoneinfo
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from recomart_pipeline.contract.task import CheckSpec, Output, TaskSpec
 from recomart_pipeline.tasks import schema_approval as approval
 from recomart_pipeline.tasks.specs.tables import TABLES
 
 FileFormat = Literal["auto", "csv", "parquet"]
+TimeUnit = Literal["iso", "s", "ms", "us", "ns"]
+FilterOp = Literal[
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "in",
+    "not_in",
+    "startswith",
+    "not_startswith",
+    "is_null",
+    "not_null",
+]
+LIST_OPS = ("in", "not_in")
+NULL_OPS = ("is_null", "not_null")
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+Scalar = str | int | float | bool
+
+
+class TimestampFormat(BaseModel):
+    """How the source writes its time column; ingestion turns it into ISO 8601 UTC text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit: TimeUnit = Field(
+        "iso",
+        description="'iso' for date-time text (or a Parquet timestamp column); 's', 'ms', "
+        "'us' or 'ns' for Unix epoch numbers (e.g. MovieLens seconds, event logs in ms).",
+    )
+    format: str | None = Field(
+        None,
+        description="A strptime pattern for text that is not ISO 8601, e.g. "
+        "'%m/%d/%Y %H:%M'. Only with unit 'iso'.",
+    )
+    timezone: str = Field(
+        "UTC",
+        description="IANA zone of times written without an offset, e.g. Europe/London. "
+        "Epoch numbers are UTC by definition and ignore it.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name such as UTC or Europe/London"
+            ) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _format_needs_text(self) -> TimestampFormat:
+        if self.format is not None and self.unit != "iso":
+            raise ValueError(
+                f"timestamp.format applies to text times only: remove it or set unit: iso "
+                f"(unit is {self.unit!r})"
+            )
+        return self
+
+
+class RowCondition(BaseModel):
+    """One condition a source row must meet to be kept (on the file's own column names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str = Field(description="A column of the source file, as named there.")
+    op: FilterOp = Field(
+        description="==, !=, <, <=, >, >= (numeric when value is a number, else text), "
+        "in / not_in (value is a list, compared as text), startswith / not_startswith "
+        "(text), is_null / not_null (no value)."
+    )
+    value: Scalar | list[Scalar] | None = Field(
+        None, description="What to compare with; a list for in / not_in; none for null tests."
+    )
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> RowCondition:
+        if self.op in NULL_OPS:
+            if self.value is not None:
+                raise ValueError(f"op {self.op} takes no value (column {self.column})")
+        elif self.op in LIST_OPS:
+            if not isinstance(self.value, list):
+                raise ValueError(f"op {self.op} needs a list value (column {self.column})")
+        elif self.value is None or isinstance(self.value, list):
+            raise ValueError(f"op {self.op} needs one value (column {self.column})")
+        return self
+
+
+def _delimiter(value: Any) -> Any:
+    """Accept 'tab' (and YAML's literal backslash-t) for a tab character."""
+    return DELIMITER_NAMES.get(value.lower(), value) if isinstance(value, str) else value
 
 
 class TableSource(BaseModel):
-    """Where one table comes from and how its columns are named there."""
+    """Where one table comes from and how its file is written."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -30,9 +133,69 @@ class TableSource(BaseModel):
     column_mapping: dict[str, str] = Field(
         default_factory=dict,
         description="Source column name → canonical name, e.g. {customer: user_id}. "
-        "Columns that are neither canonical nor mapped are dropped.",
+        "Columns that are neither canonical nor mapped are dropped. The interactions "
+        "source may also map catalogue columns (title, price, category; region, "
+        "signup_date) used when the items or users table is derived from it.",
     )
-    delimiter: str = Field(",", min_length=1, max_length=1, description="CSV field separator.")
+    delimiter: Annotated[str, BeforeValidator(_delimiter)] = Field(
+        ",",
+        min_length=1,
+        max_length=1,
+        description="CSV field separator: one character, or 'tab' (also '\\t').",
+    )
+    header: bool = Field(
+        True, description="CSV only: the first line names the columns. If false, set columns."
+    )
+    columns: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="CSV only, with header: false: the names of the file's columns in order, "
+        "e.g. [user_id, item_id, rating, timestamp] for MovieLens u.data.",
+    )
+    encoding: str = Field("utf-8", description="CSV text encoding, e.g. latin-1, cp1252.")
+    constants: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical column → value for every row, for a column the file lacks, "
+        "e.g. {event_type: rating} for a ratings file or {event_type: purchase} for order "
+        "lines.",
+    )
+    value_mapping: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Canonical column → {source value: canonical value}, e.g. "
+        "{event_type: {addtocart: add_to_cart, transaction: purchase}}. Values not listed "
+        "are kept as they are.",
+    )
+    timestamp: TimestampFormat | None = Field(
+        None,
+        description="How the time column (interactions.timestamp, users.signup_date) is "
+        "written; it is converted to ISO 8601 UTC text. Values that do not convert are kept "
+        "as written, so validation quarantines them. Unset: passed through unchanged.",
+    )
+    filter: list[RowCondition] = Field(
+        default_factory=list,
+        description="Conditions on the file's own column names that a row must all meet to "
+        "be kept, e.g. [{column: Quantity, op: '>', value: 0}, {column: InvoiceNo, op: "
+        "not_startswith, value: C}]. A null value meets only is_null; a value that is not "
+        "a number fails a numeric comparison. Dropped rows are counted in "
+        "<table>_rows_filtered.",
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError as exc:
+            raise ValueError(f"unknown encoding {value!r}: e.g. utf-8, latin-1, cp1252") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _names_without_header(self) -> TableSource:
+        if not self.header and self.columns is None:
+            raise ValueError("header: false needs columns: [name, ...] in file order")
+        if self.header and self.columns is not None:
+            raise ValueError("columns names a header-less file: set header: false or drop it")
+        return self
 
 
 def _path_shorthand(value: Any) -> Any:
@@ -43,10 +206,21 @@ def _path_shorthand(value: Any) -> Any:
 Source = Annotated[
     TableSource, BeforeValidator(_path_shorthand, json_schema_input_type=str | TableSource)
 ]
+OptionalSource = Annotated[
+    TableSource | None,
+    BeforeValidator(_path_shorthand, json_schema_input_type=str | TableSource | None),
+]
+TIME_COLUMNS = {"interactions": "timestamp", "users": "signup_date"}
+DERIVED_TABLES = ("items", "users")
 
 
 class Sources(BaseModel):
-    """The three input tables; each value is a path/URL string or a full source block."""
+    """The input tables; each value is a path/URL string or a full source block.
+
+    Only interactions is required: with ``items: null`` / ``users: null`` (or the key left
+    out and its default file absent) the table is derived from the interactions — its ids
+    plus any catalogue columns the interactions source maps.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -54,14 +228,41 @@ class Sources(BaseModel):
         default_factory=lambda: TableSource(path="data/interactions.csv"),
         description="Events: user_id, item_id, event_type, timestamp, optional rating.",
     )
-    items: Source = Field(
+    items: OptionalSource = Field(
         default_factory=lambda: TableSource(path="data/items.csv"),
-        description="Catalog: item_id, optional category, price, title.",
+        description="Catalog: item_id, optional category, price, title. null: derived from "
+        "the interactions (so is a missing default file).",
     )
-    users: Source = Field(
+    users: OptionalSource = Field(
         default_factory=lambda: TableSource(path="data/users.csv"),
-        description="Users: user_id, optional signup_date, region.",
+        description="Users: user_id, optional signup_date, region. null: derived from the "
+        "interactions (so is a missing default file).",
     )
+
+    @model_validator(mode="after")
+    def _canonical_keys(self) -> Sources:
+        for table, layout in TABLES.items():
+            source: TableSource | None = getattr(self, table)
+            if source is None:
+                continue
+            for key in ("constants", "value_mapping"):
+                unknown = sorted(set(getattr(source, key)) - set(layout.columns))
+                if unknown:
+                    raise ValueError(
+                        f"source.{table}.{key} names {unknown}, which are not canonical "
+                        f"{table} columns {list(layout.columns)}"
+                    )
+            if source.timestamp is not None and table not in TIME_COLUMNS:
+                raise ValueError(f"source.{table}.timestamp: the {table} table has no time column")
+        return self
+
+    def derives(self, table: str) -> bool:
+        """Whether ``table`` is explicitly configured as derived (``null``)."""
+        return table in DERIVED_TABLES and getattr(self, table) is None
+
+    def is_default(self, table: str) -> bool:
+        """Whether the user left ``table`` out, so a missing default file means 'derive'."""
+        return table not in self.model_fields_set
 
 
 class CircuitBreakerConfig(BaseModel):
@@ -110,8 +311,9 @@ def declare_checks(config: Config) -> list[CheckSpec]:
 
 
 def watched_sources(config: Config) -> list[str]:
-    """What the data-arrival sensor watches: the three sources' paths, globs or URLs."""
-    return [getattr(config.source, table).path for table in TABLES]
+    """What the data-arrival sensor watches: the configured sources' paths, globs or URLs."""
+    sources = (getattr(config.source, table) for table in TABLES)
+    return [source.path for source in sources if source is not None]
 
 
 INTERACTIONS = Output("interactions", "parquet", "raw interactions, every column text")
