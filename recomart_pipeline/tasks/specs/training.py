@@ -37,8 +37,8 @@ class EarlyStoppingConfig(BaseModel):
     )
     refit: bool = Field(
         True,
-        description="After stopping early, refit on all training ratings (the validation "
-        "split included) for the best epoch's number of epochs, with the same seed.",
+        description="With early stopping on, refit on all training ratings (the validation "
+        "split included) for the best validation epoch's number of epochs, same seed.",
     )
 
 
