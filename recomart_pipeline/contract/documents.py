@@ -59,6 +59,14 @@ class CandidateSummary(Document):
     artifact: str | None = Field(description="The training output holding the model file.")
     file: str | None
     sha256: str | None
+    refit: dict[str, Any] | None = Field(
+        None,
+        description="The refit on every training rating after early stopping (epochs, "
+        "n_train, train_rmse); the history is the validation run's.",
+    )
+    skipped: str | None = Field(
+        None, description="Why the candidate was not trained (it does not apply to the data)."
+    )
 
 
 class TrainingSummary(Document):
@@ -72,6 +80,14 @@ class TrainingSummary(Document):
 
     def ordered(self) -> dict[str, CandidateSummary]:
         return {name: self.candidates[name] for name in self.candidate_order}
+
+    def trained(self) -> dict[str, CandidateSummary]:
+        """The candidates that were fitted, in order (skipped ones left out)."""
+        return {name: c for name, c in self.ordered().items() if c.skipped is None}
+
+    def skipped(self) -> dict[str, str]:
+        """Each skipped candidate's reason, in order."""
+        return {name: c.skipped for name, c in self.ordered().items() if c.skipped is not None}
 
 
 class GateResult(Document):

@@ -168,6 +168,9 @@ class FitReport:
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
+    # Set when the final model was refitted after early stopping: {"epochs", "n_train",
+    # "train_rmse"} of the refit on every rating (the history is the validation run).
+    refit: dict[str, Any] | None = None
 
     def final(self, key: str) -> float | None:
         """The last non-missing value of ``key`` in the history (e.g. ``val_rmse``)."""
@@ -185,6 +188,7 @@ class FitReport:
             "history": self.history,
             "best_epoch": self.best_epoch,
             "stopped_early": self.stopped_early,
+            "refit": self.refit,
         }
 
 
@@ -193,6 +197,8 @@ class Recommender(ABC):
 
     ``predicts_ratings`` is False for models whose ``predict`` returns a preference score
     rather than a rating (implicit ALS): RMSE/MAE are not meaningful for them.
+    ``requires_ratings`` models cannot learn anything without explicit ratings (SVD, the bias
+    model); ``skip_reason`` is how the training task asks before fitting.
     """
 
     model_type: ClassVar[str]
@@ -200,6 +206,7 @@ class Recommender(ABC):
     Params: ClassVar[type[BaseModel]]
     state_shapes: ClassVar[dict[str, StateShape]]
     predicts_ratings: ClassVar[bool] = True
+    requires_ratings: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None) -> None:
         if isinstance(params, self.Params):
@@ -212,6 +219,15 @@ class Recommender(ABC):
         self._transposed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     # -- training --------------------------------------------------------------------------
+    def skip_reason(self, train: TrainingData) -> str | None:
+        """Why this model does not apply to ``train`` (None: it can be fitted). Training skips
+        such a candidate instead of failing the run."""
+        if self.requires_ratings and len(train.ratings) == 0:
+            return f"{self.model_type} needs explicit ratings and the training data has none"
+        if not self.requires_ratings and train.interactions().nnz == 0:
+            return f"{self.model_type} needs interactions and the training data has none"
+        return None
+
     def fit(self, train: TrainingData, *, on_epoch: EpochCallback | None = None) -> FitReport:
         """Train on ``train`` (replacing any previous state); ``on_epoch`` sees each epoch."""
         started = time.perf_counter()

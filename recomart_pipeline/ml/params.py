@@ -51,6 +51,11 @@ class SVDParams(SVDHyperParams):
     min_delta: float = Field(
         1e-4, ge=0, description="Smallest drop of validation RMSE that counts as an improvement."
     )
+    refit_after_early_stopping: bool = Field(
+        True,
+        description="When early stopping chose the number of epochs, refit on every rating "
+        "(validation split included) for that many epochs with the same seed.",
+    )
 
 
 class ALSHyperParams(BaseModel):
@@ -94,6 +99,23 @@ class PopularityParams(BaseModel):
     )
 
 
+class BiasParams(BaseModel):
+    """The bias-only rating baseline (global mean + regularised user/item biases); the
+    training task's ``bias:`` block. Defaults are Surprise's ALS baseline estimates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_iterations: int = Field(
+        10, ge=1, description="Alternating sweeps (item biases, then user biases)."
+    )
+    user_regularization: float = Field(
+        15.0, ge=0, description="Pseudo-count shrinking each user bias towards 0."
+    )
+    item_regularization: float = Field(
+        10.0, ge=0, description="Pseudo-count shrinking each item bias towards 0."
+    )
+
+
 @dataclass(frozen=True)
 class ModelTypeInfo:
     """What a config needs to know of a model type: its names, its parameters and whether
@@ -119,6 +141,7 @@ def register_model_type(info: ModelTypeInfo) -> ModelTypeInfo:
 
 SVD = register_model_type(ModelTypeInfo("collaborative_filtering_svd", "svd", SVDParams))
 ALS = register_model_type(ModelTypeInfo("als", "als", ALSParams))
+BIAS = register_model_type(ModelTypeInfo("baseline_bias", "bias", BiasParams))
 POPULARITY = register_model_type(
     ModelTypeInfo("popularity", "popularity", PopularityParams, baseline=True)
 )

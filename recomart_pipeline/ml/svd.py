@@ -13,7 +13,10 @@ accuracy. SGD is sequential per rating, so the epoch loop is a numba kernel (flo
 fastmath).
 With ``validation_fraction > 0`` a random share of the ratings is held out: its RMSE is
 tracked per epoch and, with ``patience > 0``, training stops once it has not improved for
-``patience`` epochs and the best epoch's parameters are kept.
+``patience`` epochs and the best epoch's parameters are kept. With
+``refit_after_early_stopping`` (the default) the model is then refitted on every rating,
+validation share included, for the best epoch's number of epochs (same seed); the fit report
+records it under ``refit`` (its ``history`` stays the validation run's).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from recomart_pipeline.ml._jit import kernel
 from recomart_pipeline.ml.base import (
     EpochCallback,
     FitReport,
+    Ratings,
     Recommender,
     StateShape,
     TrainingData,
@@ -109,6 +113,7 @@ class SVDRecommender(Recommender):
     model_type = "collaborative_filtering_svd"
     short_name = "svd"
     Params = SVDParams
+    requires_ratings = True
     state_shapes: ClassVar[dict[str, StateShape]] = {
         "user_factors": "users",
         "item_factors": "items",
@@ -129,21 +134,56 @@ class SVDRecommender(Recommender):
                 "the SVD model needs explicit ratings, but train_ratings is empty",
                 hint="check the features task output or train an implicit model (als)",
             )
-        rng = np.random.default_rng(params.seed)
-        shuffled = rng.permutation(len(ratings))
+        shuffled = np.random.default_rng(params.seed).permutation(len(ratings))
         n_val = round(len(ratings) * params.validation_fraction)
-        fit_rows = shuffled[n_val:]
-        if fit_rows.size == 0:
+        if n_val >= len(ratings):
             raise DataValidationError("validation_fraction leaves no ratings to fit on")
+        state, report = self._sgd(
+            train, ratings.subset(shuffled[n_val:]), ratings.subset(shuffled[:n_val]), on_epoch
+        )
+        if (
+            params.refit_after_early_stopping
+            and params.patience
+            and report.n_validation
+            and report.best_epoch is not None
+        ):
+            # Early stopping chose the epoch count; the held-out share was only needed for
+            # that choice, so the final model learns from every rating for that many epochs.
+            epochs = report.best_epoch
+            state, refit = self._sgd(train, ratings.subset(shuffled), None, None, epochs)
+            report.refit = {
+                "epochs": epochs,
+                "n_train": refit.n_train,
+                "train_rmse": refit.final("train_rmse"),
+            }
+        return state, report
+
+    def _sgd(
+        self,
+        train: TrainingData,
+        fit_part: Ratings,
+        val_part: Ratings | None,
+        on_epoch: EpochCallback | None,
+        n_epochs: int | None = None,
+    ) -> tuple[dict[str, np.ndarray], FitReport]:
+        """SGD on ``fit_part`` (in its given order within each user) for ``n_epochs`` (the
+        params' by default), tracking ``val_part`` and stopping early on it when given.
+
+        Each call starts from a fresh ``seed`` stream, so a refit starts from the very
+        initialisation and the same per-epoch user orders as the validation run."""
+        params: SVDParams = self.params  # type: ignore[assignment]
+        rng = np.random.default_rng(params.seed)
+        rng.permutation(len(train.ratings))  # the split's draw: keep the streams aligned
         # group by user, keeping the random order within each user
-        fit_part = ratings.subset(fit_rows[np.argsort(ratings.users[fit_rows], kind="stable")])
-        val_part = ratings.subset(shuffled[:n_val])
+        fit_part = fit_part.subset(np.argsort(fit_part.users, kind="stable"))
+        if val_part is None:
+            val_part = fit_part.subset(np.empty(0, np.int64))
         per_user = np.bincount(fit_part.users, minlength=train.n_users)
         indptr = np.concatenate([[0], np.cumsum(per_user)])
 
         f32 = np.float32
         mu = f32(fit_part.values.mean()) if params.biased else f32(0.0)
-        low, high = f32(ratings.values.min()), f32(ratings.values.max())
+        low, high = f32(train.ratings.values.min()), f32(train.ratings.values.max())
         shape_u, shape_i = (train.n_users, params.n_factors), (train.n_items, params.n_factors)
         p = rng.normal(0.0, params.init_std, shape_u).astype(f32)
         q = rng.normal(0.0, params.init_std, shape_i).astype(f32)
@@ -154,7 +194,7 @@ class SVDRecommender(Recommender):
         report = FitReport(0.0, n_train=len(fit_part), n_validation=len(val_part))
         val_pred = np.empty(len(val_part), f32)
         best_rmse, best_state, waited = math.inf, None, 0
-        for epoch in range(1, params.n_epochs + 1):
+        for epoch in range(1, (n_epochs or params.n_epochs) + 1):
             user_order = rng.permutation(train.n_users).astype(np.int32)
             squared = _sgd_epoch(
                 indptr,
@@ -195,7 +235,8 @@ class SVDRecommender(Recommender):
                 else:
                     waited += 1
             report.history.append(record)
-            on_epoch(record)
+            if on_epoch is not None:
+                on_epoch(record)
             if params.patience and len(val_part) and waited >= params.patience:
                 report.stopped_early = epoch < params.n_epochs
                 break

@@ -5,8 +5,10 @@ against the sha256 training recorded) and ``test_ratings``, ``test_interactions`
 ``train_implicit`` from features. Every candidate gets RMSE/MAE and the ranking metrics at
 ``k`` (train items excluded; for at most ``max_eval_users`` test users, a seeded sample
 recorded in ``evaluation.json``). The best non-baseline candidate by ``selection_metric``
-becomes the ``model`` output: the deploy candidate. Each configured quality gate is a
-blocking (ERROR) check, so a model that fails one is never deployed.
+becomes the ``model`` output: the deploy candidate. Candidates that training skipped (not
+applicable to the data) are left out; with only the baseline left, it is evaluated and
+selected. Each configured quality gate is a blocking (ERROR) check, so a model that fails one
+is never deployed.
 """
 
 from __future__ import annotations
@@ -166,7 +168,13 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     """Score all candidates, choose the deploy candidate and answer the gate checks."""
     config = ctx.config
     summary = ctx.document(TRAINING_SUMMARY)
-    entries = summary.ordered()
+    entries = summary.trained()  # skipped candidates (not applicable to the data) have no model
+    skipped = summary.skipped()
+    for name, reason in skipped.items():
+        ctx.logger.info(
+            f"not evaluating '{name}': skipped by training ({reason})",
+            extra={"fields": {"candidate": name, "skipped": reason}},
+        )
     if summary.baseline is None:
         raise UpstreamArtifactError("training named no baseline candidate", hint="re-run training")
     baseline_name = summary.baseline
@@ -220,12 +228,14 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         f"selected '{best}' by {config.metric}",
         extra={"fields": {"best_model": best, "passed": passed, **json_safe(results[best])}},
     )
-    metadata = {
+    metadata: dict[str, Any] = {
         "best_model": best,
         "model_type": entries[best].model_type,
         "passed": passed,
         "model_sha256": model_sha,
     }
+    if skipped:
+        metadata["skipped"] = skipped
     return TaskResult(
         outputs={"model": model_path, "evaluation": evaluation_path},
         metrics=json_safe(results[best]),

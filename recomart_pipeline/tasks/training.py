@@ -8,6 +8,11 @@ A candidate's parameters are the model's hyper-parameter block (``svd:``, ``als:
 ``popularity:``) plus the task-wide ``seed`` / ``train_test_split`` / ``early_stopping`` /
 ``biases`` (where the model has such a parameter), overridden by the candidate's own
 ``params`` (which may set any of them).
+
+A candidate that does not apply to the data (``Recommender.skip_reason``: a rating model when
+the data has no rating events, any model when there are no interactions at all) is skipped:
+it gets ``skipped: <reason>`` in the summary, the task's metadata and metrics, and a warning in
+the log; evaluation leaves it out. The run fails only if the baseline itself cannot train.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from recomart_pipeline.contract.documents import TrainingSummary
+from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.contract.task import TaskContext, TaskResult
-from recomart_pipeline.ml.base import FitReport, TrainingData
+from recomart_pipeline.ml.base import FitReport, Recommender, TrainingData
 from recomart_pipeline.ml.data import load_training_data
 from recomart_pipeline.ml.metrics import json_safe
 from recomart_pipeline.ml.models import create_model
@@ -30,21 +36,9 @@ from recomart_pipeline.tasks.specs.training import (
 )
 
 
-def _train_candidate(
-    ctx: TaskContext, config: Config, candidate: ResolvedCandidate, train: TrainingData
-) -> tuple[dict[str, Any], FitReport, Path | None]:
-    """Fit one candidate (logging every epoch) and save it; return its summary entry."""
-    name, params = candidate.name, candidate.params.model_dump(mode="json")
-    start_fields = {"candidate": name, "model_type": candidate.model.model_type, "params": params}
-    ctx.logger.info(f"training candidate '{name}'", extra={"fields": start_fields})
-
-    def log_epoch(record: dict[str, Any]) -> None:
-        fields = {"candidate": name, **record}
-        ctx.logger.info(f"{name} epoch {record['epoch']}", extra={"fields": fields})
-
-    model = create_model(candidate.model.model_type, candidate.params)
-    report = model.fit(train, on_epoch=log_epoch)
-    entry: dict[str, Any] = {
+def _entry(candidate: ResolvedCandidate, model: Recommender, report: FitReport) -> dict[str, Any]:
+    params = candidate.params.model_dump(mode="json")
+    return {
         "model_type": model.model_type,
         "params": params,
         "seed": params.get("seed"),
@@ -55,6 +49,39 @@ def _train_candidate(
         "file": None,
         "sha256": None,
     }
+
+
+def _skip_entry(
+    ctx: TaskContext, candidate: ResolvedCandidate, model: Recommender, reason: str
+) -> dict[str, Any]:
+    """The summary entry of a candidate that does not apply to the data (nothing fitted)."""
+    fields = {"candidate": candidate.name, "model_type": model.model_type, "reason": reason}
+    ctx.logger.warning(f"skipped candidate '{candidate.name}': {reason}", extra={"fields": fields})
+    return {**_entry(candidate, model, FitReport(0.0, n_train=0)), "skipped": reason}
+
+
+def _train_candidate(
+    ctx: TaskContext,
+    config: Config,
+    candidate: ResolvedCandidate,
+    model: Recommender,
+    train: TrainingData,
+) -> tuple[dict[str, Any], FitReport, Path | None]:
+    """Fit one candidate (logging every epoch) and save it; return its summary entry."""
+    name = candidate.name
+    start_fields = {
+        "candidate": name,
+        "model_type": candidate.model.model_type,
+        "params": candidate.params.model_dump(mode="json"),
+    }
+    ctx.logger.info(f"training candidate '{name}'", extra={"fields": start_fields})
+
+    def log_epoch(record: dict[str, Any]) -> None:
+        fields = {"candidate": name, **record}
+        ctx.logger.info(f"{name} epoch {record['epoch']}", extra={"fields": fields})
+
+    report = model.fit(train, on_epoch=log_epoch)
+    entry = _entry(candidate, model, report)
     path = None
     if config.save_model:
         path = ctx.output_path(f"model_{name}{FILE_SUFFIX[config.model_format]}")
@@ -76,6 +103,7 @@ def _train_candidate(
         "stopped_early": report.stopped_early,
         "train_rmse": report.final("train_rmse"),
         "val_rmse": report.final("val_rmse"),
+        "refit_epochs": report.refit["epochs"] if report.refit else None,
     }
     ctx.logger.info(
         f"trained '{name}' in {report.fit_seconds:.2f}s", extra={"fields": json_safe(done_fields)}
@@ -97,10 +125,23 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     outputs: dict[str, Path] = {}
     metrics: dict[str, Any] = {"n_users": train.n_users, "n_items": train.n_items}
     candidates: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
     baseline = None
     for candidate in config.resolved_candidates():
         name = candidate.name
-        entry, report, path = _train_candidate(ctx, config, candidate, train)
+        model = create_model(candidate.model.model_type, candidate.params)
+        reason = model.skip_reason(train)
+        if reason is not None:
+            if candidate.is_baseline:
+                raise DataValidationError(
+                    f"no candidate can train: even the baseline '{name}' cannot ({reason})",
+                    hint="check the features task's output: the training data has no "
+                    "usable interactions",
+                )
+            candidates[name] = _skip_entry(ctx, candidate, model, reason)
+            skipped[name] = reason
+            continue
+        entry, report, path = _train_candidate(ctx, config, candidate, model, train)
         candidates[name] = entry
         if path is not None:
             outputs[entry["artifact"]] = path
@@ -109,6 +150,21 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         metrics[f"{name}_fit_seconds"] = round(report.fit_seconds, 4)
         metrics[f"{name}_train_rmse"] = json_safe(report.final("train_rmse"))
         metrics[f"{name}_val_rmse"] = json_safe(report.final("val_rmse"))
+        if report.refit:
+            metrics[f"{name}_refit_epochs"] = report.refit["epochs"]
+    trained = [name for name in candidates if name not in skipped]
+    metrics["candidates_trained"] = len(trained)
+    metrics["candidates_skipped"] = len(skipped)
+    metadata: dict[str, Any] = {"candidates": list(candidates), "baseline": baseline}
+    if skipped:
+        metadata["skipped"] = skipped
+        if trained == [baseline]:
+            note = (
+                f"every candidate but the baseline was skipped ({', '.join(skipped)}); "
+                f"the run goes on with the baseline '{baseline}' alone"
+            )
+            ctx.logger.warning(note, extra={"fields": {"skipped": skipped}})
+            metadata["note"] = note
     summary = {
         "model_name": config.model_name,
         "model_format": config.model_format,
@@ -123,5 +179,5 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     return TaskResult(
         outputs=outputs,
         metrics=metrics,
-        metadata={"candidates": list(candidates), "baseline": baseline},
+        metadata=metadata,
     )

@@ -43,6 +43,15 @@ def features(store: ArtifactStore, synthetic: SyntheticData, tmp_path: Path) -> 
     return store.publish(RUN_ID, "features", staging, result.outputs, result.metrics, {})
 
 
+@pytest.fixture
+def implicit_features(store: ArtifactStore, synthetic: SyntheticData, tmp_path: Path) -> Checkpoint:
+    """The real features task's checkpoint for the same world without rating events (views
+    and purchases only): what a shop that collects no ratings produces."""
+    staging = store.new_staging_dir(RUN_ID, "features")
+    result = run_features(synthetic, staging, tmp_path / "features-input", implicit_only=True)
+    return store.publish(RUN_ID, "features", staging, result.outputs, result.metrics, {})
+
+
 RunTask = Callable[[ModuleType, Any, dict[str, Checkpoint]], tuple[TaskResult, Checkpoint]]
 
 

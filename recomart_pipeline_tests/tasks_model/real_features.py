@@ -3,6 +3,9 @@
 The synthetic interactions become the prepared tables the features task reads (rating events,
 train before test), and the features task itself writes the artifacts, so a change of its
 format reaches every model test instead of a hand-written copy of it.
+
+``implicit_only=True`` is the same world as a shop without rating events: a liked item (rating
+4-5) becomes a purchase, any other a view, and no event carries a rating.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from recomart_pipeline.contract.catalog import builtin_spec
@@ -23,24 +27,35 @@ from recomart_pipeline_tests.ml.synthetic import SyntheticData
 START = pd.Timestamp("2026-01-01", tz="UTC")
 
 
-def _events(ratings: Ratings, offset: pd.Timedelta) -> pd.DataFrame:
+def _events(ratings: Ratings, offset: pd.Timedelta, implicit_only: bool) -> pd.DataFrame:
+    values = ratings.values.astype("float32")
+    if implicit_only:
+        event_type = np.where(values >= 4, "purchase", "view")
+        values = np.full(values.shape, np.nan, dtype="float32")
+    else:
+        event_type = np.full(values.shape, "rating")
     return pd.DataFrame(
         {
             "user_id": [f"u{u:04d}" for u in ratings.users],
             "item_id": [f"i{i:04d}" for i in ratings.items],
-            "event_type": "rating",
+            "event_type": event_type,
             "timestamp": START + offset + pd.to_timedelta(range(len(ratings.users)), unit="s"),
-            "rating": ratings.values.astype("float32"),
+            "rating": values,
         }
     )
 
 
-def prepared_tables(data: SyntheticData, out: Path) -> dict[str, Path]:
+def prepared_tables(
+    data: SyntheticData, out: Path, *, implicit_only: bool = False
+) -> dict[str, Path]:
     """The preparation task's outputs for ``data``: every train event before every test one."""
     n_users, n_items = data.train.n_users, data.train.n_items
     frames = {
-        "train": (_events(data.train.ratings, pd.Timedelta(0)), "interactions"),
-        "test": (_events(data.test_ratings, pd.Timedelta(days=30)), "interactions"),
+        "train": (_events(data.train.ratings, pd.Timedelta(0), implicit_only), "interactions"),
+        "test": (
+            _events(data.test_ratings, pd.Timedelta(days=30), implicit_only),
+            "interactions",
+        ),
         "items": (
             pd.DataFrame(
                 {
@@ -70,11 +85,13 @@ def prepared_tables(data: SyntheticData, out: Path) -> dict[str, Path]:
     }
 
 
-def run_features(data: SyntheticData, staging: Path, scratch: Path) -> TaskResult:
+def run_features(
+    data: SyntheticData, staging: Path, scratch: Path, *, implicit_only: bool = False
+) -> TaskResult:
     """Run the built-in features task on ``data``; its outputs land in ``staging``."""
     store = ArtifactStore(scratch / "prepared-store")
     prepared_dir = store.new_staging_dir("fixture", "preparation")
-    prepared = prepared_tables(data, prepared_dir)
+    prepared = prepared_tables(data, prepared_dir, implicit_only=implicit_only)
     upstream = {
         "preparation": store.publish("fixture", "preparation", prepared_dir, prepared, {}, {})
     }

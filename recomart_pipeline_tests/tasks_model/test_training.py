@@ -17,15 +17,20 @@ from recomart_pipeline_tests.conftest import FIXTURES
 FAST_SVD = {"n_factors": 8, "n_epochs": 15, "learning_rate": 0.02, "regularization": 0.1}
 
 
-def test_the_user_guide_training_block_trains_svd_and_the_baseline(features, run_model_task):
+def test_the_user_guide_training_block_trains_svd_and_the_baselines(features, run_model_task):
     guide = yaml.safe_load((FIXTURES / "guide" / "05_training_config.yaml").read_text())
     config = guide["tasks"]["training"]["config"]
     result, checkpoint = run_model_task(training, config, {"features": features})
 
-    assert set(checkpoint.artifacts) == {"model_svd", "model_popularity", "training_summary"}
+    artifacts = {"model_svd", "model_bias", "model_popularity", "training_summary"}
+    assert set(checkpoint.artifacts) == artifacts
     summary = json.loads(checkpoint.path("training_summary").read_text())
     assert summary["model_name"] == "collaborative_filtering"
     assert summary["baseline"] == "popularity"
+    assert summary["candidate_order"] == ["svd", "bias", "popularity"]
+    bias = summary["candidates"]["bias"]
+    assert bias["model_type"] == "baseline_bias" and bias["predicts_ratings"] is True
+    assert bias["baseline"] is False and bias["skipped"] is None
     svd = summary["candidates"]["svd"]
     assert svd["model_type"] == "collaborative_filtering_svd"
     assert svd["params"]["n_factors"] == 50 and svd["params"]["learning_rate"] == 0.005

@@ -10,8 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from recomart_pipeline.contract.documents import TrainingSummary
 from recomart_pipeline.contract.task import Input, Output, TaskSpec
 from recomart_pipeline.ml.params import (
+    BIAS,
     POPULARITY,
     ALSHyperParams,
+    BiasParams,
     ModelTypeInfo,
     PopularityParams,
     SVDHyperParams,
@@ -33,10 +35,16 @@ class EarlyStoppingConfig(BaseModel):
     min_delta: float = Field(
         1e-4, ge=0, description="Smallest validation RMSE drop that counts as an improvement."
     )
+    refit: bool = Field(
+        True,
+        description="With early stopping on, refit on all training ratings (the validation "
+        "split included) for the best validation epoch's number of epochs, same seed.",
+    )
 
 
 class CandidateConfig(BaseModel):
-    """One model to train and compare."""
+    """One model to train and compare. A candidate that does not apply to the data (a rating
+    model when there are no rating events) is skipped with its reason, not fatal."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -44,12 +52,12 @@ class CandidateConfig(BaseModel):
         None,
         pattern=CANDIDATE_NAME_PATTERN,
         description="Candidate name; its file is the artifact 'model_<name>'. Defaults to the "
-        "model type's short name (svd, als, popularity).",
+        "model type's short name (svd, als, bias, popularity).",
     )
     model_type: str = Field(
         "collaborative_filtering_svd",
         description="Registered model type: collaborative_filtering_svd (alias svd), als, "
-        "popularity.",
+        "baseline_bias (alias bias: mean + user/item biases, the RMSE yardstick), popularity.",
     )
     params: dict[str, Any] = Field(
         default_factory=dict,
@@ -75,8 +83,8 @@ class Config(BaseModel):
 
     model_type: str = Field(
         "collaborative_filtering_svd",
-        description="Model trained when 'candidates' is not given (next to the popularity "
-        "baseline).",
+        description="Model trained when 'candidates' is not given (next to the bias-only and "
+        "popularity baselines).",
     )
     svd: SVDHyperParams = Field(
         default_factory=SVDHyperParams,
@@ -85,6 +93,10 @@ class Config(BaseModel):
     )
     als: ALSHyperParams = Field(
         default_factory=ALSHyperParams, description="Hyper-parameters of als."
+    )
+    bias: BiasParams = Field(
+        default_factory=BiasParams,
+        description="Settings of the bias-only rating baseline (baseline_bias).",
     )
     popularity: PopularityParams = Field(
         default_factory=PopularityParams, description="Settings of the popularity baseline."
@@ -104,8 +116,9 @@ class Config(BaseModel):
     seed: int = Field(42, description="Seed of initialisation, validation split and shuffles.")
     candidates: list[CandidateConfig] | None = Field(
         None,
-        description="Models to train and compare. Omitted: 'model_type' plus the popularity "
-        "baseline. A popularity candidate is added when none is listed.",
+        description="Models to train and compare. Omitted: 'model_type', the bias-only "
+        "baseline (for RMSE) and the popularity baseline. A popularity candidate is added when "
+        "none is listed.",
     )
     save_model: bool = Field(
         True,
@@ -135,12 +148,15 @@ class Config(BaseModel):
             "validation_fraction": round(1.0 - self.train_test_split, 12),
             "patience": stopping.patience if stopping.enabled else 0,
             "min_delta": stopping.min_delta,
+            "refit_after_early_stopping": stopping.refit,
             "biased": self.biases,
         }
 
     def resolved_candidates(self) -> list[ResolvedCandidate]:
         """Candidates with validated params; the first popularity model is the baseline."""
         listed = self.candidates or [CandidateConfig(model_type=self.model_type)]
+        if self.candidates is None and model_type_info(self.model_type) != BIAS:
+            listed.append(CandidateConfig(model_type=BIAS.model_type))
         resolved: list[ResolvedCandidate] = []
         for candidate in listed:
             model = model_type_info(candidate.model_type)
