@@ -76,10 +76,16 @@ def _validation_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Se
 
 
 def _training_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:
-    candidates = ctx.document(TRAINING_SUMMARY).ordered()
+    training = ctx.document(TRAINING_SUMMARY)
+    candidates = training.trained()
     rows = [[n, c.model_type, c.fit_seconds, c.best_epoch] for n, c in candidates.items()]
+    skipped = [f"- skipped **{n}**: {reason}" for n, reason in training.skipped().items()]
     section = Section(
-        "Training", table(["candidate", "model type", "fit seconds", "best epoch"], rows)
+        "Training",
+        [
+            *table(["candidate", "model type", "fit seconds", "best epoch"], rows),
+            *([""] + skipped if skipped else []),
+        ],
     )
     histories = {n: c.history for n, c in candidates.items() if c.history}
     if ctx.config.charts and histories:
