@@ -84,7 +84,7 @@ def _training_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Sect
         "Training",
         [
             *table(["candidate", "model type", "fit seconds", "best epoch"], rows),
-            *([""] + skipped if skipped else []),
+            *(["", *skipped] if skipped else []),
         ],
     )
     histories = {n: c.history for n, c in candidates.items() if c.history}
