@@ -39,7 +39,7 @@ def test_the_default_config_runs_on_purchase_and_view_data(
 ):
     training_config = _default_pipeline_config("training")
     names = [c["name"] for c in training_config["candidates"]]
-    assert names == ["svd", "als", "popularity"]  # the shipped default this test is about
+    assert names == ["svd", "bias", "als", "popularity"]  # the shipped default under test
 
     with caplog.at_level(logging.WARNING, logger="recomart.test.training"):
         result, trained = run_model_task(training, training_config, {"features": implicit_features})
@@ -47,14 +47,15 @@ def test_the_default_config_runs_on_purchase_and_view_data(
     svd = summary["candidates"]["svd"]
     assert "needs explicit ratings" in svd["skipped"]
     assert svd["artifact"] is None and svd["history"] == [] and svd["fit_seconds"] == 0
+    assert "needs explicit ratings" in summary["candidates"]["bias"]["skipped"]
     assert summary["candidates"]["als"]["skipped"] is None
     assert summary["candidates"]["popularity"]["skipped"] is None
-    assert summary["candidate_order"] == ["svd", "als", "popularity"]
+    assert summary["candidate_order"] == ["svd", "bias", "als", "popularity"]
     assert "model_svd" not in trained.artifacts
     assert {"model_als", "model_popularity"} <= set(trained.artifacts)
-    assert result.metadata["skipped"] == {"svd": svd["skipped"]}
+    assert set(result.metadata["skipped"]) == {"svd", "bias"}
     assert result.metrics["candidates_trained"] == 2
-    assert result.metrics["candidates_skipped"] == 1
+    assert result.metrics["candidates_skipped"] == 2
     assert "note" not in result.metadata  # ALS trained: not the baseline-only case
     assert any("skipped candidate 'svd'" in r.getMessage() for r in caplog.records)
 
@@ -65,7 +66,7 @@ def test_the_default_config_runs_on_purchase_and_view_data(
     report = json.loads(evaluated.path("evaluation").read_text())
     assert set(report["models"]) == {"als", "popularity"}
     assert report["best_model"] == "als"
-    assert result.metadata["skipped"] == {"svd": svd["skipped"]}
+    assert set(result.metadata["skipped"]) == {"svd", "bias"}
 
 
 def test_only_the_baseline_left_runs_on_with_it_alone(implicit_features, run_model_task, caplog):
