@@ -500,6 +500,10 @@ def _pct(fraction: float) -> str:
     return f"{fraction * 100:.3g} %"
 
 
+def _rows(count: int) -> str:
+    return f"{count:,} row" + ("" if count == 1 else "s")
+
+
 def _show(value: Any) -> str:
     return "null" if value is None else repr(value)
 
@@ -519,7 +523,7 @@ def _examples_text(examples: list[dict[str, Any]], keys: _Keys) -> str:
 
 def _top_values(counter: Counter[str | None], limit: int = 5) -> str:
     ranked = sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))
-    text = ", ".join(f"{_show(value)} ({rows:,} rows)" for value, rows in ranked[:limit])
+    text = ", ".join(f"{_show(value)} ({_rows(rows)})" for value, rows in ranked[:limit])
     more = len(ranked) - limit
     return text + (f" and {more:,} more value(s)" if more > 0 else "")
 
@@ -580,7 +584,10 @@ def _timestamp_fix(evidence: _Evidence, keys: _Keys, limit: pd.Timestamp) -> str
 def _rating_fix(config: Config, evidence: _Evidence, keys: _Keys) -> tuple[str, str]:
     bounds = config.rating_range
     key = f"{keys.validation}rating_range"
-    detail = [f"ratings outside [{bounds.min_rating:g}, {bounds.max_rating:g}] or unusable"]
+    detail = [
+        f"have a rating outside [{bounds.min_rating:g}, {bounds.max_rating:g}], not a number, "
+        "or missing on a rating event"
+    ]
     if evidence.values["rating_range"]:
         detail.append(f"values seen: {_top_values(evidence.values['rating_range'])}")
     fixes = []
@@ -672,9 +679,8 @@ def _rule_outcome(
         what, fix = explanation
         verdict = "within" if passed else "above"
         description = (
-            f"{failed:,} of {rows:,} rows ({_pct(fraction)}) {what}; all {failed:,} are "
-            f"quarantined as '{name}', {verdict} {limit}. "
-            f"{_examples_text(examples, keys)} Fix: {fix}"
+            f"{failed:,} of {rows:,} rows ({_pct(fraction)}) quarantined, {verdict} {limit}: "
+            f"they {what}. {_examples_text(examples, keys)} Fix: {fix}"
         )
     return CheckOutcome(
         name,
@@ -709,7 +715,7 @@ def _null_rate_outcome(
     if failed:
         nulls = ", ".join(f"{c} {n:,}" for c, n in scan.null_counts.items() if n)
         description += (
-            f". Null values: {nulls}; the {failed:,} rows with any are quarantined as "
+            f". Null values: {nulls}; the {_rows(failed)} with any are quarantined as "
             f"'required_columns'. {_examples_text(evidence.examples['required_columns'], keys)} "
             f"Fix: fill the values at the source or map the source column that holds them "
             f"({keys.source}column_mapping)."
