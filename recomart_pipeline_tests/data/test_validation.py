@@ -132,8 +132,8 @@ def test_each_rule_catches_its_own_bad_rows(
     for other in validation.ROW_RULES:
         if other != rule:
             assert checks[other].metadata["failed_rows"] == 0, other
-    # Defaults: 1% of rows, except duplicates (5%), so only that one passes.
-    assert checks[rule].passed is (rule == "duplicates")
+    # Defaults: 1% of rows, except duplicates and required_columns (5%), so only those pass.
+    assert checks[rule].passed is (rule in {"duplicates", "required_columns"})
     quarantine = pd.read_parquet(checkpoint.path("quarantine"))
     assert len(quarantine) == len(bad)
     assert set(quarantine["reason"]) == {rule}
