@@ -320,11 +320,14 @@ def _quarantined_rows(raw: pa.Table, flags: np.ndarray, first_row: int) -> pa.Ta
     return pa.table(columns)
 
 
-def _count_values(counter: Counter[str | None], values: list[str | None]) -> None:
+def _count_values(counter: Counter[str | None], values: pa.Array | pa.ChunkedArray) -> None:
     """Count offending values; once VALUE_KINDS are known, only those are counted."""
-    for value in values:
+    counts = pc.value_counts(values)
+    for value, rows in zip(
+        counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
+    ):
         if value in counter or len(counter) < VALUE_KINDS:
-            counter[value] += 1
+            counter[value] += rows
 
 
 def _span(low: float | None, high: float | None, values: np.ndarray) -> tuple[float, float]:
@@ -402,7 +405,7 @@ def _collect(
             evidence.examples[rule] += _rule_examples(rule, raw, rows, first_row, masks, hashes)
         if rule in ("rating_range", "event_type_values"):
             column = "rating" if rule == "rating_range" else "event_type"
-            _count_values(evidence.values[rule], raw[column].filter(pa.array(hit)).to_pylist())
+            _count_values(evidence.values[rule], raw[column].filter(pa.array(hit)))
     broken = (flags & BIT["timestamp_parse"]) != 0
     if broken.any():
         evidence.timestamps_bad += int(broken.sum())
