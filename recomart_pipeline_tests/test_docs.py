@@ -40,3 +40,45 @@ def test_shipped_configs_validate_against_the_json_schema():
     for path in SHIPPED_CONFIGS:
         data = yaml.safe_load(path.read_text())
         jsonschema.validate(data, schema)
+
+
+def _documented_defaults(task: str) -> dict[str, str]:
+    """key -> the default cell of one built-in task's table in the rendered reference."""
+    text = render_reference()
+    section = text.split(f"#### `{task}`\n", 1)[1].split("\n#### ", 1)[0]
+    cells = [line.split(" | ") for line in section.splitlines() if line.startswith("| `config.")]
+    return {row[0].removeprefix("| `config.").rstrip("`"): row[2] for row in cells}
+
+
+def test_documented_validation_defaults_are_the_applied_ones():
+    from pydantic import BaseModel
+
+    from recomart_pipeline.tasks.specs.validation import Config
+
+    documented = _documented_defaults("validation")
+    applied = Config().model_dump(mode="json")
+    rules = [
+        name
+        for name, field in Config.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    ]
+    assert {"required_columns", "timestamp_parse", "future_timestamps", "null_rate"} <= set(rules)
+    for rule in rules:
+        for key, value in applied[rule].items():
+            assert documented[f"{rule}.{key}"] == f"`{json.dumps(value)}`", f"{rule}.{key}"
+    assert documented["null_rate.max_fraction"] == "`0.05`"
+    assert documented["duplicates.severity"] == '`"WARN"`'
+    assert documented["future_timestamps.max_future_skew"] == '`"P1D"`'
+
+
+def test_validation_defaults_live_on_each_rules_own_fields():
+    """No section is built with overrides of its class's defaults (they would go undocumented)."""
+    from pydantic import BaseModel
+
+    from recomart_pipeline.tasks.specs.validation import Config
+
+    config = Config()
+    for name, field in Config.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            assert getattr(config, name) == section(), name

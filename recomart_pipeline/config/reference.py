@@ -12,7 +12,7 @@ import typing
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
+from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from recomart_pipeline.config.schema import PipelineSettings, TaskSettings
 from recomart_pipeline.contract.catalog import TaskLookupError, builtin_names, builtin_spec
@@ -37,33 +37,47 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def _default(field: Any) -> str:
+_REQUIRED = object()
+
+
+def _default_value(field: Any) -> Any:
     if field.default is not PydanticUndefined:
-        value = field.default
-    elif field.default_factory is not None:
-        value = field.default_factory()
-    else:
+        return field.default
+    if field.default_factory is not None:
+        return field.default_factory()
+    return _REQUIRED
+
+
+def _render(value: Any) -> str:
+    if value is _REQUIRED:
         return "required"
     if isinstance(value, BaseModel):
         return "(section)"
-    return f"`{json.dumps(value, default=str)}`"
+    # pydantic's JSON form: what a user writes in the YAML (durations as ISO-8601, e.g. P1D)
+    return f"`{json.dumps(to_jsonable_python(value), default=str)}`"
 
 
-def _rows(model: type[BaseModel], prefix: str) -> list[str]:
+def _rows(model: type[BaseModel], prefix: str, applied: BaseModel | None = None) -> list[str]:
+    """One row per leaf key; ``applied`` is the section instance its parent's default builds.
+
+    Defaults are read from ``applied`` when there is one, so a section whose parent builds it
+    with other values than its class's field defaults is documented with the values applied.
+    """
     rows: list[str] = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
         key = f"{prefix}{name}"
+        value = getattr(applied, name) if applied is not None else _default_value(field)
         nested = (
             annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel)
             else None
         )
         if nested is not None:
-            rows.extend(_rows(nested, f"{key}."))
+            rows.extend(_rows(nested, f"{key}.", value if isinstance(value, nested) else None))
             continue
         description = (field.description or "").replace("|", "\\|")
-        rows.append(f"| `{key}` | {_type_name(annotation)} | {_default(field)} | {description} |")
+        rows.append(f"| `{key}` | {_type_name(annotation)} | {_render(value)} | {description} |")
     return rows
 
 

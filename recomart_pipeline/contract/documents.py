@@ -26,11 +26,28 @@ class InteractionStats(Document):
     oldest_timestamp: str | None
     newest_timestamp: str | None
     null_counts: dict[str, int]
+    source: str | None = Field(
+        None, description="Where ingestion read the table (file, glob or URL), when known."
+    )
+
+
+class RuleExample(Document):
+    """One offending row: its ``row_number`` (as in the quarantine) and the value at fault."""
+
+    row_number: int
+    column: str = Field(description="The column at fault ('*' for a whole-row duplicate).")
+    value: str | None
+    copy_of_row: int | None = Field(None, description="duplicates: the row it repeats.")
 
 
 class RuleStats(Document):
     failed_rows: int
     fraction: float
+    threshold: float | None = Field(None, description="max_fraction the check applied.")
+    threshold_key: str | None = Field(None, description="The config key that sets it.")
+    examples: list[RuleExample] = Field(
+        default_factory=list, description="Up to five offending rows, first ones first."
+    )
 
 
 class ValidationReport(Document):

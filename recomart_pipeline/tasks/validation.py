@@ -8,34 +8,51 @@ breaking its rule stays within ``max_fraction`` — the quarantine removes them 
 a few bad rows do not stop the pipeline but a broken feed does.
 
 Row-level rules:
-  required_columns       required columns present; timestamps ISO-8601, ratings numeric
-  null_rate              null/empty values in a required column (threshold per column)
-  rating_range           rating events carry a rating within [min_rating, max_rating]
+  required_columns       a required column (user_id, item_id, event_type, timestamp) is
+                         null or empty
+  timestamp_parse        a timestamp is present but not ISO-8601 (or outside 1678..2262)
+  future_timestamps      a timestamp lies after now + max_future_skew
+  rating_range           a rating is not a number, or a rating event has none within
+                         [min_rating, max_rating]
   event_type_values      event_type is one of ``allowed``
   duplicates             exact copies of an earlier raw row (the first copy is kept)
   referential_integrity  item_id exists in items and user_id in users
-Dataset-level rules (nothing is quarantined):
+Dataset-level rules (nothing more is quarantined):
+  null_rate              the null share of each required column (its rows are quarantined
+                         as ``required_columns``)
   freshness              the newest valid event is at most max_age_days old
   row_count_change       the input row count moved at most max_relative_change since the
                          previous successful run of this task
 
+Every check that fails or quarantines rows explains itself: how many rows and which share,
+the threshold and the config key that sets it, up to five offending values with their row
+numbers (``row_number`` of the quarantine; 0 is the first data row of the ingested table)
+and the file, and what to change. The examples are in the check's metadata and in
+``validation_report.json`` too. Hints only name settings the data does not contradict (an
+epoch unit is proposed only when every unparsable timestamp reads as that unit).
+
 Interactions are read twice in batches of ``chunk_rows`` (once to find faults and
-duplicates, once to write), so memory holds only per-row flags and 64-bit row hashes. Two
+duplicates, once to write and collect examples), so memory holds only per-row flags and
+64-bit row hashes. Two
 different rows share a hash with probability ~n²/2⁶⁵ (about 1e-5 for 20M rows).
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pydantic_core import to_jsonable_python
 
 from recomart_pipeline.contract.documents import ValidationReport
 from recomart_pipeline.contract.errors import DataValidationError, SchemaError
@@ -44,6 +61,7 @@ from recomart_pipeline.contract.task import (
     TaskContext,
     TaskResult,
 )
+from recomart_pipeline.runtime.artifacts import RESULT_FILE
 from recomart_pipeline.tasks._tables import (
     TYPED_SCHEMAS,
     ParquetSink,
@@ -65,7 +83,8 @@ from recomart_pipeline.tasks.specs.validation import (
 # Row-level rules in bit order: a row's flags are the OR of the bits of the rules it breaks.
 ROW_RULES: tuple[str, ...] = (
     "required_columns",
-    "null_rate",
+    "timestamp_parse",
+    "future_timestamps",
     "rating_range",
     "event_type_values",
     "duplicates",
@@ -91,6 +110,16 @@ SECONDS_PER_DAY = 86_400
 # The typed layout stores nanoseconds, which cover 1677-09-21 .. 2262-04-11.
 EARLIEST = pd.Timestamp("1678-01-01", tz="UTC")
 LATEST = pd.Timestamp("2262-01-01", tz="UTC")
+EXAMPLES = 5  # offending values shown per rule
+VALUE_KINDS = 10_000  # distinct offending values counted per rule (bounds memory)
+# Epoch units an all-numeric timestamp column may be in, and their length in seconds.
+EPOCH_UNITS: tuple[tuple[str, str, float], ...] = (
+    ("s", "seconds", 1.0),
+    ("ms", "milliseconds", 1e-3),
+    ("us", "microseconds", 1e-6),
+    ("ns", "nanoseconds", 1e-9),
+)
+EPOCH_PLAUSIBLE_FROM = pd.Timestamp("1971-01-01", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -108,7 +137,9 @@ class _Parsed:
     timestamps: pd.Series
     ratings: np.ndarray
     rating_blank: np.ndarray
-    unparseable: np.ndarray
+    bad_timestamp: np.ndarray
+    timestamp_out_of_range: np.ndarray
+    bad_rating: np.ndarray
 
 
 @dataclass
@@ -122,6 +153,37 @@ class _Scan:
     newest: pd.Timestamp | None = None
 
 
+@dataclass
+class _Evidence:
+    """What the write pass saw of the broken rows: examples and counts, for the messages."""
+
+    examples: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {rule: [] for rule in ROW_RULES}
+    )
+    values: dict[str, Counter[str | None]] = field(
+        default_factory=lambda: {rule: Counter() for rule in ROW_RULES}
+    )
+    timestamps_bad: int = 0
+    timestamps_numeric: int = 0
+    timestamps_out_of_range: int = 0
+    epoch_min: float | None = None
+    epoch_max: float | None = None
+    ratings_not_numeric: int = 0
+    ratings_missing: int = 0
+    rating_min: float | None = None
+    rating_max: float | None = None
+    latest_future: pd.Timestamp | None = None
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """Where the messages point: the config keys to change and the file the rows came from."""
+
+    validation: str  # "tasks.<name>.config."
+    source: str  # "tasks.<ingestion>.config.source.interactions."
+    file: str  # the ingested file (or URI/glob), or the raw table's name
+
+
 def _blank(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Null or empty string."""
     return pc.fill_null(pc.equal(column, ""), True).to_numpy(zero_copy_only=False)
@@ -129,44 +191,61 @@ def _blank(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def _parse(raw: pa.Table) -> _Parsed:
     """Timestamps (ISO-8601, UTC) and ratings (numeric); failures become NaT/NaN."""
-    timestamps = pd.to_datetime(
+    parsed_times = pd.to_datetime(
         raw["timestamp"].to_pandas(), utc=True, format="ISO8601", errors="coerce"
     )
-    timestamps = timestamps.where(timestamps.between(EARLIEST, LATEST))
+    in_range = parsed_times.between(EARLIEST, LATEST)
+    out_of_range = (parsed_times.notna() & ~in_range).to_numpy()
+    timestamps = parsed_times.where(in_range)
     bad_timestamp = timestamps.isna().to_numpy() & ~_blank(raw["timestamp"])
     rating_blank = _blank(raw["rating"])
     parsed = pd.to_numeric(raw["rating"].to_pandas(), errors="coerce")
     parsed = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
     bad_rating = ~np.isfinite(parsed) & ~rating_blank
     ratings = np.where(bad_rating, np.nan, parsed)
-    return _Parsed(timestamps, ratings, rating_blank, bad_timestamp | bad_rating)
+    return _Parsed(timestamps, ratings, rating_blank, bad_timestamp, out_of_range, bad_rating)
+
+
+def _future_limit(config: Config) -> pd.Timestamp:
+    """Timestamps after this are in the future: the run's clock plus the allowed skew."""
+    now = config.freshness.reference_time or datetime.now(UTC)
+    return pd.Timestamp(now) + pd.Timedelta(config.future_timestamps.max_future_skew)
+
+
+def _is_rating(raw: pa.Table) -> np.ndarray:
+    return pc.fill_null(pc.equal(raw["event_type"], "rating"), False).to_numpy(zero_copy_only=False)
 
 
 def _flags(
-    raw: pa.Table, parsed: _Parsed, config: Config, refs: _References
+    raw: pa.Table, parsed: _Parsed, config: Config, refs: _References, limit: pd.Timestamp
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Row flags of every row-level rule but duplicates, plus the null mask per column."""
     flags = np.zeros(raw.num_rows, dtype=np.uint8)
     nulls = {column: _blank(raw[column]) for column in REQUIRED}
-    flags[np.logical_or.reduce(list(nulls.values()))] |= BIT["null_rate"]
-    flags[parsed.unparseable] |= BIT["required_columns"]
+    flags[np.logical_or.reduce(list(nulls.values()))] |= BIT["required_columns"]
+    flags[parsed.bad_timestamp] |= BIT["timestamp_parse"]
+    flags[(parsed.timestamps > limit).to_numpy()] |= BIT["future_timestamps"]
 
     bounds = config.rating_range
-    is_rating = pc.fill_null(pc.equal(raw["event_type"], "rating"), False).to_numpy(
-        zero_copy_only=False
-    )
     outside = (parsed.ratings < bounds.min_rating) | (parsed.ratings > bounds.max_rating)
-    flags[is_rating & (outside | parsed.rating_blank)] |= BIT["rating_range"]
+    broken_rating = (_is_rating(raw) & (outside | parsed.rating_blank)) | parsed.bad_rating
+    flags[broken_rating] |= BIT["rating_range"]
 
     allowed = pa.array(config.event_type_values.allowed)
     known_event = pc.is_in(raw["event_type"], value_set=allowed).to_numpy(zero_copy_only=False)
     flags[~known_event & ~nulls["event_type"]] |= BIT["event_type_values"]
 
+    orphan_item, orphan_user = _orphans(raw, refs, nulls)
+    flags[orphan_item | orphan_user] |= BIT["referential_integrity"]
+    return flags, nulls
+
+
+def _orphans(
+    raw: pa.Table, refs: _References, nulls: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     known_item = pc.is_in(raw["item_id"], value_set=refs.item_ids).to_numpy(zero_copy_only=False)
     known_user = pc.is_in(raw["user_id"], value_set=refs.user_ids).to_numpy(zero_copy_only=False)
-    orphan = (~known_item & ~nulls["item_id"]) | (~known_user & ~nulls["user_id"])
-    flags[orphan] |= BIT["referential_integrity"]
-    return flags, nulls
+    return ~known_item & ~nulls["item_id"], ~known_user & ~nulls["user_id"]
 
 
 def _batches(path: Path, config: Config) -> Iterator[pa.Table]:
@@ -196,9 +275,10 @@ def _scan(path: Path, config: Config, refs: _References) -> _Scan:
     flags, hashes = [], []
     null_counts = dict.fromkeys(REQUIRED, 0)
     oldest, newest = [], []
+    limit = _future_limit(config)
     for raw in _batches(path, config):
         parsed = _parse(raw)
-        batch_flags, nulls = _flags(raw, parsed, config, refs)
+        batch_flags, nulls = _flags(raw, parsed, config, refs, limit)
         flags.append(batch_flags)
         hashes.append(pd.util.hash_pandas_object(raw.to_pandas(), index=False).to_numpy())
         for column, blank in nulls.items():
@@ -240,23 +320,134 @@ def _quarantined_rows(raw: pa.Table, flags: np.ndarray, first_row: int) -> pa.Ta
     return pa.table(columns)
 
 
+def _count_values(counter: Counter[str | None], values: pa.Array | pa.ChunkedArray) -> None:
+    """Count offending values; once VALUE_KINDS are known, only those are counted."""
+    counts = pc.value_counts(values)
+    for value, rows in zip(
+        counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
+    ):
+        if value in counter or len(counter) < VALUE_KINDS:
+            counter[value] += rows
+
+
+def _span(low: float | None, high: float | None, values: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(values.min()), float(values.max())
+    return (lo if low is None else min(low, lo)), (hi if high is None else max(high, hi))
+
+
+def _example(raw: pa.Table, index: int, first_row: int, column: str) -> dict[str, Any]:
+    value = raw[column][index].as_py()
+    return {"row_number": int(first_row + index), "column": column, "value": value}
+
+
+def _rule_examples(
+    rule: str,
+    raw: pa.Table,
+    rows: np.ndarray,
+    first_row: int,
+    masks: dict[str, np.ndarray],
+    hashes: np.ndarray,
+) -> list[dict[str, Any]]:
+    """The offending value of each of ``rows`` (batch indices) for ``rule``."""
+    examples = []
+    for index in rows:
+        if rule == "required_columns":
+            blank = [c for c in REQUIRED if masks[c][index]]
+            example = {"row_number": int(first_row + index), "column": ",".join(blank)}
+            example["value"] = None
+        elif rule == "referential_integrity":
+            column = "item_id" if masks["orphan_item"][index] else "user_id"
+            example = _example(raw, index, first_row, column)
+        elif rule == "duplicates":
+            row = first_row + int(index)
+            example = {
+                "row_number": row,
+                "column": "*",
+                "value": ", ".join(f"{c}={raw[c][index].as_py()}" for c in RAW_COLUMNS),
+                "copy_of_row": int(np.flatnonzero(hashes == hashes[row])[0]),
+            }
+        else:
+            column = {"rating_range": "rating", "event_type_values": "event_type"}.get(
+                rule, "timestamp"
+            )
+            example = _example(raw, index, first_row, column)
+        examples.append(example)
+    return examples
+
+
+def _collect(
+    evidence: _Evidence,
+    raw: pa.Table,
+    parsed: _Parsed,
+    flags: np.ndarray,
+    first_row: int,
+    refs: _References,
+    hashes: np.ndarray,
+) -> None:
+    """Add one batch's examples, value counts and ranges to ``evidence``."""
+    is_rating = _is_rating(raw)
+    rated = parsed.ratings[is_rating & np.isfinite(parsed.ratings)]
+    if len(rated):
+        evidence.rating_min, evidence.rating_max = _span(
+            evidence.rating_min, evidence.rating_max, rated
+        )
+    if not flags.any():
+        return
+    masks = {column: _blank(raw[column]) for column in REQUIRED}
+    masks["orphan_item"], _ = _orphans(raw, refs, masks)
+    for rule in ROW_RULES:
+        hit = (flags & BIT[rule]) != 0
+        if not hit.any():
+            continue
+        room = EXAMPLES - len(evidence.examples[rule])
+        if room > 0:
+            rows = np.flatnonzero(hit)[:room]
+            evidence.examples[rule] += _rule_examples(rule, raw, rows, first_row, masks, hashes)
+        if rule in ("rating_range", "event_type_values"):
+            column = "rating" if rule == "rating_range" else "event_type"
+            _count_values(evidence.values[rule], raw[column].filter(pa.array(hit)))
+    broken = (flags & BIT["timestamp_parse"]) != 0
+    if broken.any():
+        evidence.timestamps_bad += int(broken.sum())
+        evidence.timestamps_out_of_range += int((broken & parsed.timestamp_out_of_range).sum())
+        numbers = pd.to_numeric(raw["timestamp"].filter(pa.array(broken)).to_pandas(), "coerce")
+        finite = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = finite[np.isfinite(finite)]
+        evidence.timestamps_numeric += len(finite)
+        if len(finite):
+            evidence.epoch_min, evidence.epoch_max = _span(
+                evidence.epoch_min, evidence.epoch_max, finite
+            )
+    ranged = (flags & BIT["rating_range"]) != 0
+    evidence.ratings_not_numeric += int((ranged & parsed.bad_rating).sum())
+    evidence.ratings_missing += int((ranged & is_rating & parsed.rating_blank).sum())
+    future = parsed.timestamps[(flags & BIT["future_timestamps"]) != 0]
+    if len(future):
+        latest = future.max()
+        if evidence.latest_future is None or latest > evidence.latest_future:
+            evidence.latest_future = latest
+
+
 def _write_interactions(
-    ctx: TaskContext, path: Path, config: Config, flags: np.ndarray
-) -> tuple[Path, Path, int]:
+    ctx: TaskContext, path: Path, config: Config, scan: _Scan, refs: _References
+) -> tuple[Path, Path, int, _Evidence]:
     """Second pass: valid rows, typed, to ``interactions``; the rest to ``quarantine``."""
     valid_path = ctx.output_path("interactions.parquet")
     quarantine_path = ctx.output_path("quarantine.parquet")
+    evidence = _Evidence()
     start = 0
     with (
         ParquetSink(valid_path, TYPED_SCHEMAS["interactions"]) as valid,
         ParquetSink(quarantine_path, QUARANTINE_SCHEMA) as quarantine,
     ):
         for raw in _batches(path, config):
-            batch_flags = flags[start : start + raw.num_rows]
-            valid.write(_typed_rows(raw, _parse(raw), batch_flags == 0))
+            batch_flags = scan.flags[start : start + raw.num_rows]
+            parsed = _parse(raw)
+            valid.write(_typed_rows(raw, parsed, batch_flags == 0))
             quarantine.write(_quarantined_rows(raw, batch_flags, start))
+            _collect(evidence, raw, parsed, batch_flags, start, refs, scan.hashes)
             start += raw.num_rows
-    return valid_path, quarantine_path, valid.rows
+    return valid_path, quarantine_path, valid.rows, evidence
 
 
 def _read_text_table(path: Path, table: str) -> pd.DataFrame:
@@ -307,48 +498,258 @@ def _typed_users(path: Path) -> tuple[pd.DataFrame, dict[str, int]]:
     return users.assign(signup_date=signup), stats
 
 
-def _rule_outcome(name: str, rule: RuleConfig, failed: int, rows: int) -> CheckOutcome:
+def _pct(fraction: float) -> str:
+    """A share as a short percentage: 0.3 %, 1 %, 12.5 %."""
+    return f"{fraction * 100:.3g} %"
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" + ("" if count == 1 else "s")
+
+
+def _show(value: Any) -> str:
+    return "null" if value is None else repr(value)
+
+
+def _examples_text(examples: list[dict[str, Any]], keys: _Keys) -> str:
+    shown = []
+    for example in examples:
+        if example["column"] == "*":
+            text = f"row {example['row_number']} (copy of row {example['copy_of_row']})"
+        elif example["value"] is None:
+            text = f"row {example['row_number']} {example['column']}=null"
+        else:
+            text = f"row {example['row_number']} {example['column']}={_show(example['value'])}"
+        shown.append(text)
+    return f"Examples from {keys.file}: " + ", ".join(shown) + "."
+
+
+def _top_values(counter: Counter[str | None], limit: int = 5) -> str:
+    ranked = sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    text = ", ".join(f"{_show(value)} ({_rows(rows)})" for value, rows in ranked[:limit])
+    more = len(ranked) - limit
+    return text + (f" and {more:,} more value(s)" if more > 0 else "")
+
+
+def _epoch_unit(evidence: _Evidence, limit: pd.Timestamp) -> tuple[str, str] | None:
+    """The one epoch unit that puts every unparsable (all-numeric) timestamp in a sane range."""
+    low, high = evidence.epoch_min, evidence.epoch_max
+    if low is None or high is None or evidence.timestamps_numeric != evidence.timestamps_bad:
+        return None
+    start, end = EPOCH_PLAUSIBLE_FROM.timestamp(), limit.timestamp()
+    fits = [
+        (unit, name)
+        for unit, name, seconds in EPOCH_UNITS
+        if start <= low * seconds and high * seconds <= end
+    ]
+    return fits[0] if len(fits) == 1 else None
+
+
+def _epoch_iso(value: float, unit: str) -> str:
+    return pd.Timestamp(value, unit=unit, tz="UTC").isoformat()
+
+
+def _timestamp_fix(evidence: _Evidence, keys: _Keys, limit: pd.Timestamp) -> str:
+    unit_key, format_key = f"{keys.source}timestamp.unit", f"{keys.source}timestamp.format"
+    found = _epoch_unit(evidence, limit)
+    if found is not None and evidence.epoch_min is not None and evidence.epoch_max is not None:
+        unit, name = found
+        low, high = evidence.epoch_min, evidence.epoch_max
+        return (
+            f"every unparsable timestamp is a number, and read as Unix epoch {name} they "
+            f"span {_epoch_iso(low, unit)} .. {_epoch_iso(high, unit)}: if that is the "
+            f"source's format, set {unit_key}: {unit}."
+        )
+    if evidence.timestamps_numeric == evidence.timestamps_bad:
+        return (
+            "every unparsable timestamp is a number, but no epoch unit (s, ms, us, ns) puts "
+            f"them all between {EPOCH_PLAUSIBLE_FROM.date()} and {limit.date()}: check which "
+            f"source column is mapped to timestamp ({keys.source}column_mapping)."
+        )
+    if evidence.timestamps_out_of_range == evidence.timestamps_bad:
+        return (
+            "these dates lie outside 1678..2262, which the typed table cannot hold: correct "
+            "them at the source."
+        )
+    fix = (
+        "timestamps must be ISO-8601 (such as 2026-01-31T12:00:00Z); if the source writes "
+        f"another format, describe it with {format_key} (a strptime pattern matching the "
+        f"values above) or {unit_key} for epoch numbers."
+    )
+    if evidence.timestamps_numeric:
+        fix += (
+            f" {evidence.timestamps_numeric:,} of them are numbers and the rest are not, so "
+            "no single epoch unit fits them all."
+        )
+    return fix
+
+
+def _rating_fix(config: Config, evidence: _Evidence, keys: _Keys) -> tuple[str, str]:
+    bounds = config.rating_range
+    key = f"{keys.validation}rating_range"
+    detail = [
+        f"have a rating outside [{bounds.min_rating:g}, {bounds.max_rating:g}], not a number, "
+        "or missing on a rating event"
+    ]
+    if evidence.values["rating_range"]:
+        detail.append(f"values seen: {_top_values(evidence.values['rating_range'])}")
+    fixes = []
+    low, high = evidence.rating_min, evidence.rating_max
+    if low is not None and low < bounds.min_rating:
+        fixes.append(
+            f"rating events go down to {low:g}: if {low:g} is a valid rating on your scale, "
+            f"set {key}.min_rating: {low:g}"
+        )
+    if high is not None and high > bounds.max_rating:
+        fixes.append(
+            f"rating events go up to {high:g}: if {high:g} is a valid rating on your scale, "
+            f"set {key}.max_rating: {high:g}"
+        )
+    if evidence.ratings_not_numeric:
+        fixes.append(
+            f"{evidence.ratings_not_numeric:,} rating(s) are not numbers: correct them at the "
+            f"source or check which column is mapped to rating ({keys.source}column_mapping)"
+        )
+    if evidence.ratings_missing:
+        fixes.append(
+            f"{evidence.ratings_missing:,} rating event(s) carry no rating: map the rating "
+            f"column ({keys.source}column_mapping) or correct the source"
+        )
+    return "; ".join(detail), "; ".join(fixes) + "."
+
+
+def _explanation(
+    name: str, config: Config, evidence: _Evidence, keys: _Keys, limit: pd.Timestamp
+) -> tuple[str, str]:
+    """What the broken rows of a row-level rule have in common, and what to change."""
+    if name == "required_columns":
+        return (
+            "lack a value in a required column (" + ", ".join(REQUIRED) + ")",
+            "fill the values at the source or map the source column that holds them "
+            f"({keys.source}column_mapping).",
+        )
+    if name == "timestamp_parse":
+        return "have a timestamp that does not parse", _timestamp_fix(evidence, keys, limit)
+    if name == "future_timestamps":
+        rule = config.future_timestamps
+        skew = to_jsonable_python(rule.max_future_skew)
+        latest = evidence.latest_future.isoformat() if evidence.latest_future else "?"
+        return (
+            f"are dated after {limit.isoformat()} (now + max_future_skew {skew}; the latest "
+            f"is {latest})",
+            "correct the source's clock or time zone; if the events really lie ahead, raise "
+            f"{keys.validation}future_timestamps.max_future_skew; when replaying old data, "
+            f"pin {keys.validation}freshness.reference_time to when it was exported.",
+        )
+    if name == "rating_range":
+        return _rating_fix(config, evidence, keys)
+    if name == "event_type_values":
+        allowed = config.event_type_values.allowed
+        return (
+            f"have an event_type outside {allowed}; values seen: "
+            f"{_top_values(evidence.values['event_type_values'])}",
+            "if these are valid events, add them to "
+            f"{keys.validation}event_type_values.allowed; otherwise correct them at the source.",
+        )
+    if name == "duplicates":
+        return (
+            "repeat an earlier row exactly (the first copy is kept)",
+            "de-duplicate the source, or raise "
+            f"{keys.validation}duplicates.max_fraction if repeats are expected.",
+        )
+    return (
+        "name an item_id missing from items or a user_id missing from users",
+        "ingest the matching items/users tables (their ids must match the interactions').",
+    )
+
+
+def _rule_outcome(
+    name: str,
+    rule: RuleConfig,
+    failed: int,
+    rows: int,
+    explanation: tuple[str, str],
+    examples: list[dict[str, Any]],
+    keys: _Keys,
+) -> CheckOutcome:
     fraction = failed / rows if rows else 0.0
     passed = fraction <= rule.max_fraction
+    threshold_key = f"{keys.validation}{name}.max_fraction"
+    limit = f"max_fraction {_pct(rule.max_fraction)} ({threshold_key})"
+    if failed == 0:
+        description = f"0 of {rows:,} rows break '{name}'; {limit}"
+    else:
+        what, fix = explanation
+        verdict = "within" if passed else "above"
+        description = (
+            f"{failed:,} of {rows:,} rows ({_pct(fraction)}) quarantined, {verdict} {limit}: "
+            f"they {what}. {_examples_text(examples, keys)} Fix: {fix}"
+        )
     return CheckOutcome(
         name,
         passed,
         rule.severity,
-        f"{failed:,} of {rows:,} rows ({fraction:.3%}) break '{name}'; threshold "
-        f"{rule.max_fraction:.3%}",
-        {"failed_rows": failed, "fraction": fraction, "threshold": rule.max_fraction},
+        description,
+        {
+            "failed_rows": failed,
+            "fraction": fraction,
+            "threshold": rule.max_fraction,
+            "threshold_key": threshold_key,
+            "examples": examples,
+            "source": keys.file,
+        },
     )
 
 
-def _null_rate_outcome(rule: RuleConfig, scan: _Scan, rows: int) -> CheckOutcome:
+def _null_rate_outcome(
+    rule: RuleConfig, scan: _Scan, rows: int, evidence: _Evidence, keys: _Keys
+) -> CheckOutcome:
     """The threshold applies to each column; the worst column decides."""
     rates = {column: count / rows for column, count in scan.null_counts.items()}
     worst = max(rates, key=rates.__getitem__)
-    failed = int(np.count_nonzero(scan.flags & BIT["null_rate"]))
+    failed = int(np.count_nonzero(scan.flags & BIT["required_columns"]))
+    threshold_key = f"{keys.validation}null_rate.max_fraction"
+    passed = rates[worst] <= rule.max_fraction
+    description = (
+        f"worst column {worst}: {scan.null_counts[worst]:,} of {rows:,} rows null "
+        f"({_pct(rates[worst])}); {'within' if passed else 'above'} max_fraction "
+        f"{_pct(rule.max_fraction)} per column ({threshold_key})"
+    )
+    if failed:
+        nulls = ", ".join(f"{c} {n:,}" for c, n in scan.null_counts.items() if n)
+        description += (
+            f". Null values: {nulls}; the {_rows(failed)} with any are quarantined as "
+            f"'required_columns'. {_examples_text(evidence.examples['required_columns'], keys)} "
+            f"Fix: fill the values at the source or map the source column that holds them "
+            f"({keys.source}column_mapping)."
+        )
     return CheckOutcome(
         "null_rate",
-        rates[worst] <= rule.max_fraction,
+        passed,
         rule.severity,
-        f"{failed:,} of {rows:,} rows have a null required value; worst column {worst} at "
-        f"{rates[worst]:.3%}; threshold {rule.max_fraction:.3%} per column",
+        description,
         {
             "failed_rows": failed,
             "fraction": failed / rows,
             "threshold": rule.max_fraction,
+            "threshold_key": threshold_key,
             "null_fraction_by_column": rates,
         },
     )
 
 
-def _freshness_outcome(rule: FreshnessConfig, newest: pd.Timestamp | None) -> CheckOutcome:
+def _freshness_outcome(
+    rule: FreshnessConfig, newest: pd.Timestamp | None, keys: _Keys
+) -> CheckOutcome:
     reference = rule.reference_time or datetime.now(UTC)
     if newest is None:
         return CheckOutcome(
             "freshness",
             False,
             rule.severity,
-            "no valid event has a timestamp",
-            {"threshold": rule.max_age_days},
+            "no valid event is left to date the data: every row was quarantined (the "
+            "failing row checks say why)",
+            {"threshold": rule.max_age_days, "threshold_key": f"{keys.validation}freshness"},
         )
     age_days = (pd.Timestamp(reference) - newest).total_seconds() / SECONDS_PER_DAY
     return CheckOutcome(
@@ -356,7 +757,8 @@ def _freshness_outcome(rule: FreshnessConfig, newest: pd.Timestamp | None) -> Ch
         age_days <= rule.max_age_days,
         rule.severity,
         f"newest event {newest.isoformat()} is {age_days:.1f} days old at "
-        f"{reference.isoformat()}; threshold {rule.max_age_days:g} days",
+        f"{reference.isoformat()}; threshold {rule.max_age_days:g} days "
+        f"({keys.validation}freshness.max_age_days)",
         {
             "age_days": age_days,
             "threshold": rule.max_age_days,
@@ -393,22 +795,53 @@ def _row_count_outcome(rule: RowCountChangeConfig, rows: int, ctx: TaskContext) 
     )
 
 
-def _outcomes(config: Config, scan: _Scan, ctx: TaskContext) -> list[CheckOutcome]:
+def _outcomes(
+    config: Config, scan: _Scan, evidence: _Evidence, ctx: TaskContext, keys: _Keys
+) -> list[CheckOutcome]:
     rows = len(scan.flags)
+    limit = _future_limit(config)
     outcomes = []
     for name in ROW_RULES:
-        if name == "null_rate":
-            outcomes.append(_null_rate_outcome(config.null_rate, scan, rows))
-            continue
         failed = int(np.count_nonzero(scan.flags & BIT[name]))
-        outcomes.append(_rule_outcome(name, getattr(config, name), failed, rows))
-    outcomes.append(_freshness_outcome(config.freshness, scan.newest))
+        explanation = _explanation(name, config, evidence, keys, limit) if failed else ("", "")
+        rule = getattr(config, name)
+        examples = evidence.examples[name]
+        outcomes.append(_rule_outcome(name, rule, failed, rows, explanation, examples, keys))
+    outcomes.append(_null_rate_outcome(config.null_rate, scan, rows, evidence, keys))
+    outcomes.append(_freshness_outcome(config.freshness, scan.newest, keys))
     outcomes.append(_row_count_outcome(config.row_count_change, rows, ctx))
     return outcomes
 
 
+def _keys(ctx: TaskContext, source: Path) -> _Keys:
+    """Config keys of this task and of its producer, and the file the rows came from."""
+    producers = ctx.resolved.get(RAW_INTERACTIONS.name) or []
+    producer = producers[0].producer if producers else "ingestion"
+    return _Keys(
+        validation=f"tasks.{ctx.task_name}.config.",
+        source=f"tasks.{producer}.config.source.interactions.",
+        file=_source_name(source),
+    )
+
+
+def _source_name(path: Path) -> str:
+    """Ingestion records where it read the table in its checkpoint; else the raw file's name."""
+    try:
+        result = json.loads((path.parent / RESULT_FILE).read_text())
+        recorded = result.get("metadata", {}).get("interactions_source")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    return str(recorded) if recorded else path.name
+
+
 def _report(
-    scan: _Scan, valid_rows: int, items: dict[str, int], users: dict[str, int]
+    scan: _Scan,
+    valid_rows: int,
+    items: dict[str, int],
+    users: dict[str, int],
+    checks: list[CheckOutcome],
+    evidence: _Evidence,
+    keys: _Keys,
 ) -> ValidationReport:
     """Per-rule counts; only input-derived values, so reruns write identical bytes."""
     rows = len(scan.flags)
@@ -421,13 +854,18 @@ def _report(
                 "oldest_timestamp": scan.oldest.isoformat() if scan.oldest is not None else None,
                 "newest_timestamp": scan.newest.isoformat() if scan.newest is not None else None,
                 "null_counts": scan.null_counts,
+                "source": keys.file,
             },
             "rules": {
-                name: {
-                    "failed_rows": int(np.count_nonzero(scan.flags & BIT[name])),
-                    "fraction": int(np.count_nonzero(scan.flags & BIT[name])) / rows,
+                check.name: {
+                    "failed_rows": check.metadata["failed_rows"],
+                    "fraction": check.metadata["fraction"],
+                    "threshold": check.metadata["threshold"],
+                    "threshold_key": check.metadata["threshold_key"],
+                    "examples": evidence.examples.get(check.name, []),
                 }
-                for name in ROW_RULES
+                for check in checks
+                if "failed_rows" in check.metadata
             },
             "items": items,
             "users": users,
@@ -451,10 +889,14 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
             f"the interactions input {source} has no rows",
             hint="check the ingestion source; an empty feed cannot train a model",
         )
-    checks = _outcomes(config, scan, ctx)
-    valid_path, quarantine_path, valid_rows = _write_interactions(ctx, source, config, scan.flags)
+    keys = _keys(ctx, source)
+    valid_path, quarantine_path, valid_rows, evidence = _write_interactions(
+        ctx, source, config, scan, refs
+    )
+    checks = _outcomes(config, scan, evidence, ctx, keys)
     report_path = ctx.write_document(
-        "validation_report.json", _report(scan, valid_rows, item_stats, user_stats)
+        "validation_report.json",
+        _report(scan, valid_rows, item_stats, user_stats, checks, evidence, keys),
     )
     metrics = {
         "rows_in": rows,

@@ -56,21 +56,27 @@ def rating_row(rating: str | None) -> Row:
 
 BAD_ROWS: dict[str, Callable[[list[Row]], list[Row]]] = {
     "required_columns": lambda base: [
-        {**base[0], "timestamp": "not-a-date"},
-        {**base[1], "timestamp": "2026-13-45"},
-        {**base[2], "timestamp": "9999-01-01T00:00:00Z"},
-        rating_row("five"),
-    ],
-    "null_rate": lambda base: [
         {**base[0], "user_id": None},
         {**base[1], "item_id": ""},
         {**base[2], "timestamp": None},
+    ],
+    "timestamp_parse": lambda base: [
+        {**base[0], "timestamp": "not-a-date"},
+        {**base[1], "timestamp": "2026-13-45"},
+        {**base[2], "timestamp": "9999-01-01T00:00:00Z"},
+        {**base[3], "timestamp": "1767225600"},
+    ],
+    "future_timestamps": lambda base: [
+        {**base[0], "timestamp": "2026-01-03T00:00:01Z"},
+        {**base[1], "timestamp": "2030-06-01T00:00:00Z"},
     ],
     "rating_range": lambda base: [
         rating_row("7"),
         rating_row("0"),
         rating_row("-1"),
         rating_row(None),
+        rating_row("five"),
+        {**base[0], "rating": "n/a"},
     ],
     "event_type_values": lambda base: [
         {**base[0], "event_type": "clicked"},
@@ -126,9 +132,8 @@ def test_each_rule_catches_its_own_bad_rows(
     for other in validation.ROW_RULES:
         if other != rule:
             assert checks[other].metadata["failed_rows"] == 0, other
-    # Defaults: 1% of rows, except duplicates (5%) and null_rate (5% in each column; one
-    # bad value per column here), so only those two pass.
-    assert checks[rule].passed is (rule in {"duplicates", "null_rate"})
+    # Defaults: 1% of rows, except duplicates and required_columns (5%), so only those pass.
+    assert checks[rule].passed is (rule in {"duplicates", "required_columns"})
     quarantine = pd.read_parquet(checkpoint.path("quarantine"))
     assert len(quarantine) == len(bad)
     assert set(quarantine["reason"]) == {rule}
@@ -155,7 +160,15 @@ def test_failed_check_carries_the_configured_severity(
     result, _ = _run(harness, tmp_path, rows, config)
     check = _by_name(result.checks)["referential_integrity"]
     assert (check.passed, check.severity) == (False, severity)
-    assert check.metadata == {"failed_rows": 2, "fraction": 2 / 102, "threshold": 0.0}
+    assert {k: check.metadata[k] for k in ("failed_rows", "fraction", "threshold")} == {
+        "failed_rows": 2,
+        "fraction": 2 / 102,
+        "threshold": 0.0,
+    }
+    assert check.metadata["threshold_key"] == (
+        "tasks.validation.config.referential_integrity.max_fraction"
+    )
+    assert [e["row_number"] for e in check.metadata["examples"]] == [100, 101]
 
 
 def test_bad_rows_under_the_threshold_pass_but_are_still_quarantined(
@@ -174,7 +187,7 @@ def test_a_row_breaking_several_rules_lists_them_all(harness: TaskHarness, tmp_p
     rows = [*clean_rows(), {**rating_row("7"), "user_id": None, "item_id": "i999"}]
     _, checkpoint = _run(harness, tmp_path, rows)
     quarantine = pd.read_parquet(checkpoint.path("quarantine"))
-    assert quarantine["reason"].tolist() == ["null_rate;rating_range;referential_integrity"]
+    assert quarantine["reason"].tolist() == ["required_columns;rating_range;referential_integrity"]
     assert quarantine["user_id"].isna().all() and quarantine["rating"].tolist() == ["7"]
 
 
@@ -226,7 +239,7 @@ def test_outcomes_answer_every_declared_check(harness: TaskHarness, tmp_path: Pa
     declared = {(spec.name, spec.severity) for spec in validation_spec.declare_checks(config)}
     result, _ = _run(harness, tmp_path, clean_rows(), {"duplicates": {"severity": "ERROR"}})
     assert {(check.name, check.severity) for check in result.checks} == declared
-    assert len(declared) == 8
+    assert len(declared) == 10
     assert all(name.isidentifier() and name.islower() for name, _ in declared)
 
 
@@ -242,8 +255,15 @@ def test_report_counts_rules_and_reruns_are_byte_identical(
     report = json.loads(first.path("validation_report").read_text())
     assert report["interactions"]["rows_in"] == len(rows)
     assert report["interactions"]["rows_quarantined"] == len(rows) - 100
-    assert {rule: counts["failed_rows"] for rule, counts in report["rules"].items()} == {
-        rule: len(builder(clean_rows())) for rule, builder in BAD_ROWS.items()
+    assert {
+        rule: counts["failed_rows"] for rule, counts in report["rules"].items() if rule in BAD_ROWS
+    } == {rule: len(builder(clean_rows())) for rule, builder in BAD_ROWS.items()}
+    assert set(report["rules"]) == {*validation.ROW_RULES, "null_rate"}
+    assert report["rules"]["timestamp_parse"]["examples"][0] == {
+        "row_number": 103,
+        "column": "timestamp",
+        "value": "not-a-date",
+        "copy_of_row": None,
     }
 
 
@@ -293,6 +313,7 @@ def test_dirty_generated_data_is_quarantined_exactly(
     result, checkpoint = harness.run("validation", {}, {"ingestion": ingested})
     assert result.metrics["rows_quarantined"] == round(0.02 * 6000)
     reasons = pd.read_parquet(checkpoint.path("quarantine"))["reason"]
-    assert set(reasons) == set(validation.ROW_RULES)
+    # The generator writes no future timestamps; every other rule has its own dirty rows.
+    assert set(reasons) == set(validation.ROW_RULES) - {"future_timestamps"}
     assert not reasons.str.contains(";").any()
     assert all(check.passed for check in result.checks)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -18,13 +18,58 @@ from recomart_pipeline.tasks.specs.tables import EVENT_TYPES
 
 
 class RuleConfig(BaseModel):
-    """Severity and threshold of a row-level rule."""
+    """Severity and threshold of a row-level rule.
+
+    Each rule has its own subclass so that its defaults live on its fields: the documented
+    defaults (``config-reference``) are read from these fields, so they are the applied ones.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     severity: Severity = Field("ERROR", description="ERROR blocks downstream tasks; WARN does not.")
     max_fraction: float = Field(
         0.01, ge=0, le=1, description="Largest share of rows breaking the rule that still passes."
+    )
+
+
+class RequiredColumnsConfig(RuleConfig):
+    """Rows missing a value in a required column.
+
+    These rows used to be governed by null_rate alone (5 % per column), so the default
+    share stays 5 %: a feed that passed before still passes.
+    """
+
+    max_fraction: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Largest share of rows lacking a required value that still passes.",
+    )
+
+
+class TimestampParseConfig(RuleConfig):
+    """Timestamps that are present but do not parse."""
+
+
+class FutureTimestampsConfig(RuleConfig):
+    """Timestamps later than the run's clock allows."""
+
+    max_future_skew: timedelta = Field(
+        timedelta(days=1),
+        ge=timedelta(0),
+        description="How far past now (freshness.reference_time when set) a timestamp may "
+        "lie; ISO-8601 duration (P1D, PT6H) or seconds.",
+    )
+
+
+class NullRateConfig(RuleConfig):
+    """Null share of each required column."""
+
+    max_fraction: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Largest share of null values in any one required column that still passes.",
     )
 
 
@@ -41,6 +86,19 @@ class EventTypeConfig(RuleConfig):
     allowed: list[str] = Field(
         default_factory=lambda: list(EVENT_TYPES), min_length=1, description="Valid event types."
     )
+
+
+class DuplicatesConfig(RuleConfig):
+    """Exact duplicate events."""
+
+    severity: Severity = Field("WARN", description="ERROR blocks downstream tasks; WARN does not.")
+    max_fraction: float = Field(
+        0.05, ge=0, le=1, description="Largest share of rows breaking the rule that still passes."
+    )
+
+
+class ReferentialIntegrityConfig(RuleConfig):
+    """Ids unknown to the items/users tables."""
 
 
 class FreshnessConfig(BaseModel):
@@ -80,26 +138,37 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    required_columns: RuleConfig = Field(
-        default_factory=RuleConfig,
-        description="Required columns present; timestamps and ratings parse.",
+    required_columns: RequiredColumnsConfig = Field(
+        default_factory=RequiredColumnsConfig,
+        description="Rows missing a value in a required column (user_id, item_id, event_type, "
+        "timestamp).",
     )
-    null_rate: RuleConfig = Field(
-        default_factory=lambda: RuleConfig(max_fraction=0.05),
+    timestamp_parse: TimestampParseConfig = Field(
+        default_factory=TimestampParseConfig,
+        description="Timestamps that are present but not ISO-8601 within 1678..2262.",
+    )
+    future_timestamps: FutureTimestampsConfig = Field(
+        default_factory=FutureTimestampsConfig,
+        description="Timestamps later than now + max_future_skew.",
+    )
+    null_rate: NullRateConfig = Field(
+        default_factory=NullRateConfig,
         description="Null share per required column (max_fraction applies to each column).",
     )
     rating_range: RatingRangeConfig = Field(
-        default_factory=RatingRangeConfig, description="Rating events carry an in-range rating."
+        default_factory=RatingRangeConfig,
+        description="Ratings are numbers; rating events carry one within [min_rating, max_rating].",
     )
     event_type_values: EventTypeConfig = Field(
         default_factory=EventTypeConfig, description="event_type is from the vocabulary."
     )
-    duplicates: RuleConfig = Field(
-        default_factory=lambda: RuleConfig(severity="WARN", max_fraction=0.05),
+    duplicates: DuplicatesConfig = Field(
+        default_factory=DuplicatesConfig,
         description="Exact duplicate events (later copies are quarantined).",
     )
-    referential_integrity: RuleConfig = Field(
-        default_factory=RuleConfig, description="item_id in items and user_id in users."
+    referential_integrity: ReferentialIntegrityConfig = Field(
+        default_factory=ReferentialIntegrityConfig,
+        description="item_id in items and user_id in users.",
     )
     freshness: FreshnessConfig = Field(
         default_factory=FreshnessConfig, description="Newest event not too old."
@@ -114,9 +183,11 @@ class Config(BaseModel):
 
 
 _DESCRIPTIONS = {
-    "required_columns": "required columns are present and timestamps/ratings parse",
+    "required_columns": "every row has a value in each required column",
+    "timestamp_parse": "every present timestamp parses as ISO-8601",
+    "future_timestamps": "no timestamp lies beyond now + max_future_skew",
     "null_rate": "share of null values per required column is within max_fraction",
-    "rating_range": "rating events carry a rating within [min_rating, max_rating]",
+    "rating_range": "ratings are numbers; rating events carry one in [min_rating, max_rating]",
     "event_type_values": "event_type values belong to the allowed vocabulary",
     "duplicates": "share of exact duplicate events is within max_fraction",
     "referential_integrity": "item_id exists in items and user_id exists in users",
