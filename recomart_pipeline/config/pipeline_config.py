@@ -122,7 +122,9 @@ class PipelineConfig:
         if self.run_config_overrides:
             apply_overrides(raw, source_map, self.run_config_overrides, RUN_CONFIG_SOURCE)
         self.files = files
-        self.project_root = files[0].parent
+        # The folder of the file the user runs: an overlay elsewhere (e.g. in their own
+        # project, extending the shipped config) keeps its data, storage and logs there.
+        self.project_root = files[-1].parent
         self.source_map = source_map
         data, issues, from_env = interpolate(raw, source_map, self._environ)
         raw_tasks = data.get("tasks") if isinstance(data.get("tasks"), dict) else {}

@@ -6,7 +6,7 @@ import pytest
 
 from recomart_pipeline.cli import main
 from recomart_pipeline.config import ConfigError, PipelineConfig
-from recomart_pipeline_tests.conftest import SAMPLE
+from recomart_pipeline_tests.conftest import REPO_ROOT, SAMPLE
 
 BASE = f"""
 pipeline:
@@ -172,3 +172,15 @@ def test_code_version_changes_only_with_the_tasks_settings(write_config):
     after = PipelineConfig(path)
     assert before.task_code_version("numbers") != after.task_code_version("numbers")
     assert before.task_code_version("square") == after.task_code_version("square")
+
+
+def test_an_overlay_in_another_folder_is_its_own_project(tmp_path):
+    """A user's overlay extending the shipped config keeps data, storage and logs next to it."""
+    project = tmp_path / "my_shop"
+    project.mkdir()
+    overlay = project / "pipeline_config.yaml"
+    overlay.write_text(f"extends: {REPO_ROOT / 'pipeline_config.yaml'}\n")
+    config = PipelineConfig(overlay)
+    assert config.project_root == project
+    assert config.storage_root == project / "storage"
+    assert config.resolve_path("data/interactions.csv") == project / "data" / "interactions.csv"
