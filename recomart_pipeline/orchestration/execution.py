@@ -204,6 +204,7 @@ def _task_rows(
         if event and event.step_key:
             error = event.step_failure_data.error
             failures[event.step_key] = error.message.strip().splitlines()[0] if error else ""
+    details = {**_skipped_candidates(instance, run_id), **failures}
     rows: list[TaskRow] = []
     for task in graph.dependencies:
         if selection and task not in selection:
@@ -219,8 +220,25 @@ def _task_rows(
         status = stat.status.value if stat.status else "UNKNOWN"
         duration = stat.end_time - stat.start_time if stat.end_time and stat.start_time else None
         attempts = max(1, len(stat.attempts_list or []))
-        rows.append(TaskRow(task, status, duration, attempts, failures.get(task, "")))
+        rows.append(TaskRow(task, status, duration, attempts, details.get(task, "")))
     return rows
+
+
+def _skipped_candidates(instance: DagsterInstance, run_id: str) -> dict[str, str]:
+    """``skipped svd, bias (…)`` for a task that skipped candidates (its ``skipped`` metadata:
+    candidate -> reason), so the run table says why a model is missing."""
+    details: dict[str, str] = {}
+    for record in instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+    ).records:
+        event = record.event_log_entry.dagster_event
+        materialization = event.step_materialization_data.materialization if event else None
+        value = materialization.metadata.get("skipped") if materialization else None
+        skipped = getattr(value, "value", None)
+        if event and event.step_key and isinstance(skipped, dict) and skipped:
+            first = next(iter(skipped.values()))
+            details[event.step_key] = f"skipped {', '.join(skipped)} ({first})"
+    return details
 
 
 def partition_keys(config: PipelineConfig, first: str, last: str) -> list[str]:

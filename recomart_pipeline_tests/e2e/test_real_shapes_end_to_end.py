@@ -48,7 +48,7 @@ def _world() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return users, items, ratings, times
 
 
-def _run(tmp_path: Path, name: str, source: str) -> tuple[dict[str, str], dict, str]:
+def _run(tmp_path: Path, name: str, source: str) -> tuple[dict[str, str], dict, str, str]:
     indented = "\n".join(f"        {line}" for line in source.strip().splitlines())
     overlay = COMMON.format(base=REPO_ROOT / "pipeline_config.yaml", name=name, source=indented)
     config = tmp_path / "pipeline_config.yaml"
@@ -61,7 +61,7 @@ def _run(tmp_path: Path, name: str, source: str) -> tuple[dict[str, str], dict, 
     pointer = json.loads((storage / "latest" / "evaluation.json").read_text())
     evaluation = json.loads((storage / pointer["artifacts"]["evaluation"]["path"]).read_text())
     report = (tmp_path / "reports" / "latest.md").read_text()
-    return task_rows(done.stdout), evaluation, report
+    return task_rows(done.stdout), evaluation, report, done.stdout
 
 
 def _assert_good_run(rows: dict[str, str], evaluation: dict, report: str) -> None:
@@ -80,7 +80,7 @@ def test_movielens_u_data(tmp_path: Path) -> None:
     pd.DataFrame({"u": users + 1, "i": items + 1, "r": ratings.astype(int), "t": times}).to_csv(
         tmp_path / "data" / "u.data", sep="\t", header=False, index=False
     )
-    rows, evaluation, report = _run(
+    rows, evaluation, report, _ = _run(
         tmp_path,
         "ml_100k",
         """
@@ -109,7 +109,7 @@ def test_movielens_ratings_csv_with_half_stars(tmp_path: Path) -> None:
     pd.DataFrame(
         {"userId": users + 1, "movieId": items + 1, "rating": half, "timestamp": times}
     ).to_csv(tmp_path / "data" / "ratings.csv", index=False)
-    rows, evaluation, report = _run(
+    rows, evaluation, report, _ = _run(
         tmp_path,
         "ml_latest",
         """
@@ -145,7 +145,7 @@ def test_retail_invoice_lines_parquet(tmp_path: Path) -> None:
     )
     (tmp_path / "data").mkdir()
     frame.to_parquet(tmp_path / "data" / "online_retail.parquet", index=False)
-    rows, evaluation, report = _run(
+    rows, evaluation, report, stdout = _run(
         tmp_path,
         "retail",
         """
@@ -167,6 +167,8 @@ users: null
     # purchases only: the rating models are skipped with their reason, not fatal
     assert set(evaluation["models"]) == {"als", "popularity"}
     assert "skipped **svd**" in report
+    training_row = next(line for line in stdout.splitlines() if line.startswith("training "))
+    assert "skipped bias, svd (" in training_row and "needs explicit ratings" in training_row
 
 
 def test_view_cart_purchase_event_log(tmp_path: Path) -> None:
@@ -182,7 +184,7 @@ def test_view_cart_purchase_event_log(tmp_path: Path) -> None:
             "transactionid": np.where(event == "transaction", np.arange(users.size), None),
         }
     ).to_csv(tmp_path / "data" / "events.csv", index=False)
-    rows, evaluation, report = _run(
+    rows, evaluation, report, _ = _run(
         tmp_path,
         "events",
         """
