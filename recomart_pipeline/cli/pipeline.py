@@ -29,11 +29,19 @@ from recomart_pipeline.graph import TaskDependencyGraph
 
 @click.command("validate")
 @config_file_options
-def validate(config: PipelineConfig) -> int:
-    """check a config file and list every error
+@click.option(
+    "--no-data",
+    is_flag=True,
+    help="do not open the data files (by default their head is checked: they exist, have "
+    "the columns the tasks need, and readable times)",
+)
+def validate(config: PipelineConfig, no_data: bool) -> int:
+    """check a config file (and the head of its data files) and list every error
 
     FILE defaults to $PIPELINE_CONFIG, else ./pipeline_config.yaml.
     """
+    if not no_data:
+        config.check_data()
     runnable = TaskDependencyGraph(config).get_execution_order()
     print(
         f"{config.path.name}: valid ({len(config.settings.tasks)} tasks, {len(runnable)} will run)"

@@ -279,6 +279,18 @@ class PipelineConfig:
     def dagster_home(self) -> Path:
         return self.resolve_path(self.settings.storage.dagster_home)
 
+    def check_data(self) -> None:
+        """Each enabled task's preflight (its data files exist, can be read as configured and
+        have the columns it needs); raise ConfigError listing every problem at its key."""
+        issues = [
+            self.source_map.issue(found.message, ("tasks", name, "config", *found.key), found.hint)
+            for name, spec in self.specs.items()
+            if spec.preflight is not None and self.settings.tasks[name].enabled
+            for found in spec.preflight(self.task_config(name), self.project_root)
+        ]
+        if issues:
+            raise ConfigError(issues)
+
     def task_config(self, name: str) -> BaseModel:
         """The validated config model of task ``name`` (its ``config:`` block)."""
         task_config = self.settings.tasks[name].config

@@ -260,9 +260,21 @@ class TaskContext(Generic[ConfigT]):
         return path if path.is_absolute() else self.project_root / path
 
 
+@dataclass(frozen=True)
+class PreflightIssue:
+    """A problem a task's preflight found in its inputs before anything ran: ``key`` is the
+    path inside the task's ``config:`` block that needs changing."""
+
+    key: tuple[str, ...]
+    message: str
+    hint: str | None = None
+
+
 TaskFunction = Callable[[TaskContext[Any]], "TaskResult | dict[str, Any] | None"]
 ChecksFunction = Callable[[Any], Sequence[CheckSpec]]
 SourcesFunction = Callable[[Any], Sequence[str]]
+# Cheap checks of a task's external inputs (files exist, columns present) for `validate`.
+PreflightFunction = Callable[[Any, Path], Sequence[PreflightIssue]]
 
 
 @dataclass(frozen=True)
@@ -278,6 +290,7 @@ class TaskSpec:
     description: str = ""
     checks: ChecksFunction | None = None
     sources: SourcesFunction | None = None
+    preflight: PreflightFunction | None = None
     # How the spec is found again in another process: "builtin:<name>" or "module:function".
     reference: str = ""
 

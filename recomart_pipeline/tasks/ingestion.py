@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import glob
 import http.client
 import shutil
 import tempfile
@@ -56,11 +55,12 @@ from recomart_pipeline.tasks.specs.ingestion import (
     TableSource,
     TimestampFormat,
     declare_checks,
+    file_format,
+    is_url,
+    local_files,
 )
 from recomart_pipeline.tasks.specs.tables import EVENT_TYPES, TABLES
 
-CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
-PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_BYTES_PER_ROW = 64  # turns chunk_rows into a CSV block size
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 MISSING_HTTP_STATUSES = (404, 410)
@@ -92,10 +92,6 @@ class _SourceFiles:
     uri: str
 
 
-def _is_url(path: str) -> bool:
-    return path.startswith(("http://", "https://"))
-
-
 def _download(url: str, target: Path, timeout: float, key: str) -> Path:
     """Stream ``url`` to ``target``; network trouble becomes SourceConnectionError."""
     try:
@@ -124,39 +120,12 @@ def _url_suffix(url: str) -> str:
     return "".join(PurePosixPath(name).suffixes) or ".data"
 
 
-def _local_files(pattern: str, resolved: Path, key: str) -> list[Path]:
-    if any(char in pattern for char in "*?["):
-        files = sorted(Path(p) for p in glob.glob(str(resolved), recursive=True))
-        files = [f for f in files if f.is_file()]
-        what = "no files match the glob"
-    elif resolved.is_dir():
-        files = sorted(
-            f for f in resolved.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))
-        )
-        what = "the directory contains no data files"
-    elif resolved.is_file():
-        return [resolved]
-    else:
-        files, what = [], "the file does not exist"
-    if not files:
-        raise SourceNotFoundError(
-            f"source {resolved} not found: {what} (config key {key})",
-            hint=f"fix {key}.path (relative paths start at the project root)"
-            + (
-                f", or set {key} to null to derive the table from the interactions"
-                if key.endswith(DERIVED_TABLES)
-                else ""
-            ),
-        )
-    return files
-
-
 def _locate(
     ctx: TaskContext, table: str, source: TableSource, scratch: contextlib.ExitStack
 ) -> _SourceFiles:
     """The files of a source; a URL is downloaded into a scratch dir that ``scratch`` removes."""
     key = f"tasks.{ctx.task_name}.config.source.{table}"
-    if _is_url(source.path):
+    if is_url(source.path):
         folder = scratch.enter_context(
             tempfile.TemporaryDirectory(prefix=".download-", dir=ctx.output_dir)
         )
@@ -167,21 +136,17 @@ def _locate(
         _download(source.path, target, ctx.config.http_timeout_seconds, key)
         return _SourceFiles(key, [target], source.path)
     resolved = ctx.resolve_project_path(source.path)
-    return _SourceFiles(key, _local_files(source.path, resolved, key), str(resolved))
+    return _SourceFiles(key, local_files(source.path, resolved, key), str(resolved))
 
 
 def _file_format(path: Path, source: TableSource, key: str) -> Literal["csv", "parquet"]:
-    if source.format != "auto":
-        return source.format
-    name = path.name.lower()
-    if name.endswith(CSV_SUFFIXES):
-        return "csv"
-    if name.endswith(PARQUET_SUFFIXES):
-        return "parquet"
-    raise SchemaError(
-        f"cannot tell the format of {path} from its name ({key})",
-        hint=f"set {key}.format to 'csv' or 'parquet'",
-    )
+    found = file_format(path, source)
+    if found is None:
+        raise SchemaError(
+            f"cannot tell the format of {path} from its name ({key})",
+            hint=f"set {key}.format to 'csv' or 'parquet'",
+        )
+    return found
 
 
 # --- time columns -------------------------------------------------------------------------
@@ -668,7 +633,7 @@ def _tables_to_derive(ctx: TaskContext, config: Config) -> dict[str, _Derived]:
 
 
 def _default_missing(ctx: TaskContext, source: TableSource) -> bool:
-    return not _is_url(source.path) and not ctx.resolve_project_path(source.path).exists()
+    return not is_url(source.path) and not ctx.resolve_project_path(source.path).exists()
 
 
 def _fallback(ctx: TaskContext, reason: CircuitOpenError) -> TaskResult:

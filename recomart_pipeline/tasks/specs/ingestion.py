@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import bz2
 import codecs
+import csv
+import glob
+import gzip
+import itertools
 import zoneinfo
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -15,7 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from recomart_pipeline.contract.task import CheckSpec, Output, TaskSpec
+from recomart_pipeline.contract.errors import SourceNotFoundError
+from recomart_pipeline.contract.task import CheckSpec, Output, PreflightIssue, TaskSpec
 from recomart_pipeline.tasks import schema_approval as approval
 from recomart_pipeline.tasks.specs.tables import TABLES
 
@@ -210,6 +217,8 @@ OptionalSource = Annotated[
     TableSource | None,
     BeforeValidator(_path_shorthand, json_schema_input_type=str | TableSource | None),
 ]
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
+PARQUET_SUFFIXES = (".parquet", ".pq")
 TIME_COLUMNS = {"interactions": "timestamp", "users": "signup_date"}
 DERIVED_TABLES = ("items", "users")
 
@@ -316,6 +325,171 @@ def watched_sources(config: Config) -> list[str]:
     return [source.path for source in sources if source is not None]
 
 
+# --- files and the preflight check (light: stdlib; pyarrow only for a Parquet header) --------
+
+
+def is_url(path: str) -> bool:
+    return path.startswith(("http://", "https://"))
+
+
+def local_files(pattern: str, resolved: Path, key: str) -> list[Path]:
+    """The files a local source names (a file, a directory or a glob), sorted."""
+    if any(char in pattern for char in "*?["):
+        files = sorted(Path(p) for p in glob.glob(str(resolved), recursive=True))
+        files = [f for f in files if f.is_file()]
+        what = "no files match the glob"
+    elif resolved.is_dir():
+        files = sorted(
+            f for f in resolved.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))
+        )
+        what = "the directory contains no data files"
+    elif resolved.is_file():
+        return [resolved]
+    else:
+        files, what = [], "the file does not exist"
+    if not files:
+        raise SourceNotFoundError(
+            f"source {resolved} not found: {what} (config key {key})",
+            hint=f"fix {key}.path (relative paths start at the project root)"
+            + (
+                f", or set {key} to null to derive the table from the interactions"
+                if key.endswith(DERIVED_TABLES)
+                else ""
+            ),
+        )
+    return files
+
+
+def file_format(path: Path, source: TableSource) -> Literal["csv", "parquet"] | None:
+    """The configured format, else the one the file name says (None: cannot tell)."""
+    if source.format != "auto":
+        return source.format
+    name = path.name.lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+HEAD_ROWS = 50
+
+
+def _csv_head(path: Path, source: TableSource) -> tuple[list[str], list[list[str]]]:
+    """Column names and up to HEAD_ROWS rows of a (possibly compressed) CSV."""
+    opener: Any = {".gz": gzip.open, ".bz2": bz2.open}.get(path.suffix.lower(), open)
+    with opener(path, "rt", encoding=source.encoding, newline="") as handle:
+        rows = list(itertools.islice(csv.reader(handle, delimiter=source.delimiter), HEAD_ROWS + 1))
+    if source.header:
+        return (rows[0] if rows else []), rows[1:]
+    return list(source.columns or []), rows[:HEAD_ROWS]
+
+
+def _parquet_columns(path: Path) -> list[str]:
+    import pyarrow.parquet as pq  # only when a Parquet source is configured
+
+    return list(pq.read_schema(path).names)
+
+
+def _head(path: Path, source: TableSource) -> tuple[list[str], list[list[str]]] | str:
+    """Columns and sample rows, or why the file cannot be read as configured."""
+    kind = file_format(path, source)
+    try:
+        if kind == "parquet":
+            return _parquet_columns(path), []
+        if kind == "csv":
+            return _csv_head(path, source)
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+        return f"cannot be read as {kind} ({exc})"
+    return "has a name that says neither CSV nor Parquet"
+
+
+def _epoch_like(values: list[str]) -> bool:
+    return bool(values) and all(v.strip().lstrip("-").replace(".", "", 1).isdigit() for v in values)
+
+
+def preflight(config: Config, project_root: Path) -> list[PreflightIssue]:
+    """Each local source exists, can be read as configured, has (after column_mapping and
+    constants) the columns its table needs, and the head of its time column is readable:
+    mistakes a run would only find after a minute, found when the config is validated."""
+    issues: list[PreflightIssue] = []
+    for table, layout in TABLES.items():
+        source: TableSource | None = getattr(config.source, table)
+        if source is None or is_url(source.path):
+            continue  # derived, or read over the network when the task runs
+        key = ("source", table)
+        path = Path(source.path)
+        try:
+            first = local_files(
+                source.path, path if path.is_absolute() else project_root / path, ""
+            )[0]
+        except SourceNotFoundError:
+            if not (table in DERIVED_TABLES and config.source.is_default(table)):
+                issues.append(
+                    PreflightIssue(
+                        (*key, "path"),
+                        f"the {table} source {source.path} does not exist",
+                        "fix the path (relative paths start at the project folder)"
+                        + (
+                            ", or set it to null to derive the table"
+                            if table in DERIVED_TABLES
+                            else ""
+                        ),
+                    )
+                )
+            continue
+        head = _head(first, source)
+        if isinstance(head, str):
+            issues.append(
+                PreflightIssue(
+                    key,
+                    f"{first.name} {head}",
+                    "check format, delimiter, header/columns and encoding",
+                )
+            )
+            continue
+        names, rows = head
+        if not names:
+            issues.append(
+                PreflightIssue(
+                    (*key, "columns"),
+                    f"{first.name} has no header: name its columns",
+                    "set header: false and columns: [...]",
+                )
+            )
+            continue
+        canonical = {source.column_mapping.get(name, name): name for name in names}
+        missing = [c for c in layout.required if c not in canonical and c not in source.constants]
+        if missing:
+            issues.append(
+                PreflightIssue(
+                    (*key, "column_mapping"),
+                    f"{first.name} has no column for {missing} (its columns: {names})",
+                    "map the file's columns in column_mapping (file column: canonical name), or "
+                    "give a value for every row in constants",
+                )
+            )
+            continue
+        time_column = canonical.get(TIME_COLUMNS.get(table, ""))
+        if (
+            time_column is not None
+            and rows
+            and (source.timestamp is None or source.timestamp.unit is None)
+        ):
+            index = names.index(time_column)
+            values = [row[index] for row in rows if len(row) > index and row[index]]
+            if _epoch_like(values):
+                issues.append(
+                    PreflightIssue(
+                        (*key, "timestamp"),
+                        f"{first.name}: {time_column} holds numbers ({', '.join(values[:3])}), "
+                        "not dates",
+                        "if they are Unix epoch times, set timestamp: {unit: s} (or ms, us, ns)",
+                    )
+                )
+    return issues
+
+
 INTERACTIONS = Output("interactions", "parquet", "raw interactions, every column text")
 ITEMS = Output("items", "parquet", "raw item catalogue, every column text")
 USERS = Output("users", "parquet", "raw user table, every column text")
@@ -328,4 +502,5 @@ SPEC = TaskSpec(
     outputs=(INTERACTIONS, ITEMS, USERS),
     checks=declare_checks,
     sources=watched_sources,
+    preflight=preflight,
 )
