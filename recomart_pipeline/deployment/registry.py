@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -40,6 +41,22 @@ STATE_FILES = ("history.json", "pending.json", "champion.json")  # champion last
 
 class RegistryError(TaskError):
     error_class = "registry_error"
+
+
+# What a registry file may name: anything else was not written by this registry.
+VERSION_ID = re.compile(r"v[0-9]{4,}")
+MODEL_FILE = re.compile(r"[A-Za-z0-9_-]+\.npz")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def checked_version(version: object) -> str:
+    """``version`` if it is a version id (``v0001``…), never a path."""
+    if not isinstance(version, str) or not VERSION_ID.fullmatch(version):
+        raise RegistryError(
+            f"{version!r} is not a model version id (v0001, v0002, ...)",
+            hint="the registry or the command line names a version this registry never wrote",
+        )
+    return version
 
 
 @dataclass
@@ -130,19 +147,51 @@ class ModelRegistry:
     # -- versions ----------------------------------------------------------------------------
     def list_versions(self) -> list[ModelVersion]:
         return [
-            ModelVersion(**json.loads(p.read_text()))
+            self._record(p.parent.name)
             for p in sorted(self.root.glob("v*/version.json"))
+            if VERSION_ID.fullmatch(p.parent.name)
         ]
 
     def get(self, version: str) -> ModelVersion:
-        path = self.root / version / "version.json"
-        if not path.exists():
+        version = checked_version(version)
+        if not (self.root / version / "version.json").exists():
             known = ", ".join(v.version for v in self.list_versions()) or "none"
             raise RegistryError(f"no model version '{version}' in {self.root} (known: {known})")
-        return ModelVersion(**json.loads(path.read_text()))
+        return self._record(version)
+
+    def _record(self, version: str) -> ModelVersion:
+        """A version's record, refused unless it is one this registry could have written:
+        its id is its folder's, its model file a plain npz name in that folder, its hash hex."""
+        path = self.root / version / "version.json"
+        try:
+            record = ModelVersion(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise RegistryError(f"{path} is not a readable version record ({exc})") from exc
+        problems = [
+            what
+            for what, ok in (
+                (f"version {record.version!r} is not its folder's", record.version == version),
+                (
+                    f"model_file {record.model_file!r} is not an npz file name",
+                    isinstance(record.model_file, str) and MODEL_FILE.fullmatch(record.model_file),
+                ),
+                (
+                    "sha256 is not a hex digest",
+                    isinstance(record.sha256, str) and SHA256.fullmatch(record.sha256),
+                ),
+            )
+            if not ok
+        ]
+        if problems:
+            raise RegistryError(
+                f"refusing {path}: {'; '.join(problems)}",
+                hint="the registry was modified by hand or by something else; restore it",
+            )
+        return record
 
     def version_dir(self, version: str) -> Path:
         """The version's folder, with its files downloaded first from an object store."""
+        version = checked_version(version)
         self._fetch_version(version)
         return self.root / version
 
@@ -158,6 +207,11 @@ class ModelRegistry:
         config: dict[str, Any] | None = None,
     ) -> tuple[ModelVersion, bool]:
         """Copy a model and what serving needs into a new version; (version, created)."""
+        if not MODEL_FILE.fullmatch(f"model{model_file.suffix}"):
+            raise RegistryError(
+                f"only npz models are registered (got {model_file.name})",
+                hint="the service never unpickles: set tasks.training.config.model_format: npz",
+            )
         digest = sha256_file(model_file)
         with self._locked():
             for existing in self.list_versions():

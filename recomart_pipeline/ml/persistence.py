@@ -193,14 +193,26 @@ def _check_header(header: dict[str, Any], path: Path) -> None:
         )
 
 
-def load_model(path: str | Path, expected_sha256: str | None = None) -> Recommender:
+def load_model(
+    path: str | Path, expected_sha256: str | None = None, *, allow_pickle: bool = True
+) -> Recommender:
     """Load a model written by ``save_model``, verifying its hash before parsing it.
 
     Raises ModelIntegrityError on a hash mismatch (or a pickle with no hash to check) and
-    ModelFormatError for unknown format versions, model types or malformed state.
+    ModelFormatError for unknown format versions, model types or malformed state. With
+    ``allow_pickle=False`` (the model service: its registry is only as trustworthy as the
+    folder it lives in, and a hash read from the same folder proves nothing) anything but the
+    npz format is refused before a byte of it is interpreted.
     """
     path = Path(path)
-    header, arrays = _parse(*_verified_bytes(path, expected_sha256), path)
+    data, is_pickle = _verified_bytes(path, expected_sha256)
+    if is_pickle and not allow_pickle:
+        raise ModelIntegrityError(
+            f"refusing to load {path}: it is not an npz model file, and this reader never "
+            "unpickles (unpickling runs arbitrary code)",
+            hint="deploy models in the npz format (tasks.training.config.model_format: npz)",
+        )
+    header, arrays = _parse(data, is_pickle, path)
     _check_header(header, path)
     try:
         cls = get_model_class(str(header.get("model_type")))

@@ -46,7 +46,9 @@ class ServingState:
 
 def load_state(registry: ModelRegistry, version: ModelVersion) -> ServingState:
     folder = registry.version_dir(version.version)
-    model = load_model(folder / version.model_file, expected_sha256=version.sha256)
+    model = load_model(
+        folder / version.model_file, expected_sha256=version.sha256, allow_pickle=False
+    )
     users = pd.read_parquet(folder / "user_index.parquet")
     items = pd.read_parquet(folder / "item_index.parquet").sort_values("item_idx")
     seen = sp.csr_matrix(sp.load_npz(folder / "train_implicit.npz"))
