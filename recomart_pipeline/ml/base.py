@@ -229,7 +229,15 @@ class Recommender(ABC):
         return None
 
     def fit(self, train: TrainingData, *, on_epoch: EpochCallback | None = None) -> FitReport:
-        """Train on ``train`` (replacing any previous state); ``on_epoch`` sees each epoch."""
+        """Train on ``train`` (replacing any previous state); ``on_epoch`` sees each epoch.
+        Data the model cannot learn from (``skip_reason``) is a DataValidationError."""
+        reason = self.skip_reason(train)
+        if reason is not None:
+            raise DataValidationError(
+                reason,
+                hint="train a model that fits this data (als or popularity learn from "
+                "interactions alone)",
+            )
         started = time.perf_counter()
         state, report = self._fit(train, on_epoch or (lambda record: None))
         report.fit_seconds = time.perf_counter() - started

@@ -19,7 +19,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.ml.base import (
     EpochCallback,
     FitReport,
@@ -50,11 +49,6 @@ class BiasRecommender(Recommender):
     ) -> tuple[dict[str, np.ndarray], FitReport]:
         params: BiasParams = self.params  # type: ignore[assignment]
         ratings = train.ratings
-        if len(ratings) == 0:
-            raise DataValidationError(
-                "the bias model needs explicit ratings, but train_ratings is empty",
-                hint="train an implicit model (als) or the popularity baseline",
-            )
         users, items = ratings.users, ratings.items
         values = ratings.values.astype(np.float64)
         mu = float(values.mean())

@@ -129,11 +129,6 @@ class SVDRecommender(Recommender):
     ) -> tuple[dict[str, np.ndarray], FitReport]:
         params: SVDParams = self.params  # type: ignore[assignment]
         ratings = train.ratings
-        if len(ratings) == 0:
-            raise DataValidationError(
-                "the SVD model needs explicit ratings, but train_ratings is empty",
-                hint="check the features task output or train an implicit model (als)",
-            )
         shuffled = np.random.default_rng(params.seed).permutation(len(ratings))
         n_val = round(len(ratings) * params.validation_fraction)
         if n_val >= len(ratings):
