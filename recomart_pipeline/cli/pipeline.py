@@ -122,11 +122,20 @@ def plan(config: PipelineConfig, as_json: bool) -> int:
     metavar="TASK [TASK ...]",
     help="materialize only these tasks",
 )
+@click.option(
+    "--allow-failed-checks",
+    "allow_failed",
+    cls=ListOption,
+    metavar="TASK [TASK ...]",
+    help="let tasks read these upstream outputs even though their blocking checks failed "
+    "(recorded in the run's tags and manifest)",
+)
 def run(
     config: PipelineConfig,
     partition: str | None,
     resume: str | None,
     selection: tuple[str, ...],
+    allow_failed: tuple[str, ...],
 ) -> int:
     """materialize the pipeline through Dagster (persistent local home)
 
@@ -137,12 +146,14 @@ def run(
         project_instance,
         run_pipeline,
     )
+    from recomart_pipeline.orchestration.inputs import ALLOW_FAILED_CHECKS_TAG
     from recomart_pipeline.orchestration.watchdog import fail_dead_runs
 
-    unknown = [s for s in selection if s not in config.settings.tasks]
-    if unknown:
-        print(f"unknown task(s) in --select: {', '.join(unknown)}", file=sys.stderr)
-        return EXIT_CONFIG
+    for option, names in (("--select", selection), ("--allow-failed-checks", allow_failed)):
+        unknown = [s for s in names if s not in config.settings.tasks]
+        if unknown:
+            print(f"unknown task(s) in {option}: {', '.join(unknown)}", file=sys.stderr)
+            return EXIT_CONFIG
     skipped = TaskDependencyGraph(config).get_skipped_tasks()
     not_runnable = [s for s in selection if s in skipped]
     if not_runnable:
@@ -160,6 +171,9 @@ def run(
         progress=lambda line: print(line, flush=True),
         resume_run_id=resume,
         partition_key=partition,
+        extra_tags={ALLOW_FAILED_CHECKS_TAG: json.dumps(sorted(allow_failed))}
+        if allow_failed
+        else None,
     )
     print(format_report(report))
     return EXIT_OK if report.success else EXIT_FAILED
@@ -224,7 +238,19 @@ def _parse_inputs(values: Sequence[str]) -> dict[str, Path]:
 @click.option(
     "--output", metavar="DIR", type=click.Path(), help="write outputs under DIR instead of storage"
 )
-def task(config: PipelineConfig, name: str, inputs: tuple[str, ...], output: str | None) -> int:
+@click.option(
+    "--allow-failed-checks",
+    "allow_failed",
+    is_flag=True,
+    help="read upstream outputs even if their blocking checks failed (recorded in the manifest)",
+)
+def task(
+    config: PipelineConfig,
+    name: str,
+    inputs: tuple[str, ...],
+    output: str | None,
+    allow_failed: bool,
+) -> int:
     """run one task outside Dagster, for debugging
 
     NAME is a task name from the config.
@@ -232,7 +258,12 @@ def task(config: PipelineConfig, name: str, inputs: tuple[str, ...], output: str
     from recomart_pipeline.contract.errors import UpstreamArtifactError
     from recomart_pipeline.contract.files import sha256_file
     from recomart_pipeline.observers import install_observers
-    from recomart_pipeline.runtime.artifacts import ArtifactRecord, ArtifactStore, Checkpoint
+    from recomart_pipeline.runtime.artifacts import (
+        ArtifactRecord,
+        ArtifactStore,
+        Checkpoint,
+        InputPolicy,
+    )
     from recomart_pipeline.runtime.object_store import ObjectStoreError, object_store_for
     from recomart_pipeline.runtime.runner import TaskFailure, run_task
 
@@ -253,7 +284,15 @@ def task(config: PipelineConfig, name: str, inputs: tuple[str, ...], output: str
         else:
             main_store = ArtifactStore(config.storage_root, object_store_for(config))
             deps = config.settings.tasks[name].depends_on
-            upstream = {dep: main_store.load_upstream(dep, None) for dep in deps}
+            policy = InputPolicy(
+                runs=(), allow_failed_checks=frozenset(deps if allow_failed else ())
+            )
+            upstream = {
+                dep: main_store.load_upstream(
+                    dep, policy, warn=lambda m: print(f"warning: {m}", file=sys.stderr)
+                )
+                for dep in deps
+            }
     except (UpstreamArtifactError, ObjectStoreError) as exc:
         print(f"FAILED ({exc.error_class}): {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -21,6 +21,7 @@ from dagster import (
 from recomart_pipeline.config import ConfigError, PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
 from recomart_pipeline.orchestration.automation import partitions_for
+from recomart_pipeline.orchestration.inputs import input_policy
 from recomart_pipeline.orchestration.retries import failure_to_dagster, retry_policy_for
 from recomart_pipeline.orchestration.run_config import config_for_run, task_config_schema
 from recomart_pipeline.runtime.runner import TaskFailure, TaskOutcome, run_task
@@ -164,6 +165,7 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
                 forward=lambda level, message: context.log.log(level, message),
                 partition_key=context.partition_key if context.has_partition_key else None,
                 run_deadline=deadline,
+                inputs_from=input_policy(run_config, task, context),
             )
         except TaskFailure as failure:
             raise failure_to_dagster(run_config, failure, context.log.warning, deadline) from None

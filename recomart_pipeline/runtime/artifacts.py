@@ -5,11 +5,17 @@ Layout under ``storage.base_dir``::
     runs/{run_id}/{task}/...          outputs of one task in one run (written atomically)
     runs/{run_id}/{task}/_result.json the checkpoint: output paths, sha256, metrics
     latest/{task}.json                 pointer to the newest successful checkpoint
+    latest/{task}.blocked.json         the newest checkpoint whose blocking checks failed, when
+                                       it is newer than latest (kept for inspection only)
     latest/partitions/{key}/{task}.json  the same, per partition (daily backfills)
 
 A task writes into a private staging directory; only when it succeeded is the directory
 renamed into place and the checkpoint written, so a killed task never leaves half a result
 and the previous checkpoint stays valid.
+
+Which checkpoint a task reads is an ``InputPolicy``: a run reads its own checkpoints (and those
+of the runs it resumes), ``latest`` only for upstream tasks the run did not select, and never
+an output whose blocking (ERROR) checks failed unless the user allowed that task by name.
 
 With an object store (``storage.base_dir: s3://…``) the same layout lives there and the local
 folder is its cache (see runtime.object_store): checkpoints are uploaded before their
@@ -22,6 +28,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -57,6 +64,7 @@ class Checkpoint:
     artifacts: dict[str, ArtifactRecord]
     metrics: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    blocked: tuple[str, ...] = ()  # the blocking checks that failed: not an input by default
 
     def path(self, name: str) -> Path:
         try:
@@ -85,6 +93,7 @@ class Checkpoint:
             },
             "metrics": self.metrics,
             "metadata": self.metadata,
+            **({"blocked": list(self.blocked)} if self.blocked else {}),
         }
 
     @classmethod
@@ -98,7 +107,32 @@ class Checkpoint:
             },
             metrics=payload.get("metrics", {}),
             metadata=payload.get("metadata", {}),
+            blocked=tuple(payload.get("blocked", ())),
         )
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    """Where a task's upstream checkpoints may come from, so runs never mix silently.
+
+    ``runs``: this run first, then the runs it resumes (newest first). ``pinned``: upstream
+    task -> the run whose output the resumed run read, so a resume reads the same files.
+    ``latest``: upstream tasks that may fall back to the ``latest`` pointer (``None``: all, as
+    for ``task`` and direct calls; a Dagster run allows only tasks it did not select).
+    ``allow_failed_checks``: upstream tasks whose blocked output the user chose to read.
+    """
+
+    runs: tuple[str, ...]
+    latest: frozenset[str] | None = None
+    pinned: dict[str, str] = field(default_factory=dict)
+    allow_failed_checks: frozenset[str] = frozenset()
+
+    def may_use_latest(self, task: str) -> bool:
+        return self.latest is None or task in self.latest
+
+
+def _flag(task: str) -> str:
+    return f"--allow-failed-checks {task}"
 
 
 class ArtifactStore:
@@ -127,6 +161,9 @@ class ArtifactStore:
             return self.root / "latest" / f"{task}.json"
         return self.root / "latest" / "partitions" / partition_key / f"{task}.json"
 
+    def blocked_pointer(self, task: str, partition_key: str | None = None) -> Path:
+        return self.latest_pointer(task, partition_key).with_name(f"{task}.blocked.json")
+
     def publish(
         self,
         run_id: str,
@@ -136,8 +173,13 @@ class ArtifactStore:
         metrics: dict[str, Any],
         metadata: dict[str, Any],
         partition_key: str | None = None,
+        blocked: tuple[str, ...] = (),
     ) -> Checkpoint:
-        """Move a finished staging dir into place, hash it and record the checkpoint."""
+        """Move a finished staging dir into place, hash it and record the checkpoint.
+
+        A checkpoint with failed blocking checks is kept in its run folder for inspection
+        but never becomes ``latest``: it is pointed at by ``latest/{task}.blocked.json``.
+        """
         final = self.task_dir(run_id, task)
         records: dict[str, ArtifactRecord] = {}
         for name, path in outputs.items():
@@ -156,7 +198,7 @@ class ArtifactStore:
             records[name] = ArtifactRecord(
                 name, final / relative, sha256_file(path), path.stat().st_size
             )
-        checkpoint = Checkpoint(task, run_id, records, metrics, metadata)
+        checkpoint = Checkpoint(task, run_id, records, metrics, metadata, tuple(blocked))
         write_json_atomic(staging / RESULT_FILE, checkpoint.to_json(self.root))
         # Replace an earlier attempt's directory of the same run in two renames, so at every
         # moment either the old or the new complete directory is in place.
@@ -169,10 +211,17 @@ class ArtifactStore:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging, final)
         pointer = self.latest_pointer(task, partition_key)
+        blocked_pointer = self.blocked_pointer(task, partition_key)
+        if blocked:
+            pointer = blocked_pointer
         if self.remote is not None:  # files first, pointer last: readers never see half
             self.remote.upload_tree(final, self._key(final))
             self.remote.write_json(self._key(pointer), checkpoint.to_json(self.root))
         write_json_atomic(pointer, checkpoint.to_json(self.root))
+        if not blocked:  # the newest output is good again: no blocked one is newer
+            blocked_pointer.unlink(missing_ok=True)
+            if self.remote is not None:
+                self.remote.delete(self._key(blocked_pointer))
         return checkpoint
 
     def discard(self, staging: Path) -> None:
@@ -183,15 +232,16 @@ class ArtifactStore:
     ) -> Checkpoint | None:
         """This run's checkpoint of ``task`` if it has one, else the latest successful one
         (of the same partition, for partitioned runs)."""
-        candidates = []
         if run_id is not None:
-            candidates.append(self.task_dir(run_id, task) / RESULT_FILE)
-        candidates.append(self.latest_pointer(task, partition_key))
-        for candidate in candidates:
-            payload = self._read_record(candidate)
-            if payload is not None:
-                return Checkpoint.from_json(payload, self.root)
-        return None
+            own = self.run_checkpoint(task, run_id)
+            if own is not None:
+                return own
+        payload = self._read_record(self.latest_pointer(task, partition_key))
+        return Checkpoint.from_json(payload, self.root) if payload is not None else None
+
+    def run_checkpoint(self, task: str, run_id: str) -> Checkpoint | None:
+        payload = self._read_record(self.task_dir(run_id, task) / RESULT_FILE)
+        return Checkpoint.from_json(payload, self.root) if payload is not None else None
 
     def _read_record(self, path: Path) -> dict[str, Any] | None:
         """A checkpoint record; with an object store its copy there is the truth (another
@@ -236,14 +286,76 @@ class ArtifactStore:
             record.verify()
 
     def load_upstream(
-        self, task: str, run_id: str | None, partition_key: str | None = None
+        self,
+        task: str,
+        policy: InputPolicy | str | None,
+        partition_key: str | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> Checkpoint:
-        checkpoint = self.find_checkpoint(task, run_id, partition_key)
-        if checkpoint is None:
+        """The checkpoint of upstream ``task`` that ``policy`` allows, its files verified.
+
+        A run id (or None) as ``policy`` means that run's own checkpoint, else ``latest``.
+        """
+        if not isinstance(policy, InputPolicy):
+            policy = InputPolicy(runs=(policy,) if policy else ())
+        checkpoint = self._choose(task, policy, partition_key, warn)
+        if checkpoint.blocked and task not in policy.allow_failed_checks:
             raise UpstreamArtifactError(
-                f"upstream task '{task}' has no checkpoint under "
-                f"{self.remote.url if self.remote else self.root}",
-                hint=f"materialize '{task}' first (or run the whole job)",
+                f"the output of upstream task '{task}' in run {checkpoint.run_id} failed its "
+                f"blocking check(s) {', '.join(checkpoint.blocked)}; it is kept for inspection "
+                "but is not used as an input",
+                hint=f"fix the cause and re-run '{task}', or pass {_flag(task)} to use it "
+                "anyway (recorded in the run manifest)",
             )
         self.fetch(checkpoint)
         return checkpoint
+
+    def _choose(
+        self,
+        task: str,
+        policy: InputPolicy,
+        partition_key: str | None,
+        warn: Callable[[str], None] | None,
+    ) -> Checkpoint:
+        pinned = policy.pinned.get(task)
+        for run_id in (*policy.runs, *((pinned,) if pinned else ())):
+            checkpoint = self.run_checkpoint(task, run_id)
+            if checkpoint is not None:
+                return checkpoint
+        if policy.may_use_latest(task):
+            if task in policy.allow_failed_checks:
+                blocked = self._read_record(self.blocked_pointer(task, partition_key))
+                if blocked is not None:
+                    return Checkpoint.from_json(blocked, self.root)
+            payload = self._read_record(self.latest_pointer(task, partition_key))
+            if payload is not None:
+                blocked = self._read_record(self.blocked_pointer(task, partition_key))
+                if blocked is not None and warn is not None:
+                    warn(
+                        f"the newest output of '{task}' (run {blocked['run_id']}) failed its "
+                        f"blocking checks; reading the last good one, run {payload['run_id']} "
+                        f"({_flag(task)} reads the newest)"
+                    )
+                return Checkpoint.from_json(payload, self.root)
+            blocked = self._read_record(self.blocked_pointer(task, partition_key))
+            if blocked is not None:  # only a failed output exists: load_upstream says so
+                return Checkpoint.from_json(blocked, self.root)
+        where = self.remote.url if self.remote else self.root
+        if len(policy.runs) > 1 or pinned:
+            resumed = ", ".join([*policy.runs[1:], *((pinned,) if pinned else ())])
+            raise UpstreamArtifactError(
+                f"upstream task '{task}' has no checkpoint in run {policy.runs[0]} nor in the "
+                f"run(s) it resumes ({resumed}) under {where}; a resume never reads another "
+                "run's outputs",
+                hint=f"run the pipeline again without --resume, or re-materialize '{task}' "
+                "in this run (run --select with it)",
+            )
+        raise UpstreamArtifactError(
+            f"upstream task '{task}' has no checkpoint under {where}"
+            + (
+                f" for run {policy.runs[0]}"
+                if policy.runs and not policy.may_use_latest(task)
+                else ""
+            ),
+            hint=f"materialize '{task}' first (or run the whole job)",
+        )

@@ -142,6 +142,14 @@ class ObjectStore:
         with self._errors("write", relative):
             self.fs.pipe_file(self.key(relative), data)
 
+    def delete(self, relative: str | PurePosixPath) -> None:
+        """Remove one object; one that is already gone is fine."""
+        try:
+            with self._errors("delete", relative):
+                self.fs.rm_file(self.key(relative))
+        except FileNotFoundError:
+            return
+
     def exists(self, relative: str | PurePosixPath) -> bool:
         with self._errors("look up", relative):
             return bool(self.fs.exists(self.key(relative)))

@@ -172,9 +172,16 @@ def record_attempt(
         )
         if upstream is not None:
             entry["inputs"] = {dep: _artifact_map(cp) for dep, cp in sorted(upstream.items())}
+            # Which run each input came from, and any failed-check output read on request.
+            entry["input_runs"] = {dep: cp.run_id for dep, cp in sorted(upstream.items())}
+            overridden = {dep: list(cp.blocked) for dep, cp in upstream.items() if cp.blocked}
+            if overridden:
+                entry["inputs_with_failed_checks"] = overridden
         if checkpoint is not None:
             entry["outputs"] = _artifact_map(checkpoint)
             entry["metrics"] = checkpoint.metrics
+            if checkpoint.blocked:
+                entry["failed_blocking_checks"] = list(checkpoint.blocked)
         manifest["updated_at"] = _now()
         write_json_atomic(manifest_path, manifest)
         if remote is not None:

@@ -1,4 +1,5 @@
-"""Retention: delete per-run task outputs older than their kind's age limit.
+"""Retention: delete per-run task outputs older than their kind's age limit, and the
+half-written folders of killed tasks (runtime.staging) whatever their age.
 
 Never deleted: the checkpoint each ``latest/{task}.json`` points at, and every artifact that
 a run which is still kept read or wrote (its manifest lists them), so a kept run can always
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from recomart_pipeline.runtime.artifacts import RESULT_FILE
 from recomart_pipeline.runtime.records import MANIFEST
+from recomart_pipeline.runtime.staging import stale_staging
 
 if TYPE_CHECKING:
     from recomart_pipeline.config import PipelineConfig
@@ -75,6 +77,9 @@ def plan_retention(config: PipelineConfig, now: float | None = None) -> list[Ret
         else:
             action = "delete"
         actions.append(RetentionAction(folder, task, round(age, 2), action))
+    for folder in stale_staging(root, now=now):
+        age = (now - folder.stat().st_mtime) / DAY
+        actions.append(RetentionAction(folder, ".staging", round(age, 2), "delete"))
     return actions
 
 

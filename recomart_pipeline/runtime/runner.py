@@ -21,7 +21,7 @@ from recomart_pipeline.contract.errors import (
     classify_exception,
 )
 from recomart_pipeline.contract.task import CheckOutcome, TaskResult
-from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint
+from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint, InputPolicy
 from recomart_pipeline.runtime.attempt import AttemptRequest, execute_attempt
 from recomart_pipeline.runtime.heartbeat import ensure_heartbeat
 from recomart_pipeline.runtime.hooks import Published, Slow, listeners
@@ -32,6 +32,7 @@ from recomart_pipeline.runtime.object_store import (
 )
 from recomart_pipeline.runtime.prometheus import write_textfile
 from recomart_pipeline.runtime.records import record_attempt
+from recomart_pipeline.runtime.staging import remove_stale_staging
 from recomart_pipeline.runtime.task_logging import Forward, task_logger
 from recomart_pipeline.runtime.tracing import finish_span, task_span
 
@@ -127,11 +128,14 @@ def run_task(
     upstream: dict[str, Checkpoint] | None = None,
     store: ArtifactStore | None = None,
     run_deadline: float | None = None,
+    inputs_from: InputPolicy | None = None,
 ) -> TaskOutcome:
     """Execute one attempt of ``task``; raise TaskFailure (classified) if it fails.
 
     ``run_deadline`` (epoch seconds) bounds the whole run: past it the task does not start,
-    and a running task is stopped when it is reached.
+    and a running task is stopped when it is reached. ``inputs_from`` says which runs'
+    checkpoints the task may read (default: this run's, else ``latest``); ``upstream``
+    gives the checkpoints directly instead.
 
     With a timeout or memory limit configured the task function runs in a child process
     (runtime.isolation); otherwise in this process, which is cheaper for small tasks.
@@ -139,6 +143,7 @@ def run_task(
     settings = config.settings
     store = store or ArtifactStore(config.storage_root, object_store_for(config))
     ensure_heartbeat(store.root, run_id)
+    remove_stale_staging(store.root, run_id)
     started = time.monotonic()
     log_file = config.resolve_path(settings.logging.file) if settings.logging.file else None
     with (
@@ -160,11 +165,12 @@ def run_task(
         inputs: dict[str, Checkpoint] = {}
         input_paths: dict[str, list[str]] = {}
         try:
+            policy = inputs_from or InputPolicy(runs=(run_id,))
             inputs = (
                 upstream
                 if upstream is not None
                 else {
-                    dep: store.load_upstream(dep, run_id, partition_key)
+                    dep: store.load_upstream(dep, policy, partition_key, warn=logger.warning)
                     for dep in settings.tasks[task].depends_on
                 }
             )
@@ -203,6 +209,7 @@ def run_task(
             result.metrics = _redacted(config, result.metrics)
             result.metadata = _redacted(config, result.metadata)
             check_disk(config, store.root, staging)
+            blocked = tuple(c.name for c in result.checks if not c.passed and c.severity == "ERROR")
             checkpoint = store.publish(
                 run_id,
                 task,
@@ -211,8 +218,15 @@ def run_task(
                 result.metrics,
                 result.metadata,
                 partition_key,
+                blocked,
             )
             staging = None
+            if blocked:
+                logger.warning(
+                    f"blocking check(s) failed: {', '.join(blocked)}; the outputs are kept in "
+                    f"{store.task_dir(run_id, task)} for inspection but are not published as "
+                    "latest and no task reads them"
+                )
             published = Published(config, task, run_id, checkpoint, inputs, logger)
             for listener in listeners():
                 listener.published(published)
