@@ -32,12 +32,12 @@ from recomart_pipeline.contract.catalog import (
     callable_spec,
     spec_for,
 )
+from recomart_pipeline.contract.redaction import REDACTED, strip_url_credentials, url_credentials
 from recomart_pipeline.contract.task import TaskSpec
 from recomart_pipeline.graph import find_cycle
 
 CONFIG_ENV_VAR = "PIPELINE_CONFIG"
 DEFAULT_CONFIG_FILE = "pipeline_config.yaml"
-REDACTED = "**********"
 
 
 def resolve_config_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -237,8 +237,9 @@ class PipelineConfig:
         return issues
 
     def _collect_secrets(self, from_env: dict[tuple[Any, ...], str]) -> set[str]:
-        """Values to redact: every secret-typed field (settings and task configs), and each
-        environment value that went into one of them (a token inside a webhook URL)."""
+        """Values to redact: every secret-typed field (settings and task configs), each
+        environment value that went into one of them (a token inside a webhook URL), and the
+        credentials inside any URL of the config (``https://user:password@host``)."""
         found: list[tuple[tuple[Any, ...], Any]] = [((), self.settings.model_dump(mode="python"))]
         secrets: set[str] = set()
         while found:
@@ -247,6 +248,8 @@ class PipelineConfig:
                 if value.get_secret_value():
                     secrets.add(value.get_secret_value())
                 secrets.update(v for p, v in from_env.items() if p[:-1] == path and v)
+            elif isinstance(value, str):
+                secrets.update(url_credentials(value))
             elif isinstance(value, dict):
                 found.extend(((*path, k), v) for k, v in value.items())
             elif isinstance(value, list):
@@ -326,9 +329,15 @@ class PipelineConfig:
         return hashlib.sha256(blob).hexdigest()
 
     def redact(self, text: str) -> str:
-        for secret in self.secret_values:
+        # Longest first: a secret that contains another is masked whole.
+        for secret in sorted(self.secret_values, key=len, reverse=True):
             text = text.replace(secret, REDACTED)
-        return text
+        return strip_url_credentials(text)
+
+    @property
+    def safe_overrides(self) -> list[str]:
+        """The overrides as they may be stored and shown: secret values masked."""
+        return [self.redact(text) for text in self.overrides]
 
     def __repr__(self) -> str:
         return f"PipelineConfig({str(self.path)!r}, tasks={list(self.settings.tasks)})"
@@ -367,6 +376,8 @@ def _check_dependencies(raw_tasks: dict[str, Any], source_map: SourceMap) -> lis
 def _mask_secrets(value: Any, reveal: bool) -> Any:
     if isinstance(value, SecretStr):
         return value.get_secret_value() if reveal else REDACTED
+    if isinstance(value, str) and not reveal:
+        return strip_url_credentials(value)
     if isinstance(value, dict):
         return {k: _mask_secrets(v, reveal) for k, v in value.items()}
     if isinstance(value, list):

@@ -183,7 +183,7 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
                 description=f"invalid run config for this run:\n{exc}", allow_retries=False
             ) from None
         if run_config.run_config_overrides:
-            recorded = json.dumps(run_config.overrides)
+            recorded = json.dumps(run_config.safe_overrides)
             if context.run.tags.get(OVERRIDES_TAG) != recorded:
                 context.instance.add_run_tags(context.run.run_id, {OVERRIDES_TAG: recorded})
             context.log.info(f"run config overrides: {run_config.run_config_overrides}")

@@ -6,6 +6,7 @@ later in ``dagster dev``. The job is rebuilt from the config path in every proce
 """
 
 import fcntl
+import hashlib
 import json
 import os
 import sys
@@ -27,6 +28,7 @@ from dagster import (
 )
 
 from recomart_pipeline.config import PipelineConfig
+from recomart_pipeline.config.overrides import parse_override
 from recomart_pipeline.graph import TaskDependencyGraph
 from recomart_pipeline.orchestration.assets import OVERRIDES_TAG
 from recomart_pipeline.orchestration.automation import partitions_for
@@ -47,6 +49,27 @@ def load_job(config_path: str, overrides: list[str] | None = None) -> JobDefinit
     """Reconstructor used in every process of a run (must stay a module-level function)."""
     config = PipelineConfig(config_path, overrides=overrides or ())
     return build_definitions(config).resolve_job_def(JOB_NAME)
+
+
+def worker_overrides(config: PipelineConfig) -> list[str]:
+    """The overrides as the run's worker processes receive them.
+
+    Dagster stores a job's reconstructable arguments in its run storage, so an override that
+    carries a secret (``--set notifications.email.password=…``) travels in an environment
+    variable of this process instead, which the run's worker processes inherit and nothing
+    stores; the argument names the variable (``…password=${RECOMART_SET_1A2B…}``).
+    """
+    overrides = []
+    for index, text in enumerate(config.overrides, start=1):
+        if config.redact(text) == text:
+            overrides.append(text)
+            continue
+        path, value = parse_override(text, index)
+        key = ".".join(path)
+        variable = "RECOMART_SET_" + hashlib.sha256(key.encode()).hexdigest()[:12].upper()
+        os.environ[variable] = value if isinstance(value, str) else json.dumps(value)
+        overrides.append(f"{key}=${{{variable}}}")
+    return overrides
 
 
 def project_instance(config: PipelineConfig) -> DagsterInstance:
@@ -153,7 +176,7 @@ def run_pipeline(
         "recomart_pipeline.orchestration.execution",
         "load_job",
         # dagster annotates this as tuple[object] (one element); it takes any tuple of args.
-        reconstructable_args=(str(config.path), list(config.overrides)),  # type: ignore[arg-type]
+        reconstructable_args=(str(config.path), worker_overrides(config)),  # type: ignore[arg-type]
         reconstructor_working_directory=str(config.project_root),
     )
     printer = _ProgressPrinter(instance, token, progress) if progress else None
@@ -171,7 +194,7 @@ def run_pipeline(
             else None,
             tags={
                 RUN_TOKEN_TAG: token,
-                **({OVERRIDES_TAG: json.dumps(config.overrides)} if config.overrides else {}),
+                **({OVERRIDES_TAG: json.dumps(config.safe_overrides)} if config.overrides else {}),
                 **({"dagster/partition": partition_key} if partition_key else {}),
                 **(extra_tags or {}),
             },

@@ -37,6 +37,7 @@ from dagster import (
 from pydantic import BaseModel
 
 from recomart_pipeline.config import PipelineConfig
+from recomart_pipeline.contract.redaction import strip_url_credentials
 from recomart_pipeline.contract.task import FreeConfig
 
 _SCALARS = {"string": String, "integer": Int, "number": Float, "boolean": Bool}
@@ -81,7 +82,7 @@ def _describe(schema: dict[str, Any], current: Any) -> str:
     bounds = [f"{sign} {schema[key]}" for key, sign in _BOUNDS.items() if key in schema]
     if bounds:
         parts.append(f"Allowed: {', '.join(bounds)}.")
-    shown = json.dumps(current, default=str)
+    shown = strip_url_credentials(json.dumps(current, default=str))
     if len(shown) > _SHOWN_VALUE_CHARS:
         shown = shown[: _SHOWN_VALUE_CHARS - 1] + "…"
     parts.append(f"In the YAML: {shown}. Leave unset to keep it.")

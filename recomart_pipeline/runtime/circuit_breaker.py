@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from recomart_pipeline.contract.errors import SourceConnectionError
 from recomart_pipeline.contract.files import write_json_atomic
+from recomart_pipeline.contract.redaction import strip_url_credentials
 
 T = TypeVar("T")
 
@@ -82,7 +83,7 @@ class CircuitBreaker:
             value = fn()
         except counts as exc:
             state.failures += 1
-            state.last_error = str(exc)[:300]
+            state.last_error = strip_url_credentials(str(exc))[:300]  # stored on disk
             if state.failures >= self.failure_threshold:
                 state.opened_at = self.clock()
             self._save(state)

@@ -107,7 +107,7 @@ def _new_manifest(config: PipelineConfig, run_id: str, first_duration_s: float) 
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
         "config_path": str(config.path),
         "config_hash": config.config_hash,
-        "overrides": list(config.overrides),
+        "overrides": config.safe_overrides,
         "config": config.to_dict(),
         "environment_info": {
             "python": sys.version.split()[0],
