@@ -117,9 +117,10 @@ class SleepConfig(BaseModel):
     ignore_sigterm: bool = False
 
 
-@pipeline_task(config=SleepConfig)
+@pipeline_task(config=SleepConfig, outputs=[Output("numbers", "json", optional=True)])
 def hang(ctx: TaskContext) -> None:
-    """Blocks far longer than its timeout, optionally deaf to SIGTERM."""
+    """Blocks far longer than its timeout, optionally deaf to SIGTERM (a task may read the
+    numbers it would have written, so it can have dependents)."""
     if ctx.config.ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     ctx.logger.info("about to hang")

@@ -13,7 +13,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dagster import (
@@ -26,13 +26,16 @@ from dagster import (
     build_reconstructable_job,
     execute_job,
 )
+from dagster._core.execution.stats import RunStepKeyStatsSnapshot
 
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.config.overrides import parse_override
+from recomart_pipeline.contract.status import FAILED, TaskStatus
 from recomart_pipeline.graph import TaskDependencyGraph
-from recomart_pipeline.orchestration.assets import OVERRIDES_TAG
+from recomart_pipeline.orchestration.assets import FAIL_FAST_MESSAGE, OVERRIDES_TAG
 from recomart_pipeline.orchestration.automation import partitions_for
 from recomart_pipeline.orchestration.factory import JOB_NAME, build_definitions
+from recomart_pipeline.orchestration.inputs import run_lineage
 
 RUN_TOKEN_TAG = "recomart/cli_token"
 DAGSTER_YAML = """\
@@ -212,39 +215,91 @@ def run_pipeline(
     return RunReport(run_id, success, _task_rows(instance, run_id, graph, selection))
 
 
+def _failures(instance: DagsterInstance, run_id: str) -> dict[str, tuple[str, str | None]]:
+    """Step -> (first line of its failure, our error class if the runtime classified it)."""
+    failures: dict[str, tuple[str, str | None]] = {}
+    for record in instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.STEP_FAILURE
+    ).records:
+        event = record.event_log_entry.dagster_event
+        if not (event and event.step_key):
+            continue
+        data = event.step_failure_data
+        message = data.error.message.strip().splitlines()[0] if data.error else ""
+        klass = (
+            data.user_failure_data.metadata.get("error_class") if data.user_failure_data else None
+        )
+        if data.user_failure_data and data.user_failure_data.description:
+            message = data.user_failure_data.description.strip().splitlines()[0]
+        failures[event.step_key] = (message, getattr(klass, "value", None))
+    return failures
+
+
+def _reused_from(instance: DagsterInstance, ancestors: Sequence[str], task: str) -> str | None:
+    """The nearest resumed run in which ``task`` succeeded (a resume reuses that output)."""
+    for run_id in ancestors:
+        for stat in instance.get_run_step_stats(run_id, step_keys=[task]):
+            if stat.status and stat.status.value == TaskStatus.SUCCESS:
+                return run_id
+    return None
+
+
 def _task_rows(
     instance: DagsterInstance,
     run_id: str,
     graph: TaskDependencyGraph,
     selection: Sequence[str] | None,
 ) -> list[TaskRow]:
+    """One row per task in the guide's status words (contract.status), each with its why."""
     stats = {s.step_key: s for s in instance.get_run_step_stats(run_id)}
-    failures: dict[str, str] = {}
-    for record in instance.get_records_for_run(
-        run_id, of_type=DagsterEventType.STEP_FAILURE
-    ).records:
-        event = record.event_log_entry.dagster_event
-        if event and event.step_key:
-            error = event.step_failure_data.error
-            failures[event.step_key] = error.message.strip().splitlines()[0] if error else ""
-    details = {**_skipped_candidates(instance, run_id), **failures}
-    rows: list[TaskRow] = []
+    failures = _failures(instance, run_id)
+    skipped_candidates = _skipped_candidates(instance, run_id)
+    run = instance.get_run_by_id(run_id)
+    ancestors = run_lineage(instance, run_id, run.parent_run_id if run else None)[1:]
+    rows: dict[str, TaskRow] = {}
     for task in graph.dependencies:
         if selection and task not in selection:
             continue
-        skip = graph.get_skipped_tasks().get(task)
-        if skip:
-            rows.append(TaskRow(task, "SKIPPED", None, 0, skip))
-            continue
-        stat = stats.get(task)
-        if stat is None:
-            rows.append(TaskRow(task, "NOT RUN", None, 0, "run stopped before it started"))
-            continue
-        status = stat.status.value if stat.status else "UNKNOWN"
-        duration = stat.end_time - stat.start_time if stat.end_time and stat.start_time else None
-        attempts = max(1, len(stat.attempts_list or []))
-        rows.append(TaskRow(task, status, duration, attempts, details.get(task, "")))
-    return rows
+        rows[task] = _task_row(task, graph, stats.get(task), failures, rows, instance, ancestors)
+        if task in skipped_candidates and not rows[task].detail:
+            rows[task] = replace(rows[task], detail=skipped_candidates[task])
+    return list(rows.values())
+
+
+def _task_row(
+    task: str,
+    graph: TaskDependencyGraph,
+    stat: RunStepKeyStatsSnapshot | None,
+    failures: dict[str, tuple[str, str | None]],
+    rows: dict[str, TaskRow],
+    instance: DagsterInstance,
+    ancestors: Sequence[str],
+) -> TaskRow:
+    skip = graph.get_skipped_tasks().get(task)
+    if skip:
+        return TaskRow(task, TaskStatus.SKIPPED, None, 0, skip)
+    failed_deps = [
+        dep
+        for dep in graph.dependencies[task]
+        if dep in rows and rows[dep].status in (*FAILED, TaskStatus.SKIPPED)
+    ]
+    if stat is None or stat.status is None or stat.status.value == "SKIPPED":
+        if stat is None and (origin := _reused_from(instance, ancestors, task)):
+            return TaskRow(task, TaskStatus.SUCCESS, None, 0, f"reused from run {origin}")
+        if failed_deps:
+            why = f"not started: dependency '{failed_deps[0]}' did not succeed"
+        else:
+            why = "not started: the run stopped before it"
+        return TaskRow(task, TaskStatus.SKIPPED, None, 0, why)
+    duration = stat.end_time - stat.start_time if stat.end_time and stat.start_time else None
+    attempts = max(1, len(stat.attempts_list or []))
+    message, error_class = failures.get(task, ("", None))
+    if message.startswith(FAIL_FAST_MESSAGE):
+        return TaskRow(task, TaskStatus.SKIPPED, None, 0, message)
+    if stat.status.value == "SUCCESS":
+        return TaskRow(task, TaskStatus.SUCCESS, duration, attempts, message)
+    status = TaskStatus.TIMEOUT if error_class == "timeout" else TaskStatus.FAILURE
+    return TaskRow(task, status, duration, attempts, message)
 
 
 def _skipped_candidates(instance: DagsterInstance, run_id: str) -> dict[str, str]:

@@ -241,6 +241,9 @@ def run_task(
                         "status": "TIMEOUT" if error_class == "timeout" else "FAILURE",
                         "error_class": error_class,
                         "duration_s": round(duration, 4),
+                        "input_paths": input_paths,
+                        "output_paths": {},
+                        "metrics": {},
                     }
                 },
             )
@@ -294,6 +297,7 @@ def run_task(
                 "fields": {
                     "status": "SUCCESS",
                     "duration_s": round(duration, 4),
+                    "input_paths": input_paths,
                     "output_paths": {n: str(r.path) for n, r in checkpoint.artifacts.items()},
                     "metrics": result.metrics,
                     "checks": {c.name: c.passed for c in result.checks},

@@ -58,32 +58,52 @@ def test_builtin_exceptions_are_classified(exc, expected):
     assert classify_exception(exc) == expected
 
 
+# The orchestration plan's ten fields, plus the project's extras.
+PLAN_FIELDS = (
+    "run_id",
+    "ts",
+    "task",
+    "level",
+    "git_sha",
+    "input_paths",
+    "output_paths",
+    "metrics",
+    "duration_s",
+    "status",
+)
+
+
+def _final_line(config: PipelineConfig, task: str) -> dict:
+    lines = (config.project_root / "logs" / f"{task}.log").read_text().splitlines()
+    return json.loads(lines[-1])
+
+
 def test_structured_log_lines_carry_the_fields(sample_project):
     config = PipelineConfig(sample_project)
     run_task(config, "numbers", "run-42")
+    run_task(config, "square", "run-42")
     lines = [
         json.loads(x)
         for x in (config.project_root / "logs" / "numbers.log").read_text().splitlines()
     ]
     assert [line["status"] for line in lines if "status" in line] == ["RUNNING", "SUCCESS"]
-    final = lines[-1]
-    for field in (
-        "run_id",
-        "ts",
-        "task",
-        "level",
-        "attempt",
-        "correlation_id",
-        "git_sha",
-        "output_paths",
-        "metrics",
-        "duration_s",
-        "status",
-    ):
+    final = _final_line(config, "square")
+    for field in (*PLAN_FIELDS, "attempt", "correlation_id"):
         assert field in final, field
-    assert final["run_id"] == "run-42" and final["task"] == "numbers"
+    assert final["run_id"] == "run-42" and final["task"] == "square"
+    assert final["input_paths"]["numbers"][0].endswith("numbers.json")
     combined = (config.project_root / "logs" / "pipeline.log").read_text()
     assert "run-42" in combined
+
+
+def test_the_final_line_of_a_failed_task_carries_the_plan_fields(write_config):
+    path = write_config(f'tasks:\n  bad: {{callable: "{SAMPLE}:bad_schema"}}\n')
+    config = PipelineConfig(path)
+    with pytest.raises(TaskFailure):
+        run_task(config, "bad", "r1")
+    final = _final_line(config, "bad")
+    assert [f for f in PLAN_FIELDS if f not in final] == []
+    assert final["status"] == "FAILURE"
 
 
 def test_secret_never_reaches_logs_or_error_messages(write_config, monkeypatch):
