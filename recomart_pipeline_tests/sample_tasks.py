@@ -269,3 +269,12 @@ def breaks_its_contract(ctx: TaskContext) -> TaskResult:
     if ctx.config.how == "undeclared_input":
         ctx.input(ONE_SQUARES)
     return TaskResult(outputs={"summary": out})
+
+
+@pipeline_task()
+def peek_manifest(ctx: TaskContext) -> TaskResult:
+    """Reports the statuses its own run's manifest shows while it is running."""
+    manifest = json.loads((ctx.storage_root / "runs" / ctx.run_id / "manifest.json").read_text())
+    return TaskResult(
+        metadata={"seen": {name: entry["status"] for name, entry in manifest["tasks"].items()}}
+    )

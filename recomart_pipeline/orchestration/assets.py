@@ -105,7 +105,9 @@ def run_deadline(config: PipelineConfig, context: AssetExecutionContext) -> floa
     return started + limit
 
 
-def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
+def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> AssetsDefinition:
+    """The asset of ``task``; ``order`` is the pipeline's execution order (for the plan of
+    a run: which tasks it will materialize)."""
     settings = config.settings
     task_settings = settings.tasks[task]
     spec = config.specs[task]
@@ -166,6 +168,7 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
                 partition_key=context.partition_key if context.has_partition_key else None,
                 run_deadline=deadline,
                 inputs_from=input_policy(run_config, task, context),
+                planned=_planned(context),
             )
         except TaskFailure as failure:
             raise failure_to_dagster(run_config, failure, context.log.warning, deadline) from None
@@ -173,6 +176,11 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
             metadata=materialization_metadata(outcome),
             check_results=_check_results(outcome, task) or None,
         )
+
+    def _planned(context: AssetExecutionContext) -> list[str]:
+        """The tasks this run will materialize (for PENDING in the manifest)."""
+        selection = context.run.asset_selection
+        return [t for t in order if selection is None or AssetKey(t) in selection]
 
     def _config_for(context: AssetExecutionContext) -> PipelineConfig:
         """This run's config: the YAML plus the task values set in the launchpad."""
@@ -193,4 +201,5 @@ def build_task_asset(config: PipelineConfig, task: str) -> AssetsDefinition:
 
 
 def build_task_assets(config: PipelineConfig, graph: TaskDependencyGraph) -> list[AssetsDefinition]:
-    return [build_task_asset(config, task) for task in graph.get_execution_order()]
+    order = graph.get_execution_order()
+    return [build_task_asset(config, task, order) for task in order]

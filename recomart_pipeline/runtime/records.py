@@ -15,7 +15,7 @@ import json
 import platform
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recomart_pipeline.contract.files import write_json_atomic, write_text_atomic
+from recomart_pipeline.contract.status import TaskStatus
 from recomart_pipeline.runtime.artifacts import Checkpoint
 from recomart_pipeline.runtime.task_logging import git_sha
 
@@ -120,6 +121,52 @@ def _new_manifest(config: PipelineConfig, run_id: str, first_duration_s: float) 
     }
 
 
+def _load_manifest(
+    config: PipelineConfig,
+    manifest_path: Path,
+    run_id: str,
+    duration_s: float,
+    remote: ObjectStore | None,
+) -> dict[str, Any]:
+    if remote is not None:
+        remote.download(f"runs/{run_id}/{MANIFEST}", manifest_path)
+    if manifest_path.exists():
+        manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+        return manifest
+    return _new_manifest(config, run_id, duration_s)
+
+
+def _save_manifest(
+    manifest_path: Path, run_id: str, manifest: dict[str, Any], remote: ObjectStore | None
+) -> None:
+    manifest["updated_at"] = _now()
+    write_json_atomic(manifest_path, manifest)
+    if remote is not None:
+        remote.upload(manifest_path, f"runs/{run_id}/{MANIFEST}")
+
+
+def record_start(
+    config: PipelineConfig,
+    storage_root: Path,
+    run_id: str,
+    task: str,
+    *,
+    attempt: int,
+    planned: Sequence[str] = (),
+    remote: ObjectStore | None = None,
+) -> None:
+    """Mark ``task`` RUNNING in the run manifest; the run's other ``planned`` tasks that
+    have not started yet are PENDING, so ``runs show`` tells waiting from running."""
+    manifest_path = storage_root / "runs" / run_id / MANIFEST
+    with _locked(manifest_path.with_suffix(".lock")):
+        manifest = _load_manifest(config, manifest_path, run_id, 0.0, remote)
+        for name in planned:
+            manifest["tasks"].setdefault(name, {"status": TaskStatus.PENDING, "attempts": []})
+        entry = manifest["tasks"].setdefault(task, {"attempts": []})
+        entry.update(status=TaskStatus.RUNNING, attempt=attempt, started_at=_now())
+        _save_manifest(manifest_path, run_id, manifest, remote)
+
+
 def record_attempt(
     config: PipelineConfig,
     storage_root: Path,
@@ -144,15 +191,8 @@ def record_attempt(
     entry, which the next attempt record of that task restores.)
     """
     manifest_path = storage_root / "runs" / run_id / MANIFEST
-    key = f"runs/{run_id}/{MANIFEST}"
     with _locked(manifest_path.with_suffix(".lock")):
-        if remote is not None:
-            remote.download(key, manifest_path)
-        manifest = (
-            json.loads(manifest_path.read_text())
-            if manifest_path.exists()
-            else _new_manifest(config, run_id, duration_s)
-        )
+        manifest = _load_manifest(config, manifest_path, run_id, duration_s, remote)
         entry = manifest["tasks"].setdefault(task, {"attempts": []})
         entry["attempts"].append(
             {
@@ -182,10 +222,7 @@ def record_attempt(
             entry["metrics"] = checkpoint.metrics
             if checkpoint.blocked:
                 entry["failed_blocking_checks"] = list(checkpoint.blocked)
-        manifest["updated_at"] = _now()
-        write_json_atomic(manifest_path, manifest)
-        if remote is not None:
-            remote.upload(manifest_path, key)
+        _save_manifest(manifest_path, run_id, manifest, remote)
     row = {
         "run_id": run_id,
         "ts": _now(),

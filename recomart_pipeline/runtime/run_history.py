@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-FAILED_STATES = {"FAILURE", "TIMEOUT"}
+from recomart_pipeline.contract.status import FAILED, TaskStatus
+
+IN_PROGRESS = {TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.RETRYING}
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,8 @@ class RunSummary:
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> RunSummary:
         tasks = manifest.get("tasks", {})
-        failed = [(name, t) for name, t in tasks.items() if t.get("status") in FAILED_STATES]
+        failed = [(name, t) for name, t in tasks.items() if t.get("status") in FAILED]
+        running = any(t.get("status") in IN_PROGRESS for t in tasks.values())
         started = manifest.get("started_at", "")
         updated = manifest.get("updated_at", started)
         try:
@@ -34,7 +37,9 @@ class RunSummary:
             duration = None
         return cls(
             run_id=manifest.get("run_id", "?"),
-            state="FAILURE" if failed else "SUCCESS",
+            state=TaskStatus.FAILURE
+            if failed
+            else (TaskStatus.RUNNING if running else TaskStatus.SUCCESS),
             started_at=started,
             duration_s=duration,
             failed_task=failed[0][0] if failed else "",

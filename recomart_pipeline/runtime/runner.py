@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ from recomart_pipeline.runtime.object_store import (
     object_store_for,
 )
 from recomart_pipeline.runtime.prometheus import write_textfile
-from recomart_pipeline.runtime.records import record_attempt
+from recomart_pipeline.runtime.records import record_attempt, record_start
 from recomart_pipeline.runtime.staging import remove_stale_staging
 from recomart_pipeline.runtime.task_logging import Forward, task_logger
 from recomart_pipeline.runtime.tracing import finish_span, task_span
@@ -129,13 +130,15 @@ def run_task(
     store: ArtifactStore | None = None,
     run_deadline: float | None = None,
     inputs_from: InputPolicy | None = None,
+    planned: Sequence[str] = (),
 ) -> TaskOutcome:
     """Execute one attempt of ``task``; raise TaskFailure (classified) if it fails.
 
     ``run_deadline`` (epoch seconds) bounds the whole run: past it the task does not start,
     and a running task is stopped when it is reached. ``inputs_from`` says which runs'
     checkpoints the task may read (default: this run's, else ``latest``); ``upstream``
-    gives the checkpoints directly instead.
+    gives the checkpoints directly instead. ``planned``: the run's other tasks, recorded as
+    PENDING in the manifest until they start.
 
     With a timeout or memory limit configured the task function runs in a child process
     (runtime.isolation); otherwise in this process, which is cheaper for small tasks.
@@ -202,6 +205,18 @@ def run_task(
                     }
                 },
             )
+            try:
+                record_start(
+                    config,
+                    store.root,
+                    run_id,
+                    task,
+                    attempt=attempt,
+                    planned=planned,
+                    remote=store.remote,
+                )
+            except (OSError, ObjectStoreError) as exc:
+                logger.warning(f"could not mark the task running in the run manifest: {exc}")
             if limits.isolated:
                 result = run_isolated(config, request, limits, logger)
             else:

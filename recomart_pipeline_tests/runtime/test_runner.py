@@ -272,3 +272,23 @@ def test_a_required_input_missing_upstream_fails_before_the_task_runs(write_conf
         run_task(config, "square", "r1", upstream=empty)
     assert excinfo.value.error_class == "upstream_artifact_error"
     assert "needs input 'numbers'" in excinfo.value.message
+
+
+def test_the_manifest_shows_running_and_pending_while_a_run_is_under_way(write_config):
+    path = write_config(
+        f"""
+        tasks:
+          numbers: {{callable: "{SAMPLE}:make_numbers"}}
+          peek: {{callable: "{SAMPLE}:peek_manifest"}}
+          later: {{callable: "{SAMPLE}:make_numbers"}}
+        """
+    )
+    config = PipelineConfig(path)
+    plan = ["numbers", "peek", "later"]
+    run_task(config, "numbers", "r1", planned=plan)
+    outcome = run_task(config, "peek", "r1", planned=plan)
+    assert outcome.result.metadata["seen"] == {
+        "numbers": "SUCCESS",
+        "peek": "RUNNING",
+        "later": "PENDING",
+    }
