@@ -278,3 +278,17 @@ def peek_manifest(ctx: TaskContext) -> TaskResult:
     return TaskResult(
         metadata={"seen": {name: entry["status"] for name, entry in manifest["tasks"].items()}}
     )
+
+
+@pipeline_task(config=NumbersConfig, outputs=[Output("table", "parquet")])
+def make_table(ctx: TaskContext) -> TaskResult:
+    """Writes a small Parquet table of ``count`` rows (id, score)."""
+    import pandas as pd
+
+    path = ctx.output_path("table.parquet")
+    frame = pd.DataFrame({"id": range(ctx.config.count), "score": [0.5] * ctx.config.count})
+    frame.to_parquet(path, index=False)
+    return TaskResult(
+        outputs={"table": path},
+        metadata={"degraded": False, "note": None, "service_url": "http://127.0.0.1:8000"},
+    )

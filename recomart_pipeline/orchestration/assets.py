@@ -2,7 +2,6 @@
 
 import json
 import time
-from typing import Any
 
 from dagster import (
     AssetCheckResult,
@@ -14,7 +13,6 @@ from dagster import (
     DagsterEventType,
     Failure,
     MaterializeResult,
-    MetadataValue,
     asset,
 )
 
@@ -22,47 +20,17 @@ from recomart_pipeline.config import ConfigError, PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
 from recomart_pipeline.orchestration.automation import partitions_for
 from recomart_pipeline.orchestration.inputs import input_policy
+from recomart_pipeline.orchestration.metadata import (
+    asset_kinds,
+    data_version,
+    materialization_metadata,
+    metadata_value,
+)
 from recomart_pipeline.orchestration.retries import failure_to_dagster, retry_policy_for
 from recomart_pipeline.orchestration.run_config import config_for_run, task_config_schema
 from recomart_pipeline.runtime.runner import TaskFailure, TaskOutcome, run_task
 
-MARKDOWN_METADATA_KEYS = frozenset({"report_markdown"})
 OVERRIDES_TAG = "recomart/overrides"
-
-
-def _metadata_value(key: str, value: Any) -> Any:
-    if key in MARKDOWN_METADATA_KEYS and isinstance(value, str):
-        return MetadataValue.md(value)
-    if isinstance(value, bool) or value is None:
-        return MetadataValue.text(str(value))
-    if isinstance(value, int):
-        return MetadataValue.int(value)
-    if isinstance(value, float):
-        return MetadataValue.float(value)
-    if isinstance(value, (dict, list)):
-        return MetadataValue.json(value)
-    return MetadataValue.text(str(value))
-
-
-def materialization_metadata(outcome: TaskOutcome) -> dict[str, Any]:
-    """Paths, hashes, metrics and duration, so the UI can plot them over runs."""
-    metadata: dict[str, Any] = {
-        "duration_s": MetadataValue.float(round(outcome.duration_s, 4)),
-        "run_dir": MetadataValue.path(
-            str(
-                outcome.checkpoint.artifacts
-                and next(iter(outcome.checkpoint.artifacts.values())).path.parent
-            )
-        ),
-    }
-    for name, record in outcome.checkpoint.artifacts.items():
-        metadata[f"output/{name}"] = MetadataValue.path(str(record.path))
-        metadata[f"sha256/{name}"] = MetadataValue.text(record.sha256)
-    for key, value in outcome.result.metrics.items():
-        metadata[key] = _metadata_value(key, value)
-    for key, value in outcome.result.metadata.items():
-        metadata[key] = _metadata_value(key, value)
-    return metadata
 
 
 def _check_results(outcome: TaskOutcome, task: str) -> list[AssetCheckResult]:
@@ -75,7 +43,7 @@ def _check_results(outcome: TaskOutcome, task: str) -> list[AssetCheckResult]:
             if check.severity == "ERROR"
             else AssetCheckSeverity.WARN,
             description=check.description or None,
-            metadata={k: _metadata_value(k, v) for k, v in check.metadata.items()},
+            metadata={k: metadata_value(k, v) for k, v in check.metadata.items()},
         )
         for check in outcome.result.checks
     ]
@@ -142,6 +110,7 @@ def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> Ass
             "retry_count": settings.retry_count(task),
         },
         tags={"environment": settings.pipeline.environment},
+        kinds=asset_kinds(spec),
         config_schema=task_config_schema(config, task),
     )
     def _task_asset(context: AssetExecutionContext) -> MaterializeResult:
@@ -173,7 +142,8 @@ def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> Ass
         except TaskFailure as failure:
             raise failure_to_dagster(run_config, failure, context.log.warning, deadline) from None
         return MaterializeResult(
-            metadata=materialization_metadata(outcome),
+            metadata=materialization_metadata(spec, outcome),
+            data_version=data_version(outcome.checkpoint),
             check_results=_check_results(outcome, task) or None,
         )
 
