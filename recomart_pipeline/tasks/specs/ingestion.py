@@ -313,10 +313,30 @@ class Config(BaseModel):
         description="A changed source schema: 'block' stops downstream tasks until "
         "`approve-schema`, 'warn' only warns, 'off' does not check.",
     )
+    on_bad_file: Literal["fail", "skip"] = Field(
+        "fail",
+        description="A source file that cannot be read (empty, binary, wrong encoding, "
+        "ragged rows, damaged Parquet...): 'fail' stops the task with every bad file and its "
+        "reason; 'skip' quarantines it whole, ingests the other files of a directory or glob "
+        "and reports it in the source_files check (WARN). A source with no readable file "
+        "fails either way.",
+    )
+
+
+SOURCE_FILES_CHECK = "source_files"
 
 
 def declare_checks(config: Config) -> list[CheckSpec]:
-    return approval.check_spec(config.schema_approval)
+    checks = approval.check_spec(config.schema_approval)
+    if config.on_bad_file == "skip":
+        checks.append(
+            CheckSpec(
+                SOURCE_FILES_CHECK,
+                "every source file was read (on_bad_file: skip leaves bad ones out)",
+                "WARN",
+            )
+        )
+    return checks
 
 
 def watched_sources(config: Config) -> list[str]:
