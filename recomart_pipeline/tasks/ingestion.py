@@ -61,6 +61,7 @@ from recomart_pipeline.tasks.specs.ingestion import (
     file_format,
     is_url,
     local_files,
+    printable,
 )
 from recomart_pipeline.tasks.specs.tables import EVENT_TYPES, TABLES
 
@@ -87,7 +88,6 @@ DERIVED_URI = "derived from interactions"
 # Bad files: how much of them is looked at, and how much of a message may quote.
 READ_BYTES = 1 << 20  # read at a time while a refused CSV is searched for its first fault
 SNIFF_BYTES = 1 << 16  # head of a CSV checked for binary content before it is parsed
-MESSAGE_CHARS = 2_000
 ARROW_CHARS = 300  # of a parser's own message
 PATH_CHARS = 500
 EXCERPT_CHARS = 40  # of a row or a column name
@@ -335,16 +335,6 @@ def _batches(
 
 
 # --- bad files --------------------------------------------------------------------------------
-
-
-def printable(text: str, limit: int = MESSAGE_CHARS) -> str:
-    """``text`` fit for a message or a log line: at most ``limit`` characters, and every
-    control or other unprintable character escaped (``\\x1b``, ``\\x00``), because a file's
-    bytes must never reach a terminal or a log raw."""
-    shown = "".join(
-        ch if ch.isprintable() and ch != "\ufffd" else ascii(ch)[1:-1] for ch in text[:limit]
-    )
-    return shown + ("…" if len(text) > limit else "")
 
 
 class _BadFile(Exception):
