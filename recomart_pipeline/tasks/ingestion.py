@@ -66,6 +66,7 @@ from recomart_pipeline.tasks.specs.ingestion import (
 from recomart_pipeline.tasks.specs.tables import EVENT_TYPES, TABLES
 
 CSV_BYTES_PER_ROW = 64  # turns chunk_rows into a CSV block size
+PROBE_BYTES = 1 << 20  # CSV block parsed to learn a file's header
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 MISSING_HTTP_STATUSES = (404, 410)
 SAMPLE_ROWS = 1_000  # values looked at before a column is proposed for a canonical one
@@ -93,6 +94,7 @@ PATH_CHARS = 500
 EXCERPT_CHARS = 40  # of a row or a column name
 LISTED_FILES = 20  # bad files named in one error (the log names every one)
 EXACT_FLOAT = 2**53  # float ids from here on may not be the integers they were written as
+UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
 SIGNATURES = {
     b"PAR1": ("a Parquet file", "set {key}.format: parquet (or name the file .parquet)"),
     b"\x1f\x8b": ("gzip-compressed", "name the file .csv.gz so that it is decompressed"),
@@ -278,8 +280,8 @@ def _block_bytes(chunk_rows: int) -> int:
     return max(chunk_rows * CSV_BYTES_PER_ROW, 1 << 16)
 
 
-def _read_options(source: TableSource, chunk_rows: int) -> pacsv.ReadOptions:
-    options = pacsv.ReadOptions(encoding=source.encoding, block_size=_block_bytes(chunk_rows))
+def _read_options(source: TableSource, block_bytes: int) -> pacsv.ReadOptions:
+    options = pacsv.ReadOptions(encoding=source.encoding, block_size=block_bytes)
     if not source.header:
         options.column_names = source.columns
     return options
@@ -300,7 +302,16 @@ def _source_names(path: Path, file_format: str, source: TableSource, chunk_rows:
         assert source.columns is not None
         return list(source.columns)
     parse = pacsv.ParseOptions(delimiter=source.delimiter)
-    options = _read_options(source, chunk_rows)
+    try:
+        # pyarrow parses the whole first block to learn the header: keep it small
+        # (a 32 MB block costs ~300 MB), unless a first record is longer than that.
+        options = _read_options(source, min(PROBE_BYTES, _block_bytes(chunk_rows)))
+        with pacsv.open_csv(path, read_options=options, parse_options=parse) as probe:
+            return probe.schema.names
+    except pa.ArrowInvalid as exc:
+        if "straddl" not in str(exc):
+            raise
+    options = _read_options(source, _block_bytes(chunk_rows))
     with pacsv.open_csv(path, read_options=options, parse_options=parse) as probe:
         return probe.schema.names
 
@@ -315,7 +326,7 @@ def _csv_batches(
         include_columns=columns,
         strings_can_be_null=True,
     )
-    options = _read_options(source, chunk_rows)
+    options = _read_options(source, _block_bytes(chunk_rows))
     with pacsv.open_csv(
         path, read_options=options, parse_options=parse, convert_options=convert
     ) as reader:
@@ -452,10 +463,12 @@ def _csv_fault(path: Path, source: TableSource, chunk_rows: int, keys: _Keys) ->
     if not _ascii_newlines(source.encoding):
         return None
     expected = None if source.header else len(source.columns or [])
+    ended = 0  # the line the last whole record ended on
     with _open_stream(path) as stream:
         lines = _Lines(stream, _block_bytes(chunk_rows), source.encoding, keys)
         try:
             for record in csv.reader(lines, delimiter=source.delimiter):
+                ended = lines.number
                 if not record:
                     continue  # an empty line, skipped by the reader too
                 if expected is None:
@@ -471,7 +484,11 @@ def _csv_fault(path: Path, source: TableSource, chunk_rows: int, keys: _Keys) ->
         except _Fault as fault:
             return fault
         except csv.Error as exc:
-            return _Fault(f"line {lines.number}: {exc} (an unclosed quote?)", keys.parse_hint())
+            return _Fault(
+                f"the record starting on line {ended + 1} runs on to line {lines.number} "
+                f"({exc}): an unclosed quote?",
+                f'close or escape the quote ("" inside a quoted field); else {keys.parse_hint()}',
+            )
     return None
 
 
@@ -492,6 +509,12 @@ def _sniff(path: Path, source: TableSource, keys: _Keys) -> None:
                 f"{_shown(path)} is {what}, not CSV text",
                 fix.format(key=keys.source),
             )
+    if _ascii_newlines(source.encoding) and head.startswith(UTF16_MARKS):
+        raise _BadFile(
+            path,
+            f"{_shown(path)} is UTF-16 text (it starts with a UTF-16 byte-order mark)",
+            f"set {keys.source}.encoding: utf-16",
+        )
     if _ascii_newlines(source.encoding) and b"\x00" in head:
         at = head.index(0)
         line = head.count(b"\n", 0, at) + 1
@@ -506,7 +529,10 @@ def _csv_bad_file(
     path: Path, source: TableSource, chunk_rows: int, keys: _Keys, exc: BaseException
 ) -> _BadFile:
     """A CSV the parser refused, described by where it first goes wrong."""
-    fault = _csv_fault(path, source, chunk_rows, keys)
+    try:
+        fault = _csv_fault(path, source, chunk_rows, keys)
+    except READ_ERRORS:
+        fault = None  # e.g. a .gz that is not gzip: the parser's own reason says so
     if fault is not None:
         return _BadFile(path, f"{_shown(path)}: {fault.message}", fault.hint)
     if "Empty CSV file" in str(exc):
@@ -675,12 +701,12 @@ def _file_problems(
 # --- column names -----------------------------------------------------------------------------
 
 
-def _sample(
-    path: Path, file_format: str, source: TableSource, column: str, chunk_rows: int
-) -> pa.Array:
-    """The first values of one source column (to test a proposed column_mapping)."""
-    for batch in _batches(path, file_format, source, chunk_rows, [column]):
-        return batch.column(0).slice(0, SAMPLE_ROWS)
+def _sample(path: Path, file_format: str, source: TableSource, column: str) -> pa.Array:
+    """The first values of one source column (to test a proposed column_mapping); none if
+    they cannot be read (the file's own fault is then reported, not the proposal's)."""
+    with contextlib.suppress(*READ_ERRORS):
+        for batch in _batches(path, file_format, source, SAMPLE_ROWS, [column]):
+            return batch.column(0).slice(0, SAMPLE_ROWS)
     return pa.nulls(0, pa.string())
 
 
@@ -857,7 +883,7 @@ def _file_batches(
         done.schema = _source_schema(path, file_format, names)
 
         def sample(column: str) -> pa.Array:
-            return _sample(path, file_format, source, column, chunk_rows)
+            return _sample(path, file_format, source, column)
 
         plan = _canonical_names(names, table, source, path, files.key, extras, sample)
         float_ids: dict[str, str] = {}

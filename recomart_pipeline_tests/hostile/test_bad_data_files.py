@@ -148,6 +148,21 @@ CASES: dict[str, tuple[Callable[[Path], str], list[str]]] = {
         _csv("narrow.csv", (HEADER + _rows(0, 1) + "u9,i9\n" + _rows(1, 1)).encode()),
         ["data/narrow.csv: line 3 has 2 fields where the header has 5 ('u9,i9')"],
     ),
+    "an unclosed quote": (
+        _csv(
+            "quote.csv",
+            (HEADER + _rows(0, 2) + 'u9,"i9,view,2026-01-01,\n' + _rows(2, 9000)).encode(),
+        ),
+        ["data/quote.csv: the record starting on line 4 runs on to line", "an unclosed quote?"],
+    ),
+    "UTF-16 text read as utf-8": (
+        _csv("wide16.csv", (HEADER + _rows(0, 3)).encode("utf-16")),
+        ["data/wide16.csv is UTF-16 text", f"{KEY}.encoding: utf-16"],
+    ),
+    "random bytes named .csv.gz": (
+        _csv("noise.csv.gz", PLANTED * 100),
+        ["data/noise.csv.gz does not read as the CSV the config describes: zlib inflate failed"],
+    ),
     "random bytes named .parquet": (
         _csv("noise.parquet", PLANTED * 100),
         ["data/noise.parquet is not a readable Parquet file"],
