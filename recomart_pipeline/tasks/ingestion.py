@@ -14,6 +14,17 @@ Ingestion does not clean: every column is written as nullable text (the *raw* la
 unchanged and end up in its quarantine instead of failing a type conversion here. Sources
 are read in batches of ``chunk_rows`` and written incrementally, so memory stays bounded
 whatever the input size.
+
+A file that cannot be read as configured (empty, binary, a byte the encoding does not know,
+a line longer than one read, a ragged row, a damaged Parquet file, ids that cannot be ids)
+is a bad file, not a crash: the error names the file and, where the parser knows it, the
+line, row or column, in the config's terms, with every control character escaped (a file's
+bytes never reach a terminal or a log raw), and it is a ``schema_error``, which no retry can
+fix. The parser's own message rarely says where; the first fault is found by walking the
+file again, with bounded memory, only after it failed. With ``on_bad_file: skip`` a bad file
+of a directory or glob is quarantined whole (its batches wait in a scratch file until it
+has read to the end) and reported in the ``source_files`` check and the checkpoint's
+``quarantined_files``; by default the task fails naming every bad file.
 """
 
 from __future__ import annotations
