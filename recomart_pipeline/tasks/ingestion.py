@@ -14,11 +14,23 @@ Ingestion does not clean: every column is written as nullable text (the *raw* la
 unchanged and end up in its quarantine instead of failing a type conversion here. Sources
 are read in batches of ``chunk_rows`` and written incrementally, so memory stays bounded
 whatever the input size.
+
+A file that cannot be read as configured (empty, binary, a byte the encoding does not know,
+a line longer than one read, a ragged row, a damaged Parquet file, ids that cannot be ids)
+is a bad file, not a crash: the error names the file and, where the parser knows it, the
+line, row or column, in the config's terms, with every control character escaped (a file's
+bytes never reach a terminal or a log raw), and it is a ``schema_error``, which no retry can
+fix. The parser's own message rarely says where; the first fault is found by walking the
+file again, with bounded memory, only after it failed. With ``on_bad_file: skip`` a bad file
+of a directory or glob is quarantined whole (its batches wait in a scratch file until it
+has read to the end) and reported in the ``source_files`` check and the checkpoint's
+``quarantined_files``; by default the task fails naming every bad file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import difflib
 import http.client
 import shutil
@@ -27,7 +39,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -39,6 +51,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from recomart_pipeline.contract.errors import (
+    DataValidationError,
     SchemaError,
     SourceConnectionError,
     SourceNotFoundError,
@@ -49,6 +62,7 @@ from recomart_pipeline.tasks import schema_approval as approval
 from recomart_pipeline.tasks._tables import ParquetSink, raw_schema, to_text
 from recomart_pipeline.tasks.specs.ingestion import (
     DERIVED_TABLES,
+    SOURCE_FILES_CHECK,
     TIME_COLUMNS,
     Config,
     RowCondition,
@@ -58,10 +72,12 @@ from recomart_pipeline.tasks.specs.ingestion import (
     file_format,
     is_url,
     local_files,
+    printable,
 )
 from recomart_pipeline.tasks.specs.tables import EVENT_TYPES, TABLES
 
 CSV_BYTES_PER_ROW = 64  # turns chunk_rows into a CSV block size
+PROBE_BYTES = 1 << 20  # CSV block parsed to learn a file's header
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 MISSING_HTTP_STATUSES = (404, 410)
 SAMPLE_ROWS = 1_000  # values looked at before a column is proposed for a canonical one
@@ -81,6 +97,20 @@ COMPARE: dict[str, Callable[..., Any]] = {
 }
 ROW = "__row"
 DERIVED_URI = "derived from interactions"
+# Bad files: how much of them is looked at, and how much of a message may quote.
+READ_BYTES = 1 << 20  # read at a time while a refused CSV is searched for its first fault
+SNIFF_BYTES = 1 << 16  # head of a CSV checked for binary content before it is parsed
+ARROW_CHARS = 300  # of a parser's own message
+PATH_CHARS = 500
+EXCERPT_CHARS = 40  # of a row or a column name
+LISTED_FILES = 20  # bad files named in one error (the log names every one)
+EXACT_FLOAT = 2**53  # float ids from here on may not be the integers they were written as
+UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+SIGNATURES = {
+    b"PAR1": ("a Parquet file", "set {key}.format: parquet (or name the file .parquet)"),
+    b"\x1f\x8b": ("gzip-compressed", "name the file .csv.gz so that it is decompressed"),
+    b"PK\x03\x04": ("a zip archive", "unpack the archive and point {key}.path at its CSV"),
+}
 
 
 @dataclass(frozen=True)
@@ -90,6 +120,10 @@ class _SourceFiles:
     key: str
     files: list[Path]
     uri: str
+
+    @property
+    def keys(self) -> _Keys:
+        return _Keys(self.key, self.key.rsplit(".source.", 1)[0])
 
 
 def _download(url: str, target: Path, timeout: float, key: str) -> Path:
@@ -252,67 +286,61 @@ def _keep(batch: pa.RecordBatch, conditions: list[RowCondition]) -> pa.RecordBat
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _read_options(source: TableSource, block_size: int | None = None) -> pacsv.ReadOptions:
-    options = pacsv.ReadOptions(encoding=source.encoding)
-    if block_size is not None:
-        options.block_size = block_size
+def _block_bytes(chunk_rows: int) -> int:
+    """The CSV bytes pyarrow parses at once; no record (line) may be longer."""
+    return max(chunk_rows * CSV_BYTES_PER_ROW, 1 << 16)
+
+
+def _read_options(source: TableSource, block_bytes: int) -> pacsv.ReadOptions:
+    options = pacsv.ReadOptions(encoding=source.encoding, block_size=block_bytes)
     if not source.header:
         options.column_names = source.columns
     return options
 
 
-@contextlib.contextmanager
-def _csv_errors(path: Path, key: str) -> Iterator[None]:
-    """A CSV that does not parse as configured names the keys that describe it."""
-    try:
-        yield
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise SchemaError(
-            f"{path} does not read as the CSV the config describes: {exc} ({key})",
-            hint=f"check {key}.delimiter, {key}.header / {key}.columns (names in file order) "
-            f"and {key}.encoding",
-        ) from exc
-
-
-def _source_schema(path: Path, file_format: str, source: TableSource, key: str) -> dict[str, str]:
+def _source_schema(path: Path, file_format: str, names: list[str]) -> dict[str, str]:
     """Column → type as the source declares it (CSV has no declared types: names only)."""
     if file_format == "parquet":
         schema = pq.ParquetFile(path).schema_arrow
         return {field.name: str(field.type) for field in schema}
-    return dict.fromkeys(_source_names(path, file_format, source, key), "csv")
+    return dict.fromkeys(names, "csv")
 
 
-def _source_names(path: Path, file_format: str, source: TableSource, key: str) -> list[str]:
+def _source_names(path: Path, file_format: str, source: TableSource, chunk_rows: int) -> list[str]:
     if file_format == "parquet":
         return pq.ParquetFile(path).schema_arrow.names
     if not source.header:
         assert source.columns is not None
         return list(source.columns)
     parse = pacsv.ParseOptions(delimiter=source.delimiter)
-    with (
-        _csv_errors(path, key),
-        pacsv.open_csv(path, read_options=_read_options(source), parse_options=parse) as probe,
-    ):
+    try:
+        # pyarrow parses the whole first block to learn the header: keep it small
+        # (a 32 MB block costs ~300 MB), unless a first record is longer than that.
+        options = _read_options(source, min(PROBE_BYTES, _block_bytes(chunk_rows)))
+        with pacsv.open_csv(path, read_options=options, parse_options=parse) as probe:
+            return probe.schema.names
+    except pa.ArrowInvalid as exc:
+        if "straddl" not in str(exc):
+            raise
+    options = _read_options(source, _block_bytes(chunk_rows))
+    with pacsv.open_csv(path, read_options=options, parse_options=parse) as probe:
         return probe.schema.names
 
 
 def _csv_batches(
-    path: Path, source: TableSource, chunk_rows: int, columns: list[str], key: str
+    path: Path, source: TableSource, chunk_rows: int, columns: list[str]
 ) -> Iterator[pa.RecordBatch]:
     """Stream the wanted CSV columns as text; empty fields become null."""
-    read = _read_options(source, max(chunk_rows * CSV_BYTES_PER_ROW, 1 << 16))
     parse = pacsv.ParseOptions(delimiter=source.delimiter)
     convert = pacsv.ConvertOptions(
         column_types=dict.fromkeys(columns, pa.string()),
         include_columns=columns,
         strings_can_be_null=True,
     )
-    with (
-        _csv_errors(path, key),
-        pacsv.open_csv(
-            path, read_options=read, parse_options=parse, convert_options=convert
-        ) as reader,
-    ):
+    options = _read_options(source, _block_bytes(chunk_rows))
+    with pacsv.open_csv(
+        path, read_options=options, parse_options=parse, convert_options=convert
+    ) as reader:
         yield from reader
 
 
@@ -321,20 +349,375 @@ def _parquet_batches(path: Path, chunk_rows: int, columns: list[str]) -> Iterato
 
 
 def _batches(
-    path: Path, file_format: str, source: TableSource, chunk_rows: int, columns: list[str], key: str
+    path: Path, file_format: str, source: TableSource, chunk_rows: int, columns: list[str]
 ) -> Iterator[pa.RecordBatch]:
     if file_format == "csv":
-        return _csv_batches(path, source, chunk_rows, columns, key)
+        return _csv_batches(path, source, chunk_rows, columns)
     return _parquet_batches(path, chunk_rows, columns)
+
+
+# --- bad files --------------------------------------------------------------------------------
+
+
+class _BadFile(Exception):
+    """One source file that cannot be read as configured: what is wrong, naming the file
+    (and the line, row or column where that is known), and how to fix it."""
+
+    def __init__(self, path: Path, message: str, hint: str) -> None:
+        super().__init__(printable(message))
+        self.path = path
+        self.message = printable(message)
+        self.hint = printable(hint)
+
+
+class _Fault(Exception):
+    """Where a refused CSV first goes wrong (raised while its lines are walked)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """The config keys a message about one source points at."""
+
+    source: str  # tasks.<name>.config.source.<table>
+    task: str  # tasks.<name>.config
+
+    def parse_hint(self) -> str:
+        return (
+            f"check {self.source}.delimiter, {self.source}.header / {self.source}.columns "
+            f"(names in file order) and {self.source}.encoding"
+        )
+
+
+def _shown(path: Path) -> str:
+    return printable(str(path), PATH_CHARS)
+
+
+def _ascii_newlines(encoding: str) -> bool:
+    """Whether lines of this encoding can be split at the byte b'\\n' (utf-16 cannot)."""
+    return "\n,;|\t".encode(encoding, errors="replace") == b"\n,;|\t"
+
+
+def _open_stream(path: Path) -> Any:
+    """The file's bytes, decompressed as pyarrow's CSV reader would (by suffix)."""
+    return pa.input_stream(str(path), compression="detect")
+
+
+class _Lines:
+    """The decoded lines of a CSV, walked with bounded memory; ``number`` is the line just
+    given (1 = first line). Raises _Fault at an over-long line, a NUL byte or a byte the
+    encoding does not know."""
+
+    def __init__(self, stream: Any, limit: int, encoding: str, keys: _Keys) -> None:
+        self.stream = stream
+        self.limit = limit
+        self.encoding = encoding
+        self.keys = keys
+        self.number = 0
+
+    def __iter__(self) -> Iterator[str]:
+        buffer = bytearray()
+        while chunk := self.stream.read(READ_BYTES):
+            start = 0
+            while (cut := chunk.find(b"\n", start)) >= 0:
+                buffer += chunk[start:cut]
+                yield self._line(bytes(buffer))
+                buffer.clear()
+                start = cut + 1
+            buffer += chunk[start:]
+            if len(buffer) > self.limit:
+                self.number += 1
+                raise self._too_long()
+        if buffer:
+            yield self._line(bytes(buffer))
+
+    def _line(self, raw: bytes) -> str:
+        self.number += 1
+        if len(raw) > self.limit:
+            raise self._too_long()
+        if b"\x00" in raw:
+            raise _Fault(
+                f"line {self.number} holds binary data (a NUL byte at byte "
+                f"{raw.index(0) + 1}), not CSV text",
+                f"check {self.keys.source}.path (a stray binary file?) and "
+                f"{self.keys.source}.format",
+            )
+        try:
+            return raw.decode(self.encoding) + "\n"
+        except UnicodeDecodeError as exc:
+            raise _Fault(
+                f"line {self.number}, byte {exc.start + 1}: 0x{raw[exc.start]:02x} is not "
+                f"valid {self.encoding} text",
+                f"set {self.keys.source}.encoding to the file's encoding, e.g. latin-1 or "
+                "cp1252 for Western European text",
+            ) from None
+
+    def _too_long(self) -> _Fault:
+        return _Fault(
+            f"line {self.number} is longer than {self.limit:,} bytes without a line break",
+            "is it a CSV file with one record per line? If its records really are that long, "
+            f"raise {self.keys.task}.chunk_rows (each read holds chunk_rows × "
+            f"{CSV_BYTES_PER_ROW} bytes)",
+        )
+
+
+def _csv_fault(path: Path, source: TableSource, chunk_rows: int, keys: _Keys) -> _Fault | None:
+    """The first place a CSV that pyarrow refused goes wrong, in the user's terms (line
+    numbers count physical lines from 1, the header included); None if it is not found.
+
+    Runs only after a failure, so the common path pays nothing for it.
+    """
+    if not _ascii_newlines(source.encoding):
+        return None
+    expected = None if source.header else len(source.columns or [])
+    ended = 0  # the line the last whole record ended on
+    with _open_stream(path) as stream:
+        lines = _Lines(stream, _block_bytes(chunk_rows), source.encoding, keys)
+        try:
+            for record in csv.reader(lines, delimiter=source.delimiter):
+                ended = lines.number
+                if not record:
+                    continue  # an empty line, skipped by the reader too
+                if expected is None:
+                    expected = len(record)
+                elif len(record) != expected:
+                    what = "the header has" if source.header else f"{keys.source}.columns names"
+                    excerpt = printable(source.delimiter.join(record), EXCERPT_CHARS)
+                    return _Fault(
+                        f"line {lines.number} has {len(record)} fields where {what} "
+                        f"{expected} ('{excerpt}')",
+                        f"a field holding the delimiter must be quoted; else {keys.parse_hint()}",
+                    )
+        except _Fault as fault:
+            return fault
+        except csv.Error as exc:
+            return _Fault(
+                f"the record starting on line {ended + 1} runs on to line {lines.number} "
+                f"({exc}): an unclosed quote?",
+                f'close or escape the quote ("" inside a quoted field); else {keys.parse_hint()}',
+            )
+    return None
+
+
+def _sniff(path: Path, source: TableSource, keys: _Keys) -> None:
+    """Refuse what is plainly not CSV text before the parser sees it (and echoes it)."""
+    if path.stat().st_size == 0:
+        raise _BadFile(
+            path,
+            f"{_shown(path)} is empty (0 bytes): no header line, no rows",
+            f"remove the file or fix {keys.source}.path",
+        )
+    with _open_stream(path) as stream:
+        head = stream.read(SNIFF_BYTES)
+    for signature, (what, fix) in SIGNATURES.items():
+        if head.startswith(signature):
+            raise _BadFile(
+                path,
+                f"{_shown(path)} is {what}, not CSV text",
+                fix.format(key=keys.source),
+            )
+    if _ascii_newlines(source.encoding) and head.startswith(UTF16_MARKS):
+        raise _BadFile(
+            path,
+            f"{_shown(path)} is UTF-16 text (it starts with a UTF-16 byte-order mark)",
+            f"set {keys.source}.encoding: utf-16",
+        )
+    if _ascii_newlines(source.encoding) and b"\x00" in head:
+        at = head.index(0)
+        line = head.count(b"\n", 0, at) + 1
+        raise _BadFile(
+            path,
+            f"{_shown(path)} holds binary data, not CSV text: a NUL byte on line {line}",
+            f"check {keys.source}.path (a stray binary file?) and {keys.source}.format",
+        )
+
+
+def _csv_bad_file(
+    path: Path, source: TableSource, chunk_rows: int, keys: _Keys, exc: BaseException
+) -> _BadFile:
+    """A CSV the parser refused, described by where it first goes wrong."""
+    try:
+        fault = _csv_fault(path, source, chunk_rows, keys)
+    except READ_ERRORS:
+        fault = None  # e.g. a .gz that is not gzip: the parser's own reason says so
+    if fault is not None:
+        return _BadFile(path, f"{_shown(path)}: {fault.message}", fault.hint)
+    if "Empty CSV file" in str(exc):
+        return _BadFile(
+            path,
+            f"{_shown(path)} holds no text: no header line, no rows",
+            f"remove the file or fix {keys.source}.path",
+        )
+    return _BadFile(
+        path,
+        f"{_shown(path)} does not read as the CSV the config describes: "
+        f"{printable(str(exc), ARROW_CHARS)}",
+        keys.parse_hint(),
+    )
+
+
+NESTED = (
+    pa.types.is_list,
+    pa.types.is_large_list,
+    pa.types.is_fixed_size_list,
+    pa.types.is_struct,
+    pa.types.is_map,
+    pa.types.is_union,
+)
+
+
+def _check_parquet_types(path: Path, mapping: dict[str, str], keys: _Keys) -> None:
+    """Columns whose Parquet type cannot become the canonical text are refused by name."""
+    schema = pq.ParquetFile(path).schema_arrow
+    for canonical, column in mapping.items():
+        kind = schema.field(schema.get_field_index(column)).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        shown = f"column '{printable(column, EXCERPT_CHARS)}'" + (
+            f" (read as {canonical})" if column != canonical else ""
+        )
+        if any(test(kind) for test in NESTED):
+            raise _BadFile(
+                path,
+                f"{_shown(path)}: {shown} holds {kind} values, not single values",
+                f"write {column} as one value per row, or map another column in "
+                f"{keys.source}.column_mapping",
+            )
+
+
+def _float_ids(path: Path, mapping: dict[str, str]) -> dict[str, str]:
+    """Id columns a Parquet file stores as floats (pandas does so for integer ids with gaps)."""
+    schema = pq.ParquetFile(path).schema_arrow
+    return {
+        canonical: column
+        for canonical, column in mapping.items()
+        if canonical.endswith("_id")
+        and pa.types.is_floating(schema.field(schema.get_field_index(column)).type)
+    }
+
+
+def _check_whole_ids(
+    path: Path, batch: pa.RecordBatch, float_ids: dict[str, str], first_row: int
+) -> None:
+    """Float ids are read as whole numbers (12.0 is id '12'); one that is not names its row."""
+    for canonical, column in float_ids.items():
+        values = batch.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+        finite = np.isfinite(values)
+        broken = np.isinf(values) | (
+            finite & ((values != np.trunc(values)) | (np.abs(values) >= EXACT_FLOAT))
+        )
+        if broken.any():
+            row = int(np.flatnonzero(broken)[0])
+            shown = f"column '{printable(column, EXCERPT_CHARS)}'" + (
+                f" (read as {canonical})" if column != canonical else ""
+            )
+            raise _BadFile(
+                path,
+                f"{_shown(path)}: row {first_row + row + 1:,}, {shown} is {float(values[row])!r}: "
+                "ids must be text or whole numbers",
+                f"write {column} as an integer or string column",
+            )
+
+
+def _whole_number_ids(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Float ids as integers (checked whole by _check_whole_ids); NaN is a missing id."""
+    if not pa.types.is_floating(values.type):
+        return values
+    missing = pc.fill_null(pc.is_nan(values), True)
+    return pc.if_else(missing, pa.scalar(None, values.type), values).cast(pa.int64())
+
+
+def _binary_row(values: pa.Array | pa.ChunkedArray) -> int | None:
+    """The first row of a bytes column that is not UTF-8 text."""
+    for row, value in enumerate(values.to_pylist()):
+        if isinstance(value, bytes):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return row
+    return None
+
+
+def _cell_bad_file(path: Path, batch: pa.RecordBatch, first_row: int, names: _Names) -> _BadFile:
+    """A value that cannot become text, found in the raw batch: row, column and why."""
+    for canonical, column in names.mapping.items():
+        values = batch.column(column)
+        try:
+            to_text(values)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            shown = f"column '{printable(column, EXCERPT_CHARS)}'" + (
+                f" (read as {canonical})" if column != canonical else ""
+            )
+            row = _binary_row(values) if pa.types.is_binary(values.type) else None
+            if row is not None:
+                return _BadFile(
+                    path,
+                    f"{_shown(path)}: row {first_row + row + 1:,}, {shown} holds bytes that "
+                    "are not UTF-8 text",
+                    f"write {column} as UTF-8 text (a string column) in the Parquet file",
+                )
+            return _BadFile(
+                path,
+                f"{_shown(path)}: {shown} of type {values.type} cannot be read as text "
+                f"({printable(str(exc), ARROW_CHARS)})",
+                f"write {column} as a string or number column in the Parquet file",
+            )
+    return _BadFile(
+        path,
+        f"{_shown(path)}: rows after {first_row:,} cannot be converted",
+        "check the file's column types",
+    )
+
+
+@dataclass
+class _FileRead:
+    """What reading one file produced: rows before the filter, rows it dropped, its schema."""
+
+    rows: int = 0
+    filtered: int = 0
+    schema: dict[str, str] = field(default_factory=dict)
+
+
+READ_ERRORS = (pa.ArrowException, OSError, UnicodeError, csv.Error)
+
+
+@contextlib.contextmanager
+def _file_problems(
+    path: Path, file_format: str, source: TableSource, chunk_rows: int, keys: _Keys, done: _FileRead
+) -> Iterator[None]:
+    """Whatever goes wrong reading ``path`` becomes a _BadFile naming it, escaped."""
+    try:
+        yield
+    except (_BadFile, MemoryError):
+        raise
+    except SchemaError as exc:
+        raise _BadFile(path, str(exc.args[0]), exc.hint or keys.parse_hint()) from exc
+    except READ_ERRORS as exc:
+        if file_format == "csv":
+            raise _csv_bad_file(path, source, chunk_rows, keys, exc) from exc
+        reason = printable(str(exc), ARROW_CHARS)
+        where = f"rows after {done.rows:,}" if done.rows else "it"
+        raise _BadFile(
+            path,
+            f"{_shown(path)} is not a readable Parquet file: {where} cannot be read ({reason})",
+            f"check {keys.source}.path and {keys.source}.format; re-export the file if it was "
+            "cut short",
+        ) from exc
 
 
 # --- column names -----------------------------------------------------------------------------
 
 
-def _sample(path: Path, file_format: str, source: TableSource, column: str, key: str) -> pa.Array:
-    """The first values of one source column (to test a proposed column_mapping)."""
-    for batch in _batches(path, file_format, source, SAMPLE_ROWS, [column], key):
-        return batch.column(0).slice(0, SAMPLE_ROWS)
+def _sample(path: Path, file_format: str, source: TableSource, column: str) -> pa.Array:
+    """The first values of one source column (to test a proposed column_mapping); none if
+    they cannot be read (the file's own fault is then reported, not the proposal's)."""
+    with contextlib.suppress(*READ_ERRORS):
+        for batch in _batches(path, file_format, source, SAMPLE_ROWS, [column]):
+            return batch.column(0).slice(0, SAMPLE_ROWS)
     return pa.nulls(0, pa.string())
 
 
@@ -474,6 +857,8 @@ def _canonical_batch(
             if column == time_column:
                 assert source.timestamp is not None
                 text = convert_times(values, source.timestamp)
+            elif column.endswith("_id"):
+                text = to_text(_whole_number_ids(values))
             else:
                 text = to_text(values)
             out[column] = _replace_values(text, source.value_mapping.get(column, {}))
@@ -484,32 +869,48 @@ def _canonical_batch(
     return pa.table(out)
 
 
-def _raw_batches(
+def _file_batches(
+    path: Path,
     files: _SourceFiles,
     source: TableSource,
     table: str,
     chunk_rows: int,
     extras: tuple[str, ...],
-    counts: dict[str, int],
+    done: _FileRead,
 ) -> Iterator[pa.Table]:
-    """Batches of one source: filtered, canonical names, all text, nulls filled in.
+    """Batches of one file: filtered, canonical names, all text, nulls filled in.
 
     The raw layout's columns come first, then ``extras`` (catalogue columns kept for a
-    derived table); ``counts["filtered"]`` grows by the rows the filter drops.
+    derived table); ``done`` counts the rows read and filtered and records the file's
+    schema. Anything wrong with the file raises _BadFile.
     """
+    keys = files.keys
     columns = [*TABLES[table].columns, *extras]
-    for path in files.files:
-        file_format = _file_format(path, source, files.key)
-        names = _source_names(path, file_format, source, files.key)
+    file_format = _file_format(path, source, files.key)
+    with _file_problems(path, file_format, source, chunk_rows, keys, done):
+        if file_format == "csv":
+            _sniff(path, source, keys)
+        names = _source_names(path, file_format, source, chunk_rows)
+        done.schema = _source_schema(path, file_format, names)
 
-        def sample(column: str, path: Path = path, file_format: str = file_format) -> pa.Array:
-            return _sample(path, file_format, source, column, files.key)
+        def sample(column: str) -> pa.Array:
+            return _sample(path, file_format, source, column)
 
         plan = _canonical_names(names, table, source, path, files.key, extras, sample)
-        for batch in _batches(path, file_format, source, chunk_rows, plan.read, files.key):
+        float_ids: dict[str, str] = {}
+        if file_format == "parquet":
+            _check_parquet_types(path, plan.mapping, keys)
+            float_ids = _float_ids(path, plan.mapping)
+        for batch in _batches(path, file_format, source, chunk_rows, plan.read):
+            _check_whole_ids(path, batch, float_ids, done.rows)
             kept = _keep(batch, source.filter)
-            counts["filtered"] += batch.num_rows - kept.num_rows
-            yield _canonical_batch(kept, plan, source, table, columns)
+            try:
+                canonical = _canonical_batch(kept, plan, source, table, columns)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                raise _cell_bad_file(path, batch, done.rows, plan) from None
+            done.rows += batch.num_rows
+            done.filtered += batch.num_rows - kept.num_rows
+            yield canonical
 
 
 def _of_day(batch: pa.Table, day: str) -> pa.Table:
@@ -569,6 +970,113 @@ class _Ingested:
     uri: str
     schema: dict[str, str]
     filtered: int
+    bad: list[_BadFile] = field(default_factory=list)
+
+
+@dataclass
+class _SourceRead:
+    """What reading all files of a source produced."""
+
+    rows: int = 0
+    filtered: int = 0
+    schema: dict[str, str] | None = None
+    bad: list[_BadFile] = field(default_factory=list)
+
+
+def _buffered(batches: Iterator[pa.Table], folder: Path, index: int) -> Iterator[pa.Table]:
+    """A file's batches, handed on only once the whole file has read well.
+
+    With ``on_bad_file: skip`` a file that breaks on its millionth line must leave no rows
+    behind, so its batches wait in a scratch Parquet file until its last line is read.
+    """
+    scratch = folder / f"file-{index}.parquet"
+    writer: pq.ParquetWriter | None = None
+    try:
+        for batch in batches:
+            if writer is None:
+                writer = pq.ParquetWriter(scratch, batch.schema)
+            writer.write_table(batch)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is not None:
+        yield from (pa.table(b) for b in pq.ParquetFile(scratch).iter_batches())
+        scratch.unlink()
+
+
+def _read_source(
+    ctx: TaskContext,
+    table: str,
+    files: _SourceFiles,
+    source: TableSource,
+    extras: tuple[str, ...],
+    emit: Callable[[pa.Table], None],
+) -> _SourceRead:
+    """Read every file of a source into ``emit``; bad files are collected, not raised.
+
+    ``on_bad_file: fail`` stops writing at the first bad file but still reads the rest, so
+    the error can list every bad file at once; ``skip`` hands on the good files whole.
+    """
+    config: Config = ctx.config
+    skip = config.on_bad_file == "skip" and len(files.files) > 1
+    read = _SourceRead()
+    with tempfile.TemporaryDirectory(prefix=".files-", dir=ctx.output_dir) as folder:
+        for index, path in enumerate(files.files):
+            done = _FileRead()
+            batches = _file_batches(path, files, source, table, config.chunk_rows, extras, done)
+            try:
+                if read.bad and not skip:
+                    for _ in batches:
+                        pass  # the task fails anyway: only look for more bad files
+                    continue
+                for batch in _buffered(batches, Path(folder), index) if skip else batches:
+                    emit(batch)
+            except _BadFile as bad:
+                read.bad.append(bad)
+                ctx.logger.warning(
+                    f"bad source file: {bad.message}",
+                    extra={"fields": {"table": table, "file": _shown(bad.path)}},
+                )
+                continue
+            read.rows += done.rows
+            read.filtered += done.filtered
+            if read.schema is None:
+                read.schema = done.schema
+    return read
+
+
+def _bad_files_error(files: _SourceFiles, bad: list[_BadFile]) -> SchemaError:
+    """One error naming every bad file of a source, each with its reason."""
+    if len(files.files) == 1:
+        return SchemaError(f"{bad[0].message} ({files.key})", hint=bad[0].hint)
+    listed = "; ".join(b.message for b in bad[:LISTED_FILES])
+    if len(bad) > LISTED_FILES:
+        listed += f"; and {len(bad) - LISTED_FILES:,} more (the log names each)"
+    hints = "; ".join(dict.fromkeys(b.hint for b in bad[:LISTED_FILES]))
+    if len(bad) == len(files.files):
+        return SchemaError(
+            f"none of the {len(files.files):,} files of {files.key} can be read: {listed}",
+            hint=hints,
+        )
+    return SchemaError(
+        f"{len(bad):,} of {len(files.files):,} files of {files.key} cannot be read: {listed}",
+        hint=f"{hints}; or set {files.keys.task}.on_bad_file: skip to ingest the other files "
+        "and report these",
+    )
+
+
+def _no_rows_error(files: _SourceFiles, table: str) -> DataValidationError:
+    """A source whose files hold a header but no rows: nothing downstream can use it."""
+    what = (
+        _shown(files.files[0])
+        if len(files.files) == 1
+        else f"none of the {len(files.files):,} files of the source"
+    )
+    return DataValidationError(
+        f"{what} holds no data rows, only column names ({files.key})",
+        hint=f"the {table} table cannot be empty: check {files.key}.path (or "
+        f"{files.key}.header if the first line is data)",
+    )
 
 
 def _ingest_table(
@@ -578,28 +1086,41 @@ def _ingest_table(
     output = ctx.output_path(f"{table}.parquet")
     extras = tuple(c for t in derived for c in TABLES[t].columns if c not in layout.columns)
     extras = tuple(dict.fromkeys(extras))
-    counts = {"filtered": 0}
     with contextlib.ExitStack() as scratch:
         files = _locate(ctx, table, source, scratch)
-        first = files.files[0]
-        schema = _source_schema(first, _file_format(first, source, files.key), source, files.key)
         ctx.logger.info(
             "reading source",
             extra={"fields": {"table": table, "uri": files.uri, "files": len(files.files)}},
         )
         day = ctx.partition_key if table == "interactions" else None
         with ParquetSink(output, raw_schema(layout)) as sink:
-            batches = _raw_batches(files, source, table, ctx.config.chunk_rows, extras, counts)
-            for batch in batches:
+
+            def emit(batch: pa.Table) -> None:
                 rows = _of_day(batch, day) if day else batch
                 for collector in derived.values():
                     collector.add(rows)
                 sink.write(rows.select(list(layout.columns)))
+
+            read = _read_source(ctx, table, files, source, extras, emit)
+    if read.bad and (ctx.config.on_bad_file == "fail" or len(read.bad) == len(files.files)):
+        raise _bad_files_error(files, read.bad)
+    if read.rows == 0:
+        raise _no_rows_error(files, table)
+    assert read.schema is not None
     ctx.logger.info(
         "table ingested",
-        extra={"fields": {"table": table, "rows": sink.rows, "filtered": counts["filtered"]}},
+        extra={
+            "fields": {
+                "table": table,
+                "rows": sink.rows,
+                "filtered": read.filtered,
+                "files_quarantined": len(read.bad),
+            }
+        },
     )
-    return _Ingested(output, sink.rows, len(files.files), files.uri, schema, counts["filtered"])
+    return _Ingested(
+        output, sink.rows, len(files.files), files.uri, read.schema, read.filtered, read.bad
+    )
 
 
 def _write_derived(ctx: TaskContext, table: str, collector: _Derived) -> _Ingested:
@@ -698,6 +1219,7 @@ def _ingest_all(ctx: TaskContext, config: Config) -> TaskResult:
     metrics: dict[str, Any] = {}
     metadata: dict[str, Any] = {"degraded": False}
     schemas: dict[str, dict[str, str]] = {}
+    quarantined: list[dict[str, str]] = []
     for table in TABLES:
         if table in derived:
             done = _write_derived(ctx, table, derived[table])
@@ -708,7 +1230,13 @@ def _ingest_all(ctx: TaskContext, config: Config) -> TaskResult:
         metrics[f"{table}_rows"] = done.rows
         metrics[f"{table}_files"] = done.files
         metrics[f"{table}_rows_filtered"] = done.filtered
+        metrics[f"{table}_files_quarantined"] = len(done.bad)
         metadata[f"{table}_source"] = done.uri
+        quarantined += [
+            {"table": table, "file": _shown(b.path), "reason": b.message, "hint": b.hint}
+            for b in done.bad
+        ]
+    metadata["quarantined_files"] = quarantined
     ctx.logger.info("ingestion finished", extra={"fields": metrics})
     outcome = approval.review(
         ctx.storage_root, ctx.task_name, ctx.run_id, config.schema_approval, schemas
@@ -716,4 +1244,28 @@ def _ingest_all(ctx: TaskContext, config: Config) -> TaskResult:
     if outcome is not None and not outcome.passed:
         ctx.logger.warning(outcome.description)
     checks = [outcome] if outcome is not None else []
+    if config.on_bad_file == "skip":
+        checks.append(_source_files_outcome(ctx, quarantined))
     return TaskResult(outputs=outputs, metrics=metrics, metadata=metadata, checks=checks)
+
+
+def _source_files_outcome(ctx: TaskContext, quarantined: list[dict[str, str]]) -> CheckOutcome:
+    """With ``on_bad_file: skip`` the run goes on without its bad files; this WARN check
+    keeps them in sight (run table, UI) with each file's reason."""
+    if not quarantined:
+        description = "every source file was read"
+    else:
+        listed = "; ".join(q["reason"] for q in quarantined[:LISTED_FILES])
+        more = len(quarantined) - LISTED_FILES
+        description = (
+            f"{len(quarantined):,} source file(s) quarantined and left out "
+            f"(tasks.{ctx.task_name}.config.on_bad_file: skip): {listed}"
+            + (f"; and {more:,} more (the checkpoint's metadata lists each)" if more > 0 else "")
+        )
+    return CheckOutcome(
+        SOURCE_FILES_CHECK,
+        not quarantined,
+        "WARN",
+        description,
+        {"quarantined_files": quarantined},
+    )

@@ -229,6 +229,25 @@ def test_future_timestamps_fail_above_the_threshold_with_the_configured_severity
     assert "the latest is 2031-01-01T00:00:00+00:00" in check.description
 
 
+def test_rows_dated_2099_and_2199_are_future_and_do_not_make_stale_data_fresh(
+    harness: TaskHarness, tmp_path: Path
+) -> None:
+    """A stale feed with a few far-future rows: the rows are quarantined as future, and
+    freshness is measured on what is left, so it fails as the feed deserves."""
+    stale = [{**row, "timestamp": "2020-01-01T00:00:00Z"} for row in clean_rows(200)]
+    stale[3] = {**stale[3], "timestamp": "2099-01-01T00:00:00Z"}
+    stale[7] = {**stale[7], "timestamp": "2199-06-01T00:00:00+02:00"}
+    result = _ingest_and_validate(harness, tmp_path, stale, {})
+    checks = _checks(result)
+    future = checks["future_timestamps"]
+    assert future.metadata["failed_rows"] == 2
+    assert "the latest is 2199-05-31T22:00:00+00:00" in future.description
+    assert "events_export.csv: row 3 timestamp='2099-01-01T00:00:00Z'" in future.description
+    freshness = checks["freshness"]
+    assert not freshness.passed
+    assert freshness.metadata["newest_timestamp"] == "2020-01-01T00:00:00+00:00"
+
+
 def test_duplicates_name_the_row_they_copy(harness: TaskHarness, tmp_path: Path) -> None:
     base = clean_rows()
     result, _ = _run(harness, tmp_path, [*base, dict(base[5]), dict(base[9])])

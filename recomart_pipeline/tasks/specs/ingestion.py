@@ -7,6 +7,7 @@ import codecs
 import csv
 import glob
 import gzip
+import io
 import itertools
 import zoneinfo
 from pathlib import Path
@@ -313,10 +314,30 @@ class Config(BaseModel):
         description="A changed source schema: 'block' stops downstream tasks until "
         "`approve-schema`, 'warn' only warns, 'off' does not check.",
     )
+    on_bad_file: Literal["fail", "skip"] = Field(
+        "fail",
+        description="A source file that cannot be read (empty, binary, wrong encoding, "
+        "ragged rows, damaged Parquet...): 'fail' stops the task with every bad file and its "
+        "reason; 'skip' quarantines it whole, ingests the other files of a directory or glob "
+        "and reports it in the source_files check (WARN). A source with no readable file "
+        "fails either way.",
+    )
+
+
+SOURCE_FILES_CHECK = "source_files"
 
 
 def declare_checks(config: Config) -> list[CheckSpec]:
-    return approval.check_spec(config.schema_approval)
+    checks = approval.check_spec(config.schema_approval)
+    if config.on_bad_file == "skip":
+        checks.append(
+            CheckSpec(
+                SOURCE_FILES_CHECK,
+                "every source file was read (on_bad_file: skip leaves bad ones out)",
+                "WARN",
+            )
+        )
+    return checks
 
 
 def watched_sources(config: Config) -> list[str]:
@@ -349,7 +370,7 @@ def local_files(pattern: str, resolved: Path, key: str) -> list[Path]:
         files, what = [], "the file does not exist"
     if not files:
         raise SourceNotFoundError(
-            f"source {resolved} not found: {what} (config key {key})",
+            f"source {printable(str(resolved))} not found: {what} (config key {key})",
             hint=f"fix {key}.path (relative paths start at the project root)"
             + (
                 f", or set {key} to null to derive the table from the interactions"
@@ -373,13 +394,33 @@ def file_format(path: Path, source: TableSource) -> Literal["csv", "parquet"] | 
 
 
 HEAD_ROWS = 50
+HEAD_CHARS = 1 << 20  # read of a CSV's head: a file without line breaks stays cheap
+MESSAGE_CHARS = 2_000
+
+
+def printable(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """``text`` fit for a message or a log line: at most ``limit`` characters, and every
+    control or other unprintable character escaped (``\\x1b``, ``\\x00``), because a file's
+    bytes (or a file's name) must never reach a terminal or a log raw."""
+    shown = "".join(
+        ch if ch.isprintable() and ch != "\ufffd" else ascii(ch)[1:-1] for ch in text[:limit]
+    )
+    return shown + ("…" if len(text) > limit else "")
 
 
 def _csv_head(path: Path, source: TableSource) -> tuple[list[str], list[list[str]]]:
-    """Column names and up to HEAD_ROWS rows of a (possibly compressed) CSV."""
+    """Column names and up to HEAD_ROWS rows of a (possibly compressed) CSV, from at most
+    HEAD_CHARS characters of it."""
     opener: Any = {".gz": gzip.open, ".bz2": bz2.open}.get(path.suffix.lower(), open)
     with opener(path, "rt", encoding=source.encoding, newline="") as handle:
-        rows = list(itertools.islice(csv.reader(handle, delimiter=source.delimiter), HEAD_ROWS + 1))
+        text = handle.read(HEAD_CHARS)
+        more = len(text) == HEAD_CHARS and bool(handle.read(1))
+    if more:
+        if "\n" not in text:
+            raise ValueError(f"its first line is longer than {HEAD_CHARS:,} characters")
+        text = text[: text.rindex("\n") + 1]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=source.delimiter)
+    rows = list(itertools.islice(reader, HEAD_ROWS + 1))
     if source.header:
         return (rows[0] if rows else []), rows[1:]
     return list(source.columns or []), rows[:HEAD_ROWS]
@@ -395,12 +436,14 @@ def _head(path: Path, source: TableSource) -> tuple[list[str], list[list[str]]] 
     """Columns and sample rows, or why the file cannot be read as configured."""
     kind = file_format(path, source)
     try:
+        if path.stat().st_size == 0:
+            return "is empty (0 bytes)"
         if kind == "parquet":
             return _parquet_columns(path), []
         if kind == "csv":
             return _csv_head(path, source)
     except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
-        return f"cannot be read as {kind} ({exc})"
+        return f"cannot be read as {kind} ({printable(str(exc), 300)})"
     return "has a name that says neither CSV nor Parquet"
 
 
@@ -428,7 +471,7 @@ def preflight(config: Config, project_root: Path) -> list[PreflightIssue]:
                 issues.append(
                     PreflightIssue(
                         (*key, "path"),
-                        f"the {table} source {source.path} does not exist",
+                        f"the {table} source {printable(source.path)} does not exist",
                         "fix the path (relative paths start at the project folder)"
                         + (
                             ", or set it to null to derive the table"
@@ -443,7 +486,7 @@ def preflight(config: Config, project_root: Path) -> list[PreflightIssue]:
             issues.append(
                 PreflightIssue(
                     key,
-                    f"{first.name} {head}",
+                    f"{printable(first.name)} {head}",
                     "check format, delimiter, header/columns and encoding",
                 )
             )
@@ -453,7 +496,7 @@ def preflight(config: Config, project_root: Path) -> list[PreflightIssue]:
             issues.append(
                 PreflightIssue(
                     (*key, "columns"),
-                    f"{first.name} has no header: name its columns",
+                    f"{printable(first.name)} has no header: name its columns",
                     "set header: false and columns: [...]",
                 )
             )
@@ -464,7 +507,8 @@ def preflight(config: Config, project_root: Path) -> list[PreflightIssue]:
             issues.append(
                 PreflightIssue(
                     (*key, "column_mapping"),
-                    f"{first.name} has no column for {missing} (its columns: {names})",
+                    f"{printable(first.name)} has no column for {missing} (its columns: "
+                    f"{printable(str(names), 500)})",
                     "map the file's columns in column_mapping (file column: canonical name), or "
                     "give a value for every row in constants",
                 )
@@ -482,7 +526,8 @@ def preflight(config: Config, project_root: Path) -> list[PreflightIssue]:
                 issues.append(
                     PreflightIssue(
                         (*key, "timestamp"),
-                        f"{first.name}: {time_column} holds numbers ({', '.join(values[:3])}), "
+                        f"{printable(first.name)}: {printable(time_column, 100)} holds numbers "
+                        f"({printable(', '.join(values[:3]), 100)}), "
                         "not dates",
                         "if they are Unix epoch times, set timestamp: {unit: s} (or ms, us, ns)",
                     )
