@@ -71,11 +71,12 @@ def serve(config: PipelineConfig, host: str, port: int, admin_token_env: str | N
         return EXIT_FAILED
     registry = registry_for_config(config)
     where = registry.remote.url if registry.remote else registry.root
-    print(f"serving the champion of {where} on http://{host}:{port}")
+    print(f"serving the champion of {where} on http://{host}:{port}", flush=True)
     print(
         f"admin endpoints need the bearer token in ${admin_token_env}"
         if token
-        else "admin endpoints are disabled (enable them with --admin-token-env NAME)"
+        else "admin endpoints are disabled (enable them with --admin-token-env NAME)",
+        flush=True,
     )
     uvicorn.run(
         create_app(registry, admin_token=token),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +22,9 @@ from recomart_pipeline.datagen import generate_dataset
 from recomart_pipeline.runtime.runner import run_task
 from recomart_pipeline_tests.helpers import DEFAULT_TASKS, free_port, wait_until
 
+# The admin token of services started by tests (read from this variable, never printed).
+ADMIN_TOKEN_ENV = "RECOMART_TEST_ADMIN_TOKEN"
+ADMIN_TOKEN = "adm1n-7f3c9a1e5b2d4c6f8a0b1c2d3e4f5a6b"
 UPSTREAM = DEFAULT_TASKS[:-2]  # everything before deploy and monitoring
 CONFIG = """
 tasks:
@@ -73,6 +77,11 @@ def set_deploy_config(config: PipelineConfig, text: str) -> PipelineConfig:
         )
     )
     return PipelineConfig(path)
+
+
+def serve_command(config: Path, *options: str) -> list[str]:
+    """The ``serve`` command of the project whose config is ``config``."""
+    return [sys.executable, "-m", "recomart_pipeline", "serve", "--config", str(config), *options]
 
 
 @dataclass

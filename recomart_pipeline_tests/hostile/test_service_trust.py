@@ -14,13 +14,16 @@ command) on 127.0.0.1 against a registry of real models built here.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import boto3
 import pandas as pd
 import pytest
 import scipy.sparse as sp
@@ -29,15 +32,23 @@ from recomart_pipeline.contract.files import sha256_file
 from recomart_pipeline.deployment.registry import ModelRegistry
 from recomart_pipeline.ml.models import create_model
 from recomart_pipeline.ml.persistence import save_model
-from recomart_pipeline_tests.deployment.conftest import CONFIG, Service, running_service
-from recomart_pipeline_tests.helpers import REPO_ROOT
+from recomart_pipeline.runtime.object_store import ObjectStore
+from recomart_pipeline.serving.state import ChampionWatcher
+from recomart_pipeline_tests.deployment.conftest import (
+    ADMIN_TOKEN,
+    ADMIN_TOKEN_ENV,
+    CONFIG,
+    Service,
+    running_service,
+    serve_command,
+)
+from recomart_pipeline_tests.helpers import REPO_ROOT, free_port, wait_until
 from recomart_pipeline_tests.ml.synthetic import make_synthetic
 
 pytestmark = pytest.mark.slow
 
 N_USERS, N_ITEMS = 40, 25
-TOKEN_ENV = "RECOMART_TEST_ADMIN_TOKEN"
-TOKEN = "adm1n-" + "7f3c9a1e5b2d4c6f8a0b1c2d3e4f5a6b"
+TOKEN_ENV, TOKEN = ADMIN_TOKEN_ENV, ADMIN_TOKEN
 WRONG_TOKEN = "wr0ng-" + "0123456789abcdef0123456789abcdef"
 
 
@@ -51,7 +62,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def build_registry(root: Path, versions: int) -> ModelRegistry:
+def build_registry(root: Path, versions: int, remote: ObjectStore | None = None) -> ModelRegistry:
     """``versions`` real popularity models (each fitted on its own data, so their bytes
     differ) over one set of serving files; v0001 is the champion."""
     work = root / "build"
@@ -67,7 +78,7 @@ def build_registry(root: Path, versions: int) -> ModelRegistry:
     pd.DataFrame(
         {"item_id": [f"i{j}" for j in range(N_ITEMS)], "item_idx": range(N_ITEMS)}
     ).to_parquet(serving["item_index.parquet"])
-    registry = ModelRegistry(root / "registry")
+    registry = ModelRegistry(root / "registry", remote)
     for seed in range(1, versions + 1):
         data = make_synthetic(n_users=N_USERS, n_items=N_ITEMS, per_user=6, seed=seed)
         if seed == 1:
@@ -245,6 +256,63 @@ def test_admin_endpoints_are_disabled_without_a_token_and_read_only_ones_stay_op
         assert "security" not in openapi["paths"]["/health"]["get"]
 
 
+def test_an_unreachable_registry_store_keeps_the_held_model_serving(tmp_path, caplog):
+    """The registry in an S3-compatible store (a real moto server) that goes away: the
+    service keeps its model and says why it cannot look for a newer one."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    moto = Path(sys.executable).with_name("moto_server")
+    server = subprocess.Popen(
+        [str(moto), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: _moto_up(endpoint, server), 30, "moto_server to start")
+        options = {
+            "key": "test-key",
+            "secret": "test-secret",
+            "endpoint_url": endpoint,
+            "client_kwargs": {"region_name": "us-east-1"},
+            "config_kwargs": {"retries": {"max_attempts": 1}},
+        }
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="test-key",
+            aws_secret_access_key="test-secret",
+            region_name="us-east-1",
+        ).create_bucket(Bucket="registry-bucket")
+        build_registry(
+            tmp_path / "a", versions=1, remote=ObjectStore("s3://registry-bucket/r", options)
+        )
+        watcher = ChampionWatcher(
+            ModelRegistry(tmp_path / "service", ObjectStore("s3://registry-bucket/r", options)),
+            refresh_seconds=0,
+        )
+        state = watcher.current()
+        assert state is not None and state.version.version == "v0001"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    with caplog.at_level(logging.INFO, logger="recomart_pipeline.serving"):
+        for _ in range(3):
+            assert watcher.current() is state  # still answering with the model it holds
+    assert watcher.problem is not None and watcher.problem.kind == "registry_unreachable"
+    assert "cannot refresh the registry: could not download" in watcher.problem.reason
+    assert [r.levelname for r in caplog.records] == ["ERROR"]  # logged once
+    assert "test-secret" not in watcher.problem.reason
+
+
+def _moto_up(endpoint: str, process: subprocess.Popen) -> bool:
+    assert process.poll() is None, f"moto_server exited with {process.returncode}"
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def _project(tmp_path: Path, registry_versions: int) -> Path:
     """A pipeline config whose deploy task names the token variable, and its registry."""
     project = tmp_path / "project"
@@ -262,14 +330,7 @@ def _project(tmp_path: Path, registry_versions: int) -> Path:
 def test_admin_reload_needs_the_configured_token_which_is_never_printed(tmp_path):
     project = _project(tmp_path, registry_versions=2)
     registry = ModelRegistry(project / "storage" / "registry")
-    command = [
-        sys.executable,
-        "-m",
-        "recomart_pipeline",
-        "serve",
-        "--config",
-        str(project / "pipeline_config.yaml"),
-    ]
+    command = serve_command(project / "pipeline_config.yaml")
     with running_service(command, tmp_path, _with_token()) as service:
         status, missing = service.call("/admin/reload", "POST")
         assert status == 401 and "missing admin token" in missing["detail"], missing
@@ -309,18 +370,9 @@ def test_serve_refuses_to_start_with_an_unusable_token(value, message, tmp_path)
     if value is not None:
         env[TOKEN_ENV] = value
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "recomart_pipeline",
-            "serve",
-            "--config",
-            str(project / "pipeline_config.yaml"),
-            "--admin-token-env",
-            TOKEN_ENV,
-            "--port",
-            "1",
-        ],
+        serve_command(
+            project / "pipeline_config.yaml", "--admin-token-env", TOKEN_ENV, "--port", "1"
+        ),
         capture_output=True,
         text=True,
         timeout=120,
