@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,7 @@ def _poll_health(
     base_url: str,
     timeout_s: float,
     process: subprocess.Popen | None,
-    done: Any,
+    done: Callable[[dict[str, Any]], bool],
     goal: str = "have a model to serve",
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
