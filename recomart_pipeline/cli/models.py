@@ -14,7 +14,17 @@ from recomart_pipeline.cli.options import EXIT_FAILED, EXIT_OK, config_option
 from recomart_pipeline.config import PipelineConfig
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from recomart_pipeline.deployment.registry import ModelRegistry
+
+
+def _deploy_config(config: PipelineConfig) -> BaseModel | None:
+    """The config of the pipeline's deploy task, which also describes the service."""
+    for name, spec in config.specs.items():
+        if spec.reference == "builtin:deploy":
+            return config.task_config(name)
+    return None
 
 
 def registry_for_config(config: PipelineConfig) -> ModelRegistry:
@@ -23,11 +33,9 @@ def registry_for_config(config: PipelineConfig) -> ModelRegistry:
     from recomart_pipeline.deployment.registry import ModelRegistry
     from recomart_pipeline.runtime.object_store import object_store_for
 
-    for name, spec in config.specs.items():
-        if spec.reference == "builtin:deploy":
-            configured = getattr(config.task_config(name), "registry_dir", None)
-            if configured:
-                return ModelRegistry(config.resolve_path(configured))
+    configured = getattr(_deploy_config(config), "registry_dir", None)
+    if configured:
+        return ModelRegistry(config.resolve_path(configured))
     remote = object_store_for(config)
     registry = ModelRegistry(
         config.storage_root / "registry", remote.child("registry") if remote else None
@@ -40,16 +48,43 @@ def registry_for_config(config: PipelineConfig) -> ModelRegistry:
 @config_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", type=int, default=8000, show_default=True, help="port to listen on")
-def serve(config: PipelineConfig, host: str, port: int) -> int:
+@click.option(
+    "--admin-token-env",
+    metavar="NAME",
+    help="environment variable holding the bearer token POST /admin/reload needs "
+    "(default: tasks.deploy.config.service.admin_token_env); without one, admin is disabled",
+)
+def serve(config: PipelineConfig, host: str, port: int, admin_token_env: str | None) -> int:
     """serve the champion model over HTTP (FastAPI + uvicorn)"""
     import uvicorn
 
-    from recomart_pipeline.serving.app import create_app
+    from recomart_pipeline.deployment.verification import read_admin_token
+    from recomart_pipeline.serving.app import create_app, log_config
 
+    if admin_token_env is None:
+        service = getattr(_deploy_config(config), "service", None)
+        admin_token_env = getattr(service, "admin_token_env", None)
+    try:
+        token = read_admin_token(admin_token_env)
+    except ValueError as exc:
+        print(f"serve: {exc}")
+        return EXIT_FAILED
     registry = registry_for_config(config)
     where = registry.remote.url if registry.remote else registry.root
-    print(f"serving the champion of {where} on http://{host}:{port}")
-    uvicorn.run(create_app(registry), host=host, port=port, log_level="info")
+    print(f"serving the champion of {where} on http://{host}:{port}", flush=True)
+    print(
+        f"admin endpoints need the bearer token in ${admin_token_env}"
+        if token
+        else "admin endpoints are disabled (enable them with --admin-token-env NAME)",
+        flush=True,
+    )
+    uvicorn.run(
+        create_app(registry, admin_token=token),
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=log_config("info"),
+    )
     return EXIT_OK
 
 

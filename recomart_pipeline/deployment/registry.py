@@ -245,8 +245,19 @@ class ModelRegistry:
 
     # -- champion ----------------------------------------------------------------------------
     def champion(self) -> ModelVersion | None:
-        pointer = _read(self.root / "champion.json", None)
-        return self.get(pointer["version"]) if pointer else None
+        path = self.root / "champion.json"
+        try:
+            pointer = _read(path, None)
+        except (OSError, ValueError) as exc:
+            raise RegistryError(f"{path} is not readable JSON ({exc})") from exc
+        if pointer is None:
+            return None
+        if not isinstance(pointer, dict) or "version" not in pointer:
+            raise RegistryError(
+                f"refusing {path}: it is not a champion pointer (an object with a 'version')",
+                hint="promote a version again (approve, rollback or deploy) to rewrite it",
+            )
+        return self.get(pointer["version"])
 
     def history(self) -> list[dict[str, Any]]:
         return _read(self.root / "history.json", [])

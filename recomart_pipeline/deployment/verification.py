@@ -1,28 +1,96 @@
-"""Checking that a real service answers with the expected model version."""
+"""Checking that a real service answers with the expected model version.
+
+The service reports in ``/health`` which champion it refused and why; verification reads that
+to fail with the service's own reason (at once for a service it started itself) instead of
+waiting for a timeout that says nothing.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from recomart_pipeline.contract.errors import TaskError
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MIN_ADMIN_TOKEN_CHARS = 16
 
 
 class VerificationError(TaskError):
     error_class = "deploy_verification_failed"
 
 
-def _get(url: str, method: str = "GET") -> dict[str, Any]:
-    request = urllib.request.Request(url, method=method)
+def read_admin_token(name: str | None) -> str | None:
+    """The service's admin token, held by environment variable ``name`` (None: no token).
+
+    The token lives in the environment only, never on a command line or in a config file, so
+    it is not in shell history, process lists or run manifests. It is refused (never echoed)
+    unless it is long enough not to be guessed and fits in an HTTP header.
+    """
+    if name is None:
+        return None
+    if not ENV_NAME.fullmatch(name):
+        raise ValueError(f"admin token variable {name!r} is not an environment variable name")
+    token = os.environ.get(name, "")
+    if not token:
+        raise ValueError(
+            f"the environment variable {name} that should hold the admin token is not set "
+            "(or empty); export it, or leave the admin token unset to keep admin endpoints off"
+        )
+    if len(token) < MIN_ADMIN_TOKEN_CHARS or not all(33 <= ord(c) <= 126 for c in token):
+        raise ValueError(
+            f"the admin token in {name} must be at least {MIN_ADMIN_TOKEN_CHARS} printable "
+            "ASCII characters without spaces "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe())')"
+        )
+    return token
+
+
+def _get(url: str, method: str = "GET", token: str | None = None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def _answer(url: str, method: str = "GET", token: str | None = None) -> dict[str, Any]:
+    """The JSON the service answered, a 503 "no model" answer included."""
+    try:
+        return _get(url, method, token)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 503:
+            raise
+        try:
+            return json.loads(exc.read())
+        except ValueError:
+            raise exc from None
+
+
+def _refused(health: dict[str, Any], version: str) -> str | None:
+    """The service's reason for refusing ``version``, if it says it did."""
+    problem = health.get("problem")
+    if isinstance(problem, dict) and problem.get("version") == version:
+        return str(problem.get("reason"))
+    return None
+
+
+def _state(health: dict[str, Any]) -> str:
+    problem = health.get("problem")
+    serving = f"serving {health.get('model_version') or 'no model'}"
+    if isinstance(problem, dict):
+        which = f"champion {problem['version']} refused: " if problem.get("version") else ""
+        return f"{serving}; {which}{problem.get('reason')}"
+    return serving
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -34,21 +102,54 @@ def free_port(host: str = "127.0.0.1") -> int:
 def wait_for_health(
     base_url: str, timeout_s: float, process: subprocess.Popen | None = None
 ) -> dict[str, Any]:
+    """``/health`` once the service has a model to serve."""
+    return _poll_health(base_url, timeout_s, process, lambda health: bool(health.get("ready")))
+
+
+def wait_for_version(
+    base_url: str,
+    version: str,
+    timeout_s: float,
+    process: subprocess.Popen | None = None,
+    *,
+    fail_fast: bool = False,
+) -> dict[str, Any]:
+    """``/health`` once the service serves ``version``; with ``fail_fast`` (a service that
+    loaded this registry afresh) its refusal of ``version`` fails at once with its reason."""
+
+    def done(health: dict[str, Any]) -> bool:
+        reason = _refused(health, version) if fail_fast else None
+        if reason is not None:
+            raise VerificationError(f"the service refused model {version}: {reason}")
+        return health.get("model_version") == version
+
+    return _poll_health(base_url, timeout_s, process, done, f"serve model {version}")
+
+
+def _poll_health(
+    base_url: str,
+    timeout_s: float,
+    process: subprocess.Popen | None,
+    done: Callable[[dict[str, Any]], bool],
+    goal: str = "have a model to serve",
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
-    last_error = "no answer"
+    last = "no answer"
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise VerificationError(
                 f"the service exited with code {process.returncode} before /health answered"
             )
         try:
-            return _get(f"{base_url}/health")
+            health = _answer(f"{base_url}/health")
         except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
-            last_error = str(exc)
-        time.sleep(0.2)  # poll interval while the service starts
-    raise VerificationError(
-        f"{base_url}/health did not answer within {timeout_s:g}s ({last_error})"
-    )
+            last = str(exc)
+        else:
+            if done(health):
+                return health
+            last = _state(health)
+        time.sleep(0.2)  # poll interval while the service starts or notices the champion
+    raise VerificationError(f"{base_url} did not {goal} within {timeout_s:g}s (last: {last})")
 
 
 def check_service(base_url: str, version: str, user_id: str | None) -> dict[str, Any]:
@@ -91,7 +192,7 @@ def verify_in_child_service(
         text=True,
     )
     try:
-        wait_for_health(base_url, timeout_s, process)
+        wait_for_version(base_url, version, timeout_s, process, fail_fast=True)
         check_service(base_url, version, user_id)
     finally:
         process.terminate()
@@ -104,13 +205,35 @@ def verify_in_child_service(
 
 
 def verify_running_service(
-    base_url: str, version: str, user_id: str | None, timeout_s: float
+    base_url: str,
+    version: str,
+    user_id: str | None,
+    timeout_s: float,
+    admin_token: str | None = None,
 ) -> str:
-    """Ask a long-running service to reload the champion, then check it."""
-    try:
-        _get(f"{base_url}/admin/reload", method="POST")
-    except (urllib.error.URLError, OSError) as exc:
-        raise VerificationError(f"cannot reach the service at {base_url}: {exc}") from exc
-    wait_for_health(base_url, timeout_s)
+    """Check that a long-running service serves ``version``: with the admin token it is told
+    to reload at once (and its refusal fails at once), without it the service is given
+    ``timeout_s`` to notice the new champion by itself."""
+    if admin_token is not None:
+        try:
+            answer = _answer(f"{base_url}/admin/reload", "POST", admin_token)
+        except urllib.error.HTTPError as exc:
+            detail = _detail(exc)
+            raise VerificationError(
+                f"the service at {base_url} refused POST /admin/reload (HTTP {exc.code}: {detail})"
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise VerificationError(f"cannot reach the service at {base_url}: {exc}") from exc
+        reason = _refused(answer, version)
+        if reason is not None:
+            raise VerificationError(f"the service refused model {version}: {reason}")
+    wait_for_version(base_url, version, timeout_s)
     check_service(base_url, version, user_id)
     return base_url
+
+
+def _detail(error: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.loads(error.read()).get("detail"))
+    except (ValueError, AttributeError, OSError):
+        return error.reason

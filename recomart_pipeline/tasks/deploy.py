@@ -22,6 +22,7 @@ from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.deployment.registry import ModelRegistry, ModelVersion
 from recomart_pipeline.deployment.verification import (
     VerificationError,
+    read_admin_token,
     verify_in_child_service,
     verify_running_service,
 )
@@ -72,8 +73,12 @@ def _verify(
     if service.mode == "none":
         return ""
     if service.mode == "url":
+        try:
+            token = read_admin_token(service.admin_token_env)
+        except ValueError as exc:
+            raise VerificationError(f"tasks.deploy.config.service.admin_token_env: {exc}") from None
         return verify_running_service(
-            service.url.rstrip("/"), version.version, user, service.startup_timeout_seconds
+            service.url.rstrip("/"), version.version, user, service.startup_timeout_seconds, token
         )
     return verify_in_child_service(
         registry.root,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -11,10 +12,17 @@ import urllib.request
 
 import pytest
 
+from recomart_pipeline import PipelineConfig
 from recomart_pipeline.deployment.registry import ModelRegistry
 from recomart_pipeline.deployment.verification import free_port, wait_for_health
 from recomart_pipeline.runtime.runner import TaskFailure, run_task
-from recomart_pipeline_tests.deployment.conftest import set_deploy_config
+from recomart_pipeline_tests.deployment.conftest import (
+    ADMIN_TOKEN,
+    ADMIN_TOKEN_ENV,
+    running_service,
+    serve_command,
+    set_deploy_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -107,6 +115,7 @@ def test_verification_failure_rolls_back_and_fails_loudly(trained):
     with pytest.raises(TaskFailure) as excinfo:
         run_task(config, "deploy", "run-2")
     assert "deploy verification failed" in excinfo.value.message
+    assert "the service refused model v0002" in excinfo.value.message  # its reason, at once
     assert "rolled back to v0001" in excinfo.value.message
     assert registry.champion().version == "v0001"  # the service keeps the old model
     assert [v.version for v in registry.list_versions()] == ["v0001", "v0002"]
@@ -233,3 +242,47 @@ def test_deploy_killed_mid_swap_leaves_a_whole_model_served(trained):
             flipper.kill()
         service.terminate()
         service.wait(timeout=20)
+
+
+def _url_mode(config, url: str, token_env: str | None) -> PipelineConfig:
+    token = f", admin_token_env: {token_env}" if token_env else ""
+    return set_deploy_config(config, f"{{service: {{mode: url, url: '{url}'{token}}}}}")
+
+
+def test_url_mode_reloads_the_running_service_with_its_admin_token(trained, tmp_path, monkeypatch):
+    monkeypatch.setenv(ADMIN_TOKEN_ENV, ADMIN_TOKEN)
+    command = serve_command(trained.path, "--admin-token-env", ADMIN_TOKEN_ENV)
+    with running_service(command, tmp_path) as service:
+        assert service.call("/health")[0] == 503  # nothing promoted yet
+        config = _url_mode(trained, service.base, ADMIN_TOKEN_ENV)
+        outcome = run_task(config, "deploy", "run-1")
+        deployment = json.loads(outcome.checkpoint.path("deployment").read_text())
+        assert deployment["status"] == "promoted" and deployment["service_url"] == service.base
+        assert service.call("/health")[1]["model_version"] == "v0001"
+    printed = service.printed()
+    assert '"POST /admin/reload HTTP/1.1" 200' in printed  # told to reload, and allowed to
+    assert ADMIN_TOKEN not in printed
+
+
+def test_url_mode_without_a_token_waits_for_the_service_to_notice(trained, tmp_path):
+    with running_service(serve_command(trained.path), tmp_path) as service:
+        config = _url_mode(trained, service.base, None)
+        outcome = run_task(config, "deploy", "run-1")
+        assert outcome.checkpoint.metadata["deploy_status"] == "promoted"
+        assert service.call("/model")[1]["version"] == "v0001"
+    assert "/admin/reload" not in service.printed()  # it never knocked on the admin door
+
+
+def test_url_mode_with_a_wrong_token_fails_and_says_so(trained, tmp_path, monkeypatch):
+    wrong = "wr0ng-0123456789abcdef0123456789abcdef"
+    command = serve_command(trained.path, "--admin-token-env", ADMIN_TOKEN_ENV)
+    with running_service(
+        command, tmp_path, {**os.environ, ADMIN_TOKEN_ENV: ADMIN_TOKEN}
+    ) as service:
+        monkeypatch.setenv(ADMIN_TOKEN_ENV, wrong)
+        config = _url_mode(trained, service.base, ADMIN_TOKEN_ENV)
+        with pytest.raises(TaskFailure) as excinfo:
+            run_task(config, "deploy", "run-1")
+    message = excinfo.value.message
+    assert "refused POST /admin/reload (HTTP 401: wrong admin token)" in message
+    assert wrong not in message and wrong not in service.printed()

@@ -16,9 +16,16 @@ class ServiceConfig(BaseModel):
     mode: Literal["verify", "url", "none"] = Field(
         "verify",
         description="verify: start the real service on a free port, check it, stop it; "
-        "url: reload and check the service running at `url`; none: no check.",
+        "url: check that the service running at `url` picks up the new champion; none: no check.",
     )
     url: str = Field("http://127.0.0.1:8000", description="Running service (mode: url).")
+    admin_token_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable holding the service's admin token: `serve` requires "
+        "it on POST /admin/reload, and mode url sends it to reload the service at once. "
+        "Unset: admin endpoints are disabled and mode url waits for the service to notice.",
+    )
     host: str = Field("127.0.0.1", description="Interface of the verification service.")
     port: int = Field(0, ge=0, le=65535, description="Port of the verification service; 0 = free.")
     startup_timeout_seconds: float = Field(60, gt=0, description="How long /health may take.")
