@@ -83,9 +83,12 @@ def runs(
 @click.argument("run_id")
 @config_option
 def reproduce(config: PipelineConfig, run_id: str) -> int:
-    """re-run a recorded run with its config and compare hashes
+    """re-run a recorded run with its config and compare its outputs
 
-    RUN_ID is a run id from `runs`.
+    RUN_ID is a run id from `runs`. Prints one line per task: `identical` when every output
+    matches (byte for byte, or by its stable content where an output depends on the registry
+    or the previous run, with a note saying what was left out), else `DIFFERENT` and which
+    outputs differ. Exit code 0 only when everything is identical.
     """
     from recomart_pipeline.orchestration.reproduce import reproduce_run
 
@@ -94,10 +97,19 @@ def reproduce(config: PipelineConfig, run_id: str) -> int:
     except FileNotFoundError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_FAILED
-    for item in report.comparisons:
-        mark = "same" if item.matches else "DIFFERENT"
-        print(f"  {item.task}/{item.artifact}: {mark}")
+    grouped = report.by_task()
+    width = max((len(task) for task in grouped), default=4)
+    print(f"{'task':<{width}}  result")
+    for task, items in grouped.items():
+        differing = [i.artifact for i in items if not i.matches]
+        verdict = f"DIFFERENT: {', '.join(differing)}" if differing else "identical"
+        print(f"{task:<{width}}  {verdict} ({len(items)} output{'s' * (len(items) != 1)})")
+        for item in items:
+            if item.note:
+                print(f"{'':<{width}}    {item.artifact}: {item.note}")
     verdict = "identical outputs" if report.identical else "outputs differ"
+    if not report.run_succeeded:
+        verdict += " (the reproduction did not succeed)"
     print(f"reproduced {report.original_run_id} as {report.new_run_id}: {verdict}")
     return EXIT_OK if report.identical else EXIT_FAILED
 

@@ -3,13 +3,21 @@
 A writer builds the model (a wrong field fails the writer, not a reader three tasks later)
 and a reader gets it back validated through ``ctx.document(INPUT)``. Unknown keys are
 refused, so a renamed field is an error at once rather than a silent ``None``.
+
+Documents hold what the run computed from its inputs, config, code and seeds, so the same
+run gives the same bytes and ``reproduce`` can compare them by hash. Facts about the run
+itself (its id, when it ran, how long things took, the host, a free port) are recorded in the
+run's manifest and the task's metrics/metadata instead. Fields that used to carry such facts
+are ``legacy_fields``: dropped when an older document is read, never written again. The few
+fields that depend on state outside the run (the model registry, the previous run) are listed
+in ``run_dependent`` with the reason; ``reproduce`` compares a document without them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Metrics = dict[str, float | None]
 
@@ -17,6 +25,19 @@ Metrics = dict[str, float | None]
 class Document(BaseModel):
     # Built on first use: loading a config names these models (in task specs) but reads none.
     model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    # Fields older versions wrote and this one no longer does (run facts moved to the
+    # manifest): ignored on read, so an earlier run's document still loads.
+    legacy_fields: ClassVar[frozenset[str]] = frozenset()
+    # Field -> why its value depends on more than the run's inputs, config, code and seeds.
+    run_dependent: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_legacy_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.legacy_fields & data.keys():
+            return {k: v for k, v in data.items() if k not in cls.legacy_fields}
+        return data
 
 
 class InteractionStats(Document):
@@ -60,14 +81,17 @@ class ValidationReport(Document):
 
 
 class CandidateSummary(Document):
-    """How one training candidate was fitted, and where its file is."""
+    """How one training candidate was fitted, and where its file is.
+
+    Its fit time is a run fact: the training task's metric ``<candidate>_fit_seconds``."""
+
+    legacy_fields: ClassVar[frozenset[str]] = frozenset({"fit_seconds"})
 
     model_type: str
     params: dict[str, Any]
     seed: int | None
     baseline: bool
     predicts_ratings: bool
-    fit_seconds: float
     n_train: int
     n_validation: int
     history: list[dict[str, Any]]
@@ -147,9 +171,15 @@ class EvaluationReport(Document):
 
 
 class ReportSummary(Document):
-    """report → deploy and the next report: the headline numbers and where the report is."""
+    """report → deploy and the next report: the headline numbers and where the report is.
 
-    run_id: str
+    The run it belongs to is the run whose folder holds it (``PreviousRun.run_id``)."""
+
+    legacy_fields: ClassVar[frozenset[str]] = frozenset({"run_id"})
+    run_dependent: ClassVar[dict[str, str]] = {
+        "report_path": "named after the run id",
+    }
+
     report_path: str | None = None
     train_rows: int | None = None
     test_rows: int | None = None
@@ -161,7 +191,18 @@ class ReportSummary(Document):
 
 
 class Deployment(Document):
-    """deploy → monitoring: what the registry holds and serves after this run."""
+    """deploy → monitoring: what the registry holds and serves after this run.
+
+    The URL the service was verified at (a free port in ``verify`` mode) is the deploy task's
+    metadata ``service_url``; the registry's version records keep their own timestamps."""
+
+    legacy_fields: ClassVar[frozenset[str]] = frozenset({"service_url"})
+    run_dependent: ClassVar[dict[str, str]] = {
+        "status": "the registry's state before deploy",  # a re-run finds it already champion
+        "promoted": "the registry's state before deploy",
+        "champion": "the registry's state after deploy",
+        "report_path": "named after the run id",
+    }
 
     status: str
     version: str
@@ -169,15 +210,20 @@ class Deployment(Document):
     promoted: bool
     comparison_metric: str
     metrics: Metrics
-    service_url: str
     registry: str
     report_path: str | None = None
 
 
 class MonitoringSnapshot(Document):
-    """monitoring → its next run: the distributions drift is measured against."""
+    """monitoring → its next run: the distributions drift is measured against.
 
-    run_id: str
+    The run it belongs to is the run whose folder holds it (``PreviousRun.run_id``)."""
+
+    legacy_fields: ClassVar[frozenset[str]] = frozenset({"run_id"})
+    run_dependent: ClassVar[dict[str, str]] = {
+        "served_version": "the registry's state after deploy",
+    }
+
     rating_distribution: list[int]
     popularity_distribution: list[float]
     metric: str

@@ -43,7 +43,12 @@ def _cg_sweep(
     gram: np.ndarray,
     steps: int,
 ) -> None:
-    """Update every row of ``x`` in place; ``gram`` is ``YᵀY + λI``, extra_conf is ``c - 1``."""
+    """Update every row of ``x`` in place; ``gram`` is ``YᵀY + λI``, extra_conf is ``c - 1``.
+
+    Every float sum runs in a loop that only reads: with fastmath's reassociation, a sum in a
+    loop that also stores gets a vectorised and a scalar version chosen at run time by where
+    the arrays lie in memory, and the two round differently, so the same seed gave different
+    factors from one process (or one fit) to the next."""
     k = x.shape[1]
     r = np.empty(k, np.float32)
     p = np.empty(k, np.float32)
@@ -67,8 +72,9 @@ def _cg_sweep(
                 r[f] += weight * yi[f]
         rs_old = np.float32(0.0)
         for f in range(k):
-            p[f] = r[f]
             rs_old += r[f] * r[f]
+        for f in range(k):
+            p[f] = r[f]
         for _ in range(steps):
             if rs_old < 1e-20:
                 break
@@ -89,10 +95,11 @@ def _cg_sweep(
             for f in range(k):
                 p_ap += p[f] * ap[f]
             step = rs_old / p_ap
-            rs_new = np.float32(0.0)
             for f in range(k):
                 xu[f] += step * p[f]
                 r[f] -= step * ap[f]
+            rs_new = np.float32(0.0)
+            for f in range(k):
                 rs_new += r[f] * r[f]
             beta = rs_new / rs_old
             for f in range(k):

@@ -1,8 +1,16 @@
 """Versioned, hash-checked model files.
 
-The default format is one ``.npz`` (``np.savez``): the model's state arrays plus a JSON header
-(format version, model type, hyper-parameters, index sizes, creation metadata) stored as a
-uint8 array, read back with ``allow_pickle=False`` so loading a file can never run code.
+The default format is one ``.npz`` (a zip of ``.npy`` arrays, as ``np.savez`` writes it): the
+model's state arrays plus a JSON header (format version, model type, hyper-parameters, index
+sizes, caller metadata) stored as a uint8 array, read back with ``allow_pickle=False`` so
+loading a file can never run code.
+
+The same model always gives the same bytes, so a file's SHA-256 identifies the model itself:
+``reproduce`` can tell an unchanged run from a changed one, and the registry recognises a model
+it already holds. So nothing about the moment of writing goes in: no creation time or run id
+in the header (serialised with sorted keys), members in a fixed order (``np.savez`` opens each
+entry by name, so zip gives it its fixed default date, 1980-01-01). When and by which run a
+model was written is recorded in the run's manifest and the registry, not in the file.
 
 ``model_format: pickle`` (from the user guide) is supported for compatibility, but unpickling
 untrusted bytes executes code, so a pickle is only ever loaded after its SHA-256 matched a
@@ -20,7 +28,6 @@ import io
 import json
 import pickle
 import zipfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,7 +61,7 @@ def sidecar_path(path: Path) -> Path:
 
 
 def model_header(model: Recommender, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The self-description stored in every model file."""
+    """The self-description stored in every model file (nothing time- or run-dependent)."""
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -62,7 +69,6 @@ def model_header(model: Recommender, metadata: dict[str, Any] | None = None) -> 
         "params": model.params.model_dump(mode="json"),
         "n_users": model.n_users,
         "n_items": model.n_items,
-        "created_at": datetime.now(UTC).isoformat(),
         "numpy_version": np.__version__,
         "metadata": metadata or {},
     }
@@ -86,9 +92,10 @@ def save_model(
     if HEADER_KEY in arrays:
         raise ValueError(f"model state may not use the reserved array name {HEADER_KEY!r}")
     if model_format == "npz":
-        buffer = io.BytesIO()
-        header_bytes = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+        header_json = json.dumps(header, sort_keys=True).encode("utf-8")
+        header_bytes = np.frombuffer(header_json, dtype=np.uint8)
         members = {HEADER_KEY: header_bytes, **arrays}
+        buffer = io.BytesIO()
         # numpy's stub types **kwds next to allow_pickle: bool, so mypy matches a str-keyed
         # dict of arrays against that flag too; every key here is an array name.
         np.savez(buffer, **members)  # type: ignore[arg-type]

@@ -1,4 +1,10 @@
-"""Markdown and self-contained HTML (charts as data URIs) from report sections."""
+"""Markdown and self-contained HTML (charts as data URIs) from report sections.
+
+Rendering is a pure function of the sections: the same sections give the same bytes. The
+report's last section, ``CHANGES_TITLE``, compares with the previous run, so it is the one
+part that differs when a run is reproduced; ``stable_text`` is the report without it, which
+is what ``reproduce`` compares.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import base64
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+CHANGES_TITLE = "What changed"
 
 
 @dataclass
@@ -81,3 +89,15 @@ def to_html(title: str, subtitle: str, sections: list[Section]) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
     )
+
+
+def stable_text(text: str) -> str:
+    """A rendered report (Markdown or HTML) without its last, history-dependent section.
+
+    The report task appends the ``CHANGES_TITLE`` section last, so everything from its
+    heading on is cut; a report without that heading is returned unchanged."""
+    for heading in (f"\n## {CHANGES_TITLE}\n", f"<h2>{html.escape(CHANGES_TITLE)}</h2>"):
+        at = text.rfind(heading)
+        if at >= 0:
+            return text[:at]
+    return text

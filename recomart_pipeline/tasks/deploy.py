@@ -5,11 +5,15 @@ model to beat the champion; with ``require_approval`` it waits for a person
 (``python -m recomart_pipeline approve VERSION``). After promotion a real service must report
 the new version before the "service up" marker is written; otherwise the previous champion
 is restored and the task fails.
+
+``deployment`` and the marker hold no run facts (the verification URL, with its free port,
+is the task's metadata ``service_url``; when it happened is in the manifest). Their
+``status``/``promoted``/``champion`` depend on the registry as this run found it:
+``Deployment.run_dependent`` says so, and ``reproduce`` compares the rest.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +156,6 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         promoted=status == "promoted",
         comparison_metric=metric,
         metrics=metrics,
-        service_url=url,
         registry=str(registry.root),
         report_path=report_path,
     )
@@ -162,7 +165,6 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         marker = ctx.output_path("service_up.txt")
         marker.write_text(
             f"service up\nversion: {serving_version.version if serving_version else ''}\n"
-            f"url: {url}\nat: {datetime.now(UTC).isoformat()}\n"
         )
         outputs["service_marker"] = marker
     ctx.logger.info(
@@ -175,5 +177,6 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
             "deploy_status": status,
             "candidate_version": version.version,
             "champion": deployment.champion,
+            "service_url": url,
         },
     )

@@ -4,6 +4,11 @@ Drift of the rating distribution and of item popularity (population stability in
 share of users and items never seen before, and the change of the deployed model's metrics.
 Thresholds come from the config; a breach fails a non-blocking (WARN) check, so it shows in
 the UI and the logs without stopping anything.
+
+``monitoring_snapshot`` and ``known_entities`` describe this run's data only, so a reproduced
+run writes the same bytes. ``monitoring_report`` is a comparison with the previous run (the
+run it names as ``baseline_run_id``): reproducing a run gives it another baseline, so
+``reproduce`` does not compare it.
 """
 
 from __future__ import annotations
@@ -60,7 +65,6 @@ def _snapshot(ctx: TaskContext[Config]) -> tuple[MonitoringSnapshot, pd.DataFram
     )
     served = ctx.document(DEPLOYMENT).champion if ctx.has_input(DEPLOYMENT) else None
     snapshot = MonitoringSnapshot(
-        run_id=ctx.run_id,
         rating_distribution=rating_dist,
         popularity_distribution=popularity,
         metric=metric,
@@ -92,7 +96,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     entities_path = ctx.output_path("known_entities.parquet")
     entities.to_parquet(entities_path, index=False)
     previous = ctx.previous
-    report: dict[str, Any] = {"run_id": ctx.run_id, "baseline_run_id": None}
+    report: dict[str, Any] = {"baseline_run_id": None}
     if previous is None or not previous.has("monitoring_snapshot"):
         checks = [
             CheckOutcome(s.name, True, "WARN", "no baseline yet") for s in declare_checks(config)
@@ -102,7 +106,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
             previous.path("monitoring_snapshot").read_bytes()
         )
         known = pd.read_parquet(previous.path("known_entities"))
-        report["baseline_run_id"] = before.run_id
+        report["baseline_run_id"] = previous.run_id
         rating_psi = psi(before.rating_distribution, snapshot.rating_distribution)
         popularity_psi = psi(before.popularity_distribution, snapshot.popularity_distribution)
         new_users, new_items = (

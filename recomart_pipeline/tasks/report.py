@@ -3,12 +3,16 @@
 Sections come from whichever upstream artifacts exist; a task that was disabled shows as
 "not run" instead of failing the report. ``report_summary`` keeps this run's key numbers so
 the next report can say what changed.
+
+The report holds what the run computed, so the same inputs, config, code and seeds render the
+same bytes (charts included): no run id, date or durations in it (they are in the run's
+manifest and metrics, and the copy under ``output_dir`` is named after the run). Only the last
+section, "What changed", depends on more than the run: it compares with the previous run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,7 +23,13 @@ from recomart_pipeline.contract.errors import UpstreamArtifactError
 from recomart_pipeline.contract.files import write_text_atomic
 from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.reporting import charts
-from recomart_pipeline.reporting.render import Section, table, to_html, to_markdown
+from recomart_pipeline.reporting.render import (
+    CHANGES_TITLE,
+    Section,
+    table,
+    to_html,
+    to_markdown,
+)
 from recomart_pipeline.tasks.specs.report import (
     EVALUATION,
     ITEM_INDEX,
@@ -78,12 +88,16 @@ def _validation_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Se
 def _training_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:
     training = ctx.document(TRAINING_SUMMARY)
     candidates = training.trained()
-    rows = [[n, c.model_type, c.fit_seconds, c.best_epoch] for n, c in candidates.items()]
+    rows = [
+        [n, c.model_type, len(c.history), c.best_epoch, c.n_train] for n, c in candidates.items()
+    ]
     skipped = [f"- skipped **{n}**: {reason}" for n, reason in training.skipped().items()]
     section = Section(
         "Training",
         [
-            *table(["candidate", "model type", "fit seconds", "best epoch"], rows),
+            *table(["candidate", "model type", "epochs", "best epoch", "training rows"], rows),
+            "",
+            "- fit times: the training task's metrics (`<candidate>_fit_seconds`)",
             *(["", *skipped] if skipped else []),
         ],
     )
@@ -170,7 +184,7 @@ def _top_items_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Sec
 def _changes_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:
     previous = ctx.previous
     if previous is None or not previous.has("report_summary"):
-        return Section("What changed", ["- first report: nothing to compare with yet"])
+        return Section(CHANGES_TITLE, ["- first report: nothing to compare with yet"])
     before = ReportSummary.model_validate_json(previous.path("report_summary").read_bytes())
     rows = []
     for key, value in summary.get("metrics", {}).items():
@@ -182,9 +196,10 @@ def _changes_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Secti
         if isinstance(summary.get(key), int) and isinstance(old_count, int):
             rows.append([key, old_count, summary[key], summary[key] - old_count])
     return Section(
-        "What changed",
+        CHANGES_TITLE,
         [
-            f"- compared with run {before.run_id} (model {before.best_model} → {summary.get('best_model')})",
+            f"- compared with run {previous.run_id} "
+            f"(model {before.best_model} → {summary.get('best_model')})",
             "",
             *table(["measure", "previous", "now", "change"], rows),
         ],
@@ -202,7 +217,7 @@ SECTIONS: list[tuple[str, Callable[[TaskContext[Config], dict[str, Any]], Sectio
 
 def run(ctx: TaskContext[Config]) -> TaskResult:
     config = ctx.config
-    summary: dict[str, Any] = {"run_id": ctx.run_id}
+    summary: dict[str, Any] = {}
     sections = []
     rendered = []
     for title, build in SECTIONS:
@@ -211,8 +226,12 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
             rendered.append(title)
         except UpstreamArtifactError as exc:
             sections.append(Section(title, [f"- not run ({exc})"]))
-    sections.append(_changes_section(ctx, summary))
-    subtitle = f"Run {ctx.run_id} of {ctx.pipeline_name}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    sections.append(_changes_section(ctx, summary))  # last: see reporting.render.stable_text
+    subtitle = (
+        f"Pipeline {ctx.pipeline_name}. When this run ran and how long its tasks took: "
+        "`python -m recomart_pipeline runs show RUN_ID` (the run id names this report's copy "
+        f"under {config.output_dir}/)."
+    )
     markdown = to_markdown(config.title, subtitle, sections)
     page = to_html(config.title, subtitle, sections)
     md_path, html_path, summary_path = (
@@ -241,5 +260,8 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         metadata={
             "report_markdown": markdown,
             "report_path": summary["report_path"],
+            "compared_with_run": (
+                ctx.previous.run_id if ctx.previous and ctx.previous.has("report_summary") else None
+            ),
         },
     )

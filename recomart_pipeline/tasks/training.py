@@ -2,7 +2,9 @@
 
 Reads ``train_ratings`` and ``train_implicit`` from the features task. Writes one
 ``model_<name>`` file per candidate and ``training_summary`` (per candidate: type, params,
-seed, fit time, per-epoch history, file and sha256), which evaluation reads.
+seed, per-epoch history, file and sha256), which evaluation reads. Both are byte-identical
+when inputs, config, code and seeds are: fit times are the metrics ``<name>_fit_seconds``,
+and which run trained a model is in the run's manifest, not in the files.
 
 A candidate's parameters are the model's hyper-parameter block (``svd:``, ``als:``,
 ``popularity:``) plus the task-wide ``seed`` / ``train_test_split`` / ``early_stopping`` /
@@ -38,13 +40,14 @@ from recomart_pipeline.tasks.specs.training import (
 
 def _entry(candidate: ResolvedCandidate, model: Recommender, report: FitReport) -> dict[str, Any]:
     params = candidate.params.model_dump(mode="json")
+    fit = {k: v for k, v in report.to_dict().items() if k != "fit_seconds"}  # a run fact
     return {
         "model_type": model.model_type,
         "params": params,
         "seed": params.get("seed"),
         "baseline": candidate.is_baseline,
         "predicts_ratings": model.predicts_ratings,
-        **report.to_dict(),
+        **fit,
         "artifact": None,
         "file": None,
         "sha256": None,
@@ -85,12 +88,7 @@ def _train_candidate(
     path = None
     if config.save_model:
         path = ctx.output_path(f"model_{name}{FILE_SUFFIX[config.model_format]}")
-        metadata = {
-            "model_name": config.model_name,
-            "candidate": name,
-            "run_id": ctx.run_id,
-            "task": ctx.task_name,
-        }
+        metadata = {"model_name": config.model_name, "candidate": name, "task": ctx.task_name}
         entry["sha256"] = save_model(
             model, path, model_format=config.model_format, metadata=metadata
         )

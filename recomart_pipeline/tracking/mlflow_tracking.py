@@ -58,7 +58,9 @@ def _mlflow_run(
     return mlflow_run_id
 
 
-def _log_training(client: MlflowClient, mlflow_run_id: str, summary: dict[str, Any]) -> None:
+def _log_training(
+    client: MlflowClient, mlflow_run_id: str, summary: dict[str, Any], metrics: dict[str, Any]
+) -> None:
     for name, candidate in summary.get("candidates", {}).items():
         client.log_param(mlflow_run_id, f"{name}.model_type", candidate.get("model_type"))
         for key, value in (candidate.get("params") or {}).items():
@@ -68,8 +70,9 @@ def _log_training(client: MlflowClient, mlflow_run_id: str, summary: dict[str, A
             for key, value in record.items():
                 if key != "epoch" and isinstance(value, (int, float)):
                     client.log_metric(mlflow_run_id, f"{name}.{key}", float(value), step=step)
-        if isinstance(candidate.get("fit_seconds"), (int, float)):
-            client.log_metric(mlflow_run_id, f"{name}.fit_seconds", float(candidate["fit_seconds"]))
+        seconds = metrics.get(f"{name}_fit_seconds")  # a run fact: the task's metric
+        if isinstance(seconds, (int, float)):
+            client.log_metric(mlflow_run_id, f"{name}.fit_seconds", float(seconds))
 
 
 def _log_evaluation(client: MlflowClient, mlflow_run_id: str, evaluation: dict[str, Any]) -> None:
@@ -143,7 +146,9 @@ def track_task(
             summary = TrainingSummary.model_validate_json(
                 artifacts["training_summary"].path.read_bytes()
             )
-            _log_training(client, mlflow_run_id, summary.model_dump(mode="json"))
+            _log_training(
+                client, mlflow_run_id, summary.model_dump(mode="json"), checkpoint.metrics
+            )
         if "evaluation" in artifacts:
             evaluation = EvaluationReport.model_validate_json(
                 artifacts["evaluation"].path.read_bytes()

@@ -40,7 +40,9 @@ def test_deploy_promotes_verifies_and_writes_the_marker(trained):
     outcome = run_task(trained, "deploy", "run-1")
     deployment = json.loads(outcome.checkpoint.path("deployment").read_text())
     assert deployment["status"] == "promoted" and deployment["champion"] == "v0001"
-    assert deployment["service_url"].startswith("http://127.0.0.1:")
+    # the verification URL has a free port: a run fact, kept in the task's metadata
+    assert outcome.checkpoint.metadata["service_url"].startswith("http://127.0.0.1:")
+    assert "service_url" not in deployment
     assert "service up" in outcome.checkpoint.path("service_marker").read_text()
     again = run_task(trained, "deploy", "run-2")  # same model bytes: idempotent
     assert again.checkpoint.metadata["deploy_status"] == "already_champion"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -175,8 +176,10 @@ def test_runs_listing_export_and_reproduce(write_config):
         [sys.executable, "-m", "recomart_pipeline", "reproduce", run_id], project
     )
     assert changed.returncode == 1
-    assert "copy/copy: DIFFERENT" in changed.stdout
-    assert "numbers/numbers: same" in changed.stdout
+    # one line per task, then a line per differing output
+    assert re.search(r"^copy +DIFFERENT: copy \(1 output\)$", changed.stdout, re.M)
+    assert re.search(r"^ +copy: sha256 \w+… → \w+…$", changed.stdout, re.M)
+    assert re.search(r"^numbers +identical \(1 output\)$", changed.stdout, re.M)
 
 
 def test_resume_reexecutes_only_from_the_failure(write_config):
