@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import PurePath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -35,6 +36,18 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
+def _task_package(package: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", package):
+        raise ValueError(f"'{package}' is not a package name like my_tasks or a.b")
+    if is_standard_library(package):
+        raise ValueError(f"'{package}' is part of Python's standard library and cannot hold tasks")
+    return package
+
+
+# A package whose functions a config may name in ``callable:`` (checked entry by entry).
+TaskPackage = Annotated[str, AfterValidator(_task_package)]
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
@@ -51,24 +64,12 @@ class PipelineSection(Section):
         "default", description="Environment name (dev, test, prod…) shown in the UI and run tags."
     )
     version: str | None = Field(None, description="Optional version label of this pipeline.")
-    allowed_task_packages: list[str] = Field(
+    allowed_task_packages: list[TaskPackage] = Field(
         default_factory=list,
         description="Packages whose functions tasks may name in `callable:` (e.g. [my_tasks]), "
         f"besides the project's own ({', '.join(PROJECT_TASK_PACKAGES)}) and those in "
         f"${ALLOWED_PACKAGES_ENV}; any other module is refused without being imported.",
     )
-
-    @field_validator("allowed_task_packages")
-    @classmethod
-    def _packages(cls, packages: list[str]) -> list[str]:
-        for package in packages:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", package):
-                raise ValueError(f"'{package}' is not a package name like my_tasks or a.b")
-            if is_standard_library(package):
-                raise ValueError(
-                    f"'{package}' is part of Python's standard library and cannot hold tasks"
-                )
-        return packages
 
 
 class ExecutionSection(Section):
