@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from recomart_pipeline.contract.catalog import ALLOWED_PACKAGES_ENV
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLE = "recomart_pipeline_tests.sample_tasks"
+# The test projects name the suite's own task functions in `callable:`; the operator's way
+# of trusting a package (every CLI and Dagster process the tests start inherits it).
+TEST_TASK_PACKAGES = "recomart_pipeline_tests"
+os.environ[ALLOWED_PACKAGES_ENV] = TEST_TASK_PACKAGES
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -41,6 +42,22 @@ S3_STORAGE = """
             access_key_id: ${{AWS_ACCESS_KEY_ID}}
             secret_access_key: ${{AWS_SECRET_ACCESS_KEY}}
 """
+
+
+# The users' contract; tests take its examples from the document itself, never retyped.
+CONFIG_GUIDE = Path(
+    os.environ.get("RECOMART_CONFIG_GUIDE", "/work/shared/spec/recomart-config-guide.md")
+)
+
+
+def guide_yaml_block(first_line: str) -> str:
+    """The guide's ```yaml block that starts with ``first_line`` (e.g. its file-name comment),
+    verbatim."""
+    text = CONFIG_GUIDE.read_text(encoding="utf-8")
+    blocks = re.findall(r"^```ya?ml\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
+    found = [block for block in blocks if block.startswith(first_line)]
+    assert len(found) == 1, f"{CONFIG_GUIDE} has {len(found)} yaml blocks starting {first_line!r}"
+    return found[0]
 
 
 def project_env(project: Path) -> dict[str, str]:

@@ -43,6 +43,8 @@ def validate(config: PipelineConfig, no_data: bool) -> int:
     if not no_data:
         config.check_data()
     runnable = TaskDependencyGraph(config).get_execution_order()
+    for note in config.notes:
+        print(note)
     print(
         f"{config.path.name}: valid ({len(config.settings.tasks)} tasks, {len(runnable)} will run)"
     )
@@ -54,6 +56,7 @@ def _plan_text(config: PipelineConfig) -> str:
     settings = config.settings
     policy = settings.retry_policy
     lines = [
+        *config.notes,
         f"pipeline {config.name} ({settings.pipeline.environment}) from {config.path}",
         f"mode: {settings.execution.mode}; run timeout: {settings.execution.timeout_seconds or 'none'}"
         f"; continue_on_error: {settings.execution.continue_on_error}",
@@ -94,6 +97,7 @@ def plan(config: PipelineConfig, as_json: bool) -> int:
     if as_json:
         graph = TaskDependencyGraph(config)
         payload = {
+            "notes": config.notes,
             "execution_order": graph.get_execution_order(),
             "parallel_groups": graph.get_parallel_groups(),
             "skipped": graph.get_skipped_tasks(),

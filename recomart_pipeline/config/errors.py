@@ -28,6 +28,21 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     return f"did you mean '{matches[0]}'?" if matches else None
 
 
+SOURCE_WIDTH = 120
+
+
+def _window(line: str, column: int | None) -> tuple[str, int | None]:
+    """At most ``SOURCE_WIDTH`` characters of a source line around ``column`` (a hostile
+    file can have a line of megabytes), and the column within what is shown."""
+    if len(line) <= SOURCE_WIDTH:
+        return line, column
+    start = max(0, min((column or 1) - 1 - SOURCE_WIDTH // 2, len(line) - SOURCE_WIDTH))
+    shown = line[start : start + SOURCE_WIDTH]
+    prefix = "…" if start else ""
+    suffix = "…" if start + SOURCE_WIDTH < len(line) else ""
+    return f"{prefix}{shown}{suffix}", column - start + len(prefix) if column else None
+
+
 @dataclass(frozen=True)
 class ConfigIssue:
     """One problem at one place in a config file."""
@@ -49,9 +64,10 @@ class ConfigIssue:
         head = f"{self.location} {format_key_path(self.key_path)}: {self.message}"
         lines = [head]
         if context and self.source_line is not None and self.line:
-            lines.append(f"    {self.line:>4} | {self.source_line}")
-            if self.column:
-                lines.append(f"         | {' ' * (self.column - 1)}^")
+            source, column = _window(self.source_line, self.column)
+            lines.append(f"    {self.line:>4} | {source}")
+            if column:
+                lines.append(f"         | {' ' * (column - 1)}^")
         if self.hint:
             lines.append(f"    hint: {self.hint}")
         return "\n".join(lines)

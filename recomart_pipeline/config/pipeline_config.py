@@ -24,12 +24,15 @@ from recomart_pipeline.config.overrides import RUN_CONFIG_SOURCE, apply_override
 from recomart_pipeline.config.pydantic_errors import translate
 from recomart_pipeline.config.schema import PipelineSettings
 from recomart_pipeline.config.task_edges import check_edges
+from recomart_pipeline.config.write_paths import check_write_paths
 from recomart_pipeline.config.yaml_source import SourceMap
 from recomart_pipeline.contract.catalog import (
     TaskLookupError,
+    allowed_task_packages,
     builtin_names,
     builtin_spec,
     callable_spec,
+    is_standard_library,
     spec_for,
 )
 from recomart_pipeline.contract.redaction import REDACTED, strip_url_credentials, url_credentials
@@ -63,8 +66,8 @@ def environment_config_path(base: str | os.PathLike[str] | None, environment: st
                     f"environment '{environment}' has no overlay file {overlay.name}",
                     file=overlay,
                     hint=f"environments found next to {base_path.name}: "
-                    f"{', '.join(known) or 'none'}; create {overlay.name} with "
-                    f"'extends: {base_path.name}'",
+                    f"{', '.join(known) or 'none'}; create {overlay.name} next to it with "
+                    f"what changes in '{environment}' (it is an overlay of {base_path.name})",
                 )
             ]
         )
@@ -83,13 +86,15 @@ class PipelineConfig:
         run_config_overrides: Sequence[str] = (),
     ) -> None:
         self.path = resolve_config_path(config_path).resolve()
-        raw, source_map, files = load_with_overlays(self.path)
+        loaded = load_with_overlays(self.path)
         # What was read, kept so launchpad values merge into this config without re-reading
         # files that may have changed since the code location loaded them (never mutated:
         # _build copies it before applying overrides).
-        self._loaded = (raw, source_map, files)
+        self._loaded = (loaded.data, loaded.source_map, loaded.files)
+        # Facts about how the files were combined, for validate and plan to say once.
+        self.notes = loaded.notes
         self._environ = environ
-        self._build(raw, source_map, files, list(overrides), list(run_config_overrides))
+        self._build(*self._loaded, list(overrides), list(run_config_overrides))
 
     def with_run_config(self, run_config_overrides: Sequence[str]) -> PipelineConfig:
         """This config plus per-run values (the launchpad), validated like ``--set``."""
@@ -97,6 +102,7 @@ class PipelineConfig:
             return self
         merged = PipelineConfig.__new__(PipelineConfig)
         merged.path = self.path
+        merged.notes = self.notes
         merged._loaded = self._loaded
         merged._environ = self._environ
         merged._build(*self._loaded, self.cli_overrides, list(run_config_overrides))
@@ -141,7 +147,8 @@ class PipelineConfig:
         task_configs: dict[str, BaseModel] = {}
         # Dependencies and task configs are checked on the raw data too, so a wrong type in
         # one section does not hide an unknown dependency or a bad task config elsewhere.
-        issues.extend(self._resolve_tasks(raw_tasks, source_map, task_configs))
+        allowed = allowed_task_packages(_configured_packages(data))
+        issues.extend(self._resolve_tasks(raw_tasks, source_map, task_configs, allowed))
         dependency_issues = _check_dependencies(raw_tasks, source_map)
         issues.extend(dependency_issues)
         if not dependency_issues:
@@ -153,7 +160,8 @@ class PipelineConfig:
                     update={"config": task_config}
                 )
             self.settings = settings
-            issues.extend(self._check_paths(source_map))
+            self.allowed_task_packages = allowed
+            issues.extend(check_write_paths(settings, self.project_root, source_map))
         if issues:
             raise ConfigError(sorted(issues, key=lambda i: (str(i.file), i.line or 0)))
         self.secret_values = self._collect_secrets(from_env)
@@ -164,6 +172,7 @@ class PipelineConfig:
         raw_tasks: dict[str, Any],
         source_map: SourceMap,
         task_configs: dict[str, BaseModel],
+        allowed: Sequence[str],
     ) -> list[ConfigIssue]:
         issues: list[ConfigIssue] = []
         # User task modules live in the project folder, like Dagster's working_directory.
@@ -177,14 +186,14 @@ class PipelineConfig:
             builtin = task.get("builtin")
             try:
                 if isinstance(implementation, str):
-                    spec = callable_spec(implementation)
+                    spec = callable_spec(implementation, allowed)
                 else:
                     spec = builtin_spec(builtin if isinstance(builtin, str) else str(name))
             except TaskLookupError as exc:
                 key = "callable" if implementation else ("builtin" if builtin else None)
                 known = builtin_names()
                 if implementation:
-                    hint = (
+                    hint = exc.hint or (
                         f"the module must be importable from {self.project_root} or installed, "
                         "and define that function"
                     )
@@ -207,33 +216,6 @@ class PipelineConfig:
                 task_configs[name] = spec.config.model_validate(task_config)
             except ValidationError as exc:
                 issues.extend(translate(exc, spec.config, source_map, (*path, "config")))
-        return issues
-
-    def _check_paths(self, source_map: SourceMap) -> list[ConfigIssue]:
-        issues: list[ConfigIssue] = []
-        settings = self.settings
-        paths = {
-            ("storage", "base_dir"): settings.storage.base_dir,
-            ("storage", "cache_dir"): settings.storage.cache_dir,
-            ("storage", "dagster_home"): settings.storage.dagster_home,
-            ("logging", "dir"): settings.logging.dir,
-            ("monitoring", "metrics_dir"): settings.monitoring.metrics_dir,
-        }
-        if settings.logging.file:
-            paths[("logging", "file")] = settings.logging.file
-        for key_path, value in paths.items():
-            if Path(value).is_absolute() or "://" in value:
-                continue
-            resolved = (self.project_root / value).resolve()
-            if not resolved.is_relative_to(self.project_root):
-                issues.append(
-                    source_map.issue(
-                        f"path '{value}' escapes the project folder {self.project_root}",
-                        key_path,
-                        hint="use a path inside the project, or an absolute path if you mean "
-                        "a location outside it",
-                    )
-                )
         return issues
 
     def _collect_secrets(self, from_env: dict[tuple[Any, ...], str]) -> set[str]:
@@ -268,7 +250,8 @@ class PipelineConfig:
         references = state.pop("specs")
         self.__dict__.update(state)
         root = str(self.project_root)
-        self.specs = {name: spec_for(ref, root) for name, ref in references.items()}
+        allowed = self.allowed_task_packages
+        self.specs = {name: spec_for(ref, root, allowed) for name, ref in references.items()}
 
     # -- public API ------------------------------------------------------------------------
     @property
@@ -371,6 +354,17 @@ def _check_dependencies(raw_tasks: dict[str, Any], source_map: SourceMap) -> lis
             )
         )
     return issues
+
+
+def _configured_packages(data: dict[str, Any]) -> list[str]:
+    """``pipeline.allowed_task_packages`` as written, also when another setting is wrong
+    (so a wrong value elsewhere does not make every callable look forbidden); the entries
+    the schema refuses are left out."""
+    section = data.get("pipeline")
+    listed = section.get("allowed_task_packages") if isinstance(section, dict) else None
+    if not isinstance(listed, list):
+        return []
+    return [name for name in listed if isinstance(name, str) and not is_standard_library(name)]
 
 
 def _mask_secrets(value: Any, reveal: bool) -> Any:

@@ -25,6 +25,8 @@ END = "<!-- config-reference:end -->"
 
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # a checked str (e.g. a task package) reads as a str
+        return _type_name(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
         return " \\| ".join(_type_name(a) for a in typing.get_args(annotation))
     if origin is typing.Literal:

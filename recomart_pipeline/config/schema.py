@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Any, Literal
+from pathlib import PurePath
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -22,10 +24,28 @@ from pydantic import (
 )
 
 from recomart_pipeline.config.cron import validate_cron
+from recomart_pipeline.contract.catalog import (
+    ALLOWED_PACKAGES_ENV,
+    PROJECT_TASK_PACKAGES,
+    is_standard_library,
+)
 from recomart_pipeline.contract.errors import ErrorClass
+from recomart_pipeline.contract.paths import OptionalWritePath, WritePath
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def _task_package(package: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", package):
+        raise ValueError(f"'{package}' is not a package name like my_tasks or a.b")
+    if is_standard_library(package):
+        raise ValueError(f"'{package}' is part of Python's standard library and cannot hold tasks")
+    return package
+
+
+# A package whose functions a config may name in ``callable:`` (checked entry by entry).
+TaskPackage = Annotated[str, AfterValidator(_task_package)]
 
 
 class Section(BaseModel):
@@ -44,6 +64,12 @@ class PipelineSection(Section):
         "default", description="Environment name (dev, test, prod…) shown in the UI and run tags."
     )
     version: str | None = Field(None, description="Optional version label of this pipeline.")
+    allowed_task_packages: list[TaskPackage] = Field(
+        default_factory=list,
+        description="Packages whose functions tasks may name in `callable:` (e.g. [my_tasks]), "
+        f"besides the project's own ({', '.join(PROJECT_TASK_PACKAGES)}) and those in "
+        f"${ALLOWED_PACKAGES_ENV}; any other module is refused without being imported.",
+    )
 
 
 class ExecutionSection(Section):
@@ -114,12 +140,12 @@ class ObjectStoreSettings(Section):
 
 
 class StorageSection(Section):
-    base_dir: str = Field(
+    base_dir: WritePath = Field(
         "storage",
         description="Root of artifacts, checkpoints, run manifests and the model registry: a "
         "folder, or an object store URL such as s3://bucket/prefix (any fsspec protocol).",
     )
-    cache_dir: str = Field(
+    cache_dir: WritePath = Field(
         ".storage_cache",
         description="Local working copy of an object-store base_dir (tasks read and write "
         "local files; outputs are uploaded, inputs downloaded and hash-checked).",
@@ -128,9 +154,27 @@ class StorageSection(Section):
         default_factory=ObjectStoreSettings,
         description="Connection settings when base_dir is an object store URL.",
     )
-    dagster_home: str = Field(
+    dagster_home: WritePath = Field(
         ".dagster_home", description="Dagster instance directory used by the project CLI."
     )
+    allowed_roots: list[str] = Field(
+        default_factory=list,
+        description="Absolute folders outside the project folder the pipeline may write to "
+        "(a shared volume for storage, a central log folder). Every path it writes (storage, "
+        "logs, metrics, reports, registry, Dagster home, trace file) must resolve inside the "
+        "project folder or one of these.",
+    )
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _absolute_roots(cls, roots: list[str]) -> list[str]:
+        for root in roots:
+            path = PurePath(root)
+            if not path.is_absolute():
+                raise ValueError(f"'{root}' must be an absolute folder such as /mnt/shared")
+            if path == PurePath(path.anchor):
+                raise ValueError(f"'{root}' is the whole file system; name a folder in it")
+        return roots
 
     @property
     def is_object_store(self) -> bool:
@@ -189,8 +233,8 @@ class LoggingSection(Section):
     format: Literal["json", "text"] = Field(
         "json", description="json: one JSON object per line; text: human-readable lines."
     )
-    dir: str = Field("logs", description="Directory of the per-task logs ({task}.log).")
-    file: str | None = Field(
+    dir: WritePath = Field("logs", description="Directory of the per-task logs ({task}.log).")
+    file: OptionalWritePath = Field(
         "logs/pipeline.log", description="Combined log of all tasks; null disables it."
     )
 
@@ -329,7 +373,7 @@ class PerformanceSettings(Section):
 
 class MonitoringSection(Section):
     performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
-    metrics_dir: str = Field(
+    metrics_dir: WritePath = Field(
         "metrics", description="Per-task metrics CSVs ({task}.csv), one row per attempt."
     )
 
@@ -431,7 +475,7 @@ class OpenTelemetrySettings(Section):
     endpoint: str = Field(
         "http://127.0.0.1:4318/v1/traces", description="OTLP/HTTP traces endpoint."
     )
-    file: str = Field("logs/traces.jsonl", description="Span file for the `file` exporter.")
+    file: WritePath = Field("logs/traces.jsonl", description="Span file for the `file` exporter.")
     service_name: str | None = Field(
         None, description="service.name of the spans; defaults to the pipeline name."
     )

@@ -34,7 +34,8 @@ def _input_issue(
         hint = (
             f"add {' or '.join(repr(m) for m in makers)} to tasks.{task}.depends_on"
             if makers
-            else "no task in this config makes it; add the task that does"
+            else "no task in this config makes it; add the task that does (if this file only "
+            "changes another config, start it with 'extends: THAT_FILE.yaml')"
         )
         return smap.issue(
             f"task '{task}' reads '{declared.name}', which none of its dependencies "

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from recomart_pipeline.cli import main
-from recomart_pipeline.config import ConfigError, PipelineConfig
+from recomart_pipeline.config import ConfigError, PipelineConfig, environment_config_path
 from recomart_pipeline_tests.conftest import REPO_ROOT, SAMPLE
+from recomart_pipeline_tests.helpers import DEFAULT_TASKS, copy_default_project, guide_yaml_block
+
+NUMBERS_TASK = f'  numbers: {{callable: "{SAMPLE}:make_numbers"}}\n'
 
 BASE = f"""
 pipeline:
@@ -184,3 +189,118 @@ def test_an_overlay_in_another_folder_is_its_own_project(tmp_path):
     assert config.project_root == project
     assert config.storage_root == project / "storage"
     assert config.resolve_path("data/interactions.csv") == project / "data" / "interactions.csv"
+
+
+# -- the guide's environment files, exactly as it prints them (no extends: line) -------------
+
+
+@pytest.fixture
+def guide_environments(tmp_path):
+    """The default project with the guide's dev and prod files saved next to it verbatim."""
+    copy_default_project(tmp_path, data_from=tmp_path)
+    for env in ("dev", "prod"):
+        name = f"pipeline_config.{env}.yaml"
+        (tmp_path / name).write_text(guide_yaml_block(f"# {name}"))
+    return tmp_path
+
+
+def test_the_guides_environment_files_overlay_the_config_next_to_them(guide_environments):
+    base = PipelineConfig(guide_environments / "pipeline_config.yaml")
+    for env, level, timeout in (("dev", "DEBUG", 300), ("prod", "WARNING", 3600)):
+        config = PipelineConfig(guide_environments / f"pipeline_config.{env}.yaml")
+        assert list(config.settings.tasks) == DEFAULT_TASKS
+        assert config.settings.tasks["training"].timeout_seconds == timeout
+        assert config.settings.logging.level == level
+        assert config.settings.pipeline.environment == env  # named by the file
+        assert config.task_config("training") == base.task_config("training")
+        assert [p.name for p in config.files] == [
+            "pipeline_config.yaml",
+            f"pipeline_config.{env}.yaml",
+        ]
+        assert config.notes == [
+            f"pipeline_config.{env}.yaml: overlay of pipeline_config.yaml (environment "
+            f"'{env}'; write 'extends: null' to load it alone)"
+        ]
+
+
+def test_validate_and_plan_say_once_that_the_file_is_an_overlay(guide_environments, capsys):
+    dev = guide_environments / "pipeline_config.dev.yaml"
+    note = "pipeline_config.dev.yaml: overlay of pipeline_config.yaml"
+    assert main(["validate", str(dev), "--no-data"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(note) == 1 and "valid (10 tasks, 10 will run)" in out
+    assert main(["plan", str(dev)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(note) == 1 and "pipeline recomart_pipeline (dev)" in out
+    assert main(["plan", str(dev), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notes"][0].startswith(note)
+    assert main(["validate", str(guide_environments / "pipeline_config.yaml"), "--no-data"]) == 0
+    assert "overlay of" not in capsys.readouterr().out
+
+
+def test_pipeline_config_variable_and_env_option_give_the_same_config(
+    guide_environments, monkeypatch, capsys
+):
+    base = guide_environments / "pipeline_config.yaml"
+    monkeypatch.setenv("PIPELINE_CONFIG", str(guide_environments / "pipeline_config.prod.yaml"))
+    by_variable = PipelineConfig()
+    assert main(["plan"]) == 0
+    plan_by_variable = capsys.readouterr().out
+    monkeypatch.delenv("PIPELINE_CONFIG")
+    by_option = PipelineConfig(environment_config_path(base, "prod"))
+    assert main(["plan", str(base), "--env", "prod"]) == 0
+    assert capsys.readouterr().out == plan_by_variable
+    assert by_variable.to_dict() == by_option.to_dict()
+    assert by_variable.config_hash == by_option.config_hash
+    assert by_option.settings.tasks["training"].timeout_seconds == 3600
+
+
+def test_extends_null_makes_an_environment_file_stand_alone_and_says_what_is_missing(
+    guide_environments,
+):
+    dev = guide_environments / "pipeline_config.dev.yaml"
+    dev.write_text("extends: null\n" + dev.read_text())
+    with pytest.raises(ConfigError) as excinfo:
+        PipelineConfig(dev)
+    issues = excinfo.value.issues
+    assert {(i.file, i.line) for i in issues} == {(dev, 7)}  # training:
+    assert sorted(i.message.split("'")[3] for i in issues) == ["train_implicit", "train_ratings"]
+    assert all(i.message.startswith("task 'training' reads '") for i in issues)
+    assert all("start it with 'extends: THAT_FILE.yaml'" in (i.hint or "") for i in issues)
+
+
+def test_a_file_of_tasks_whose_inputs_come_from_nowhere_names_them(write_config):
+    path = write_config(
+        f'tasks:\n  square: {{callable: "{SAMPLE}:square"}}\n  training: {{timeout_seconds: 300}}\n',
+        "training_only.yaml",
+    )
+    with pytest.raises(ConfigError) as excinfo:
+        PipelineConfig(path)
+    text = excinfo.value.render()
+    assert "task 'square' reads 'numbers', which none of its dependencies (none) makes" in text
+    assert "task 'training' reads 'train_ratings'" in text
+    assert "task 'training' reads 'train_implicit'" in text
+    # Such a file is most likely meant to change another config: the hint says how.
+    assert text.count("if this file only changes another config, start it with 'extends: ") == 3
+
+
+def test_an_environment_file_that_names_its_environment_keeps_it(guide_environments):
+    prod = guide_environments / "pipeline_config.prod.yaml"
+    prod.write_text(prod.read_text() + "pipeline:\n  environment: production-eu\n")
+    assert PipelineConfig(prod).settings.pipeline.environment == "production-eu"
+
+
+def test_errors_in_an_implicit_overlay_point_at_it(guide_environments):
+    prod = guide_environments / "pipeline_config.prod.yaml"
+    prod.write_text(prod.read_text().replace("3600", "-1"))
+    with pytest.raises(ConfigError) as excinfo:
+        PipelineConfig(prod)
+    issue = excinfo.value.issues[0]
+    assert (issue.file, issue.line) == (prod, 7)
+    assert issue.key_path == ("tasks", "training", "timeout_seconds")
+
+
+def test_a_dotted_file_without_its_base_is_loaded_alone(write_config):
+    path = write_config(f"tasks:\n{NUMBERS_TASK}", "nightly.extra.yaml")
+    config = PipelineConfig(path)
+    assert config.notes == [] and [p.name for p in config.files] == ["nightly.extra.yaml"]

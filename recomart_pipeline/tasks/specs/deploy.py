@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from recomart_pipeline.contract.documents import Deployment, EvaluationReport, ReportSummary
+from recomart_pipeline.contract.paths import OptionalWritePath
 from recomart_pipeline.contract.task import Input, Output, TaskSpec
 
 
@@ -36,7 +37,7 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    registry_dir: str | None = Field(
+    registry_dir: OptionalWritePath = Field(
         None, description="Model registry folder; default <storage.base_dir>/registry."
     )
     require_approval: bool = Field(

@@ -10,6 +10,7 @@ from recomart_pipeline.contract.documents import (
     TrainingSummary,
     ValidationReport,
 )
+from recomart_pipeline.contract.paths import WritePath
 from recomart_pipeline.contract.task import Input, Output, TaskSpec
 
 
@@ -21,7 +22,7 @@ class Config(BaseModel):
     title: str = Field("RecoMart pipeline report", description="Report heading.")
     top_n_items: int = Field(10, ge=1, le=100, description="Rows in the top-items tables.")
     charts: bool = Field(True, description="Embed PNG charts in the HTML report.")
-    output_dir: str = Field("reports", description="Project folder that keeps every report.")
+    output_dir: WritePath = Field("reports", description="Project folder that keeps every report.")
 
 
 # Every input is optional: the report renders the sections whose data its dependencies made.
