@@ -297,7 +297,8 @@ def with_run_alerts(executor_def: ExecutorDefinition, config: PipelineConfig) ->
     create = executor_def.executor_creation_fn
     return ExecutorDefinition(
         name=executor_def.name,
-        config_schema=executor_def.config_schema,
+        # as Dagster's own copy_for_configured does: the schema object carries `configured` values
+        config_schema=executor_def.config_schema,  # type: ignore[arg-type]
         executor_creation_fn=lambda init_context: _AlertingExecutor(create(init_context), config),
         description=executor_def.description,
         requirements=executor_def.get_requirements,
