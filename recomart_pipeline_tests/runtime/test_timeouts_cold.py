@@ -20,6 +20,7 @@ import pytest
 from dagster import DagsterInstance
 
 from recomart_pipeline.runtime.records import MANIFEST
+from recomart_pipeline_tests.conftest import REPO_ROOT
 from recomart_pipeline_tests.helpers import project_env
 
 pytestmark = pytest.mark.slow
@@ -117,3 +118,32 @@ def test_the_run_timeout_counts_from_the_run_start_and_names_itself(write_config
     assert record.start_time is not None
     assert 3 <= stopped - record.start_time < 3 + STOPPED_WITHIN_S, attempt
     assert "is used up" in done.stdout + done.stderr
+
+
+def test_the_enforcement_benchmark_runs_and_meets_its_target(tmp_path):
+    """``benchmarks/timeout_enforcement.py`` cannot rot; its recorded delays meet the target."""
+    output = tmp_path / "timeouts.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "timeout_enforcement.py"),
+            "--repeats",
+            "1",
+            "--no-load",
+            "--output",
+            str(output),
+        ],
+        cwd=REPO_ROOT,
+        env=project_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(output.read_text())["as_found"]
+    assert results["phases"]["cold_starting"] == ["starting"]
+    for case in ("cold_starting", "cold_running", "warm"):
+        assert 0 <= results[case]["min"] <= results[case]["max"] < STOPPED_WITHIN_S, case
+    # SIGKILL after the grace period, still within the target
+    assert 0.5 <= results["warm_deaf"]["min"] <= results["warm_deaf"]["max"] < STOPPED_WITHIN_S
+    assert "## Timeout enforcement" in done.stdout
