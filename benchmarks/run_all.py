@@ -36,6 +36,7 @@ SCRATCH = RESULTS / "tmp"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
+import timeout_enforcement  # noqa: E402
 import validate_startup  # noqa: E402
 
 from recomart_pipeline import PipelineConfig, TaskDependencyGraph  # noqa: E402
@@ -298,6 +299,7 @@ def write_report(
             f"({startup['floor_ratio']:.2f}x the baseline). The rest is the config's own ~60 "
             "models (sections, task configs, model parameters) and reading the file.",
         ]
+    lines += timeout_enforcement.report_lines(_load_if_present("timeout_enforcement"))
     lines += _growth_lines(e2e) + _target_lines(e2e, over, scale, startup)
     (REPO / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
 

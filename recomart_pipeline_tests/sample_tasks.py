@@ -96,6 +96,12 @@ def flaky(ctx: TaskContext) -> TaskResult:
     return TaskResult(outputs={"attempt": path}, metrics={"attempt": ctx.attempt})
 
 
+@pipeline_task(outputs=[ATTEMPT])
+def unreachable(ctx: TaskContext) -> TaskResult:
+    """Always fails with a (retryable) connection error."""
+    raise ConnectionError(f"source unreachable on attempt {ctx.attempt}")
+
+
 @pipeline_task(
     inputs=[Input("numbers", "json", optional=True)], outputs=[Output("squares", "json")]
 )

@@ -36,6 +36,7 @@ from recomart_pipeline.orchestration.assets import FAIL_FAST_MESSAGE, OVERRIDES_
 from recomart_pipeline.orchestration.automation import partitions_for
 from recomart_pipeline.orchestration.factory import JOB_NAME, build_definitions
 from recomart_pipeline.orchestration.inputs import run_lineage
+from recomart_pipeline.orchestration.notifications import alert_finished_run
 
 RUN_TOKEN_TAG = "recomart/cli_token"
 DAGSTER_YAML = """\
@@ -208,6 +209,7 @@ def run_pipeline(
         ) as result:
             run_id = result.run_id
             success = result.success
+        alert_finished_run(config, instance, run_id)  # unless the run's executor or the daemon did
     finally:
         if printer:
             printer.done.set()

@@ -21,7 +21,7 @@ from recomart_pipeline.orchestration.automation import (
     schedule_for,
 )
 from recomart_pipeline.orchestration.executors import executor_for
-from recomart_pipeline.orchestration.notifications import notification_sensors
+from recomart_pipeline.orchestration.notifications import notification_sensors, with_run_alerts
 from recomart_pipeline.orchestration.watchdog import watchdog_sensor
 
 JOB_NAME = "automated_pipeline_job"
@@ -58,7 +58,7 @@ def build_definitions(config: PipelineConfig) -> Definitions:
         define_asset_job(
             JOB_NAME,
             selection=AssetSelection.assets(*assets),
-            executor_def=executor_for(config),
+            executor_def=with_run_alerts(executor_for(config), config),
             tags=_run_tags(config),
             description=config.settings.pipeline.description or f"The {config.name} pipeline.",
         )

@@ -60,7 +60,9 @@ def failure_to_dagster(
     if not retryable:
         reason = f"error class '{failure.error_class}' is not retried"
     elif out_of_time and failure.attempt <= retries:
-        reason = "no retry: the run's execution.timeout_seconds would be exceeded"
+        limit = f"the run's execution.timeout_seconds ({settings.execution.timeout_seconds:g}s)"
+        used_up = run_deadline is not None and time.time() >= run_deadline
+        reason = f"no retry: {limit} {'is used up' if used_up else 'would be exceeded'}"
     else:
         reason = f"failed after {failure.attempt} attempt{'s' if failure.attempt > 1 else ''}"
     return Failure(

@@ -2,7 +2,11 @@
 
 Python cannot interrupt a thread stuck in C code or one that ignores signals, so a real
 timeout needs a process: at the deadline the child gets SIGTERM, then SIGKILL after a short
-grace period. The memory limit is ``RLIMIT_AS`` in the child — the address space the child
+grace period. The deadline is wall-clock from the attempt's start (``Limits.deadline``),
+whatever the child is doing: a cold forkserver still importing its preloads, the child
+unpickling the task, or the task itself. Starting a child blocks until the forkserver has
+forked it, which on a cold start takes seconds, so the start runs in a thread the deadline
+does not wait for; a child that appears after its deadline stops itself at once. The memory limit is ``RLIMIT_AS`` in the child — the address space the child
 started with plus ``max_memory_gb`` for the task itself — so exceeding it raises MemoryError
 there (a ``memory_error``) instead of taking the machine down. Log records and
 the result travel back over a multiprocessing queue; the parent writes and forwards the logs.
@@ -20,6 +24,7 @@ import pickle
 import queue
 import resource
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -41,7 +46,8 @@ if TYPE_CHECKING:
     from recomart_pipeline.contract.task import TaskResult
     from recomart_pipeline.runtime.attempt import AttemptRequest
 
-TERMINATE_GRACE_SECONDS = 3.0
+# SIGTERM to SIGKILL: short, so a task deaf to SIGTERM is still gone within 1 s of its limit.
+TERMINATE_GRACE_SECONDS = 0.5
 # Imported once by the forkserver, so each task's child starts with them: a child unpickles the
 # config, which resolves every task's function, and importing the built-in tasks (pandas,
 # pyarrow, scipy, numba, scikit-learn, matplotlib) cost ~1 s per task before they were here.
@@ -57,9 +63,30 @@ def _builtin_modules() -> list[str]:
 
 @dataclass(frozen=True)
 class Limits:
+    """What an attempt may use. ``timeout_seconds`` counts from the attempt's start and ends at
+    ``deadline`` (``time.monotonic()``, the same clock in every process of the machine);
+    ``limit`` is the setting that sets it and ``limit_seconds`` that setting's value."""
+
     timeout_seconds: float | None
     memory_bytes: int | None
     threads: int | None = None
+    deadline: float | None = None
+    limit: str | None = None
+    limit_seconds: float | None = None
+
+    def timeout_error(self, task: str, phase: str) -> TaskTimeoutError:
+        """The error of an attempt stopped at its deadline, naming the limit that fired."""
+        if self.limit == "execution.timeout_seconds":
+            return TaskTimeoutError(
+                f"the run exceeded execution.timeout_seconds ({self.limit_seconds:g}s); "
+                f"task '{task}' was stopped {phase}",
+                hint="raise execution.timeout_seconds or make the tasks faster",
+            )
+        return TaskTimeoutError(
+            f"task '{task}' exceeded its timeout of {self.limit_seconds:g}s "
+            f"(tasks.{task}.timeout_seconds) and was stopped {phase}",
+            hint=f"raise tasks.{task}.timeout_seconds or make the task faster",
+        )
 
     @property
     def isolated(self) -> bool:
@@ -123,6 +150,8 @@ def _address_space_bytes() -> int:
 
 def _child_main(payload: bytes, sys_path: list[str], limits: Limits, channel: Any) -> None:
     """Entry point of the child: apply limits, run the attempt, report result or error."""
+    if limits.deadline is not None and time.monotonic() >= limits.deadline:
+        return  # started after its deadline (cold forkserver): the parent has given up
     for entry in reversed(sys_path):
         if entry not in sys.path:
             sys.path.insert(0, entry)
@@ -158,6 +187,9 @@ def _child_main(payload: bytes, sys_path: list[str], limits: Limits, channel: An
         channel.put(("error", classify_exception(exc), message, traceback.format_exc()))
 
 
+_daemon_flag = threading.Lock()
+
+
 def _start(process: BaseProcess) -> None:
     """Start the child even from a daemonic process (dask and celery workers are daemonic).
 
@@ -166,12 +198,13 @@ def _start(process: BaseProcess) -> None:
     the children recorded in heartbeats if our process dies), so lift the flag for the call.
     """
     current = multiprocessing.current_process()
-    was_daemon = current._config.get("daemon", False)  # type: ignore[attr-defined]
-    current._config["daemon"] = False  # type: ignore[attr-defined]
-    try:
-        process.start()
-    finally:
-        current._config["daemon"] = was_daemon  # type: ignore[attr-defined]
+    with _daemon_flag:  # starts run in threads: restore the flag this process really had
+        was_daemon = current._config.get("daemon", False)  # type: ignore[attr-defined]
+        current._config["daemon"] = False  # type: ignore[attr-defined]
+        try:
+            process.start()
+        finally:
+            current._config["daemon"] = was_daemon  # type: ignore[attr-defined]
 
 
 def _stop(process: BaseProcess) -> None:
@@ -182,10 +215,56 @@ def _stop(process: BaseProcess) -> None:
         process.join()
 
 
+class _Launch:
+    """Starts the child in a thread, so waiting for a cold forkserver cannot outlast the
+    deadline; if the attempt gave up first, the child is killed as soon as it exists."""
+
+    def __init__(self, process: BaseProcess) -> None:
+        self.process = process
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.abandoned = False
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"{process.name}-start", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            _start(self.process)
+        except BaseException as exc:  # re-raised in the attempt's thread
+            self.error = exc
+        with self.lock:
+            self.done.set()
+            abandoned = self.abandoned
+        if abandoned and self.error is None:
+            self.process.kill()
+            self.process.join()
+
+    @property
+    def started(self) -> bool:
+        with self.lock:
+            return self.done.is_set() and not self.abandoned and self.error is None
+
+    def wait(self, deadline: float | None) -> bool:
+        """True once the child started; False if ``deadline`` came first (then abandoned)."""
+        self.done.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        with self.lock:
+            if not self.done.is_set():
+                self.abandoned = True
+                return False
+        if self.error is not None:
+            raise self.error
+        return True
+
+
 def run_isolated(
     config: PipelineConfig, request: AttemptRequest, limits: Limits, logger: logging.Logger
 ) -> TaskResult:
-    """Run ``request`` in a child; raise TaskTimeoutError, RemoteTaskError or TaskCrashedError."""
+    """Run ``request`` in a child; raise TaskTimeoutError, RemoteTaskError or TaskCrashedError.
+
+    The timeout is ``limits.deadline`` (the attempt's start + its limit), checked before and
+    after every message from the child, so neither a slow start nor a chatty task delays it.
+    """
     ctx = _forkserver()
     channel = ctx.Queue()
     payload = pickle.dumps((config, request))
@@ -195,33 +274,37 @@ def run_isolated(
         name=f"recomart-task-{request.task}",
         daemon=True,
     )
-    started = time.monotonic()
-    _start(process)
-    if process.pid is not None:
-        register_child(process.pid)
-    deadline = started + limits.timeout_seconds if limits.timeout_seconds else None
+    deadline = limits.deadline
+    if deadline is None and limits.timeout_seconds is not None:
+        deadline = time.monotonic() + limits.timeout_seconds
+    launch = _Launch(process)
     try:
+        if not launch.wait(deadline):
+            raise limits.timeout_error(
+                request.task, "while its worker process was still starting"
+            ) from None
+        if process.pid is not None:
+            register_child(process.pid)
         while True:
-            wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                _stop(process)
+                raise limits.timeout_error(request.task, "while running") from None
+            wait = 0.5 if deadline is None else min(0.5, deadline - now)
             try:
                 message = channel.get(timeout=wait)
             except queue.Empty:
+                if process.is_alive() or not channel.empty():
+                    continue
+                process.join()
                 if deadline is not None and time.monotonic() >= deadline:
-                    _stop(process)
-                    raise TaskTimeoutError(
-                        f"task '{request.task}' exceeded its timeout of {limits.timeout_seconds:g}s "
-                        "and was stopped",
-                        hint=f"raise tasks.{request.task}.timeout_seconds or make the task faster",
-                    ) from None
-                if not process.is_alive() and channel.empty():
-                    process.join()
-                    raise TaskCrashedError(
-                        f"the process of task '{request.task}' died with exit code "
-                        f"{process.exitcode} before reporting a result",
-                        hint="a negative code is the signal that killed it (-9: SIGKILL, e.g. "
-                        "the kernel's out-of-memory killer)",
-                    ) from None
-                continue
+                    continue  # it stopped itself at the deadline: a timeout, not a crash
+                raise TaskCrashedError(
+                    f"the process of task '{request.task}' died with exit code "
+                    f"{process.exitcode} before reporting a result",
+                    hint="a negative code is the signal that killed it (-9: SIGKILL, e.g. "
+                    "the kernel's out-of-memory killer)",
+                ) from None
             kind = message[0]
             if kind == "log":
                 _, level, text, fields = message
@@ -236,8 +319,9 @@ def run_isolated(
                 logger.debug(f"child traceback:\n{remote_tb}")
                 raise RemoteTaskError(error_class, text, remote_tb)
     finally:
-        if process.is_alive():
-            _stop(process)
-        if process.pid is not None:
-            unregister_child(process.pid)
+        if launch.started:  # an abandoned start is cleaned up by its own thread
+            if process.is_alive():
+                _stop(process)
+            if process.pid is not None:
+                unregister_child(process.pid)
         channel.close()

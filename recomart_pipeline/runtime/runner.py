@@ -97,24 +97,45 @@ def check_disk(config: PipelineConfig, root: Path, staging: Path | None = None) 
         )
 
 
-def limits_for(config: PipelineConfig, task: str, run_deadline: float | None = None) -> Limits:
-    """The task's own timeout, shortened to what is left of the run's time limit."""
+def limits_for(
+    config: PipelineConfig,
+    task: str,
+    run_deadline: float | None = None,
+    started: float | None = None,
+) -> Limits:
+    """The attempt's limits: its own timeout, shortened to what is left of the run's.
+
+    Both are wall-clock deadlines on ``time.monotonic()``: the task's from ``started`` (the
+    attempt's start, default now), the run's from ``run_deadline`` (epoch seconds, from the
+    run's start). The limits say which of the two comes first and its configured value, so
+    a timeout names the setting that fired.
+    """
     settings = config.settings
     memory_gb = settings.resources.max_memory_gb
+    now = time.monotonic()
+    started = now if started is None else started
     timeout = settings.tasks[task].timeout_seconds
+    limit = f"tasks.{task}.timeout_seconds" if timeout is not None else None
+    configured = timeout
     if run_deadline is not None:
+        run_limit = settings.execution.timeout_seconds
         remaining = run_deadline - time.time()
         if remaining <= 0:
             raise TaskTimeoutError(
-                f"the run exceeded execution.timeout_seconds "
-                f"({settings.execution.timeout_seconds:g}s); task '{task}' was not started",
+                f"the run exceeded execution.timeout_seconds ({run_limit:g}s); "
+                f"task '{task}' was not started",
                 hint="raise execution.timeout_seconds or make earlier tasks faster",
             )
-        timeout = remaining if timeout is None else min(timeout, remaining)
+        run_left = now + remaining - started  # the run's deadline, from the attempt's start
+        if timeout is None or run_left < timeout:
+            timeout, limit, configured = run_left, "execution.timeout_seconds", run_limit
     return Limits(
         timeout_seconds=timeout,
         memory_bytes=int(memory_gb * 1024**3) if memory_gb else None,
         threads=settings.resources.max_cpu_cores,
+        deadline=started + timeout if timeout is not None else None,
+        limit=limit,
+        limit_seconds=configured,
     )
 
 
@@ -193,7 +214,7 @@ def run_task(
                 store.previous_checkpoint(task, partition_key),
                 store.remote,
             )
-            limits = limits_for(config, task, run_deadline)
+            limits = limits_for(config, task, run_deadline, started)
             logger.info(
                 "task started",
                 extra={

@@ -115,8 +115,12 @@ def test_run_timeout_stops_the_running_task_and_starts_no_new_one(write_config):
         e.step_key: e.event_specific_data.error.message
         for e in _events(result, DagsterEventType.STEP_FAILURE)
     }
-    assert "exceeded its timeout of" in failures["hang"]
-    assert "run's execution.timeout_seconds would be exceeded" in failures["hang"]
+    # the run's limit fired, and the message says so (not a task timeout of what was left)
+    assert (
+        "the run exceeded execution.timeout_seconds (2s); task 'hang' was stopped"
+        in (failures["hang"])
+    )
+    assert "run's execution.timeout_seconds (2s) is used up" in failures["hang"]
     assert "task 'numbers' was not started" in failures["numbers"]
     assert _events(result, DagsterEventType.ASSET_MATERIALIZATION) == []
 
