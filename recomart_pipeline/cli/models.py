@@ -89,8 +89,8 @@ def serve(config: PipelineConfig, host: str, port: int, admin_token_env: str | N
 
 
 @click.command("approve")
-@config_option
 @click.argument("version")
+@config_option
 def approve(config: PipelineConfig, version: str) -> int:
     """approve a model version awaiting approval (promotes it)
 

@@ -15,13 +15,42 @@ import click
 from recomart_pipeline.cli.options import EXIT_FAILED, EXIT_OK, config_option
 from recomart_pipeline.config import PipelineConfig
 
+RUNS_ACTIONS = ("list", "show", "export")
+
+
+def _runs_positionals(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Sorts ``runs [list|show RUN_ID|export] [FILE]`` out; returns FILE.
+
+    click fills positionals left to right, so ``runs list FILE`` lands FILE in RUN_ID and
+    ``runs FILE`` in ACTION. FILE is processed after both, so its callback puts each back.
+    """
+    given = [v for v in (ctx.params.get("action"), ctx.params.get("run_id"), value) if v]
+    action = given.pop(0) if given and given[0] in RUNS_ACTIONS else "list"
+    run_id = given.pop(0) if action == "show" and given else None
+    if action == "show" and run_id is None:
+        raise click.UsageError("runs show needs a RUN_ID (see `runs list`)", ctx)
+    if len(given) > 1:
+        raise click.UsageError(f"unexpected argument(s): {' '.join(given[1:])}", ctx)
+    file = given[0] if given else None
+    if file and not Path(file).exists() and not {".", "/"} & set(file):
+        raise click.UsageError(
+            f"'{file}' is neither an action ({', '.join(RUNS_ACTIONS)}) nor a config file", ctx
+        )
+    ctx.params["action"], ctx.params["run_id"] = action, run_id
+    return file
+
 
 @click.command("runs")
 @click.argument(
-    "action", type=click.Choice(["list", "show", "export"]), default="list", required=False
+    "action",
+    metavar="[list|show|export]",
+    required=False,
+    shell_complete=lambda ctx, param, incomplete: [
+        a for a in RUNS_ACTIONS if a.startswith(incomplete)
+    ],
 )
-@click.argument("run_id", required=False)
-@config_option
+@click.argument("run_id", metavar="[RUN_ID]", required=False)
+@config_option(callback=_runs_positionals)
 @click.option("--limit", type=int, default=20, help="how many runs (newest first)")
 @click.option(
     "--format",

@@ -26,6 +26,7 @@ from dagster import (
     build_reconstructable_job,
     execute_job,
 )
+from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.execution.stats import RunStepKeyStatsSnapshot
 
 from recomart_pipeline.config import PipelineConfig
@@ -353,3 +354,27 @@ def execute_pipeline_programmatically(config_path: str | os.PathLike[str] | None
     """Run the whole job as the guide shows; True when every task succeeded."""
     config = PipelineConfig(config_path)
     return run_pipeline(config).success
+
+
+def automated_pipeline_job_for(
+    config: PipelineConfig | str | os.PathLike[str] | None = None,
+) -> ReconstructableJob:
+    """The pipeline's job for ``config`` in the form ``dagster.execute_job`` takes.
+
+    The guide's "Option 4" (a custom config file, run from Python) hands ``execute_job`` a job;
+    Dagster accepts only a reconstructable one, because each process of a run rebuilds the job
+    itself. This is that recipe, ``load_job(config path, overrides)``, run in the config's
+    project folder (as ``run_pipeline`` runs it), so it works with the multiprocess executor
+    and a persistent instance as well as in process with ``DagsterInstance.ephemeral()``.
+    ``config`` is a ``PipelineConfig`` (its ``--set`` overrides are kept) or a path
+    (default: ``$PIPELINE_CONFIG``, else ./pipeline_config.yaml); the config is validated now.
+    """
+    if not isinstance(config, PipelineConfig):
+        config = PipelineConfig(config)
+    return build_reconstructable_job(
+        "recomart_pipeline.orchestration.execution",
+        "load_job",
+        # dagster annotates this as tuple[object] (one element); it takes any tuple of args.
+        reconstructable_args=(str(config.path), worker_overrides(config)),  # type: ignore[arg-type]
+        reconstructor_working_directory=str(config.project_root),
+    )

@@ -154,3 +154,136 @@ def test_the_cli_module_imports_no_heavy_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+# Every command that reads the config, with the arguments it needs before FILE.
+CONFIG_COMMANDS: dict[str, list[str]] = {
+    "validate": [],
+    "plan": [],
+    "run": [],
+    "task": ["numbers"],
+    "backfill": ["--from", "2026-01-01", "--to", "2026-01-02"],
+    "runs": [],
+    "reproduce": ["some-run-id"],
+    "watchdog": [],
+    "housekeeping": ["--dry-run"],
+    "approve-schema": ["--task", "numbers"],
+    "schedule-resume": [],
+    "serve": ["--port", "1"],
+    "approve": ["some-version"],
+    "rollback": [],
+    "models": [],
+}
+
+
+def test_every_command_that_reads_a_config_is_listed() -> None:
+    from recomart_pipeline.cli import cli
+
+    reads_config = {
+        name
+        for name, command in cli.commands.items()
+        if any(param.name == "config_path" for param in command.params)
+    }
+    assert reads_config == set(CONFIG_COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(CONFIG_COMMANDS))
+@pytest.mark.parametrize("form", ["positional", "--config"])
+def test_every_command_takes_the_config_as_file_or_config_option(
+    command: str, form: str, sample_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A config with an error: the command must have read this very file (exit 2, its message)
+    # before doing anything else.
+    sample_project.write_text(sample_project.read_text().replace("[numbers]", "[numbrs]", 1))
+    source = [str(sample_project)] if form == "positional" else ["--config", str(sample_project)]
+    assert main([command, *CONFIG_COMMANDS[command], *source]) == 2
+    err = capsys.readouterr().err
+    assert "depends on unknown task 'numbrs'" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", sorted(CONFIG_COMMANDS))
+def test_help_shows_file_and_its_config_alias(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith("[FILE]")
+    assert "--config FILE" in out
+
+
+def test_file_and_a_different_config_option_are_refused(
+    sample_project: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = write_config("tasks: {}\n", "other.yaml")
+    assert main(["plan", str(sample_project), "--config", str(other)]) == 2
+    assert "two config files given" in capsys.readouterr().err
+    assert main(["plan", str(sample_project), "--config", str(sample_project)]) == 0
+
+
+def _parsed(command: str, argv: list[str]) -> dict[str, object]:
+    """What click hands the command body for ``argv`` (parsing only, nothing runs)."""
+    from recomart_pipeline.cli import cli
+
+    with cli.commands[command].make_context(command, argv) as ctx:
+        params = dict(ctx.params)
+    params["file"] = params.pop("config_path") or params.pop("config_flag")
+    params.pop("config_flag", None)
+    return params
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["F.yaml", "--resume", "R1", "--select", "a", "b"],
+        ["--resume", "R1", "F.yaml", "--select", "a", "b"],
+        ["--resume", "R1", "--select", "a", "b", "F.yaml"],
+        ["--select", "a", "b", "F.yaml", "--resume", "R1"],
+        ["--select", "a", "b", "--resume", "R1", "--config", "F.yaml"],
+        ["--resume", "R1", "--select", "a", "b", "--", "F.yaml"],
+    ],
+)
+def test_run_takes_file_and_options_in_any_order(argv: list[str]) -> None:
+    parsed = _parsed("run", argv)
+    assert parsed["file"] == "F.yaml"
+    assert parsed["resume"] == "R1"
+    assert parsed["selection"] == ("a", "b")
+
+
+def test_a_list_option_names_what_is_not_a_task(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--select", "F.yaml"]) == 2
+    assert "'F.yaml' is not a task name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "action", "run_id", "file"),
+    [
+        ([], "list", None, None),
+        (["F.yaml"], "list", None, "F.yaml"),
+        (["list", "F.yaml"], "list", None, "F.yaml"),
+        (["show", "R1"], "show", "R1", None),
+        (["show", "R1", "F.yaml", "--limit", "3"], "show", "R1", "F.yaml"),
+        (["--config", "F.yaml", "show", "R1"], "show", "R1", "F.yaml"),
+        (["export", "F.yaml", "--format", "csv"], "export", None, "F.yaml"),
+    ],
+)
+def test_runs_sorts_its_positionals_out(
+    argv: list[str], action: str, run_id: str | None, file: str | None
+) -> None:
+    parsed = _parsed("runs", argv)
+    assert (parsed["action"], parsed["run_id"], parsed["file"]) == (action, run_id, file)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["runs", "lst"], "'lst' is neither an action (list, show, export) nor a config file"),
+        (["runs", "show"], "runs show needs a RUN_ID"),
+        (["runs", "list", "a.yaml", "b.yaml"], "unexpected argument(s): b.yaml"),
+    ],
+)
+def test_runs_refuses_positionals_it_cannot_place(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
