@@ -10,11 +10,15 @@ Shared by the end-to-end tests of hand-written overlays and of ``init-data``.
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from recomart_pipeline_tests.helpers import DEFAULT_TASKS, run_in_project, task_rows
 from recomart_pipeline_tests.ml.synthetic import make_synthetic
 
 START = 1_767_225_600  # 2026-01-01T00:00:00Z in unix seconds
@@ -108,3 +112,29 @@ def write_event_log(folder: Path) -> Path:
         }
     ).to_csv(path, index=False)
     return path
+
+
+def run_pipeline(project: Path, config: Path) -> tuple[dict[str, str], dict[str, Any], str, str]:
+    """``run config`` through the real CLI in ``project``: the task table, evaluation.json,
+    the Markdown report and stdout."""
+    done = run_in_project(
+        [sys.executable, "-m", "recomart_pipeline", "run", str(config)], project, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+    storage = project / "storage"
+    pointer = json.loads((storage / "latest" / "evaluation.json").read_text())
+    evaluation = json.loads((storage / pointer["artifacts"]["evaluation"]["path"]).read_text())
+    report = (project / "reports" / "latest.md").read_text()
+    return task_rows(done.stdout), evaluation, report, done.stdout
+
+
+def assert_good_run(rows: dict[str, str], evaluation: dict[str, Any], report: str) -> None:
+    """Every task succeeded, the selected model beats popularity on the selection metric,
+    and the report says how many users it was evaluated on (at least 100)."""
+    assert rows == dict.fromkeys(DEFAULT_TASKS, "SUCCESS")
+    best, baseline = evaluation["best_model"], evaluation["baseline"]
+    assert best != baseline
+    metric = evaluation["selection_metric"]
+    assert evaluation["models"][best][metric] > evaluation["models"][baseline][metric]
+    assert evaluation["eval_users"] >= 100
+    assert f"- evaluated on {evaluation['eval_users']:,} users" in report

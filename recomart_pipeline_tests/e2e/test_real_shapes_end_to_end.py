@@ -9,15 +9,14 @@ model must beat popularity, and the report must say how many users were evaluate
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from recomart_pipeline_tests.conftest import REPO_ROOT
-from recomart_pipeline_tests.helpers import DEFAULT_TASKS, run_in_project, task_rows
 from recomart_pipeline_tests.real_shapes import (
+    assert_good_run,
+    run_pipeline,
     write_event_log,
     write_ratings_csv,
     write_retail_parquet,
@@ -45,25 +44,7 @@ def _run(tmp_path: Path, name: str, source: str) -> tuple[dict[str, str], dict, 
     overlay = COMMON.format(base=REPO_ROOT / "pipeline_config.yaml", name=name, source=indented)
     config = tmp_path / "pipeline_config.yaml"
     config.write_text(overlay)
-    done = run_in_project(
-        [sys.executable, "-m", "recomart_pipeline", "run", str(config)], tmp_path, timeout=600
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
-    storage = tmp_path / "storage"
-    pointer = json.loads((storage / "latest" / "evaluation.json").read_text())
-    evaluation = json.loads((storage / pointer["artifacts"]["evaluation"]["path"]).read_text())
-    report = (tmp_path / "reports" / "latest.md").read_text()
-    return task_rows(done.stdout), evaluation, report, done.stdout
-
-
-def _assert_good_run(rows: dict[str, str], evaluation: dict, report: str) -> None:
-    assert rows == dict.fromkeys(DEFAULT_TASKS, "SUCCESS")
-    best, baseline = evaluation["best_model"], evaluation["baseline"]
-    assert best != baseline
-    metric = evaluation["selection_metric"]
-    assert evaluation["models"][best][metric] > evaluation["models"][baseline][metric]
-    assert evaluation["eval_users"] >= 100
-    assert f"- evaluated on {evaluation['eval_users']:,} users" in report
+    return run_pipeline(tmp_path, config)
 
 
 def test_movielens_u_data(tmp_path: Path) -> None:
@@ -85,7 +66,7 @@ items: null
 users: null
 """,
     )
-    _assert_good_run(rows, evaluation, report)
+    assert_good_run(rows, evaluation, report)
     # explicit ratings: the rating models trained and report an error next to the bias baseline
     assert evaluation["models"]["svd"]["rmse"] is not None
     assert evaluation["models"]["bias"]["rmse"] is not None
@@ -107,7 +88,7 @@ items: null
 users: null
 """,
     )
-    _assert_good_run(rows, evaluation, report)
+    assert_good_run(rows, evaluation, report)
 
 
 def test_retail_invoice_lines_parquet(tmp_path: Path) -> None:
@@ -131,7 +112,7 @@ items: null
 users: null
 """,
     )
-    _assert_good_run(rows, evaluation, report)
+    assert_good_run(rows, evaluation, report)
     # purchases only: the rating models are skipped with their reason, not fatal
     assert set(evaluation["models"]) == {"als", "popularity"}
     assert "skipped **svd**" in report
@@ -155,4 +136,4 @@ items: null
 users: null
 """,
     )
-    _assert_good_run(rows, evaluation, report)
+    assert_good_run(rows, evaluation, report)
