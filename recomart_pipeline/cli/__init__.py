@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import click
 
-from recomart_pipeline.cli import models, operations, pipeline, tools
+from recomart_pipeline.cli import models, onboarding, operations, pipeline, tools
 from recomart_pipeline.cli.options import EXIT_CONFIG, EXIT_INTERRUPTED
 from recomart_pipeline.config import ConfigError
 
@@ -36,6 +36,7 @@ cli = click.Group(
         tools.schema,
         tools.config_reference,
         tools.generate_data,
+        onboarding.init_data,
         operations.runs,
         operations.reproduce,
         operations.watchdog,

@@ -15,6 +15,11 @@ until stable) and splits train/test by the configured protocol:
   per user, train never follows test in time, and every user can be evaluated.
 - ``random``: a seeded random ``test_fraction`` of events; leaks time, for rating-prediction
   experiments only.
+- ``user_holdout``: a seeded random ``test_fraction`` of the *users* (at least one) is held
+  out whole: every event of theirs is test, none is train. It measures cold start: how well
+  the recommendations for a user the models have never seen do. The split is made, but the
+  task stops with a clear error before any model is trained, because the features task
+  indexes train users only and no model has a fallback for an unseen user yet.
 
 A split that leaves fewer than ``min_eval_users`` users on both sides fails here, before any
 model is trained, naming the other protocols. Ties in time keep the input order, so the
@@ -102,11 +107,24 @@ def _random(frame: pd.DataFrame, split: SplitConfig) -> np.ndarray:
     return np.random.default_rng(split.seed).random(len(frame)) < split.test_fraction
 
 
+def _user_holdout(frame: pd.DataFrame, split: SplitConfig) -> np.ndarray:
+    """Every event of a seeded ``test_fraction`` of the users (at least one, and never all).
+    Users are drawn from their sorted ids, so the choice does not depend on row order."""
+    users = frame["user_id"]
+    present = np.sort(users.unique().astype(str))
+    count = min(max(1, round(present.size * split.test_fraction)), present.size - 1)
+    held = np.random.default_rng(split.seed).choice(present, max(count, 0), replace=False)
+    mask: np.ndarray = users.astype(str).isin(held).to_numpy()
+    return mask
+
+
 def _split(frame: pd.DataFrame, split: SplitConfig) -> tuple[np.ndarray, pd.Timestamp | None]:
     if split.protocol == "temporal_global":
         return _time_cutoff(frame, split)
     if split.protocol == "temporal_per_user":
         return _last_per_user(frame, split), None
+    if split.protocol == "user_holdout":
+        return _user_holdout(frame, split), None
     return _random(frame, split), None
 
 
@@ -115,6 +133,23 @@ def _eval_users(train: pd.DataFrame, test: pd.DataFrame) -> tuple[int, float]:
     of test events whose user is unknown to train (they cannot be scored)."""
     known = test["user_id"].isin(set(train["user_id"].unique()))
     return int(test.loc[known, "user_id"].nunique()), float(1 - known.mean()) if len(test) else 0.0
+
+
+def _require_cold_start_scoring(test: pd.DataFrame, split: SplitConfig) -> None:
+    """user_holdout's test users have no train events by design. The features task indexes
+    only users seen in train and drops the rest, and the models have no fallback for a user
+    they never saw, so no held-out user could be scored: say so here, before any model is
+    trained, rather than let evaluation find no metric."""
+    if split.protocol != "user_holdout":
+        return
+    raise DataValidationError(
+        f"the user_holdout split holds out {test['user_id'].nunique():,} users whole "
+        f"({len(test):,} events), but cold-start users cannot be scored yet: the features "
+        "task indexes only users with train events and drops the others, so evaluation "
+        "would have no user to rank for",
+        hint="set tasks.preparation.config.split.method to temporal_per_user, random or "
+        "temporal_global until features and evaluation score users absent from training",
+    )
 
 
 def _require_eval_users(eval_users: int, split: SplitConfig) -> None:
@@ -191,6 +226,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     is_test, cutoff = _split(frame, config.split)
     train, test = frame[~is_test], frame[is_test]
     _require_rows(train, test, config.split)
+    _require_cold_start_scoring(test, config.split)
     eval_users, unknown_share = _eval_users(train, test)
     if unknown_share > 0.5:
         ctx.logger.warning(

@@ -10,6 +10,8 @@ import pytest
 
 from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.runtime.artifacts import Checkpoint
+from recomart_pipeline.tasks.preparation import _user_holdout
+from recomart_pipeline.tasks.specs.preparation import SplitConfig
 from recomart_pipeline_tests.data.helpers import (
     TaskHarness,
     artifact_hashes,
@@ -196,3 +198,30 @@ def test_nothing_left_after_filtering_is_an_error(harness: TaskHarness, tmp_path
     rows = [("u1", "i1", "view", None, "2026-01-01"), ("u2", "i2", "view", None, "2026-01-02")]
     with pytest.raises(DataValidationError, match="no interactions are left"):
         _prepare(harness, tmp_path, events(rows), {"min_user_interactions": 2})
+
+
+def test_user_holdout_holds_out_a_seeded_share_of_users_whole() -> None:
+    users = [f"u{n:02d}" for n in range(40) for _ in range(3)]
+    frame = pd.DataFrame({"user_id": pd.Categorical(users), "item_id": "i1"})
+    split = SplitConfig(method="user_holdout", test_fraction=0.25, seed=7)
+    held = _user_holdout(frame, split)
+    test_users = set(frame.loc[held, "user_id"])
+    assert len(test_users) == 10  # a quarter of 40 users
+    assert test_users.isdisjoint(frame.loc[~held, "user_id"])  # every event of theirs in test
+    # Seeded, and independent of row order: the same users for the same seed.
+    shuffled = frame.sample(frac=1, random_state=3)
+    assert set(shuffled.loc[_user_holdout(shuffled, split), "user_id"]) == test_users
+    other = SplitConfig(method="user_holdout", test_fraction=0.25, seed=8)
+    assert set(frame.loc[_user_holdout(frame, other), "user_id"]) != test_users
+
+
+def test_user_holdout_stops_before_training_saying_cold_users_cannot_be_scored(
+    harness: TaskHarness, tmp_path: Path
+) -> None:
+    rows = [(f"u{u}", "i1", "view", None, f"2026-01-0{u}") for u in range(1, 8)]
+    with pytest.raises(DataValidationError) as caught:
+        _prepare(harness, tmp_path, events(rows), {"split": {"method": "user_holdout"}})
+    message = str(caught.value)
+    assert "holds out 1 users whole" in message
+    assert "cold-start users cannot be scored yet" in message
+    assert "tasks.preparation.config.split.method to temporal_per_user" in message

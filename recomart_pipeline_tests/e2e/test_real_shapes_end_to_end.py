@@ -9,20 +9,21 @@ model must beat popularity, and the report must say how many users were evaluate
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from recomart_pipeline_tests.conftest import REPO_ROOT
-from recomart_pipeline_tests.helpers import DEFAULT_TASKS, run_in_project, task_rows
-from recomart_pipeline_tests.ml.synthetic import make_synthetic
+from recomart_pipeline_tests.real_shapes import (
+    assert_good_run,
+    run_pipeline,
+    write_event_log,
+    write_ratings_csv,
+    write_retail_parquet,
+    write_u_data,
+)
 
 pytestmark = pytest.mark.slow
-START = 1_767_225_600  # 2026-01-01T00:00:00Z in unix seconds
 COMMON = """
 extends: {base}
 pipeline: {{name: {name}}}
@@ -38,48 +39,17 @@ tasks:
 """
 
 
-def _world() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Users, items, 1-5 ratings and unix times (each user's events over 60 days)."""
-    data = make_synthetic(n_users=300, n_items=120, per_user=25, seed=4)
-    users = np.concatenate([data.train.ratings.users, data.test_ratings.users])
-    items = np.concatenate([data.train.ratings.items, data.test_ratings.items])
-    ratings = np.concatenate([data.train.ratings.values, data.test_ratings.values])
-    times = START + np.random.default_rng(4).integers(0, 60 * 86_400, users.size)
-    return users, items, ratings, times
-
-
 def _run(tmp_path: Path, name: str, source: str) -> tuple[dict[str, str], dict, str, str]:
     indented = "\n".join(f"        {line}" for line in source.strip().splitlines())
     overlay = COMMON.format(base=REPO_ROOT / "pipeline_config.yaml", name=name, source=indented)
     config = tmp_path / "pipeline_config.yaml"
     config.write_text(overlay)
-    done = run_in_project(
-        [sys.executable, "-m", "recomart_pipeline", "run", str(config)], tmp_path, timeout=600
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
-    storage = tmp_path / "storage"
-    pointer = json.loads((storage / "latest" / "evaluation.json").read_text())
-    evaluation = json.loads((storage / pointer["artifacts"]["evaluation"]["path"]).read_text())
-    report = (tmp_path / "reports" / "latest.md").read_text()
-    return task_rows(done.stdout), evaluation, report, done.stdout
-
-
-def _assert_good_run(rows: dict[str, str], evaluation: dict, report: str) -> None:
-    assert rows == dict.fromkeys(DEFAULT_TASKS, "SUCCESS")
-    best, baseline = evaluation["best_model"], evaluation["baseline"]
-    assert best != baseline
-    metric = evaluation["selection_metric"]
-    assert evaluation["models"][best][metric] > evaluation["models"][baseline][metric]
-    assert evaluation["eval_users"] >= 100
-    assert f"- evaluated on {evaluation['eval_users']:,} users" in report
+    return run_pipeline(tmp_path, config)
 
 
 def test_movielens_u_data(tmp_path: Path) -> None:
-    users, items, ratings, times = _world()
     (tmp_path / "data").mkdir()
-    pd.DataFrame({"u": users + 1, "i": items + 1, "r": ratings.astype(int), "t": times}).to_csv(
-        tmp_path / "data" / "u.data", sep="\t", header=False, index=False
-    )
+    write_u_data(tmp_path / "data")
     rows, evaluation, report, _ = _run(
         tmp_path,
         "ml_100k",
@@ -96,19 +66,15 @@ items: null
 users: null
 """,
     )
-    _assert_good_run(rows, evaluation, report)
+    assert_good_run(rows, evaluation, report)
     # explicit ratings: the rating models trained and report an error next to the bias baseline
     assert evaluation["models"]["svd"]["rmse"] is not None
     assert evaluation["models"]["bias"]["rmse"] is not None
 
 
 def test_movielens_ratings_csv_with_half_stars(tmp_path: Path) -> None:
-    users, items, ratings, times = _world()
-    half = np.clip(ratings - 0.5 * (np.arange(ratings.size) % 2), 1, 5)
     (tmp_path / "data").mkdir()
-    pd.DataFrame(
-        {"userId": users + 1, "movieId": items + 1, "rating": half, "timestamp": times}
-    ).to_csv(tmp_path / "data" / "ratings.csv", index=False)
+    write_ratings_csv(tmp_path / "data")
     rows, evaluation, report, _ = _run(
         tmp_path,
         "ml_latest",
@@ -122,29 +88,12 @@ items: null
 users: null
 """,
     )
-    _assert_good_run(rows, evaluation, report)
+    assert_good_run(rows, evaluation, report)
 
 
 def test_retail_invoice_lines_parquet(tmp_path: Path) -> None:
-    users, items, _, times = _world()
-    n = users.size
-    cancelled = np.arange(n) % 29 == 0
-    frame = pd.DataFrame(
-        {
-            "InvoiceNo": [
-                ("C" if c else "") + str(536365 + k // 4) for k, c in enumerate(cancelled)
-            ],
-            "StockCode": [str(85000 + i) if i % 3 else f"{85000 + i}B" for i in items],
-            "Description": [f"ITEM {i}" for i in items],
-            "Quantity": np.where(cancelled, -1, 1 + np.arange(n) % 4),
-            "InvoiceDate": pd.to_datetime(times, unit="s"),
-            "UnitPrice": 1.25 + items % 7,
-            "CustomerID": np.where(np.arange(n) % 97 == 0, np.nan, 12000.0 + users),
-            "Country": "United Kingdom",
-        }
-    )
     (tmp_path / "data").mkdir()
-    frame.to_parquet(tmp_path / "data" / "online_retail.parquet", index=False)
+    write_retail_parquet(tmp_path / "data")
     rows, evaluation, report, stdout = _run(
         tmp_path,
         "retail",
@@ -163,7 +112,7 @@ items: null
 users: null
 """,
     )
-    _assert_good_run(rows, evaluation, report)
+    assert_good_run(rows, evaluation, report)
     # purchases only: the rating models are skipped with their reason, not fatal
     assert set(evaluation["models"]) == {"als", "popularity"}
     assert "skipped **svd**" in report
@@ -172,18 +121,8 @@ users: null
 
 
 def test_view_cart_purchase_event_log(tmp_path: Path) -> None:
-    users, items, ratings, times = _world()
-    event = np.where(ratings >= 5, "transaction", np.where(ratings >= 4, "addtocart", "view"))
     (tmp_path / "data").mkdir()
-    pd.DataFrame(
-        {
-            "timestamp": times * 1000,
-            "visitorid": users,
-            "event": event,
-            "itemid": items,
-            "transactionid": np.where(event == "transaction", np.arange(users.size), None),
-        }
-    ).to_csv(tmp_path / "data" / "events.csv", index=False)
+    write_event_log(tmp_path / "data")
     rows, evaluation, report, _ = _run(
         tmp_path,
         "events",
@@ -197,4 +136,4 @@ items: null
 users: null
 """,
     )
-    _assert_good_run(rows, evaluation, report)
+    assert_good_run(rows, evaluation, report)

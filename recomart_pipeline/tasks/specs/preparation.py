@@ -19,16 +19,27 @@ class SplitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal[
-        "temporal_global", "temporal_per_user", "random", "time_cutoff", "last_n_per_user"
+        "temporal_global",
+        "temporal_per_user",
+        "random",
+        "user_holdout",
+        "time_cutoff",
+        "last_n_per_user",
     ] = Field(
         "temporal_global",
         description="temporal_global: every event after one cut-off time is test (today's "
         "default; time_cutoff is its old name); temporal_per_user: each user's last n events "
         "(or last per_user_fraction of them) are test, the usual leave-last-out protocol "
-        "(old name last_n_per_user); random: a seeded share of all events.",
+        "(old name last_n_per_user); random: a seeded share of all events; user_holdout: a "
+        "seeded share of the users is held out whole (cold-start users, none of their events "
+        "in train).",
     )
     test_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of events in test (temporal_global and random)."
+        0.2,
+        gt=0,
+        lt=1,
+        description="Share of events in test (temporal_global and random), or of users "
+        "(user_holdout).",
     )
     cutoff: datetime | None = Field(
         None,
@@ -43,13 +54,13 @@ class SplitConfig(BaseModel):
         description="temporal_per_user: hold out this share of each user's latest events "
         "(at least one) instead of n.",
     )
-    seed: int = Field(42, description="Seed of the random method.")
+    seed: int = Field(42, description="Seed of the random and user_holdout methods.")
     min_eval_users: int = Field(
         100,
         ge=1,
         description="Fewest users with events in both train and test (the users a model can "
-        "be evaluated on); fewer is an error before any model is trained, naming the other "
-        "protocols.",
+        "be evaluated on; with user_holdout, the held-out users); fewer is an error before "
+        "any model is trained, naming the other protocols.",
     )
 
     @field_validator("cutoff")
