@@ -138,9 +138,10 @@ def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> Ass
                 run_deadline=deadline,
                 inputs_from=input_policy(run_config, task, context),
                 planned=_planned(context),
+                retries=True,
             )
         except TaskFailure as failure:
-            raise failure_to_dagster(run_config, failure, context.log.warning, deadline) from None
+            raise failure_to_dagster(run_config, failure) from None
         return MaterializeResult(
             metadata=materialization_metadata(spec, outcome),
             data_version=data_version(outcome.checkpoint),
@@ -149,8 +150,8 @@ def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> Ass
 
     def _planned(context: AssetExecutionContext) -> list[str]:
         """The tasks this run will materialize (for PENDING in the manifest)."""
-        selection = context.run.asset_selection
-        return [t for t in order if selection is None or AssetKey(t) in selection]
+        selection = context.run.asset_selection  # empty or None: the whole job
+        return [t for t in order if not selection or AssetKey(t) in selection]
 
     def _config_for(context: AssetExecutionContext) -> PipelineConfig:
         """This run's config: the YAML plus the task values set in the launchpad."""

@@ -49,11 +49,9 @@ def _pinned(config: PipelineConfig, task: str, ancestors: tuple[str, ...]) -> di
 def input_policy(config: PipelineConfig, task: str, context: AssetExecutionContext) -> InputPolicy:
     run = context.run
     lineage = run_lineage(context.instance, run.run_id, run.parent_run_id)
-    selection = run.asset_selection
+    selection = run.asset_selection  # empty or None: the whole job
     deps = config.settings.tasks[task].depends_on
-    unselected = frozenset(
-        dep for dep in deps if selection is not None and AssetKey(dep) not in selection
-    )
+    unselected = frozenset(dep for dep in deps if selection and AssetKey(dep) not in selection)
     return InputPolicy(
         runs=lineage,
         latest=unselected,

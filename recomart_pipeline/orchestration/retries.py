@@ -7,10 +7,6 @@ for an error class that another attempt cannot fix.
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
-
 from dagster import Backoff, Failure, Jitter, MetadataValue, RetryPolicy, RetryRequested
 
 from recomart_pipeline.config import PipelineConfig
@@ -32,41 +28,17 @@ def retry_policy_for(config: PipelineConfig, task: str) -> RetryPolicy | None:
     )
 
 
-def wait_before_retry(config: PipelineConfig, task: str, retry_number: int) -> float:
-    policy = config.settings.retry_policy
-    nominal = policy.wait_seconds(config.settings.tasks[task].retry_delay, retry_number)
-    spread = nominal * policy.jitter
-    return max(0.0, min(policy.max_backoff, nominal + random.uniform(-spread, spread)))
-
-
-def failure_to_dagster(
-    config: PipelineConfig,
-    failure: TaskFailure,
-    log_warning: Callable[[str], None],
-    run_deadline: float | None = None,
-) -> Exception:
-    """The exception the asset raises: RetryRequested while worth retrying, else Failure."""
-    settings = config.settings
-    retries = settings.retry_count(failure.task)
-    retryable = settings.retry_policy.is_retryable(failure.error_class)
-    wait = wait_before_retry(config, failure.task, failure.attempt)
-    out_of_time = run_deadline is not None and time.time() + wait >= run_deadline
-    if retryable and failure.attempt <= retries and not out_of_time:
-        log_warning(
-            f"attempt {failure.attempt}/{retries + 1} of '{failure.task}' failed "
-            f"({failure.error_class}): {failure.message}; retrying in {wait:.2f}s"
+def failure_to_dagster(config: PipelineConfig, failure: TaskFailure) -> Exception:
+    """The exception the asset raises: RetryRequested when the runtime decided to retry
+    (runtime.retry), else Failure with the reason there is no retry."""
+    if failure.retry is not None and failure.retry.retry_in is not None:
+        return RetryRequested(
+            max_retries=config.settings.retry_count(failure.task),
+            seconds_to_wait=failure.retry.retry_in,
         )
-        return RetryRequested(max_retries=retries, seconds_to_wait=wait)
-    if not retryable:
-        reason = f"error class '{failure.error_class}' is not retried"
-    elif out_of_time and failure.attempt <= retries:
-        limit = f"the run's execution.timeout_seconds ({settings.execution.timeout_seconds:g}s)"
-        used_up = run_deadline is not None and time.time() >= run_deadline
-        reason = f"no retry: {limit} {'is used up' if used_up else 'would be exceeded'}"
-    else:
-        reason = f"failed after {failure.attempt} attempt{'s' if failure.attempt > 1 else ''}"
+    reason = failure.retry.reason if failure.retry is not None else ""
     return Failure(
-        description=f"{failure.message} [{reason}]",
+        description=f"{failure.message} [{reason}]" if reason else failure.message,
         metadata={
             "error_class": MetadataValue.text(failure.error_class),
             "attempts": MetadataValue.int(failure.attempt),

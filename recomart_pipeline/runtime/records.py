@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recomart_pipeline.contract.files import write_json_atomic, write_text_atomic
-from recomart_pipeline.contract.status import TaskStatus
+from recomart_pipeline.contract.status import FAILED, TaskStatus
+from recomart_pipeline.graph import TaskDependencyGraph
 from recomart_pipeline.runtime.artifacts import Checkpoint
 from recomart_pipeline.runtime.task_logging import git_sha
 
@@ -182,8 +183,12 @@ def record_attempt(
     checkpoint: Checkpoint | None = None,
     metrics: dict[str, Any] | None = None,
     remote: ObjectStore | None = None,
+    retry_in_s: float | None = None,
 ) -> None:
     """Record one attempt in the run manifest and the task's metrics CSV.
+
+    A failed attempt followed by another leaves the task RETRYING (with the wait); a final
+    failure turns the run's PENDING tasks that can no longer start into SKIPPED, with why.
 
     With an object store the manifest there is read first and written back after, so tasks
     of one run on different machines add to the same manifest. (The file lock serialises
@@ -205,11 +210,17 @@ def record_attempt(
             }
         )
         entry.update(
-            status=status,
+            status=status if retry_in_s is None else TaskStatus.RETRYING,
             attempts_count=len(entry["attempts"]),
             duration_s=round(duration_s, 4),
             error_class=error_class,
         )
+        if retry_in_s is not None:
+            entry["retry_in_s"] = round(retry_in_s, 3)
+        else:
+            entry.pop("retry_in_s", None)
+            if status in FAILED:
+                _skip_blocked(config, manifest["tasks"], task)
         if upstream is not None:
             entry["inputs"] = {dep: _artifact_map(cp) for dep, cp in sorted(upstream.items())}
             # Which run each input came from, and any failed-check output read on request.
@@ -234,6 +245,30 @@ def record_attempt(
         **_scalar_metrics(metrics or {}),
     }
     append_metrics_row(config.resolve_path(config.settings.monitoring.metrics_dir), task, row)
+
+
+def _skip_blocked(config: PipelineConfig, tasks: dict[str, Any], failed: str) -> None:
+    """PENDING tasks that will not start now that ``failed`` failed for good: its
+    dependents, and under fail-fast (``execution.continue_on_error: false``) all of them."""
+    fail_fast = not config.settings.execution.continue_on_error
+    graph = TaskDependencyGraph(config)
+    downstream: set[str] = set()
+    frontier = [failed]
+    while frontier:
+        current = frontier.pop()
+        for name, deps in graph.dependencies.items():
+            if current in deps and name not in downstream:
+                downstream.add(name)
+                frontier.append(name)
+    for name, entry in tasks.items():
+        if entry.get("status") != TaskStatus.PENDING:
+            continue
+        if name in downstream:
+            entry.update(status=TaskStatus.SKIPPED, reason=f"dependency '{failed}' failed")
+        elif fail_fast:
+            entry.update(
+                status=TaskStatus.SKIPPED, reason=f"not started (fail-fast): '{failed}' failed"
+            )
 
 
 def read_manifest(

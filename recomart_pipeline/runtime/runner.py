@@ -21,6 +21,7 @@ from recomart_pipeline.contract.errors import (
     TaskTimeoutError,
     classify_exception,
 )
+from recomart_pipeline.contract.status import TaskStatus
 from recomart_pipeline.contract.task import CheckOutcome, TaskResult
 from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint, InputPolicy
 from recomart_pipeline.runtime.attempt import AttemptRequest, execute_attempt
@@ -33,6 +34,7 @@ from recomart_pipeline.runtime.object_store import (
 )
 from recomart_pipeline.runtime.prometheus import write_textfile
 from recomart_pipeline.runtime.records import record_attempt, record_start
+from recomart_pipeline.runtime.retry import RetryDecision, decide_retry
 from recomart_pipeline.runtime.staging import remove_stale_staging
 from recomart_pipeline.runtime.task_logging import Forward, task_logger
 from recomart_pipeline.runtime.tracing import finish_span, task_span
@@ -44,13 +46,22 @@ if TYPE_CHECKING:
 class TaskFailure(Exception):
     """A task attempt failed; carries its error class for the retry decision."""
 
-    def __init__(self, task: str, error_class: str, message: str, attempt: int, duration_s: float):
+    def __init__(
+        self,
+        task: str,
+        error_class: str,
+        message: str,
+        attempt: int,
+        duration_s: float,
+        retry: RetryDecision | None = None,
+    ):
         super().__init__(f"task '{task}' failed ({error_class}) on attempt {attempt}: {message}")
         self.task = task
         self.error_class = error_class
         self.message = message
         self.attempt = attempt
         self.duration_s = duration_s
+        self.retry = retry  # None: the caller does not retry (task CLI, direct calls)
 
 
 @dataclass
@@ -152,6 +163,7 @@ def run_task(
     run_deadline: float | None = None,
     inputs_from: InputPolicy | None = None,
     planned: Sequence[str] = (),
+    retries: bool = False,
 ) -> TaskOutcome:
     """Execute one attempt of ``task``; raise TaskFailure (classified) if it fails.
 
@@ -269,20 +281,36 @@ def run_task(
         except Exception as exc:
             duration = time.monotonic() - started
             error_class = classify_exception(exc)
+            status = TaskStatus.TIMEOUT if error_class == "timeout" else TaskStatus.FAILURE
+            retry = (
+                decide_retry(config, task, error_class, attempt, run_deadline) if retries else None
+            )
             logger.error(
                 f"task failed: {exc}",
                 exc_info=not isinstance(exc, TaskError),
                 extra={
                     "fields": {
-                        "status": "TIMEOUT" if error_class == "timeout" else "FAILURE",
+                        "status": status,
                         "error_class": error_class,
                         "duration_s": round(duration, 4),
                         "input_paths": input_paths,
                         "output_paths": {},
                         "metrics": {},
+                        **({"final": retry.reason} if retry and retry.reason else {}),
                     }
                 },
             )
+            if retry is not None and retry.retry_in is not None:
+                logger.warning(
+                    f"attempt {attempt}/{retry.attempts_allowed} failed ({error_class}); "
+                    f"retrying in {retry.retry_in:.2f}s",
+                    extra={
+                        "fields": {
+                            "status": TaskStatus.RETRYING,
+                            "retry_in_s": round(retry.retry_in, 3),
+                        }
+                    },
+                )
             message = config.redact(str(exc))
             _record(
                 config,
@@ -292,13 +320,14 @@ def run_task(
                 logger,
                 span,
                 attempt=attempt,
-                status="TIMEOUT" if error_class == "timeout" else "FAILURE",
+                status=status,
                 duration_s=duration,
                 error_class=error_class,
                 error=message,
                 upstream=inputs if input_paths else None,
+                retry_in_s=retry.retry_in if retry else None,
             )
-            raise TaskFailure(task, error_class, message, attempt, duration) from exc
+            raise TaskFailure(task, error_class, message, attempt, duration, retry) from exc
         finally:
             if staging is not None:
                 store.discard(staging)

@@ -48,7 +48,8 @@ from recomart_pipeline.notify import RunNotice
 from recomart_pipeline.orchestration import build_definitions
 from recomart_pipeline.orchestration.assets import FAIL_FAST_MESSAGE, run_deadline
 from recomart_pipeline.orchestration.factory import JOB_NAME
-from recomart_pipeline.orchestration.retries import failure_to_dagster, wait_before_retry
+from recomart_pipeline.orchestration.retries import failure_to_dagster
+from recomart_pipeline.runtime.retry import decide_retry, wait_before_retry
 from recomart_pipeline.runtime.runner import TaskFailure, check_disk, limits_for
 from recomart_pipeline_tests.conftest import FIXTURES, REPO_ROOT, SAMPLE
 from recomart_pipeline_tests.helpers import DEFAULT_TASKS
@@ -318,23 +319,24 @@ def _backoff(loaded: Loaded, expected: dict[str, Any]) -> None:
     assert policy.wait_seconds(delay, 20) == expected["cap"]
     assert wait_before_retry(config, task, 20) <= expected["cap"]
     retries = config.settings.retry_count(task)
+
+    def decided(error_class: str, attempt: int) -> Exception:
+        retry = decide_retry(config, task, error_class, attempt)
+        return failure_to_dagster(config, TaskFailure(task, error_class, "x", attempt, 0.1, retry))
+
     for attempt in range(1, retries + 1):
-        raised = failure_to_dagster(config, TaskFailure(task, "timeout", "x", attempt, 0.1), _no)
+        raised = decided("timeout", attempt)
         assert isinstance(raised, RetryRequested), attempt
         nominal = expected["waits"][attempt - 1]
         assert raised.seconds_to_wait == pytest.approx(nominal, rel=policy.jitter + 1e-9)
-    last = failure_to_dagster(config, TaskFailure(task, "timeout", "x", retries + 1, 0.1), _no)
+    last = decided("timeout", retries + 1)
     assert isinstance(last, Failure) and f"failed after {retries + 1} attempts" in str(last)
     for error_class in expected["retried"]:
-        raised = failure_to_dagster(config, TaskFailure(task, error_class, "x", 1, 0.1), _no)
+        raised = decided(error_class, 1)
         assert isinstance(raised, RetryRequested), error_class
     for error_class in expected["not_retried"]:
-        raised = failure_to_dagster(config, TaskFailure(task, error_class, "x", 1, 0.1), _no)
+        raised = decided(error_class, 1)
         assert isinstance(raised, Failure) and "is not retried" in str(raised), error_class
-
-
-def _no(_message: str) -> None:
-    """A warning sink: these checks look at the decision, not the log line."""
 
 
 def _training(loaded: Loaded, expected: dict[str, Any]) -> None:
