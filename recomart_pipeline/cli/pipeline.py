@@ -24,6 +24,7 @@ from recomart_pipeline.cli.options import (
     config_option,
 )
 from recomart_pipeline.config import PipelineConfig
+from recomart_pipeline.config.schema import RetryPolicySection
 from recomart_pipeline.graph import TaskDependencyGraph
 
 
@@ -60,6 +61,7 @@ def _plan_text(config: PipelineConfig) -> str:
         f"pipeline {config.name} ({settings.pipeline.environment}) from {config.path}",
         f"mode: {settings.execution.mode}; run timeout: {settings.execution.timeout_seconds or 'none'}"
         f"; continue_on_error: {settings.execution.continue_on_error}",
+        _waits_text(policy),
         "",
         "execution order:",
     ]
@@ -84,6 +86,16 @@ def _plan_text(config: PipelineConfig) -> str:
     for task, reason in skipped.items():
         lines.append(f"  - {task}: {reason}")
     return "\n".join(lines)
+
+
+def _waits_text(policy: RetryPolicySection) -> str:
+    """How retry_delay becomes the waits listed per task (the guide's "wait N seconds")."""
+    if not policy.use_exponential_backoff:
+        growth = "retry_delay before every retry"
+    else:
+        growth = f"retry_delay × {policy.backoff_base:g}^(retry - 1)"
+    jitter = f", ±{policy.jitter:.0%} jitter" if policy.jitter else ""
+    return f"retry waits: {growth}, at most {policy.max_backoff:g}s{jitter} (retry_policy)"
 
 
 @click.command("plan")

@@ -287,3 +287,19 @@ def test_runs_refuses_positionals_it_cannot_place(
 ) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_plan_says_how_retry_delay_becomes_the_waits(
+    write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(
+        """
+        retry_policy: {backoff_base: 2, max_backoff: 100, jitter: 0}
+        tasks:
+          numbers: {callable: "recomart_pipeline_tests.sample_tasks:make_numbers", retry_count: 3, retry_delay: 30}
+        """
+    )
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "retry waits: retry_delay × 2^(retry - 1), at most 100s (retry_policy)" in out
+    assert "retries=3 (waits 30s, 60s, 100s)" in out
