@@ -177,13 +177,7 @@ def run_pipeline(
     graph = TaskDependencyGraph(config)
     instance = project_instance(config)
     token = uuid.uuid4().hex
-    recon = build_reconstructable_job(
-        "recomart_pipeline.orchestration.execution",
-        "load_job",
-        # dagster annotates this as tuple[object] (one element); it takes any tuple of args.
-        reconstructable_args=(str(config.path), worker_overrides(config)),  # type: ignore[arg-type]
-        reconstructor_working_directory=str(config.project_root),
-    )
+    recon = automated_pipeline_job_for(config)
     printer = _ProgressPrinter(instance, token, progress) if progress else None
     if printer:
         printer.start()
