@@ -30,7 +30,6 @@ has read to the end) and reported in the ``source_files`` check and the checkpoi
 from __future__ import annotations
 
 import contextlib
-import csv
 import difflib
 import http.client
 import shutil
@@ -59,6 +58,22 @@ from recomart_pipeline.contract.errors import (
 from recomart_pipeline.contract.task import CheckOutcome, TaskContext, TaskResult
 from recomart_pipeline.runtime.circuit_breaker import CircuitBreaker, CircuitOpenError
 from recomart_pipeline.tasks import schema_approval as approval
+from recomart_pipeline.tasks._bad_files import (
+    LISTED_FILES,
+    READ_ERRORS,
+    BadFile,
+    FileRead,
+    Keys,
+    block_bytes,
+    cell_bad_file,
+    check_parquet_types,
+    check_whole_ids,
+    file_problems,
+    float_id_columns,
+    shown_path,
+    sniff,
+    whole_number_ids,
+)
 from recomart_pipeline.tasks._tables import ParquetSink, raw_schema, to_text
 from recomart_pipeline.tasks.specs.ingestion import (
     DERIVED_TABLES,
@@ -72,11 +87,9 @@ from recomart_pipeline.tasks.specs.ingestion import (
     file_format,
     is_url,
     local_files,
-    printable,
 )
 from recomart_pipeline.tasks.specs.tables import EVENT_TYPES, TABLES
 
-CSV_BYTES_PER_ROW = 64  # turns chunk_rows into a CSV block size
 PROBE_BYTES = 1 << 20  # CSV block parsed to learn a file's header
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 MISSING_HTTP_STATUSES = (404, 410)
@@ -97,20 +110,6 @@ COMPARE: dict[str, Callable[..., Any]] = {
 }
 ROW = "__row"
 DERIVED_URI = "derived from interactions"
-# Bad files: how much of them is looked at, and how much of a message may quote.
-READ_BYTES = 1 << 20  # read at a time while a refused CSV is searched for its first fault
-SNIFF_BYTES = 1 << 16  # head of a CSV checked for binary content before it is parsed
-ARROW_CHARS = 300  # of a parser's own message
-PATH_CHARS = 500
-EXCERPT_CHARS = 40  # of a row or a column name
-LISTED_FILES = 20  # bad files named in one error (the log names every one)
-EXACT_FLOAT = 2**53  # float ids from here on may not be the integers they were written as
-UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
-SIGNATURES = {
-    b"PAR1": ("a Parquet file", "set {key}.format: parquet (or name the file .parquet)"),
-    b"\x1f\x8b": ("gzip-compressed", "name the file .csv.gz so that it is decompressed"),
-    b"PK\x03\x04": ("a zip archive", "unpack the archive and point {key}.path at its CSV"),
-}
 
 
 @dataclass(frozen=True)
@@ -122,8 +121,8 @@ class _SourceFiles:
     uri: str
 
     @property
-    def keys(self) -> _Keys:
-        return _Keys(self.key, self.key.rsplit(".source.", 1)[0])
+    def keys(self) -> Keys:
+        return Keys(self.key, self.key.rsplit(".source.", 1)[0])
 
 
 def _download(url: str, target: Path, timeout: float, key: str) -> Path:
@@ -286,11 +285,6 @@ def _keep(batch: pa.RecordBatch, conditions: list[RowCondition]) -> pa.RecordBat
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _block_bytes(chunk_rows: int) -> int:
-    """The CSV bytes pyarrow parses at once; no record (line) may be longer."""
-    return max(chunk_rows * CSV_BYTES_PER_ROW, 1 << 16)
-
-
 def _read_options(source: TableSource, block_bytes: int) -> pacsv.ReadOptions:
     options = pacsv.ReadOptions(encoding=source.encoding, block_size=block_bytes)
     if not source.header:
@@ -316,13 +310,13 @@ def _source_names(path: Path, file_format: str, source: TableSource, chunk_rows:
     try:
         # pyarrow parses the whole first block to learn the header: keep it small
         # (a 32 MB block costs ~300 MB), unless a first record is longer than that.
-        options = _read_options(source, min(PROBE_BYTES, _block_bytes(chunk_rows)))
+        options = _read_options(source, min(PROBE_BYTES, block_bytes(chunk_rows)))
         with pacsv.open_csv(path, read_options=options, parse_options=parse) as probe:
             return probe.schema.names
     except pa.ArrowInvalid as exc:
         if "straddl" not in str(exc):
             raise
-    options = _read_options(source, _block_bytes(chunk_rows))
+    options = _read_options(source, block_bytes(chunk_rows))
     with pacsv.open_csv(path, read_options=options, parse_options=parse) as probe:
         return probe.schema.names
 
@@ -337,7 +331,7 @@ def _csv_batches(
         include_columns=columns,
         strings_can_be_null=True,
     )
-    options = _read_options(source, _block_bytes(chunk_rows))
+    options = _read_options(source, block_bytes(chunk_rows))
     with pacsv.open_csv(
         path, read_options=options, parse_options=parse, convert_options=convert
     ) as reader:
@@ -354,359 +348,6 @@ def _batches(
     if file_format == "csv":
         return _csv_batches(path, source, chunk_rows, columns)
     return _parquet_batches(path, chunk_rows, columns)
-
-
-# --- bad files --------------------------------------------------------------------------------
-
-
-class _BadFile(Exception):
-    """One source file that cannot be read as configured: what is wrong, naming the file
-    (and the line, row or column where that is known), and how to fix it."""
-
-    def __init__(self, path: Path, message: str, hint: str) -> None:
-        super().__init__(printable(message))
-        self.path = path
-        self.message = printable(message)
-        self.hint = printable(hint)
-
-
-class _Fault(Exception):
-    """Where a refused CSV first goes wrong (raised while its lines are walked)."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-
-@dataclass(frozen=True)
-class _Keys:
-    """The config keys a message about one source points at."""
-
-    source: str  # tasks.<name>.config.source.<table>
-    task: str  # tasks.<name>.config
-
-    def parse_hint(self) -> str:
-        return (
-            f"check {self.source}.delimiter, {self.source}.header / {self.source}.columns "
-            f"(names in file order) and {self.source}.encoding"
-        )
-
-
-def _shown(path: Path) -> str:
-    return printable(str(path), PATH_CHARS)
-
-
-def _ascii_newlines(encoding: str) -> bool:
-    """Whether lines of this encoding can be split at the byte b'\\n' (utf-16 cannot)."""
-    return "\n,;|\t".encode(encoding, errors="replace") == b"\n,;|\t"
-
-
-def _open_stream(path: Path) -> Any:
-    """The file's bytes, decompressed as pyarrow's CSV reader would (by suffix)."""
-    return pa.input_stream(str(path), compression="detect")
-
-
-class _Lines:
-    """The decoded lines of a CSV, walked with bounded memory; ``number`` is the line just
-    given (1 = first line). Raises _Fault at an over-long line, a NUL byte or a byte the
-    encoding does not know."""
-
-    def __init__(self, stream: Any, limit: int, encoding: str, keys: _Keys) -> None:
-        self.stream = stream
-        self.limit = limit
-        self.encoding = encoding
-        self.keys = keys
-        self.number = 0
-
-    def __iter__(self) -> Iterator[str]:
-        buffer = bytearray()
-        while chunk := self.stream.read(READ_BYTES):
-            start = 0
-            while (cut := chunk.find(b"\n", start)) >= 0:
-                buffer += chunk[start:cut]
-                yield self._line(bytes(buffer))
-                buffer.clear()
-                start = cut + 1
-            buffer += chunk[start:]
-            if len(buffer) > self.limit:
-                self.number += 1
-                raise self._too_long()
-        if buffer:
-            yield self._line(bytes(buffer))
-
-    def _line(self, raw: bytes) -> str:
-        self.number += 1
-        if len(raw) > self.limit:
-            raise self._too_long()
-        if b"\x00" in raw:
-            raise _Fault(
-                f"line {self.number} holds binary data (a NUL byte at byte "
-                f"{raw.index(0) + 1}), not CSV text",
-                f"check {self.keys.source}.path (a stray binary file?) and "
-                f"{self.keys.source}.format",
-            )
-        try:
-            return raw.decode(self.encoding) + "\n"
-        except UnicodeDecodeError as exc:
-            raise _Fault(
-                f"line {self.number}, byte {exc.start + 1}: 0x{raw[exc.start]:02x} is not "
-                f"valid {self.encoding} text",
-                f"set {self.keys.source}.encoding to the file's encoding, e.g. latin-1 or "
-                "cp1252 for Western European text",
-            ) from None
-
-    def _too_long(self) -> _Fault:
-        return _Fault(
-            f"line {self.number} is longer than {self.limit:,} bytes without a line break",
-            "is it a CSV file with one record per line? If its records really are that long, "
-            f"raise {self.keys.task}.chunk_rows (each read holds chunk_rows × "
-            f"{CSV_BYTES_PER_ROW} bytes)",
-        )
-
-
-def _csv_fault(path: Path, source: TableSource, chunk_rows: int, keys: _Keys) -> _Fault | None:
-    """The first place a CSV that pyarrow refused goes wrong, in the user's terms (line
-    numbers count physical lines from 1, the header included); None if it is not found.
-
-    Runs only after a failure, so the common path pays nothing for it.
-    """
-    if not _ascii_newlines(source.encoding):
-        return None
-    expected = None if source.header else len(source.columns or [])
-    ended = 0  # the line the last whole record ended on
-    with _open_stream(path) as stream:
-        lines = _Lines(stream, _block_bytes(chunk_rows), source.encoding, keys)
-        try:
-            for record in csv.reader(lines, delimiter=source.delimiter):
-                ended = lines.number
-                if not record:
-                    continue  # an empty line, skipped by the reader too
-                if expected is None:
-                    expected = len(record)
-                elif len(record) != expected:
-                    what = "the header has" if source.header else f"{keys.source}.columns names"
-                    excerpt = printable(source.delimiter.join(record), EXCERPT_CHARS)
-                    return _Fault(
-                        f"line {lines.number} has {len(record)} fields where {what} "
-                        f"{expected} ('{excerpt}')",
-                        f"a field holding the delimiter must be quoted; else {keys.parse_hint()}",
-                    )
-        except _Fault as fault:
-            return fault
-        except csv.Error as exc:
-            return _Fault(
-                f"the record starting on line {ended + 1} runs on to line {lines.number} "
-                f"({exc}): an unclosed quote?",
-                f'close or escape the quote ("" inside a quoted field); else {keys.parse_hint()}',
-            )
-    return None
-
-
-def _sniff(path: Path, source: TableSource, keys: _Keys) -> None:
-    """Refuse what is plainly not CSV text before the parser sees it (and echoes it)."""
-    if path.stat().st_size == 0:
-        raise _BadFile(
-            path,
-            f"{_shown(path)} is empty (0 bytes): no header line, no rows",
-            f"remove the file or fix {keys.source}.path",
-        )
-    with _open_stream(path) as stream:
-        head = stream.read(SNIFF_BYTES)
-    for signature, (what, fix) in SIGNATURES.items():
-        if head.startswith(signature):
-            raise _BadFile(
-                path,
-                f"{_shown(path)} is {what}, not CSV text",
-                fix.format(key=keys.source),
-            )
-    if _ascii_newlines(source.encoding) and head.startswith(UTF16_MARKS):
-        raise _BadFile(
-            path,
-            f"{_shown(path)} is UTF-16 text (it starts with a UTF-16 byte-order mark)",
-            f"set {keys.source}.encoding: utf-16",
-        )
-    if _ascii_newlines(source.encoding) and b"\x00" in head:
-        at = head.index(0)
-        line = head.count(b"\n", 0, at) + 1
-        raise _BadFile(
-            path,
-            f"{_shown(path)} holds binary data, not CSV text: a NUL byte on line {line}",
-            f"check {keys.source}.path (a stray binary file?) and {keys.source}.format",
-        )
-
-
-def _csv_bad_file(
-    path: Path, source: TableSource, chunk_rows: int, keys: _Keys, exc: BaseException
-) -> _BadFile:
-    """A CSV the parser refused, described by where it first goes wrong."""
-    try:
-        fault = _csv_fault(path, source, chunk_rows, keys)
-    except READ_ERRORS:
-        fault = None  # e.g. a .gz that is not gzip: the parser's own reason says so
-    if fault is not None:
-        return _BadFile(path, f"{_shown(path)}: {fault.message}", fault.hint)
-    if "Empty CSV file" in str(exc):
-        return _BadFile(
-            path,
-            f"{_shown(path)} holds no text: no header line, no rows",
-            f"remove the file or fix {keys.source}.path",
-        )
-    return _BadFile(
-        path,
-        f"{_shown(path)} does not read as the CSV the config describes: "
-        f"{printable(str(exc), ARROW_CHARS)}",
-        keys.parse_hint(),
-    )
-
-
-NESTED = (
-    pa.types.is_list,
-    pa.types.is_large_list,
-    pa.types.is_fixed_size_list,
-    pa.types.is_struct,
-    pa.types.is_map,
-    pa.types.is_union,
-)
-
-
-def _check_parquet_types(path: Path, mapping: dict[str, str], keys: _Keys) -> None:
-    """Columns whose Parquet type cannot become the canonical text are refused by name."""
-    schema = pq.ParquetFile(path).schema_arrow
-    for canonical, column in mapping.items():
-        kind = schema.field(schema.get_field_index(column)).type
-        if pa.types.is_dictionary(kind):
-            kind = kind.value_type
-        shown = f"column '{printable(column, EXCERPT_CHARS)}'" + (
-            f" (read as {canonical})" if column != canonical else ""
-        )
-        if any(test(kind) for test in NESTED):
-            raise _BadFile(
-                path,
-                f"{_shown(path)}: {shown} holds {kind} values, not single values",
-                f"write {column} as one value per row, or map another column in "
-                f"{keys.source}.column_mapping",
-            )
-
-
-def _float_ids(path: Path, mapping: dict[str, str]) -> dict[str, str]:
-    """Id columns a Parquet file stores as floats (pandas does so for integer ids with gaps)."""
-    schema = pq.ParquetFile(path).schema_arrow
-    return {
-        canonical: column
-        for canonical, column in mapping.items()
-        if canonical.endswith("_id")
-        and pa.types.is_floating(schema.field(schema.get_field_index(column)).type)
-    }
-
-
-def _check_whole_ids(
-    path: Path, batch: pa.RecordBatch, float_ids: dict[str, str], first_row: int
-) -> None:
-    """Float ids are read as whole numbers (12.0 is id '12'); one that is not names its row."""
-    for canonical, column in float_ids.items():
-        values = batch.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
-        finite = np.isfinite(values)
-        broken = np.isinf(values) | (
-            finite & ((values != np.trunc(values)) | (np.abs(values) >= EXACT_FLOAT))
-        )
-        if broken.any():
-            row = int(np.flatnonzero(broken)[0])
-            shown = f"column '{printable(column, EXCERPT_CHARS)}'" + (
-                f" (read as {canonical})" if column != canonical else ""
-            )
-            raise _BadFile(
-                path,
-                f"{_shown(path)}: row {first_row + row + 1:,}, {shown} is {float(values[row])!r}: "
-                "ids must be text or whole numbers",
-                f"write {column} as an integer or string column",
-            )
-
-
-def _whole_number_ids(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Float ids as integers (checked whole by _check_whole_ids); NaN is a missing id."""
-    if not pa.types.is_floating(values.type):
-        return values
-    missing = pc.fill_null(pc.is_nan(values), True)
-    return pc.if_else(missing, pa.scalar(None, values.type), values).cast(pa.int64())
-
-
-def _binary_row(values: pa.Array | pa.ChunkedArray) -> int | None:
-    """The first row of a bytes column that is not UTF-8 text."""
-    for row, value in enumerate(values.to_pylist()):
-        if isinstance(value, bytes):
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError:
-                return row
-    return None
-
-
-def _cell_bad_file(path: Path, batch: pa.RecordBatch, first_row: int, names: _Names) -> _BadFile:
-    """A value that cannot become text, found in the raw batch: row, column and why."""
-    for canonical, column in names.mapping.items():
-        values = batch.column(column)
-        try:
-            to_text(values)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-            shown = f"column '{printable(column, EXCERPT_CHARS)}'" + (
-                f" (read as {canonical})" if column != canonical else ""
-            )
-            row = _binary_row(values) if pa.types.is_binary(values.type) else None
-            if row is not None:
-                return _BadFile(
-                    path,
-                    f"{_shown(path)}: row {first_row + row + 1:,}, {shown} holds bytes that "
-                    "are not UTF-8 text",
-                    f"write {column} as UTF-8 text (a string column) in the Parquet file",
-                )
-            return _BadFile(
-                path,
-                f"{_shown(path)}: {shown} of type {values.type} cannot be read as text "
-                f"({printable(str(exc), ARROW_CHARS)})",
-                f"write {column} as a string or number column in the Parquet file",
-            )
-    return _BadFile(
-        path,
-        f"{_shown(path)}: rows after {first_row:,} cannot be converted",
-        "check the file's column types",
-    )
-
-
-@dataclass
-class _FileRead:
-    """What reading one file produced: rows before the filter, rows it dropped, its schema."""
-
-    rows: int = 0
-    filtered: int = 0
-    schema: dict[str, str] = field(default_factory=dict)
-
-
-READ_ERRORS = (pa.ArrowException, OSError, UnicodeError, csv.Error)
-
-
-@contextlib.contextmanager
-def _file_problems(
-    path: Path, file_format: str, source: TableSource, chunk_rows: int, keys: _Keys, done: _FileRead
-) -> Iterator[None]:
-    """Whatever goes wrong reading ``path`` becomes a _BadFile naming it, escaped."""
-    try:
-        yield
-    except (_BadFile, MemoryError):
-        raise
-    except SchemaError as exc:
-        raise _BadFile(path, str(exc.args[0]), exc.hint or keys.parse_hint()) from exc
-    except READ_ERRORS as exc:
-        if file_format == "csv":
-            raise _csv_bad_file(path, source, chunk_rows, keys, exc) from exc
-        reason = printable(str(exc), ARROW_CHARS)
-        where = f"rows after {done.rows:,}" if done.rows else "it"
-        raise _BadFile(
-            path,
-            f"{_shown(path)} is not a readable Parquet file: {where} cannot be read ({reason})",
-            f"check {keys.source}.path and {keys.source}.format; re-export the file if it was "
-            "cut short",
-        ) from exc
 
 
 # --- column names -----------------------------------------------------------------------------
@@ -858,7 +499,7 @@ def _canonical_batch(
                 assert source.timestamp is not None
                 text = convert_times(values, source.timestamp)
             elif column.endswith("_id"):
-                text = to_text(_whole_number_ids(values))
+                text = to_text(whole_number_ids(values))
             else:
                 text = to_text(values)
             out[column] = _replace_values(text, source.value_mapping.get(column, {}))
@@ -876,20 +517,20 @@ def _file_batches(
     table: str,
     chunk_rows: int,
     extras: tuple[str, ...],
-    done: _FileRead,
+    done: FileRead,
 ) -> Iterator[pa.Table]:
     """Batches of one file: filtered, canonical names, all text, nulls filled in.
 
     The raw layout's columns come first, then ``extras`` (catalogue columns kept for a
     derived table); ``done`` counts the rows read and filtered and records the file's
-    schema. Anything wrong with the file raises _BadFile.
+    schema. Anything wrong with the file raises BadFile.
     """
     keys = files.keys
     columns = [*TABLES[table].columns, *extras]
     file_format = _file_format(path, source, files.key)
-    with _file_problems(path, file_format, source, chunk_rows, keys, done):
+    with file_problems(path, file_format, source, chunk_rows, keys, done):
         if file_format == "csv":
-            _sniff(path, source, keys)
+            sniff(path, source, keys)
         names = _source_names(path, file_format, source, chunk_rows)
         done.schema = _source_schema(path, file_format, names)
 
@@ -899,15 +540,15 @@ def _file_batches(
         plan = _canonical_names(names, table, source, path, files.key, extras, sample)
         float_ids: dict[str, str] = {}
         if file_format == "parquet":
-            _check_parquet_types(path, plan.mapping, keys)
-            float_ids = _float_ids(path, plan.mapping)
+            check_parquet_types(path, plan.mapping, keys)
+            float_ids = float_id_columns(path, plan.mapping)
         for batch in _batches(path, file_format, source, chunk_rows, plan.read):
-            _check_whole_ids(path, batch, float_ids, done.rows)
+            check_whole_ids(path, batch, float_ids, done.rows)
             kept = _keep(batch, source.filter)
             try:
                 canonical = _canonical_batch(kept, plan, source, table, columns)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-                raise _cell_bad_file(path, batch, done.rows, plan) from None
+                raise cell_bad_file(path, batch, done.rows, plan) from None
             done.rows += batch.num_rows
             done.filtered += batch.num_rows - kept.num_rows
             yield canonical
@@ -970,7 +611,7 @@ class _Ingested:
     uri: str
     schema: dict[str, str]
     filtered: int
-    bad: list[_BadFile] = field(default_factory=list)
+    bad: list[BadFile] = field(default_factory=list)
 
 
 @dataclass
@@ -980,7 +621,7 @@ class _SourceRead:
     rows: int = 0
     filtered: int = 0
     schema: dict[str, str] | None = None
-    bad: list[_BadFile] = field(default_factory=list)
+    bad: list[BadFile] = field(default_factory=list)
 
 
 def _buffered(batches: Iterator[pa.Table], folder: Path, index: int) -> Iterator[pa.Table]:
@@ -1022,7 +663,7 @@ def _read_source(
     read = _SourceRead()
     with tempfile.TemporaryDirectory(prefix=".files-", dir=ctx.output_dir) as folder:
         for index, path in enumerate(files.files):
-            done = _FileRead()
+            done = FileRead()
             batches = _file_batches(path, files, source, table, config.chunk_rows, extras, done)
             try:
                 if read.bad and not skip:
@@ -1031,11 +672,11 @@ def _read_source(
                     continue
                 for batch in _buffered(batches, Path(folder), index) if skip else batches:
                     emit(batch)
-            except _BadFile as bad:
+            except BadFile as bad:
                 read.bad.append(bad)
                 ctx.logger.warning(
                     f"bad source file: {bad.message}",
-                    extra={"fields": {"table": table, "file": _shown(bad.path)}},
+                    extra={"fields": {"table": table, "file": shown_path(bad.path)}},
                 )
                 continue
             read.rows += done.rows
@@ -1045,7 +686,7 @@ def _read_source(
     return read
 
 
-def _bad_files_error(files: _SourceFiles, bad: list[_BadFile]) -> SchemaError:
+def _bad_files_error(files: _SourceFiles, bad: list[BadFile]) -> SchemaError:
     """One error naming every bad file of a source, each with its reason."""
     if len(files.files) == 1:
         return SchemaError(f"{bad[0].message} ({files.key})", hint=bad[0].hint)
@@ -1068,7 +709,7 @@ def _bad_files_error(files: _SourceFiles, bad: list[_BadFile]) -> SchemaError:
 def _no_rows_error(files: _SourceFiles, table: str) -> DataValidationError:
     """A source whose files hold a header but no rows: nothing downstream can use it."""
     what = (
-        _shown(files.files[0])
+        shown_path(files.files[0])
         if len(files.files) == 1
         else f"none of the {len(files.files):,} files of the source"
     )
@@ -1233,7 +874,7 @@ def _ingest_all(ctx: TaskContext, config: Config) -> TaskResult:
         metrics[f"{table}_files_quarantined"] = len(done.bad)
         metadata[f"{table}_source"] = done.uri
         quarantined += [
-            {"table": table, "file": _shown(b.path), "reason": b.message, "hint": b.hint}
+            {"table": table, "file": shown_path(b.path), "reason": b.message, "hint": b.hint}
             for b in done.bad
         ]
     metadata["quarantined_files"] = quarantined
