@@ -86,6 +86,31 @@ def copy_default_project(target: Path, data_from: Path | None = None) -> Path:
     return target
 
 
+# ``dagster job execute`` of the project's job, the way the docs tell users to run it.
+JOB_EXECUTE = [
+    DAGSTER,
+    "job",
+    "execute",
+    "-m",
+    "recomart_pipeline.definitions",
+    "-j",
+    "automated_pipeline_job",
+]
+# numbers -> square -> finish, where finish fails (not retried) until flag.txt exists: a run
+# that fails late and can be resumed once the file is written. Format with sample=SAMPLE.
+RESUMABLE_PIPELINE = """
+tasks:
+  numbers: {{callable: "{sample}:make_numbers"}}
+  square: {{callable: "{sample}:square", depends_on: [numbers]}}
+  finish: {{callable: "{sample}:needs_file", depends_on: [square], config: {{path: flag.txt}}}}
+"""
+
+
+def run_id_of(stdout: str) -> str:
+    """The run id from the last line ``run`` prints (``run <id>: SUCCESS``)."""
+    return stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+
+
 def task_rows(stdout: str) -> dict[str, str]:
     """task -> status from the final table ``run`` prints."""
     table = stdout[stdout.index("task ") :].splitlines()[1:-1]
@@ -106,6 +131,34 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> No
             return
         time.sleep(POLL_INTERVAL_S)  # polling interval, not a synchronisation stand-in
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _moto_up(endpoint: str, process: subprocess.Popen) -> bool:
+    assert process.poll() is None, f"moto_server exited with {process.returncode}"
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A real S3-compatible server (moto) on 127.0.0.1; yields its endpoint URL."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    moto = Path(sys.executable).with_name("moto_server")
+    process = subprocess.Popen(
+        [str(moto), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: _moto_up(endpoint, process), 30, "moto_server to start")
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
 
 
 def graphql(port: int, query: str, variables: dict | None = None) -> dict:

@@ -14,18 +14,16 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from recomart_pipeline_tests.conftest import REPO_ROOT, SAMPLE
-from recomart_pipeline_tests.helpers import DAGSTER, project_env, run_in_project
+from recomart_pipeline_tests.helpers import (
+    DAGSTER,
+    JOB_EXECUTE,
+    RESUMABLE_PIPELINE,
+    project_env,
+    run_id_of,
+    run_in_project,
+)
 
 pytestmark = pytest.mark.slow
-JOB_EXECUTE = [
-    DAGSTER,
-    "job",
-    "execute",
-    "-m",
-    "recomart_pipeline.definitions",
-    "-j",
-    "automated_pipeline_job",
-]
 
 
 def _latest_run_status(project: Path) -> DagsterRunStatus:
@@ -158,7 +156,7 @@ def test_runs_listing_export_and_reproduce(write_config):
     (project / "input.txt").write_text("version 1")
     first = run_in_project([sys.executable, "-m", "recomart_pipeline", "run"], project)
     assert first.returncode == 0, first.stdout + first.stderr[-2000:]
-    run_id = first.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+    run_id = run_id_of(first.stdout)
     listing = run_in_project([sys.executable, "-m", "recomart_pipeline", "runs"], project)
     assert run_id in listing.stdout and "SUCCESS" in listing.stdout
     exported = run_in_project(
@@ -183,24 +181,17 @@ def test_runs_listing_export_and_reproduce(write_config):
 
 
 def test_resume_reexecutes_only_from_the_failure(write_config):
-    path = write_config(
-        f"""
-        tasks:
-          numbers: {{callable: "{SAMPLE}:make_numbers"}}
-          square: {{callable: "{SAMPLE}:square", depends_on: [numbers]}}
-          finish: {{callable: "{SAMPLE}:needs_file", depends_on: [square], config: {{path: flag.txt}}}}
-        """
-    )
+    path = write_config(RESUMABLE_PIPELINE.format(sample=SAMPLE))
     project = path.parent
     failed = run_in_project([sys.executable, "-m", "recomart_pipeline", "run"], project)
     assert failed.returncode == 1
-    failed_run = failed.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+    failed_run = run_id_of(failed.stdout)
     (project / "flag.txt").write_text("now present")
     resumed = run_in_project(
         [sys.executable, "-m", "recomart_pipeline", "run", "--resume", failed_run], project
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr[-2000:]
-    new_run = resumed.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+    new_run = run_id_of(resumed.stdout)
     latest = project / "storage" / "latest"
     assert json.loads((latest / "numbers.json").read_text())["run_id"] == failed_run
     assert json.loads((latest / "square.json").read_text())["run_id"] == failed_run
@@ -307,7 +298,7 @@ def test_run_set_overrides_are_validated_applied_and_recorded(sample_project):
         project,
     )
     assert good.returncode == 0, good.stdout + good.stderr[-2000:]
-    run_id = good.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+    run_id = run_id_of(good.stdout)
     manifest = json.loads((project / "storage" / "runs" / run_id / "manifest.json").read_text())
     assert manifest["overrides"] == ["tasks.numbers.config.count=6"]
     assert manifest["tasks"]["total"]["metrics"] == {"total": 2 * sum(n * n for n in range(6))}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from recomart_pipeline_tests.helpers import free_port, project_env
+from recomart_pipeline_tests.helpers import free_port, project_env, run_id_of
 
 pytestmark = pytest.mark.slow
 REPO_DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "dagster.postgres.yaml"
@@ -87,7 +87,7 @@ def test_runs_are_stored_in_postgres(sample_project, postgres):
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
-    run_id = done.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+    run_id = run_id_of(done.stdout)
     query = subprocess.run(
         [
             "psql",

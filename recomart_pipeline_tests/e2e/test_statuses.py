@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from recomart_pipeline_tests.conftest import SAMPLE
-from recomart_pipeline_tests.helpers import run_in_project
+from recomart_pipeline_tests.helpers import RESUMABLE_PIPELINE, run_id_of, run_in_project
 
 pytestmark = pytest.mark.slow
 
@@ -41,17 +41,10 @@ def test_fail_fast_skips_what_never_started_and_timeouts_are_named(write_config)
 
 
 def test_a_resume_shows_reused_tasks_as_success_from_their_run(write_config):
-    path = write_config(
-        f"""
-        tasks:
-          numbers: {{callable: "{SAMPLE}:make_numbers"}}
-          finish: {{callable: "{SAMPLE}:needs_file", depends_on: [square], config: {{path: flag.txt}}}}
-          square: {{callable: "{SAMPLE}:square", depends_on: [numbers]}}
-        """
-    )
+    path = write_config(RESUMABLE_PIPELINE.format(sample=SAMPLE))
     project = path.parent
     failed = run_in_project([sys.executable, "-m", "recomart_pipeline", "run"], project)
-    failed_run = failed.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+    failed_run = run_id_of(failed.stdout)
     assert _rows(failed.stdout)["finish"].split()[1] == "FAILURE"
     (project / "flag.txt").write_text("present")
     resumed = run_in_project(

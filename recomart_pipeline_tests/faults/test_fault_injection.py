@@ -16,7 +16,7 @@ from recomart_pipeline import PipelineConfig
 from recomart_pipeline.contract.files import sha256_file
 from recomart_pipeline.orchestration import build_definitions
 from recomart_pipeline_tests.conftest import SAMPLE
-from recomart_pipeline_tests.helpers import project_env
+from recomart_pipeline_tests.helpers import project_env, run_id_of
 
 
 def _execute(path):
@@ -157,7 +157,7 @@ def test_two_runs_at_once_keep_both_outputs_uncorrupted(write_config):
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda _: run(), range(2)))
     assert all(r.returncode == 0 for r in results), [r.stderr[-1500:] for r in results]
-    run_ids = [r.stdout.strip().splitlines()[-1].split()[1].rstrip(":") for r in results]
+    run_ids = [run_id_of(r.stdout) for r in results]
     assert len(set(run_ids)) == 2
     for run_id in run_ids:
         manifest = json.loads((project / "storage" / "runs" / run_id / "manifest.json").read_text())

@@ -21,7 +21,7 @@ from recomart_pipeline.runtime.artifacts import InputPolicy
 from recomart_pipeline.runtime.records import read_manifest
 from recomart_pipeline.runtime.runner import TaskFailure, run_task
 from recomart_pipeline_tests.conftest import SAMPLE
-from recomart_pipeline_tests.helpers import run_in_project
+from recomart_pipeline_tests.helpers import RESUMABLE_PIPELINE, run_id_of, run_in_project
 
 PIPELINE = f"""
 tasks:
@@ -145,7 +145,7 @@ def _cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _run_id(result: subprocess.CompletedProcess[str]) -> str:
-    return result.stdout.strip().splitlines()[-1].split()[1].rstrip(":")
+    return run_id_of(result.stdout)
 
 
 @pytest.mark.slow
@@ -170,14 +170,7 @@ def test_select_after_a_failed_gate_needs_the_flag_and_records_it(write_config):
 
 @pytest.mark.slow
 def test_cli_resume_reads_the_resumed_run_not_a_later_one(write_config):
-    path = write_config(
-        f"""
-        tasks:
-          numbers: {{callable: "{SAMPLE}:make_numbers"}}
-          square: {{callable: "{SAMPLE}:square", depends_on: [numbers]}}
-          finish: {{callable: "{SAMPLE}:needs_file", depends_on: [square], config: {{path: flag.txt}}}}
-        """
-    )
+    path = write_config(RESUMABLE_PIPELINE.format(sample=SAMPLE))
     project = path.parent
     first = _cli(project, "run")
     assert first.returncode == 1

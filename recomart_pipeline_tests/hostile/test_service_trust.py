@@ -19,7 +19,6 @@ import os
 import pickle
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from recomart_pipeline_tests.deployment.conftest import (
     running_service,
     serve_command,
 )
-from recomart_pipeline_tests.helpers import REPO_ROOT, free_port, wait_until
+from recomart_pipeline_tests.helpers import REPO_ROOT, moto_server
 from recomart_pipeline_tests.ml.synthetic import make_synthetic
 
 pytestmark = pytest.mark.slow
@@ -259,16 +258,7 @@ def test_admin_endpoints_are_disabled_without_a_token_and_read_only_ones_stay_op
 def test_an_unreachable_registry_store_keeps_the_held_model_serving(tmp_path, caplog):
     """The registry in an S3-compatible store (a real moto server) that goes away: the
     service keeps its model and says why it cannot look for a newer one."""
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    moto = Path(sys.executable).with_name("moto_server")
-    server = subprocess.Popen(
-        [str(moto), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until(lambda: _moto_up(endpoint, server), 30, "moto_server to start")
+    with moto_server() as endpoint:
         options = {
             "key": "test-key",
             "secret": "test-secret",
@@ -292,9 +282,6 @@ def test_an_unreachable_registry_store_keeps_the_held_model_serving(tmp_path, ca
         )
         state = watcher.current()
         assert state is not None and state.version.version == "v0001"
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
     with caplog.at_level(logging.INFO, logger="recomart_pipeline.serving"):
         for _ in range(3):
             assert watcher.current() is state  # still answering with the model it holds
@@ -302,15 +289,6 @@ def test_an_unreachable_registry_store_keeps_the_held_model_serving(tmp_path, ca
     assert "cannot refresh the registry: could not download" in watcher.problem.reason
     assert [r.levelname for r in caplog.records] == ["ERROR"]  # logged once
     assert "test-secret" not in watcher.problem.reason
-
-
-def _moto_up(endpoint: str, process: subprocess.Popen) -> bool:
-    assert process.poll() is None, f"moto_server exited with {process.returncode}"
-    try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _project(tmp_path: Path, registry_versions: int) -> Path:

@@ -17,7 +17,7 @@ from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 from recomart_pipeline.orchestration.notifications import alert_sender
 from recomart_pipeline_tests.conftest import SAMPLE
 from recomart_pipeline_tests.helpers import (
-    DAGSTER,
+    JOB_EXECUTE,
     JOBS_QUERY,
     dagster_dev,
     graphql,
@@ -29,15 +29,6 @@ from recomart_pipeline_tests.helpers import (
 
 pytestmark = pytest.mark.slow
 CLI_RUN = [sys.executable, "-m", "recomart_pipeline", "run"]
-JOB_EXECUTE = [
-    DAGSTER,
-    "job",
-    "execute",
-    "-m",
-    "recomart_pipeline.definitions",
-    "-j",
-    "automated_pipeline_job",
-]
 FAILED_BODY = "Task 'fetch' failed after 3 attempts (connection_error)"
 
 

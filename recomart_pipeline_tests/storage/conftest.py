@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import boto3
 import pytest
 
-from recomart_pipeline_tests.notify.conftest import free_port
+from recomart_pipeline_tests.helpers import moto_server
 
 ACCESS_KEY = "recomart-test-key"
 SECRET_KEY = "s3-secret-do-not-log-9f2c"
@@ -50,34 +45,10 @@ class S3Server:
         return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def _up(endpoint: str, process: subprocess.Popen) -> bool:
-    assert process.poll() is None, f"moto_server exited with {process.returncode}"
-    try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    moto = Path(sys.executable).with_name("moto_server")
-    process = subprocess.Popen(
-        [str(moto), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not _up(endpoint, process):
-            assert time.monotonic() < deadline, "moto_server did not start within 30 s"
-            time.sleep(0.1)  # polling the server's readiness, re-checked each time
+    with moto_server() as endpoint:
         yield S3Server(endpoint)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture
