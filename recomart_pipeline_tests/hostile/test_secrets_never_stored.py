@@ -111,6 +111,7 @@ def test_no_file_and_no_message_holds_a_planted_secret(
     assert result.returncode == 1, result.stdout + result.stderr[-3000:]
     assert (project / "storage" / "circuits").exists()  # the breaker recorded the failure
 
+    assert posts and inbox.messages, "the failure notice went out by webhook and by email"
     planted = [IN_FILE, FROM_ENV, FROM_SET, IN_URL]
     leaks = [
         (str(file.relative_to(project)), secret)
