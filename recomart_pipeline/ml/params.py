@@ -153,9 +153,9 @@ class ItemKNNParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    k: int = Field(100, ge=1, description="Neighbours kept per item.")
+    k: int = Field(200, ge=1, description="Neighbours kept per item.")
     weighting: Literal["cosine", "bm25", "tfidf"] = Field(
-        "bm25",
+        "cosine",
         description="How interactions are weighted before item-item dot products: cosine "
         "(unit-length item vectors), bm25 (Okapi BM25: damps heavy users and popular items), "
         "tfidf (sqrt(count)·idf).",
