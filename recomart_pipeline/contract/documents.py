@@ -15,7 +15,7 @@ in ``run_dependent`` with the reason; ``reproduce`` compares a document without 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -108,6 +108,11 @@ class CandidateSummary(Document):
     skipped: str | None = Field(
         None, description="Why the candidate was not trained (it does not apply to the data)."
     )
+    validation: Metrics | None = Field(
+        None,
+        description="Metrics on the validation split (a fit on the training data without "
+        "it); what evaluation selects on. The saved model is refitted on all training data.",
+    )
 
 
 class TrainingSummary(Document):
@@ -118,6 +123,11 @@ class TrainingSummary(Document):
     baseline: str | None
     candidate_order: list[str]
     candidates: dict[str, CandidateSummary]
+    validation: dict[str, Any] | None = Field(
+        None,
+        description="How the validation split was cut (method, fraction, seed, k) and its "
+        "size (users ranked, held-out pairs); null: no validation split.",
+    )
 
     def ordered(self) -> dict[str, CandidateSummary]:
         return {name: self.candidates[name] for name in self.candidate_order}
@@ -164,6 +174,24 @@ class EvaluationReport(Document):
     gates: list[GateResult]
     passed: bool
     model_sha256: str
+    selected_on: Literal["validation", "test"] = Field(
+        "test",
+        description="The split the selection compared candidates on. 'validation': the test "
+        "metrics in 'models' are those of the selected model and the baseline only, each "
+        "scored once; 'test': every candidate was scored on test and the best one chosen, "
+        "so its figure is optimistic.",
+    )
+    validation: dict[str, Metrics] = Field(
+        default_factory=dict, description="Candidate -> its metrics on the validation split."
+    )
+    best_personalised: str | None = Field(
+        None, description="The best candidate other than the baseline on the selection split."
+    )
+    baseline_fallback: bool = Field(
+        False,
+        description="No personalised candidate beat the baseline on the selection split, so "
+        "the baseline is the deploy candidate (deploy keeps a current champion instead).",
+    )
 
     @property
     def best_metrics(self) -> Metrics:
@@ -212,6 +240,11 @@ class Deployment(Document):
     metrics: Metrics
     registry: str
     report_path: str | None = None
+    baseline_fallback: bool = Field(
+        False,
+        description="The version is the baseline, deployed because no personalised "
+        "model beat it and there was no champion to keep.",
+    )
 
 
 class MonitoringSnapshot(Document):

@@ -27,7 +27,10 @@ from recomart_pipeline.ml._topk import top_k_rows
 
 EpochRecord = dict[str, float | int | None]
 EpochCallback = Callable[[EpochRecord], None]
-StateShape = Literal["users", "items", "scalar"]
+# What a state array's first dimension must match: one row per user or item, a scalar, the
+# offsets of a CSR matrix with a row per user/item (n + 1 entries), or the entries of such a
+# matrix (any length; the model's ``_check_state`` checks them against the offsets).
+StateShape = Literal["users", "items", "scalar", "user_offsets", "item_offsets", "entries"]
 
 # Users scored per recommend() chunk: enough rows for BLAS to reuse each block of item factors,
 # few enough that a chunk's scores stay in the shared cache while top-k reads them back (64
@@ -395,18 +398,32 @@ class Recommender(ABC):
         missing = sorted(set(cls.state_shapes) - set(arrays))
         if missing:
             raise ValueError(f"{cls.model_type} model state is missing arrays: {missing}")
-        expected = {"users": n_users, "items": n_items}
+        expected = {
+            "users": n_users,
+            "items": n_items,
+            "user_offsets": n_users + 1,
+            "item_offsets": n_items + 1,
+        }
         state: dict[str, np.ndarray] = {}
         for name, kind in cls.state_shapes.items():
             array = np.asarray(arrays[name])
             if kind == "scalar" and array.ndim != 0:
                 raise ValueError(f"state array '{name}' must be a scalar, got shape {array.shape}")
-            if kind != "scalar" and (array.ndim == 0 or array.shape[0] != expected[kind]):
+            if kind == "entries" and array.ndim != 1:
+                raise ValueError(f"state array '{name}' must be 1-d, got shape {array.shape}")
+            if kind in expected and (array.ndim == 0 or array.shape[0] != expected[kind]):
                 raise ValueError(
                     f"state array '{name}' has shape {array.shape}, expected {expected[kind]} "
                     f"rows ({kind})"
                 )
             state[name] = array
+        model._check_state(state, n_users, n_items)
         model.n_users, model.n_items = n_users, n_items
         model._state = state
         return model
+
+    def _check_state(self, state: dict[str, np.ndarray], n_users: int, n_items: int) -> None:
+        """Refuse loaded state the shapes cannot vouch for (a sparse matrix's offsets and
+        indices): a model file is untrusted, and the kernels index without bounds checks.
+        Raise ValueError naming the array. Dense state needs nothing beyond the shapes."""
+        return

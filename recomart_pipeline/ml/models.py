@@ -15,6 +15,8 @@ from pydantic import BaseModel
 from recomart_pipeline.ml.als import ALSRecommender
 from recomart_pipeline.ml.base import Recommender
 from recomart_pipeline.ml.bias import BiasRecommender
+from recomart_pipeline.ml.ease import EASERecommender
+from recomart_pipeline.ml.knn import ItemKNNRecommender
 from recomart_pipeline.ml.params import ModelTypeInfo, model_type_info, register_model_type
 from recomart_pipeline.ml.popularity import PopularityRecommender
 from recomart_pipeline.ml.svd import SVDRecommender
@@ -32,6 +34,8 @@ def register_model(cls: type[Recommender], *, baseline: bool = False) -> type[Re
 register_model(SVDRecommender)
 register_model(ALSRecommender)
 register_model(BiasRecommender)
+register_model(EASERecommender)
+register_model(ItemKNNRecommender)
 register_model(PopularityRecommender, baseline=True)
 
 

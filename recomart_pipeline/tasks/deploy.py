@@ -1,7 +1,9 @@
 """Deploy: register the evaluated model, promote it when it earns it, verify the service.
 
-Promotion needs the evaluation's quality gates to have passed and (configurable) the new
-model to beat the champion; with ``require_approval`` it waits for a person
+When evaluation chose the baseline because no personalised model beat it
+(``baseline_fallback``), the current champion is kept, or, with none, the baseline is deployed
+(marked as such) so the service answers. Otherwise promotion needs the evaluation's quality
+gates to have passed and (configurable) the new model to beat the champion; with ``require_approval`` it waits for a person
 (``python -m recomart_pipeline approve VERSION``). After promotion a real service must report
 the new version before the "service up" marker is written; otherwise the previous champion
 is restored and the task fails.
@@ -97,7 +99,8 @@ def _verify(
 def run(ctx: TaskContext[Config]) -> TaskResult:
     config = ctx.config
     evaluation = ctx.document(EVALUATION)
-    if not evaluation.passed:
+    fallback = evaluation.baseline_fallback  # no personalised model beat the baseline
+    if not evaluation.passed and not fallback:
         failed = [g.name for g in evaluation.gates if not g.passed]
         raise QualityGateError(
             f"the evaluated model failed its quality gates ({', '.join(failed)}); it is not deployed",
@@ -114,7 +117,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         metrics=metrics,
         data_hash=sha256_file(serving["train_implicit.npz"]),
         run_id=ctx.run_id,
-        config={"best_model": best, "params": evaluation.params},
+        config={"best_model": best, "params": evaluation.params, "baseline_fallback": fallback},
     )
     ctx.logger.info(f"{'registered' if created else 'already registered'} model {version.version}")
     champion = registry.champion()
@@ -123,6 +126,11 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     url = ""
     if champion is not None and champion.version == version.version:
         status = "already_champion"
+    elif fallback and champion is not None:
+        status = "kept_champion"  # a personalised champion beats serving the baseline
+        ctx.logger.warning(
+            f"no personalised model beat the baseline: keeping champion {champion.version}"
+        )
     elif (
         config.require_better_than_champion
         and champion is not None
@@ -158,6 +166,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         metrics=metrics,
         registry=str(registry.root),
         report_path=report_path,
+        baseline_fallback=fallback and status == "promoted",
     )
     deployment_path = ctx.write_document("deployment.json", deployment)
     outputs = {"deployment": deployment_path}

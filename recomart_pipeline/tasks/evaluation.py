@@ -1,14 +1,25 @@
-"""Evaluate every trained candidate against the popularity baseline, pick one, gate it.
+"""Select the deploy candidate on the validation split, score it and the baseline on test, gate it.
 
 Reads ``training_summary`` and the ``model_<name>`` files from training (each verified
 against the sha256 training recorded) and ``test_ratings``, ``test_interactions`` and
-``train_implicit`` from features. Every candidate gets RMSE/MAE and the ranking metrics at
-``k`` (train items excluded; for at most ``max_eval_users`` test users, a seeded sample
-recorded in ``evaluation.json``). The best non-baseline candidate by ``selection_metric``
-becomes the ``model`` output: the deploy candidate. Candidates that training skipped (not
-applicable to the data) are left out; with only the baseline left, it is evaluated and
-selected. Each configured quality gate is a blocking (ERROR) check, so a model that fails one
-is never deployed.
+``train_implicit`` from features.
+
+Selection is honest: the candidates are compared on the validation figures training measured
+(a split cut from the training data; ``CandidateSummary.validation``), the best non-baseline
+candidate by ``selection_metric`` is chosen there, and only then is the test split touched,
+once, by that candidate and the popularity baseline: their RMSE/MAE and ranking metrics at
+``k`` (train items excluded; for at most ``max_eval_users`` test users, a seeded sample) are
+what the report, the gates and the registry record. A training summary without validation
+figures (``validation.method: none``, or an older run) falls back to scoring every candidate
+on test and choosing there, and ``selected_on: test`` says the figure is optimistic.
+
+The baseline is a real candidate: when the best personalised candidate does not beat it on
+the selection split (``baseline_fallback``, on by default), the baseline becomes the deploy
+candidate, marked ``baseline_fallback``; the gates are still evaluated on the personalised
+candidate for the record, as warnings, and deploy keeps the current champion or, with none,
+serves the baseline. Otherwise each configured quality gate is a blocking (ERROR) check, so
+a model that fails one is never deployed. Candidates that training skipped (not applicable
+to the data) are left out; with only the baseline left, it is the deploy candidate.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import numpy as np
 from recomart_pipeline.contract.documents import CandidateSummary, EvaluationReport
 from recomart_pipeline.contract.errors import QualityGateError, UpstreamArtifactError
 from recomart_pipeline.contract.files import sha256_file, write_text_atomic
-from recomart_pipeline.contract.task import CheckOutcome, TaskContext, TaskResult
+from recomart_pipeline.contract.task import CheckOutcome, Severity, TaskContext, TaskResult
 from recomart_pipeline.ml.data import read_implicit, read_interactions, read_ratings
 from recomart_pipeline.ml.evaluate import Evaluation, evaluate_model, evaluation_users
 from recomart_pipeline.ml.metrics import json_safe
@@ -117,8 +128,8 @@ def _score_candidates(
     entries: dict[str, CandidateSummary],
     baseline: str,
 ) -> tuple[dict[str, Evaluation], dict[str, Any]]:
-    """Metrics (with bootstrap intervals) of every candidate on the features' test split, and
-    who they were ranked for (``eval_users`` of ``test_users``, ``eval_users_sampled``, and
+    """Metrics (with bootstrap intervals) of the given candidates on the features' test split,
+    and who they were ranked for (``eval_users`` of ``test_users``, ``eval_users_sampled``, and
     their ``test_interactions``)."""
     exclude = read_implicit(ctx.input(TRAIN_IMPLICIT))
     test_ratings = read_ratings(ctx.input(TEST_RATINGS))
@@ -139,7 +150,7 @@ def _score_candidates(
         "test_ratings": len(test_ratings),
         "selection_metric": config.metric,
     }
-    ctx.logger.info("evaluating candidates", extra={"fields": setup})
+    ctx.logger.info("scoring on the test split", extra={"fields": setup})
     if population["eval_users_sampled"]:
         ctx.logger.info(
             f"ranking metrics on a seeded sample of {users.size:,} of {test_users:,} test users "
@@ -164,8 +175,61 @@ def _score_candidates(
     return results, population
 
 
+def _validation_metrics(
+    ctx: TaskContext[Config], config: Config, entries: dict[str, CandidateSummary]
+) -> dict[str, dict[str, float]] | None:
+    """Every candidate's validation metrics, or None when selection must use the test split
+    (no validation figures, or none for the selection metric), with a warning saying why."""
+    measured = {n: e.validation for n, e in entries.items() if e.validation is not None}
+    if not measured:
+        ctx.logger.warning(
+            "training measured no validation figures (validation.method: none, or an older "
+            "training run): selecting on the test split, so the selected model's test "
+            "figure is optimistic"
+        )
+        return None
+    if not any(config.metric in metrics for metrics in measured.values()):
+        ctx.logger.warning(
+            f"the validation figures have no '{config.metric}' (set "
+            f"tasks.training.config.validation.k to {config.k}): selecting on the test "
+            "split, so the selected model's test figure is optimistic"
+        )
+        return None
+    nan = float("nan")
+    return {
+        name: {key: nan if value is None else value for key, value in metrics.items()}
+        for name, metrics in measured.items()
+    }
+
+
+def _beats(metrics: dict[str, dict[str, float]], a: str, b: str, metric: str, up: bool) -> bool:
+    """Is ``a`` strictly better than ``b`` by ``metric`` (a missing value never is)?"""
+    va, vb = metrics[a].get(metric, math.nan), metrics[b].get(metric, math.nan)
+    if math.isnan(va):
+        return False
+    if math.isnan(vb):
+        return True
+    return va > vb if up else va < vb
+
+
+def _choose(
+    config: Config, on: dict[str, dict[str, float]], names: list[str], baseline: str
+) -> tuple[str, str | None, bool]:
+    """(deploy candidate, best personalised candidate, baseline fallback?) by the selection
+    metric on ``on`` (the validation or the test figures)."""
+    personal = [n for n in names if n != baseline and n in on]
+    if not personal:
+        return baseline, None, False
+    best = _select(on, personal, config.metric, config.maximise)
+    if config.include_baseline and _beats(on, baseline, best, config.metric, config.maximise):
+        return baseline, best, False
+    if config.baseline_fallback and not _beats(on, best, baseline, config.metric, config.maximise):
+        return baseline, best, True
+    return best, best, False
+
+
 def run(ctx: TaskContext[Config]) -> TaskResult:
-    """Score all candidates, choose the deploy candidate and answer the gate checks."""
+    """Choose the deploy candidate, score it and the baseline on test, answer the gates."""
     config = ctx.config
     summary = ctx.document(TRAINING_SUMMARY)
     entries = summary.trained()  # skipped candidates (not applicable to the data) have no model
@@ -184,22 +248,38 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
             f"training did not save model files for {unsaved} (save_model: false)",
             hint="set tasks.training.config.save_model: true to evaluate and deploy models",
         )
-    scored, population = _score_candidates(ctx, config, entries, baseline_name)
-    results = {name: evaluation.metrics for name, evaluation in scored.items()}
-    pool = [n for n in entries if config.include_baseline or n != baseline_name] or [baseline_name]
-    best = _select(results, pool, config.metric, config.maximise)
+    validation = _validation_metrics(ctx, config, entries)
+    if validation is not None:
+        best, personal, fallback = _choose(config, validation, list(entries), baseline_name)
+        tested = {n: entries[n] for n in entries if n in (best, personal, baseline_name)}
+        scored, population = _score_candidates(ctx, config, tested, baseline_name)
+        results = {name: evaluation.metrics for name, evaluation in scored.items()}
+    else:
+        scored, population = _score_candidates(ctx, config, entries, baseline_name)
+        results = {name: evaluation.metrics for name, evaluation in scored.items()}
+        best, personal, fallback = _choose(config, results, list(entries), baseline_name)
+    gated = personal if fallback and personal is not None else best
+    severity: Severity = "WARN" if fallback else "ERROR"
     gates: list[dict[str, Any]] = []
     checks: list[CheckOutcome] = []
     for check_name, kind, metric, threshold in _gate_specs(config):
         passed, detail = _evaluate_gate(
-            kind, metric, threshold, results[best], results[baseline_name]
+            kind, metric, threshold, results[gated], results[baseline_name]
         )
+        if fallback:
+            detail += f" (for '{gated}'; the baseline is the deploy candidate)"
         gates.append({"name": check_name, "passed": passed, "detail": detail})
         checks.append(
-            CheckOutcome(check_name, passed, "ERROR", detail, {"metric": metric, "kind": kind})
+            CheckOutcome(check_name, passed, severity, detail, {"metric": metric, "kind": kind})
         )
         log = ctx.logger.info if passed else ctx.logger.warning
         log(f"gate {check_name}: {'passed' if passed else 'FAILED'} ({detail})")
+    if fallback:
+        ctx.logger.warning(
+            f"no personalised candidate beat the baseline '{baseline_name}' by "
+            f"{config.metric} (best: '{personal}'): the baseline is the deploy candidate",
+            extra={"fields": {"best_personalised": personal, "baseline": baseline_name}},
+        )
 
     model_path, model_sha = _copy_selected(ctx, entries[best])
     passed = all(gate["passed"] for gate in gates)
@@ -220,12 +300,16 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         "gates": gates,
         "passed": passed,
         "model_sha256": model_sha,
+        "selected_on": "validation" if validation is not None else "test",
+        "validation": validation or {},
+        "best_personalised": personal,
+        "baseline_fallback": fallback,
     }
     evaluation_path = ctx.write_document(
         "evaluation.json", EvaluationReport.model_validate(json_safe(report))
     )
     ctx.logger.info(
-        f"selected '{best}' by {config.metric}",
+        f"selected '{best}' by {config.metric} on the {report['selected_on']} split",
         extra={"fields": {"best_model": best, "passed": passed, **json_safe(results[best])}},
     )
     metadata: dict[str, Any] = {
@@ -233,7 +317,11 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         "model_type": entries[best].model_type,
         "passed": passed,
         "model_sha256": model_sha,
+        "selected_on": report["selected_on"],
+        "baseline_fallback": fallback,
     }
+    if validation is not None:
+        metadata["validation"] = json_safe(validation)
     if skipped:
         metadata["skipped"] = skipped
     return TaskResult(

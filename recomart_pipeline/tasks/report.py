@@ -119,8 +119,10 @@ def _evaluation_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Se
     return Section(
         "Model quality",
         [
-            f"- selected: **{best}** by {evaluation.selection_metric} "
-            f"(baseline: {evaluation.baseline}); gates {'passed' if evaluation.passed else 'FAILED'}",
+            f"- selected: **{best}** by {evaluation.selection_metric} on the "
+            f"{evaluation.selected_on} split (baseline: {evaluation.baseline}); gates "
+            f"{'passed' if evaluation.passed else 'FAILED'}",
+            *_selection_lines(evaluation),
             f"- evaluated on {evaluation.eval_users:,} users"
             + (
                 f" ({evaluation.test_interactions:,} held-out interactions)"
@@ -129,12 +131,65 @@ def _evaluation_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Se
             )
             + (f", a sample of {evaluation.test_users:,}" if evaluation.eval_users_sampled else ""),
             "",
+            "Test split:",
+            "",
             *table(["model", *names], rows),
             "",
+            *_side_by_side(evaluation),
             *_interval_lines(evaluation),
             *(table(["gate", "result", "detail"], gates) if gates else ["- no gates configured"]),
         ],
     )
+
+
+def _selection_lines(evaluation: EvaluationReport) -> list[str]:
+    """How the selection was made, and what to do when personalisation did not pay."""
+    if evaluation.selected_on == "test":
+        return [
+            "- **no validation split**: every candidate was scored on the test split and the "
+            "best one chosen there, so its test figure is optimistic (set "
+            "tasks.training.config.validation.method to per_user)"
+        ]
+    lines = [
+        "- candidates were compared on a validation split cut from the training data; the "
+        "test split was scored once, by the selected model and the baseline"
+    ]
+    if evaluation.baseline_fallback:
+        metric = evaluation.selection_metric
+        lines.append(
+            f"- **personalisation did not pay on this data**: the best personalised "
+            f"candidate, {evaluation.best_personalised}, did not beat the baseline "
+            f"{evaluation.baseline} by {metric} on validation, so the baseline is the deploy "
+            "candidate (deploy keeps the current champion, or serves the baseline when there "
+            "is none). To try: ease or item_knn candidates (item-based models often beat "
+            "popularity where factor models do not), a stronger ALS regularisation or more "
+            "factors, event weights that favour purchases, or a longer history per user."
+        )
+    return lines
+
+
+def _side_by_side(evaluation: EvaluationReport) -> list[str]:
+    """Each candidate's validation figure next to its test figure (when it has one), so the
+    selection on validation changes no result silently."""
+    if not evaluation.validation:
+        return []
+    metric = evaluation.selection_metric
+    rows = [
+        [
+            name,
+            metrics.get(metric),
+            evaluation.models.get(name, {}).get(metric),
+            "selected" if name == evaluation.best_model else "",
+        ]
+        for name, metrics in evaluation.validation.items()
+    ]
+    return [
+        f"Validation and test side by side ({metric}; test only for the selected model and "
+        "the baseline):",
+        "",
+        *table(["model", f"validation {metric}", f"test {metric}", ""], rows),
+        "",
+    ]
 
 
 def _interval_lines(evaluation: EvaluationReport) -> list[str]:

@@ -11,6 +11,12 @@ A candidate's parameters are the model's hyper-parameter block (``svd:``, ``als:
 ``biases`` (where the model has such a parameter), overridden by the candidate's own
 ``params`` (which may set any of them).
 
+Model selection is honest: unless ``validation.method`` is ``none``, a validation split is
+cut from the training pairs (``ml.holdout``), every candidate is also fitted without it and
+scored on it (``validation`` in its summary entry, ``<name>_validation_<metric>`` in the metrics),
+and evaluation selects on those figures, touching the test split only with the selected
+model and the baseline. The saved model is the fit on all training data.
+
 A candidate that does not apply to the data (``Recommender.skip_reason``: a rating model when
 the data has no rating events, any model when there are no interactions at all) is skipped:
 it gets ``skipped: <reason>`` in the summary, the task's metadata and metrics, and a warning in
@@ -22,11 +28,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from recomart_pipeline.contract.documents import TrainingSummary
 from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.ml.base import FitReport, Recommender, TrainingData
 from recomart_pipeline.ml.data import load_training_data
+from recomart_pipeline.ml.evaluate import evaluate_model, evaluation_users
+from recomart_pipeline.ml.holdout import Holdout, holdout_split
 from recomart_pipeline.ml.metrics import json_safe
 from recomart_pipeline.ml.models import create_model
 from recomart_pipeline.ml.persistence import FILE_SUFFIX, save_model
@@ -109,6 +119,61 @@ def _train_candidate(
     return entry, report, path
 
 
+def _validation_split(
+    ctx: TaskContext[Config], train: TrainingData
+) -> tuple[Holdout, np.ndarray, dict[str, Any]] | None:
+    """The validation split, the users it ranks for, and its description for the summary."""
+    settings = ctx.config.validation
+    if settings.method == "none":
+        ctx.logger.warning(
+            "no validation split (validation.method: none): evaluation will select on the "
+            "test split, and the selected model's test figure is then optimistic"
+        )
+        return None
+    holdout = holdout_split(train, settings.method, settings.fraction, ctx.config.seed)
+    users = evaluation_users(holdout.interactions, settings.max_users, ctx.config.seed)
+    described = {
+        "method": settings.method,
+        "fraction": settings.fraction,
+        "seed": ctx.config.seed,
+        "k": settings.k,
+        "users": int(users.size),
+        "held_out_pairs": int(holdout.interactions[users].nnz),
+        "held_out_ratings": len(holdout.ratings),
+        "fit_pairs": int(holdout.fit.interactions().nnz),
+    }
+    ctx.logger.info("validation split cut", extra={"fields": described})
+    return holdout, users, described
+
+
+def _validate_candidate(
+    ctx: TaskContext[Config],
+    candidate: ResolvedCandidate,
+    split: tuple[Holdout, np.ndarray, dict[str, Any]],
+) -> dict[str, float | None] | None:
+    """The candidate's metrics on the validation split (fitted without it), or None when it
+    does not apply to the reduced data."""
+    holdout, users, _ = split
+    model = create_model(candidate.model.model_type, candidate.params)
+    reason = model.skip_reason(holdout.fit)
+    if reason is not None:
+        ctx.logger.warning(f"'{candidate.name}' not validated: {reason}")
+        return None
+    model.fit(holdout.fit)
+    scored = evaluate_model(
+        model,
+        test_ratings=holdout.ratings,
+        test_interactions=holdout.interactions,
+        exclude=holdout.fit.interactions(),
+        k=ctx.config.validation.k,
+        users=users,
+    )
+    metrics: dict[str, float | None] = json_safe(scored.metrics)
+    fields = {"candidate": candidate.name, **metrics}
+    ctx.logger.info(f"validated '{candidate.name}'", extra={"fields": fields})
+    return metrics
+
+
 def run(ctx: TaskContext[Config]) -> TaskResult:
     """Fit every candidate, save its file, and summarise how each fit went."""
     config = ctx.config
@@ -120,6 +185,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         "implicit_nnz": train.implicit.nnz if train.implicit is not None else 0,
     }
     ctx.logger.info("training data loaded", extra={"fields": data_fields})
+    split = _validation_split(ctx, train)
     outputs: dict[str, Path] = {}
     metrics: dict[str, Any] = {"n_users": train.n_users, "n_items": train.n_items}
     candidates: dict[str, dict[str, Any]] = {}
@@ -140,6 +206,10 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
             skipped[name] = reason
             continue
         entry, report, path = _train_candidate(ctx, config, candidate, model, train)
+        if split is not None:
+            entry["validation"] = _validate_candidate(ctx, candidate, split)
+            for metric, value in (entry["validation"] or {}).items():
+                metrics[f"{name}_validation_{metric}"] = value
         candidates[name] = entry
         if path is not None:
             outputs[entry["artifact"]] = path
@@ -169,6 +239,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         "baseline": baseline,
         "candidate_order": list(candidates),  # the JSON writer sorts keys; this keeps YAML order
         "candidates": candidates,
+        "validation": split[2] if split is not None else None,
     }
     summary_path = ctx.write_document(
         "training_summary.json", TrainingSummary.model_validate(json_safe(summary))

@@ -69,12 +69,12 @@ def test_movielens_u_data(tmp_path: Path) -> None:
     overlay, evaluation, _, _ = _onboard_and_run(tmp_path, write_u_data)
     assert _protocol(overlay) in ("temporal_global", "temporal_per_user")
     # explicit ratings: the rating models trained and report an error
-    assert evaluation["models"]["svd"]["rmse"] is not None
+    assert evaluation["validation"]["svd"]["rmse"] is not None
 
 
 def test_movielens_ratings_csv_with_half_stars(tmp_path: Path) -> None:
     _, evaluation, _, _ = _onboard_and_run(tmp_path, write_ratings_csv)
-    assert evaluation["models"]["bias"]["rmse"] is not None
+    assert evaluation["validation"]["bias"]["rmse"] is not None
 
 
 def test_retail_invoice_lines(tmp_path: Path) -> None:

@@ -68,8 +68,8 @@ users: null
     )
     assert_good_run(rows, evaluation, report)
     # explicit ratings: the rating models trained and report an error next to the bias baseline
-    assert evaluation["models"]["svd"]["rmse"] is not None
-    assert evaluation["models"]["bias"]["rmse"] is not None
+    assert evaluation["validation"]["svd"]["rmse"] is not None
+    assert evaluation["validation"]["bias"]["rmse"] is not None
 
 
 def test_movielens_ratings_csv_with_half_stars(tmp_path: Path) -> None:

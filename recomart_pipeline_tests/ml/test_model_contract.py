@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from recomart_pipeline.ml.base import Recommender
 from recomart_pipeline.ml.models import MODEL_TYPES, create_model
 from recomart_pipeline.ml.params import MODEL_TYPE_INFO, model_type_info
-from recomart_pipeline.ml.persistence import load_model, save_model
+from recomart_pipeline.ml.persistence import ModelFormatError, load_model, save_model
 from recomart_pipeline_tests.ml.synthetic import SyntheticData, make_synthetic
 
 TYPES = sorted(MODEL_TYPES)
@@ -99,3 +99,30 @@ def test_a_saved_model_loads_with_the_same_answers(fitted, tmp_path, model_type)
     assert type(loaded) is type(model)
     users = np.arange(model.n_users)
     assert np.array_equal(loaded.score_items(users), model.score_items(users))
+
+
+SPARSE_TYPES = [name for name in TYPES if "entries" in MODEL_TYPES[name].state_shapes.values()]
+
+
+@pytest.mark.parametrize("model_type", SPARSE_TYPES)
+@pytest.mark.parametrize("damage", ["index_out_of_range", "offsets_overrun"])
+def test_a_file_with_damaged_sparse_state_is_refused(fitted, tmp_path, model_type, damage):
+    """Sparse state is read by code that does not bounds-check: a model file whose offsets or
+    indices point outside the matrix must be refused on load, naming the array."""
+    model = fitted[model_type]
+    arrays = model.to_arrays()
+    prefix = next(n.removesuffix("_indptr") for n in arrays if n.endswith("_indptr"))
+    if damage == "index_out_of_range":
+        arrays[f"{prefix}_indices"] = arrays[f"{prefix}_indices"].copy()
+        arrays[f"{prefix}_indices"][0] = 10**6
+    else:
+        arrays[f"{prefix}_indptr"] = arrays[f"{prefix}_indptr"].copy()
+        arrays[f"{prefix}_indptr"][-1] += 5
+    with pytest.raises(ValueError, match=prefix):
+        type(model).from_arrays(model.params, model.n_users, model.n_items, arrays)
+    damaged = type(model).from_arrays(model.params, model.n_users, model.n_items, model.to_arrays())
+    damaged._state = {**damaged._state, **arrays}
+    path = tmp_path / "damaged.npz"
+    save_model(damaged, path)
+    with pytest.raises(ModelFormatError, match=prefix):
+        load_model(path)

@@ -172,7 +172,14 @@ def test_svd_needs_ratings_and_divergence_is_reported(data):
 
 
 def test_registry_knows_every_type_and_suggests_close_names():
-    assert set(MODEL_TYPES) == {"collaborative_filtering_svd", "als", "popularity", "baseline_bias"}
+    assert set(MODEL_TYPES) == {
+        "collaborative_filtering_svd",
+        "als",
+        "popularity",
+        "baseline_bias",
+        "ease",
+        "item_knn",
+    }
     assert get_model_class("svd") is SVDRecommender
     with pytest.raises(ValueError, match="did you mean 'popularity'"):
         get_model_class("populrity")

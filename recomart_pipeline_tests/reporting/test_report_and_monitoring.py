@@ -36,6 +36,16 @@ def test_report_renders_every_section_with_charts_and_copies(trained):
     assert "compared with run run-1" in markdown  # the template's report is the previous one
     assert re.search(r"- evaluated on [\d,]+ users \([\d,]+ held-out interactions\)", markdown)
     assert "95 % intervals over users (200 bootstrap resamples)" in markdown
+    # selection on validation is shown next to the test figures it did not use
+    record = json.loads((trained.storage_root / "latest" / "evaluation.json").read_text())
+    evaluation_path = trained.storage_root / record["artifacts"]["evaluation"]["path"]
+    evaluation = json.loads(evaluation_path.read_text())
+    assert "on the validation split" in markdown
+    side_by_side = markdown.split("Validation and test side by side (ndcg_at_10")[1]
+    for name, metrics in evaluation["validation"].items():
+        test = evaluation["models"].get(name, {}).get("ndcg_at_10")
+        row = f"| {name} | {metrics['ndcg_at_10']:.4f} | {'' if test is None else f'{test:.4f}'} |"
+        assert row in side_by_side, row
 
 
 def test_report_marks_missing_inputs_as_not_run(trained):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from pydantic import ValidationError
@@ -32,6 +33,23 @@ CANDIDATES = {
 }
 
 
+def _with_validation(store, trained, figures: dict[str, float]):
+    """The training checkpoint republished with the given validation NDCG@10 per candidate
+    (the same model files): what training would have written had the validation split
+    ranked the candidates that way."""
+    summary = json.loads(trained.path("training_summary").read_text())
+    for name, ndcg in figures.items():
+        summary["candidates"][name]["validation"]["ndcg_at_10"] = ndcg
+    staging = store.new_staging_dir("run-forged", "training")
+    outputs = {}
+    for name in trained.artifacts:
+        target = staging / trained.path(name).name
+        shutil.copyfile(trained.path(name), target)
+        outputs[name] = target
+    (staging / "training_summary.json").write_text(json.dumps(summary))
+    return store.publish("run-forged", "training", staging, outputs, {}, {})
+
+
 @pytest.fixture
 def trained(features, run_model_task):
     _, checkpoint = run_model_task(training, CANDIDATES, {"features": features})
@@ -42,12 +60,19 @@ def _evaluate(run_model_task, trained, features, config):
     return run_model_task(evaluation, config, {"training": trained, "features": features})
 
 
-def test_every_candidate_is_scored_next_to_the_baseline(run_model_task, trained, features):
+def test_the_selected_candidate_is_scored_next_to_the_baseline(run_model_task, trained, features):
     result, checkpoint = _evaluate(run_model_task, trained, features, {})
     report = json.loads(checkpoint.path("evaluation").read_text())
     assert report["k"] == 10 and report["selection_metric"] == "ndcg_at_10"
     assert report["baseline"] == "popularity"
-    assert set(report["models"]) == {"svd", "als", "popularity"}
+    # chosen on the validation split among every candidate; only it and the baseline are
+    # scored on test
+    assert report["selected_on"] == "validation" and report["baseline_fallback"] is False
+    assert set(report["validation"]) == {"svd", "als", "popularity"}
+    validation_ndcg = {name: m["ndcg_at_10"] for name, m in report["validation"].items()}
+    assert report["best_model"] == max(("svd", "als"), key=validation_ndcg.get)
+    assert report["best_personalised"] == report["best_model"]
+    assert set(report["models"]) == {report["best_model"], "popularity"}
     expected_keys = {
         "rmse",
         "mae",
@@ -58,11 +83,10 @@ def test_every_candidate_is_scored_next_to_the_baseline(run_model_task, trained,
         "hit_rate_at_10",
         "coverage_at_10",
     }
-    for metrics in report["models"].values():
+    for metrics in [*report["models"].values(), *report["validation"].values()]:
         assert set(metrics) == expected_keys
-    assert report["models"]["als"]["rmse"] is None  # not meaningful for implicit ALS
+    assert report["validation"]["als"]["rmse"] is None  # not meaningful for implicit ALS
     ndcg = {name: m["ndcg_at_10"] for name, m in report["models"].items()}
-    assert report["best_model"] == max(("svd", "als"), key=ndcg.get)
     assert ndcg[report["best_model"]] > ndcg["popularity"]
     assert report["gates"] == [] and report["passed"] is True
     # every ranking metric has a 95 % interval over the evaluated users around its value
@@ -205,3 +229,66 @@ def test_a_capped_evaluation_ranks_a_seeded_sample_and_says_so(
     ranked_all = json.loads(everyone.path("evaluation").read_text())["models"]
     assert ranked_all["als"]["ndcg_at_10"] != report["models"]["als"]["ndcg_at_10"]
     assert ranked_all["als"]["rmse"] == report["models"]["als"]["rmse"]  # all ratings, always
+
+
+def test_selection_uses_validation_and_the_test_split_is_scored_once(
+    run_model_task, store, trained, features
+):
+    """svd wins on validation (forged figures) although ALS ranks better on test: svd is
+    selected, and no test figure of the other candidates is computed or recorded."""
+    forged = _with_validation(store, trained, {"svd": 0.9, "als": 0.1, "popularity": 0.05})
+    result, checkpoint = _evaluate(run_model_task, forged, features, {})
+    report = json.loads(checkpoint.path("evaluation").read_text())
+    assert report["selected_on"] == "validation"
+    assert report["best_model"] == "svd" and report["best_personalised"] == "svd"
+    assert set(report["models"]) == {"svd", "popularity"}  # als never touched the test split
+    assert set(report["intervals"]) == {"svd", "popularity"}
+    assert report["validation"]["svd"]["ndcg_at_10"] == 0.9
+    assert result.metadata["validation"]["als"]["ndcg_at_10"] == 0.1
+    assert sha256_file(checkpoint.path("model")) == sha256_file(trained.path("model_svd"))
+
+
+def test_without_validation_figures_the_test_split_selects_and_says_so(
+    run_model_task, trained, features, caplog
+):
+    _, unvalidated = run_model_task(
+        training, {**CANDIDATES, "validation": {"method": "none"}}, {"features": features}
+    )
+    summary = json.loads(unvalidated.path("training_summary").read_text())
+    assert summary["validation"] is None
+    assert all(c["validation"] is None for c in summary["candidates"].values())
+    with caplog.at_level("WARNING"):
+        _, checkpoint = _evaluate(run_model_task, unvalidated, features, {})
+    report = json.loads(checkpoint.path("evaluation").read_text())
+    assert report["selected_on"] == "test" and report["validation"] == {}
+    assert set(report["models"]) == {"svd", "als", "popularity"}
+    assert "optimistic" in caplog.text
+
+
+@pytest.mark.parametrize("popularity_ndcg", [0.5, 0.3])  # ahead of, and tied with, the best
+def test_when_nothing_beats_the_baseline_it_is_the_deploy_candidate(
+    run_model_task, store, trained, features, popularity_ndcg
+):
+    forged = _with_validation(
+        store, trained, {"svd": 0.1, "als": 0.3, "popularity": popularity_ndcg}
+    )
+    config = {"gates": {"min": {"ndcg_at_10": 0.01}, "beat_baseline": {"ndcg_at_10": 0.10}}}
+    result, checkpoint = _evaluate(run_model_task, forged, features, config)
+    report = json.loads(checkpoint.path("evaluation").read_text())
+    assert report["best_model"] == "popularity" and report["model_type"] == "popularity"
+    assert report["baseline_fallback"] is True and report["best_personalised"] == "als"
+    assert set(report["models"]) == {"als", "popularity"}
+    assert sha256_file(checkpoint.path("model")) == sha256_file(trained.path("model_popularity"))
+    # the gates judge the personalised candidate, for the record, and do not block
+    assert {c.severity for c in result.checks} == {"WARN"}
+    assert all("for 'als'" in gate["detail"] for gate in report["gates"])
+    assert result.metadata["baseline_fallback"] is True
+
+
+def test_the_fallback_can_be_turned_off(run_model_task, store, trained, features):
+    forged = _with_validation(store, trained, {"svd": 0.1, "als": 0.3, "popularity": 0.5})
+    config = {"baseline_fallback": False, "gates": {"beat_baseline": {"ndcg_at_10": 0.10}}}
+    result, checkpoint = _evaluate(run_model_task, forged, features, config)
+    report = json.loads(checkpoint.path("evaluation").read_text())
+    assert report["best_model"] == "als" and report["baseline_fallback"] is False
+    assert {c.severity for c in result.checks} == {"ERROR"}

@@ -48,6 +48,14 @@ class Config(BaseModel):
     include_baseline: bool = Field(
         False, description="Let the popularity baseline itself be selected."
     )
+    baseline_fallback: bool = Field(
+        True,
+        description="When no personalised candidate beats the baseline on the selection "
+        "split, make the baseline the deploy candidate (marked as such): deploy keeps the "
+        "current champion, or serves the baseline when there is none, and the gates, "
+        "evaluated on the best personalised candidate for the record, do not block. false: "
+        "the best personalised candidate is selected anyway and its gates block as usual.",
+    )
     gates: GatesConfig = Field(
         default_factory=GatesConfig, description="Quality gates (blocking checks)."
     )
@@ -110,6 +118,12 @@ def declare_checks(config: Config) -> list[CheckSpec]:
         "max": "selected model's {m} <= {t}",
         "beat_baseline": "selected model's {m} beats the popularity baseline by >= {t:.0%}",
     }
+    fallback_note = (
+        " (warning only when the baseline is deployed as the fallback)"
+        if config.baseline_fallback
+        else ""
+    )
+    describe = {kind: text + fallback_note for kind, text in describe.items()}
     return [
         CheckSpec(name, describe[kind].format(m=metric, t=threshold), "ERROR")
         for name, kind, metric, threshold in _gate_specs(config)

@@ -14,6 +14,8 @@ from recomart_pipeline.ml.params import (
     POPULARITY,
     ALSHyperParams,
     BiasParams,
+    EASEParams,
+    ItemKNNParams,
     ModelTypeInfo,
     PopularityParams,
     SVDHyperParams,
@@ -42,6 +44,37 @@ class EarlyStoppingConfig(BaseModel):
     )
 
 
+class ValidationConfig(BaseModel):
+    """The validation split candidates are compared on, cut from the training data, so the
+    test split is scored only by the selected model and the baseline (an unbiased figure)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["per_user", "random", "none"] = Field(
+        "per_user",
+        description="per_user: each user with two or more training items holds out "
+        "'fraction' of them (at least one), like the temporal_per_user test protocol; random: "
+        "a seeded share of all training pairs, like the random protocol; none: no validation "
+        "split (evaluation then selects on the test split, an optimistic figure, and says so).",
+    )
+    fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of the training pairs held out for validation."
+    )
+    k: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Cut-off of the validation ranking metrics; must equal the evaluation "
+        "task's k for selection on validation.",
+    )
+    max_users: int | None = Field(
+        100_000,
+        ge=1,
+        description="Rank for a seeded sample of this many validation users when there are "
+        "more (null: all).",
+    )
+
+
 class CandidateConfig(BaseModel):
     """One model to train and compare. A candidate that does not apply to the data (a rating
     model when there are no rating events) is skipped with its reason, not fatal."""
@@ -52,12 +85,14 @@ class CandidateConfig(BaseModel):
         None,
         pattern=CANDIDATE_NAME_PATTERN,
         description="Candidate name; its file is the artifact 'model_<name>'. Defaults to the "
-        "model type's short name (svd, als, bias, popularity).",
+        "model type's short name (svd, als, ease, item_knn, bias, popularity).",
     )
     model_type: str = Field(
         "collaborative_filtering_svd",
         description="Registered model type: collaborative_filtering_svd (alias svd), als, "
-        "baseline_bias (alias bias: mean + user/item biases, the RMSE yardstick), popularity.",
+        "ease (closed-form item-item, catalogues up to ease.max_items), item_knn (item "
+        "neighbours, any catalogue size), baseline_bias (alias bias: mean + user/item biases, "
+        "the RMSE yardstick), popularity.",
     )
     params: dict[str, Any] = Field(
         default_factory=dict,
@@ -94,6 +129,14 @@ class Config(BaseModel):
     als: ALSHyperParams = Field(
         default_factory=ALSHyperParams, description="Hyper-parameters of als."
     )
+    ease: EASEParams = Field(
+        default_factory=EASEParams,
+        description="Hyper-parameters of ease (regularization, max_items, binary).",
+    )
+    item_knn: ItemKNNParams = Field(
+        default_factory=ItemKNNParams,
+        description="Hyper-parameters of item_knn (k, weighting, bm25_k1, bm25_b, binary).",
+    )
     bias: BiasParams = Field(
         default_factory=BiasParams,
         description="Settings of the bias-only rating baseline (baseline_bias).",
@@ -114,6 +157,10 @@ class Config(BaseModel):
     )
     biases: bool = Field(True, description="Learn global mean and user/item biases (SVD).")
     seed: int = Field(42, description="Seed of initialisation, validation split and shuffles.")
+    validation: ValidationConfig = Field(
+        default_factory=ValidationConfig,
+        description="The validation split candidates are compared on (model selection).",
+    )
     candidates: list[CandidateConfig] | None = Field(
         None,
         description="Models to train and compare. Omitted: 'model_type', the bias-only "

@@ -1,0 +1,20 @@
+"""benchmarks/quality.py cannot rot: it runs on a small generated shop with sane figures."""
+
+from __future__ import annotations
+
+import json
+import runpy
+
+from recomart_pipeline_tests.conftest import REPO_ROOT
+
+
+def test_the_quality_benchmark_scores_every_candidate_on_one_split(tmp_path):
+    module = runpy.run_path(str(REPO_ROOT / "benchmarks" / "quality.py"))
+    out = tmp_path / "quality.json"
+    module["main"](["--generate", "400,120,8000", "--json", str(out)])
+    [result] = json.loads(out.read_text())
+    assert result["test_pairs"] + result["test_pairs_dropped_unknown"] == -(-result["pairs"] // 5)
+    assert {"ease", "item_knn", "als", "popularity"} <= set(result["models"])
+    for figures in result["models"].values():
+        assert 0 < figures["ndcg_at_10"] <= 1 and figures["fit_seconds"] >= 0
+    assert result["models"]["ease"]["ndcg_at_10"] > result["models"]["popularity"]["ndcg_at_10"]
