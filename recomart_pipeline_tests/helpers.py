@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -113,8 +114,15 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql", body, {"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        payload = json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            payload = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        # The webserver answers 500 when a resolver caught an exception (a PythonError in the
+        # data, e.g. a launch the code location refused); the UI shows that data, so do we.
+        payload = json.loads(error.read())
+        if not payload.get("data"):
+            raise
     assert "errors" not in payload, payload
     return payload["data"]
 
