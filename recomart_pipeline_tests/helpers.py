@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
@@ -157,22 +157,36 @@ def _server_up(port: int, process: subprocess.Popen) -> bool:
 
 
 @contextmanager
-def dagster_dev(project: Path, env: dict[str, str], timeout: float = 120) -> Iterator[int]:
-    """``dagster dev`` on the project's pipeline_config.yaml; yields its port once it serves."""
+def dagster_dev(
+    project: Path, env: dict[str, str], timeout: float = 120, log: Path | None = None
+) -> Iterator[int]:
+    """``dagster dev`` on the project's pipeline_config.yaml; yields its port once it serves.
+    ``log`` receives its console output."""
     port = free_port()
-    process = subprocess.Popen(
-        [DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(write_workspace(project))],
-        cwd=project,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: _server_up(port, process), timeout, "the webserver")
-        yield port
-    finally:
-        stop_process_group(process)
+    with ExitStack() as stack:
+        output = stack.enter_context(log.open("w")) if log else subprocess.DEVNULL
+        process = subprocess.Popen(
+            [
+                DAGSTER,
+                "dev",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                str(write_workspace(project)),
+            ],
+            cwd=project,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_until(lambda: _server_up(port, process), timeout, "the webserver")
+            yield port
+        finally:
+            stop_process_group(process)
 
 
 # The GraphQL the web UI's buttons send.
