@@ -47,8 +47,11 @@ test: setup-dev
 test-fast: setup-dev
 	$(PY) -m pytest -m "not slow"
 
+# The instance settings are versioned in .dagster_home/dagster.yaml; another DAGSTER_HOME
+# gets a copy unless it has its own.
 ui: setup
 	mkdir -p $(DAGSTER_HOME)
+	test -e $(DAGSTER_HOME)/dagster.yaml || cp .dagster_home/dagster.yaml $(DAGSTER_HOME)/
 	$(VENV)/bin/dagster dev
 
 daemon: setup

@@ -12,9 +12,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
@@ -166,8 +167,15 @@ def graphql(port: int, query: str, variables: dict | None = None) -> dict:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql", body, {"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        payload = json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            payload = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        # The webserver answers 500 when a resolver caught an exception (a PythonError in the
+        # data, e.g. a launch the code location refused); the UI shows that data, so do we.
+        payload = json.loads(error.read())
+        if not payload.get("data"):
+            raise
     assert "errors" not in payload, payload
     return payload["data"]
 
@@ -202,22 +210,36 @@ def _server_up(port: int, process: subprocess.Popen) -> bool:
 
 
 @contextmanager
-def dagster_dev(project: Path, env: dict[str, str], timeout: float = 120) -> Iterator[int]:
-    """``dagster dev`` on the project's pipeline_config.yaml; yields its port once it serves."""
+def dagster_dev(
+    project: Path, env: dict[str, str], timeout: float = 120, log: Path | None = None
+) -> Iterator[int]:
+    """``dagster dev`` on the project's pipeline_config.yaml; yields its port once it serves.
+    ``log`` receives its console output."""
     port = free_port()
-    process = subprocess.Popen(
-        [DAGSTER, "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(write_workspace(project))],
-        cwd=project,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: _server_up(port, process), timeout, "the webserver")
-        yield port
-    finally:
-        stop_process_group(process)
+    with ExitStack() as stack:
+        output = stack.enter_context(log.open("w")) if log else subprocess.DEVNULL
+        process = subprocess.Popen(
+            [
+                DAGSTER,
+                "dev",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                str(write_workspace(project)),
+            ],
+            cwd=project,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_until(lambda: _server_up(port, process), timeout, "the webserver")
+            yield port
+        finally:
+            stop_process_group(process)
 
 
 # The GraphQL the web UI's buttons send.

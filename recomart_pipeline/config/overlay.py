@@ -47,6 +47,24 @@ class LoadedConfig:
     notes: list[str] = field(default_factory=list)  # said once by validate/plan
 
 
+# A Dagster component file (dg's defs.yaml) holds the pipeline config under `attributes:`
+# next to `type:`; neither is a config section, so such a file is read as its attributes and
+# the file a dg project declares the pipeline in is a config file for the CLI too.
+COMPONENT_KEYS = frozenset({"type", "attributes"})
+
+
+def component_attributes(data: Any, source_map: SourceMap) -> tuple[Any, SourceMap]:
+    """The pipeline config in ``data``: its ``attributes`` when it is a component file,
+    with positions re-rooted there (errors still name the component file and its lines)."""
+    if not (isinstance(data, dict) and data.keys() >= COMPONENT_KEYS):
+        return data, source_map
+    prefix = ("attributes",)
+    positions = {
+        key[1:]: position for key, position in source_map.positions.items() if key[:1] == prefix
+    }
+    return data["attributes"], SourceMap(positions, source_map.lines)
+
+
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in overlay.items():
@@ -95,7 +113,7 @@ def _load(path: Path, project_root: Path, chain: tuple[Path, ...]) -> LoadedConf
     if path in chain:
         cycle = " -> ".join(p.name for p in (*chain, path))
         raise ConfigError([ConfigIssue(f"'extends' forms a cycle: {cycle}", (EXTENDS_KEY,), path)])
-    data, source_map = load_yaml_file(path)
+    data, source_map = component_attributes(*load_yaml_file(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):

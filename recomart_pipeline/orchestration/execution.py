@@ -37,17 +37,10 @@ from recomart_pipeline.orchestration.assets import FAIL_FAST_MESSAGE, OVERRIDES_
 from recomart_pipeline.orchestration.automation import partitions_for
 from recomart_pipeline.orchestration.factory import JOB_NAME, build_definitions
 from recomart_pipeline.orchestration.inputs import run_lineage
+from recomart_pipeline.orchestration.instance import install_dagster_yaml
 from recomart_pipeline.orchestration.notifications import alert_finished_run
 
 RUN_TOKEN_TAG = "recomart/cli_token"
-DAGSTER_YAML = """\
-# Local Dagster instance of this project (made on first run; safe to edit).
-telemetry:
-  enabled: false
-run_monitoring:
-  enabled: true
-  poll_interval_seconds: 30
-"""
 
 
 def load_job(config_path: str, overrides: list[str] | None = None) -> JobDefinition:
@@ -86,9 +79,7 @@ def project_instance(config: PipelineConfig) -> DagsterInstance:
     # "more than one head"); serialise creating the home and its storage.
     with (home / ".init.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        dagster_yaml = home / "dagster.yaml"
-        if not dagster_yaml.exists():
-            dagster_yaml.write_text(DAGSTER_YAML)
+        install_dagster_yaml(home)
         instance = DagsterInstance.get()
         instance.get_runs(limit=1)
         fcntl.flock(lock, fcntl.LOCK_UN)

@@ -6,7 +6,6 @@ import json
 
 import pytest
 from dagster import (
-    DagsterEventType,
     DagsterInstance,
     DagsterInvalidConfigError,
     Enum,
@@ -103,17 +102,17 @@ def test_launchpad_value_is_applied_recorded_and_tagged(sample_project):
     }
 
 
-def test_launchpad_value_breaking_a_rule_fails_the_first_task_with_the_config_error(
+def test_launchpad_value_breaking_a_rule_is_refused_before_the_run_with_the_config_error(
     sample_project,
 ):
-    _, result = _run(
-        sample_project, {"ops": {"total": {"config": {}}, "numbers": {"config": {"count": -2}}}}
-    )
-    assert not result.success
-    failures = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
-    assert [e.step_key for e in failures] == ["numbers"]
-    message = failures[0].event_specific_data.error.message
-    assert "run config:1 tasks.numbers.config.count: must be ≥ 0 (got -2)" in message
+    instance = DagsterInstance.ephemeral()
+    with pytest.raises(DagsterInvalidConfigError) as refused:
+        _job(sample_project).execute_in_process(
+            run_config={"ops": {"total": {"config": {}}, "numbers": {"config": {"count": -2}}}},
+            instance=instance,
+        )
+    assert "run config:1 tasks.numbers.config.count: must be ≥ 0 (got -2)" in str(refused.value)
+    assert instance.get_runs() == []
     assert not (sample_project.parent / "storage" / "latest" / "numbers.json").exists()
 
 
