@@ -39,7 +39,8 @@ def test_the_default_config_runs_on_purchase_and_view_data(
 ):
     training_config = _default_pipeline_config("training")
     names = [c["name"] for c in training_config["candidates"]]
-    assert names == ["svd", "bias", "als", "popularity"]  # the shipped default under test
+    shipped = ["svd", "bias", "als", "ease", "item_knn", "popularity"]
+    assert names == shipped  # the shipped default under test
 
     with caplog.at_level(logging.WARNING, logger="recomart.test.training"):
         result, trained = run_model_task(training, training_config, {"features": implicit_features})
@@ -51,11 +52,14 @@ def test_the_default_config_runs_on_purchase_and_view_data(
     assert "needs explicit ratings" in summary["candidates"]["bias"]["skipped"]
     assert summary["candidates"]["als"]["skipped"] is None
     assert summary["candidates"]["popularity"]["skipped"] is None
-    assert summary["candidate_order"] == ["svd", "bias", "als", "popularity"]
+    assert summary["candidates"]["ease"]["skipped"] is None
+    assert summary["candidate_order"] == shipped
     assert "model_svd" not in trained.artifacts
-    assert {"model_als", "model_popularity"} <= set(trained.artifacts)
+    assert {"model_als", "model_ease", "model_item_knn", "model_popularity"} <= set(
+        trained.artifacts
+    )
     assert set(result.metadata["skipped"]) == {"svd", "bias"}
-    assert result.metrics["candidates_trained"] == 2
+    assert result.metrics["candidates_trained"] == 4
     assert result.metrics["candidates_skipped"] == 2
     assert "note" not in result.metadata  # ALS trained: not the baseline-only case
     assert any("skipped candidate 'svd'" in r.getMessage() for r in caplog.records)
@@ -65,8 +69,8 @@ def test_the_default_config_runs_on_purchase_and_view_data(
         evaluation, evaluation_config, {"training": trained, "features": implicit_features}
     )
     report = json.loads(evaluated.path("evaluation").read_text())
-    assert set(report["models"]) == {"als", "popularity"}
-    assert report["best_model"] == "als"
+    assert set(report["models"]) == {"ease", "popularity"}  # the selected one and the baseline
+    assert report["best_model"] == "ease"
     assert set(result.metadata["skipped"]) == {"svd", "bias"}
 
 
