@@ -19,6 +19,7 @@ equal, null ≠ ""), not on 64-bit hashes: exact, where the reference is exact u
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,19 @@ def raw_columns_are_text(path: Path) -> bool:
     return all(names.get(column) == "VARCHAR" for column in RAW_COLUMNS)
 
 
+def _share_of_address_space() -> str | None:
+    """A DuckDB memory limit inside the process's address-space limit, if it has one.
+
+    DuckDB sizes its buffer pool from the machine's RAM (80 %); under ``RLIMIT_AS`` (the
+    runtime's ``resources.max_memory_gb``) that would fail allocations instead of spilling.
+    A third of the limit leaves room for the interpreter, Arrow and the writer.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return f"{max(soft // 3, 64 * 2**20) // 2**20}MB"
+
+
 def _quote(path: Path) -> str:
     return str(path).replace("'", "''")
 
@@ -132,6 +146,7 @@ class InteractionValidation:
         config: dict[str, Any] = {"preserve_insertion_order": True}
         if threads:
             config["threads"] = threads
+        memory_limit = memory_limit or _share_of_address_space()
         if memory_limit:
             config["memory_limit"] = memory_limit
         if temp_directory is not None:
