@@ -5,14 +5,7 @@ why SQL rather than Ibis): DuckDB runs it embedded, multi-threaded and out of co
 is the planned cluster engine for the same statements. The pandas code in ``tasks/`` stays
 as the reference implementation every engine is tested against (conformance tests).
 
-This package is pure Python + duckdb: no dagster, no pandas semantics of its own. Values the
+This package is Python, duckdb and pyarrow: no dagster, no pandas semantics of its own. Values the
 SQL cannot decide exactly like the reference (unusual timestamp or number spellings) are
 handed back to the caller's reference parser (see ``validation.Parsers``).
 """
-
-from __future__ import annotations
-
-from typing import Literal, get_args
-
-Engine = Literal["local", "pandas"]
-ENGINES: tuple[str, ...] = get_args(Engine)

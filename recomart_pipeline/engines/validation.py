@@ -1,9 +1,10 @@
 """The validation task's row rules as SQL, run by DuckDB (the ``local`` engine).
 
-One statement classifies every interaction: the rule bits a row breaks (the same bit order
-as the pandas reference, ``ROW_RULES``), its typed timestamp (epoch nanoseconds, UTC) and
-rating, and for an exact duplicate the row it copies. Two ordered reads then stream the
-valid rows and the quarantined rows back as Arrow batches; the task writes them with the
+One statement classifies every interaction — the rule bits it breaks (the same bit order as
+the pandas reference, ``ROW_RULES``, so the same quarantine reasons), its typed timestamp
+(epoch nanoseconds, UTC) and rating — and keeps only the broken rows, with the row each
+duplicate copies. Ordered reads then stream the valid rows (the raw rows minus the broken
+ones, typed) and the quarantined rows back as Arrow batches; the task writes them with the
 same Parquet writer as the pandas path, so the files are byte-identical.
 
 Exactness where the SQL and the reference could disagree: DuckDB's casts accept spellings
@@ -13,8 +14,8 @@ non-empty value is handed to the caller's reference parser (``Parsers``), once p
 value, and joined back. Clean feeds never leave SQL; a dirty one sends only its odd values.
 
 Duplicates are decided on the raw values themselves (``PARTITION BY`` all columns, nulls
-equal, null ≠ ""), not on 64-bit hashes: exact, where the reference is exact up to a
-~n²/2⁶⁵ hash collision.
+equal, null ≠ ""); a hash only narrows down the candidates. Exact, where the reference is
+exact up to a ~n²/2⁶⁵ hash collision.
 """
 
 from __future__ import annotations
