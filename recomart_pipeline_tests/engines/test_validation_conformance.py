@@ -101,6 +101,16 @@ CLEAN = {
 }
 # Spellings on the border between what DuckDB's casts and pandas' parsers accept.
 ODD_TIMESTAMPS = [
+    # canonical spellings the SQL parses itself (edges of the pattern)
+    "2026-01-01 10:00Z",
+    "2026-01-01T10:00:05.1+05:45",
+    "2026-06-30T23:59:59.999999-00:00",
+    "1678-01-01",
+    "2261-12-31T23:59:59Z",
+    "2026-04-31",
+    "2026-02-29T00:00",
+    "2024-02-29T12:00:00+14:00",
+    # the rest go to the reference parser
     "2026-01-01T10:00:05+02:00",
     "2026-01-01T10:00:05+0200",
     "2026-01-01T10:00:05.123456789Z",
@@ -126,7 +136,8 @@ ODD_TIMESTAMPS = [
 ]
 ODD_RATINGS = [
     "4", "4.0", "+3", ".5", "5.", "1e0", "1E-2", " 3", "3 ", "-0", "0x10", "1_0", "inf",
-    "-inf", "nan", "NaN", "five", "", "3,5", "00004", "4.00000000001",
+    "-inf", "nan", "NaN", "five", "", "3,5", "00004", "4.00000000001", "000000001.5",
+    "5.000000001", "0.1", "4.999999999",
 ]  # fmt: skip
 
 
