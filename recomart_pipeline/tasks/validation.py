@@ -1110,4 +1110,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         },
         metrics=metrics,
         checks=checks,
+        # Which engine ran the row rules: recorded with the checkpoint (not a metric, so
+        # that the engines' metrics stay comparable).
+        metadata={"engine": engine},
     )

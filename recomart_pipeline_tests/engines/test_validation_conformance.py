@@ -57,10 +57,15 @@ def _fingerprint(result: TaskResult) -> dict[str, Any]:
 
 
 def _assert_conform(
-    harness: TaskHarness, upstream: Checkpoint, config: dict[str, Any] | None = None
+    harness: TaskHarness,
+    upstream: Checkpoint,
+    config: dict[str, Any] | None = None,
+    expected_engine: str = "local",
 ) -> TaskResult:
     reference = _validate(harness, upstream, "pandas", config)
     local = _validate(harness, upstream, "local", config)
+    assert reference.metadata["engine"] == "pandas"
+    assert local.metadata["engine"] == expected_engine
     expected, found = _fingerprint(reference), _fingerprint(local)
     assert found["files"] == expected["files"]
     for mine, theirs in zip(found["checks"], expected["checks"], strict=True):
@@ -177,5 +182,5 @@ def test_a_typed_interactions_input_is_read_by_the_reference(
     pq.write_table(raw_table("users", [{"user_id": "u0"}]), files["users"])
     upstream = harness.publish("ingestion", files)
     assert not validation.raw_columns_are_text(upstream.path("interactions"))
-    result = _assert_conform(harness, upstream)
+    result = _assert_conform(harness, upstream, expected_engine="pandas")
     assert result.metrics["rows_valid"] == 1
