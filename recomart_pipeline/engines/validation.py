@@ -253,9 +253,10 @@ class InteractionValidation:
             "event_type_values": f"(NOT {blank['event_type']} "
             "AND NOT list_contains($allowed, event_type))",
             "duplicates": "coalesce(d.repeated, false)",
-            "referential_integrity": f"((NOT {blank['item_id']} AND item_id NOT IN "
-            f"(SELECT id FROM known_items)) OR (NOT {blank['user_id']} AND user_id NOT IN "
-            "(SELECT id FROM known_users)))",
+            # Anti-joins (known ids are unique and never null): NOT IN's null semantics
+            # make DuckDB plan a mark join, ~8x slower at 5M rows.
+            "referential_integrity": f"((NOT {blank['item_id']} AND ki.id IS NULL) "
+            f"OR (NOT {blank['user_id']} AND ku.id IS NULL))",
         }
         code = " + ".join(
             f"(CASE WHEN {sql} THEN {_bit(rule)} ELSE 0 END)" for rule, sql in bits.items()
@@ -267,7 +268,10 @@ class InteractionValidation:
             SELECT * FROM (
                 SELECT t.*, {is_rating} AS is_rating, coalesce(d.copy_of, t.rn) AS copy_of,
                        CAST({code} AS UTINYINT) AS code
-                FROM ({self._typed()}) t LEFT JOIN repeats d ON d.rn = t.rn)
+                FROM ({self._typed()}) t
+                LEFT JOIN repeats d ON d.rn = t.rn
+                LEFT JOIN known_items ki ON ki.id = t.item_id
+                LEFT JOIN known_users ku ON ku.id = t.user_id)
             WHERE code <> 0
             """,
             params={
@@ -307,7 +311,7 @@ class InteractionValidation:
         """Valid rows in input order: text ids, ``timestamp`` as epoch ns, ``rating`` double."""
         query = (
             'SELECT user_id, item_id, event_type, ts_ns AS "timestamp", rating_value AS rating '
-            f"FROM ({self._typed()}) WHERE rn NOT IN (SELECT rn FROM broken) ORDER BY rn"
+            f"FROM ({self._typed()}) t ANTI JOIN broken b ON b.rn = t.rn ORDER BY t.rn"
         )
         yield from self._con.sql(query, params=self._params()).to_arrow_reader(batch_rows)
 
