@@ -35,6 +35,11 @@ Interactions are read twice in batches of ``chunk_rows`` (once to find faults an
 duplicates, once to write and collect examples), so memory holds only per-row flags and
 64-bit row hashes. Two
 different rows share a hash with probability ~n²/2⁶⁵ (about 1e-5 for 20M rows).
+
+That is the ``pandas`` engine, the reference. With ``execution.engine: local`` the row rules
+run as SQL on DuckDB (``recomart_pipeline.engines.validation``); everything else here — the
+items/users tables, the evidence behind the messages, the checks and the report — is shared,
+and the outputs are byte-identical (``recomart_pipeline_tests/engines``).
 """
 
 from __future__ import annotations
@@ -515,7 +520,8 @@ def _rules(config: Config) -> InteractionRules:
         allowed_events=tuple(config.event_type_values.allowed),
         min_rating=config.rating_range.min_rating,
         max_rating=config.rating_range.max_rating,
-        future_limit_ns=_future_limit(config).value,
+        # Past the typed range no valid timestamp can be later: clamp so it fits in ns.
+        future_limit_ns=min(_future_limit(config), LATEST).value,
         earliest_ns=EARLIEST.value,
         latest_ns=LATEST.value,
     )
