@@ -61,6 +61,7 @@ def _plan_text(config: PipelineConfig) -> str:
         f"pipeline {config.name} ({settings.pipeline.environment}) from {config.path}",
         f"mode: {settings.execution.mode}; run timeout: {settings.execution.timeout_seconds or 'none'}"
         f"; continue_on_error: {settings.execution.continue_on_error}",
+        f"engine: {settings.execution.engine} (runs validation's row rules; docs/engines.md)",
         _waits_text(policy),
         "",
         "execution order:",
@@ -110,6 +111,7 @@ def plan(config: PipelineConfig, as_json: bool) -> int:
         graph = TaskDependencyGraph(config)
         payload = {
             "notes": config.notes,
+            "engine": config.settings.execution.engine,
             "execution_order": graph.get_execution_order(),
             "parallel_groups": graph.get_parallel_groups(),
             "skipped": graph.get_skipped_tasks(),

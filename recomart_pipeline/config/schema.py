@@ -95,6 +95,12 @@ class ExecutionSection(Section):
         description="Passed to the chosen distributed executor, e.g. "
         "{cluster: {local: {n_workers: 2}}} for dask or {broker: redis://…} for celery.",
     )
+    engine: Literal["pandas", "local"] = Field(
+        "pandas",
+        description="What runs the data tasks' row rules: pandas (the reference) or local "
+        "(DuckDB: embedded, multi-threaded, out of core; identical outputs). Validation only "
+        "so far; docs/engines.md.",
+    )
     continue_on_error: bool = Field(
         False,
         description="false: stop at the first failed task; true: independent branches finish, "

@@ -192,6 +192,8 @@ class TaskContext(Generic[ConfigT]):
     pipeline_name: str = "recomart_pipeline"
     previous: PreviousRun | None = None
     object_store: SharedStore | None = None
+    # execution.engine: which engine runs the data rules ("local" = DuckDB, "pandas").
+    engine: str = "pandas"
 
     def _entries(self, declared: Input[Any]) -> list[ResolvedInput]:
         try:

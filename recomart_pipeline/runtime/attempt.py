@@ -200,6 +200,7 @@ def execute_attempt(
         pipeline_name=config.name,
         previous=previous_run(request.previous),
         object_store=request.object_store,
+        engine=config.settings.execution.engine,
     )
     result = _normalise(task, spec.function()(ctx))
     check_outputs(task, spec, result)

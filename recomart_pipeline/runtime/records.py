@@ -106,6 +106,7 @@ def _new_manifest(config: PipelineConfig, run_id: str, first_duration_s: float) 
         "run_id": run_id,
         "pipeline": config.name,
         "environment": config.settings.pipeline.environment,
+        "engine": config.settings.execution.engine,
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
         "config_path": str(config.path),
         "config_hash": config.config_hash,

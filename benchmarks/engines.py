@@ -1,0 +1,209 @@
+"""Benchmark of the engines: validation on pandas (the reference) against local (DuckDB).
+
+Both engines validate the same ingested data in the same run, one after the other, each in
+its own subprocess (its peak RSS is its own, ``os.wait4``), and their outputs are compared
+byte for byte. Results are merged into ``benchmarks/results/engines.json`` under the size's
+name, and the "Engines" section of BENCHMARKS.md is rewritten from them::
+
+    python benchmarks/engines.py                 # 1m and 5m interactions (~2 minutes)
+    python benchmarks/engines.py --sizes 1m      # one size
+    python benchmarks/engines.py --quick         # 50k, to engines_quick.json (CI)
+
+Scratch data goes to ``benchmarks/results/tmp/engines/`` (git-ignored), deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+SCRATCH = RESULTS / "tmp" / "engines"
+SIZES = {"quick": 50_000, "1m": 1_000_000, "5m": 5_000_000}
+ENGINES = ("pandas", "local")
+DIRTY_FRACTION = 0.01
+SEED = 7
+# Replaying generated data: a pinned clock keeps the freshness check's verdict stable.
+VALIDATION_CONFIG = {"freshness": {"reference_time": "2026-06-01T00:00:00Z"}}
+BEGIN = "<!-- BEGIN engines (benchmarks/engines.py) -->"
+END = "<!-- END engines -->"
+
+
+def worker_generate(interactions: int, data: Path) -> None:
+    from recomart_pipeline.datagen import generate_dataset
+
+    generate_dataset(
+        data,
+        users=max(interactions // 20, 10),
+        items=max(interactions // 200, 10),
+        interactions=interactions,
+        seed=SEED,
+        dirty_fraction=DIRTY_FRACTION,
+    )
+
+
+def worker_task(task: str, engine: str, data: Path, storage: Path) -> None:
+    """Run one task as the runtime would, on ``engine``; publish under the run id ``engine``."""
+    from recomart_pipeline.contract.catalog import builtin_spec
+    from recomart_pipeline.runtime.artifacts import ArtifactStore
+    from recomart_pipeline.runtime.attempt import task_context
+
+    logging.basicConfig(level=logging.WARNING)
+    store = ArtifactStore(storage)
+    if task == "ingestion":
+        config: dict[str, Any] = {
+            "source": {t: str(data / f"{t}.parquet") for t in ("interactions", "items", "users")}
+        }
+        upstream = {}
+    else:
+        config = VALIDATION_CONFIG
+        upstream = {"ingestion": store.load_upstream("ingestion", "ingest")}
+    spec = builtin_spec(task)
+    run_id = "ingest" if task == "ingestion" else engine
+    ctx = task_context(
+        spec,
+        task,
+        run_id,
+        spec.config.model_validate(config),
+        upstream,
+        store.new_staging_dir(run_id, task),
+        REPO,
+        storage,
+        logging.getLogger(task),
+        engine=engine,
+    )
+    result = spec.function()(ctx)
+    store.publish(run_id, task, ctx.output_dir, result.outputs, result.metrics, result.metadata)
+
+
+def _measure(step: list[str]) -> dict[str, float]:
+    """Run this script as a worker for ``step``; wall time and the child's own peak RSS."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, __file__, "--worker", *step])
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"step {step} failed with exit code {os.waitstatus_to_exitcode(status)}")
+    return {"seconds": round(seconds, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+
+
+def _digests(storage: Path, run_id: str) -> dict[str, str]:
+    folder = storage / "runs" / run_id / "validation"
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.iterdir())
+        if path.suffix in (".parquet", ".json") and not path.name.startswith("_")
+    }
+
+
+def benchmark(size: str) -> dict[str, Any]:
+    interactions = SIZES[size]
+    scratch = SCRATCH / size
+    shutil.rmtree(scratch, ignore_errors=True)
+    data, storage = scratch / "data", scratch / "storage"
+    try:
+        generate = _measure(["generate", str(interactions), str(data)])
+        ingestion = _measure(["task", "ingestion", "pandas", str(data), str(storage)])
+        runs = {e: _measure(["task", "validation", e, str(data), str(storage)]) for e in ENGINES}
+        digests = {engine: _digests(storage, engine) for engine in ENGINES}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    identical = digests["pandas"] == digests["local"] and bool(digests["pandas"])
+    ratio = runs["pandas"]["seconds"] / runs["local"]["seconds"]
+    print(
+        f"{size}: validation pandas {runs['pandas']['seconds']} s, local "
+        f"{runs['local']['seconds']} s (×{ratio:.2f}); identical outputs: {identical}"
+    )
+    return {
+        "interactions": interactions,
+        "dirty_fraction": DIRTY_FRACTION,
+        "generate": generate,
+        "ingestion": ingestion,
+        "validation": runs,
+        "speedup": round(ratio, 2),
+        "identical_outputs": identical,
+        "compared_files": sorted(digests["pandas"]),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+
+
+def section(results: dict[str, Any]) -> str:
+    """The BENCHMARKS.md section, from the saved results."""
+    lines = [
+        BEGIN,
+        "## Engines: validation on pandas vs local (`benchmarks/engines.py`)",
+        "",
+        "Same run, same ingested data (the generator, 20 interactions per user, 200 per item, "
+        "1% dirty rows); each engine in its own process. *identical*: every output file "
+        "(interactions, quarantine, items, users, report) has the same bytes.",
+        "",
+        "| interactions | pandas s / MiB | local s / MiB | speed-up | identical | load avg |",
+        "|---|---|---|---|---|---|",
+    ]
+    for result in sorted(results.values(), key=lambda r: r["interactions"]):
+        runs = result["validation"]
+        lines.append(
+            f"| {result['interactions']:,} "
+            f"| {runs['pandas']['seconds']:.2f} / {runs['pandas']['peak_rss_mib']:.0f} "
+            f"| {runs['local']['seconds']:.2f} / {runs['local']['peak_rss_mib']:.0f} "
+            f"| ×{result['speedup']:.2f} | {'yes' if result['identical_outputs'] else 'NO'} "
+            f"| {result['load_average_1m']} |"
+        )
+    lines += ["", "Why these numbers and what comes next: docs/engines.md.", END]
+    return "\n".join(lines)
+
+
+def write_section(results: dict[str, Any], report: Path) -> None:
+    """Replace the section between its markers, or append it."""
+    text = report.read_text() if report.exists() else ""
+    block = section(results)
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    report.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=["1m", "5m"])
+    parser.add_argument("--quick", action="store_true", help="one small size (CI)")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "generate":
+            worker_generate(int(rest[0]), Path(rest[1]))
+        else:
+            worker_task(rest[0], rest[1], Path(rest[2]), Path(rest[3]))
+        return 0
+    sizes = ["quick"] if args.quick else args.sizes
+    path = RESULTS / ("engines_quick.json" if args.quick else "engines.json")
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for size in sizes:
+        results[size] = benchmark(size)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    if not args.quick:
+        write_section(results, REPO / "BENCHMARKS.md")
+    print(f"wrote {path.relative_to(REPO)}")
+    return 0 if all(results[s]["identical_outputs"] for s in sizes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

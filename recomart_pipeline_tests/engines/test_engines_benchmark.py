@@ -1,0 +1,30 @@
+"""benchmarks/engines.py cannot rot: its quick mode runs and writes its results file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from recomart_pipeline_tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_engine_benchmark_runs_and_writes_results() -> None:
+    results = REPO_ROOT / "benchmarks" / "results" / "engines_quick.json"
+    results.unlink(missing_ok=True)
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "engines.py"), "--quick"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    quick = json.loads(results.read_text())["quick"]
+    assert quick["identical_outputs"] is True
+    assert set(quick["validation"]) == {"pandas", "local"}
+    assert all(run["seconds"] > 0 for run in quick["validation"].values())
