@@ -28,9 +28,11 @@ FORBIDDEN: list[tuple[str, str]] = [
     *(("ml", high) for high in ("config", "runtime", "tasks", "orchestration", "deployment")),
     *(("tasks", "orchestration"), ("runtime", "orchestration"), ("serving", "orchestration")),
     *(("runtime", high) for high in ("tasks", "tracking", "notify")),
+    # engines run the data tasks' rules: a library below the tasks, like ml
+    *(("engines", high) for high in ("config", "runtime", "tasks", "orchestration", "serving")),
 ]
 # Layers that must never import dagster (only orchestration/ does).
-DAGSTER_FREE = ("contract", "config", "graph", "runtime", "tasks", "ml", "serving")
+DAGSTER_FREE = ("contract", "config", "graph", "runtime", "tasks", "ml", "serving", "engines")
 
 
 def _module_name(path: Path) -> str:
