@@ -55,6 +55,10 @@ def test_data_arrival_sensor_launches_one_run_per_new_data(write_config):
     landing.mkdir()
     (landing / "2026-01-01.csv").write_text("user_id,item_id\nu1,i1\n")
     env = project_env(project)
+    # Create the instance's storage before dagster dev starts: two processes creating the
+    # SQLite schema at once race ("table alembic_version already exists").
+    instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
+    instance.get_runs(limit=1)
     process = subprocess.Popen(
         [
             DAGSTER,
@@ -72,7 +76,6 @@ def test_data_arrival_sensor_launches_one_run_per_new_data(write_config):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
     try:
         # the baseline is stored once the first evaluation has finished; drop data only then
         wait_until(lambda: _cursor(instance), 300, "the sensor's first (baseline) evaluation")
