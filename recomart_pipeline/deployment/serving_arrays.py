@@ -132,7 +132,10 @@ class ServingArrays:
         for name in ARRAY_FILES:
             path = files[name]
             try:
-                arrays[name.removesuffix(".npy")] = np.load(path, mmap_mode="r", allow_pickle=False)
+                mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+                # a plain ndarray over the same mapping: np.memmap's Python-level
+                # __getitem__ would cost more than the lookup itself
+                arrays[name.removesuffix(".npy")] = mapped.view(np.ndarray)
             except (OSError, ValueError) as exc:
                 raise ServingArraysError(
                     f"{path} is not a readable npy array ({exc})",

@@ -58,11 +58,32 @@ Item = dict[str, object]
 @dataclass(frozen=True)
 class Answer:
     """One user's recommendations: ``strategy`` personalized/popular, ``source`` whether they
-    came from the precomputed arrays or were scored live for this request."""
+    came from the precomputed arrays or were scored live for this request; the items as
+    catalogue indices (and scores, None for popular items) until they are rendered."""
 
     strategy: Literal["personalized", "popular"]
     source: Literal["precomputed", "live"]
-    items: list[Item]
+    indices: list[int]
+    scores: list[float] | None
+    id_json: Sequence[str]  # the state's JSON-encoded item ids, by index
+
+    @property
+    def items(self) -> list[Item]:
+        ids = [json.loads(self.id_json[i]) for i in self.indices]
+        scores = self.scores if self.scores is not None else [None] * len(ids)
+        return [{"item_id": i, "score": s} for i, s in zip(ids, scores, strict=True)]
+
+    def items_json(self) -> str:
+        """The items as a JSON array, rendered from pre-encoded ids (no per-item dicts)."""
+        ids = self.id_json
+        if self.scores is None:
+            parts = [f'{{"item_id":{ids[i]},"score":null}}' for i in self.indices]
+        else:
+            parts = [
+                f'{{"item_id":{ids[i]},"score":{s!r}}}'
+                for i, s in zip(self.indices, self.scores, strict=True)
+            ]
+        return "[" + ",".join(parts) + "]"
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,7 @@ class ServingState:
     model: Recommender
     arrays: ServingArrays
     item_order: np.ndarray  # item indices sorted by id (excluded ids -> indices)
+    id_json: list[str]  # each item id JSON-encoded once, so answers render without dicts
     mapped: bool  # arrays memory-mapped from the registry (False: built in memory at load)
     probe: dict[str, object] = field(default_factory=dict)
 
@@ -89,17 +111,19 @@ class ServingState:
             ranked = arrays.popular_items[: k + excluded.size]
             if excluded.size:
                 ranked = ranked[~np.isin(ranked, excluded)]
-            return Answer("popular", "precomputed", self._items(ranked[:k], None))
+            return Answer("popular", "precomputed", ranked[:k].tolist(), None, self.id_json)
         if k <= arrays.k and not excluded.size:
             items = arrays.topk_items[row, :k]
             filled = items >= 0
             return Answer(
                 "personalized",
                 "precomputed",
-                self._items(items[filled], arrays.topk_scores[row, :k][filled]),
+                items[filled].tolist(),
+                arrays.topk_scores[row, :k][filled].tolist(),
+                self.id_json,
             )
         items, scores = self.live(row, k, excluded)
-        return Answer("personalized", "live", self._items(items, scores))
+        return Answer("personalized", "live", items.tolist(), scores.tolist(), self.id_json)
 
     def live(self, row: int, k: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Score one user now: the model's ``recommend`` with a one-row exclusion matrix (the
@@ -131,15 +155,6 @@ class ServingState:
         pos = np.searchsorted(ids[self.item_order], wanted).clip(0, ids.shape[0] - 1)
         found = self.item_order[pos]
         return np.unique(found[ids[found] == wanted]).astype(np.int32)
-
-    def _items(self, items: np.ndarray, scores: np.ndarray | None) -> list[Item]:
-        ids = [i.decode("utf-8", "surrogatepass") for i in self.arrays.item_ids[items].tolist()]
-        if scores is None:
-            return [{"item_id": i, "score": None} for i in ids]
-        return [
-            {"item_id": i, "score": s}
-            for i, s in zip(ids, scores.astype(float).tolist(), strict=True)
-        ]
 
 
 def _arrays_of(
@@ -215,6 +230,7 @@ def load_state(registry: ModelRegistry, version: ModelVersion) -> ServingState:
         model=model,
         arrays=arrays,
         item_order=np.argsort(arrays.item_ids, kind="stable"),
+        id_json=[json.dumps(i.decode("utf-8", "surrogatepass")) for i in arrays.item_ids.tolist()],
         mapped=mapped,
     )
     probe = _probe(state)
