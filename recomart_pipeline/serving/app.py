@@ -175,6 +175,39 @@ RECOMMENDATION_PARAMETERS = [
 ]
 
 
+async def _warm_up(app: FastAPI, state: ServingState | None) -> None:
+    """Send the request path its first requests in-process, before the port opens: the
+    framework builds its middleware stack and routing on the first call (tens of ms)."""
+    user = state.probe.get("user_id") if state is not None else None
+    paths = ["/health", "/recommendations/warm-up-unknown-user"]
+    if isinstance(user, str):
+        paths.append(f"/recommendations/{user}")
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_: object) -> None:
+        return None
+
+    for path in paths:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"k=10",
+            "root_path": "",
+            "headers": [(b"host", b"warm-up")],
+            "client": ("127.0.0.1", 0),
+            "server": ("127.0.0.1", 0),
+            "app": app,
+        }
+        await app(scope, receive, send)
+
+
 def create_app(
     registry: Path | ModelRegistry,
     admin_token: str | None = None,
@@ -196,8 +229,10 @@ def create_app(
     requests: Counter[tuple[str, str]] = Counter()
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(watcher.current)
+        await _warm_up(app, watcher.state)
+        requests.clear()  # the warm-up requests are not traffic
         watcher.start()
         try:
             yield
