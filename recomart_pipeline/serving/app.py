@@ -205,7 +205,10 @@ async def _warm_up(app: FastAPI, state: ServingState | None) -> None:
             "server": ("127.0.0.1", 0),
             "app": app,
         }
-        await app(scope, receive, send)
+        try:
+            await app(scope, receive, send)
+        except Exception:  # a warm-up that fails must not keep the service down
+            LOGGER.exception("warming up %s failed", path)
 
 
 def create_app(

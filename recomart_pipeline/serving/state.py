@@ -92,6 +92,7 @@ class ServingState:
     model: Recommender
     arrays: ServingArrays
     item_order: np.ndarray  # item indices sorted by id (excluded ids -> indices)
+    item_ids_sorted: np.ndarray  # item_ids[item_order]
     id_json: list[str]  # each item id JSON-encoded once, so answers render without dicts
     mapped: bool  # arrays memory-mapped from the registry (False: built in memory at load)
     probe: dict[str, object] = field(default_factory=dict)
@@ -152,7 +153,7 @@ class ServingState:
         if not keys.size or not ids.shape[0]:
             return np.empty(0, np.int32)
         wanted = keys.astype(ids.dtype)
-        pos = np.searchsorted(ids[self.item_order], wanted).clip(0, ids.shape[0] - 1)
+        pos = np.searchsorted(self.item_ids_sorted, wanted).clip(0, ids.shape[0] - 1)
         found = self.item_order[pos]
         return np.unique(found[ids[found] == wanted]).astype(np.int32)
 
@@ -225,11 +226,13 @@ def load_state(registry: ModelRegistry, version: ModelVersion) -> ServingState:
         folder / version.model_file, expected_sha256=version.sha256, allow_pickle=False
     )
     arrays, mapped = _arrays_of(registry, version, model)
+    order = np.argsort(arrays.item_ids, kind="stable")
     state = ServingState(
         version=version,
         model=model,
         arrays=arrays,
-        item_order=np.argsort(arrays.item_ids, kind="stable"),
+        item_order=order,
+        item_ids_sorted=arrays.item_ids[order],
         id_json=[json.dumps(i.decode("utf-8", "surrogatepass")) for i in arrays.item_ids.tolist()],
         mapped=mapped,
     )
