@@ -10,8 +10,9 @@ Layout (default ``<storage>/registry``)::
 
 A version holds everything the serving app needs, so the service depends on the registry
 only. ``version.json`` records the sha256 of every file registered next to the model
-(``serving_files``); the service verifies each one before it reads it, as it does the model. Registering the same model bytes twice returns the existing version (idempotency key:
-the model's sha256).
+(``serving_files``); the service verifies each one before it reads it, as it does the model.
+Registering the same model bytes twice returns the existing version (idempotency key: the
+model's sha256).
 
 With an object store (``storage.base_dir: s3://…``) the registry lives at ``<base>/registry``
 and this folder is its local copy: each change pulls the state first and pushes what changed

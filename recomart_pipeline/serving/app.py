@@ -12,7 +12,8 @@ none can).
 The request path is built for throughput: endpoints are ``async`` and run on the event loop
 (no thread-pool hop), read the state the background watcher swapped in (no ``stat``, no
 lock), answer known users from the memory-mapped top-K arrays and write their JSON directly
-(no response-model validation). Only live scoring (``k`` above the precomputed K, or
+(no response-model validation); ``GET /recommendations/{user_id}`` is answered by a thin ASGI
+layer in front of the framework (``RecommendationsFastPath``). Only live scoring (``k`` above the precomputed K, or
 ``exclude``) and the batch endpoint leave the loop for a worker thread.
 """
 
@@ -23,17 +24,18 @@ import hmac
 import json
 import os
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Body, FastAPI, HTTPException, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
-from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recomart_pipeline.deployment.registry import ModelRegistry
 from recomart_pipeline.serving.state import LOGGER, ChampionWatcher, ServingState
@@ -142,10 +144,61 @@ def _answer_json(
     return body, f"{answer.strategy}/{answer.source}"
 
 
-def _invalid(loc: str, message: str, value: object) -> Response:
+def _invalid(loc: str, message: str, value: object) -> tuple[int, bytes]:
     """A 422 shaped like FastAPI's own validation errors."""
     detail = [{"type": "value_error", "loc": ["query", loc], "msg": message, "input": value}]
-    return _json({"detail": detail}, 422)
+    return 422, json.dumps({"detail": detail}).encode()
+
+
+class RecommendationsFastPath:
+    """ASGI middleware answering ``GET /recommendations/{user_id}`` itself; every other
+    request goes on to the FastAPI app (which also declares and documents the route).
+
+    Per request, FastAPI's parameter validation, routing, dependency resolution and
+    exception-middleware layers cost more than the answer itself (a row of an array), so the
+    hot path skips them: it reads the path and query string from the ASGI scope and sends
+    the pre-rendered JSON in two messages.
+    """
+
+    PREFIX = "/recommendations/"
+
+    def __init__(
+        self, app: ASGIApp, answer: Callable[[str, str, list[str]], Awaitable[tuple[int, bytes]]]
+    ) -> None:
+        self.app = app
+        self.answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not path.startswith(self.PREFIX)
+            or "/" in path[len(self.PREFIX) :]
+            or len(path) == len(self.PREFIX)
+        ):
+            await self.app(scope, receive, send)
+            return
+        raw_k, excluded = "10", []
+        query = scope.get("query_string", b"")
+        if query:
+            for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+                if key == "k":
+                    raw_k = value  # the last one wins, as in Starlette's QueryParams
+                elif key == "exclude":
+                    excluded.append(value)
+        status, body = await self.answer(path[len(self.PREFIX) :], raw_k, excluded)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 def _int_or_none(text: str) -> int | None:
@@ -319,25 +372,22 @@ def create_app(
             }
         )
 
-    async def serve_recommendations(request: Request) -> Response:
-        # query parameters parsed here rather than declared: FastAPI's per-parameter
-        # validation costs as much as the rest of the request (documented in openapi_extra)
-        user_id: str = request.path_params["user_id"]
-        query = request.query_params
-        raw_k = query.get("k", "10")
+    async def answer(user_id: str, raw_k: str, excluded: list[str]) -> tuple[int, bytes]:
+        """(status, JSON body) of GET /recommendations/{user_id}."""
         k = _int_or_none(raw_k)
         if k is None or not 1 <= k <= MAX_K:
             return _invalid("k", f"k must be an integer from 1 to {MAX_K}", raw_k)
-        excluded = query.getlist("exclude")
         if len(excluded) > MAX_EXCLUDE:
             return _invalid("exclude", f"at most {MAX_EXCLUDE} items to exclude", len(excluded))
-        state = state_or_503()
+        state = watcher.state
+        if state is None:
+            return 503, json.dumps({"detail": no_model()}).encode()
         if excluded or k > state.k:
             body, label = await run_in_threadpool(_answer_json, state, user_id, k, excluded)
         else:
             body, label = _answer_json(state, user_id, k, excluded)
         requests[("recommendations", label)] += 1
-        return Response(body, media_type="application/json")
+        return 200, body
 
     @app.get(
         "/recommendations/{user_id}",
@@ -347,20 +397,11 @@ def create_app(
     async def recommendations(user_id: str, request: Request) -> Response:
         """The top ``k`` items for ``user_id``: from the precomputed arrays for a known user,
         the popularity ranking for an unknown one; ``exclude`` items are scored live."""
-        return await serve_recommendations(request)
+        query = request.query_params  # parsed here, not declared: see RecommendationsFastPath
+        status, body = await answer(user_id, query.get("k", "10"), query.getlist("exclude"))
+        return Response(body, status, media_type="application/json")
 
-    # The hot path as a plain Starlette route, matched before every other route: FastAPI's
-    # dependency resolution for the declared route above (which documents it) would cost
-    # ~100 us per request, about what the rest of the request costs.
-    app.router.routes.insert(
-        0,
-        Route(
-            "/recommendations/{user_id}",
-            serve_recommendations,
-            methods=["GET"],
-            include_in_schema=False,
-        ),
-    )
+    app.add_middleware(RecommendationsFastPath, answer=answer)
 
     @app.post("/recommendations", responses={200: {"model": BatchResults}})
     async def batch_recommendations(request: Annotated[BatchRequest, Body()]) -> Response:
