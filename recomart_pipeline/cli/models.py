@@ -73,13 +73,25 @@ def serve_app() -> object:
     help="worker processes sharing the port; they share the memory-mapped top-K arrays",
 )
 @click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="log every request; off, the service answers more requests per second "
+    "(a reverse proxy in front usually logs them anyway)",
+)
+@click.option(
     "--admin-token-env",
     metavar="NAME",
     help="environment variable holding the bearer token POST /admin/reload needs "
     "(default: tasks.deploy.config.service.admin_token_env); without one, admin is disabled",
 )
 def serve(
-    config: PipelineConfig, host: str, port: int, workers: int, admin_token_env: str | None
+    config: PipelineConfig,
+    host: str,
+    port: int,
+    workers: int,
+    access_log: bool,
+    admin_token_env: str | None,
 ) -> int:
     """serve the champion model over HTTP (FastAPI + uvicorn)"""
     from recomart_pipeline.deployment.verification import read_admin_token
@@ -113,6 +125,7 @@ def serve(
         port,
         workers,
         "info",
+        access_log,
     )
     return EXIT_OK
 

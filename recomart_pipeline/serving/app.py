@@ -485,7 +485,13 @@ def app_from_env() -> FastAPI:
 
 
 def run_server(
-    factory: str, env: dict[str, str], host: str, port: int, workers: int, log_level: str
+    factory: str,
+    env: dict[str, str],
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    access_log: bool = True,
 ) -> None:
     """Run the app ``factory`` (``module:function``) under uvicorn with ``workers`` processes
     sharing one listening socket; ``env`` tells each process what to serve."""
@@ -500,4 +506,5 @@ def run_server(
         workers=workers if workers > 1 else None,
         log_level=log_level,
         log_config=log_config(log_level),
+        access_log=access_log,
     )
