@@ -36,6 +36,7 @@ SCRATCH = RESULTS / "tmp"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
+import serving as serving_benchmark  # noqa: E402
 import timeout_enforcement  # noqa: E402
 import validate_startup  # noqa: E402
 
@@ -300,6 +301,7 @@ def write_report(
             "models (sections, task configs, model parameters) and reading the file.",
         ]
     lines += timeout_enforcement.report_lines(_load_if_present("timeout_enforcement"))
+    lines += serving_benchmark.report_lines(_load_if_present("serving"))
     lines += _growth_lines(e2e) + _target_lines(e2e, over, scale, startup)
     (REPO / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
 

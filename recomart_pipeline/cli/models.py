@@ -44,22 +44,58 @@ def registry_for_config(config: PipelineConfig) -> ModelRegistry:
     return registry
 
 
+CONFIG_ENV = "RECOMART_SERVE_CONFIG"
+
+
+def serve_app() -> object:
+    """The app of ``serve``, built in each worker process from the config the parent named
+    (uvicorn's workers are fresh processes: they cannot be handed an app object)."""
+    import os
+    from pathlib import Path
+
+    from recomart_pipeline.deployment.verification import read_admin_token
+    from recomart_pipeline.serving.app import TOKEN_ENV_ENV, create_app
+
+    config = PipelineConfig(Path(os.environ[CONFIG_ENV]))
+    token = read_admin_token(os.environ.get(TOKEN_ENV_ENV) or None)
+    return create_app(registry_for_config(config), admin_token=token)
+
+
 @click.command("serve")
 @config_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", type=int, default=8000, show_default=True, help="port to listen on")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="worker processes sharing the port; they share the memory-mapped top-K arrays",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="log every request; off, the service answers more requests per second "
+    "(a reverse proxy in front usually logs them anyway)",
+)
 @click.option(
     "--admin-token-env",
     metavar="NAME",
     help="environment variable holding the bearer token POST /admin/reload needs "
     "(default: tasks.deploy.config.service.admin_token_env); without one, admin is disabled",
 )
-def serve(config: PipelineConfig, host: str, port: int, admin_token_env: str | None) -> int:
+def serve(
+    config: PipelineConfig,
+    host: str,
+    port: int,
+    workers: int,
+    access_log: bool,
+    admin_token_env: str | None,
+) -> int:
     """serve the champion model over HTTP (FastAPI + uvicorn)"""
-    import uvicorn
-
     from recomart_pipeline.deployment.verification import read_admin_token
-    from recomart_pipeline.serving.app import create_app, log_config
+    from recomart_pipeline.serving.app import TOKEN_ENV_ENV, run_server
 
     if admin_token_env is None:
         service = getattr(_deploy_config(config), "service", None)
@@ -71,19 +107,25 @@ def serve(config: PipelineConfig, host: str, port: int, admin_token_env: str | N
         return EXIT_FAILED
     registry = registry_for_config(config)
     where = registry.remote.url if registry.remote else registry.root
-    print(f"serving the champion of {where} on http://{host}:{port}", flush=True)
+    print(
+        f"serving the champion of {where} on http://{host}:{port}"
+        + (f" with {workers} worker processes" if workers > 1 else ""),
+        flush=True,
+    )
     print(
         f"admin endpoints need the bearer token in ${admin_token_env}"
         if token
         else "admin endpoints are disabled (enable them with --admin-token-env NAME)",
         flush=True,
     )
-    uvicorn.run(
-        create_app(registry, admin_token=token),
-        host=host,
-        port=port,
-        log_level="info",
-        log_config=log_config("info"),
+    run_server(
+        "recomart_pipeline.cli.models:serve_app",
+        {CONFIG_ENV: str(config.path.resolve()), TOKEN_ENV_ENV: admin_token_env or ""},
+        host,
+        port,
+        workers,
+        "info",
+        access_log,
     )
     return EXIT_OK
 
@@ -105,7 +147,7 @@ def approve(config: PipelineConfig, version: str) -> int:
         print(f"approve: {exc}")
         return EXIT_FAILED
     print(
-        f"approved and promoted {approved.version}; a running service picks it up on its next request"
+        f"approved and promoted {approved.version}; a running service picks it up within a second"
     )
     return EXIT_OK
 

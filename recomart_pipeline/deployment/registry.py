@@ -3,13 +3,16 @@
 Layout (default ``<storage>/registry``)::
 
     v0001/ model.npz  user_index.parquet  item_index.parquet  train_implicit.npz  version.json
+           topk_items.npy  topk_scores.npy  ...   the serving arrays (deployment/serving_arrays.py)
     champion.json   the current champion (replaced by one atomic rename)
     history.json    every promotion, so rollback can restore the previous champion
     pending.json    versions awaiting human approval
 
 A version holds everything the serving app needs, so the service depends on the registry
-only. Registering the same model bytes twice returns the existing version (idempotency key:
-the model's sha256).
+only. ``version.json`` records the sha256 of every file registered next to the model
+(``serving_files``); the service verifies each one before it reads it, as it does the model.
+Registering the same model bytes twice returns the existing version (idempotency key: the
+model's sha256).
 
 With an object store (``storage.base_dir: s3://…``) the registry lives at ``<base>/registry``
 and this folder is its local copy: each change pulls the state first and pushes what changed
@@ -46,6 +49,7 @@ class RegistryError(TaskError):
 # What a registry file may name: anything else was not written by this registry.
 VERSION_ID = re.compile(r"v[0-9]{4,}")
 MODEL_FILE = re.compile(r"[A-Za-z0-9_-]+\.npz")
+SERVING_FILE = re.compile(r"[A-Za-z0-9_-]+\.(npy|npz|parquet)")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -70,6 +74,9 @@ class ModelVersion:
     run_id: str
     created_at: str
     config: dict[str, Any] = field(default_factory=dict)
+    # sha256 of each file registered next to the model; empty in versions registered before
+    # the registry recorded them (their files are read unverified, as they always were)
+    serving_files: dict[str, str] = field(default_factory=dict)
 
 
 def _now() -> str:
@@ -179,6 +186,17 @@ class ModelRegistry:
                     "sha256 is not a hex digest",
                     isinstance(record.sha256, str) and SHA256.fullmatch(record.sha256),
                 ),
+                (
+                    "serving_files is not a map of plain file names to hex digests",
+                    isinstance(record.serving_files, dict)
+                    and all(
+                        isinstance(name, str)
+                        and SERVING_FILE.fullmatch(name)
+                        and isinstance(digest, str)
+                        and SHA256.fullmatch(digest)
+                        for name, digest in record.serving_files.items()
+                    ),
+                ),
             )
             if not ok
         ]
@@ -195,6 +213,32 @@ class ModelRegistry:
         self._fetch_version(version)
         return self.root / version
 
+    def serving_file(self, record: ModelVersion, name: str) -> Path:
+        """The version's file ``name``, verified against the sha256 its record holds (a version
+        whose record predates ``serving_files`` is returned unverified)."""
+        path = self.version_dir(record.version) / name
+        expected = record.serving_files.get(name)
+        if expected is None:
+            if record.serving_files:
+                raise RegistryError(
+                    f"version {record.version} has no registered file {name!r}",
+                    hint="register the model again with the deploy task",
+                )
+            return path
+        if not path.is_file():
+            raise RegistryError(
+                f"{path} is missing: version {record.version} was registered with it",
+                hint="restore the version's files, or promote another version",
+            )
+        actual = sha256_file(path)
+        if actual != expected:
+            raise RegistryError(
+                f"{path} has sha256 {actual[:12]}…, expected {expected[:12]}…: it was modified "
+                "or replaced after it was published",
+                hint="restore the registered file, or promote another version",
+            )
+        return path
+
     def register(
         self,
         model_file: Path,
@@ -206,12 +250,18 @@ class ModelRegistry:
         run_id: str,
         config: dict[str, Any] | None = None,
     ) -> tuple[ModelVersion, bool]:
-        """Copy a model and what serving needs into a new version; (version, created)."""
+        """Copy a model and what serving needs into a new version; (version, created).
+
+        ``serving_files`` maps registry file names (``user_index.parquet``, the serving
+        arrays' ``*.npy``...) to their source; each is hashed into the version's record."""
         if not MODEL_FILE.fullmatch(f"model{model_file.suffix}"):
             raise RegistryError(
                 f"only npz models are registered (got {model_file.name})",
                 hint="the service never unpickles: set tasks.training.config.model_format: npz",
             )
+        for name in serving_files:
+            if not SERVING_FILE.fullmatch(name):
+                raise RegistryError(f"{name!r} is not a plain npy/npz/parquet file name")
         digest = sha256_file(model_file)
         with self._locked():
             for existing in self.list_versions():
@@ -226,8 +276,10 @@ class ModelRegistry:
             sidecar = model_file.with_name(model_file.name + ".sha256")
             if sidecar.exists():
                 shutil.copyfile(sidecar, staging / f"{target_name}.sha256")
+            hashes = {}
             for name, path in serving_files.items():
                 shutil.copyfile(path, staging / name)
+                hashes[name] = sha256_file(staging / name)
             record = ModelVersion(
                 version,
                 target_name,
@@ -238,6 +290,7 @@ class ModelRegistry:
                 run_id,
                 _now(),
                 config or {},
+                hashes,
             )
             write_json_atomic(staging / "version.json", asdict(record))
             staging.rename(self.root / version)  # the version appears complete or not at all

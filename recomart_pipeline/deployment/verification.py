@@ -1,8 +1,11 @@
 """Checking that a real service answers with the expected model version.
 
-The service reports in ``/health`` which champion it refused and why; verification reads that
-to fail with the service's own reason (at once for a service it started itself) instead of
-waiting for a timeout that says nothing.
+Verification waits on ``/ready`` — the model loaded, its kernels warmed and its precomputed
+answers checked against live scoring — not on liveness, so "deployed" means the version
+answers at full speed. A service too old to have ``/ready`` is asked ``/health`` instead.
+The service reports which champion it refused and why; verification reads that to fail with
+the service's own reason (at once for a service it started itself) instead of waiting for a
+timeout that says nothing.
 """
 
 from __future__ import annotations
@@ -63,6 +66,16 @@ def _get(url: str, method: str = "GET", token: str | None = None) -> dict[str, A
         return json.loads(response.read())
 
 
+def _readiness(base_url: str) -> dict[str, Any]:
+    """``/ready``'s answer (``/health``'s from a service that predates ``/ready``)."""
+    try:
+        return _answer(f"{base_url}/ready")
+    except urllib.error.HTTPError as exc:
+        if exc.code != 404:
+            raise
+        return _answer(f"{base_url}/health")
+
+
 def _answer(url: str, method: str = "GET", token: str | None = None) -> dict[str, Any]:
     """The JSON the service answered, a 503 "no model" answer included."""
     try:
@@ -102,7 +115,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def wait_for_health(
     base_url: str, timeout_s: float, process: subprocess.Popen | None = None
 ) -> dict[str, Any]:
-    """``/health`` once the service has a model to serve."""
+    """``/ready`` once the service has a model to serve, warmed and verified."""
     return _poll_health(base_url, timeout_s, process, lambda health: bool(health.get("ready")))
 
 
@@ -114,14 +127,14 @@ def wait_for_version(
     *,
     fail_fast: bool = False,
 ) -> dict[str, Any]:
-    """``/health`` once the service serves ``version``; with ``fail_fast`` (a service that
-    loaded this registry afresh) its refusal of ``version`` fails at once with its reason."""
+    """``/ready`` once the service serves ``version``, ready; with ``fail_fast`` (a service
+    that loaded this registry afresh) its refusal of ``version`` fails at once with its reason."""
 
     def done(health: dict[str, Any]) -> bool:
         reason = _refused(health, version) if fail_fast else None
         if reason is not None:
             raise VerificationError(f"the service refused model {version}: {reason}")
-        return health.get("model_version") == version
+        return bool(health.get("ready")) and health.get("model_version") == version
 
     return _poll_health(base_url, timeout_s, process, done, f"serve model {version}")
 
@@ -138,10 +151,10 @@ def _poll_health(
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise VerificationError(
-                f"the service exited with code {process.returncode} before /health answered"
+                f"the service exited with code {process.returncode} before /ready answered"
             )
         try:
-            health = _answer(f"{base_url}/health")
+            health = _readiness(base_url)
         except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
             last = str(exc)
         else:
@@ -153,8 +166,8 @@ def _poll_health(
 
 
 def check_service(base_url: str, version: str, user_id: str | None) -> dict[str, Any]:
-    """The service reports ``version`` and recommends for a known user."""
-    health = _get(f"{base_url}/health")
+    """The service is ready with ``version`` and recommends for a known user."""
+    health = _readiness(base_url)
     model = _get(f"{base_url}/model")
     if health.get("model_version") != version or model.get("version") != version:
         raise VerificationError(

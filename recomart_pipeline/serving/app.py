@@ -1,4 +1,5 @@
-"""FastAPI app: /health, /recommendations/{user_id}, /model, /metrics; POST /admin/reload.
+"""FastAPI app: /health, /ready, /recommendations/{user_id}, POST /recommendations, /model,
+/metrics; POST /admin/reload.
 
 Read-only endpoints (and /docs, /openapi.json) are open: they reveal what any client of the
 recommendations sees anyway. Admin endpoints change what the service serves, so they need
@@ -7,20 +8,34 @@ the bearer token the operator configured, and without one they are disabled rath
 A champion that fails to load never turns into a 500: the watcher keeps the model it holds
 and ``/health`` says ``degraded`` with the reason (HTTP 200 while a model answers, 503 while
 none can).
+
+The request path is built for throughput: endpoints are ``async`` and run on the event loop
+(no thread-pool hop), read the state the background watcher swapped in (no ``stat``, no
+lock), answer known users from the memory-mapped top-K arrays and write their JSON directly
+(no response-model validation); ``GET /recommendations/{user_id}`` is answered by a thin ASGI
+layer in front of the framework (``RecommendationsFastPath``). Only live scoring (``k`` above the precomputed K, or
+``exclude``) and the batch endpoint leave the loop for a worker thread.
 """
 
 from __future__ import annotations
 
 import copy
 import hmac
+import json
+import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Response, Security
+from fastapi import APIRouter, Body, FastAPI, HTTPException, Request, Response, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recomart_pipeline.deployment.registry import ModelRegistry
 from recomart_pipeline.serving.state import LOGGER, ChampionWatcher, ServingState
@@ -34,6 +49,12 @@ ADMIN_BEARER = HTTPBearer(
     scheme_name="admin token",
     description=f"Admin endpoints need `Authorization: Bearer <token>`; set it up with {ADMIN_TOKEN_OPTION}.",
 )
+MAX_K = 1000  # above the precomputed K a request is scored live
+MAX_EXCLUDE = 1000
+MAX_BATCH_USERS = 10_000
+# Where `python -m recomart_pipeline.serving` tells its worker processes what to serve.
+REGISTRY_ENV = "RECOMART_SERVE_REGISTRY"
+TOKEN_ENV_ENV = "RECOMART_SERVE_ADMIN_TOKEN_ENV"
 
 
 def log_config(level: str) -> dict[str, Any]:
@@ -75,14 +96,207 @@ def admin_guard(admin_token: str | None) -> Callable[..., None]:
     return require_admin
 
 
-def create_app(registry: Path | ModelRegistry, admin_token: str | None = None) -> FastAPI:
-    """The service for ``registry``'s champion; ``admin_token`` None disables admin endpoints."""
+class Recommended(BaseModel):
+    item_id: str
+    score: float | None = Field(description="the model's score; null for popular items")
+
+
+class Recommendations(BaseModel):
+    user_id: str
+    k: int
+    strategy: str = Field(description="personalized (a known user) or popular (unknown)")
+    source: str = Field(description="precomputed (the version's top-K arrays) or live")
+    model_version: str
+    items: list[Recommended]
+
+
+class BatchRequest(BaseModel):
+    user_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH_USERS)
+    k: int = Field(10, ge=1, le=MAX_K)
+    exclude: list[str] = Field(default_factory=list, max_length=MAX_EXCLUDE)
+
+
+class BatchResults(BaseModel):
+    k: int
+    model_version: str
+    results: list[Recommendations]
+
+
+def _json(payload: object, status_code: int = 200) -> Response:
+    return Response(
+        json.dumps(payload, separators=(",", ":")).encode(),
+        status_code=status_code,
+        media_type="application/json",
+    )
+
+
+def _answer_json(
+    state: ServingState, user_id: str, k: int, exclude: list[str]
+) -> tuple[bytes, str]:
+    """One user's answer as JSON, rendered without building per-item objects, and its
+    ``strategy/source`` (the metrics label)."""
+    answer = state.recommend(user_id, k, exclude)
+    body = (
+        f'{{"user_id":{json.dumps(user_id)},"k":{k},"strategy":"{answer.strategy}",'
+        f'"source":"{answer.source}","model_version":"{state.version.version}",'
+        f'"items":{answer.items_json()}}}'
+    ).encode()
+    return body, f"{answer.strategy}/{answer.source}"
+
+
+def _invalid(loc: str, message: str, value: object) -> tuple[int, bytes]:
+    """A 422 shaped like FastAPI's own validation errors."""
+    detail = [{"type": "value_error", "loc": ["query", loc], "msg": message, "input": value}]
+    return 422, json.dumps({"detail": detail}).encode()
+
+
+class RecommendationsFastPath:
+    """ASGI middleware answering ``GET /recommendations/{user_id}`` itself; every other
+    request goes on to the FastAPI app (which also declares and documents the route).
+
+    Per request, FastAPI's parameter validation, routing, dependency resolution and
+    exception-middleware layers cost more than the answer itself (a row of an array), so the
+    hot path skips them: it reads the path and query string from the ASGI scope and sends
+    the pre-rendered JSON in two messages.
+    """
+
+    PREFIX = "/recommendations/"
+
+    def __init__(
+        self, app: ASGIApp, answer: Callable[[str, str, list[str]], Awaitable[tuple[int, bytes]]]
+    ) -> None:
+        self.app = app
+        self.answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not path.startswith(self.PREFIX)
+            or "/" in path[len(self.PREFIX) :]
+            or len(path) == len(self.PREFIX)
+        ):
+            await self.app(scope, receive, send)
+            return
+        raw_k, excluded = "10", []
+        query = scope.get("query_string", b"")
+        if query:
+            for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+                if key == "k":
+                    raw_k = value  # the last one wins, as in Starlette's QueryParams
+                elif key == "exclude":
+                    excluded.append(value)
+        status, body = await self.answer(path[len(self.PREFIX) :], raw_k, excluded)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+RECOMMENDATION_PARAMETERS = [
+    {
+        "name": "k",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10},
+        "description": "how many items; above the version's precomputed K they are scored live",
+    },
+    {
+        "name": "exclude",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_EXCLUDE},
+        "style": "form",
+        "explode": True,
+        "description": "item ids not to recommend (repeat the parameter); scored live",
+    },
+]
+
+
+async def _warm_up(app: FastAPI, state: ServingState | None) -> None:
+    """Send the request path its first requests in-process, before the port opens: the
+    framework builds its middleware stack and routing on the first call (tens of ms)."""
+    user = state.probe.get("user_id") if state is not None else None
+    paths = ["/health", "/recommendations/warm-up-unknown-user"]
+    if isinstance(user, str):
+        paths.append(f"/recommendations/{user}")
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_: object) -> None:
+        return None
+
+    for path in paths:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"k=10",
+            "root_path": "",
+            "headers": [(b"host", b"warm-up")],
+            "client": ("127.0.0.1", 0),
+            "server": ("127.0.0.1", 0),
+            "app": app,
+        }
+        try:
+            await app(scope, receive, send)
+        except Exception:  # a warm-up that fails must not keep the service down
+            LOGGER.exception("warming up %s failed", path)
+
+
+def create_app(
+    registry: Path | ModelRegistry,
+    admin_token: str | None = None,
+    *,
+    poll_seconds: float | None = None,
+) -> FastAPI:
+    """The service for ``registry``'s champion; ``admin_token`` None disables admin endpoints.
+
+    The champion is loaded (and verified and warmed) before the server accepts connections;
+    later champions are noticed by the watcher's timer every ``poll_seconds``."""
     if not isinstance(registry, ModelRegistry):
         registry = ModelRegistry(registry)
     registry_dir = registry.remote.url if registry.remote else registry.root
-    watcher = ChampionWatcher(registry)
+    watcher = (
+        ChampionWatcher(registry)
+        if poll_seconds is None
+        else ChampionWatcher(registry, poll_seconds=poll_seconds)
+    )
     requests: Counter[tuple[str, str]] = Counter()
-    app = FastAPI(title="RecoMart recommendations", version="1")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(watcher.current)
+        await _warm_up(app, watcher.state)
+        requests.clear()  # the warm-up requests are not traffic
+        watcher.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(watcher.stop)
+
+    app = FastAPI(title="RecoMart recommendations", version="1", lifespan=lifespan)
+    app.state.watcher = watcher
 
     def no_model() -> str:
         problem = watcher.problem
@@ -93,74 +307,148 @@ def create_app(registry: Path | ModelRegistry, admin_token: str | None = None) -
         )
 
     def state_or_503() -> ServingState:
-        state = watcher.current()
+        state = watcher.state
         if state is None:
             raise HTTPException(503, detail=no_model())
         return state
 
-    def health_of(state: ServingState | None, response: Response) -> dict[str, object]:
+    def problem_of() -> dict[str, object] | None:
         problem = watcher.problem
-        response.status_code = 200 if state is not None else 503
+        if problem is None:
+            return None
         return {
-            "status": "ok" if state is not None and problem is None else "degraded",
-            "ready": state is not None,
-            "model_version": state.version.version if state else None,
-            "problem": None
-            if problem is None
-            else {
-                "kind": problem.kind,
-                "version": problem.version,
-                "reason": problem.reason,
-                "since": problem.since,
-            },
+            "kind": problem.kind,
+            "version": problem.version,
+            "reason": problem.reason,
+            "since": problem.since,
         }
+
+    def health_of(state: ServingState | None) -> Response:
+        problem = problem_of()
+        return _json(
+            {
+                "status": "ok" if state is not None and problem is None else "degraded",
+                "ready": state is not None,
+                "model_version": state.version.version if state else None,
+                "problem": problem,
+            },
+            200 if state is not None else 503,
+        )
 
     @app.get("/health")
-    def health(response: Response) -> dict[str, object]:
-        """Liveness and readiness: 200 while a model answers (``status`` ``degraded`` with the
-        ``problem`` when the registry's champion was refused), 503 while no model can."""
+    async def health() -> Response:
+        """Liveness: 200 while a model answers (``status`` ``degraded`` with the ``problem``
+        when the registry's champion was refused), 503 while no model can."""
         requests[("health", "")] += 1
-        return health_of(watcher.current(), response)
+        return health_of(watcher.state)
 
-    @app.get("/recommendations/{user_id}")
-    def recommendations(user_id: str, k: int = Query(10, ge=1, le=100)) -> dict[str, object]:
+    @app.get("/ready")
+    async def ready() -> Response:
+        """Readiness: 200 once a model is loaded, its kernels warmed and its precomputed
+        answers verified against live scoring on probe users; 503 (with the reason) before."""
+        state = watcher.state
+        if state is None:
+            return _json(
+                {
+                    "ready": False,
+                    "model_version": None,
+                    "reason": no_model(),
+                    "problem": problem_of(),
+                },
+                503,
+            )
+        return _json(
+            {
+                "ready": True,
+                "model_version": state.version.version,
+                "checks": {
+                    "model_loaded": True,
+                    "arrays": "memory-mapped" if state.mapped else "in memory",
+                    "precomputed_k": state.k,
+                    "warmed": True,
+                    "probe": state.probe,
+                },
+                "problem": problem_of(),
+            }
+        )
+
+    async def answer(user_id: str, raw_k: str, excluded: list[str]) -> tuple[int, bytes]:
+        """(status, JSON body) of GET /recommendations/{user_id}."""
+        k = _int_or_none(raw_k)
+        if k is None or not 1 <= k <= MAX_K:
+            return _invalid("k", f"k must be an integer from 1 to {MAX_K}", raw_k)
+        if len(excluded) > MAX_EXCLUDE:
+            return _invalid("exclude", f"at most {MAX_EXCLUDE} items to exclude", len(excluded))
+        state = watcher.state
+        if state is None:
+            return 503, json.dumps({"detail": no_model()}).encode()
+        if excluded or k > state.k:
+            body, label = await run_in_threadpool(_answer_json, state, user_id, k, excluded)
+        else:
+            body, label = _answer_json(state, user_id, k, excluded)
+        requests[("recommendations", label)] += 1
+        return 200, body
+
+    @app.get(
+        "/recommendations/{user_id}",
+        responses={200: {"model": Recommendations}},
+        openapi_extra={"parameters": RECOMMENDATION_PARAMETERS},
+    )
+    async def recommendations(user_id: str, request: Request) -> Response:
+        """The top ``k`` items for ``user_id``: from the precomputed arrays for a known user,
+        the popularity ranking for an unknown one; ``exclude`` items are scored live."""
+        query = request.query_params  # parsed here, not declared: see RecommendationsFastPath
+        status, body = await answer(user_id, query.get("k", "10"), query.getlist("exclude"))
+        return Response(body, status, media_type="application/json")
+
+    app.add_middleware(RecommendationsFastPath, answer=answer)
+
+    @app.post("/recommendations", responses={200: {"model": BatchResults}})
+    async def batch_recommendations(request: Annotated[BatchRequest, Body()]) -> Response:
+        """Many users in one request (back-office jobs), all from one model version."""
         state = state_or_503()
-        strategy, items = state.recommend(user_id, k)
-        requests[("recommendations", strategy)] += 1
-        return {
-            "user_id": user_id,
-            "k": k,
-            "strategy": strategy,
-            "model_version": state.version.version,
-            "items": items,
-        }
+
+        def answer_all() -> bytes:
+            return b",".join(
+                _answer_json(state, u, request.k, request.exclude)[0] for u in request.user_ids
+            )
+
+        results = await run_in_threadpool(answer_all)
+        requests[("batch", "")] += 1
+        head = b'{"k":%d,"model_version":"%s","results":[' % (
+            request.k,
+            state.version.version.encode(),
+        )
+        return Response(head + results + b"]}", media_type="application/json")
 
     @app.get("/model")
-    def model() -> dict[str, object]:
+    async def model() -> Response:
         state = state_or_503()
         version = state.version
-        return {
-            "version": version.version,
-            "model_type": version.model_type,
-            "metrics": version.metrics,
-            "sha256": version.sha256,
-            "created_at": version.created_at,
-            "run_id": version.run_id,
-        }
+        return _json(
+            {
+                "version": version.version,
+                "model_type": version.model_type,
+                "metrics": version.metrics,
+                "sha256": version.sha256,
+                "created_at": version.created_at,
+                "run_id": version.run_id,
+            }
+        )
 
     admin = APIRouter(prefix="/admin", dependencies=[Security(admin_guard(admin_token))])
 
     @admin.post("/reload")
-    def reload(response: Response) -> dict[str, object]:
+    def reload() -> Response:
         """Load the champion again even if its pointer did not change (after fixing its files);
         answers like /health. Needs the admin token."""
-        return health_of(watcher.reload(), response)
+        return health_of(watcher.reload())
 
     app.include_router(admin)
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics() -> str:
-        state = watcher.current()
+    async def metrics() -> str:
+        state = watcher.state
         lines = [
             "# TYPE recomart_serving_requests_total counter",
             *(
@@ -175,7 +463,48 @@ def create_app(registry: Path | ModelRegistry, admin_token: str | None = None) -
             f"recomart_serving_champion_refusals_total {watcher.refusals}",
             "# TYPE recomart_serving_degraded gauge",
             f"recomart_serving_degraded {int(watcher.problem is not None or state is None)}",
+            "# TYPE recomart_serving_arrays_mapped gauge",
+            f"recomart_serving_arrays_mapped {int(state is not None and state.mapped)}",
+            "# TYPE recomart_serving_pid gauge",
+            f"recomart_serving_pid {os.getpid()}",
         ]
         return "\n".join(lines) + "\n"
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of ``python -m recomart_pipeline.serving``, built in each worker process from
+    the environment the parent set (a worker is a fresh process: it cannot be handed an app)."""
+    from recomart_pipeline.deployment.verification import read_admin_token
+
+    return create_app(
+        Path(os.environ[REGISTRY_ENV]),
+        admin_token=read_admin_token(os.environ.get(TOKEN_ENV_ENV) or None),
+    )
+
+
+def run_server(
+    factory: str,
+    env: dict[str, str],
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    access_log: bool = True,
+) -> None:
+    """Run the app ``factory`` (``module:function``) under uvicorn with ``workers`` processes
+    sharing one listening socket; ``env`` tells each process what to serve."""
+    import uvicorn
+
+    os.environ.update(env)
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers if workers > 1 else None,
+        log_level=log_level,
+        log_config=log_config(log_level),
+        access_log=access_log,
+    )

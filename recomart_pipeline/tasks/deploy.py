@@ -22,10 +22,11 @@ from typing import Any
 import pandas as pd
 
 from recomart_pipeline.contract.documents import Deployment
-from recomart_pipeline.contract.errors import QualityGateError
+from recomart_pipeline.contract.errors import QualityGateError, TaskError
 from recomart_pipeline.contract.files import sha256_file
 from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.deployment.registry import ModelRegistry, ModelVersion
+from recomart_pipeline.deployment.serving_arrays import scratch_folder, with_serving_arrays
 from recomart_pipeline.deployment.verification import (
     VerificationError,
     read_admin_token,
@@ -96,6 +97,19 @@ def _verify(
     )
 
 
+def _with_arrays(
+    ctx: TaskContext[Config], serving: dict[str, Path], scratch: Path
+) -> dict[str, Path]:
+    """The serving files plus every user's precomputed top-K, which the service answers from.
+    A model they cannot be built from is registered without them: the service then refuses
+    it too, and verification rolls the promotion back with the service's own reason."""
+    try:
+        return with_serving_arrays(ctx.input(MODEL), serving, scratch)
+    except TaskError as exc:
+        ctx.logger.warning(f"cannot precompute the serving arrays: {exc}")
+        return serving
+
+
 def run(ctx: TaskContext[Config]) -> TaskResult:
     config = ctx.config
     evaluation = ctx.document(EVALUATION)
@@ -110,15 +124,21 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     serving = {name: ctx.input(declared) for name, declared in SERVING_INPUTS.items()}
     best = evaluation.best_model
     metrics = evaluation.best_metrics
-    version, created = registry.register(
-        ctx.input(MODEL),
-        serving,
-        model_type=evaluation.model_type,
-        metrics=metrics,
-        data_hash=sha256_file(serving["train_implicit.npz"]),
-        run_id=ctx.run_id,
-        config={"best_model": best, "params": evaluation.params, "baseline_fallback": fallback},
-    )
+    with scratch_folder() as scratch:
+        # every user's top-K, precomputed: the service answers from these arrays
+        version, created = registry.register(
+            ctx.input(MODEL),
+            _with_arrays(ctx, serving, Path(scratch)),
+            model_type=evaluation.model_type,
+            metrics=metrics,
+            data_hash=sha256_file(serving["train_implicit.npz"]),
+            run_id=ctx.run_id,
+            config={
+                "best_model": best,
+                "params": evaluation.params,
+                "baseline_fallback": fallback,
+            },
+        )
     ctx.logger.info(f"{'registered' if created else 'already registered'} model {version.version}")
     champion = registry.champion()
     metric = config.comparison_metric or evaluation.selection_metric

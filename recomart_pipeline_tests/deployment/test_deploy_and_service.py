@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from recomart_pipeline import PipelineConfig
 from recomart_pipeline.deployment.registry import ModelRegistry
+from recomart_pipeline.deployment.serving_arrays import scratch_folder, with_serving_arrays
 from recomart_pipeline.deployment.verification import free_port, wait_for_health
 from recomart_pipeline.runtime.runner import TaskFailure, run_task
+from recomart_pipeline.serving.state import load_state
 from recomart_pipeline_tests.deployment.conftest import (
     ADMIN_TOKEN,
     ADMIN_TOKEN_ENV,
@@ -23,6 +28,7 @@ from recomart_pipeline_tests.deployment.conftest import (
     serve_command,
     set_deploy_config,
 )
+from recomart_pipeline_tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -182,9 +188,42 @@ def test_service_endpoints_and_hot_reload(trained):
         process.wait(timeout=20)
 
 
+def _reloads(base: str) -> int:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("recomart_serving_reloads_total "):
+                return int(line.split()[1])
+    raise AssertionError("no reload counter in /metrics")
+
+
+def _load(base: str, users: list[str], stop: threading.Event, answers: list, errors: list) -> None:
+    """One keep-alive client asking for ``users`` in turn until ``stop``."""
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        while not stop.is_set():
+            for user in users:
+                try:
+                    connection.request("GET", f"/recommendations/{user}?k=10")
+                    response = connection.getresponse()
+                    body = response.read()
+                    if response.status != 200:
+                        errors.append((user, response.status, body[:200]))
+                        continue
+                    answer = json.loads(body)
+                    answers.append((answer["model_version"], user, answer["items"]))
+                except (OSError, http.client.HTTPException) as exc:
+                    errors.append((user, type(exc).__name__, str(exc)))
+                    connection.close()
+    finally:
+        connection.close()
+
+
 def test_deploy_killed_mid_swap_leaves_a_whole_model_served(trained):
-    """Nothing lost: while promotions are killed at random moments, every answer comes from one
-    complete model version (never a mix), and the champion pointer stays valid."""
+    """Nothing lost: while promotions are killed at random moments and clients keep asking
+    for recommendations, every answer comes from one complete model version (never a mix:
+    each equals that version's own answer), no request fails over 10+ swaps, and the
+    champion pointer stays valid."""
     run_task(trained, "deploy", "run-1")
     registry = _registry(trained)
     training = json.loads((trained.storage_root / "latest" / "training.json").read_text())
@@ -193,10 +232,26 @@ def test_deploy_killed_mid_swap_leaves_a_whole_model_served(trained):
     serving = {
         n: folder / n for n in ("user_index.parquet", "item_index.parquet", "train_implicit.npz")
     }
-    registry.register(
-        popularity, serving, model_type="popularity", metrics={}, data_hash=None, run_id="x"
-    )
+    with scratch_folder() as scratch:
+        registry.register(
+            popularity,
+            with_serving_arrays(popularity, serving, Path(scratch)),
+            model_type="popularity",
+            metrics={},
+            data_hash=None,
+            run_id="x",
+        )
     expected_type = {"v0001": registry.get("v0001").model_type, "v0002": "popularity"}
+    import pandas as pd
+
+    users = [*pd.read_parquet(folder / "user_index.parquet")["user_id"].astype(str)[:20]]
+    users.append("nobody-knows-me")
+    expected = {}
+    for version in expected_type:
+        state = load_state(registry, registry.get(version))
+        assert state.mapped  # both versions answer from their precomputed arrays
+        expected[version] = {u: state.recommend(u, 10).items for u in users}
+    assert expected["v0001"] != expected["v0002"]  # a mix would show
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     service = subprocess.Popen(
@@ -213,8 +268,17 @@ def test_deploy_killed_mid_swap_leaves_a_whole_model_served(trained):
         stderr=subprocess.DEVNULL,
     )
     flipper = None
+    stop = threading.Event()
+    answers: list = []
+    errors: list = []
+    clients = [
+        threading.Thread(target=_load, args=(base, users[i::4], stop, answers, errors))
+        for i in range(4)
+    ]
     try:
         wait_for_health(base, 60, service)
+        for client in clients:
+            client.start()
         flipper = subprocess.Popen(
             [
                 sys.executable,
@@ -227,19 +291,31 @@ def test_deploy_killed_mid_swap_leaves_a_whole_model_served(trained):
             ],
         )
         seen = set()
-        deadline = time.monotonic() + 4
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while _reloads(base) < 11:  # the first load and 10 swaps
+            assert time.monotonic() < deadline, f"only {_reloads(base)} loads in 120 s"
             _, model = _get(f"{base}/model")
             assert expected_type[model["version"]] == model["model_type"]
             seen.add(model["version"])
         flipper.kill()  # killed mid-swap, at whatever point it had reached
         flipper.wait()
+        stop.set()
+        for client in clients:
+            client.join()
+        assert errors == []
+        assert answers and {version for version, _, _ in answers} == set(expected_type)
+        mixed = [(v, u) for v, u, items in answers if items != expected[v][u]]
+        assert mixed == [], f"{len(mixed)} of {len(answers)} answers mixed versions"
         pointer = json.loads((registry.root / "champion.json").read_text())
         assert pointer["version"] in expected_type
-        status, health = _get(f"{base}/health")
-        assert status == 200 and health["model_version"] == pointer["version"]
+        wait_until(
+            lambda: _get(f"{base}/health")[1]["model_version"] == pointer["version"],
+            30,
+            "the service to settle on the last champion",
+        )
         assert seen <= set(expected_type) and seen
     finally:
+        stop.set()
         if flipper is not None and flipper.poll() is None:
             flipper.kill()
         service.terminate()

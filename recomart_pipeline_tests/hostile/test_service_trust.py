@@ -178,6 +178,8 @@ def test_a_bad_champion_is_refused_once_and_the_held_model_keeps_answering(tampe
         status, health = service.call("/health")
         assert status == 200 and (health["status"], health["model_version"]) == ("ok", "v0001")
         refused_version, reason = tamper(registry, marker)
+        # the watcher's timer notices the change (no request looks at the registry)
+        wait_until(lambda: _degraded(service), 30, "the service to judge the new champion")
 
         for _ in range(10):  # every endpoint, many times: all answered by the held model
             status, answer = service.call("/recommendations/u3?k=5")
@@ -200,6 +202,7 @@ def test_a_bad_champion_is_refused_once_and_the_held_model_keeps_answering(tampe
         assert "\x1b" not in service.printed()  # no control bytes from the pointer echoed
 
         registry.promote("v0003")  # the next valid champion is picked up by itself
+        wait_until(lambda: _serving(service, "v0003"), 30, "the service to serve v0003")
         status, answer = service.call("/recommendations/u3?k=5")
         assert status == 200 and answer["model_version"] == "v0003", answer
         assert service.call("/health") == (
@@ -227,9 +230,18 @@ def test_with_no_model_held_a_bad_champion_is_a_clear_503_never_a_500(tmp_path):
         assert len(_refusals(service)) == 1
 
         registry.promote("v0002")
+        wait_until(lambda: _serving(service, "v0002"), 30, "the service to serve v0002")
         status, answer = service.call("/recommendations/u3?k=5")
         assert status == 200 and answer["model_version"] == "v0002", answer
         assert service.call("/health")[1]["status"] == "ok"
+
+
+def _degraded(service: Service) -> bool:
+    return service.call("/health")[1]["status"] == "degraded"
+
+
+def _serving(service: Service, version: str) -> bool:
+    return service.call("/health")[1]["model_version"] == version
 
 
 def _flipped_byte_in(version: str, registry: ModelRegistry) -> None:

@@ -1,0 +1,49 @@
+"""benchmarks/serving.py cannot rot: its quick mode runs here and yields a complete result.
+
+No throughput or latency thresholds: on a shared 2-core machine they would measure the
+neighbours. What must hold is that every service started, answered every request of the
+load (0 errors) and that the figures are consistent with each other.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from recomart_pipeline_tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_serving_benchmark_runs_and_writes_its_results(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "serving.py"),
+            "--quick",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "serving_quick.json").read_text())
+    services = {s["service"]: s for s in results["services"]}
+    assert {"current", "current_2_workers"} <= set(services)
+    for service in services.values():
+        assert service["first_request_status"] == 200, service["service"]
+        for endpoint in ("health", "recommendations"):
+            figures = service[endpoint]
+            assert figures["errors"] == 0, (service["service"], endpoint, figures)
+            assert figures["requests"] > 0
+            assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
+            assert len(figures["rounds_requests_per_second"]) == results["rounds"]
+        assert all(p["rss_mib"] > 0 for p in service["processes"])
+    assert len(services["current_2_workers"]["processes"]) >= 3  # supervisor + 2 workers
+    assert "## Serving" in done.stdout  # the BENCHMARKS.md section renders
