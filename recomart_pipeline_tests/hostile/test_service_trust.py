@@ -41,7 +41,7 @@ from recomart_pipeline_tests.deployment.conftest import (
     running_service,
     serve_command,
 )
-from recomart_pipeline_tests.helpers import REPO_ROOT, moto_server
+from recomart_pipeline_tests.helpers import REPO_ROOT, moto_server, wait_until
 from recomart_pipeline_tests.ml.synthetic import make_synthetic
 
 pytestmark = pytest.mark.slow
