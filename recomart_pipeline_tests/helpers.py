@@ -46,8 +46,18 @@ S3_STORAGE = """
 
 
 # The users' contract; tests take its examples from the document itself, never retyped.
-CONFIG_GUIDE = Path(
-    os.environ.get("RECOMART_CONFIG_GUIDE", "/work/shared/spec/recomart-config-guide.md")
+# $RECOMART_CONFIG_GUIDE, else ../shared/spec next to the project, else the workplace's copy.
+CONFIG_GUIDE = next(
+    (
+        path
+        for path in (
+            Path(os.environ.get("RECOMART_CONFIG_GUIDE", "")),
+            REPO_ROOT.parent / "shared" / "spec" / "recomart-config-guide.md",
+            Path("/work/shared/spec/recomart-config-guide.md"),
+        )
+        if path.is_file()
+    ),
+    REPO_ROOT.parent / "shared" / "spec" / "recomart-config-guide.md",
 )
 
 

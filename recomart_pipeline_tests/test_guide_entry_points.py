@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import re
 import shlex
 import sys
@@ -31,12 +30,9 @@ from click.testing import CliRunner
 from recomart_pipeline import PipelineConfig
 from recomart_pipeline.cli import main
 from recomart_pipeline_tests.conftest import FIXTURES, REPO_ROOT, SAMPLE
-from recomart_pipeline_tests.helpers import project_env, run_in_project
+from recomart_pipeline_tests.helpers import CONFIG_GUIDE, project_env, run_in_project
 
-GUIDE = Path(
-    os.environ.get("RECOMART_CONFIG_GUIDE")
-    or REPO_ROOT.parent / "shared" / "spec" / "recomart-config-guide.md"
-)
+GUIDE = CONFIG_GUIDE
 README = REPO_ROOT / "README.md"
 needs_guide = pytest.mark.skipif(not GUIDE.is_file(), reason=f"the guide is not at {GUIDE}")
 
