@@ -122,7 +122,7 @@ def _models() -> dict[str, Recommender]:
     from pydantic import BaseModel
 
     class _NoParams(BaseModel):
-        pass
+        """implicit's ALS is configured in _ImplicitALS itself: no params to validate."""
 
     _ImplicitALS.Params = _NoParams
     models["implicit_als"] = _ImplicitALS()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -132,12 +133,10 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _run_load(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
-    try:
+    with contextlib.suppress(ImportError):  # uvloop is optional: asyncio's loop otherwise
         import uvloop
 
         uvloop.install()
-    except ImportError:
-        pass
     result = asyncio.run(_load(spec))
     Path(spec["out"]).write_text(json.dumps(result))
 

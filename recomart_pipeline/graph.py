@@ -106,6 +106,14 @@ class TaskDependencyGraph:
                     reasons[name] = f"depends on skipped task '{skipped[0]}'"
         return reasons
 
+    def get_downstream(self, name: str) -> set[str]:
+        """Every task that depends on ``name``, directly or through others."""
+        downstream: set[str] = set()
+        for task in self._order:  # dependencies come first: one pass reaches them all
+            if any(dep == name or dep in downstream for dep in self._deps[task]):
+                downstream.add(task)
+        return downstream
+
     @property
     def dependencies(self) -> dict[str, list[str]]:
         return {name: list(deps) for name, deps in self._deps.items()}

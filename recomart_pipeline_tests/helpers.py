@@ -117,6 +117,29 @@ tasks:
 """
 
 
+def write_index_files(
+    folder: Path, n_users: int, n_items: int, user_prefix: str = "u", item_prefix: str = "i"
+) -> dict[str, Path]:
+    """The id indexes a registered model is served with (``<prefix><n>`` ids), plus the
+    path its training matrix goes to: the serving files of a test registry."""
+    import pandas as pd
+
+    files = {
+        "user_index.parquet": folder / "user_index.parquet",
+        "item_index.parquet": folder / "item_index.parquet",
+        "train_implicit.npz": folder / "train_implicit.npz",
+    }
+    users = [f"{user_prefix}{i}" for i in range(n_users)]
+    items = [f"{item_prefix}{j}" for j in range(n_items)]
+    pd.DataFrame({"user_id": users, "user_idx": range(n_users)}).to_parquet(
+        files["user_index.parquet"]
+    )
+    pd.DataFrame({"item_id": items, "item_idx": range(n_items)}).to_parquet(
+        files["item_index.parquet"]
+    )
+    return files
+
+
 def run_id_of(stdout: str) -> str:
     """The run id from the last line ``run`` prints (``run <id>: SUCCESS``)."""
     return stdout.strip().splitlines()[-1].split()[1].rstrip(":")

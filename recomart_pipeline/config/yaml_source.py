@@ -199,7 +199,7 @@ _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _limit_issue(message: str, mark: Any, path: Path, lines: list[str], hint: str) -> ConfigError:
-    """The error for a crossed limit at ``mark`` (a ``yaml.Mark``; libyaml's has no stub)."""
+    """The error for a crossed limit at ``mark`` (a ``yaml.Mark``, or libyaml's untyped one)."""
     line = mark.line + 1
     return ConfigError(
         [

@@ -19,7 +19,7 @@ from dagster import (
 from recomart_pipeline.config import ConfigError, PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
 from recomart_pipeline.orchestration.automation import partitions_for
-from recomart_pipeline.orchestration.inputs import input_policy
+from recomart_pipeline.orchestration.inputs import input_policy, selects
 from recomart_pipeline.orchestration.metadata import (
     asset_kinds,
     data_version,
@@ -150,8 +150,7 @@ def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> Ass
 
     def _planned(context: AssetExecutionContext) -> list[str]:
         """The tasks this run will materialize (for PENDING in the manifest)."""
-        selection = context.run.asset_selection  # empty or None: the whole job
-        return [t for t in order if not selection or AssetKey(t) in selection]
+        return [t for t in order if selects(context.run, t)]
 
     def _config_for(context: AssetExecutionContext) -> PipelineConfig:
         """This run's config: the YAML plus the task values set in the launchpad."""

@@ -10,7 +10,7 @@ the tasks named in the run's ``recomart/allow_failed_checks`` tag.
 
 import json
 
-from dagster import AssetExecutionContext, AssetKey, DagsterInstance
+from dagster import AssetExecutionContext, AssetKey, DagsterInstance, DagsterRun
 
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.runtime.artifacts import InputPolicy
@@ -28,6 +28,12 @@ def run_lineage(instance: DagsterInstance, run_id: str, parent: str | None) -> t
         record = instance.get_run_by_id(parent)
         parent = record.parent_run_id if record else None
     return tuple(lineage)
+
+
+def selects(run: DagsterRun, task: str) -> bool:
+    """Whether ``run`` materializes ``task``: an empty or missing asset selection (the CLI's
+    whole-job runs, ``execute_in_process``) means the whole job."""
+    return not run.asset_selection or AssetKey(task) in run.asset_selection
 
 
 def allowed_failed_checks(tags: dict[str, str]) -> frozenset[str]:
@@ -49,9 +55,8 @@ def _pinned(config: PipelineConfig, task: str, ancestors: tuple[str, ...]) -> di
 def input_policy(config: PipelineConfig, task: str, context: AssetExecutionContext) -> InputPolicy:
     run = context.run
     lineage = run_lineage(context.instance, run.run_id, run.parent_run_id)
-    selection = run.asset_selection  # empty or None: the whole job
     deps = config.settings.tasks[task].depends_on
-    unselected = frozenset(dep for dep in deps if selection and AssetKey(dep) not in selection)
+    unselected = frozenset(dep for dep in deps if not selects(run, dep))
     return InputPolicy(
         runs=lineage,
         latest=unselected,

@@ -252,15 +252,7 @@ def _skip_blocked(config: PipelineConfig, tasks: dict[str, Any], failed: str) ->
     """PENDING tasks that will not start now that ``failed`` failed for good: its
     dependents, and under fail-fast (``execution.continue_on_error: false``) all of them."""
     fail_fast = not config.settings.execution.continue_on_error
-    graph = TaskDependencyGraph(config)
-    downstream: set[str] = set()
-    frontier = [failed]
-    while frontier:
-        current = frontier.pop()
-        for name, deps in graph.dependencies.items():
-            if current in deps and name not in downstream:
-                downstream.add(name)
-                frontier.append(name)
+    downstream = TaskDependencyGraph(config).get_downstream(failed)
     for name, entry in tasks.items():
         if entry.get("status") != TaskStatus.PENDING:
             continue

@@ -336,7 +336,7 @@ def cell_bad_file(path: Path, batch: pa.RecordBatch, first_row: int, names: Any)
         values = batch.column(column)
         try:
             to_text(values)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        except CONVERSION_ERRORS as exc:
             shown = f"column '{printable(column, EXCERPT_CHARS)}'" + (
                 f" (read as {canonical})" if column != canonical else ""
             )
@@ -371,6 +371,8 @@ class FileRead:
 
 
 READ_ERRORS = (pa.ArrowException, OSError, UnicodeError, csv.Error)
+# What converting a batch's values can raise: a value of a type that cannot become text.
+CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
 
 
 @contextlib.contextmanager

@@ -59,6 +59,7 @@ from recomart_pipeline.contract.task import CheckOutcome, TaskContext, TaskResul
 from recomart_pipeline.runtime.circuit_breaker import CircuitBreaker, CircuitOpenError
 from recomart_pipeline.tasks import schema_approval as approval
 from recomart_pipeline.tasks._bad_files import (
+    CONVERSION_ERRORS,
     LISTED_FILES,
     READ_ERRORS,
     BadFile,
@@ -547,7 +548,7 @@ def _file_batches(
             kept = _keep(batch, source.filter)
             try:
                 canonical = _canonical_batch(kept, plan, source, table, columns)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            except CONVERSION_ERRORS:
                 raise cell_bad_file(path, batch, done.rows, plan) from None
             done.rows += batch.num_rows
             done.filtered += batch.num_rows - kept.num_rows

@@ -134,3 +134,19 @@ def test_adding_a_back_edge_is_always_detected(tasks, data):
     assert cycle is not None and cycle[0] == cycle[-1]
     for a, b in itertools.pairwise(cycle):
         assert b in deps[a]
+
+
+def test_downstream_is_every_direct_and_indirect_dependent():
+    graph = _graph(
+        {
+            "a": {},
+            "b": {"depends_on": ["a"]},
+            "c": {"depends_on": ["b"]},
+            "d": {"depends_on": ["a", "x"]},
+            "x": {},
+            "e": {},
+        }
+    )
+    assert graph.get_downstream("a") == {"b", "c", "d"}
+    assert graph.get_downstream("x") == {"d"}
+    assert graph.get_downstream("c") == set()

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import boto3
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -41,7 +40,7 @@ from recomart_pipeline_tests.deployment.conftest import (
     running_service,
     serve_command,
 )
-from recomart_pipeline_tests.helpers import REPO_ROOT, moto_server, wait_until
+from recomart_pipeline_tests.helpers import REPO_ROOT, moto_server, wait_until, write_index_files
 from recomart_pipeline_tests.ml.synthetic import make_synthetic
 
 pytestmark = pytest.mark.slow
@@ -66,17 +65,7 @@ def build_registry(root: Path, versions: int, remote: ObjectStore | None = None)
     differ) over one set of serving files; v0001 is the champion."""
     work = root / "build"
     work.mkdir(parents=True)
-    serving = {
-        "user_index.parquet": work / "user_index.parquet",
-        "item_index.parquet": work / "item_index.parquet",
-        "train_implicit.npz": work / "train_implicit.npz",
-    }
-    pd.DataFrame(
-        {"user_id": [f"u{i}" for i in range(N_USERS)], "user_idx": range(N_USERS)}
-    ).to_parquet(serving["user_index.parquet"])
-    pd.DataFrame(
-        {"item_id": [f"i{j}" for j in range(N_ITEMS)], "item_idx": range(N_ITEMS)}
-    ).to_parquet(serving["item_index.parquet"])
+    serving = write_index_files(work, N_USERS, N_ITEMS)
     registry = ModelRegistry(root / "registry", remote)
     for seed in range(1, versions + 1):
         data = make_synthetic(n_users=N_USERS, n_items=N_ITEMS, per_user=6, seed=seed)

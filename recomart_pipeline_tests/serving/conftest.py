@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -12,6 +11,7 @@ from recomart_pipeline.deployment.registry import ModelRegistry
 from recomart_pipeline.deployment.serving_arrays import with_serving_arrays
 from recomart_pipeline.ml.models import create_model
 from recomart_pipeline.ml.persistence import save_model
+from recomart_pipeline_tests.helpers import write_index_files
 from recomart_pipeline_tests.ml.synthetic import make_synthetic
 
 N_USERS, N_ITEMS = 120, 60
@@ -27,17 +27,7 @@ def served_registry(
     work = root / "build"
     work.mkdir(parents=True)
     data = make_synthetic(n_users=N_USERS, n_items=N_ITEMS, per_user=10, seed=seed)
-    sources = {
-        "user_index.parquet": work / "user_index.parquet",
-        "item_index.parquet": work / "item_index.parquet",
-        "train_implicit.npz": work / "train_implicit.npz",
-    }
-    pd.DataFrame(
-        {"user_id": [f"user-{i}" for i in range(N_USERS)], "user_idx": range(N_USERS)}
-    ).to_parquet(sources["user_index.parquet"])
-    pd.DataFrame(
-        {"item_id": [f"item-{j}" for j in range(N_ITEMS)], "item_idx": range(N_ITEMS)}
-    ).to_parquet(sources["item_index.parquet"])
+    sources = write_index_files(work, N_USERS, N_ITEMS, "user-", "item-")
     sp.save_npz(sources["train_implicit.npz"], data.train.implicit)
     registry = ModelRegistry(root / "registry")
     for model_type in model_types:
