@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from recomart_pipeline.onboarding.inference import Choice, Proposal
+from recomart_pipeline.tasks.specs.ingestion import printable
 
 CONFIDENCE_MARK = {"high": "high  ", "medium": "medium", "low": "low   "}
 
@@ -44,7 +45,9 @@ def overlay_data(proposal: Proposal, base: str, folder: Path) -> dict[str, Any]:
 
 
 def _choice_line(choice: Choice) -> str:
-    return f"[{CONFIDENCE_MARK[choice.confidence]}] {choice.what}: {choice.why} (key: {choice.key})"
+    return printable(
+        f"[{CONFIDENCE_MARK[choice.confidence]}] {choice.what}: {choice.why} (key: {choice.key})"
+    )
 
 
 def render_overlay(proposal: Proposal, base: str, folder: Path, command: str) -> str:
@@ -53,11 +56,11 @@ def render_overlay(proposal: Proposal, base: str, folder: Path, command: str) ->
         f"# Written by: {command}",
         "# Review the guesses below; each names the config key that changes it.",
         "#",
-        *(f"# {fact}" for fact in proposal.facts),
+        *(f"# {printable(fact)}" for fact in proposal.facts),
         "#",
         "# Choices to confirm:",
         *(f"#   {_choice_line(choice)}" for choice in proposal.choices),
-        *(f"# WARNING: {warning}" for warning in proposal.warnings),
+        *(f"# WARNING: {printable(warning)}" for warning in proposal.warnings),
     ]
     body = yaml.safe_dump(
         overlay_data(proposal, base, folder),
@@ -71,7 +74,7 @@ def render_overlay(proposal: Proposal, base: str, folder: Path, command: str) ->
 
 def render_summary(proposal: Proposal) -> str:
     """What ``init-data`` prints: what it found, its choices with confidence and key."""
-    lines = ["Found:", *(f"  {fact}" for fact in proposal.facts), "", "Choices to confirm:"]
-    lines += [f"  {_choice_line(choice)}" for choice in proposal.choices]
-    lines += [f"WARNING: {warning}" for warning in proposal.warnings]
+    lines = ["Found:", *(f"  {printable(fact)}" for fact in proposal.facts), ""]
+    lines += ["Choices to confirm:", *(f"  {_choice_line(choice)}" for choice in proposal.choices)]
+    lines += [f"WARNING: {printable(warning)}" for warning in proposal.warnings]
     return "\n".join(lines)
