@@ -142,9 +142,22 @@ class TrainingSummary(Document):
 
 
 class GateResult(Document):
+    """One quality gate's verdict on the selected model."""
+
     name: str
     passed: bool
     detail: str
+    outcome: Literal["passed", "failed", "inconclusive"] | None = Field(
+        None, description="Judged on the interval: inconclusive when it straddles the target."
+    )
+    blocks: bool | None = Field(None, description="Whether this verdict stops deployment.")
+    interval: tuple[float, float] | None = Field(
+        None, description="95 % bootstrap interval of the margin by which the model clears it."
+    )
+
+    def blocking(self) -> bool:
+        """Does this gate stop deployment (documents from before outcomes: when it failed)?"""
+        return self.blocks if self.blocks is not None else not self.passed
 
 
 class EvaluationReport(Document):
@@ -172,7 +185,7 @@ class EvaluationReport(Document):
     )
     bootstrap_resamples: int = 0
     gates: list[GateResult]
-    passed: bool
+    passed: bool = Field(description="No gate blocks deployment (an inconclusive one may warn).")
     model_sha256: str
     selected_on: Literal["validation", "test"] = Field(
         "test",

@@ -293,6 +293,10 @@ class TaskSpec:
     checks: ChecksFunction | None = None
     sources: SourcesFunction | None = None
     preflight: PreflightFunction | None = None
+    # A read-only account of the run (the report): when an upstream task's blocking check
+    # fails, it still runs without the tasks that check stopped, so users see why; its own
+    # output is then kept for inspection like the blocked one.
+    explains_failures: bool = False
     # How the spec is found again in another process: "builtin:<name>" or "module:function".
     reference: str = ""
 

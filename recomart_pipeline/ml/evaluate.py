@@ -22,10 +22,12 @@ from recomart_pipeline.ml.metrics import (
 
 @dataclass(frozen=True)
 class Evaluation:
-    """A model's metrics and, for each ranking metric, a bootstrap interval over users."""
+    """A model's metrics and, for each ranking metric, a bootstrap interval over users and
+    the per-user values (in the order of the users scored) that paired comparisons need."""
 
     metrics: dict[str, float]
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    values: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def evaluation_users(
@@ -72,4 +74,5 @@ def evaluate_model(
     if resamples <= 0:
         return Evaluation(metrics)
     values = ranking_values(recommended, relevant, k)
-    return Evaluation(metrics, bootstrap_intervals(values, resamples=resamples, seed=seed))
+    intervals = bootstrap_intervals(values, resamples=resamples, seed=seed)
+    return Evaluation(metrics, intervals, values)

@@ -19,6 +19,7 @@ from dagster import (
 from recomart_pipeline.config import ConfigError, PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
 from recomart_pipeline.orchestration.automation import partitions_for
+from recomart_pipeline.orchestration.failure_views import explain_blocked
 from recomart_pipeline.orchestration.inputs import input_policy, selects
 from recomart_pipeline.orchestration.metadata import (
     asset_kinds,
@@ -127,13 +128,17 @@ def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> Ass
                     allow_retries=False,
                 )
         deadline = run_deadline(run_config, context)
+
+        def forward(level: int, message: str) -> None:
+            context.log.log(level, message)
+
         try:
             outcome = run_task(
                 run_config,
                 task,
                 context.run.run_id,
                 attempt=attempt,
-                forward=lambda level, message: context.log.log(level, message),
+                forward=forward,
                 partition_key=context.partition_key if context.has_partition_key else None,
                 run_deadline=deadline,
                 inputs_from=input_policy(run_config, task, context),
@@ -142,6 +147,7 @@ def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> Ass
             )
         except TaskFailure as failure:
             raise failure_to_dagster(run_config, failure) from None
+        explain_blocked(run_config, task, outcome, context, run_deadline=deadline, forward=forward)
         return MaterializeResult(
             metadata=materialization_metadata(spec, outcome),
             data_version=data_version(outcome.checkpoint),

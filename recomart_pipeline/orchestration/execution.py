@@ -223,6 +223,22 @@ def _failures(instance: DagsterInstance, run_id: str) -> dict[str, tuple[str, st
     return failures
 
 
+def _written_by_other_steps(instance: DagsterInstance, run_id: str) -> dict[str, str]:
+    """Task -> step that wrote it instead of its own step (failure_views: the report of a
+    run stopped by a blocking check is written by the step whose check failed)."""
+    written: dict[str, str] = {}
+    for record in instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+    ).records:
+        event = record.event_log_entry.dagster_event
+        if not (event and event.step_key and event.asset_key):
+            continue
+        task = event.asset_key.to_user_string()
+        if task != event.step_key:
+            written[task] = event.step_key
+    return written
+
+
 def _reused_from(instance: DagsterInstance, ancestors: Sequence[str], task: str) -> str | None:
     """The nearest resumed run in which ``task`` succeeded (a resume reuses that output)."""
     for run_id in ancestors:
@@ -244,9 +260,14 @@ def _task_rows(
     skipped_candidates = _skipped_candidates(instance, run_id)
     run = instance.get_run_by_id(run_id)
     ancestors = run_lineage(instance, run_id, run.parent_run_id if run else None)[1:]
+    written_by = _written_by_other_steps(instance, run_id)
     rows: dict[str, TaskRow] = {}
     for task in graph.dependencies:
         if selection and task not in selection:
+            continue
+        if task in written_by:
+            why = f"written after '{written_by[task]}' failed its blocking checks (kept for inspection)"
+            rows[task] = TaskRow(task, TaskStatus.SUCCESS, None, 1, why)
             continue
         rows[task] = _task_row(task, graph, stats.get(task), failures, rows, instance, ancestors)
         if task in skipped_candidates and not rows[task].detail:

@@ -120,12 +120,15 @@ class InputPolicy:
     ``latest``: upstream tasks that may fall back to the ``latest`` pointer (``None``: all, as
     for ``task`` and direct calls; a Dagster run allows only tasks it did not select).
     ``allow_failed_checks``: upstream tasks whose blocked output the user chose to read.
+    ``absent``: upstream tasks that will not run in this run because a blocking check
+    stopped them; a task that explains failures (the report) runs without their outputs.
     """
 
     runs: tuple[str, ...]
     latest: frozenset[str] | None = None
     pinned: dict[str, str] = field(default_factory=dict)
     allow_failed_checks: frozenset[str] = frozenset()
+    absent: frozenset[str] = frozenset()
 
     def may_use_latest(self, task: str) -> bool:
         return self.latest is None or task in self.latest

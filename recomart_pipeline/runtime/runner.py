@@ -164,6 +164,7 @@ def run_task(
     inputs_from: InputPolicy | None = None,
     planned: Sequence[str] = (),
     retries: bool = False,
+    blocked_upstream: Sequence[str] = (),
 ) -> TaskOutcome:
     """Execute one attempt of ``task``; raise TaskFailure (classified) if it fails.
 
@@ -171,7 +172,9 @@ def run_task(
     and a running task is stopped when it is reached. ``inputs_from`` says which runs'
     checkpoints the task may read (default: this run's, else ``latest``); ``upstream``
     gives the checkpoints directly instead. ``planned``: the run's other tasks, recorded as
-    PENDING in the manifest until they start.
+    PENDING in the manifest until they start. ``blocked_upstream``: the failed blocking
+    checks (``task:check``) of the run this task explains; its output is kept for
+    inspection with them, never published as ``latest``.
 
     With a timeout or memory limit configured the task function runs in a child process
     (runtime.isolation); otherwise in this process, which is cheaper for small tasks.
@@ -208,6 +211,7 @@ def run_task(
                 else {
                     dep: store.load_upstream(dep, policy, partition_key, warn=logger.warning)
                     for dep in settings.tasks[task].depends_on
+                    if dep not in policy.absent
                 }
             )
             input_paths = {
@@ -257,7 +261,10 @@ def run_task(
             result.metrics = _redacted(config, result.metrics)
             result.metadata = _redacted(config, result.metadata)
             check_disk(config, store.root, staging)
-            blocked = tuple(c.name for c in result.checks if not c.passed and c.severity == "ERROR")
+            blocked = (
+                *(c.name for c in result.checks if not c.passed and c.severity == "ERROR"),
+                *blocked_upstream,
+            )
             checkpoint = store.publish(
                 run_id,
                 task,

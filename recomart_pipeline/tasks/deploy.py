@@ -115,7 +115,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     evaluation = ctx.document(EVALUATION)
     fallback = evaluation.baseline_fallback  # no personalised model beat the baseline
     if not evaluation.passed and not fallback:
-        failed = [g.name for g in evaluation.gates if not g.passed]
+        failed = [g.name for g in evaluation.gates if g.blocking()]
         raise QualityGateError(
             f"the evaluated model failed its quality gates ({', '.join(failed)}); it is not deployed",
             hint="see the evaluation asset's checks",

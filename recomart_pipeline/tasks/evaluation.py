@@ -18,7 +18,9 @@ the selection split (``baseline_fallback``, on by default), the baseline becomes
 candidate, marked ``baseline_fallback``; the gates are still evaluated on the personalised
 candidate for the record, as warnings, and deploy keeps the current champion or, with none,
 serves the baseline. Otherwise each configured quality gate is a blocking (ERROR) check, so
-a model that fails one is never deployed. Candidates that training skipped (not applicable
+a model that fails one is never deployed. Gates are judged on bootstrap intervals over the
+evaluated users (``ml/gates.py``): noise alone neither passes nor fails one; a gate the data
+cannot decide is a warning (or, with ``gates.inconclusive: block``, blocks). Candidates that training skipped (not applicable
 to the data) are left out; with only the baseline left, it is the deploy candidate.
 """
 
@@ -34,11 +36,11 @@ import numpy as np
 from recomart_pipeline.contract.documents import CandidateSummary, EvaluationReport
 from recomart_pipeline.contract.errors import QualityGateError, UpstreamArtifactError
 from recomart_pipeline.contract.files import sha256_file, write_text_atomic
-from recomart_pipeline.contract.task import CheckOutcome, Severity, TaskContext, TaskResult
+from recomart_pipeline.contract.task import CheckOutcome, TaskContext, TaskResult
 from recomart_pipeline.ml.data import read_implicit, read_interactions, read_ratings
 from recomart_pipeline.ml.evaluate import Evaluation, evaluate_model, evaluation_users
+from recomart_pipeline.ml.gates import GateVerdict, judge_gate
 from recomart_pipeline.ml.metrics import json_safe
-from recomart_pipeline.ml.params import LOWER_IS_BETTER
 from recomart_pipeline.ml.persistence import (
     FILE_SUFFIX,
     ModelIntegrityError,
@@ -52,31 +54,15 @@ from recomart_pipeline.tasks.specs.evaluation import (
     TRAIN_IMPLICIT,
     TRAINING_SUMMARY,
     Config,
-    _gate_specs,
+    gate_specs,
 )
 
 
-def _evaluate_gate(
-    kind: str, metric: str, threshold: float, best: dict[str, float], baseline: dict[str, float]
-) -> tuple[bool, str]:
-    value = best.get(metric, math.nan)
-    if math.isnan(value):
-        return False, f"{metric} is not available for the selected model"
-    if kind == "min":
-        return value >= threshold, f"{metric}={value:.4f}, required >= {threshold}"
-    if kind == "max":
-        return value <= threshold, f"{metric}={value:.4f}, required <= {threshold}"
-    reference = baseline.get(metric, math.nan)
-    if math.isnan(reference):
-        return False, f"{metric} is not available for the baseline"
-    lower = metric in LOWER_IS_BETTER
-    target = reference * (1 - threshold) if lower else reference * (1 + threshold)
-    passed = value <= target if lower else value >= target
-    relation = "<=" if lower else ">="
-    return passed, (
-        f"{metric}={value:.4f} vs baseline {reference:.4f}: required {relation} {target:.4f} "
-        f"({threshold:.0%} better)"
-    )
+def _blocks(verdict: GateVerdict, config: Config) -> bool:
+    """Does this verdict stop the model from being deployed?"""
+    if verdict.outcome == "inconclusive":
+        return config.gates.inconclusive == "block"
+    return verdict.outcome == "failed"
 
 
 def _select(
@@ -259,21 +245,45 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         results = {name: evaluation.metrics for name, evaluation in scored.items()}
         best, personal, fallback = _choose(config, results, list(entries), baseline_name)
     gated = personal if fallback and personal is not None else best
-    severity: Severity = "WARN" if fallback else "ERROR"
     gates: list[dict[str, Any]] = []
     checks: list[CheckOutcome] = []
-    for check_name, kind, metric, threshold in _gate_specs(config):
-        passed, detail = _evaluate_gate(
-            kind, metric, threshold, results[gated], results[baseline_name]
+    for check_name, kind, metric, threshold in gate_specs(config):
+        verdict = judge_gate(
+            kind,
+            metric,
+            threshold,
+            scored[gated],
+            scored[baseline_name],
+            resamples=config.bootstrap_resamples,
+            seed=config.seed,
         )
+        detail = verdict.detail
         if fallback:
             detail += f" (for '{gated}'; the baseline is the deploy candidate)"
-        gates.append({"name": check_name, "passed": passed, "detail": detail})
-        checks.append(
-            CheckOutcome(check_name, passed, severity, detail, {"metric": metric, "kind": kind})
+        blocks = _blocks(verdict, config) and not fallback
+        gates.append(
+            {
+                "name": check_name,
+                "passed": verdict.outcome == "passed",
+                "outcome": verdict.outcome,
+                "blocks": blocks,
+                "interval": verdict.interval,
+                "detail": detail,
+            }
         )
-        log = ctx.logger.info if passed else ctx.logger.warning
-        log(f"gate {check_name}: {'passed' if passed else 'FAILED'} ({detail})")
+        checks.append(
+            CheckOutcome(
+                check_name,
+                verdict.outcome == "passed",
+                "WARN"
+                if fallback or (verdict.outcome == "inconclusive" and not blocks)
+                else "ERROR",
+                detail,
+                {"metric": metric, "kind": kind, "outcome": verdict.outcome},
+            )
+        )
+        log = ctx.logger.info if verdict.outcome == "passed" else ctx.logger.warning
+        log(f"gate {check_name}: {verdict.outcome.upper()} ({detail})")
     if fallback:
         ctx.logger.warning(
             f"no personalised candidate beat the baseline '{baseline_name}' by "
@@ -282,7 +292,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         )
 
     model_path, model_sha = _copy_selected(ctx, entries[best])
-    passed = all(gate["passed"] for gate in gates)
+    passed = not any(gate["blocks"] for gate in gates)
     report = {
         "k": config.k,
         "selection_metric": config.metric,

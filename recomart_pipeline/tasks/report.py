@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import pandas as pd
 
-from recomart_pipeline.contract.documents import EvaluationReport, ReportSummary
+from recomart_pipeline.contract.documents import EvaluationReport, GateResult, ReportSummary
 from recomart_pipeline.contract.errors import UpstreamArtifactError
 from recomart_pipeline.contract.files import write_text_atomic
 from recomart_pipeline.contract.task import TaskContext, TaskResult
@@ -115,7 +115,7 @@ def _evaluation_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Se
     best = evaluation.best_model
     summary["metrics"] = evaluation.best_metrics
     summary["best_model"] = best
-    gates = [[g.name, "pass" if g.passed else "FAIL", g.detail] for g in evaluation.gates]
+    gates = [[g.name, _gate_result(g), g.detail] for g in evaluation.gates]
     return Section(
         "Model quality",
         [
@@ -192,6 +192,13 @@ def _side_by_side(evaluation: EvaluationReport) -> list[str]:
     ]
 
 
+def _gate_result(gate: GateResult) -> str:
+    """pass, FAIL, or inconclusive (a warning, or blocking with ``gates.inconclusive: block``)."""
+    if gate.outcome == "inconclusive":
+        return "inconclusive (blocks)" if gate.blocking() else "inconclusive (warning)"
+    return "pass" if gate.passed else "FAIL"
+
+
 def _interval_lines(evaluation: EvaluationReport) -> list[str]:
     """95 % bootstrap intervals over users of each candidate's ranking metrics."""
     if not evaluation.intervals:
@@ -261,6 +268,26 @@ def _changes_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Secti
     )
 
 
+def _verdict(ctx: TaskContext[Config]) -> Section | None:
+    """First thing in the report when the selected model may not be deployed: which gates
+    stopped it (the report is then written by the step whose checks failed)."""
+    if not ctx.has_input(EVALUATION):
+        return None
+    evaluation = ctx.document(EVALUATION)
+    blocking = [gate for gate in evaluation.gates if gate.blocking()]
+    if evaluation.passed or not blocking:
+        return None
+    return Section(
+        "Not deployable",
+        [
+            f"- **{evaluation.best_model}** failed {len(blocking)} blocking quality gate(s), "
+            "so it is not deployed:",
+            *(f"  - `{gate.name}`: {gate.detail}" for gate in blocking),
+            "- the gates are set under `tasks.evaluation.config.gates`; see *Model quality*.",
+        ],
+    )
+
+
 SECTIONS: list[tuple[str, Callable[[TaskContext[Config], dict[str, Any]], Section]]] = [
     ("Data", _data_section),
     ("Validation", _validation_section),
@@ -273,7 +300,8 @@ SECTIONS: list[tuple[str, Callable[[TaskContext[Config], dict[str, Any]], Sectio
 def run(ctx: TaskContext[Config]) -> TaskResult:
     config = ctx.config
     summary: dict[str, Any] = {}
-    sections = []
+    verdict = _verdict(ctx)
+    sections = [verdict] if verdict else []
     rendered = []
     for title, build in SECTIONS:
         try:

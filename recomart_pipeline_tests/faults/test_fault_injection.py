@@ -83,7 +83,7 @@ def test_hung_task_is_killed_at_its_timeout_and_the_retry_succeeds(write_config)
         f"""
         retry_policy: {{max_backoff: 0.1, jitter: 0}}
         tasks:
-          stuck: {{callable: "{SAMPLE}:hang_once", timeout_seconds: 2, retry_count: 1,
+          stuck: {{callable: "{SAMPLE}:hang_once", timeout_seconds: 8, retry_count: 1,
                    retry_delay: 0.1, config: {{seconds: 120, ignore_sigterm: true}}}}
         """
     )

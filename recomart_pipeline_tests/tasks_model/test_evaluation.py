@@ -292,3 +292,37 @@ def test_the_fallback_can_be_turned_off(run_model_task, store, trained, features
     report = json.loads(checkpoint.path("evaluation").read_text())
     assert report["best_model"] == "als" and report["baseline_fallback"] is False
     assert {c.severity for c in result.checks} == {"ERROR"}
+
+
+def test_a_gate_the_data_cannot_decide_warns_and_block_makes_it_blocking(
+    run_model_task, trained, features
+):
+    few = {"max_eval_users": 25}
+    _, probe = _evaluate(run_model_task, trained, features, few)
+    report = json.loads(probe.path("evaluation").read_text())
+    best, baseline = report["best_model"], report["baseline"]
+    value = report["models"][best]["ndcg_at_10"]
+    reference = report["models"][baseline]["ndcg_at_10"]
+    # a target just above the selected model's point estimate: on points alone it fails
+    threshold = round(value / reference - 1 + 0.02, 4)
+    gates = {"beat_baseline": {"ndcg_at_10": threshold}}
+
+    result, checkpoint = _evaluate(run_model_task, trained, features, {**few, "gates": gates})
+    (check,) = result.checks
+    report = json.loads(checkpoint.path("evaluation").read_text())
+    assert check.severity == "WARN" and not check.passed
+    assert report["gates"][0]["outcome"] == "inconclusive"
+    assert report["gates"][0]["blocks"] is False and report["passed"] is True
+    low, high = report["gates"][0]["interval"]
+    assert low < 0 < high
+
+    strict = {**few, "gates": {**gates, "inconclusive": "block"}}
+    result, checkpoint = _evaluate(run_model_task, trained, features, strict)
+    (check,) = result.checks
+    assert check.severity == "ERROR" and not check.passed
+    assert json.loads(checkpoint.path("evaluation").read_text())["passed"] is False
+
+    points = {**few, "gates": gates, "bootstrap_resamples": 0}
+    result, _ = _evaluate(run_model_task, trained, features, points)
+    (check,) = result.checks
+    assert check.severity == "ERROR" and not check.passed  # the point estimate decides

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recomart_pipeline.contract.documents import EvaluationReport, TrainingSummary
@@ -28,6 +30,14 @@ class GatesConfig(BaseModel):
         default_factory=dict,
         description="metric -> required relative improvement over the popularity baseline "
         "(0.10: at least 10% better; lower is better for rmse/mae).",
+    )
+    inconclusive: Literal["warn", "block"] = Field(
+        "warn",
+        description="What a gate whose 95 % bootstrap interval straddles its target does "
+        "(the evaluated users are too few to tell): warn (a WARN check; the model may be "
+        "deployed) or block (an ERROR check, as a failed gate). A gate passes only when the "
+        "whole interval clears the target and fails only when the whole interval misses it; "
+        "with bootstrap_resamples: 0 (and for rmse/mae) the point estimate decides.",
     )
 
 
@@ -74,7 +84,7 @@ class Config(BaseModel):
         200,
         ge=0,
         description="Resamples of the evaluated users for each ranking metric's 95 % "
-        "interval (0: no intervals).",
+        "interval and the gates' intervals (0: no intervals; gates judge point estimates).",
     )
 
     @model_validator(mode="after")
@@ -102,7 +112,7 @@ class Config(BaseModel):
         return self.metric not in LOWER_IS_BETTER
 
 
-def _gate_specs(config: Config) -> list[tuple[str, str, str, float]]:
+def gate_specs(config: Config) -> list[tuple[str, str, str, float]]:
     """(check name, kind, metric, threshold) for every configured gate."""
     return [
         (f"gate_{kind}_{metric}", kind, metric, threshold)
@@ -118,6 +128,11 @@ def declare_checks(config: Config) -> list[CheckSpec]:
         "max": "selected model's {m} <= {t}",
         "beat_baseline": "selected model's {m} beats the popularity baseline by >= {t:.0%}",
     }
+    if config.gates.inconclusive == "warn" and config.bootstrap_resamples > 0:
+        describe = {
+            kind: text + " (95 % interval; a warning when the data cannot tell)"
+            for kind, text in describe.items()
+        }
     fallback_note = (
         " (warning only when the baseline is deployed as the fallback)"
         if config.baseline_fallback
@@ -126,7 +141,7 @@ def declare_checks(config: Config) -> list[CheckSpec]:
     describe = {kind: text + fallback_note for kind, text in describe.items()}
     return [
         CheckSpec(name, describe[kind].format(m=metric, t=threshold), "ERROR")
-        for name, kind, metric, threshold in _gate_specs(config)
+        for name, kind, metric, threshold in gate_specs(config)
     ]
 
 

@@ -53,4 +53,5 @@ SPEC = TaskSpec(
         Output("report_html", "html"),
         Output("report_summary", "json", document=ReportSummary),
     ),
+    explains_failures=True,
 )
