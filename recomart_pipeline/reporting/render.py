@@ -34,12 +34,20 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     return out
 
 
-def to_markdown(title: str, subtitle: str, sections: list[Section]) -> str:
+def to_markdown(
+    title: str, subtitle: str, sections: list[Section], *, inline_charts: bool = False
+) -> str:
+    """The report as Markdown. The file names each chart (they are in the HTML report);
+    ``inline_charts`` embeds them as data-URI images instead, for viewers that render
+    those (the Dagster UI's Markdown view does) and have no HTML report beside them."""
     parts = [f"# {title}", "", subtitle, ""]
     for section in sections:
         parts += [f"## {section.title}", "", *section.lines, ""]
-        for alt, _ in section.charts:
-            parts += [f"*Chart: {alt} (in the HTML report)*", ""]
+        for alt, png in section.charts:
+            if inline_charts:
+                parts += [f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})", ""]
+            else:
+                parts += [f"*Chart: {alt} (in the HTML report)*", ""]
     return "\n".join(parts)
 
 

@@ -341,7 +341,8 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         outputs={"report_md": md_path, "report_html": html_path, "report_summary": summary_path},
         metrics={"sections": len(rendered)},
         metadata={
-            "report_markdown": markdown,
+            # the UI's Markdown view shows the charts too (inline images)
+            "report_markdown": to_markdown(config.title, subtitle, sections, inline_charts=True),
             "report_path": summary["report_path"],
             "compared_with_run": (
                 ctx.previous.run_id if ctx.previous and ctx.previous.has("report_summary") else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
@@ -32,7 +33,12 @@ def test_report_renders_every_section_with_charts_and_copies(trained):
     reports = trained.project_root / "reports"
     assert (reports / "report_run-2.html").read_text() == page
     assert (reports / "latest.md").read_text() == markdown
-    assert outcome.checkpoint.metadata["report_markdown"] == markdown
+    # the UI's Markdown view gets the same report with the charts as images, not names
+    shown = outcome.checkpoint.metadata["report_markdown"]
+    images = re.findall(r"!\[([^\]]+)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", shown)
+    assert [alt for alt, _ in images] == ["rating distribution", "training curves"]
+    assert all(base64.b64decode(data).startswith(b"\x89PNG") for _, data in images)
+    assert re.sub(r"!\[([^\]]+)\]\([^)]*\)", r"*Chart: \1 (in the HTML report)*", shown) == markdown
     assert "compared with run run-1" in markdown  # the template's report is the previous one
     assert re.search(r"- evaluated on [\d,]+ users \([\d,]+ held-out interactions\)", markdown)
     assert "95 % intervals over users (200 bootstrap resamples)" in markdown
