@@ -53,7 +53,8 @@ def test_held_out_users_are_ranked_from_their_fold_in_history(tmp_path: Path) ->
 
     assert_good_run(rows, evaluation, report)
     assert evaluation["protocol"] == "user_holdout"
-    assert "held out of training whole" in report
+    users = evaluation["eval_users"]
+    assert f"- evaluated on {users:,} users held out of training whole (user_holdout)" in report
     # the evaluated users are the held-out ones: none of them is in the training index
     storage = tmp_path / "storage"
     features = next(storage.glob("runs/*/features"))
