@@ -179,6 +179,12 @@ class EvaluationReport(Document):
     test_interactions: int | None = Field(
         None, description="Held-out interactions of the evaluated users."
     )
+    protocol: str | None = Field(
+        None,
+        description="'user_holdout': the evaluated users were held out of training whole and "
+        "each was ranked from their fold-in history (cold start); None: users seen in "
+        "training were ranked.",
+    )
     intervals: dict[str, dict[str, tuple[float | None, float | None]]] = Field(
         default_factory=dict,
         description="Candidate -> ranking metric -> 95 % bootstrap interval over users.",

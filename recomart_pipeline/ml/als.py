@@ -10,7 +10,9 @@ which costs O(nnz·k) per sweep instead of O(nnz·k²) for explicit solves.
 The per-row CG loop walks a sparse row and cannot be batched in NumPy without nnz x k
 temporaries, so it is a numba kernel. ``predict`` returns the preference score ``x_u·y_i``
 (≈ 0..1), not a rating: RMSE/MAE are not meaningful for this model (``predicts_ratings``
-is False and evaluation reports them as missing).
+is False and evaluation reports them as missing). A user the model never saw is scored by
+folding in a factor from their history: the user step's closed form against the fitted
+item factors (``fold_in``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from recomart_pipeline.ml.base import (
     EpochCallback,
     EpochRecord,
     FitReport,
+    History,
     Recommender,
     StateShape,
     TrainingData,
@@ -125,6 +128,39 @@ def _stored_loss(
     return total
 
 
+@kernel
+def _fold_in_systems(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    extra_conf: np.ndarray,
+    y: np.ndarray,
+    gram: np.ndarray,
+    a_out: np.ndarray,
+    b_out: np.ndarray,
+) -> None:
+    """Per history row, the user step's system ``A = YᵀY + λI + Σ (c - 1) y_i y_iᵀ`` and
+    ``b = Σ c y_i`` over the row's items (``a_out``/``b_out`` are filled, float64).
+
+    Each cell is accumulated in the order of the row's entries (no reduction is reordered),
+    so the same history gives the same factors every time."""
+    k = y.shape[1]
+    for r in range(indptr.shape[0] - 1):
+        a = a_out[r]
+        b = b_out[r]
+        for p in range(k):
+            b[p] = 0.0
+            for q in range(k):
+                a[p, q] = gram[p, q]
+        for nz in range(indptr[r], indptr[r + 1]):
+            yi = y[indices[nz]]
+            c1 = np.float64(extra_conf[nz])
+            for p in range(k):
+                b[p] += (1.0 + c1) * yi[p]
+                weight = c1 * yi[p]
+                for q in range(k):
+                    a[p, q] += weight * yi[q]
+
+
 def _gram(factors: np.ndarray, regularization: float) -> np.ndarray:
     gram: np.ndarray = factors.T @ factors
     gram[np.diag_indices_from(gram)] += regularization
@@ -192,4 +228,27 @@ class ALSRecommender(Recommender):
     def _score_items(self, users: np.ndarray) -> np.ndarray:
         x = self._state["user_factors"]
         scores: np.ndarray = x[users] @ self._transposed_state("item_factors")
+        return scores.astype(np.float32, copy=False)
+
+    def fold_in(self, history: History, rows: np.ndarray) -> np.ndarray:
+        """User factors for history rows, by the closed form of the user step
+        ``x = (YᵀY + Yᵀ(C - I)Y + λI)⁻¹ YᵀC p`` against the fitted item factors, with the
+        training's confidence ``c = 1 + alpha·m`` (solved exactly, not by CG steps: there
+        is no previous factor to warm-start from). An empty history gives a zero factor."""
+        params: ALSParams = self.params  # type: ignore[assignment]
+        y = self._state["item_factors"]
+        selected = history.rows(rows)
+        extra = (params.alpha * selected.data).astype(np.float32)
+        k = y.shape[1]
+        a = np.empty((rows.size, k, k), np.float64)
+        b = np.empty((rows.size, k), np.float64)
+        y64 = y.astype(np.float64)
+        gram = y64.T @ y64
+        gram[np.diag_indices_from(gram)] += params.regularization
+        _fold_in_systems(selected.indptr, selected.indices, extra, y, gram, a, b)
+        factors: np.ndarray = np.linalg.solve(a, b[:, :, None])[:, :, 0]
+        return factors.astype(np.float32)
+
+    def _score_history(self, history: History, rows: np.ndarray) -> np.ndarray:
+        scores: np.ndarray = self.fold_in(history, rows) @ self._transposed_state("item_factors")
         return scores.astype(np.float32, copy=False)

@@ -1,8 +1,10 @@
 """The one interface every model type implements, and the data it is trained on.
 
 Tasks, the benchmark and serving only ever talk to ``Recommender``: ``fit`` on
-``TrainingData``, ``predict`` ratings, ``score_items`` / ``recommend`` for ranking and
-``to_arrays`` / ``from_arrays`` for persistence. A model's whole state is a handful of named
+``TrainingData``, ``predict`` ratings, ``score_items`` / ``recommend`` for ranking,
+``recommend_history`` for users the model was never trained on (scored from a ``History``
+of their interactions: "strong generalization", as the ``user_holdout`` protocol evaluates)
+and ``to_arrays`` / ``from_arrays`` for persistence. A model's whole state is a handful of named
 NumPy arrays (declared in ``state_shapes``), so persistence never needs pickle.
 """
 
@@ -14,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Literal, Self
 
 import numba
@@ -104,6 +107,64 @@ class SeenItems:
             return cls(np.zeros(n_users + 1, np.int32), np.empty(0, np.int32), np.empty(0, bool))
         matrix = sp.csr_matrix(exclude)
         return cls(matrix.indptr, matrix.indices, matrix.data != 0)
+
+
+@dataclass(frozen=True)
+class History:
+    """Interactions of users the model was not trained on, given at scoring time only.
+
+    ``interactions`` is a ``rows x n_items`` CSR matrix of non-negative confidences on the
+    training matrix's scale (the features task weighs events the same way for both); row
+    ``r`` is one user. ``ratings``, when given, are the same users' explicit ratings
+    (``users`` = rows), which rating models (SVD) fold in from. Nothing here is ever learned:
+    a model answers from it and forgets it.
+    """
+
+    interactions: sp.csr_matrix
+    ratings: Ratings | None = None
+
+    def __post_init__(self) -> None:
+        matrix = sp.csr_matrix(self.interactions, dtype=np.float32)
+        if matrix.nnz and (matrix.data < 0).any():
+            raise DataValidationError("history confidences must be non-negative")
+        matrix.sum_duplicates()
+        matrix.sort_indices()
+        object.__setattr__(self, "interactions", matrix)
+        r = self.ratings
+        if r is not None and len(r):
+            for what, idx, size in (
+                ("user", r.users, self.n_rows),
+                ("item", r.items, self.n_items),
+            ):
+                if idx.min() < 0 or idx.max() >= size:
+                    raise DataValidationError(
+                        f"history rating {what} indices span [{idx.min()}, {idx.max()}] but the "
+                        f"history has {size} {what}s",
+                        hint="the history ratings and matrix must come from the same features run",
+                    )
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.interactions.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.interactions.shape[1])
+
+    def rows(self, rows: np.ndarray) -> sp.csr_matrix:
+        """The interactions of ``rows`` (a fresh CSR matrix, one row per entry)."""
+        selected: sp.csr_matrix = self.interactions[rows]
+        return selected
+
+    @cached_property
+    def ratings_by_row(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ratings grouped by row as CSR arrays ``(indptr, items, values)`` (every
+        rating kept, in the given order within a row), made once per history."""
+        none = np.empty(0, np.int32)
+        r = self.ratings if self.ratings is not None else Ratings(none, none, none)
+        order = np.argsort(r.users, kind="stable")
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(r.users, minlength=self.n_rows))])
+        return indptr.astype(np.int64), r.items[order], r.values[order]
 
 
 @dataclass(frozen=True)
@@ -330,8 +391,60 @@ class Recommender(ABC):
             items_out,
             scores_out,
             chunk_size or self.default_chunk_size(),
+            self._score_items,
         )
         return items_out, scores_out
+
+    def recommend_history(
+        self,
+        history: History,
+        k: int,
+        rows: Any = None,
+        *,
+        chunk_size: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items for users the model was not trained on, from their ``history``.
+
+        ``rows`` selects the history's rows to answer for (default: all). The model scores
+        each row from its history alone (item-based models directly, factor models by folding
+        in a user factor, baselines by their item scores) and never learns from it; the
+        history's own items are not recommended. Same outputs as ``recommend``.
+        """
+        self._require_fitted()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if history.n_items != self.n_items:
+            raise ValueError(
+                f"the history has {history.n_items} item columns, but the model knows "
+                f"{self.n_items} items: index it with the training item index"
+            )
+        selected = np.arange(history.n_rows) if rows is None else rows
+        rows = _index_array(selected, history.n_rows, "history row")
+        items_out = np.full((rows.size, k), -1, dtype=np.int32)
+        scores_out = np.full((rows.size, k), np.nan, dtype=np.float32)
+        self._recommend_into(
+            rows,
+            min(k, self.n_items),
+            SeenItems.of(history.interactions, history.n_rows),
+            items_out,
+            scores_out,
+            chunk_size or self.default_chunk_size(),
+            lambda batch: self._score_history(history, batch),
+        )
+        return items_out, scores_out
+
+    def score_history(self, history: History, rows: Any = None) -> np.ndarray:
+        """Dense ``len(rows) x n_items`` float32 scores of history rows (see
+        ``recommend_history``); the history's items are not masked here."""
+        self._require_fitted()
+        selected = np.arange(history.n_rows) if rows is None else rows
+        return self._score_history(history, _index_array(selected, history.n_rows, "history row"))
+
+    def _score_history(self, history: History, rows: np.ndarray) -> np.ndarray:
+        """Scores of ``history``'s ``rows`` for every item; each model type overrides this."""
+        raise NotImplementedError(
+            f"{self.model_type} cannot score users it was not trained on (no _score_history)"
+        )
 
     def _recommend_into(
         self,
@@ -341,9 +454,12 @@ class Recommender(ABC):
         items_out: np.ndarray,
         scores_out: np.ndarray,
         chunk_size: int,
+        score: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
-        """Fill the pre-set outputs with each user's top ``k``; models with a cheaper exact
-        ranking than dense scores (popularity) override this.
+        """Fill the pre-set outputs with each row's top ``k``; models with a cheaper exact
+        ranking than dense scores (popularity) override this. ``users`` are the rows of
+        ``seen`` and what ``score`` takes: model users (``_score_items``, the default), or
+        history rows.
 
         Dense scores are computed ``chunk_size`` users at a time, so memory stays bounded by
         the chunk. Chunks run on up to ``numba.get_num_threads()`` threads (the runtime's CPU
@@ -352,10 +468,12 @@ class Recommender(ABC):
         multi-threaded top-k taking turns on the same cores.
         """
 
+        score_rows = score or self._score_items
+
         def run_chunk(start: int) -> None:
             batch = users[start : start + chunk_size]
             stop = start + batch.size
-            scores = np.ascontiguousarray(self._score_items(batch), dtype=np.float32)
+            scores = np.ascontiguousarray(score_rows(batch), dtype=np.float32)
             top_k_rows(
                 scores,
                 batch,

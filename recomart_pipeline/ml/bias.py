@@ -22,6 +22,7 @@ import numpy as np
 from recomart_pipeline.ml.base import (
     EpochCallback,
     FitReport,
+    History,
     Recommender,
     StateShape,
     TrainingData,
@@ -93,4 +94,11 @@ class BiasRecommender(Recommender):
     def _score_items(self, users: np.ndarray) -> np.ndarray:
         s = self._state
         scores = (s["global_mean"] + s["user_bias"][users])[:, None] + s["item_bias"][None, :]
+        return np.ascontiguousarray(scores, dtype=np.float32)
+
+    def _score_history(self, history: History, rows: np.ndarray) -> np.ndarray:
+        """An unseen user's estimate is ``μ + b_i``: a user bias folded in from the history
+        would shift every item by the same amount and not change the ranking."""
+        s = self._state
+        scores = np.broadcast_to(s["global_mean"] + s["item_bias"], (rows.size, self.n_items))
         return np.ascontiguousarray(scores, dtype=np.float32)

@@ -13,7 +13,8 @@ price is the catalogue: ``B`` has ``n_items²`` entries and the fit inverts an
 with its reason, and item-kNN (sparse) is the item-based model for large catalogues.
 
 The state is ``B`` plus the training interactions (the rows users are scored from), stored
-as CSR arrays; ``predict`` returns the ranking score, not a rating.
+as CSR arrays; ``predict`` returns the ranking score, not a rating. A user the model never
+saw is scored the same way from a history row (``x_h B``): nothing is refitted.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from recomart_pipeline.ml._csr_state import check_csr, csr_arrays, csr_from_stat
 from recomart_pipeline.ml.base import (
     EpochCallback,
     FitReport,
+    History,
     Recommender,
     StateShape,
     TrainingData,
@@ -42,7 +44,17 @@ _MIRROR_BLOCK = 1024
 
 def user_rows(train: TrainingData, binary: bool) -> sp.csr_matrix:
     """The interactions users are scored from: binary, or the summed confidences."""
-    matrix = sp.csr_matrix(train.interactions(), dtype=np.float32, copy=True)
+    return _as_rows(train.interactions(), binary)
+
+
+def history_rows(history: History, rows: np.ndarray, binary: bool) -> sp.csr_matrix:
+    """``user_rows`` for users of a history: the same transformation of their interactions,
+    so a user scored from a history is scored exactly as if the model had stored the row."""
+    return _as_rows(history.rows(rows), binary)
+
+
+def _as_rows(interactions: sp.csr_matrix, binary: bool) -> sp.csr_matrix:
+    matrix = sp.csr_matrix(interactions, dtype=np.float32, copy=True)
     matrix.eliminate_zeros()
     if binary:
         matrix.data[:] = 1.0
@@ -140,4 +152,10 @@ class EASERecommender(Recommender):
 
     def _score_items(self, users: np.ndarray) -> np.ndarray:
         scores = self._rows(users) @ self._state["item_weights"]
+        return np.ascontiguousarray(scores, dtype=np.float32)
+
+    def _score_history(self, history: History, rows: np.ndarray) -> np.ndarray:
+        """``x B`` for the history's rows: EASE is item-based and needs nothing else."""
+        params: EASEParams = self.params  # type: ignore[assignment]
+        scores = history_rows(history, rows, params.binary) @ self._state["item_weights"]
         return np.ascontiguousarray(scores, dtype=np.float32)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from recomart_pipeline.ml.base import Ratings, Recommender
+from recomart_pipeline.ml.base import History, Ratings, Recommender
 from recomart_pipeline.ml.metrics import (
     bootstrap_intervals,
     mae,
@@ -51,13 +51,19 @@ def evaluate_model(
     chunk_size: int | None = None,
     resamples: int = 0,
     seed: int = 0,
+    history: History | None = None,
 ) -> Evaluation:
     """RMSE/MAE on ``test_ratings`` (NaN for models that do not predict ratings) and the
     ranking metrics at ``k`` for ``users`` (default: every user with held-out interactions),
     recommending only items not stored in ``exclude`` (the training interactions).
 
     With ``resamples`` > 0, each ranking metric also gets a 95 % bootstrap interval over the
-    users (seeded: two models scored with the same seed see the same resamples)."""
+    users (seeded: two models scored with the same seed see the same resamples).
+
+    With a ``history`` (the ``user_holdout`` protocol), the test users were never trained on:
+    ``test_interactions``' rows and ``users`` are rows of the history, each user is ranked
+    from their history (``Recommender.recommend_history``, which skips the history's items)
+    and ``exclude`` must be None."""
     if model.predicts_ratings and test_ratings is not None and len(test_ratings):
         predicted = model.predict(test_ratings.users, test_ratings.items)
         errors = {
@@ -68,7 +74,12 @@ def evaluate_model(
         errors = {"rmse": float("nan"), "mae": float("nan")}
     if users is None:
         users = evaluation_users(test_interactions)
-    recommended, _ = model.recommend(users, k, exclude, chunk_size=chunk_size)
+    if history is None:
+        recommended, _ = model.recommend(users, k, exclude, chunk_size=chunk_size)
+    elif exclude is not None:
+        raise ValueError("with a history, the history's items are excluded: pass exclude=None")
+    else:
+        recommended, _ = model.recommend_history(history, k, users, chunk_size=chunk_size)
     relevant = sp.csr_matrix(test_interactions)[users]
     metrics = {**errors, **ranking_metrics(recommended, relevant, k, model.n_items)}
     if resamples <= 0:

@@ -24,11 +24,12 @@ from recomart_pipeline.ml._topk import top_k_rows
 from recomart_pipeline.ml.base import (
     EpochCallback,
     FitReport,
+    History,
     Recommender,
     StateShape,
     TrainingData,
 )
-from recomart_pipeline.ml.ease import user_rows
+from recomart_pipeline.ml.ease import history_rows, user_rows
 from recomart_pipeline.ml.params import ItemKNNParams
 
 # Items whose similarity rows are computed together: their dense block (block x n_items
@@ -136,4 +137,11 @@ class ItemKNNRecommender(Recommender):
     def _score_items(self, users: np.ndarray) -> np.ndarray:
         rows, similarity = self._matrices()
         scores = (rows[users] @ similarity).toarray()
+        return np.ascontiguousarray(scores, dtype=np.float32)
+
+    def _score_history(self, history: History, rows: np.ndarray) -> np.ndarray:
+        """``Σ_i x_hi W_ij`` over the history's items: item-based, nothing to fold in."""
+        params: ItemKNNParams = self.params  # type: ignore[assignment]
+        similarity = csr_from_state(self._state, "similarity", (self.n_items, self.n_items))
+        scores = (history_rows(history, rows, params.binary) @ similarity).toarray()
         return np.ascontiguousarray(scores, dtype=np.float32)

@@ -7,6 +7,7 @@ same list for everyone. Ratings: global mean plus a damped item bias
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
@@ -15,6 +16,7 @@ from recomart_pipeline.ml._topk import top_k_ranked
 from recomart_pipeline.ml.base import (
     EpochCallback,
     FitReport,
+    History,
     Recommender,
     SeenItems,
     StateShape,
@@ -78,6 +80,10 @@ class PopularityRecommender(Recommender):
     def _score_items(self, users: np.ndarray) -> np.ndarray:
         return np.tile(self._state["item_scores"].astype(np.float32), (users.size, 1))
 
+    def _score_history(self, history: History, rows: np.ndarray) -> np.ndarray:
+        """A user with a history gets the same scores as everyone: the item popularity."""
+        return self._score_items(rows)
+
     def _recommend_into(
         self,
         users: np.ndarray,
@@ -86,10 +92,13 @@ class PopularityRecommender(Recommender):
         items_out: np.ndarray,
         scores_out: np.ndarray,
         chunk_size: int,
+        score: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         """Everyone shares one ranking, so walk it past each user's seen items: O(k + seen)
         per user instead of scoring (and tiling) the whole catalogue for every user. Nothing
-        dense is materialised, so there is nothing to chunk (``chunk_size`` is not needed)."""
+        dense is materialised, so there is nothing to chunk (``chunk_size`` is not needed),
+        and a user known from training or from a history gets the same list (``score`` is
+        not needed either)."""
         scores = self._state["item_scores"].astype(np.float32)
         finite = np.flatnonzero(np.isfinite(scores))
         # stable sort: equal scores keep the lower item first, as top_k_rows breaks ties

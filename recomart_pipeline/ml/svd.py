@@ -17,6 +17,9 @@ tracked per epoch and, with ``patience > 0``, training stops once it has not imp
 ``refit_after_early_stopping`` (the default) the model is then refitted on every rating,
 validation share included, for the best epoch's number of epochs (same seed); the fit report
 records it under ``refit`` (its ``history`` stays the validation run's).
+
+A user the model never saw is scored by folding in a bias and a factor from the ratings in
+their history (``fold_in``: one regularised least-squares solve against the fitted items).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from recomart_pipeline.ml._jit import kernel
 from recomart_pipeline.ml.base import (
     EpochCallback,
     FitReport,
+    History,
     Ratings,
     Recommender,
     StateShape,
@@ -105,6 +109,48 @@ def _predict_pairs(
         for f in range(n_factors):
             value += p[u, f] * q[i, f]
         out[n] = min(max(value, low), high)
+
+
+@kernel
+def _fold_in_systems(
+    rows: np.ndarray,
+    indptr: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    mu: np.float32,
+    bi: np.ndarray,
+    q: np.ndarray,
+    reg: float,
+    biased: bool,
+    a_out: np.ndarray,
+    b_out: np.ndarray,
+) -> None:
+    """Per history row, the normal equations of the ridge regression of the row's residual
+    ratings ``r - μ - b_i`` on ``[1, q_i]`` (``[q_i]`` unbiased), penalised by
+    ``reg · n_ratings`` as the SGD objective penalises a user once per rating. Fills the
+    zeroed ``a_out``/``b_out`` (float64) in the order of the row's ratings."""
+    k = q.shape[1]
+    offset = 1 if biased else 0
+    dim = k + offset
+    feature = np.empty(dim, np.float64)
+    for n in range(rows.shape[0]):
+        r = rows[n]
+        a = a_out[n]
+        b = b_out[n]
+        for nz in range(indptr[r], indptr[r + 1]):
+            i = items[nz]
+            if biased:
+                feature[0] = 1.0
+            for f in range(k):
+                feature[offset + f] = q[i, f]
+            target = np.float64(ratings[nz] - mu - bi[i])
+            for p in range(dim):
+                b[p] += target * feature[p]
+                for c in range(dim):
+                    a[p, c] += feature[p] * feature[c]
+        penalty = reg * max(indptr[r + 1] - indptr[r], 1)
+        for p in range(dim):
+            a[p, p] += penalty
 
 
 class SVDRecommender(Recommender):
@@ -275,4 +321,42 @@ class SVDRecommender(Recommender):
         scores: np.ndarray = s["user_factors"][users] @ self._transposed_state("item_factors")
         scores += s["item_bias"]
         scores += (s["global_mean"] + s["user_bias"][users])[:, None]
+        return scores.astype(np.float32, copy=False)
+
+    def fold_in(self, history: History, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(user_bias, user_factors)`` for history rows, from the rows' explicit ratings:
+        the regularised least-squares solve of the training objective for one user against
+        the fitted item factors and biases. SVD learns from ratings only, so a row without
+        ratings gets zeros (it is ranked by the item biases, as the bias model ranks)."""
+        params: SVDParams = self.params  # type: ignore[assignment]
+        s = self._state
+        q = s["item_factors"]
+        dim = q.shape[1] + (1 if params.biased else 0)
+        a = np.zeros((rows.size, dim, dim), np.float64)
+        b = np.zeros((rows.size, dim), np.float64)
+        indptr, items, values = history.ratings_by_row
+        _fold_in_systems(
+            rows,
+            indptr,
+            items,
+            values,
+            np.float32(s["global_mean"]),
+            s["item_bias"],
+            q,
+            float(params.regularization),
+            params.biased,
+            a,
+            b,
+        )
+        solved = np.linalg.solve(a, b[:, :, None])[:, :, 0].astype(np.float32)
+        if params.biased:
+            return solved[:, 0], solved[:, 1:]
+        return np.zeros(rows.size, np.float32), solved
+
+    def _score_history(self, history: History, rows: np.ndarray) -> np.ndarray:
+        s = self._state
+        user_bias, factors = self.fold_in(history, rows)
+        scores: np.ndarray = factors @ self._transposed_state("item_factors")
+        scores += s["item_bias"]
+        scores += (s["global_mean"] + user_bias)[:, None]
         return scores.astype(np.float32, copy=False)

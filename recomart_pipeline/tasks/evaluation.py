@@ -2,7 +2,10 @@
 
 Reads ``training_summary`` and the ``model_<name>`` files from training (each verified
 against the sha256 training recorded) and ``test_ratings``, ``test_interactions`` and
-``train_implicit`` from features.
+``train_implicit`` from features. Under the ``user_holdout`` protocol (features wrote a
+non-empty ``holdout_history``) the test users are the held-out ones instead: each is ranked
+from their fold-in history (``holdout_history`` and its ratings; never trained on) against
+``holdout_test_interactions``, and the report says ``protocol: user_holdout``.
 
 Selection is honest: the candidates are compared on the validation figures training measured
 (a split cut from the training data; ``CandidateSummary.validation``), the best non-baseline
@@ -37,6 +40,7 @@ from recomart_pipeline.contract.documents import CandidateSummary, EvaluationRep
 from recomart_pipeline.contract.errors import QualityGateError, UpstreamArtifactError
 from recomart_pipeline.contract.files import sha256_file, write_text_atomic
 from recomart_pipeline.contract.task import CheckOutcome, TaskContext, TaskResult
+from recomart_pipeline.ml.base import History
 from recomart_pipeline.ml.data import read_implicit, read_interactions, read_ratings
 from recomart_pipeline.ml.evaluate import Evaluation, evaluate_model, evaluation_users
 from recomart_pipeline.ml.gates import GateVerdict, judge_gate
@@ -49,6 +53,9 @@ from recomart_pipeline.ml.persistence import (
 )
 from recomart_pipeline.tasks.specs.evaluation import (
     CANDIDATE_MODELS,
+    HOLDOUT_HISTORY,
+    HOLDOUT_HISTORY_RATINGS,
+    HOLDOUT_TEST_INTERACTIONS,
     TEST_INTERACTIONS,
     TEST_RATINGS,
     TRAIN_IMPLICIT,
@@ -108,6 +115,23 @@ def _copy_selected(ctx: TaskContext[Config], entry: CandidateSummary) -> tuple[P
     return target, digest
 
 
+def _holdout_history(ctx: TaskContext[Config], n_items: int) -> History | None:
+    """The held-out users' fold-in history (user_holdout), or None when features wrote none
+    (another protocol, or an older features run)."""
+    declared = (HOLDOUT_HISTORY, HOLDOUT_HISTORY_RATINGS, HOLDOUT_TEST_INTERACTIONS)
+    if not all(ctx.has_input(d) for d in declared):
+        return None
+    matrix = read_implicit(ctx.input(HOLDOUT_HISTORY))
+    if matrix.shape[0] == 0:
+        return None
+    if matrix.shape[1] != n_items:
+        raise UpstreamArtifactError(
+            f"holdout_history has {matrix.shape[1]} item columns but train_implicit has {n_items}",
+            hint="both must come from the same features run: re-run features",
+        )
+    return History(matrix, read_ratings(ctx.input(HOLDOUT_HISTORY_RATINGS)))
+
+
 def _score_candidates(
     ctx: TaskContext[Config],
     config: Config,
@@ -117,9 +141,16 @@ def _score_candidates(
     """Metrics (with bootstrap intervals) of the given candidates on the features' test split,
     and who they were ranked for (``eval_users`` of ``test_users``, ``eval_users_sampled``, and
     their ``test_interactions``)."""
-    exclude = read_implicit(ctx.input(TRAIN_IMPLICIT))
+    train_implicit = read_implicit(ctx.input(TRAIN_IMPLICIT))
     test_ratings = read_ratings(ctx.input(TEST_RATINGS))
-    test_interactions = read_interactions(ctx.input(TEST_INTERACTIONS), exclude.shape)
+    history = _holdout_history(ctx, train_implicit.shape[1])
+    exclude = train_implicit if history is None else None  # a history excludes its own items
+    if history is None:
+        test_interactions = read_interactions(ctx.input(TEST_INTERACTIONS), train_implicit.shape)
+    else:
+        test_interactions = read_interactions(
+            ctx.input(HOLDOUT_TEST_INTERACTIONS), history.interactions.shape
+        )
     users = evaluation_users(test_interactions, config.max_eval_users, config.seed)
     test_users = int(np.count_nonzero(np.diff(test_interactions.indptr)))
     population = {
@@ -127,6 +158,7 @@ def _score_candidates(
         "test_users": test_users,
         "eval_users_sampled": int(users.size) < test_users,
         "test_interactions": int(test_interactions[users].nnz),
+        "protocol": None if history is None else "user_holdout",
     }
     setup = {
         "candidates": list(entries),
@@ -155,6 +187,7 @@ def _score_candidates(
             users=users,
             resamples=config.bootstrap_resamples,
             seed=config.seed,
+            history=history,
         )
         fields = {"candidate": name, **json_safe(results[name].metrics)}
         ctx.logger.info(f"evaluated '{name}'", extra={"fields": fields})

@@ -13,6 +13,15 @@ to zero are left out of the matrix.
 Held-out positives (``test_interactions``) are test add-to-cart/purchase events and ratings at
 or above the threshold, one row per pair. Pairs the user already has in train are left out by
 default, since recommenders exclude seen items and such a positive could never be hit.
+
+Under the ``user_holdout`` protocol the held-out users have no train events: preparation
+passes their earlier events as ``fold_in``. They are numbered apart (``holdout_user_index``,
+ids sorted) and their fold-in events become ``holdout_history``, weighed exactly as
+``train_implicit`` (plus their rating triples), the history a model ranks them from without
+training on it; their later positives are ``holdout_test_interactions``, indexed by history
+row, with pairs already in the history left out as pairs seen in train are. Items unknown to
+train are dropped from both (a model cannot score them) and counted. With the other
+protocols these outputs are empty.
 """
 
 from __future__ import annotations
@@ -29,12 +38,13 @@ import scipy.sparse as sp
 from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.tasks._tables import TIMESTAMP, read_categorical, save_npz, write_frame
-from recomart_pipeline.tasks.specs.features import ITEMS, TEST, TRAIN, USERS, Config
+from recomart_pipeline.tasks.specs.features import FOLD_IN, ITEMS, TEST, TRAIN, USERS, Config
 
 IDX = pa.int32()
 RATINGS_SCHEMA = pa.schema([("user_idx", IDX), ("item_idx", IDX), ("rating", pa.float32())])
 PAIRS_SCHEMA = pa.schema([("user_idx", IDX), ("item_idx", IDX)])
 USER_INDEX_SCHEMA = pa.schema([("user_id", pa.string()), ("user_idx", IDX)])
+HOLDOUT_INDEX_SCHEMA = pa.schema([("user_id", pa.string()), ("history_row", IDX)])
 ITEM_INDEX_SCHEMA = pa.schema(
     [
         ("item_id", pa.string()),
@@ -270,14 +280,64 @@ def _item_index(item_ids: pd.Index, items: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+@dataclass(frozen=True)
+class _Holdout:
+    """The held-out users' artifacts: ids by history row, history, its ratings, targets."""
+
+    user_ids: pd.Index
+    history: sp.csr_matrix
+    ratings: pd.DataFrame
+    positives: pd.DataFrame
+    fold_in_rows_unknown_item: int
+    test_rows_unknown_item: int
+
+
+def _holdout(
+    fold_in: pd.DataFrame,
+    test: pd.DataFrame,
+    user_ids: pd.Index,
+    item_ids: pd.Index,
+    config: Config,
+) -> _Holdout:
+    """Index the fold-in users who have no train event by history row, and build their
+    history (weighed like train_implicit) and their test positives from ``test``."""
+    fold_ids = _sorted_ids(fold_in["user_id"])
+    holdout_ids = fold_ids[~fold_ids.isin(user_ids)]
+    history_events = _encode(fold_in, holdout_ids, item_ids)
+    unknown_item = (history_events.users >= 0) & (history_events.items < 0)
+    history_events = _subset(history_events, (history_events.users >= 0) & ~unknown_item)
+    shape = (len(holdout_ids), len(item_ids))
+    history = _matrix(history_events, _weights(history_events, config), shape)
+    targets = _encode(test, holdout_ids, item_ids)
+    unknown_target_item = (targets.users >= 0) & (targets.items < 0)
+    targets = _subset(targets, (targets.users >= 0) & ~unknown_target_item)
+    return _Holdout(
+        user_ids=holdout_ids,
+        history=history,
+        ratings=_ratings(history_events),
+        positives=_test_positives(targets, history, config),
+        fold_in_rows_unknown_item=int(unknown_item.sum()),
+        test_rows_unknown_item=int(unknown_target_item.sum()),
+    )
+
+
 def run(ctx: TaskContext[Config]) -> TaskResult:
     """Index users/items and write the model-ready matrices and statistics."""
     config = ctx.config
     train_frame = _read_split(ctx.input(TRAIN))
     test_frame = _read_split(ctx.input(TEST))
+    fold_in_frame = (
+        _read_split(ctx.input(FOLD_IN)) if ctx.has_input(FOLD_IN) else train_frame.iloc[:0]
+    )
     ctx.logger.info(
         "features started",
-        extra={"fields": {"train_rows": len(train_frame), "test_rows": len(test_frame)}},
+        extra={
+            "fields": {
+                "train_rows": len(train_frame),
+                "test_rows": len(test_frame),
+                "fold_in_rows": len(fold_in_frame),
+            }
+        },
     )
     if train_frame.empty:
         raise DataValidationError(
@@ -288,11 +348,14 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     shape = (len(user_ids), len(item_ids))
     train = _encode(train_frame, user_ids, item_ids)
     test_all = _encode(test_frame, user_ids, item_ids)
-    del train_frame, test_frame
+    del train_frame
     unknown_user, unknown_item = test_all.users < 0, test_all.items < 0
     test = _subset(test_all, ~(unknown_user | unknown_item))
 
     implicit = _matrix(train, _weights(train, config), shape)
+    holdout = _holdout(fold_in_frame, test_frame, user_ids, item_ids, config)
+    held_out_user = test_frame["user_id"].isin(holdout.user_ids).to_numpy()
+    del test_frame, fold_in_frame
     pairs = _matrix(train, np.ones(len(train.users), np.float32), shape)
     items = pd.read_parquet(ctx.input(ITEMS))
     users = pd.read_parquet(ctx.input(USERS))
@@ -311,12 +374,24 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
             USER_STATS_SCHEMA,
         ),
         "item_stats": (_item_stats(train, item_index, pairs), ITEM_STATS_SCHEMA),
+        "holdout_user_index": (
+            pd.DataFrame(
+                {
+                    "user_id": holdout.user_ids,
+                    "history_row": np.arange(len(holdout.user_ids), dtype=np.int32),
+                }
+            ),
+            HOLDOUT_INDEX_SCHEMA,
+        ),
+        "holdout_history_ratings": (holdout.ratings, RATINGS_SCHEMA),
+        "holdout_test_interactions": (holdout.positives, PAIRS_SCHEMA),
     }
     outputs = {
         name: write_frame(ctx.output_path(f"{name}.parquet"), frame, schema)
         for name, (frame, schema) in frames.items()
     }
     outputs["train_implicit"] = save_npz(ctx.output_path("train_implicit.npz"), implicit)
+    outputs["holdout_history"] = save_npz(ctx.output_path("holdout_history.npz"), holdout.history)
     metrics = {
         "n_users": shape[0],
         "n_items": shape[1],
@@ -325,8 +400,13 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         "train_ratings": len(frames["train_ratings"][0]),
         "test_ratings": len(frames["test_ratings"][0]),
         "test_interactions": len(frames["test_interactions"][0]),
-        "test_rows_unknown_user": int(unknown_user.sum()),
-        "test_rows_unknown_item": int((unknown_item & ~unknown_user).sum()),
+        "test_rows_unknown_user": int((unknown_user & ~held_out_user).sum()),
+        "test_rows_unknown_item": int((unknown_item & ~unknown_user).sum())
+        + holdout.test_rows_unknown_item,
+        "holdout_users": len(holdout.user_ids),
+        "holdout_history_nnz": int(holdout.history.nnz),
+        "holdout_test_interactions": len(holdout.positives),
+        "fold_in_rows_unknown_item": holdout.fold_in_rows_unknown_item,
     }
     ctx.logger.info("features finished", extra={"fields": metrics})
     return TaskResult(outputs=outputs, metrics=metrics)

@@ -16,13 +16,15 @@ until stable) and splits train/test by the configured protocol:
 - ``random``: a seeded random ``test_fraction`` of events; leaks time, for rating-prediction
   experiments only.
 - ``user_holdout``: a seeded random ``test_fraction`` of the *users* (at least one) is held
-  out whole: every event of theirs is test, none is train. It measures cold start: how well
-  the recommendations for a user the models have never seen do. The split is made, but the
-  task stops with a clear error before any model is trained, because the features task
-  indexes train users only and no model has a fallback for an unseen user yet.
+  out whole, none of their events in train ("strong generalization"). Each held-out user's
+  earliest ``fold_in_fraction`` of events (by time) is their *fold-in* history, written to
+  ``fold_in``: the models are given it at scoring time only and never train on it. The rest
+  (at least one event) are the user's test events. It measures cold start: how well a model
+  ranks for a user it has never seen, from what that user has done so far.
 
-A split that leaves fewer than ``min_eval_users`` users on both sides fails here, before any
-model is trained, naming the other protocols. Ties in time keep the input order, so the
+A split that leaves fewer than ``min_eval_users`` users on both sides (with user_holdout: with
+both a fold-in history and test events) fails here, before any model is trained, naming the
+other protocols. Ties in time keep the input order, so the
 output is deterministic.
 """
 
@@ -118,48 +120,59 @@ def _user_holdout(frame: pd.DataFrame, split: SplitConfig) -> np.ndarray:
     return mask
 
 
-def _split(frame: pd.DataFrame, split: SplitConfig) -> tuple[np.ndarray, pd.Timestamp | None]:
+def _fold_in(frame: pd.DataFrame, held: np.ndarray, split: SplitConfig) -> np.ndarray:
+    """Each held-out user's earliest ``fold_in_fraction`` of events (frame is time-sorted):
+    at least one, and all but at least one when the user has two or more."""
+    users = frame["user_id"].cat.codes.to_numpy()[held]
+    rank = frame[held].groupby(users, sort=False).cumcount().to_numpy()
+    counts = np.bincount(users)[users]
+    # round first: 10 x 0.8 must give 8, not 9 by a float's last bit
+    wanted = np.ceil(np.round(counts * split.fold_in_fraction, 9)).astype(np.int64)
+    fold_in = np.zeros(len(frame), dtype=bool)
+    fold_in[held] = rank < np.maximum(1, np.minimum(wanted, counts - 1))
+    return fold_in
+
+
+def _split(
+    frame: pd.DataFrame, split: SplitConfig
+) -> tuple[np.ndarray, np.ndarray, pd.Timestamp | None]:
+    """(test rows, fold-in rows, cut-off); only user_holdout has fold-in rows."""
+    none = np.zeros(len(frame), dtype=bool)
     if split.protocol == "temporal_global":
-        return _time_cutoff(frame, split)
+        is_test, cutoff = _time_cutoff(frame, split)
+        return is_test, none, cutoff
     if split.protocol == "temporal_per_user":
-        return _last_per_user(frame, split), None
+        return _last_per_user(frame, split), none, None
     if split.protocol == "user_holdout":
-        return _user_holdout(frame, split), None
-    return _random(frame, split), None
+        held = _user_holdout(frame, split)
+        fold_in = _fold_in(frame, held, split)
+        return held & ~fold_in, fold_in, None
+    return _random(frame, split), none, None
 
 
-def _eval_users(train: pd.DataFrame, test: pd.DataFrame) -> tuple[int, float]:
-    """Users with events on both sides (the ones a model can be scored on), and the share
-    of test events whose user is unknown to train (they cannot be scored)."""
-    known = test["user_id"].isin(set(train["user_id"].unique()))
+def _eval_users(
+    train: pd.DataFrame, test: pd.DataFrame, fold_in: pd.DataFrame
+) -> tuple[int, float]:
+    """Users with test events whom a model can be scored for (they have train events, or a
+    fold-in history), and the share of test events whose user has neither (they cannot be
+    scored)."""
+    scorable = set(train["user_id"].unique()) | set(fold_in["user_id"].unique())
+    known = test["user_id"].isin(scorable)
     return int(test.loc[known, "user_id"].nunique()), float(1 - known.mean()) if len(test) else 0.0
-
-
-def _require_cold_start_scoring(test: pd.DataFrame, split: SplitConfig) -> None:
-    """user_holdout's test users have no train events by design. The features task indexes
-    only users seen in train and drops the rest, and the models have no fallback for a user
-    they never saw, so no held-out user could be scored: say so here, before any model is
-    trained, rather than let evaluation find no metric."""
-    if split.protocol != "user_holdout":
-        return
-    raise DataValidationError(
-        f"the user_holdout split holds out {test['user_id'].nunique():,} users whole "
-        f"({len(test):,} events), but cold-start users cannot be scored yet: the features "
-        "task indexes only users with train events and drops the others, so evaluation "
-        "would have no user to rank for",
-        hint="set tasks.preparation.config.split.method to temporal_per_user, random or "
-        "temporal_global until features and evaluation score users absent from training",
-    )
 
 
 def _require_eval_users(eval_users: int, split: SplitConfig) -> None:
     if eval_users >= split.min_eval_users:
         return
     others = [p for p in ("temporal_per_user", "random", "temporal_global") if p != split.protocol]
+    who = (
+        "held-out users with both a fold-in history and test events"
+        if split.protocol == "user_holdout"
+        else "users with events in both train and test"
+    )
     raise DataValidationError(
-        f"the {split.protocol} split leaves {eval_users} users with events in both train and "
-        f"test, fewer than min_eval_users ({split.min_eval_users}): metrics on so few users "
-        "are noise",
+        f"the {split.protocol} split leaves {eval_users} {who}, fewer than min_eval_users "
+        f"({split.min_eval_users}): metrics on so few users are noise",
         hint=f"set tasks.preparation.config.split.method to {' or '.join(others)} "
         "(temporal_per_user keeps every user with two or more events), or lower "
         "tasks.preparation.config.split.min_eval_users",
@@ -223,11 +236,10 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
             hint="check the validation quarantine, or relax min_user_interactions and "
             "min_item_interactions",
         )
-    is_test, cutoff = _split(frame, config.split)
-    train, test = frame[~is_test], frame[is_test]
+    is_test, is_fold_in, cutoff = _split(frame, config.split)
+    train, test, fold_in = frame[~(is_test | is_fold_in)], frame[is_test], frame[is_fold_in]
     _require_rows(train, test, config.split)
-    _require_cold_start_scoring(test, config.split)
-    eval_users, unknown_share = _eval_users(train, test)
+    eval_users, unknown_share = _eval_users(train, test, fold_in)
     if unknown_share > 0.5:
         ctx.logger.warning(
             f"{unknown_share:.0%} of test events belong to users who have none in train and "
@@ -238,6 +250,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     outputs = {
         "train": write_frame(ctx.output_path("train.parquet"), train, INTERACTIONS),
         "test": write_frame(ctx.output_path("test.parquet"), test, INTERACTIONS),
+        "fold_in": write_frame(ctx.output_path("fold_in.parquet"), fold_in, INTERACTIONS),
     }
     for table, declared in (("items", ITEMS), ("users", USERS)):
         outputs[table] = ctx.output_path(f"{table}.parquet")
@@ -248,6 +261,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         **stats,
         "train_rows": len(train),
         "test_rows": len(test),
+        "fold_in_rows": len(fold_in),
         "users": int(frame["user_id"].nunique()),
         "items": int(frame["item_id"].nunique()),
         "eval_users": eval_users,
@@ -256,6 +270,9 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     metadata = {
         "split_method": config.split.protocol,
         "cutoff": cutoff.isoformat() if cutoff is not None else None,
+        "fold_in_fraction": (
+            config.split.fold_in_fraction if config.split.protocol == "user_holdout" else None
+        ),
         "schema": {field.name: str(field.type) for field in INTERACTIONS},
     }
     ctx.logger.info("preparation finished", extra={"fields": {**metrics, **metadata}})

@@ -125,6 +125,11 @@ def _evaluation_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Se
             *_selection_lines(evaluation),
             f"- evaluated on {evaluation.eval_users:,} users"
             + (
+                " held out of training whole (user_holdout), each ranked from their fold-in history"
+                if evaluation.protocol == "user_holdout"
+                else ""
+            )
+            + (
                 f" ({evaluation.test_interactions:,} held-out interactions)"
                 if evaluation.test_interactions is not None
                 else ""

@@ -140,7 +140,7 @@ def publish_typed(
     folder.mkdir(exist_ok=True)
     files = {}
     for name, frame in tables.items():
-        layout = "interactions" if name in ("interactions", "train", "test") else name
+        layout = "interactions" if name in ("interactions", "train", "test", "fold_in") else name
         files[name] = write_frame(folder / f"{name}.parquet", frame, TYPED_SCHEMAS[layout])
     return harness.publish(task, files)
 

@@ -165,7 +165,59 @@ def test_reruns_are_byte_identical(harness: TaskHarness, prepared: Checkpoint) -
         "test_interactions",
         "user_stats",
         "item_stats",
+        "holdout_user_index",
+        "holdout_history",
+        "holdout_history_ratings",
+        "holdout_test_interactions",
     }
+    # no fold_in input (not user_holdout): the held-out users' artifacts are empty
+    assert _read(first, "holdout_user_index").empty
+    assert sp.load_npz(first.path("holdout_history")).shape == (0, 3)
+
+
+FOLD_IN = events(
+    [
+        ("u8", "i1", "purchase", None, "2026-01-10"),
+        ("u8", "i3", "rating", 5.0, "2026-01-11"),
+        ("u8", "i4", "view", None, "2026-01-12"),  # unknown item: dropped from the history
+        ("u7", "i2", "view", None, "2026-01-13"),
+        ("u7", "i2", "add_to_cart", None, "2026-01-14"),
+    ]
+)
+HELD_OUT_TEST = events(
+    [
+        ("u8", "i2", "purchase", None, "2026-02-10"),  # a target
+        ("u8", "i1", "purchase", None, "2026-02-11"),  # already in u8's history
+        ("u7", "i3", "rating", 4.0, "2026-02-12"),  # a liked rating: a target
+        ("u7", "i1", "view", None, "2026-02-13"),  # not a positive
+        ("u7", "i4", "purchase", None, "2026-02-14"),  # unknown item
+    ]
+)
+
+
+def test_held_out_users_get_a_history_and_targets_indexed_by_history_row(
+    harness: TaskHarness, tmp_path: Path
+) -> None:
+    """user_holdout: users with no train event are numbered apart (ids sorted), their fold-in
+    events weighed as train_implicit is, and their later positives indexed by history row;
+    train users' artifacts are untouched by them."""
+    test = pd.concat([TEST, HELD_OUT_TEST], ignore_index=True)
+    tables = {"train": TRAIN, "test": test, "fold_in": FOLD_IN, "items": ITEMS, "users": USERS}
+    upstream = publish_typed(harness, tmp_path, "preparation", tables)
+    result, checkpoint = _run(harness, upstream)
+    assert _rows(_read(checkpoint, "holdout_user_index")) == [("u7", 0), ("u8", 1)]
+    history = sp.load_npz(checkpoint.path("holdout_history")).toarray()
+    # u7: view 1 + add_to_cart 3 on i2; u8: purchase 5 on i1, liked rating 5 on i3
+    np.testing.assert_array_equal(history, [[0, 4, 0], [5, 0, 5]])
+    assert _rows(_read(checkpoint, "holdout_history_ratings")) == [(1, 2, 5.0)]
+    assert _rows(_read(checkpoint, "holdout_test_interactions")) == [(0, 2), (1, 1)]
+    assert _rows(_read(checkpoint, "user_index")) == [("u1", 0), ("u2", 1), ("u3", 2)]
+    assert _rows(_read(checkpoint, "test_interactions")) == [(2, 0)]
+    assert result.metrics["holdout_users"] == 2
+    assert result.metrics["holdout_test_interactions"] == 2
+    assert result.metrics["fold_in_rows_unknown_item"] == 1
+    assert result.metrics["test_rows_unknown_user"] == 1  # u9 only: u7/u8 are held out
+    assert result.metrics["test_rows_unknown_item"] == 2  # u1's i4 and u7's i4
 
 
 def test_rating_is_not_an_event_weight() -> None:

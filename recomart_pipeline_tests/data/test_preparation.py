@@ -10,7 +10,7 @@ import pytest
 
 from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.runtime.artifacts import Checkpoint
-from recomart_pipeline.tasks.preparation import _user_holdout
+from recomart_pipeline.tasks.preparation import _fold_in, _user_holdout
 from recomart_pipeline.tasks.specs.preparation import SplitConfig
 from recomart_pipeline_tests.data.helpers import (
     TaskHarness,
@@ -43,18 +43,33 @@ def validated(harness: TaskHarness, small_dataset: dict[str, Path]) -> Checkpoin
 def _prepare(
     harness: TaskHarness, tmp_path: Path, frame: pd.DataFrame, config: dict[str, Any] | None = None
 ) -> tuple[Any, pd.DataFrame, pd.DataFrame]:
+    result, checkpoint = _prepared(harness, tmp_path, frame, config)
+    return (
+        result,
+        pd.read_parquet(checkpoint.path("train")),
+        pd.read_parquet(checkpoint.path("test")),
+    )
+
+
+def _prepared(
+    harness: TaskHarness, tmp_path: Path, frame: pd.DataFrame, config: dict[str, Any] | None = None
+) -> tuple[Any, Checkpoint]:
     upstream = publish_typed(
         harness, tmp_path, "validation", {"interactions": frame, "items": ITEMS, "users": USERS}
     )
     config = dict(config or {})
     # These frames have a handful of users; the evaluation-size guard has its own test.
     config["split"] = {"min_eval_users": 1, **config.get("split", {})}
-    result, checkpoint = harness.run("preparation", config, {"validation": upstream})
-    return (
-        result,
-        pd.read_parquet(checkpoint.path("train")),
-        pd.read_parquet(checkpoint.path("test")),
-    )
+    return harness.run("preparation", config, {"validation": upstream})
+
+
+def _split_parts(
+    harness: TaskHarness, tmp_path: Path, frame: pd.DataFrame, config: dict[str, Any]
+) -> tuple[Any, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(result, train, test, fold_in) of a preparation run."""
+    result, checkpoint = _prepared(harness, tmp_path, frame, config)
+    parts = [pd.read_parquet(checkpoint.path(name)) for name in ("train", "test", "fold_in")]
+    return result, parts[0], parts[1], parts[2]
 
 
 def test_time_cutoff_puts_every_train_event_before_every_test_event(
@@ -215,13 +230,66 @@ def test_user_holdout_holds_out_a_seeded_share_of_users_whole() -> None:
     assert set(frame.loc[_user_holdout(frame, other), "user_id"]) != test_users
 
 
-def test_user_holdout_stops_before_training_saying_cold_users_cannot_be_scored(
+def test_user_holdout_gives_each_held_out_user_an_earlier_fold_in_history_and_later_targets(
     harness: TaskHarness, tmp_path: Path
 ) -> None:
-    rows = [(f"u{u}", "i1", "view", None, f"2026-01-0{u}") for u in range(1, 8)]
+    """Strong generalization: a held-out user has no train event; their earliest
+    fold_in_fraction of events (by time, whatever the row order) is the fold-in history the
+    models get at scoring time, and the later ones are their test events."""
+    rows = [
+        (f"u{u}", f"i{(u + e) % 7}", "purchase", None, f"2026-01-{e + 1:02d}T0{u % 10}:00:00")
+        for u in range(12)
+        for e in range(10)
+    ]
+    frame = events(rows).sample(frac=1, random_state=5)  # time order is the task's job
+    split = {"method": "user_holdout", "test_fraction": 0.25, "fold_in_fraction": 0.8}
+    result, train, test, fold_in = _split_parts(harness, tmp_path, frame, {"split": split})
+    held = set(fold_in["user_id"])
+    assert len(held) == 3 and set(test["user_id"]) == held
+    assert held.isdisjoint(train["user_id"])
+    for user in held:
+        history = fold_in[fold_in["user_id"] == user]
+        targets = test[test["user_id"] == user]
+        assert (len(history), len(targets)) == (8, 2)  # 10 events: 80 % fold-in, exactly
+        assert history["timestamp"].max() < targets["timestamp"].min()
+    assert result.metrics["eval_users"] == 3
+    assert result.metrics["fold_in_rows"] == 24
+    assert result.metadata["fold_in_fraction"] == 0.8
+
+
+@pytest.mark.parametrize(
+    ("events_per_user", "fraction", "history"),
+    [(1, 0.8, 1), (2, 0.9, 1), (2, 0.1, 1), (3, 0.8, 2), (5, 0.8, 4), (10, 0.8, 8), (10, 0.3, 3)],
+)
+def test_a_held_out_users_history_is_the_earliest_share_keeping_one_target(
+    events_per_user: int, fraction: float, history: int
+) -> None:
+    """At least one history event; at least one target when there are two or more events;
+    a single-event user has a history and nothing to predict (not evaluated)."""
+    frame = pd.DataFrame(
+        {"user_id": pd.Categorical(["a"] * events_per_user + ["b"]), "item_id": "i1"}
+    )
+    held = (frame["user_id"] == "a").to_numpy()
+    split = SplitConfig(method="user_holdout", fold_in_fraction=fraction)
+    fold_in = _fold_in(frame, held, split)
+    assert fold_in[:history].all() and not fold_in[history:].any()  # earliest rows, not b
+
+
+def test_user_holdout_with_too_few_held_out_users_stops_before_training(
+    harness: TaskHarness, tmp_path: Path
+) -> None:
+    rows = [(f"u{u}", "i1", "view", None, f"2026-01-0{d}") for u in range(1, 8) for d in (1, 2)]
+    split = {"method": "user_holdout", "min_eval_users": 5}
     with pytest.raises(DataValidationError) as caught:
-        _prepare(harness, tmp_path, events(rows), {"split": {"method": "user_holdout"}})
+        _prepare(harness, tmp_path, events(rows), {"split": split})
     message = str(caught.value)
-    assert "holds out 1 users whole" in message
-    assert "cold-start users cannot be scored yet" in message
+    assert "leaves 1 held-out users with both a fold-in history and test events" in message
     assert "tasks.preparation.config.split.method to temporal_per_user" in message
+
+
+def test_protocols_other_than_user_holdout_write_an_empty_fold_in(
+    harness: TaskHarness, tmp_path: Path
+) -> None:
+    rows = [(f"u{u}", "i1", "view", None, f"2026-01-0{d}") for u in range(1, 4) for d in (1, 2)]
+    *_, fold_in = _split_parts(harness, tmp_path, events(rows), {"split": {"method": "random"}})
+    assert fold_in.empty

@@ -6,6 +6,9 @@ format reaches every model test instead of a hand-written copy of it.
 
 ``implicit_only=True`` is the same world as a shop without rating events: a liked item (rating
 4-5) becomes a purchase, any other a view, and no event carries a rating.
+
+``held_out_users=n`` is the user_holdout protocol's preparation: the last ``n`` users have no
+train event; their train events are their fold-in history (``fold_in``) instead.
 """
 
 from __future__ import annotations
@@ -46,12 +49,15 @@ def _events(ratings: Ratings, offset: pd.Timedelta, implicit_only: bool) -> pd.D
 
 
 def prepared_tables(
-    data: SyntheticData, out: Path, *, implicit_only: bool = False
+    data: SyntheticData, out: Path, *, implicit_only: bool = False, held_out_users: int = 0
 ) -> dict[str, Path]:
     """The preparation task's outputs for ``data``: every train event before every test one."""
     n_users, n_items = data.train.n_users, data.train.n_items
+    before = _events(data.train.ratings, pd.Timedelta(0), implicit_only)
+    held = data.train.ratings.users >= n_users - held_out_users
     frames = {
-        "train": (_events(data.train.ratings, pd.Timedelta(0), implicit_only), "interactions"),
+        "train": (before[~held], "interactions"),
+        "fold_in": (before[held], "interactions"),
         "test": (
             _events(data.test_ratings, pd.Timedelta(days=30), implicit_only),
             "interactions",
@@ -86,12 +92,19 @@ def prepared_tables(
 
 
 def run_features(
-    data: SyntheticData, staging: Path, scratch: Path, *, implicit_only: bool = False
+    data: SyntheticData,
+    staging: Path,
+    scratch: Path,
+    *,
+    implicit_only: bool = False,
+    held_out_users: int = 0,
 ) -> TaskResult:
     """Run the built-in features task on ``data``; its outputs land in ``staging``."""
     store = ArtifactStore(scratch / "prepared-store")
     prepared_dir = store.new_staging_dir("fixture", "preparation")
-    prepared = prepared_tables(data, prepared_dir, implicit_only=implicit_only)
+    prepared = prepared_tables(
+        data, prepared_dir, implicit_only=implicit_only, held_out_users=held_out_users
+    )
     upstream = {
         "preparation": store.publish("fixture", "preparation", prepared_dir, prepared, {}, {})
     }

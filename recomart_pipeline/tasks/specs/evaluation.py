@@ -150,13 +150,26 @@ CANDIDATE_MODELS = Input("model_*", "model")
 TRAIN_IMPLICIT = Input("train_implicit", "npz")
 TEST_RATINGS = Input("test_ratings", "parquet")
 TEST_INTERACTIONS = Input("test_interactions", "parquet")
+# user_holdout: the held-out users' fold-in history and targets (optional: older features runs)
+HOLDOUT_HISTORY = Input("holdout_history", "npz", optional=True)
+HOLDOUT_HISTORY_RATINGS = Input("holdout_history_ratings", "parquet", optional=True)
+HOLDOUT_TEST_INTERACTIONS = Input("holdout_test_interactions", "parquet", optional=True)
 
 SPEC = TaskSpec(
     name="evaluation",
     description="Score every candidate on held-out data, select one, answer the quality gates.",
     run="recomart_pipeline.tasks.evaluation:run",
     config=Config,
-    inputs=(TRAINING_SUMMARY, CANDIDATE_MODELS, TRAIN_IMPLICIT, TEST_RATINGS, TEST_INTERACTIONS),
+    inputs=(
+        TRAINING_SUMMARY,
+        CANDIDATE_MODELS,
+        TRAIN_IMPLICIT,
+        TEST_RATINGS,
+        TEST_INTERACTIONS,
+        HOLDOUT_HISTORY,
+        HOLDOUT_HISTORY_RATINGS,
+        HOLDOUT_TEST_INTERACTIONS,
+    ),
     outputs=(
         Output("model", "model", "the selected candidate's file"),
         Output("evaluation", "json", "metrics, gates, selection", document=EvaluationReport),

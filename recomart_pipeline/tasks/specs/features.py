@@ -46,6 +46,8 @@ class Config(BaseModel):
 
 TRAIN = Input("train", "parquet")
 TEST = Input("test", "parquet")
+# user_holdout's fold-in histories; optional, so a custom preparation without it still works.
+FOLD_IN = Input("fold_in", "parquet", optional=True)
 ITEMS = Input("items", "parquet")
 USERS = Input("users", "parquet")
 
@@ -54,7 +56,7 @@ SPEC = TaskSpec(
     description="Index users and items; build the training matrix, rating triples and stats.",
     run="recomart_pipeline.tasks.features:run",
     config=Config,
-    inputs=(TRAIN, TEST, ITEMS, USERS),
+    inputs=(TRAIN, TEST, FOLD_IN, ITEMS, USERS),
     outputs=(
         Output("user_index", "parquet", "user_id -> row of the matrix"),
         Output("item_index", "parquet", "item_id -> column of the matrix, with category"),
@@ -64,5 +66,26 @@ SPEC = TaskSpec(
         Output("user_stats", "parquet", "per-user counts and favourite category"),
         Output("item_stats", "parquet", "per-item counts and popularity rank"),
         Output("train_implicit", "npz", "sparse user x item confidence matrix"),
+        Output(
+            "holdout_user_index",
+            "parquet",
+            "user_holdout: held-out user_id -> row of holdout_history (empty otherwise)",
+        ),
+        Output(
+            "holdout_history",
+            "npz",
+            "user_holdout: held-out user x item confidences of their fold-in events, weighed as "
+            "train_implicit; given to models at scoring time only",
+        ),
+        Output(
+            "holdout_history_ratings",
+            "parquet",
+            "user_holdout: explicit rating triples of the fold-in events (user_idx = history row)",
+        ),
+        Output(
+            "holdout_test_interactions",
+            "parquet",
+            "user_holdout: held-out positive pairs of the held-out users (user_idx = history row)",
+        ),
     ),
 )

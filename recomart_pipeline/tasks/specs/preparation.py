@@ -32,7 +32,8 @@ class SplitConfig(BaseModel):
         "(or last per_user_fraction of them) are test, the usual leave-last-out protocol "
         "(old name last_n_per_user); random: a seeded share of all events; user_holdout: a "
         "seeded share of the users is held out whole (cold-start users, none of their events "
-        "in train).",
+        "in train): each one's earlier events (fold_in_fraction) are given to the models at "
+        "scoring time only, and the rest are their test events.",
     )
     test_fraction: float = Field(
         0.2,
@@ -54,13 +55,23 @@ class SplitConfig(BaseModel):
         description="temporal_per_user: hold out this share of each user's latest events "
         "(at least one) instead of n.",
     )
+    fold_in_fraction: float = Field(
+        0.8,
+        gt=0,
+        lt=1,
+        description="user_holdout: the share of each held-out user's earliest events given to "
+        "the models as their history at scoring time (never trained on); the later events "
+        "(at least one) are the user's test events. A held-out user with a single event has "
+        "no test event and is not evaluated.",
+    )
     seed: int = Field(42, description="Seed of the random and user_holdout methods.")
     min_eval_users: int = Field(
         100,
         ge=1,
         description="Fewest users with events in both train and test (the users a model can "
-        "be evaluated on; with user_holdout, the held-out users); fewer is an error before "
-        "any model is trained, naming the other protocols.",
+        "be evaluated on; with user_holdout, the held-out users with both a fold-in history "
+        "and test events); fewer is an error before any model is trained, naming the other "
+        "protocols.",
     )
 
     @field_validator("cutoff")
@@ -101,6 +112,12 @@ SPEC = TaskSpec(
     outputs=(
         Output("train", "parquet", "training events"),
         Output("test", "parquet", "held-out events"),
+        Output(
+            "fold_in",
+            "parquet",
+            "user_holdout: the held-out users' earlier events, given to models at scoring "
+            "time only (empty for the other protocols)",
+        ),
         Output("items", "parquet", "items, passed on"),
         Output("users", "parquet", "users, passed on"),
     ),
