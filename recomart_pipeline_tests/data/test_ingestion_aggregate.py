@@ -93,12 +93,13 @@ def test_aggregate_reads_naturally() -> None:
         config = spec.Config.model_validate(_source(Path("x.csv"), aggregate=value))
         return config.source.interactions.aggregate
 
-    assert parsed(True) == spec.Aggregate()
-    assert parsed(True).by == ["user_id", "item_id", "event_type"]  # type: ignore[union-attr]
+    assert parsed(True) == spec.Aggregate(by=["user_id", "item_id", "event_type"])
     assert parsed(False) is None
-    assert parsed({"weight": {"sum": "Quantity"}}).sum_column == "Quantity"  # type: ignore[union-attr]
-    assert parsed({"weight": " sum: Qty "}).sum_column == "Qty"  # type: ignore[union-attr]
-    assert parsed({"weight": "COUNT"}).sum_column is None  # type: ignore[union-attr]
+    assert parsed({"weight": {"sum": "Quantity"}}) == spec.Aggregate(weight="sum:Quantity")
+    assert spec.Aggregate(weight="sum:Quantity").sum_column == "Quantity"
+    assert parsed({"weight": " sum: Qty "}) == spec.Aggregate(weight="sum:Qty")
+    assert parsed({"weight": "COUNT", "keep": "first"}) == spec.Aggregate(keep="first")
+    assert spec.Aggregate().sum_column is None
 
 
 def test_only_interactions_aggregate_and_nothing_maps_onto_weight() -> None:

@@ -290,12 +290,14 @@ class TableSource(BaseModel):
     )
     aggregate: Annotated[Aggregate | None, BeforeValidator(_aggregate_shorthand)] = Field(
         None,
-        description="Interactions only: fold repeated events into one weighted interaction, "
-        "e.g. {by: [user_id, item_id], weight: sum:Quantity} for invoice lines where a "
-        "customer buys one product many times, or {weight: count} for repeated clicks. "
-        "true means the defaults. Rows whose by-columns are empty or whose timestamp does "
-        "not read are passed through unfolded, so validation still quarantines them. Unset: "
-        "every row is one interaction (weight 1).",
+        description="Interactions only: fold repeated events into one interaction with a "
+        "weight. Keys: by (canonical columns whose equal values make one interaction; "
+        "default [user_id, item_id, event_type]), weight ('count' of events, the default, or "
+        "'sum:<file column>', e.g. sum:Quantity for invoice lines), keep ('last', the "
+        "default, or 'first': the event that gives the time and rating). true means the "
+        "defaults. The features count an interaction of weight w as w events. Rows with an "
+        "empty required column or a timestamp that does not read pass through unfolded, so "
+        "validation still quarantines them. Unset: every row is one interaction.",
     )
     filter: list[RowCondition] = Field(
         default_factory=list,
