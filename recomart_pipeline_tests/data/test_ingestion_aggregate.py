@@ -355,3 +355,30 @@ def test_a_header_and_a_ragged_line_with_a_long_separator(
     path.write_text("uid::mid::stars::ts\n1::10::4::978300760\n2::11::3::978300761\n")
     frame = _interactions(harness, _source(path, **block))[1]
     assert frame["item_id"].tolist() == ["10", "11"] and frame["rating"].tolist() == ["4", "3"]
+
+
+def test_a_long_separator_reads_nulls_as_every_other_csv(
+    harness: TaskHarness, tmp_path: Path
+) -> None:
+    rows = [
+        ("u1", "i1", "NA", "2026-01-01T00:00:00Z"),
+        ("u2", "None", "null", "2026-01-02T00:00:00Z"),
+    ]
+    results = []
+    for delimiter, name in ((",", "events.csv"), ("::", "events.dat")):
+        path = tmp_path / name
+        path.write_text("".join(delimiter.join(row) + "\n" for row in rows))
+        block = {
+            "format": "csv",
+            "delimiter": delimiter,
+            "header": False,
+            "columns": ["user_id", "item_id", "rating", "timestamp"],
+        }
+        config = _source(path, **block, constants={"event_type": "rating"})
+        results.append(
+            pq.read_table(
+                harness.run("ingestion", config, run_id=name)[1].path("interactions")
+            ).to_pylist()
+        )
+    assert results[0] == results[1]
+    assert [r["rating"] for r in results[1]] == [None, None] and results[1][1]["item_id"] == "None"
