@@ -44,6 +44,19 @@ def write_u_data(folder: Path) -> Path:
     return path
 
 
+def write_ratings_dat(folder: Path) -> Path:
+    """MovieLens 1M ``ratings.dat``: ``UserID::MovieID::Rating::Timestamp``, no header, unix
+    seconds (a separator of two characters)."""
+    users, items, ratings, times = world()
+    path = folder / "ratings.dat"
+    lines = (
+        f"{u}::{i}::{r}::{t}\n"
+        for u, i, r, t in zip(users + 1, items + 1, ratings.astype(int), times, strict=True)
+    )
+    path.write_text("".join(lines))
+    return path
+
+
 def write_ratings_csv(folder: Path) -> Path:
     """MovieLens ``ratings.csv``: ``userId,movieId,rating,timestamp`` with half stars."""
     users, items, ratings, times = world()
@@ -81,6 +94,24 @@ def retail_frame() -> pd.DataFrame:
 def write_retail_parquet(folder: Path) -> Path:
     path = folder / "online_retail.parquet"
     retail_frame().to_parquet(path, index=False)
+    return path
+
+
+def write_repeat_purchases(folder: Path) -> Path:
+    """Invoice lines where customers come back for what they bought: each line's customer
+    buys the same StockCode again on one to three later invoices (as in the public set, where
+    a third of the lines repeat a customer's earlier product)."""
+    first = retail_frame()
+    rng = np.random.default_rng(7)
+    again = first[first["Quantity"] > 0].sample(frac=0.6, random_state=7)
+    repeats = again.loc[again.index.repeat(rng.integers(1, 4, len(again)))].copy()
+    days = rng.integers(1, 20, len(repeats))
+    repeats["InvoiceDate"] = repeats["InvoiceDate"] + pd.to_timedelta(days, unit="D")
+    repeats["InvoiceNo"] = [str(600000 + k) for k in range(len(repeats))]
+    repeats["Quantity"] = rng.integers(1, 13, len(repeats))
+    lines = pd.concat([first, repeats], ignore_index=True).sort_values("InvoiceDate")
+    path = folder / "online_retail.parquet"
+    lines.to_parquet(path, index=False)
     return path
 
 

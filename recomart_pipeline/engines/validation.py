@@ -159,6 +159,9 @@ class InteractionValidation:
         self._con.register("known_items", pa.table({"id": item_ids.cast(pa.string())}))
         self._con.register("known_users", pa.table({"id": user_ids.cast(pa.string())}))
         self._con.sql(f"CREATE TEMP VIEW raw AS {_scan(source)}")
+        columns = {row[0] for row in self._con.sql("DESCRIBE raw").fetchall()}
+        # Aggregated interactions carry a weight that passes through (null: one event).
+        self._weight = "r.weight" if "weight" in columns else "NULL"
         self._odd_values(parsers)
         self._classify()
 
@@ -207,9 +210,11 @@ class InteractionValidation:
         return f"""
             SELECT rn, user_id, item_id, event_type, "timestamp", rating,
                    CASE WHEN ts_any BETWEEN $earliest AND $latest THEN ts_any END AS ts_ns,
-                   CASE WHEN isfinite(rating_any) THEN rating_any END AS rating_value
+                   CASE WHEN isfinite(rating_any) THEN rating_any END AS rating_value,
+                   CASE WHEN isfinite(weight_any) THEN weight_any END AS weight_value
             FROM (SELECT r.file_row_number AS rn, r.user_id, r.item_id, r.event_type,
-                         r."timestamp", r.rating, {ts_any} AS ts_any, {rating_any} AS rating_any
+                         r."timestamp", r.rating, {ts_any} AS ts_any, {rating_any} AS rating_any,
+                         TRY_CAST({self._weight} AS DOUBLE) AS weight_any
                   FROM raw r
                   LEFT JOIN odd_timestamp ot ON ot.text = r."timestamp"
                   LEFT JOIN odd_rating orat ON orat.text = r.rating)
@@ -308,9 +313,11 @@ class InteractionValidation:
         )
 
     def valid(self, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """Valid rows in input order: text ids, ``timestamp`` as epoch ns, ``rating`` double."""
+        """Valid rows in input order: text ids, ``timestamp`` as epoch ns, ``rating`` and
+        ``weight`` double."""
         query = (
-            'SELECT user_id, item_id, event_type, ts_ns AS "timestamp", rating_value AS rating '
+            'SELECT user_id, item_id, event_type, ts_ns AS "timestamp", rating_value AS rating, '
+            "weight_value AS weight "
             f"FROM ({self._typed()}) t ANTI JOIN broken b ON b.rn = t.rn ORDER BY t.rn"
         )
         yield from self._con.sql(query, params=self._params()).to_arrow_reader(batch_rows)

@@ -126,6 +126,9 @@ DEFAULT_FEATURES = FeaturesConfig()
 DEFAULT_RATINGS = RatingRangeConfig()
 DEFAULT_FRESHNESS = FreshnessConfig()
 TEST_SHARE = 0.2
+# Aggregation is proposed when at least this share of the rows repeat a user's earlier item
+# and a quantity column can weigh them (invoice lines, baskets).
+REPEAT_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -650,6 +653,9 @@ class _Builder:
                 for c in conditions
             ]
         events = self._events(conditions, value_mapping, constants)
+        aggregate = self._aggregate(events)
+        if aggregate:
+            block["aggregate"] = aggregate
         self._ratings(events)
         self._positives(events)
         self._freshness(events)
@@ -791,6 +797,34 @@ class _Builder:
                 "not interactions are dropped"
             )
         return Events(users, items, types, rating, times[valid].reset_index(drop=True))
+
+    def _aggregate(self, events: Events) -> dict[str, Any] | None:
+        """Fold repeated purchases into one interaction weighted by the summed quantity,
+        when many rows repeat a user's item: otherwise a line of 12 counts as a line of 1."""
+        quantity = self.roles.columns.get("quantity")
+        if quantity is None or quantity.numbers is None or not events.users.size:
+            return None
+        pairs = pd.DataFrame({"user": events.users, "item": events.items, "type": events.types})
+        repeats = int(pairs.duplicated().sum())
+        share = repeats / len(pairs)
+        if share < REPEAT_SHARE:
+            return None
+        self.facts.append(
+            f"repeats: {share:.0%} of the rows repeat a user's earlier item "
+            f"({len(pairs) - repeats:,} user-item pairs in {len(pairs):,} rows)"
+        )
+        self.choices.append(
+            Choice(
+                f"fold repeated user-item events into one interaction weighted by the sum of "
+                f"{quantity.name}", "medium",
+                f"{share:.0%} of the rows repeat a pair and {quantity.name} says how many; "
+                "without it every line counts once, whatever its quantity (weight: count "
+                "counts lines instead; remove the key to keep every line)",
+                f"{self.key}.aggregate",
+            )
+        )  # fmt: skip
+        # A quantity is only ever found by its name, so the file has a header to name it by.
+        return {"weight": f"sum:{quantity.name}"}
 
     def _ratings(self, events: Events) -> None:
         column = self.roles.columns.get("rating")

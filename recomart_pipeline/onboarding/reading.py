@@ -1,7 +1,8 @@
 """Find the user's data files and read them the way ingestion will: sniffed, not assumed.
 
 A CSV's delimiter, header and encoding are guessed from its head (the delimiter that splits
-every line into the same number of fields; a header unless the first line holds numbers or
+every line into the same number of fields, a separator of several characters such as
+MovieLens-1M's ``::`` before its single characters, which would split it into empty fields; a header unless the first line holds numbers or
 dates; UTF-8, else Windows-1252, else Latin-1), because ingestion needs them spelled out and a
 wrong guess there fails every later step. Files are read as text (ids keep their leading
 zeros, a mixed ``StockCode`` stays text); Parquet keeps its own types. At most ``MAX_ROWS``
@@ -12,10 +13,8 @@ the newest event is the data's real newest event.
 from __future__ import annotations
 
 import bz2
-import csv
 import glob
 import gzip
-import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,10 +24,14 @@ from typing import Any, Literal
 import pandas as pd
 import pyarrow.parquet as pq
 
+from recomart_pipeline.tasks.specs.ingestion import split_lines
+
 MAX_ROWS = 2_000_000
 HEAD_BYTES = 1 << 18
 HEAD_LINES = 200
 DELIMITERS = (",", "\t", ";", "|", ":")
+# Tried first: "1::1193::5" also splits on ":" (into empty fields between the values).
+LONG_DELIMITERS = ("::", "||", ";;", "~~", "|~|")
 ENCODINGS = ("utf-8", "cp1252", "latin-1")
 CSV_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".dat", ".data")
 COMPRESSED = (".gz", ".bz2")
@@ -86,14 +89,15 @@ class DataFile:
 
 
 def _csv_options(layout: CsvLayout, frame: pd.DataFrame | None = None) -> dict[str, Any]:
+    long = len(layout.delimiter) > 1  # read as ingestion reads it: escaped, Python parser
     options: dict[str, Any] = {
-        "sep": layout.delimiter,
+        "sep": re.escape(layout.delimiter) if long else layout.delimiter,
         "dtype": str,
         "keep_default_na": False,
         "na_values": [""],
         "encoding": layout.encoding,
         "header": 0 if layout.header else None,
-        "engine": "c",
+        "engine": "python" if long else "c",
     }
     if frame is not None and not layout.header:
         options["names"] = list(frame.columns)
@@ -174,21 +178,26 @@ def _decode(raw: bytes, path: Path) -> tuple[str, str]:
 def _delimiter(lines: list[str], path: Path) -> tuple[str, int]:
     """The delimiter that splits (nearly) every line into the same number (> 1) of fields."""
     best: tuple[float, int, str] | None = None
-    for delimiter in DELIMITERS:
-        widths = [len(row) for row in csv.reader(lines, delimiter=delimiter) if row]
-        if not widths:
-            continue
-        width = max(set(widths), key=widths.count)
-        share = widths.count(width) / len(widths)
-        if width < 2 or share < 0.95:
-            continue
-        # Most consistent first, then the widest; DELIMITERS order breaks ties.
-        score = (share, width, delimiter)
-        if best is None or score[:2] > best[:2]:
-            best = score
+    text = "\n".join(lines)
+    # A separator of several characters that fits wins over its parts.
+    for candidates in (LONG_DELIMITERS, DELIMITERS):
+        for delimiter in candidates:
+            widths = [len(row) for row in split_lines(text, delimiter) if row]
+            if not widths:
+                continue
+            width = max(set(widths), key=widths.count)
+            share = widths.count(width) / len(widths)
+            if width < 2 or share < 0.95:
+                continue
+            # Most consistent first, then the widest; the candidates' order breaks ties.
+            score = (share, width, delimiter)
+            if best is None or score[:2] > best[:2]:
+                best = score
+        if best is not None:
+            break
     if best is None:
         raise OnboardingError(
-            f"{path}: no delimiter among {', '.join(repr(d) for d in DELIMITERS)} splits its "
+            f"{path}: no delimiter among {', '.join(repr(d) for d in (*DELIMITERS, *LONG_DELIMITERS))} splits its "
             "lines into the same number of columns; a data file needs at least a user and an "
             "item column"
         )
@@ -218,7 +227,7 @@ def sniff_csv(path: Path) -> CsvLayout:
     if not lines:
         raise OnboardingError(f"{path}: the file is empty")
     delimiter, width = _delimiter(lines, path)
-    rows = [row for row in csv.reader(lines, delimiter=delimiter) if row]
+    rows = [row for row in split_lines("\n".join(lines), delimiter) if row]
     return CsvLayout(delimiter, _has_header(rows), encoding, width)
 
 
@@ -278,7 +287,7 @@ def _columns_of(path: Path) -> tuple[Literal["csv", "parquet"], tuple[str, ...],
     if not layout.header:
         return kind, tuple(f"column_{i + 1}" for i in range(layout.width)), layout
     text, _ = _decode(_head_bytes(path), path)
-    first = next(csv.reader(io.StringIO(text), delimiter=layout.delimiter))
+    first = next(split_lines(text, layout.delimiter))
     return kind, tuple(first), layout
 
 

@@ -157,9 +157,10 @@ def _csv_fault(path: Path, source: TableSource, chunk_rows: int, keys: Keys) -> 
     """The first place a CSV that pyarrow refused goes wrong, in the user's terms (line
     numbers count physical lines from 1, the header included); None if it is not found.
 
-    Runs only after a failure, so the common path pays nothing for it.
+    Runs only after a failure, so the common path pays nothing for it. A separator of
+    several characters is read by pandas, whose own message names the line.
     """
-    if not _ascii_newlines(source.encoding):
+    if not _ascii_newlines(source.encoding) or len(source.delimiter) > 1:
         return None
     expected = None if source.header else len(source.columns or [])
     ended = 0  # the line the last whole record ended on

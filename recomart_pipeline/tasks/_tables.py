@@ -35,6 +35,8 @@ TYPED_SCHEMAS: dict[str, pa.Schema] = {
             ("event_type", pa.string()),
             ("timestamp", TIMESTAMP),
             ("rating", pa.float32()),
+            # How many events the row stands for (ingestion's aggregate); null means 1.
+            ("weight", pa.float32()),
         ]
     ),
     "items": pa.schema(
@@ -78,8 +80,16 @@ def strip_metadata(table: pa.Table) -> pa.Table:
     return table.replace_schema_metadata(None)
 
 
+# Typed columns a frame may lack (null in the table): a frame built without aggregation
+# (a hand-made upstream, an older checkpoint) has no weight, which means one event a row.
+OPTIONAL_TYPED = ("weight",)
+
+
 def frame_to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     """A pandas frame as an Arrow table of exactly ``schema``, without the index."""
+    absent = [c for c in OPTIONAL_TYPED if c in schema.names and c not in frame.columns]
+    if absent:
+        frame = frame.assign(**dict.fromkeys(absent, np.nan))
     table = pa.Table.from_pandas(frame[schema.names], preserve_index=False)
     return strip_metadata(table).cast(schema)
 

@@ -8,7 +8,8 @@ The implicit confidence of a (user, item) pair is the sum of its train events' w
 ``event_weights`` per event type (default view 1, add_to_cart 3, purchase 5); a rating event
 weighs its rating value when it is at least ``positive_rating_threshold`` (a liked item) and
 ``low_rating_weight`` otherwise (the user saw it but did not like it). Pairs whose weights sum
-to zero are left out of the matrix.
+to zero are left out of the matrix. A row that ingestion aggregated from several events
+(its ``weight``) counts as that many events.
 
 Held-out positives (``test_interactions``) are test add-to-cart/purchase events and ratings at
 or above the threshold, one row per pair. Pairs the user already has in train are left out by
@@ -93,6 +94,7 @@ class _Encoded:
     events: pd.Series
     ratings: np.ndarray
     timestamps: np.ndarray  # int64 nanoseconds since the epoch, UTC
+    weights: np.ndarray  # events each row stands for (ingestion's aggregate); 1 if unset
 
 
 def _read_split(path: Path) -> pd.DataFrame:
@@ -114,6 +116,7 @@ def _encode(frame: pd.DataFrame, user_ids: pd.Index, item_ids: pd.Index) -> _Enc
         events=frame["event_type"],
         ratings=frame["rating"].to_numpy(np.float32, na_value=np.nan),
         timestamps=frame["timestamp"].to_numpy(),
+        weights=frame.get("weight", pd.Series(1.0, frame.index)).fillna(1.0).to_numpy(np.float32),
     )
 
 
@@ -124,6 +127,7 @@ def _subset(encoded: _Encoded, keep: np.ndarray) -> _Encoded:
         encoded.events[keep].reset_index(drop=True),
         encoded.ratings[keep],
         encoded.timestamps[keep],
+        encoded.weights[keep],
     )
 
 
@@ -155,7 +159,8 @@ def _weights(encoded: _Encoded, config: Config) -> np.ndarray:
     by_type = encoded.events.map(config.event_weights).astype(np.float32).fillna(0.0).to_numpy()
     liked = encoded.ratings >= config.positive_rating_threshold
     rating_weight = np.where(liked, encoded.ratings, np.float32(config.low_rating_weight))
-    return np.where(_is_rating(encoded), rating_weight, by_type).astype(np.float32)
+    weight = np.where(_is_rating(encoded), rating_weight, by_type).astype(np.float32)
+    return weight * encoded.weights  # an aggregated row counts as that many events
 
 
 def _matrix(encoded: _Encoded, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:

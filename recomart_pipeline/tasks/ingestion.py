@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import http.client
+import re
 import shutil
 import tempfile
 import urllib.error
@@ -80,6 +81,7 @@ from recomart_pipeline.tasks.specs.ingestion import (
     DERIVED_TABLES,
     SOURCE_FILES_CHECK,
     TIME_COLUMNS,
+    Aggregate,
     Config,
     RowCondition,
     TableSource,
@@ -89,7 +91,7 @@ from recomart_pipeline.tasks.specs.ingestion import (
     is_url,
     local_files,
 )
-from recomart_pipeline.tasks.specs.tables import EVENT_TYPES, TABLES
+from recomart_pipeline.tasks.specs.tables import EVENT_TYPES, TABLES, WEIGHT
 
 PROBE_BYTES = 1 << 20  # CSV block parsed to learn a file's header
 DOWNLOAD_CHUNK_BYTES = 1 << 20
@@ -110,6 +112,7 @@ COMPARE: dict[str, Callable[..., Any]] = {
     ">=": pc.greater_equal,
 }
 ROW = "__row"
+AMOUNT = "__amount"  # the number aggregate.weight: sum:<column> adds up, carried per row
 DERIVED_URI = "derived from interactions"
 
 
@@ -274,6 +277,16 @@ def _meets(column: pa.Array | pa.ChunkedArray, condition: RowCondition) -> pa.Ar
     return pc.and_kleene(pc.invert(_blank(text)), pc.fill_null(result, False))
 
 
+def _numbers(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as float64; what is not a finite number becomes null."""
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    else:
+        parsed = pd.to_numeric(to_text(column).to_pandas(), errors="coerce")
+        values = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+    return pa.array(values, mask=~np.isfinite(values))
+
+
 def _keep(batch: pa.RecordBatch, conditions: list[RowCondition]) -> pa.RecordBatch:
     if not conditions:
         return batch
@@ -301,12 +314,56 @@ def _source_schema(path: Path, file_format: str, names: list[str]) -> dict[str, 
     return dict.fromkeys(names, "csv")
 
 
+def _split_options(source: TableSource) -> dict[str, Any]:
+    """pandas' options for a separator of several characters (pyarrow splits on one only):
+    the Python parser, the separator escaped so that '|' or '.' stay literal characters."""
+    return {
+        "sep": re.escape(source.delimiter),
+        "engine": "python",
+        "dtype": str,
+        # The null spellings pyarrow uses for every other CSV, no more and no fewer.
+        "keep_default_na": False,
+        "na_values": list(pacsv.ConvertOptions().null_values),
+        "encoding": source.encoding,
+        "header": 0 if source.header else None,
+        "names": None if source.header else source.columns,
+    }
+
+
+def _split_batches(
+    path: Path, source: TableSource, chunk_rows: int, columns: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """Stream the wanted columns of a multi-character-separated file as text (empty fields
+    and the usual null spellings become null, as pyarrow reads them). A line with fewer
+    fields than the header reads as nulls in the missing ones, which validation then
+    quarantines; a line with more is a bad file."""
+    schema = pa.schema([pa.field(c, pa.string()) for c in columns])
+    try:
+        # No usecols: with it pandas would pass a line with too many fields silently.
+        reader = pd.read_csv(path, chunksize=chunk_rows, **_split_options(source))
+        with reader:
+            for chunk in reader:
+                yield pa.RecordBatch.from_pandas(chunk[columns], schema, preserve_index=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        # The Arrow error type routes it to the bad-file report like any parser refusal.
+        raise pa.ArrowInvalid(str(exc)) from exc
+
+
+def _split_names(path: Path, source: TableSource) -> list[str]:
+    try:
+        return [str(c) for c in pd.read_csv(path, nrows=0, **_split_options(source)).columns]
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise pa.ArrowInvalid(str(exc)) from exc
+
+
 def _source_names(path: Path, file_format: str, source: TableSource, chunk_rows: int) -> list[str]:
     if file_format == "parquet":
         return pq.ParquetFile(path).schema_arrow.names
     if not source.header:
         assert source.columns is not None
         return list(source.columns)
+    if len(source.delimiter) > 1:
+        return _split_names(path, source)
     parse = pacsv.ParseOptions(delimiter=source.delimiter)
     try:
         # pyarrow parses the whole first block to learn the header: keep it small
@@ -347,6 +404,8 @@ def _batches(
     path: Path, file_format: str, source: TableSource, chunk_rows: int, columns: list[str]
 ) -> Iterator[pa.RecordBatch]:
     if file_format == "csv":
+        if len(source.delimiter) > 1:
+            return _split_batches(path, source, chunk_rows, columns)
         return _csv_batches(path, source, chunk_rows, columns)
     return _parquet_batches(path, chunk_rows, columns)
 
@@ -393,6 +452,7 @@ class _Names:
 
     mapping: dict[str, str]  # canonical → source column
     read: list[str]
+    amount: str | None = None  # the source column aggregate.weight sums
 
 
 def _canonical_names(
@@ -431,10 +491,18 @@ def _canonical_names(
             f"{names}",
             hint=f"{key}.filter names the file's own columns (before column_mapping)",
         )
+    amount = source.aggregate.sum_column if source.aggregate is not None else None
+    if amount is not None and amount not in names:
+        raise SchemaError(
+            f"{path} has no column {amount!r} to sum into the weight ({key}.aggregate.weight); "
+            f"columns found: {names}",
+            hint=f"{key}.aggregate.weight names the file's own column (before column_mapping), "
+            "e.g. sum:Quantity; or use weight: count",
+        )
     wanted = [c for c in (*layout.columns, *extras) if c in renamed]
     mapping = {column: renamed[column] for column in wanted}
-    read = list(dict.fromkeys([*mapping.values(), *(c.column for c in source.filter)]))
-    return _Names(mapping, read)
+    read = [*mapping.values(), *(c.column for c in source.filter), *([amount] if amount else [])]
+    return _Names(mapping, list(dict.fromkeys(read)), amount)
 
 
 def _missing_message(
@@ -548,6 +616,8 @@ def _file_batches(
             kept = _keep(batch, source.filter)
             try:
                 canonical = _canonical_batch(kept, plan, source, table, columns)
+                if plan.amount is not None:
+                    canonical = canonical.append_column(AMOUNT, _numbers(kept.column(plan.amount)))
             except CONVERSION_ERRORS:
                 raise cell_bad_file(path, batch, done.rows, plan) from None
             done.rows += batch.num_rows
@@ -604,6 +674,118 @@ class _Derived:
         return pa.concat_tables(self._parts).cast(raw_schema(self.layout))
 
 
+# --- aggregation -------------------------------------------------------------------------------
+
+TIME_NS = "__ts"
+EVENTS = "__events"
+TOTAL = "__total"
+
+
+class _Aggregator:
+    """Folds repeated events into weighted interactions (``aggregate`` of the source).
+
+    Batches are reduced as they come (one row per group, with its event count, its total and
+    its representative row: the latest or earliest event) and the reductions are merged
+    whenever they outgrow what is held, so memory follows the number of interactions, not
+    of events. Rows that validation must see as they are — a required column empty, a
+    timestamp that does not read — pass through unfolded with their own weight. The result
+    is sorted by time (then the ``by`` columns), so it does not depend on the batch size.
+    """
+
+    def __init__(self, spec: Aggregate, columns: list[str], key: str) -> None:
+        self.spec = spec
+        self.columns = columns
+        self.key = key
+        self._held: pd.DataFrame | None = None
+        self._pending: list[pd.DataFrame] = []
+        self._pending_rows = 0
+        self._loose: list[pa.Table] = []
+        self.rows_in = 0
+        self.no_number = 0
+
+    def add(self, batch: pa.Table) -> None:
+        amount = self.spec.sum_column is not None
+        frame = batch.select([*self.columns, *([AMOUNT] if amount else [])]).to_pandas()
+        self.rows_in += len(frame)
+        if amount:
+            numbered = frame[AMOUNT].notna().to_numpy()
+            self.no_number += int((~numbered).sum())
+            frame = frame[numbered]
+            totals = frame.pop(AMOUNT).to_numpy(np.float64)
+        else:
+            totals = np.ones(len(frame))
+        times = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601", errors="coerce")
+        times = times.where(times.between(EARLIEST, LATEST))
+        required = frame[list(TABLES["interactions"].required)]
+        loose = (required.isna() | (required == "")).any(
+            axis=1
+        ).to_numpy() | times.isna().to_numpy()
+        if loose.any():
+            self._loose.append(self._with_weight(frame[loose], totals[loose]))
+        folded = frame[~loose].assign(
+            **{
+                TIME_NS: pd.DatetimeIndex(times[~loose]).as_unit("ns").asi8,
+                EVENTS: 1,
+                TOTAL: totals[~loose],
+            }
+        )
+        self._pending.append(self._reduce(folded))
+        self._pending_rows += len(self._pending[-1])
+        if self._pending_rows >= max(len(self._held) if self._held is not None else 0, 1):
+            self._merge()
+
+    def _reduce(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """One row per group: the representative event, with the group's count and total."""
+        by = self.spec.by
+        frame = frame.sort_values(TIME_NS, kind="stable")
+        sums = frame.groupby(by, sort=False, dropna=False)[[EVENTS, TOTAL]].transform("sum")
+        frame = frame.assign(**{EVENTS: sums[EVENTS], TOTAL: sums[TOTAL]})
+        return frame.drop_duplicates(by, keep=self.spec.keep)
+
+    def _merge(self) -> None:
+        parts = ([self._held] if self._held is not None else []) + self._pending
+        self._held = self._reduce(pd.concat(parts, ignore_index=True))
+        self._pending, self._pending_rows = [], 0
+
+    def _with_weight(self, frame: pd.DataFrame, weights: np.ndarray) -> pa.Table:
+        columns = {c: pa.array(frame[c], pa.string(), from_pandas=True) for c in self.columns}
+        columns[WEIGHT] = pa.array(weights, pa.float64()).cast(pa.string())
+        return pa.table(columns)
+
+    def table(self) -> tuple[pa.Table, dict[str, Any]]:
+        """The interactions, then what became of the rows (for the log and the metadata)."""
+        if self._pending:
+            self._merge()
+        held = (
+            self._held
+            if self._held is not None
+            else pd.DataFrame({c: [] for c in (*self.columns, TIME_NS, EVENTS, TOTAL)})
+        )
+        weights = (held[EVENTS] if self.spec.sum_column is None else held[TOTAL]).astype(float)
+        positive = (weights > 0).to_numpy()
+        held = held.assign(**{WEIGHT: weights})[positive]
+        folded = self._with_weight(held, held[WEIGHT].to_numpy(np.float64))
+        # Arrow sorts text keys far faster than pandas (3 s → 0.3 s for 1M interactions).
+        order = [(TIME_NS, "ascending"), *((c, "ascending") for c in self.spec.by)]
+        keys = folded.append_column(TIME_NS, pa.array(held[TIME_NS].to_numpy(np.int64)))
+        folded = folded.take(pc.sort_indices(keys, sort_keys=order))
+        loose = sum(part.num_rows for part in self._loose)
+        result = pa.concat_tables([folded, *self._loose]) if self._loose else folded
+        stats = {
+            "by": list(self.spec.by),
+            "weight": self.spec.weight,
+            "keep": self.spec.keep,
+            "rows_in": self.rows_in,
+            "rows_folded": int(held[EVENTS].sum()),
+            "interactions_folded": folded.num_rows,
+            "interactions": result.num_rows,
+            "rows_passed_through": loose,
+            "rows_without_number": self.no_number,
+            "interactions_not_positive": int((~positive).sum()),
+        }
+        return result, stats
+
+
 @dataclass
 class _Ingested:
     path: Path
@@ -613,6 +795,7 @@ class _Ingested:
     schema: dict[str, str]
     filtered: int
     bad: list[BadFile] = field(default_factory=list)
+    aggregation: dict[str, Any] | None = None
 
 
 @dataclass
@@ -735,15 +918,28 @@ def _ingest_table(
             extra={"fields": {"table": table, "uri": files.uri, "files": len(files.files)}},
         )
         day = ctx.partition_key if table == "interactions" else None
-        with ParquetSink(output, raw_schema(layout)) as sink:
+        schema = raw_schema(layout)
+        aggregator = None
+        if source.aggregate is not None:
+            aggregator = _Aggregator(source.aggregate, list(layout.columns), files.key)
+            schema = schema.append(pa.field(WEIGHT, pa.string()))
+        aggregation = None
+        with ParquetSink(output, schema) as sink:
 
             def emit(batch: pa.Table) -> None:
                 rows = _of_day(batch, day) if day else batch
                 for collector in derived.values():
                     collector.add(rows)
-                sink.write(rows.select(list(layout.columns)))
+                if aggregator is not None:
+                    aggregator.add(rows)
+                else:
+                    sink.write(rows.select(list(layout.columns)))
 
             read = _read_source(ctx, table, files, source, extras, emit)
+            if aggregator is not None:
+                folded, aggregation = aggregator.table()
+                sink.write(folded)
+                _log_aggregation(ctx, files.key, aggregation)
     if read.bad and (ctx.config.on_bad_file == "fail" or len(read.bad) == len(files.files)):
         raise _bad_files_error(files, read.bad)
     if read.rows == 0:
@@ -761,8 +957,39 @@ def _ingest_table(
         },
     )
     return _Ingested(
-        output, sink.rows, len(files.files), files.uri, read.schema, read.filtered, read.bad
+        output,
+        sink.rows,
+        len(files.files),
+        files.uri,
+        read.schema,
+        read.filtered,
+        read.bad,
+        aggregation,
     )
+
+
+def _log_aggregation(ctx: TaskContext, key: str, stats: dict[str, Any]) -> None:
+    """Say once what aggregation did; warn about the rows it had to leave out."""
+    ctx.logger.info(
+        f"aggregated {stats['rows_folded']:,} rows into "
+        f"{stats['interactions_folded']:,} interactions "
+        f"(by {stats['by']}, weight {stats['weight']}, keep {stats['keep']}); "
+        f"{stats['rows_passed_through']:,} rows passed through unfolded for validation",
+        extra={"fields": {"table": "interactions", **stats}},
+    )
+    if stats["rows_without_number"]:
+        ctx.logger.warning(
+            f"{stats['rows_without_number']:,} rows have no number in the column "
+            f"{key}.aggregate.weight sums and were dropped; add a filter such as "
+            "{column: <it>, op: not_null} to say so in the config"
+        )
+    if stats["interactions_not_positive"]:
+        ctx.logger.warning(
+            f"{stats['interactions_not_positive']:,} interactions summed to zero or less "
+            f"({key}.aggregate.weight) and were dropped (returns cancelling purchases?); "
+            f"a filter such as {{column: <it>, op: '>', value: 0}} in {key}.filter keeps "
+            "returns out of the sums"
+        )
 
 
 def _write_derived(ctx: TaskContext, table: str, collector: _Derived) -> _Ingested:
@@ -874,6 +1101,9 @@ def _ingest_all(ctx: TaskContext, config: Config) -> TaskResult:
         metrics[f"{table}_rows_filtered"] = done.filtered
         metrics[f"{table}_files_quarantined"] = len(done.bad)
         metadata[f"{table}_source"] = done.uri
+        if done.aggregation is not None:
+            metadata[f"{table}_aggregation"] = done.aggregation
+            metrics[f"{table}_rows_aggregated"] = done.aggregation["rows_in"]
         quarantined += [
             {"table": table, "file": shown_path(b.path), "reason": b.message, "hint": b.hint}
             for b in done.bad

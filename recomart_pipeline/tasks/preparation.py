@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recomart_pipeline.contract.errors import DataValidationError, SchemaError
@@ -47,6 +48,7 @@ from recomart_pipeline.tasks.specs.preparation import (
     Config,
     SplitConfig,
 )
+from recomart_pipeline.tasks.specs.tables import WEIGHT
 
 INTERACTIONS = TYPED_SCHEMAS["interactions"]
 REQUIRED = ["user_id", "item_id", "event_type", "timestamp"]
@@ -57,13 +59,16 @@ MAX_KCORE_ROUNDS = 100
 def _load(path: Path) -> pd.DataFrame:
     """Typed interactions with categorical ids, which keep 20M-row frames small."""
     found = pq.read_schema(path).names
-    missing = [c for c in INTERACTIONS.names if c not in found]
+    missing = [c for c in INTERACTIONS.names if c not in found and c != WEIGHT]
     if missing:
         raise SchemaError(
             f"interactions input {path} lacks column(s) {missing} (it has {found})",
             hint="preparation reads the typed output of the validation task",
         )
-    frame = read_categorical(path, CATEGORICAL).select(INTERACTIONS.names).to_pandas()
+    table = read_categorical(path, CATEGORICAL)
+    if WEIGHT not in found:  # validated before weights existed: every row is one event
+        table = table.append_column(WEIGHT, pa.nulls(table.num_rows, pa.float32()))
+    frame = table.select(INTERACTIONS.names).to_pandas()
     return frame.astype({"timestamp": "datetime64[ns, UTC]", "rating": "float32"})
 
 

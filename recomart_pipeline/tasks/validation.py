@@ -82,7 +82,7 @@ from recomart_pipeline.tasks._tables import (
     to_text,
     write_frame,
 )
-from recomart_pipeline.tasks.specs.tables import TABLES
+from recomart_pipeline.tasks.specs.tables import TABLES, WEIGHT
 from recomart_pipeline.tasks.specs.validation import (
     RAW_INTERACTIONS,
     RAW_ITEMS,
@@ -275,7 +275,19 @@ def _orphans(
 
 
 def _batches(path: Path, config: Config) -> Iterator[pa.Table]:
-    yield from iter_text_batches(path, config.chunk_rows, RAW_COLUMNS)
+    """The rule columns, plus the weight of aggregated interactions when ingestion wrote it
+    (it only passes through: rules and duplicates look at the rule columns)."""
+    weighted = WEIGHT in pq.ParquetFile(path).schema_arrow.names
+    yield from iter_text_batches(path, config.chunk_rows, [*RAW_COLUMNS, *[WEIGHT] * weighted])
+
+
+def _weights(raw: pa.Table, keep: np.ndarray) -> pa.Array:
+    """The typed weight of the kept rows: a finite number, else null (which means 1)."""
+    if WEIGHT not in raw.column_names:
+        return pa.nulls(int(keep.sum()), pa.float32())
+    values = pd.to_numeric(raw[WEIGHT].to_pandas(), errors="coerce")
+    numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)[keep]
+    return pa.array(numbers, mask=~np.isfinite(numbers)).cast(pa.float32())
 
 
 def _check_columns(path: Path) -> None:
@@ -306,7 +318,8 @@ def _scan(path: Path, config: Config, refs: _References) -> _Scan:
         parsed = _parse(raw)
         batch_flags, nulls = _flags(raw, parsed, config, refs, limit)
         flags.append(batch_flags)
-        hashes.append(pd.util.hash_pandas_object(raw.to_pandas(), index=False).to_numpy())
+        rule_columns = raw.select(RAW_COLUMNS).to_pandas()
+        hashes.append(pd.util.hash_pandas_object(rule_columns, index=False).to_numpy())
         for column, blank in nulls.items():
             null_counts[column] += int(blank.sum())
         clean = parsed.timestamps[batch_flags == 0]
@@ -334,6 +347,7 @@ def _typed_rows(raw: pa.Table, parsed: _Parsed, keep: np.ndarray) -> pa.Table:
             "event_type": raw["event_type"].filter(mask),
             "timestamp": pa.array(parsed.timestamps).filter(mask),
             "rating": pa.array(ratings, mask=np.isnan(ratings)),
+            WEIGHT: _weights(raw, keep),
         }
     )
 
@@ -615,6 +629,7 @@ def _typed_batch(batch: pa.RecordBatch) -> pa.Table:
             "event_type": batch["event_type"],
             "timestamp": timestamps,
             "rating": batch["rating"],
+            WEIGHT: batch[WEIGHT].cast(pa.float32()),
         }
     )
 

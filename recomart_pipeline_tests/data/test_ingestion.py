@@ -310,7 +310,7 @@ def test_header_false_takes_the_column_names_from_config(
         ({"header": False}, "header: false needs columns"),
         ({"columns": ["a"]}, "set header: false"),
         ({"encoding": "klingon"}, "unknown encoding"),
-        ({"delimiter": "::"}, "delimiter"),
+        ({"delimiter": '""'}, "delimiter"),
         ({"timestamp": {"unit": "s", "format": "%Y"}}, "timestamp.format"),
         ({"timestamp": {"timezone": "Mars/Olympus"}}, "IANA"),
         ({"filter": [{"column": "q", "op": ">"}]}, "needs one value"),

@@ -10,10 +10,12 @@ import gzip
 import io
 import itertools
 import zoneinfo
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,7 +27,7 @@ from pydantic import (
 from recomart_pipeline.contract.errors import SourceNotFoundError
 from recomart_pipeline.contract.task import CheckSpec, Output, PreflightIssue, TaskSpec
 from recomart_pipeline.tasks import schema_approval as approval
-from recomart_pipeline.tasks.specs.tables import TABLES
+from recomart_pipeline.tasks.specs.tables import TABLES, WEIGHT
 
 FileFormat = Literal["auto", "csv", "parquet"]
 TimeUnit = Literal["iso", "s", "ms", "us", "ns"]
@@ -124,6 +126,109 @@ def _delimiter(value: Any) -> Any:
     return DELIMITER_NAMES.get(value.lower(), value) if isinstance(value, str) else value
 
 
+def _plain_delimiter(value: str) -> str:
+    """A separator the readers can split on: no line break, no quote, not blank spaces
+    alone (which a multi-character reader would take for a pattern of any whitespace)."""
+    if any(char in value for char in '\r\n"'):
+        raise ValueError(
+            f"delimiter {value!r} holds a line break or a quote: use the separator "
+            "written between the fields, e.g. ',', 'tab', '::'"
+        )
+    return value
+
+
+AGGREGATE_KEYS = ("user_id", "item_id", "event_type", "timestamp", "rating")
+SUM_PREFIX = "sum:"
+
+
+def _aggregate_shorthand(value: Any) -> Any:
+    """``aggregate: true`` means the defaults; ``false`` means no aggregation."""
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
+
+
+def _weight_rule(value: Any) -> Any:
+    """``{sum: Quantity}`` reads as ``sum:Quantity``; spaces around the column are dropped."""
+    if isinstance(value, dict) and list(value) == ["sum"]:
+        return f"{SUM_PREFIX}{value['sum']}"
+    if isinstance(value, str) and value.strip().lower().startswith(SUM_PREFIX):
+        return SUM_PREFIX + value.strip()[len(SUM_PREFIX) :].strip()
+    if isinstance(value, str):
+        return "count" if value.strip().lower() == "count" else value.strip()
+    return value
+
+
+class Aggregate(BaseModel):
+    """Fold repeated events into one interaction that carries a weight.
+
+    Events with equal ``by`` values become one row; its ``weight`` is how many events it
+    stands for (``count``) or the sum of a number column of the file (``sum:Quantity``).
+    The features count a weighted interaction as ``weight`` times its event type's weight.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: list[str] = Field(
+        default_factory=lambda: ["user_id", "item_id", "event_type"],
+        min_length=2,
+        description="Canonical columns (after column_mapping and constants) whose equal values "
+        "make one interaction; must include user_id and item_id. Default [user_id, item_id, "
+        "event_type]: a purchase and a view of one item stay apart.",
+    )
+    weight: Annotated[str, BeforeValidator(_weight_rule)] = Field(
+        "count",
+        description="The interaction's weight: 'count' (the number of events folded) or "
+        "'sum:<column>' (the sum of a number column of the file, named as in the file, e.g. "
+        "sum:Quantity for invoice lines). An interaction whose sum is not positive is "
+        "dropped and counted; a row whose number is missing or not a number is dropped and "
+        "counted.",
+    )
+    keep: Literal["last", "first"] = Field(
+        "last",
+        description="Which event of a group gives the interaction its timestamp (and its "
+        "rating and every other column not in by): the latest ('last') or the earliest.",
+    )
+
+    @field_validator("by")
+    @classmethod
+    def _canonical_by(cls, value: list[str]) -> list[str]:
+        unknown = [c for c in value if c not in AGGREGATE_KEYS]
+        if unknown:
+            raise ValueError(
+                f"aggregate.by names {unknown}, which are not canonical interactions columns "
+                f"{list(AGGREGATE_KEYS)} (map a file column to one in column_mapping first)"
+            )
+        missing = [c for c in ("user_id", "item_id") if c not in value]
+        if missing:
+            raise ValueError(
+                f"aggregate.by must include user_id and item_id (missing {missing}): an "
+                "interaction is one user and one item"
+            )
+        if len(set(value)) < len(value):
+            raise ValueError(f"aggregate.by repeats a column: {value}")
+        return value
+
+    @field_validator("weight")
+    @classmethod
+    def _known_weight(cls, value: str) -> str:
+        if value == "count":
+            return value
+        if value.startswith(SUM_PREFIX) and value[len(SUM_PREFIX) :]:
+            return value
+        raise ValueError(
+            f"aggregate.weight {value!r} is neither 'count' nor 'sum:<column>' (e.g. "
+            "sum:Quantity, with the file's own column name)"
+        )
+
+    @property
+    def sum_column(self) -> str | None:
+        """The file column summed into the weight, or None for ``count``."""
+        return self.weight[len(SUM_PREFIX) :] if self.weight.startswith(SUM_PREFIX) else None
+
+
 class TableSource(BaseModel):
     """Where one table comes from and how its file is written."""
 
@@ -145,11 +250,15 @@ class TableSource(BaseModel):
         "source may also map catalogue columns (title, price, category; region, "
         "signup_date) used when the items or users table is derived from it.",
     )
-    delimiter: Annotated[str, BeforeValidator(_delimiter)] = Field(
-        ",",
-        min_length=1,
-        max_length=1,
-        description="CSV field separator: one character, or 'tab' (also '\\t').",
+    delimiter: Annotated[str, BeforeValidator(_delimiter), AfterValidator(_plain_delimiter)] = (
+        Field(
+            ",",
+            min_length=1,
+            max_length=8,
+            description="CSV field separator: a character, 'tab' (also '\\t'), or several "
+            "characters written literally, e.g. '::' for MovieLens-1M ratings.dat (such a file "
+            "is read by pandas' Python parser: slower, and quotes are not special).",
+        )
     )
     header: bool = Field(
         True, description="CSV only: the first line names the columns. If false, set columns."
@@ -178,6 +287,17 @@ class TableSource(BaseModel):
         description="How the time column (interactions.timestamp, users.signup_date) is "
         "written; it is converted to ISO 8601 UTC text. Values that do not convert are kept "
         "as written, so validation quarantines them. Unset: passed through unchanged.",
+    )
+    aggregate: Annotated[Aggregate | None, BeforeValidator(_aggregate_shorthand)] = Field(
+        None,
+        description="Interactions only: fold repeated events into one interaction with a "
+        "weight. Keys: by (canonical columns whose equal values make one interaction; "
+        "default [user_id, item_id, event_type]), weight ('count' of events, the default, or "
+        "'sum:<file column>', e.g. sum:Quantity for invoice lines), keep ('last', the "
+        "default, or 'first': the event that gives the time and rating). true means the "
+        "defaults. The features count an interaction of weight w as w events. Rows with an "
+        "empty required column or a timestamp that does not read pass through unfolded, so "
+        "validation still quarantines them. Unset: every row is one interaction.",
     )
     filter: list[RowCondition] = Field(
         default_factory=list,
@@ -264,6 +384,16 @@ class Sources(BaseModel):
                     )
             if source.timestamp is not None and table not in TIME_COLUMNS:
                 raise ValueError(f"source.{table}.timestamp: the {table} table has no time column")
+            if source.aggregate is not None and table != "interactions":
+                raise ValueError(
+                    f"source.{table}.aggregate: only the interactions source aggregates"
+                )
+            if WEIGHT in source.column_mapping.values():
+                raise ValueError(
+                    f"source.{table}.column_mapping maps a column to {WEIGHT!r}, which only "
+                    f"aggregation writes: use source.{table}.aggregate: {{weight: "
+                    "sum:<that column>}} to carry a per-row count"
+                )
         return self
 
     def derives(self, table: str) -> bool:
@@ -419,11 +549,21 @@ def _csv_head(path: Path, source: TableSource) -> tuple[list[str], list[list[str
         if "\n" not in text:
             raise ValueError(f"its first line is longer than {HEAD_CHARS:,} characters")
         text = text[: text.rindex("\n") + 1]
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=source.delimiter)
-    rows = list(itertools.islice(reader, HEAD_ROWS + 1))
+    rows = list(itertools.islice(split_lines(text, source.delimiter), HEAD_ROWS + 1))
     if source.header:
         return (rows[0] if rows else []), rows[1:]
     return list(source.columns or []), rows[:HEAD_ROWS]
+
+
+def split_lines(text: str, delimiter: str) -> Iterator[list[str]]:
+    """The records of CSV text: the csv module for one character (quotes honoured); a
+    plain split for a longer separator, as pandas' Python parser reads it."""
+    if len(delimiter) == 1:
+        yield from csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        return
+    for line in text.splitlines():
+        if line:
+            yield line.split(delimiter)
 
 
 def _parquet_columns(path: Path) -> list[str]:
@@ -514,6 +654,17 @@ def preflight(config: Config, project_root: Path) -> list[PreflightIssue]:
                 )
             )
             continue
+        amount = source.aggregate.sum_column if source.aggregate is not None else None
+        if amount is not None and amount not in names:
+            issues.append(
+                PreflightIssue(
+                    (*key, "aggregate", "weight"),
+                    f"{printable(first.name)} has no column {printable(amount, 100)} to sum "
+                    f"(its columns: {printable(str(names), 500)})",
+                    "name a number column of the file as it is written there, e.g. "
+                    "sum:Quantity, or use weight: count",
+                )
+            )
         time_column = canonical.get(TIME_COLUMNS.get(table, ""))
         if (
             time_column is not None

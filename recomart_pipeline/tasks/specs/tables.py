@@ -24,3 +24,8 @@ TABLES: dict[str, TableLayout] = {
 }
 
 EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase", "rating")
+
+# The weight of an interaction that stands for several source events (``aggregate`` in the
+# ingestion source): written only by aggregation, never mapped from a file. Downstream it is
+# a nullable number; null (and a table without the column) means 1, one event.
+WEIGHT = "weight"
