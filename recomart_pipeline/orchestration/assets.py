@@ -18,7 +18,7 @@ from dagster import (
 
 from recomart_pipeline.config import ConfigError, PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
-from recomart_pipeline.orchestration.automation import partitions_for
+from recomart_pipeline.orchestration.automation import freshness_policy_for, partitions_for
 from recomart_pipeline.orchestration.inputs import input_policy, selects
 from recomart_pipeline.orchestration.metadata import (
     asset_kinds,
@@ -114,6 +114,7 @@ def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> Ass
         kinds=asset_kinds(spec),
         config_schema=task_config_schema(config, task),
         required_resource_keys=resource_keys_for(config, task),
+        freshness_policy=freshness_policy_for(config, task, order),
     )
     def _task_asset(context: AssetExecutionContext) -> MaterializeResult:
         attempt = context.retry_number + 1
