@@ -8,7 +8,9 @@ could not (killed worker, a run that failed before its executor started). Both f
 the run in the Dagster instance with one atomic insert (``claim_alert``), so exactly one of
 them sends, with or without a daemon. Retries inside a run do not end the run, so a task
 that fails three times produces one "failed after 3 attempts" message; the sensor's cursor
-moves on even when a notifier is down, so old alerts are never replayed.
+moves on even when a notifier is down, so old alerts are never replayed. Whoever sends uses
+the run's own config (``run_alert_config``), so the ``smtp`` and ``slack`` resources as the
+run's launchpad set them decide where the message goes.
 """
 
 import json
