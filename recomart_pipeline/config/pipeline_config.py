@@ -165,6 +165,13 @@ class PipelineConfig:
         if issues:
             raise ConfigError(sorted(issues, key=lambda i: (str(i.file), i.line or 0)))
         self.secret_values = self._collect_secrets(from_env)
+        # The variable a value was taken from whole (``${VAR}``): Dagster resources name it
+        # (``EnvVar``) instead of showing the value.
+        self.env_sources: dict[tuple[Any, ...], str] = {
+            key[:-1]: str(key[-1])
+            for key, value in from_env.items()
+            if value and _value_at(data, key[:-1]) == value
+        }
 
     # -- validation steps ------------------------------------------------------------------
     def _resolve_tasks(
@@ -365,6 +372,16 @@ def _configured_packages(data: dict[str, Any]) -> list[str]:
     if not isinstance(listed, list):
         return []
     return [name for name in listed if isinstance(name, str) and not is_standard_library(name)]
+
+
+def _value_at(data: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        in_mapping = isinstance(data, dict) and key in data
+        in_list = isinstance(data, list) and isinstance(key, int) and 0 <= key < len(data)
+        if not (in_mapping or in_list):
+            return None
+        data = data[key]
+    return data
 
 
 def _mask_secrets(value: Any, reveal: bool) -> Any:

@@ -377,8 +377,41 @@ class PerformanceSettings(Section):
     )
 
 
+MIN_FRESHNESS_HOURS = 1 / 60  # Dagster's shortest freshness window is one minute
+
+
+class FreshnessSettings(Section):
+    max_age_hours: float | Literal["auto"] | None = Field(
+        "auto",
+        description="How old the pipeline's last assets (those no task depends on) may get "
+        "before Dagster shows them failing their freshness policy. auto: the longest gap "
+        "between two ticks of scheduling.cron plus grace_hours, when the schedule is enabled "
+        "(no policy otherwise); a number of hours: that, scheduled or not; null: no policy.",
+    )
+    grace_hours: float = Field(
+        1.0,
+        ge=0,
+        description="With max_age_hours: auto, how late a scheduled run may finish before its "
+        "assets fail freshness (they show a warning from the missed tick on).",
+    )
+
+    @field_validator("max_age_hours")
+    @classmethod
+    def _at_least_a_minute(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, float | int) and value < MIN_FRESHNESS_HOURS:
+            raise ValueError(
+                f"max_age_hours must be at least one minute ({MIN_FRESHNESS_HOURS:.4f}), "
+                "or auto, or null for no freshness policy"
+            )
+        return value
+
+
 class MonitoringSection(Section):
     performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
+    freshness: FreshnessSettings = Field(
+        default_factory=FreshnessSettings,
+        description="The freshness policy Dagster checks the pipeline's last assets against.",
+    )
     metrics_dir: WritePath = Field(
         "metrics", description="Per-task metrics CSVs ({task}.csv), one row per attempt."
     )

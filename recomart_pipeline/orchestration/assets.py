@@ -18,7 +18,7 @@ from dagster import (
 
 from recomart_pipeline.config import ConfigError, PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
-from recomart_pipeline.orchestration.automation import partitions_for
+from recomart_pipeline.orchestration.automation import freshness_policy_for, partitions_for
 from recomart_pipeline.orchestration.failure_views import explain_blocked
 from recomart_pipeline.orchestration.inputs import input_policy, selects
 from recomart_pipeline.orchestration.metadata import (
@@ -27,6 +27,7 @@ from recomart_pipeline.orchestration.metadata import (
     materialization_metadata,
     metadata_value,
 )
+from recomart_pipeline.orchestration.resources import resource_keys_for
 from recomart_pipeline.orchestration.retries import failure_to_dagster, retry_policy_for
 from recomart_pipeline.orchestration.run_config import config_for_run, task_config_schema
 from recomart_pipeline.runtime.runner import TaskFailure, TaskOutcome, run_task
@@ -113,6 +114,8 @@ def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> Ass
         tags={"environment": settings.pipeline.environment},
         kinds=asset_kinds(spec),
         config_schema=task_config_schema(config, task),
+        required_resource_keys=resource_keys_for(config, task),
+        freshness_policy=freshness_policy_for(config, task, order),
     )
     def _task_asset(context: AssetExecutionContext) -> MaterializeResult:
         attempt = context.retry_number + 1

@@ -1,12 +1,16 @@
-"""Automation from the config: the schedule, data-arrival and run-on-startup sensors, housekeeping."""
+"""Automation from the config: the schedule, data-arrival and run-on-startup sensors,
+housekeeping, and the freshness policy the schedule promises."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
 from dagster import (
     DailyPartitionsDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
+    FreshnessPolicy,
     JobDefinition,
     OpExecutionContext,
     RunRequest,
@@ -20,6 +24,7 @@ from dagster import (
     schedule,
     sensor,
 )
+from dagster._utils.schedules import schedule_execution_time_iterator
 
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
@@ -40,6 +45,69 @@ def partitions_for(config: PipelineConfig) -> DailyPartitionsDefinition | None:
     return DailyPartitionsDefinition(
         start_date=settings.partitions.start_date, timezone=settings.timezone
     )
+
+
+# Enough ticks to see a weekly pattern of a minute-by-minute cron, and a year for the
+# irregular monthly ones (day 31), from a fixed start so the policy is the same every load.
+_GAP_SAMPLE_TICKS = 5000
+_GAP_SAMPLE_DAYS = 400
+_GAP_SAMPLE_START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@cache
+def longest_cron_gap(cron: str, timezone: str) -> timedelta:
+    """The longest wait between two ticks of ``cron`` in ``timezone``: a weekday-only
+    schedule waits over the weekend, a daily one 25 hours on the night clocks go back."""
+    ticks = schedule_execution_time_iterator(_GAP_SAMPLE_START.timestamp(), cron, timezone)
+    previous = next(ticks)
+    horizon = previous + timedelta(days=_GAP_SAMPLE_DAYS)
+    longest = timedelta(0)
+    for _ in range(_GAP_SAMPLE_TICKS):
+        tick = next(ticks)
+        if tick > horizon:
+            break
+        # by the clock on the wall, not of the wall: a gap across a DST change is an hour off
+        longest = max(longest, timedelta(seconds=tick.timestamp() - previous.timestamp()))
+        previous = tick
+    return longest
+
+
+def freshness_policy(config: PipelineConfig) -> FreshnessPolicy | None:
+    """How fresh the pipeline's last assets must be (``monitoring.freshness``).
+
+    ``auto`` derives it from the enabled schedule: an asset may be as old as the longest
+    gap between two ticks plus the grace period before it fails, and warns from the missed
+    tick on. Without a schedule nothing promises freshness, so ``auto`` attaches none.
+    """
+    settings = config.settings.monitoring.freshness
+    if settings.max_age_hours is None:
+        return None
+    if settings.max_age_hours != "auto":
+        return FreshnessPolicy.time_window(fail_window=timedelta(hours=settings.max_age_hours))
+    scheduling = config.settings.scheduling
+    if not scheduling.enabled:
+        return None
+    interval = longest_cron_gap(scheduling.cron, scheduling.timezone)
+    grace = timedelta(hours=settings.grace_hours)
+    warn = interval if grace >= timedelta(minutes=1) else None
+    return FreshnessPolicy.time_window(fail_window=interval + grace, warn_window=warn)
+
+
+# Per config: the tasks that will run and that none of them depends on (computed once, not
+# once per asset, so a 1,000-task pipeline's definitions stay linear).
+_last_tasks: "WeakKeyDictionary[PipelineConfig, frozenset[str]]" = WeakKeyDictionary()
+
+
+def freshness_policy_for(
+    config: PipelineConfig, task: str, order: list[str]
+) -> FreshnessPolicy | None:
+    """The policy of ``task``'s asset: the pipeline's policy on what a run delivers last
+    (the tasks of ``order`` no other task of it depends on), none on the steps before."""
+    last = _last_tasks.get(config)
+    if last is None:
+        needed = {dep for name in order for dep in config.settings.tasks[name].depends_on}
+        last = _last_tasks[config] = frozenset(name for name in order if name not in needed)
+    return freshness_policy(config) if task in last else None
 
 
 def schedule_for(

@@ -22,6 +22,7 @@ from recomart_pipeline.orchestration.automation import (
 )
 from recomart_pipeline.orchestration.executors import executor_for
 from recomart_pipeline.orchestration.notifications import notification_sensors, with_run_alerts
+from recomart_pipeline.orchestration.resources import resources_for
 from recomart_pipeline.orchestration.watchdog import watchdog_sensor
 
 JOB_NAME = "automated_pipeline_job"
@@ -68,6 +69,7 @@ def build_definitions(config: PipelineConfig) -> Definitions:
     housekeeping_job, housekeeping_schedule = housekeeping(config)
     return Definitions(
         assets=assets,
+        resources=resources_for(config),
         jobs=[pipeline_job, housekeeping_job],
         schedules=[schedule_for(config, pipeline_job), housekeeping_schedule],
         sensors=[

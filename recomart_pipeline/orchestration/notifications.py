@@ -8,7 +8,9 @@ could not (killed worker, a run that failed before its executor started). Both f
 the run in the Dagster instance with one atomic insert (``claim_alert``), so exactly one of
 them sends, with or without a daemon. Retries inside a run do not end the run, so a task
 that fails three times produces one "failed after 3 attempts" message; the sensor's cursor
-moves on even when a notifier is down, so old alerts are never replayed.
+moves on even when a notifier is down, so old alerts are never replayed. Whoever sends uses
+the run's own config (``run_alert_config``), so the ``smtp`` and ``slack`` resources as the
+run's launchpad set them decide where the message goes.
 """
 
 import json
@@ -44,8 +46,9 @@ from dagster._core.storage.runs.schema import KeyValueStoreTable
 from dagster._core.storage.runs.sql_run_storage import SqlRunStorage
 from sqlalchemy import exc as db_exc
 
-from recomart_pipeline.config import PipelineConfig
+from recomart_pipeline.config import ConfigError, PipelineConfig
 from recomart_pipeline.notify import RunNotice, TaskLine, dispatch
+from recomart_pipeline.orchestration.run_config import config_for_run
 
 if TYPE_CHECKING:
     from dagster._core.execution.context.system import PlanOrchestrationContext
@@ -178,6 +181,17 @@ def _who(role: str) -> str:
     return f"{role} (pid {os.getpid()} on {socket.gethostname()})"
 
 
+def run_alert_config(config: PipelineConfig, run: DagsterRun) -> PipelineConfig:
+    """The config the run's alert goes out with: the run's own, so the ``smtp`` and
+    ``slack`` resources as the run saw them (launchpad values included). A run config
+    that is not valid (the run failed on it) alerts through the YAML's channels."""
+    try:
+        return config_for_run(config, run.run_config)
+    except ConfigError as exc:
+        log.warning(f"run {run.run_id}: alerting with the YAML's channels: {exc}")
+        return config
+
+
 def send_run_alert(
     config: PipelineConfig,
     instance: DagsterInstance,
@@ -194,6 +208,7 @@ def send_run_alert(
     """
     if not claim_alert(instance, run.run_id, _who(role)):
         return False
+    config = run_alert_config(config, run)
     notice = build_notice(config, instance, run, status)
 
     def send() -> None:

@@ -48,6 +48,7 @@ from pydantic import BaseModel
 from recomart_pipeline.config import ConfigError, PipelineConfig
 from recomart_pipeline.contract.redaction import strip_url_credentials
 from recomart_pipeline.contract.task import FreeConfig
+from recomart_pipeline.orchestration.resources import resource_overrides
 
 _SCALARS = {"string": String, "integer": Int, "number": Float, "boolean": Bool}
 _BOUNDS = {
@@ -186,10 +187,14 @@ def run_config_overrides(run_config: Mapping[str, Any], tasks: list[str]) -> lis
 
 
 def config_for_run(config: PipelineConfig, run_config: Mapping[str, Any]) -> PipelineConfig:
-    """The pipeline config this run uses: ``config`` plus the launchpad's task values.
+    """The pipeline config this run uses: ``config`` plus the launchpad's task and resource
+    values.
 
     Every asset of a run derives the same config from the whole run config (not only its
     own op's), so one run has one config hash, one manifest and one set of overrides, and a
     bad value fails the first task instead of the one it belongs to.
     """
-    return config.with_run_config(run_config_overrides(run_config, list(config.settings.tasks)))
+    return config.with_run_config(
+        run_config_overrides(run_config, list(config.settings.tasks))
+        + resource_overrides(config, run_config)
+    )

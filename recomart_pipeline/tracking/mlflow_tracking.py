@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 RUN_TAG = "recomart.run_id"
 DATA_ARTIFACTS = ("train_implicit", "interactions", "train")
+# What a task must publish for MLflow to hear of it.
+TRACKED_ARTIFACTS = frozenset(
+    {"training_summary", "evaluation", "report_md", "report_html", "deployment"}
+)
 
 
 def _mlflow_run(
@@ -121,8 +125,7 @@ def track_task(
     if not settings.enabled:
         return
     artifacts = checkpoint.artifacts
-    relevant = {"training_summary", "evaluation", "report_md", "report_html", "deployment"}
-    if not relevant & set(artifacts):
+    if not TRACKED_ARTIFACTS & set(artifacts):
         return
     # MLflow's client retries a dead server for minutes by default; a pipeline task must not
     # hang on its tracking side channel. Users can still raise these in the environment.
