@@ -12,6 +12,7 @@ import pytest
 
 from recomart_pipeline import PipelineConfig
 from recomart_pipeline.datagen import generate_dataset
+from recomart_pipeline.observers import install_observers
 from recomart_pipeline.runtime.runner import run_task
 from recomart_pipeline_tests.helpers import free_port
 
@@ -91,6 +92,9 @@ def project(tmp_path):
 def test_training_and_evaluation_are_logged_to_mlflow(project, mlflow_server):
     from mlflow import MlflowClient
 
+    # as every entry point that runs tasks does (the test must not depend on an earlier
+    # test having built the Dagster definitions, which install them too)
+    install_observers()
     config = _config(project, mlflow_server)
     for task in CHAIN:
         run_task(config, task, "run-mlflow-1")
