@@ -72,7 +72,30 @@ class ALSHyperParams(BaseModel):
     n_iterations: int = Field(15, ge=1, description="Alternating sweeps (users then items).")
     regularization: float = Field(5.0, ge=0, description="L2 penalty λ on all factors.")
     alpha: float = Field(
-        1.0, gt=0, description="Confidence scale: c = 1 + alpha · stored interaction value."
+        1.0,
+        gt=0,
+        description="Confidence scale: c = 1 + alpha · m (linear) or 1 + alpha · log(1 + m/eps) "
+        "(log), m the stored interaction value (after BM25 when weighting: bm25).",
+    )
+    confidence: Literal["linear", "log"] = Field(
+        "linear",
+        description="How a stored value becomes a confidence. linear: 1 + alpha·m (Hu et al.'s "
+        "default). log: 1 + alpha·log(1 + m/eps), which damps heavy repeat counts (a user "
+        "who viewed an item 200 times is not 200x as sure); helps when event weights or "
+        "counts are long-tailed.",
+    )
+    epsilon: float = Field(
+        1.0, gt=0, description="The eps of confidence: log (the count that doubles the log)."
+    )
+    weighting: Literal["none", "bm25"] = Field(
+        "none",
+        description="Reweight the interaction matrix before the confidence: none, or bm25 "
+        "(Okapi BM25 over each item's users, as implicit's bm25_weight): damps very active "
+        "users and very popular items; helps when popularity dominates the factors.",
+    )
+    bm25_k1: float = Field(100.0, ge=0, description="BM25 term saturation (weighting: bm25).")
+    bm25_b: float = Field(
+        0.8, ge=0, le=1, description="BM25 length normalisation (weighting: bm25)."
     )
     cg_steps: int = Field(3, ge=1, description="Conjugate-gradient steps per row and sweep.")
     init_std: float = Field(0.01, gt=0, description="Standard deviation of the initial factors.")
