@@ -12,7 +12,8 @@ A candidate's parameters are the model's hyper-parameter block (``svd:``, ``als:
 ``params`` (which may set any of them).
 
 Model selection is honest: unless ``validation.method`` is ``none``, a validation split is
-cut from the training pairs (``ml.holdout``), every candidate is also fitted without it and
+cut from the training data by the test split's protocol (``ml.holdout``: temporal ones from
+the features task's ``train_events``), every candidate is also fitted without it and
 scored on it (``validation`` in its summary entry, ``<name>_validation_<metric>`` in the metrics),
 and evaluation selects on those figures, touching the test split only with the selected
 model and the baseline. The saved model is the fit on all training data.
@@ -46,13 +47,20 @@ from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.ml.base import FitReport, Recommender, TrainingData
 from recomart_pipeline.ml.data import load_training_data
 from recomart_pipeline.ml.evaluate import evaluate_model, evaluation_users
-from recomart_pipeline.ml.holdout import Holdout, holdout_split
+from recomart_pipeline.ml.holdout import (
+    TEMPORAL_METHODS,
+    Holdout,
+    HoldoutMethod,
+    holdout_split,
+    read_train_events,
+)
 from recomart_pipeline.ml.metrics import json_safe
 from recomart_pipeline.ml.models import create_model
 from recomart_pipeline.ml.params import LOWER_IS_BETTER
 from recomart_pipeline.ml.persistence import FILE_SUFFIX, save_model
 from recomart_pipeline.ml.tuning import Direction, Trial, TuningResult, tune
 from recomart_pipeline.tasks.specs.training import (
+    TRAIN_EVENTS,
     TRAIN_IMPLICIT,
     TRAIN_RATINGS,
     Config,
@@ -143,10 +151,29 @@ def _validation_split(
             "test split, and the selected model's test figure is then optimistic"
         )
         return None
-    holdout = holdout_split(train, settings.method, settings.fraction, ctx.config.seed)
+    method: HoldoutMethod = settings.method
+    events = None
+    if method in TEMPORAL_METHODS:
+        if ctx.has_input(TRAIN_EVENTS):
+            events = read_train_events(ctx.input(TRAIN_EVENTS))
+        else:
+            ctx.logger.warning(
+                f"validation.method {method} needs the features task's train_events, which "
+                "this run has not got: the validation split holds out random pairs per user "
+                "(per_user) instead"
+            )
+            method = "per_user"
+    holdout = holdout_split(train, method, settings.fraction, ctx.config.seed, events)
+    if holdout.interactions.nnz == 0:
+        raise DataValidationError(
+            f"the {method} validation split has no held-out positive whose user and item "
+            "keep training events: candidates cannot be compared on it",
+            hint="set tasks.training.config.validation.method to temporal_per_user (every "
+            "user with two or more events), raise validation.fraction, or set it to none",
+        )
     users = evaluation_users(holdout.interactions, settings.max_users, ctx.config.seed)
-    described = {
-        "method": settings.method,
+    described: dict[str, Any] = {
+        "method": method,
         "fraction": settings.fraction,
         "seed": ctx.config.seed,
         "k": settings.k,
@@ -155,6 +182,10 @@ def _validation_split(
         "held_out_ratings": len(holdout.ratings),
         "fit_pairs": int(holdout.fit.interactions().nnz),
     }
+    if method != settings.method:
+        described["requested_method"] = settings.method
+    if holdout.cutoff is not None:
+        described["cutoff"] = str(np.datetime64(holdout.cutoff, "ns")) + "Z"
     ctx.logger.info("validation split cut", extra={"fields": described})
     return holdout, users, described
 

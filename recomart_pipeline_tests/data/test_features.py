@@ -165,6 +165,7 @@ def test_reruns_are_byte_identical(harness: TaskHarness, prepared: Checkpoint) -
         "test_interactions",
         "user_stats",
         "item_stats",
+        "train_events",
     }
 
 

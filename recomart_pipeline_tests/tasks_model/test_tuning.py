@@ -138,9 +138,13 @@ def test_the_budget_stops_new_trials_once_spent():
 
 def test_a_task_budget_of_almost_nothing_still_runs_at_most_one_trial(features, run_model_task):
     config = _config(n_trials=None, timeout_seconds=1e-9)
-    result, checkpoint = run_model_task(training, config, {"features": features})
-    record = _summary(checkpoint)["tuning"]["als"]
+    _, checkpoint = run_model_task(training, config, {"features": features})
+    summary = _summary(checkpoint)
+    record = summary["tuning"]["als"]
     assert record["stopped"] == "budget" and len(record["trials"]) <= 1
+    # nothing better was found in time: the configured setting is trained and saved
+    assert summary["candidates"]["als"]["params"]["n_factors"] == 4
+    assert summary["candidates"]["als"]["file"] == "model_als.npz"
 
 
 @pytest.mark.parametrize(

@@ -64,5 +64,11 @@ SPEC = TaskSpec(
         Output("user_stats", "parquet", "per-user counts and favourite category"),
         Output("item_stats", "parquet", "per-item counts and popularity rank"),
         Output("train_implicit", "npz", "sparse user x item confidence matrix"),
+        Output(
+            "train_events",
+            "parquet",
+            "train events in time order with their weight and whether each is a positive "
+            "(training cuts a temporal validation split from them)",
+        ),
     ),
 )

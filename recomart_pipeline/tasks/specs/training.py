@@ -53,15 +53,24 @@ class ValidationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["per_user", "random", "none"] = Field(
-        "per_user",
-        description="per_user: each user with two or more training items holds out "
-        "'fraction' of them (at least one), like the temporal_per_user test protocol; random: "
-        "a seeded share of all training pairs, like the random protocol; none: no validation "
-        "split (evaluation then selects on the test split, an optimistic figure, and says so).",
+    method: Literal["temporal_per_user", "temporal_global", "per_user", "random", "none"] = Field(
+        "temporal_per_user",
+        description="Set it to the preparation task's split.method, so validation "
+        "mirrors the test split. temporal_per_user: each user's latest 'fraction' of "
+        "train events (at least one; users who keep one); temporal_global: train events "
+        "at or after one cut-off (the 1 - fraction quantile of their times); both follow "
+        "the features task's rules and need its train_events (without them: per_user, "
+        "with a warning). per_user: each user with two or more training pairs holds out "
+        "'fraction' of them at random; random: a seeded share of all training pairs, "
+        "like the random protocol; none: no validation split (evaluation then selects "
+        "on the test split, an optimistic figure, and says so).",
     )
     fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of the training pairs held out for validation."
+        0.2,
+        gt=0,
+        lt=1,
+        description="Share of the train events (temporal methods) or pairs held out for "
+        "validation.",
     )
     k: int = Field(
         10,
@@ -340,6 +349,12 @@ class Config(BaseModel):
 
 TRAIN_RATINGS = Input("train_ratings", "parquet")
 TRAIN_IMPLICIT = Input("train_implicit", "npz")
+TRAIN_EVENTS = Input(
+    "train_events",
+    "parquet",
+    "the train events in time order (temporal validation split)",
+    optional=True,
+)
 SUMMARY = Output("training_summary", "json", "every candidate's fit", document=TrainingSummary)
 MODELS = Output("model_*", "model", "one file per candidate: model_<candidate>")
 
@@ -348,6 +363,6 @@ SPEC = TaskSpec(
     description="Fit every candidate model and save it with its fit history.",
     run="recomart_pipeline.tasks.training:run",
     config=Config,
-    inputs=(TRAIN_RATINGS, TRAIN_IMPLICIT),
+    inputs=(TRAIN_RATINGS, TRAIN_IMPLICIT, TRAIN_EVENTS),
     outputs=(SUMMARY, MODELS),
 )
