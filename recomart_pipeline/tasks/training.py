@@ -372,13 +372,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     budget = _Budget(config.tuning) if config.tuning is not None else None
     for candidate in config.resolved_candidates():
         name = candidate.name
-        tuned_metrics: dict[str, float | None] | None = None
-        if split is not None and budget is not None and name in budget.candidates:
-            candidate, tuning[name], result, tuned_metrics = _tune_candidate(
-                ctx, candidate, split, budget
-            )
-            metrics.update(_tuning_metrics(name, tuning[name], result))
-            curves[name] = result.curve(tuning[name]["direction"])
+        tuned = split is not None and budget is not None and name in budget.candidates
         model = create_model(candidate.model.model_type, candidate.params)
         reason = model.skip_reason(train)
         if reason is not None:
@@ -390,7 +384,17 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
                 )
             candidates[name] = _skip_entry(ctx, candidate, model, reason)
             skipped[name] = reason
+            if tuned and budget is not None:
+                budget.used(0.0)  # its share goes to the candidates still to tune
             continue
+        tuned_metrics: dict[str, float | None] | None = None
+        if tuned and split is not None and budget is not None:
+            candidate, tuning[name], result, tuned_metrics = _tune_candidate(
+                ctx, candidate, split, budget
+            )
+            metrics.update(_tuning_metrics(name, tuning[name], result))
+            curves[name] = result.curve(tuning[name]["direction"])
+            model = create_model(candidate.model.model_type, candidate.params)
         entry, report, path = _train_candidate(ctx, config, candidate, model, train)
         if split is not None:
             entry["validation"] = tuned_metrics or _validate_candidate(ctx, candidate, split)

@@ -230,3 +230,48 @@ def test_bad_tuning_configs_name_the_key_and_the_fix(change, message):
     with pytest.raises(ValidationError) as error:
         Config.model_validate(config)
     assert message in str(error.value)
+
+
+def test_a_candidate_that_does_not_apply_is_skipped_without_trials(
+    implicit_features, run_model_task
+):
+    config = {
+        **_config(),
+        "candidates": [{"model_type": "svd"}, {"model_type": "als"}],
+        "tuning": {
+            "n_trials": 2,
+            "candidates": {
+                "svd": {"space": {"n_factors": {"type": "int", "low": 2, "high": 8}}},
+                "als": {"space": SPACE},
+            },
+        },
+    }
+    result, checkpoint = run_model_task(training, config, {"features": implicit_features})
+    summary = _summary(checkpoint)
+    assert "needs explicit ratings" in summary["candidates"]["svd"]["skipped"]
+    assert set(summary["tuning"]) == {"als"} and len(summary["tuning"]["als"]["trials"]) == 2
+    assert "svd_tuning_trials" not in result.metrics
+
+
+def test_the_time_budget_is_shared_and_unused_time_passes_on():
+    tuning = Config.model_validate(
+        {
+            **_config(),
+            "candidates": [
+                {"name": "a", "model_type": "als"},
+                {"name": "b", "model_type": "als"},
+                {"name": "c", "model_type": "als"},
+            ],
+            "tuning": {
+                "timeout_seconds": 60,
+                "candidates": {n: {"space": SPACE} for n in "abc"},
+            },
+        }
+    ).tuning
+    budget = training._Budget(tuning)
+    assert budget.share(None) == 20  # a third each to start with
+    budget.used(5.0)
+    assert budget.share(None) == 27.5  # what a left unused is shared by b and c
+    assert budget.share(10.0) == 10.0  # a candidate's own timeout caps its share
+    budget.used(50.0)
+    assert budget.share(None) == 5.0
