@@ -135,7 +135,13 @@ def tune(
     """
     if n_trials is None and budget_seconds is None:
         raise ValueError("a search needs n_trials or budget_seconds (or both)")
-    import optuna
+    try:
+        import optuna
+    except ImportError as exc:  # an environment installed before tuning existed
+        raise ImportError(
+            "tuning needs optuna, a runtime dependency of recomart-pipeline: reinstall the "
+            "locked requirements (make setup, or pip install -r requirements.txt)"
+        ) from exc
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed)
