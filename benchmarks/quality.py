@@ -15,6 +15,13 @@ counted). ``implicit``'s ``AlternatingLeastSquares`` (64 factors, 15 iterations,
 regularization 0.01, alpha 1) joins when that library is installed (it is optional and not
 needed for CI).
 
+``--tune SECONDS`` adds a tuned version of each candidate with a search space (``SPACES``):
+the training task's tuning (``ml.tuning``: seeded TPE, the defaults as trial 0) on a
+validation split cut from the train pairs by the same protocol (``random``, 20 %, seed 0),
+the budget shared by the candidates in order; the best setting is refitted on all train
+pairs and scored on the test pairs once. Its ``fit_seconds`` is that refit; ``tune_seconds``
+the search.
+
 Run: ``.venv/bin/python benchmarks/quality.py --generate 2000,500,50000 --json out.json``.
 """
 
@@ -25,6 +32,7 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +42,11 @@ import scipy.sparse as sp
 
 from recomart_pipeline.datagen import generate_dataset
 from recomart_pipeline.ml.base import Ratings, Recommender, TrainingData
-from recomart_pipeline.ml.evaluate import evaluate_model
+from recomart_pipeline.ml.evaluate import evaluate_model, evaluation_users
+from recomart_pipeline.ml.holdout import Holdout, holdout_split
 from recomart_pipeline.ml.models import create_model
+from recomart_pipeline.ml.params import Choice, FloatRange, IntRange
+from recomart_pipeline.ml.tuning import tune
 
 CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     "ease": ("ease", {}),
@@ -44,6 +55,21 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     "popularity": ("popularity", {}),
 }
 K = 10
+# The searches --tune runs (also the examples of docs/models.md).
+SPACES: dict[str, dict[str, Any]] = {
+    "ease": {"regularization": FloatRange(type="float", low=5.0, high=5000.0, log=True)},
+    "item_knn": {
+        "k": IntRange(type="int", low=10, high=1000, log=True),
+        "weighting": Choice(type="categorical", choices=["cosine", "bm25", "tfidf"]),
+    },
+    "als": {
+        "n_factors": IntRange(type="int", low=8, high=128, log=True),
+        "regularization": FloatRange(type="float", low=0.01, high=100.0, log=True),
+        "alpha": FloatRange(type="float", low=0.1, high=50.0, log=True),
+        "confidence": Choice(type="categorical", choices=["linear", "log"]),
+        "weighting": Choice(type="categorical", choices=["none", "bm25"]),
+    },
+}
 
 
 def read_pairs(path: Path) -> pd.DataFrame:
@@ -139,7 +165,7 @@ def _warm_up() -> None:
         model.recommend(np.arange(40), 5, tiny.implicit)
 
 
-def benchmark(name: str, frame: pd.DataFrame) -> dict[str, Any]:
+def benchmark(name: str, frame: pd.DataFrame, tune_seconds: float | None = None) -> dict[str, Any]:
     train_frame, test_frame = surprise_split(frame)
     train, held, n_test, dropped = matrices(train_frame, test_frame)
     result: dict[str, Any] = {
@@ -170,7 +196,82 @@ def benchmark(name: str, frame: pd.DataFrame) -> dict[str, Any]:
             "fit_seconds": round(fit_seconds, 3),
         }
         print(f"{name} {label}: {result['models'][label]}", flush=True)
+    if tune_seconds is not None:
+        started = time.perf_counter()
+        result["models"].update(tuned(name, train, held, tune_seconds))
+        result["tune_budget_seconds"] = tune_seconds
+        result["tune_wall_seconds"] = round(time.perf_counter() - started, 3)
     return result
+
+
+def _score(model: Recommender, test: sp.csr_matrix, seen: sp.csr_matrix, users: Any) -> float:
+    scored = evaluate_model(
+        model, test_ratings=None, test_interactions=test, exclude=seen, k=K, users=users
+    )
+    return float(scored.metrics[f"ndcg_at_{K}"])
+
+
+def _objective(
+    kind: str, base: dict[str, Any], holdout: Holdout, users: np.ndarray
+) -> Callable[[dict[str, Any]], float | None]:
+    """A trial: fit on the train pairs without the validation split, NDCG on it."""
+
+    def objective(values: dict[str, Any]) -> float | None:
+        model = create_model(kind, {**base, **values})
+        if model.skip_reason(holdout.fit) is not None:
+            return None
+        model.fit(holdout.fit)
+        return _score(model, holdout.interactions, holdout.fit.interactions(), users)
+
+    return objective
+
+
+def tuned(
+    name: str, train: TrainingData, held: sp.csr_matrix, budget_seconds: float
+) -> dict[str, Any]:
+    """Each searchable candidate tuned on a validation split of ``train``, then refitted on
+    all of ``train`` and scored on ``held`` (the test pairs) once."""
+    holdout = holdout_split(train, "random", 0.2, seed=0)
+    users = evaluation_users(holdout.interactions)
+    results: dict[str, Any] = {}
+    spent = 0.0
+    for position, (label, space) in enumerate(SPACES.items()):
+        kind, base = CANDIDATES[label]
+        share = (budget_seconds - spent) / (len(SPACES) - position)
+        configured = create_model(kind, base).params.model_dump()
+        search = tune(
+            space,
+            _objective(kind, base, holdout, users),
+            direction="maximize",
+            seed=0,
+            n_trials=None,
+            budget_seconds=max(share, 0.0),
+            start=configured,
+        )
+        spent += search.seconds
+        best = search.best("maximize")
+        chosen = best.params if best is not None else {}
+        model = create_model(kind, {**base, **chosen})
+        started = time.perf_counter()
+        model.fit(train)
+        fit_seconds = time.perf_counter() - started
+        scored = evaluate_model(
+            model, test_ratings=None, test_interactions=held, exclude=train.implicit, k=K
+        )
+        metrics = scored.metrics
+        results[f"{label}_tuned"] = {
+            f"ndcg_at_{K}": round(metrics[f"ndcg_at_{K}"], 4),
+            f"precision_at_{K}": round(metrics[f"precision_at_{K}"], 4),
+            f"recall_at_{K}": round(metrics[f"recall_at_{K}"], 4),
+            "fit_seconds": round(fit_seconds, 3),
+            "tune_seconds": round(search.seconds, 3),
+            "trials": len(search.trials),
+            "validation_ndcg_configured": search.trials[0].value if search.trials else None,
+            "validation_ndcg_best": best.value if best is not None else None,
+            "params": chosen,
+        }
+        print(f"{name} {label}_tuned: {results[f'{label}_tuned']}", flush=True)
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -184,11 +285,17 @@ def main(argv: list[str] | None = None) -> None:
         help="generated shops to benchmark (the project's generator, seed 7)",
     )
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--tune",
+        type=float,
+        metavar="SECONDS",
+        help="also tune each searchable candidate within this budget per data set",
+    )
     args = parser.parse_args(argv)
     _warm_up()
     results = []
     for path in args.data:
-        results.append(benchmark(path.name, read_pairs(path)))
+        results.append(benchmark(path.name, read_pairs(path), args.tune))
     for spec in args.generate:
         users, items, interactions = (int(part) for part in spec.split(","))
         with tempfile.TemporaryDirectory() as folder:
@@ -196,7 +303,8 @@ def main(argv: list[str] | None = None) -> None:
                 Path(folder), users=users, items=items, interactions=interactions, seed=7
             )
             frame = read_pairs(paths["interactions"])
-        results.append(benchmark(f"generated {users:,} users x {items:,} items", frame))
+        label = f"generated {users:,} users x {items:,} items"
+        results.append(benchmark(label, frame, args.tune))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -115,8 +115,36 @@ class CandidateSummary(Document):
     )
 
 
+class TuningTrial(Document):
+    """One trial of a hyper-parameter search: its setting, validation metric, wall time."""
+
+    number: int
+    params: dict[str, Any]
+    value: float | None = Field(description="The metric on validation (null: not scored).")
+    seconds: float
+
+
+class TuningRecord(Document):
+    """How one candidate's hyper-parameters were searched (on the validation split)."""
+
+    metric: str
+    direction: Literal["maximize", "minimize"]
+    seed: int
+    n_trials: int | None
+    budget_seconds: float | None
+    space: dict[str, Any]
+    configured: dict[str, Any] = Field(description="The setting before tuning (trial 0).")
+    best: TuningTrial | None
+    stopped: Literal["n_trials", "budget"]
+    trials: list[TuningTrial]
+
+
 class TrainingSummary(Document):
     """training → evaluation, report: every candidate, in the order the YAML lists them."""
+
+    run_dependent: ClassVar[dict[str, str]] = {
+        "tuning": "trial wall times; with a time budget, how many trials ran",
+    }
 
     model_name: str
     model_format: str
@@ -127,6 +155,9 @@ class TrainingSummary(Document):
         None,
         description="How the validation split was cut (method, fraction, seed, k) and its "
         "size (users ranked, held-out pairs); null: no validation split.",
+    )
+    tuning: dict[str, TuningRecord] | None = Field(
+        None, description="Each tuned candidate's search (null: no tuning configured)."
     )
 
     def ordered(self) -> dict[str, CandidateSummary]:

@@ -1,7 +1,9 @@
 """Implicit-feedback ALS (Hu, Koren & Volinsky 2008), solved with a few conjugate-gradient steps.
 
 Every stored interaction ``m_ui > 0`` is a preference ``p_ui = 1`` with confidence
-``c_ui = 1 + alpha·m_ui``; every other cell is ``p_ui = 0`` with confidence 1. ALS alternates
+``c_ui = 1 + alpha·m_ui``; every other cell is ``p_ui = 0`` with confidence 1. Options
+(``confidence_matrix``): ``confidence: log`` uses ``1 + alpha·log(1 + m/epsilon)`` (long-tailed
+counts), ``weighting: bm25`` reweights ``m`` with BM25 first (popular items and heavy users). ALS alternates
 exact-in-the-limit least-squares updates of the user and item factors,
 ``x_u = (YᵀY + Yᵀ(C_u - I)Y + λI)⁻¹ Yᵀ C_u p_u``, warm-started and approximated by
 ``cg_steps`` conjugate-gradient iterations per row (Takács et al. 2011, as in ``implicit``),
@@ -33,7 +35,8 @@ from recomart_pipeline.ml.base import (
     StateShape,
     TrainingData,
 )
-from recomart_pipeline.ml.params import ALSParams
+from recomart_pipeline.ml.knn import weighted_items
+from recomart_pipeline.ml.params import ALSParams, ItemKNNParams
 
 
 @kernel
@@ -161,6 +164,38 @@ def _fold_in_systems(
                     a[p, q] += weight * yi[q]
 
 
+def confidence_matrix(interactions: sp.csr_matrix, params: ALSParams) -> sp.csr_matrix:
+    """The confidence ``c_ui`` of every stored cell (float32 CSR, sorted, same pattern).
+
+    ``weighting: bm25`` first reweights the matrix as implicit's ``bm25_weight`` does (each
+    item's users, ``bm25_k1`` / ``bm25_b``); then ``confidence: linear`` gives
+    ``1 + alpha·m`` and ``log`` gives ``1 + alpha·log(1 + m/epsilon)``. The defaults (linear,
+    no weighting) are Hu et al.'s ``1 + alpha·m``. A cell whose BM25 weight is 0 (an item
+    every user has: idf 0) keeps confidence 1: it stays a preference.
+    """
+    extra = _extra_confidence(interactions, params)
+    extra.data += np.float32(1.0)
+    return extra
+
+
+def _extra_confidence(interactions: sp.csr_matrix, params: ALSParams) -> sp.csr_matrix:
+    """``c - 1`` per stored cell (what the kernels read). The default path multiplies the
+    float32 values exactly as before the options existed, so default fits are unchanged."""
+    matrix = sp.csr_matrix(interactions, dtype=np.float32, copy=True)
+    matrix.sort_indices()
+    values: np.ndarray = matrix.data
+    if params.weighting == "bm25":
+        knn = ItemKNNParams(weighting="bm25", bm25_k1=params.bm25_k1, bm25_b=params.bm25_b)
+        # elementwise on the same cells (explicit zeros kept), so the pattern is unchanged
+        weighted = sp.csr_matrix(weighted_items(matrix, knn).T)
+        weighted.sort_indices()
+        values = weighted.data
+    if params.confidence == "log":
+        values = np.log1p(values / params.epsilon)
+    matrix.data = (params.alpha * values).astype(np.float32)
+    return matrix
+
+
 def _gram(factors: np.ndarray, regularization: float) -> np.ndarray:
     gram: np.ndarray = factors.T @ factors
     gram[np.diag_indices_from(gram)] += regularization
@@ -189,11 +224,11 @@ class ALSRecommender(Recommender):
             raise DataValidationError(
                 "the ALS model needs interactions, but train_implicit and train_ratings are empty"
             )
-        by_user.sort_indices()
+        # c - 1 per stored cell, in both orientations (the same values, transposed)
+        by_user = _extra_confidence(by_user, params)
         by_item = sp.csr_matrix(by_user.T)
         by_item.sort_indices()
-        extra_user = (params.alpha * by_user.data).astype(np.float32)
-        extra_item = (params.alpha * by_item.data).astype(np.float32)
+        extra_user, extra_item = by_user.data, by_item.data
 
         rng = np.random.default_rng(params.seed)
         shape_u, shape_i = (train.n_users, params.n_factors), (train.n_items, params.n_factors)
@@ -233,19 +268,22 @@ class ALSRecommender(Recommender):
     def fold_in(self, history: History, rows: np.ndarray) -> np.ndarray:
         """User factors for history rows, by the closed form of the user step
         ``x = (YᵀY + Yᵀ(C - I)Y + λI)⁻¹ YᵀC p`` against the fitted item factors, with the
-        training's confidence ``c = 1 + alpha·m`` (solved exactly, not by CG steps: there
-        is no previous factor to warm-start from). An empty history gives a zero factor."""
+        training's confidence transform (``confidence_matrix``; solved exactly, not by CG
+        steps: there is no previous factor to warm-start from). An empty history gives a zero
+        factor. BM25 weighting is left out: its item weights come from the whole training
+        matrix, which a fitted model does not keep."""
         params: ALSParams = self.params  # type: ignore[assignment]
         y = self._state["item_factors"]
         selected = history.rows(rows)
-        extra = (params.alpha * selected.data).astype(np.float32)
+        unweighted = params.model_copy(update={"weighting": "none"})
+        extra = _extra_confidence(selected, unweighted)  # sorted copy: read its pattern too
         k = y.shape[1]
         a = np.empty((rows.size, k, k), np.float64)
         b = np.empty((rows.size, k), np.float64)
         y64 = y.astype(np.float64)
         gram = y64.T @ y64
         gram[np.diag_indices_from(gram)] += params.regularization
-        _fold_in_systems(selected.indptr, selected.indices, extra, y, gram, a, b)
+        _fold_in_systems(extra.indptr, extra.indices, extra.data, y, gram, a, b)
         factors: np.ndarray = np.linalg.solve(a, b[:, :, None])[:, :, 0]
         return factors.astype(np.float32)
 

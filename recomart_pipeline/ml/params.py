@@ -7,10 +7,11 @@ needs neither numpy nor numba; ``ml.models`` ties each model class to its entry 
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class SVDHyperParams(BaseModel):
@@ -72,7 +73,30 @@ class ALSHyperParams(BaseModel):
     n_iterations: int = Field(15, ge=1, description="Alternating sweeps (users then items).")
     regularization: float = Field(5.0, ge=0, description="L2 penalty λ on all factors.")
     alpha: float = Field(
-        1.0, gt=0, description="Confidence scale: c = 1 + alpha · stored interaction value."
+        1.0,
+        gt=0,
+        description="Confidence scale: c = 1 + alpha · m (linear) or 1 + alpha · log(1 + m/eps) "
+        "(log), m the stored interaction value (after BM25 when weighting: bm25).",
+    )
+    confidence: Literal["linear", "log"] = Field(
+        "linear",
+        description="How a stored value becomes a confidence. linear: 1 + alpha·m (Hu et al.'s "
+        "default). log: 1 + alpha·log(1 + m/eps), which damps heavy repeat counts (a user "
+        "who viewed an item 200 times is not 200x as sure); helps when event weights or "
+        "counts are long-tailed.",
+    )
+    epsilon: float = Field(
+        1.0, gt=0, description="The eps of confidence: log (the count that doubles the log)."
+    )
+    weighting: Literal["none", "bm25"] = Field(
+        "none",
+        description="Reweight the interaction matrix before the confidence: none, or bm25 "
+        "(Okapi BM25 over each item's users, as implicit's bm25_weight): damps very active "
+        "users and very popular items; helps when popularity dominates the factors.",
+    )
+    bm25_k1: float = Field(100.0, ge=0, description="BM25 term saturation (weighting: bm25).")
+    bm25_b: float = Field(
+        0.8, ge=0, le=1, description="BM25 length normalisation (weighting: bm25)."
     )
     cg_steps: int = Field(3, ge=1, description="Conjugate-gradient steps per row and sweep.")
     init_std: float = Field(0.01, gt=0, description="Standard deviation of the initial factors.")
@@ -227,3 +251,120 @@ LOWER_IS_BETTER: frozenset[str] = frozenset(RATING_METRICS)
 def metric_names(k: int) -> list[str]:
     """Every metric key evaluation reports for cut-off ``k`` (``rmse``, ``ndcg_at_10``, ...)."""
     return [*RATING_METRICS, *(f"{name}_at_{k}" for name in RANKING_METRICS)]
+
+
+# -- hyper-parameter search spaces (the training task's ``tuning:`` section) ----------------
+
+# Parameters that are not hyper-parameters of a model: reproducibility, resource limits and
+# the early-stopping machinery. A search over them would tune luck or memory, not the model.
+NOT_TUNABLE: frozenset[str] = frozenset(
+    {
+        "seed",
+        "max_items",
+        "validation_fraction",
+        "patience",
+        "min_delta",
+        "refit_after_early_stopping",
+    }
+)
+
+
+class IntRange(BaseModel):
+    """Whole numbers from ``low`` to ``high`` (both included), optionally on a log scale."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = Field(False, description="Sample on a log scale (low must be >= 1).")
+
+    @model_validator(mode="after")
+    def _sane(self) -> IntRange:
+        _check_range(self.low, self.high, self.log)
+        return self
+
+
+class FloatRange(BaseModel):
+    """Real numbers from ``low`` to ``high``, optionally on a log scale (for penalties and
+    scales spanning orders of magnitude: regularization 0.01-100)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = Field(False, description="Sample on a log scale (low must be > 0).")
+
+    @model_validator(mode="after")
+    def _sane(self) -> FloatRange:
+        _check_range(self.low, self.high, self.log)
+        return self
+
+
+class Choice(BaseModel):
+    """One of a list of values (a weighting scheme, a flag)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["categorical"]
+    choices: list[str | bool | int | float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Choice:
+        seen = [repr(c) for c in self.choices]
+        if len(set(seen)) != len(seen):
+            raise ValueError(f"choices must be distinct, got {self.choices}")
+        return self
+
+
+SearchDimension = Annotated[IntRange | FloatRange | Choice, Field(discriminator="type")]
+
+
+def _check_range(low: float, high: float, log: bool) -> None:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"low and high must be finite numbers, got {low} and {high}")
+    if low >= high:
+        raise ValueError(
+            f"low ({low}) must be below high ({high}); to fix a value, set it in "
+            "the model's block instead"
+        )
+    if log and low <= 0:
+        raise ValueError(f"a log scale needs low > 0, got {low}")
+
+
+def tunable_names(info: ModelTypeInfo) -> list[str]:
+    """The hyper-parameters of ``info``'s model type a search may vary, sorted."""
+    return sorted(name for name in info.params.model_fields if name not in NOT_TUNABLE)
+
+
+def check_search_space(info: ModelTypeInfo, base: dict[str, Any], space: dict[str, Any]) -> None:
+    """ValueError naming the offending key unless every dimension of ``space`` is a
+    hyper-parameter of the model type whose values (``low``, ``high``, every choice) are
+    valid for it on top of the candidate's ``base`` parameters."""
+    tunable = tunable_names(info)
+    for name, dimension in space.items():
+        if name not in tunable:
+            raise ValueError(
+                f"'{name}' is not a hyper-parameter of {info.model_type} "
+                f"(valid names: {', '.join(tunable)})"
+            )
+        annotation = info.params.model_fields[name].annotation
+        if isinstance(dimension, FloatRange) and annotation is int:
+            raise ValueError(f"'{name}' of {info.model_type} is a whole number: use type: int")
+        if isinstance(dimension, (IntRange, FloatRange)) and annotation not in (int, float):
+            raise ValueError(
+                f"'{name}' of {info.model_type} is not a number: use type: categorical with "
+                "its choices"
+            )
+        values = (
+            dimension.choices if isinstance(dimension, Choice) else [dimension.low, dimension.high]
+        )
+        for value in values:
+            try:
+                info.params.model_validate({**base, name: value})
+            except ValidationError as exc:
+                problem = "; ".join(e["msg"] for e in exc.errors())
+                raise ValueError(
+                    f"'{name}' of {info.model_type} cannot be {value!r}: {problem}"
+                ) from None

@@ -23,6 +23,9 @@ training on it; their later positives are ``holdout_test_interactions``, indexed
 row, with pairs already in the history left out as pairs seen in train are. Items unknown to
 train are dropped from both (a model cannot score them) and counted. With the other
 protocols these outputs are empty.
+
+``train_events`` keeps every train event in time order with its weight, rating and whether it
+is a positive, so the training task can cut a temporal validation split by these same rules.
 """
 
 from __future__ import annotations
@@ -44,6 +47,16 @@ from recomart_pipeline.tasks.specs.features import FOLD_IN, ITEMS, TEST, TRAIN, 
 IDX = pa.int32()
 RATINGS_SCHEMA = pa.schema([("user_idx", IDX), ("item_idx", IDX), ("rating", pa.float32())])
 PAIRS_SCHEMA = pa.schema([("user_idx", IDX), ("item_idx", IDX)])
+EVENTS_SCHEMA = pa.schema(
+    [
+        ("user_idx", IDX),
+        ("item_idx", IDX),
+        ("timestamp", TIMESTAMP),
+        ("weight", pa.float32()),
+        ("rating", pa.float32()),
+        ("positive", pa.bool_()),
+    ]
+)
 USER_INDEX_SCHEMA = pa.schema([("user_id", pa.string()), ("user_idx", IDX)])
 HOLDOUT_INDEX_SCHEMA = pa.schema([("user_id", pa.string()), ("history_row", IDX)])
 ITEM_INDEX_SCHEMA = pa.schema(
@@ -176,9 +189,31 @@ def _pair_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray
     return users.astype(np.int64) * n_items + items
 
 
+def _is_positive(encoded: _Encoded, config: Config) -> np.ndarray:
+    """Events that count as a held-out positive: a positive event type or a liked rating."""
+    liked = _is_rating(encoded) & (encoded.ratings >= config.positive_rating_threshold)
+    positive: np.ndarray = encoded.events.isin(config.positive_event_types).to_numpy() | liked
+    return positive
+
+
+def _train_events(train: _Encoded, weights: np.ndarray, config: Config) -> pd.DataFrame:
+    """Every train event (time order kept) with what training needs to cut a temporal
+    validation split by the same rules as the test split: the weight it adds to its pair's
+    confidence, its rating (NaN: not a rating event) and whether it is a positive."""
+    return pd.DataFrame(
+        {
+            "user_idx": train.users,
+            "item_idx": train.items,
+            "timestamp": pd.to_datetime(train.timestamps, unit="ns", utc=True),
+            "weight": weights,
+            "rating": np.where(_is_rating(train), train.ratings, np.float32(np.nan)),
+            "positive": _is_positive(train, config),
+        }
+    )
+
+
 def _test_positives(test: _Encoded, implicit: sp.csr_matrix, config: Config) -> pd.DataFrame:
-    liked = _is_rating(test) & (test.ratings >= config.positive_rating_threshold)
-    positive = test.events.isin(config.positive_event_types).to_numpy() | liked
+    positive = _is_positive(test, config)
     n_items = implicit.shape[1]
     keys = np.unique(_pair_keys(test.users[positive], test.items[positive], n_items))
     if config.exclude_seen_in_train and implicit.nnz:
@@ -357,7 +392,8 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     unknown_user, unknown_item = test_all.users < 0, test_all.items < 0
     test = _subset(test_all, ~(unknown_user | unknown_item))
 
-    implicit = _matrix(train, _weights(train, config), shape)
+    weights = _weights(train, config)
+    implicit = _matrix(train, weights, shape)
     holdout = _holdout(fold_in_frame, test_frame, user_ids, item_ids, config)
     held_out_user = test_frame["user_id"].isin(holdout.user_ids).to_numpy()
     del test_frame, fold_in_frame
@@ -390,6 +426,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         ),
         "holdout_history_ratings": (holdout.ratings, RATINGS_SCHEMA),
         "holdout_test_interactions": (holdout.positives, PAIRS_SCHEMA),
+        "train_events": (_train_events(train, weights, config), EVENTS_SCHEMA),
     }
     outputs = {
         name: write_frame(ctx.output_path(f"{name}.parquet"), frame, schema)

@@ -18,10 +18,16 @@ from typing import Any, cast
 
 import pandas as pd
 
-from recomart_pipeline.contract.documents import EvaluationReport, GateResult, ReportSummary
+from recomart_pipeline.contract.documents import (
+    EvaluationReport,
+    GateResult,
+    ReportSummary,
+    TrainingSummary,
+)
 from recomart_pipeline.contract.errors import UpstreamArtifactError
 from recomart_pipeline.contract.files import write_text_atomic
 from recomart_pipeline.contract.task import TaskContext, TaskResult
+from recomart_pipeline.ml.tuning import best_so_far
 from recomart_pipeline.reporting import charts
 from recomart_pipeline.reporting.render import (
     CHANGES_TITLE,
@@ -99,12 +105,58 @@ def _training_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Sect
             "",
             "- fit times: the training task's metrics (`<candidate>_fit_seconds`)",
             *(["", *skipped] if skipped else []),
+            *_tuning_lines(training),
         ],
     )
     histories = {n: c.history for n, c in candidates.items() if c.history}
     if ctx.config.charts and histories:
         section.charts.append(("training curves", charts.training_curves(histories)))
     return section
+
+
+def _tuning_lines(training: TrainingSummary) -> list[str]:
+    """Each tuned candidate's search: what was searched, the configured and the best
+    setting's validation figure, and the trials with the best value so far (the curve).
+    Trial times are run facts (the training task's metrics), so they are not shown."""
+    shown = 30  # trials listed per candidate; all of them are in training_summary.json
+
+    def short(value: object) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines: list[str] = []
+    for name, record in (training.tuning or {}).items():
+        first = record.trials[0] if record.trials else None
+        configured = first.value if first and first.params == record.configured else None
+        best = record.best
+        stopped = "trials" if record.stopped == "n_trials" else "time budget"
+        lines += [
+            "",
+            f"Tuning of **{name}** ({record.metric} on the validation split, "
+            f"{record.direction}; {len(record.trials)} trials, stopped by its {stopped}; "
+            f"seed {record.seed}):",
+            "",
+        ]
+        if best is None:
+            lines += ["- no trial could be scored: the configured parameters were kept", ""]
+            continue
+        chosen = ", ".join(f"{k}={short(v)}" for k, v in best.params.items())
+        lines.append(
+            f"- best: trial {best.number} ({chosen}): {best.value:.4f}; the configured "
+            "setting: "
+            + (f"{configured:.4f}" if configured is not None else "not tried (outside the space)")
+        )
+        curve = best_so_far([t.value for t in record.trials], record.direction)
+        rows = [
+            [t.number, ", ".join(f"{k}={short(v)}" for k, v in t.params.items()), t.value, so_far]
+            for t, so_far in zip(record.trials, curve, strict=True)
+        ]
+        lines += [
+            "",
+            *table(["trial", "parameters", record.metric, "best so far"], rows[:shown]),
+        ]
+        if len(rows) > shown:
+            lines.append(f"- {len(rows) - shown} more trials in training_summary.json")
+    return lines
 
 
 def _evaluation_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:

@@ -12,10 +12,19 @@ A candidate's parameters are the model's hyper-parameter block (``svd:``, ``als:
 ``params`` (which may set any of them).
 
 Model selection is honest: unless ``validation.method`` is ``none``, a validation split is
-cut from the training pairs (``ml.holdout``), every candidate is also fitted without it and
+cut from the training data by the test split's protocol (``ml.holdout``: temporal ones from
+the features task's ``train_events``), every candidate is also fitted without it and
 scored on it (``validation`` in its summary entry, ``<name>_validation_<metric>`` in the metrics),
 and evaluation selects on those figures, touching the test split only with the selected
 model and the baseline. The saved model is the fit on all training data.
+
+With a ``tuning:`` section, each listed candidate's hyper-parameters are searched first
+(``ml.tuning``: Optuna's TPE sampler, seeded, trials one at a time within ``n_trials`` and a
+wall-clock budget): every trial fits on the training data without the validation split and
+scores the validation split, never the test split; the best setting then goes through the
+path above (fitted on all training data, saved), its validation figures are the best
+trial's, and the search is ``tuning`` in the summary (trials: params, metric, seconds), the
+task's metadata (best, curve) and metrics (``<name>_tuning_trials``/``_seconds``/``_best_*``).
 
 A candidate that does not apply to the data (``Recommender.skip_reason``: a rating model when
 the data has no rating events, any model when there are no interactions at all) is skipped:
@@ -25,10 +34,12 @@ the log; evaluation leaves it out. The run fails only if the baseline itself can
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from recomart_pipeline.contract.documents import TrainingSummary
 from recomart_pipeline.contract.errors import DataValidationError
@@ -36,15 +47,25 @@ from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.ml.base import FitReport, Recommender, TrainingData
 from recomart_pipeline.ml.data import load_training_data
 from recomart_pipeline.ml.evaluate import evaluate_model, evaluation_users
-from recomart_pipeline.ml.holdout import Holdout, holdout_split
+from recomart_pipeline.ml.holdout import (
+    TEMPORAL_METHODS,
+    Holdout,
+    HoldoutMethod,
+    holdout_split,
+    read_train_events,
+)
 from recomart_pipeline.ml.metrics import json_safe
 from recomart_pipeline.ml.models import create_model
+from recomart_pipeline.ml.params import LOWER_IS_BETTER
 from recomart_pipeline.ml.persistence import FILE_SUFFIX, save_model
+from recomart_pipeline.ml.tuning import Direction, Trial, TuningResult, tune
 from recomart_pipeline.tasks.specs.training import (
+    TRAIN_EVENTS,
     TRAIN_IMPLICIT,
     TRAIN_RATINGS,
     Config,
     ResolvedCandidate,
+    TuningConfig,
 )
 
 
@@ -130,10 +151,29 @@ def _validation_split(
             "test split, and the selected model's test figure is then optimistic"
         )
         return None
-    holdout = holdout_split(train, settings.method, settings.fraction, ctx.config.seed)
+    method: HoldoutMethod = settings.method
+    events = None
+    if method in TEMPORAL_METHODS:
+        if ctx.has_input(TRAIN_EVENTS):
+            events = read_train_events(ctx.input(TRAIN_EVENTS))
+        else:
+            ctx.logger.warning(
+                f"validation.method {method} needs the features task's train_events, which "
+                "this run has not got: the validation split holds out random pairs per user "
+                "(per_user) instead"
+            )
+            method = "per_user"
+    holdout = holdout_split(train, method, settings.fraction, ctx.config.seed, events)
+    if holdout.interactions.nnz == 0:
+        raise DataValidationError(
+            f"the {method} validation split has no held-out positive whose user and item "
+            "keep training events: candidates cannot be compared on it",
+            hint="set tasks.training.config.validation.method to temporal_per_user (every "
+            "user with two or more events), raise validation.fraction, or set it to none",
+        )
     users = evaluation_users(holdout.interactions, settings.max_users, ctx.config.seed)
-    described = {
-        "method": settings.method,
+    described: dict[str, Any] = {
+        "method": method,
         "fraction": settings.fraction,
         "seed": ctx.config.seed,
         "k": settings.k,
@@ -142,19 +182,24 @@ def _validation_split(
         "held_out_ratings": len(holdout.ratings),
         "fit_pairs": int(holdout.fit.interactions().nnz),
     }
+    if method != settings.method:
+        described["requested_method"] = settings.method
+    if holdout.cutoff is not None:
+        described["cutoff"] = str(np.datetime64(holdout.cutoff, "ns")) + "Z"
     ctx.logger.info("validation split cut", extra={"fields": described})
     return holdout, users, described
 
 
-def _validate_candidate(
+def _validation_metrics(
     ctx: TaskContext[Config],
     candidate: ResolvedCandidate,
+    params: BaseModel,
     split: tuple[Holdout, np.ndarray, dict[str, Any]],
 ) -> dict[str, float | None] | None:
-    """The candidate's metrics on the validation split (fitted without it), or None when it
-    does not apply to the reduced data."""
+    """``candidate``'s metrics with ``params`` on the validation split (fitted without it),
+    or None when it does not apply to the reduced data."""
     holdout, users, _ = split
-    model = create_model(candidate.model.model_type, candidate.params)
+    model = create_model(candidate.model.model_type, params)
     reason = model.skip_reason(holdout.fit)
     if reason is not None:
         ctx.logger.warning(f"'{candidate.name}' not validated: {reason}")
@@ -169,9 +214,140 @@ def _validate_candidate(
         users=users,
     )
     metrics: dict[str, float | None] = json_safe(scored.metrics)
-    fields = {"candidate": candidate.name, **metrics}
-    ctx.logger.info(f"validated '{candidate.name}'", extra={"fields": fields})
     return metrics
+
+
+def _validate_candidate(
+    ctx: TaskContext[Config],
+    candidate: ResolvedCandidate,
+    split: tuple[Holdout, np.ndarray, dict[str, Any]],
+) -> dict[str, float | None] | None:
+    """The candidate's metrics on the validation split, logged."""
+    metrics = _validation_metrics(ctx, candidate, candidate.params, split)
+    if metrics is not None:
+        fields = {"candidate": candidate.name, **metrics}
+        ctx.logger.info(f"validated '{candidate.name}'", extra={"fields": fields})
+    return metrics
+
+
+class _Budget:
+    """The search's shared wall-clock budget: each tuned candidate gets what is left over
+    the candidates still to tune (time one leaves unused goes to the next)."""
+
+    def __init__(self, tuning: TuningConfig) -> None:
+        self.total = tuning.timeout_seconds
+        self.candidates = set(tuning.candidates)
+        self.remaining_candidates = len(tuning.candidates)
+        self.spent = 0.0
+
+    def share(self, own: float | None) -> float | None:
+        shares = [own] if own is not None else []
+        if self.total is not None:
+            shares.append(max(0.0, self.total - self.spent) / max(1, self.remaining_candidates))
+        return min(shares) if shares else None
+
+    def used(self, seconds: float) -> None:
+        self.spent += seconds
+        self.remaining_candidates -= 1
+
+
+def _tune_candidate(
+    ctx: TaskContext[Config],
+    candidate: ResolvedCandidate,
+    split: tuple[Holdout, np.ndarray, dict[str, Any]],
+    budget: _Budget,
+) -> tuple[ResolvedCandidate, dict[str, Any], TuningResult, dict[str, float | None] | None]:
+    """Search the candidate's space on the validation split; return the candidate with the
+    best parameters, the search's summary record, and the best trial's validation metrics
+    (the candidate's validation figures: the same fit, so not measured twice)."""
+    tuning = ctx.config.tuning
+    assert tuning is not None
+    search = tuning.candidates[candidate.name]
+    metric = tuning.metric_for(ctx.config.validation.k)
+    direction: Direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
+    seed = tuning.seed if tuning.seed is not None else ctx.config.seed
+    n_trials = search.n_trials or tuning.n_trials
+    seconds = budget.share(search.timeout_seconds)
+    configured = candidate.params.model_dump(mode="json")
+    scored: list[dict[str, float | None] | None] = []  # per trial, in order (trial.number)
+
+    def objective(values: dict[str, Any]) -> float | None:
+        params = candidate.model.params.model_validate({**configured, **values})
+        metrics = _validation_metrics(ctx, candidate, params, split)
+        scored.append(metrics)
+        return None if metrics is None else metrics.get(metric)
+
+    def log_trial(trial: Trial, best: float | None) -> None:
+        fields = {"candidate": candidate.name, **trial.to_dict(), "metric": metric, "best": best}
+        ctx.logger.info(
+            f"{candidate.name} trial {trial.number}: {metric} {trial.value}",
+            extra={"fields": json_safe(fields)},
+        )
+
+    ctx.logger.info(
+        f"tuning '{candidate.name}'",
+        extra={
+            "fields": json_safe(
+                {
+                    "candidate": candidate.name,
+                    "metric": metric,
+                    "n_trials": n_trials,
+                    "budget_seconds": seconds,
+                    "seed": seed,
+                }
+            )
+        },
+    )
+    result = tune(
+        search.space,
+        objective,
+        direction=direction,
+        seed=seed,
+        n_trials=n_trials,
+        budget_seconds=seconds,
+        start=configured,
+        on_trial=log_trial,
+    )
+    budget.used(result.seconds)
+    best = result.best(direction)
+    if best is not None:
+        params = candidate.model.params.model_validate({**configured, **best.params})
+        tuned = replace(candidate, params=params)
+    else:
+        tuned = candidate
+    record = {
+        "metric": metric,
+        "direction": direction,
+        "seed": seed,
+        "n_trials": n_trials,
+        "budget_seconds": seconds,
+        "space": {n: d.model_dump(mode="json") for n, d in search.space.items()},
+        "configured": {n: configured[n] for n in search.space},
+        "best": best.to_dict() if best is not None else None,
+        "stopped": result.stopped,
+        "trials": [t.to_dict() for t in result.trials],
+    }
+    done = {
+        "candidate": candidate.name,
+        "trials": len(result.trials),
+        "stopped": result.stopped,
+        "best": record["best"],
+        "seconds": round(result.seconds, 3),
+    }
+    ctx.logger.info(f"tuned '{candidate.name}'", extra={"fields": json_safe(done)})
+    # the best trial's metrics are the tuned candidate's validation figures
+    best_metrics = scored[best.number] if best is not None else None
+    return tuned, record, result, best_metrics
+
+
+def _tuning_metrics(name: str, record: dict[str, Any], result: TuningResult) -> dict[str, Any]:
+    """The search's run facts as task metrics (its wall time lives here, not in the report)."""
+    best = record["best"]
+    return {
+        f"{name}_tuning_trials": len(result.trials),
+        f"{name}_tuning_seconds": round(result.seconds, 3),
+        f"{name}_tuning_best_{record['metric']}": best["value"] if best else None,
+    }
 
 
 def run(ctx: TaskContext[Config]) -> TaskResult:
@@ -191,8 +367,12 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     candidates: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     baseline = None
+    tuning: dict[str, dict[str, Any]] = {}
+    curves: dict[str, list[float | None]] = {}
+    budget = _Budget(config.tuning) if config.tuning is not None else None
     for candidate in config.resolved_candidates():
         name = candidate.name
+        tuned = split is not None and budget is not None and name in budget.candidates
         model = create_model(candidate.model.model_type, candidate.params)
         reason = model.skip_reason(train)
         if reason is not None:
@@ -204,10 +384,20 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
                 )
             candidates[name] = _skip_entry(ctx, candidate, model, reason)
             skipped[name] = reason
+            if tuned and budget is not None:
+                budget.used(0.0)  # its share goes to the candidates still to tune
             continue
+        tuned_metrics: dict[str, float | None] | None = None
+        if tuned and split is not None and budget is not None:
+            candidate, tuning[name], result, tuned_metrics = _tune_candidate(
+                ctx, candidate, split, budget
+            )
+            metrics.update(_tuning_metrics(name, tuning[name], result))
+            curves[name] = result.curve(tuning[name]["direction"])
+            model = create_model(candidate.model.model_type, candidate.params)
         entry, report, path = _train_candidate(ctx, config, candidate, model, train)
         if split is not None:
-            entry["validation"] = _validate_candidate(ctx, candidate, split)
+            entry["validation"] = tuned_metrics or _validate_candidate(ctx, candidate, split)
             for metric, value in (entry["validation"] or {}).items():
                 metrics[f"{name}_validation_{metric}"] = value
         candidates[name] = entry
@@ -224,6 +414,17 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     metrics["candidates_trained"] = len(trained)
     metrics["candidates_skipped"] = len(skipped)
     metadata: dict[str, Any] = {"candidates": list(candidates), "baseline": baseline}
+    if tuning:
+        metadata["tuning"] = {
+            name: {
+                "metric": record["metric"],
+                "best": record["best"],
+                "trials": len(record["trials"]),
+                "stopped": record["stopped"],
+                "curve": curves[name],
+            }
+            for name, record in tuning.items()
+        }
     if skipped:
         metadata["skipped"] = skipped
         if trained == [baseline]:
@@ -240,6 +441,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         "candidate_order": list(candidates),  # the JSON writer sorts keys; this keeps YAML order
         "candidates": candidates,
         "validation": split[2] if split is not None else None,
+        "tuning": tuning or None,
     }
     summary_path = ctx.write_document(
         "training_summary.json", TrainingSummary.model_validate(json_safe(summary))

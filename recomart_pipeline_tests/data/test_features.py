@@ -169,6 +169,7 @@ def test_reruns_are_byte_identical(harness: TaskHarness, prepared: Checkpoint) -
         "holdout_history",
         "holdout_history_ratings",
         "holdout_test_interactions",
+        "train_events",
     }
     # no fold_in input (not user_holdout): the held-out users' artifacts are empty
     assert _read(first, "holdout_user_index").empty

@@ -18,3 +18,15 @@ def test_the_quality_benchmark_scores_every_candidate_on_one_split(tmp_path):
     for figures in result["models"].values():
         assert 0 < figures["ndcg_at_10"] <= 1 and figures["fit_seconds"] >= 0
     assert result["models"]["ease"]["ndcg_at_10"] > result["models"]["popularity"]["ndcg_at_10"]
+
+
+def test_the_quality_benchmark_tunes_on_validation_within_its_budget(tmp_path):
+    module = runpy.run_path(str(REPO_ROOT / "benchmarks" / "quality.py"))
+    out = tmp_path / "quality.json"
+    module["main"](["--generate", "300,80,5000", "--tune", "1.5", "--json", str(out)])
+    [result] = json.loads(out.read_text())
+    for name in module["SPACES"]:
+        tuned = result["models"][f"{name}_tuned"]
+        assert tuned["trials"] >= 1 and 0 < tuned["ndcg_at_10"] <= 1
+        # trial 0 is the default setting: the chosen one is at least as good on validation
+        assert tuned["validation_ndcg_best"] >= tuned["validation_ndcg_configured"]

@@ -69,8 +69,10 @@ def test_the_default_config_runs_on_purchase_and_view_data(
         evaluation, evaluation_config, {"training": trained, "features": implicit_features}
     )
     report = json.loads(evaluated.path("evaluation").read_text())
-    assert set(report["models"]) == {"ease", "popularity"}  # the selected one and the baseline
-    assert report["best_model"] == "ease"
+    # the selected one and the baseline; which item model wins depends on the validation
+    # split (temporal_per_user since the validation protocol follows the test's)
+    assert report["best_model"] in {"ease", "item_knn"}
+    assert set(report["models"]) == {report["best_model"], "popularity"}
     assert set(result.metadata["skipped"]) == {"svd", "bias"}
 
 

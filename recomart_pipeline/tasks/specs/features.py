@@ -87,5 +87,11 @@ SPEC = TaskSpec(
             "parquet",
             "user_holdout: held-out positive pairs of the held-out users (user_idx = history row)",
         ),
+        Output(
+            "train_events",
+            "parquet",
+            "train events in time order with their weight and whether each is a positive "
+            "(training cuts a temporal validation split from them)",
+        ),
     ),
 )

@@ -18,7 +18,10 @@ from recomart_pipeline.ml.params import (
     ItemKNNParams,
     ModelTypeInfo,
     PopularityParams,
+    SearchDimension,
     SVDHyperParams,
+    check_search_space,
+    metric_names,
     model_type_info,
 )
 
@@ -50,15 +53,24 @@ class ValidationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["per_user", "random", "none"] = Field(
-        "per_user",
-        description="per_user: each user with two or more training items holds out "
-        "'fraction' of them (at least one), like the temporal_per_user test protocol; random: "
-        "a seeded share of all training pairs, like the random protocol; none: no validation "
-        "split (evaluation then selects on the test split, an optimistic figure, and says so).",
+    method: Literal["temporal_per_user", "temporal_global", "per_user", "random", "none"] = Field(
+        "temporal_per_user",
+        description="Set it to the preparation task's split.method, so validation "
+        "mirrors the test split. temporal_per_user: each user's latest 'fraction' of "
+        "train events (at least one; users who keep one); temporal_global: train events "
+        "at or after one cut-off (the 1 - fraction quantile of their times); both follow "
+        "the features task's rules and need its train_events (without them: per_user, "
+        "with a warning). per_user: each user with two or more training pairs holds out "
+        "'fraction' of them at random; random: a seeded share of all training pairs, "
+        "like the random protocol; none: no validation split (evaluation then selects "
+        "on the test split, an optimistic figure, and says so).",
     )
     fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of the training pairs held out for validation."
+        0.2,
+        gt=0,
+        lt=1,
+        description="Share of the train events (temporal methods) or pairs held out for "
+        "validation.",
     )
     k: int = Field(
         10,
@@ -99,6 +111,65 @@ class CandidateConfig(BaseModel):
         description="Parameters overriding the model's block and the task-wide seed, "
         "validation and early-stopping settings.",
     )
+
+
+class CandidateTuning(BaseModel):
+    """The search of one candidate: its space and, optionally, its own limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    space: dict[str, SearchDimension] = Field(
+        min_length=1,
+        description="Hyper-parameter -> {type: int|float, low, high, log} or {type: "
+        "categorical, choices: [...]}; names are the model type's hyper-parameters.",
+    )
+    n_trials: int | None = Field(
+        None, ge=1, description="Trials for this candidate (default: tuning.n_trials)."
+    )
+    timeout_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds this candidate's search may take at most (it also gets no more "
+        "than its share of tuning.timeout_seconds).",
+    )
+
+
+class TuningConfig(BaseModel):
+    """Hyper-parameter search on the validation split (Optuna's TPE sampler, seeded).
+
+    Each trial fits the candidate on the training data without the validation split and
+    scores the validation split; the best setting is then fitted on all the training data,
+    as an untuned candidate is. Trial 0 is the configured setting, so tuning never chooses
+    worse on validation. A search stops starting trials once its trials or seconds are spent.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidates: dict[str, CandidateTuning] = Field(
+        min_length=1,
+        description="Candidate name -> its search (space, and optional n_trials / "
+        "timeout_seconds overriding the ones below).",
+    )
+    n_trials: int | None = Field(
+        20, ge=1, description="Trials per tuned candidate (null: as many as the time allows)."
+    )
+    timeout_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Wall-clock budget of the whole search, shared by the tuned candidates in "
+        "order (a candidate gets what is left over the candidates still to tune). null: no "
+        "time limit. With a time budget the number of trials depends on the machine; "
+        "n_trials alone is reproducible to the byte.",
+    )
+    metric: str | None = Field(
+        None,
+        description="The validation metric to optimise (ndcg_at_10, recall_at_10, rmse, ...); "
+        "default ndcg_at_<validation.k>. Use the evaluation task's selection metric.",
+    )
+    seed: int | None = Field(None, description="Seed of the sampler (default: the task's seed).")
+
+    def metric_for(self, k: int) -> str:
+        return self.metric or f"ndcg_at_{k}"
 
 
 @dataclass(frozen=True)
@@ -161,6 +232,11 @@ class Config(BaseModel):
         default_factory=ValidationConfig,
         description="The validation split candidates are compared on (model selection).",
     )
+    tuning: TuningConfig | None = Field(
+        None,
+        description="Hyper-parameter search within a budget, per candidate, on the "
+        "validation split (null: the configured parameters are used as they are).",
+    )
     candidates: list[CandidateConfig] | None = Field(
         None,
         description="Models to train and compare. Omitted: 'model_type', the bias-only "
@@ -185,8 +261,46 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _candidates_resolve(self) -> Config:
-        self.resolved_candidates()
+        resolved = self.resolved_candidates()
+        if self.tuning is not None:
+            self._check_tuning(self.tuning, {c.name: c for c in resolved})
         return self
+
+    def _check_tuning(self, tuning: TuningConfig, resolved: dict[str, ResolvedCandidate]) -> None:
+        """Tuning needs the validation split, a metric it measures, known candidates and
+        spaces over each model type's hyper-parameters."""
+        if self.validation.method == "none":
+            raise ValueError(
+                "tuning needs the validation split, but validation.method is none: set it to "
+                "the test split's protocol (or remove tuning)"
+            )
+        metrics = metric_names(self.validation.k)
+        metric = tuning.metric_for(self.validation.k)
+        if metric not in metrics:
+            raise ValueError(
+                f"tuning.metric '{metric}' is not measured on validation (validation.k is "
+                f"{self.validation.k}); valid: {', '.join(metrics)}"
+            )
+        for name, search in tuning.candidates.items():
+            where = f"tuning.candidates.{name}"
+            candidate = resolved.get(name)
+            if candidate is None:
+                raise ValueError(
+                    f"{where}: there is no candidate '{name}' (candidates: {', '.join(resolved)})"
+                )
+            if (
+                tuning.n_trials is None
+                and search.n_trials is None
+                and (tuning.timeout_seconds is None and search.timeout_seconds is None)
+            ):
+                raise ValueError(
+                    f"{where}: no limit: set n_trials or timeout_seconds (here or in tuning)"
+                )
+            base = candidate.params.model_dump()
+            try:
+                check_search_space(candidate.model, base, search.space)
+            except ValueError as exc:
+                raise ValueError(f"{where}.space: {exc}") from None
 
     def _shared_params(self) -> dict[str, Any]:
         stopping = self.early_stopping
@@ -235,6 +349,12 @@ class Config(BaseModel):
 
 TRAIN_RATINGS = Input("train_ratings", "parquet")
 TRAIN_IMPLICIT = Input("train_implicit", "npz")
+TRAIN_EVENTS = Input(
+    "train_events",
+    "parquet",
+    "the train events in time order (temporal validation split)",
+    optional=True,
+)
 SUMMARY = Output("training_summary", "json", "every candidate's fit", document=TrainingSummary)
 MODELS = Output("model_*", "model", "one file per candidate: model_<candidate>")
 
@@ -243,6 +363,6 @@ SPEC = TaskSpec(
     description="Fit every candidate model and save it with its fit history.",
     run="recomart_pipeline.tasks.training:run",
     config=Config,
-    inputs=(TRAIN_RATINGS, TRAIN_IMPLICIT),
+    inputs=(TRAIN_RATINGS, TRAIN_IMPLICIT, TRAIN_EVENTS),
     outputs=(SUMMARY, MODELS),
 )
