@@ -61,7 +61,7 @@ def _plan_text(config: PipelineConfig) -> str:
         f"pipeline {config.name} ({settings.pipeline.environment}) from {config.path}",
         f"mode: {settings.execution.mode}; run timeout: {settings.execution.timeout_seconds or 'none'}"
         f"; continue_on_error: {settings.execution.continue_on_error}",
-        f"engine: {settings.execution.engine} (runs validation's row rules; docs/engines.md)",
+        _engine_text(config),
         _waits_text(policy),
         "",
         "execution order:",
@@ -89,6 +89,18 @@ def _plan_text(config: PipelineConfig) -> str:
     return "\n".join(lines)
 
 
+def _engine_text(config: PipelineConfig) -> str:
+    execution = config.settings.execution
+    where = ""
+    if execution.engine == "spark":
+        spark = config.to_dict()["execution"]["spark"]  # secrets masked
+        conf = ", ".join(f"{k}={v}" for k, v in spark["conf"].items())
+        where = (
+            f"master {spark['master']}, app {spark['app_name']}{f', conf {conf}' if conf else ''}; "
+        )
+    return f"engine: {execution.engine} ({where}runs validation's row rules; docs/engines.md)"
+
+
 def _waits_text(policy: RetryPolicySection) -> str:
     """How retry_delay becomes the waits listed per task (the guide's "wait N seconds")."""
     if not policy.use_exponential_backoff:
@@ -112,6 +124,11 @@ def plan(config: PipelineConfig, as_json: bool) -> int:
         payload = {
             "notes": config.notes,
             "engine": config.settings.execution.engine,
+            **(
+                {"spark": config.to_dict()["execution"]["spark"]}
+                if config.settings.execution.engine == "spark"
+                else {}
+            ),
             "execution_order": graph.get_execution_order(),
             "parallel_groups": graph.get_parallel_groups(),
             "skipped": graph.get_skipped_tasks(),

@@ -194,6 +194,8 @@ class TaskContext(Generic[ConfigT]):
     object_store: SharedStore | None = None
     # execution.engine: which engine runs the data rules ("local" = DuckDB, "pandas").
     engine: str = "pandas"
+    # The chosen engine's settings as plain values (execution.spark for spark).
+    engine_options: dict[str, Any] = field(default_factory=dict)
 
     def _entries(self, declared: Input[Any]) -> list[ResolvedInput]:
         try:

@@ -201,6 +201,11 @@ def execute_attempt(
         previous=previous_run(request.previous),
         object_store=request.object_store,
         engine=config.settings.execution.engine,
+        engine_options=(
+            config.settings.execution.spark.session_options()
+            if config.settings.execution.engine == "spark"
+            else {}
+        ),
     )
     result = _normalise(task, spec.function()(ctx))
     check_outputs(task, spec, result)
