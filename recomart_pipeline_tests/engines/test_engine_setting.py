@@ -15,8 +15,9 @@ from recomart_pipeline.cli import main
 from recomart_pipeline.config.errors import ConfigError
 from recomart_pipeline.config.schema import ExecutionSection
 from recomart_pipeline.runtime.records import read_manifest
-from recomart_pipeline.runtime.runner import run_task
+from recomart_pipeline.runtime.runner import TaskFailure, run_task
 from recomart_pipeline_tests.data.helpers import REPO_ROOT
+from recomart_pipeline_tests.engines.conftest import require_spark
 
 
 def _data_project(write_config: Callable[..., Path], execution: str, timeout: str = "") -> Path:
@@ -44,11 +45,11 @@ def test_the_reference_engine_is_the_default() -> None:
 
 
 def test_an_unknown_engine_is_refused_naming_the_key(write_config: Callable[..., Path]) -> None:
-    path = _data_project(write_config, "{engine: spark}")
+    path = _data_project(write_config, "{engine: flink}")
     with pytest.raises(ConfigError) as raised:
         PipelineConfig(path)
     assert "execution.engine" in str(raised.value)
-    assert "local" in str(raised.value)
+    assert "local" in str(raised.value) and "spark" in str(raised.value)
 
 
 def test_plan_shows_the_engine(
@@ -78,6 +79,61 @@ def test_the_run_uses_and_records_the_engine(
     _, manifest, log = _run(_data_project(write_config, f"{{engine: {engine}}}"))
     assert manifest["engine"] == engine
     assert f"row rules ran on the {engine} engine" in log
+
+
+SPARK = "{engine: spark, spark: {master: 'local[2]', conf: {spark.ui.enabled: false}}}"
+
+
+def test_spark_settings_are_checked_and_secrets_masked(
+    write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No pyspark import to validate or plan: the settings are plain config."""
+    with pytest.raises(ConfigError) as raised:
+        PipelineConfig(_data_project(write_config, "{engine: spark, spark: {mastr: yarn}}"))
+    assert "execution.spark" in str(raised.value) and "master" in str(raised.value)
+    secret = (
+        "{engine: spark, spark: {master: yarn, conf: {spark.hadoop.fs.s3a.secret.key: s3cr3t}}}"
+    )
+    path = _data_project(write_config, secret)
+    config = PipelineConfig(path)
+    assert config.settings.execution.spark.session_options()["conf"] == {
+        "spark.hadoop.fs.s3a.secret.key": "s3cr3t"
+    }
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "engine: spark (master yarn, app recomart_pipeline" in out
+    assert main(["plan", str(path), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["engine"] == "spark" and plan["spark"]["master"] == "yarn"
+    assert "s3cr3t" not in out + json.dumps(plan) + json.dumps(config.to_dict())
+
+
+def test_spark_without_java_fails_with_the_fix(
+    write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A JAVA_HOME without java: the task says what is missing and how to get it."""
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
+    config = PipelineConfig(_data_project(write_config, SPARK))
+    run_task(config, "ingestion", "r1")
+    with pytest.raises(TaskFailure) as raised:
+        run_task(config, "validation", "r1")
+    message = str(raised.value)
+    assert "needs a Java runtime" in message and "no-java" in message
+    assert "install Java 17" in message and "execution.engine: local" in message
+
+
+@pytest.mark.slow
+def test_the_spark_engine_runs_the_task_and_is_recorded(
+    write_config: Callable[..., Path],
+) -> None:
+    """Through the runtime: the task starts its own local[2] session and stops it."""
+    require_spark()
+    from pyspark.sql import SparkSession
+
+    _, manifest, log = _run(_data_project(write_config, SPARK))
+    assert manifest["engine"] == "spark"
+    assert "row rules ran on the spark engine" in log
+    assert SparkSession.getActiveSession() is None
 
 
 @pytest.mark.slow
