@@ -65,6 +65,16 @@ def engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def _spark_jobs() -> int:
+    """Jobs the active Spark session has run: proof the rules ran on Spark, not on a
+    pandas fallback that merely says "spark"."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    assert session is not None
+    return len(session.sparkContext.statusTracker().getJobIdsForGroup(None))
+
+
 def _assert_conform(
     harness: TaskHarness,
     upstream: Checkpoint,
@@ -73,7 +83,10 @@ def _assert_conform(
     expected_engine: str | None = None,
 ) -> TaskResult:
     reference = _validate(harness, upstream, "pandas", config)
+    jobs = _spark_jobs() if engine == "spark" else 0
     local = _validate(harness, upstream, engine, config)
+    if engine == "spark" and expected_engine is None:
+        assert _spark_jobs() > jobs, "no Spark job ran"
     assert reference.metadata["engine"] == "pandas"
     assert local.metadata["engine"] == (expected_engine or engine)
     expected, found = _fingerprint(reference), _fingerprint(local)
