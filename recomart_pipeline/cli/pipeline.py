@@ -73,9 +73,11 @@ def _plan_text(config: PipelineConfig) -> str:
             f"{policy.wait_seconds(info['retry_delay'], n):g}s" for n in range(1, retries + 1)
         )
         implementation = config.specs[task].reference
+        engine = config.engine_of(task)
+        own = f" engine={engine}" if engine != settings.execution.engine else ""
         lines.append(
             f"  {index:>2}. {task:<16} timeout={info['timeout'] or 'none'} retries={retries}"
-            f"{f' (waits {waits})' if waits else ''} deps={info['dependencies'] or '-'} [{implementation}]"
+            f"{f' (waits {waits})' if waits else ''} deps={info['dependencies'] or '-'}{own} [{implementation}]"
         )
     lines.append("")
     lines.append("parallel groups:")
@@ -129,6 +131,7 @@ def plan(config: PipelineConfig, as_json: bool) -> int:
                 if config.settings.execution.engine == "spark"
                 else {}
             ),
+            "engines": {t: config.engine_of(t) for t in config.settings.tasks},
             "execution_order": graph.get_execution_order(),
             "parallel_groups": graph.get_parallel_groups(),
             "skipped": graph.get_skipped_tasks(),

@@ -34,6 +34,7 @@ from recomart_pipeline.contract.paths import OptionalWritePath, WritePath
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Engine = Literal["pandas", "local", "spark"]
 
 
 def _task_package(package: str) -> str:
@@ -142,7 +143,7 @@ class ExecutionSection(Section):
         description="Passed to the chosen distributed executor, e.g. "
         "{cluster: {local: {n_workers: 2}}} for dask or {broker: redis://…} for celery.",
     )
-    engine: Literal["pandas", "local", "spark"] = Field(
+    engine: Engine = Field(
         "pandas",
         description="What runs the data tasks' row rules: pandas (the reference), local "
         "(DuckDB: embedded, multi-threaded, out of core) or spark (Spark SQL, settings in "
@@ -263,6 +264,12 @@ class TaskSettings(Section):
         None, description="User task function as 'package.module:function' instead of a built-in."
     )
     description: str = Field("", description="Shown on the asset in the Dagster UI.")
+    engine: Engine | None = Field(
+        None,
+        description="This task's engine instead of execution.engine (docs/engines.md); "
+        "refused for a task whose rules do not run on it (only validation runs on local "
+        "and spark so far).",
+    )
     owner: str | None = Field(None, description="Owner team or person (e.g. data_eng, ml_eng).")
     # A mapping in the file; once the config is loaded, the task's validated config model
     # (PipelineConfig.task_config), so there is one copy of it.

@@ -297,6 +297,9 @@ class TaskSpec:
     preflight: PreflightFunction | None = None
     # How the spec is found again in another process: "builtin:<name>" or "module:function".
     reference: str = ""
+    # The execution engines its rules run on; a task set to another (tasks.<name>.engine)
+    # is refused when the config loads. Under execution.engine such a task runs pandas.
+    engines: tuple[str, ...] = ("pandas",)
 
     def function(self) -> TaskFunction:
         if not isinstance(self.run, str):

@@ -64,9 +64,9 @@ def check_available() -> None:
     """Raise ``SparkUnavailable`` naming the missing piece (pyspark, Java) and its fix."""
     if importlib.util.find_spec("pyspark") is None:
         raise SparkUnavailable(
-            "execution.engine is spark, but pyspark is not installed",
-            fix="pip install 'recomart-pipeline[spark]' (pyspark), or choose "
-            "execution.engine: local",
+            "the spark engine needs pyspark, which is not installed",
+            fix="pip install 'recomart-pipeline[spark]' (pyspark), or choose the local engine "
+            "(execution.engine / tasks.<name>.engine: local)",
         )
     if java_executable() is None:
         where = (
@@ -75,9 +75,10 @@ def check_available() -> None:
             else "no java on PATH and JAVA_HOME is not set"
         )
         raise SparkUnavailable(
-            f"execution.engine is spark, but Spark needs a Java runtime: {where}",
+            f"the spark engine needs a Java runtime (17 or later): {where}",
             fix="install Java 17 or later (e.g. apt-get install openjdk-17-jre-headless) "
-            "or set JAVA_HOME, or choose execution.engine: local",
+            "or set JAVA_HOME, or choose the local engine "
+            "(execution.engine / tasks.<name>.engine: local)",
         )
 
 

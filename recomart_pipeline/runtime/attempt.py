@@ -200,10 +200,10 @@ def execute_attempt(
         pipeline_name=config.name,
         previous=previous_run(request.previous),
         object_store=request.object_store,
-        engine=config.settings.execution.engine,
+        engine=config.engine_of(task),
         engine_options=(
             config.settings.execution.spark.session_options()
-            if config.settings.execution.engine == "spark"
+            if config.engine_of(task) == "spark"
             else {}
         ),
     )

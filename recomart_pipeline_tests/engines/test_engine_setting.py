@@ -4,6 +4,7 @@ run manifest."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -20,13 +21,18 @@ from recomart_pipeline_tests.data.helpers import REPO_ROOT
 from recomart_pipeline_tests.engines.conftest import require_spark
 
 
-def _data_project(write_config: Callable[..., Path], execution: str, timeout: str = "") -> Path:
+def _data_project(
+    write_config: Callable[..., Path], execution: str, timeout: str = "", ingestion: str = ""
+) -> Path:
+    """The bundled sample through ingestion and validation; ``timeout`` and ``ingestion``
+    are extra lines of the validation and ingestion entries."""
     data = REPO_ROOT / "data"
     return write_config(
         f"""
         execution: {execution}
         tasks:
           ingestion:
+            {ingestion}
             config:
               source:
                 interactions: "{data / "interactions.csv"}"
@@ -111,15 +117,21 @@ def test_spark_settings_are_checked_and_secrets_masked(
 def test_spark_without_java_fails_with_the_fix(
     write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A JAVA_HOME without java: the task says what is missing and how to get it."""
+    """A JAVA_HOME without java (or no pyspark): the task says what is missing and how to
+    get it, before Spark is asked for anything."""
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
     config = PipelineConfig(_data_project(write_config, SPARK))
     run_task(config, "ingestion", "r1")
     with pytest.raises(TaskFailure) as raised:
         run_task(config, "validation", "r1")
     message = str(raised.value)
-    assert "needs a Java runtime" in message and "no-java" in message
-    assert "install Java 17" in message and "execution.engine: local" in message
+    if importlib.util.find_spec("pyspark") is None:
+        assert "needs pyspark, which is not installed" in message
+        assert "pip install 'recomart-pipeline[spark]'" in message
+    else:
+        assert "needs a Java runtime (17 or later)" in message and "no-java" in message
+        assert "install Java 17" in message
+    assert "execution.engine / tasks.<name>.engine: local" in message
 
 
 @pytest.mark.slow
@@ -144,3 +156,39 @@ def test_an_isolated_task_gets_the_engine(write_config: Callable[..., Path]) -> 
     )
     assert manifest["engine"] == "local"
     assert "row rules ran on the local engine" in log
+
+
+def test_a_task_engine_overrides_the_execution_engine(
+    write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _data_project(write_config, "{engine: pandas}", timeout="engine: local")
+    config = PipelineConfig(path)
+    assert (config.engine_of("validation"), config.engine_of("ingestion")) == ("local", "pandas")
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "engine: pandas (" in out
+    overridden = [line.split()[1] for line in out.splitlines() if "engine=local" in line]
+    assert overridden == ["validation"]
+    assert main(["plan", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["engines"] == {
+        "ingestion": "pandas",
+        "validation": "local",
+    }
+    _, manifest, log = _run(path)
+    assert manifest["engine"] == "pandas"
+    assert manifest["engines"] == {"ingestion": "pandas", "validation": "local"}
+    assert "row rules ran on the local engine" in log
+
+
+def test_a_task_engine_its_rules_do_not_run_on_is_refused(
+    write_config: Callable[..., Path],
+) -> None:
+    path = _data_project(write_config, "{engine: local}", ingestion="engine: spark")
+    with pytest.raises(ConfigError) as raised:
+        PipelineConfig(path)
+    message = str(raised.value)
+    assert "task 'ingestion' cannot run on the spark engine" in message
+    assert "tasks.ingestion.engine" in message and "its rules run on pandas" in message
+    # execution.engine stays a default: tasks it does not apply to run on pandas.
+    config = PipelineConfig(_data_project(write_config, "{engine: local}"))
+    assert (config.engine_of("validation"), config.engine_of("ingestion")) == ("local", "pandas")
