@@ -43,6 +43,14 @@ FIXED_CONF = {
 QUIET_CONF = {"spark.ui.showConsoleProgress": "false"}
 
 
+def _local_defaults(master: str) -> dict[str, str]:
+    """On one machine, Spark's 200 shuffle partitions are 200 tiny tasks per stage: a few per
+    core instead (a default: ``conf`` overrides it)."""
+    if not master.startswith("local"):
+        return {}
+    return {"spark.sql.shuffle.partitions": str(2 * (os.cpu_count() or 1))}
+
+
 class SparkUnavailable(RuntimeError):
     """The spark engine cannot start here; ``fix`` says what to install or set."""
 
@@ -98,11 +106,13 @@ class SparkSession:
         active = Session.getActiveSession()
         self._owned = active is None
         if active is None:
-            builder = Session.builder.master(str(settings.get("master") or "local[*]")).appName(
+            master = str(settings.get("master") or "local[*]")
+            builder = Session.builder.master(master).appName(
                 str(settings.get("app_name") or "recomart_pipeline")
             )
             conf = {
                 **QUIET_CONF,
+                **_local_defaults(master),
                 **{str(k): str(v) for k, v in (settings.get("conf") or {}).items()},
             }
             for key, value in {**conf, **FIXED_CONF}.items():
