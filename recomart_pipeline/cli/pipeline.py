@@ -61,7 +61,7 @@ def _plan_text(config: PipelineConfig) -> str:
         f"pipeline {config.name} ({settings.pipeline.environment}) from {config.path}",
         f"mode: {settings.execution.mode}; run timeout: {settings.execution.timeout_seconds or 'none'}"
         f"; continue_on_error: {settings.execution.continue_on_error}",
-        f"engine: {settings.execution.engine} (runs validation's row rules; docs/engines.md)",
+        _engine_text(config),
         _waits_text(policy),
         "",
         "execution order:",
@@ -73,9 +73,11 @@ def _plan_text(config: PipelineConfig) -> str:
             f"{policy.wait_seconds(info['retry_delay'], n):g}s" for n in range(1, retries + 1)
         )
         implementation = config.specs[task].reference
+        engine = config.engine_of(task)
+        own = f" engine={engine}" if engine != settings.execution.engine else ""
         lines.append(
             f"  {index:>2}. {task:<16} timeout={info['timeout'] or 'none'} retries={retries}"
-            f"{f' (waits {waits})' if waits else ''} deps={info['dependencies'] or '-'} [{implementation}]"
+            f"{f' (waits {waits})' if waits else ''} deps={info['dependencies'] or '-'}{own} [{implementation}]"
         )
     lines.append("")
     lines.append("parallel groups:")
@@ -87,6 +89,18 @@ def _plan_text(config: PipelineConfig) -> str:
     for task, reason in skipped.items():
         lines.append(f"  - {task}: {reason}")
     return "\n".join(lines)
+
+
+def _engine_text(config: PipelineConfig) -> str:
+    execution = config.settings.execution
+    where = ""
+    if execution.engine == "spark":
+        spark = config.to_dict()["execution"]["spark"]  # secrets masked
+        conf = ", ".join(f"{k}={v}" for k, v in spark["conf"].items())
+        where = (
+            f"master {spark['master']}, app {spark['app_name']}{f', conf {conf}' if conf else ''}; "
+        )
+    return f"engine: {execution.engine} ({where}runs validation's row rules; docs/engines.md)"
 
 
 def _waits_text(policy: RetryPolicySection) -> str:
@@ -112,6 +126,12 @@ def plan(config: PipelineConfig, as_json: bool) -> int:
         payload = {
             "notes": config.notes,
             "engine": config.settings.execution.engine,
+            **(
+                {"spark": config.to_dict()["execution"]["spark"]}
+                if config.settings.execution.engine == "spark"
+                else {}
+            ),
+            "engines": {t: config.engine_of(t) for t in config.settings.tasks},
             "execution_order": graph.get_execution_order(),
             "parallel_groups": graph.get_parallel_groups(),
             "skipped": graph.get_skipped_tasks(),

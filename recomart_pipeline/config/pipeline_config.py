@@ -216,6 +216,16 @@ class PipelineConfig:
                 issues.append(source_map.issue(str(exc), (*path, key) if key else path, hint))
                 continue
             self.specs[name] = spec
+            engine = task.get("engine")
+            if isinstance(engine, str) and engine not in spec.engines:
+                issues.append(
+                    source_map.issue(
+                        f"task '{name}' cannot run on the {engine} engine",
+                        (*path, "engine"),
+                        f"its rules run on {', '.join(spec.engines)}: choose one of them or "
+                        f"remove tasks.{name}.engine (docs/engines.md)",
+                    )
+                )
             task_config = task.get("config") or {}
             if not isinstance(task_config, dict):
                 continue  # the schema check reports it
@@ -303,6 +313,17 @@ class PipelineConfig:
         data = _mask_secrets(self.settings.model_dump(mode="python"), reveal_secrets)
         plain: dict[str, Any] = json.loads(json.dumps(data, default=str))
         return plain
+
+    def engine_of(self, name: str) -> str:
+        """The engine task ``name`` runs its rules on: its own setting, else
+        execution.engine where its rules run on that, else pandas."""
+        settings = self.settings
+        own = settings.tasks[name].engine
+        if own is not None:
+            return own
+        engine = settings.execution.engine
+        spec = self.specs.get(name)
+        return engine if spec is None or engine in spec.engines else "pandas"
 
     def task_code_version(self, name: str) -> str:
         """Changes whenever the task's settings (its config included) change."""

@@ -34,6 +34,7 @@ from recomart_pipeline.contract.paths import OptionalWritePath, WritePath
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Engine = Literal["pandas", "local", "spark"]
 
 
 def _task_package(package: str) -> str:
@@ -72,6 +73,53 @@ class PipelineSection(Section):
     )
 
 
+class SparkSettings(Section):
+    """How the ``spark`` engine gets its session (pyspark is imported only when it runs)."""
+
+    master: str = Field(
+        "local[*]",
+        min_length=1,
+        description="Spark master URL: local[*] (this machine, all cores), local[2], "
+        "spark://host:7077, yarn, k8s://https://host:443.",
+    )
+    app_name: str = Field(
+        "recomart_pipeline", min_length=1, description="The Spark application name."
+    )
+    conf: dict[str, SecretStr | str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Spark settings, e.g. {spark.executor.memory: 4g}; the session time zone "
+        "is always UTC. An already active session (notebook, test) is reused as it is. "
+        "Values of keys naming a secret, password, token or key (fs.s3a.secret.key) are "
+        "secrets: masked in plans and manifests.",
+    )
+
+    @field_validator("conf")
+    @classmethod
+    def _secret_values(
+        cls, conf: dict[str, SecretStr | str | int | float | bool]
+    ) -> dict[str, SecretStr | str | int | float | bool]:
+        return {
+            key: SecretStr(str(value))
+            if _SECRET_KEY.search(key) and not isinstance(value, SecretStr)
+            else value
+            for key, value in conf.items()
+        }
+
+    def session_options(self) -> dict[str, Any]:
+        """Plain values (secrets revealed) for the engine that starts the session."""
+        return {
+            "master": self.master,
+            "app_name": self.app_name,
+            "conf": {
+                key: value.get_secret_value() if isinstance(value, SecretStr) else value
+                for key, value in self.conf.items()
+            },
+        }
+
+
+_SECRET_KEY = re.compile(r"secret|password|token|credential|[._]key$", re.IGNORECASE)
+
+
 class ExecutionSection(Section):
     mode: Literal["sequential", "parallel"] = Field(
         "sequential",
@@ -95,11 +143,16 @@ class ExecutionSection(Section):
         description="Passed to the chosen distributed executor, e.g. "
         "{cluster: {local: {n_workers: 2}}} for dask or {broker: redis://…} for celery.",
     )
-    engine: Literal["pandas", "local"] = Field(
+    engine: Engine = Field(
         "pandas",
-        description="What runs the data tasks' row rules: pandas (the reference) or local "
-        "(DuckDB: embedded, multi-threaded, out of core; identical outputs). Validation only "
-        "so far; docs/engines.md.",
+        description="What runs the data tasks' row rules: pandas (the reference), local "
+        "(DuckDB: embedded, multi-threaded, out of core) or spark (Spark SQL, settings in "
+        "execution.spark; needs the spark extra and Java 17+); identical outputs. Validation "
+        "only so far; docs/engines.md.",
+    )
+    spark: SparkSettings = Field(
+        default_factory=SparkSettings,
+        description="The Spark session of engine: spark (master, app_name, conf).",
     )
     continue_on_error: bool = Field(
         False,
@@ -211,6 +264,12 @@ class TaskSettings(Section):
         None, description="User task function as 'package.module:function' instead of a built-in."
     )
     description: str = Field("", description="Shown on the asset in the Dagster UI.")
+    engine: Engine | None = Field(
+        None,
+        description="This task's engine instead of execution.engine (docs/engines.md); "
+        "refused for a task whose rules do not run on it (only validation runs on local "
+        "and spark so far).",
+    )
     owner: str | None = Field(None, description="Owner team or person (e.g. data_eng, ml_eng).")
     # A mapping in the file; once the config is loaded, the task's validated config model
     # (PipelineConfig.task_config), so there is one copy of it.

@@ -194,6 +194,8 @@ class TaskContext(Generic[ConfigT]):
     object_store: SharedStore | None = None
     # execution.engine: which engine runs the data rules ("local" = DuckDB, "pandas").
     engine: str = "pandas"
+    # The chosen engine's settings as plain values (execution.spark for spark).
+    engine_options: dict[str, Any] = field(default_factory=dict)
 
     def _entries(self, declared: Input[Any]) -> list[ResolvedInput]:
         try:
@@ -299,6 +301,9 @@ class TaskSpec:
     explains_failures: bool = False
     # How the spec is found again in another process: "builtin:<name>" or "module:function".
     reference: str = ""
+    # The execution engines its rules run on; a task set to another (tasks.<name>.engine)
+    # is refused when the config loads. Under execution.engine such a task runs pandas.
+    engines: tuple[str, ...] = ("pandas",)
 
     def function(self) -> TaskFunction:
         if not isinstance(self.run, str):

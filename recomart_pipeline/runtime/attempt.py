@@ -200,7 +200,12 @@ def execute_attempt(
         pipeline_name=config.name,
         previous=previous_run(request.previous),
         object_store=request.object_store,
-        engine=config.settings.execution.engine,
+        engine=config.engine_of(task),
+        engine_options=(
+            config.settings.execution.spark.session_options()
+            if config.engine_of(task) == "spark"
+            else {}
+        ),
     )
     result = _normalise(task, spec.function()(ctx))
     check_outputs(task, spec, result)

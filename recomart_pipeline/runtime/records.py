@@ -107,6 +107,8 @@ def _new_manifest(config: PipelineConfig, run_id: str, first_duration_s: float) 
         "pipeline": config.name,
         "environment": config.settings.pipeline.environment,
         "engine": config.settings.execution.engine,
+        # Per task: its own tasks.<name>.engine, else execution.engine where it runs on it.
+        "engines": {name: config.engine_of(name) for name in config.settings.tasks},
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
         "config_path": str(config.path),
         "config_hash": config.config_hash,

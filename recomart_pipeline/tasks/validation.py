@@ -36,8 +36,9 @@ duplicates, once to write and collect examples), so memory holds only per-row fl
 64-bit row hashes. Two
 different rows share a hash with probability ~n²/2⁶⁵ (about 1e-5 for 20M rows).
 
-That is the ``pandas`` engine, the reference. With ``execution.engine: local`` the row rules
-run as SQL on DuckDB (``recomart_pipeline.engines.validation``); everything else here — the
+That is the ``pandas`` engine, the reference. With ``execution.engine: local`` (or ``spark``)
+the row rules run as SQL on DuckDB (or Spark SQL: ``recomart_pipeline.engines.validation``,
+one text for both); everything else here — the
 items/users tables, the evidence behind the messages, the checks and the report — is shared,
 and the outputs are byte-identical (``recomart_pipeline_tests/engines``).
 """
@@ -48,6 +49,7 @@ import json
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,12 +63,19 @@ import pyarrow.parquet as pq
 from pydantic_core import to_jsonable_python
 
 from recomart_pipeline.contract.documents import ValidationReport
-from recomart_pipeline.contract.errors import DataValidationError, SchemaError
+from recomart_pipeline.contract.errors import DataValidationError, SchemaError, TaskError
 from recomart_pipeline.contract.task import (
     CheckOutcome,
     TaskContext,
     TaskResult,
 )
+from recomart_pipeline.engines.spark import (
+    SparkSession,
+    SparkUnavailable,
+    check_available,
+    scratch_directory,
+)
+from recomart_pipeline.engines.sql import DuckDBSession, SqlSession
 from recomart_pipeline.engines.validation import (
     ROW_RULES,
     InteractionRules,
@@ -541,30 +550,41 @@ def _rules(config: Config) -> InteractionRules:
     )
 
 
-def _validate_local(
-    ctx: TaskContext, path: Path, config: Config, refs: _References
+@contextmanager
+def _session(ctx: TaskContext, engine: str) -> Iterator[SqlSession]:
+    """The SQL session of ``engine`` with its private scratch folder (DuckDB's spill
+    directory; Spark's ordered results). The caller closes the session."""
+    if engine == "spark":
+        try:
+            check_available()
+        except SparkUnavailable as missing:
+            raise TaskError(str(missing), hint=missing.fix) from None
+        with scratch_directory() as scratch:
+            yield SparkSession(ctx.engine_options, Path(scratch))
+    else:
+        with tempfile.TemporaryDirectory(prefix="recomart-duckdb-") as spill:
+            yield DuckDBSession(temp_directory=Path(spill))
+
+
+def _validate_sql(
+    ctx: TaskContext, path: Path, config: Config, refs: _References, engine: str
 ) -> tuple[_Summary, Path, Path, int, _Evidence]:
-    """The ``local`` engine: the row rules run as SQL on DuckDB (recomart_pipeline.engines).
+    """The ``local`` and ``spark`` engines: the row rules run as SQL (recomart_pipeline.engines).
 
     The engine streams valid and quarantined rows in input order; they are written with the
     same sinks as the pandas path. Evidence comes from the quarantined rows only, through
     the same ``_collect``; the rating range spans valid rows too, so the valid batches
-    widen it as they are written. DuckDB spills to a private temporary directory.
+    widen it as they are written.
     """
     valid_path = ctx.output_path("interactions.parquet")
     quarantine_path = ctx.output_path("quarantine.parquet")
     with (
-        tempfile.TemporaryDirectory(prefix="recomart-duckdb-") as spill,
+        _session(ctx, engine) as session,
         InteractionValidation(
-            path,
-            _rules(config),
-            refs.item_ids,
-            refs.user_ids,
-            PARSERS,
-            temp_directory=Path(spill),
-        ) as engine,
+            session, path, _rules(config), refs.item_ids, refs.user_ids, PARSERS
+        ) as engine_run,
     ):
-        tally = engine.tally()
+        tally = engine_run.tally()
         _require_rows(tally.rows, path)
         evidence = _Evidence()
         if tally.broken_rating_min is not None and tally.broken_rating_max is not None:
@@ -573,14 +593,14 @@ def _validate_local(
             )
         times: list[int] = []  # epoch ns: min and max of each batch
         with ParquetSink(valid_path, TYPED_SCHEMAS["interactions"]) as valid:
-            for batch in engine.valid(config.chunk_rows):
+            for batch in engine_run.valid(config.chunk_rows):
                 typed = _typed_batch(batch)
                 valid.write(typed)
                 span = pc.min_max(batch["timestamp"])
                 times += [v.as_py() for v in span.values() if v.is_valid]
                 _valid_rating_span(evidence, typed)
         with ParquetSink(quarantine_path, QUARANTINE_SCHEMA) as quarantine:
-            for batch in engine.quarantined(config.chunk_rows):
+            for batch in engine_run.quarantined(config.chunk_rows):
                 raw = pa.table({c: batch[c].cast(pa.string()) for c in RAW_COLUMNS})
                 codes = batch["code"].to_numpy(zero_copy_only=False).astype(np.uint8)
                 rows = batch["row_number"].to_numpy(zero_copy_only=False)
@@ -1065,13 +1085,16 @@ def _require_rows(rows: int, source: Path) -> None:
         )
 
 
+SQL_ENGINES = ("local", "spark")
+
+
 def _engine(ctx: TaskContext, source: Path) -> str:
     """The engine that runs the row rules: the context's, unless the input rules it out.
 
-    The local engine reads ingestion's raw layout (all text) directly; a typed input (a
+    The SQL engines read ingestion's raw layout (all text) directly; a typed input (a
     hand-made upstream) is read through the pandas path, which converts it to text.
     """
-    if ctx.engine == "local" and not raw_columns_are_text(source):
+    if ctx.engine in SQL_ENGINES and not raw_columns_are_text(source):
         ctx.logger.info("interactions are not all text: the pandas engine reads them")
         return "pandas"
     return ctx.engine
@@ -1087,9 +1110,9 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     users, user_stats = _typed_users(ctx.input(RAW_USERS))
     refs = _References(pa.array(items["item_id"]), pa.array(users["user_id"]))
     engine = _engine(ctx, source)
-    if engine == "local":
-        scan, valid_path, quarantine_path, valid_rows, evidence = _validate_local(
-            ctx, source, config, refs
+    if engine in SQL_ENGINES:
+        scan, valid_path, quarantine_path, valid_rows, evidence = _validate_sql(
+            ctx, source, config, refs, engine
         )
     else:
         full_scan = _scan(source, config, refs)

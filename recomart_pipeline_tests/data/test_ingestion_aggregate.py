@@ -18,7 +18,7 @@ from recomart_pipeline.contract.errors import SchemaError
 from recomart_pipeline.runtime.artifacts import Checkpoint
 from recomart_pipeline.tasks.specs import ingestion as spec
 from recomart_pipeline_tests.data.helpers import TaskHarness, artifact_hashes
-from recomart_pipeline_tests.engines.test_validation_conformance import _assert_conform
+from recomart_pipeline_tests.engines.conformance import assert_conform
 
 KEY = "tasks.ingestion.config.source.interactions"
 DAY = 86_400
@@ -286,7 +286,7 @@ def test_both_validation_engines_carry_the_weight(harness: TaskHarness, tmp_path
     path = _invoice_lines(tmp_path / "lines.csv")
     config = _source(path, **RETAIL, aggregate={"weight": "sum:Quantity"})
     _, raw = harness.run("ingestion", config)
-    result = _assert_conform(harness, raw)  # the same bytes from pandas and DuckDB
+    result = assert_conform(harness, raw, "local")  # the same bytes from pandas and DuckDB
     typed = pd.read_parquet(result.outputs["interactions"])
     weights = dict(
         zip(zip(typed["user_id"], typed["item_id"], strict=True), typed["weight"], strict=True)

@@ -1,4 +1,5 @@
-"""Conformance: the local (DuckDB) engine's validation equals the pandas reference.
+"""Conformance: the local (DuckDB) and spark (Spark SQL) engines' validation equals the
+pandas reference (so pandas, local and spark all agree).
 
 Not "roughly the same": the same bytes in every output file (valid interactions,
 quarantine with its reasons and row numbers, typed items/users, the report) and the same
@@ -8,17 +9,12 @@ dirty data and on spellings chosen to sit where SQL casts and pandas parsers dis
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
-from recomart_pipeline.contract.catalog import builtin_spec
-from recomart_pipeline.contract.task import TaskResult
 from recomart_pipeline.datagen import generate_dataset
-from recomart_pipeline.runtime.artifacts import Checkpoint
 from recomart_pipeline.tasks import validation
 from recomart_pipeline.tasks._tables import TYPED_SCHEMAS, write_frame
 from recomart_pipeline_tests.data.helpers import (
@@ -29,66 +25,37 @@ from recomart_pipeline_tests.data.helpers import (
     raw_table,
     sources,
 )
-
-# Replaying fixed data: pin the clock so freshness/future checks do not drift with today.
-PINNED = {"freshness": {"reference_time": "2026-06-01T00:00:00Z"}}
-
-
-def _validate(
-    harness: TaskHarness, upstream: Checkpoint, engine: str, config: dict[str, Any] | None = None
-) -> TaskResult:
-    ctx = harness.context("validation", config or PINNED, {"ingestion": upstream})
-    ctx.engine = engine
-    return builtin_spec("validation").function()(ctx)
+from recomart_pipeline_tests.engines.conformance import (
+    PINNED,
+    assert_conform,
+)
 
 
-def _fingerprint(result: TaskResult) -> dict[str, Any]:
-    """Everything a downstream task or an operator sees of a validation run."""
-    return {
-        "files": {
-            name: hashlib.sha256(Path(path).read_bytes()).hexdigest()
-            for name, path in result.outputs.items()
-        },
-        "checks": [
-            (c.name, c.passed, c.severity, c.description, c.metadata) for c in result.checks
-        ],
-        "metrics": result.metrics,
-    }
+@pytest.fixture(params=["local", pytest.param("spark", marks=pytest.mark.slow)])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each SQL engine in turn; spark on the module's local[2] session."""
+    if request.param == "spark":
+        request.getfixturevalue("spark_session")
+    return str(request.param)
 
 
-def _assert_conform(
-    harness: TaskHarness,
-    upstream: Checkpoint,
-    config: dict[str, Any] | None = None,
-    expected_engine: str = "local",
-) -> TaskResult:
-    reference = _validate(harness, upstream, "pandas", config)
-    local = _validate(harness, upstream, "local", config)
-    assert reference.metadata["engine"] == "pandas"
-    assert local.metadata["engine"] == expected_engine
-    expected, found = _fingerprint(reference), _fingerprint(local)
-    assert found["files"] == expected["files"]
-    for mine, theirs in zip(found["checks"], expected["checks"], strict=True):
-        assert mine == theirs
-    assert found["metrics"] == expected["metrics"]
-    return local
-
-
-def test_bundled_sample(harness: TaskHarness) -> None:
+def test_bundled_sample(harness: TaskHarness, engine: str) -> None:
     raw = {t: REPO_ROOT / "data" / f"{t}.csv" for t in ("interactions", "items", "users")}
     _, upstream = harness.run("ingestion", sources(raw))
-    result = _assert_conform(harness, upstream)
+    result = assert_conform(harness, upstream, engine)
     assert result.metrics["rows_in"] > 0
 
 
 @pytest.mark.parametrize("chunk_rows", [1_000_000, 700])
-def test_generated_dirty_data(tmp_path: Path, harness: TaskHarness, chunk_rows: int) -> None:
+def test_generated_dirty_data(
+    tmp_path: Path, harness: TaskHarness, chunk_rows: int, engine: str
+) -> None:
     """Every fault the generator makes, in several batches (chunk_rows) on both sides."""
     data = generate_dataset(
         tmp_path / "gen", users=200, items=80, interactions=5000, seed=11, dirty_fraction=0.05
     )
     _, upstream = harness.run("ingestion", sources(data))
-    result = _assert_conform(harness, upstream, {**PINNED, "chunk_rows": chunk_rows})
+    result = assert_conform(harness, upstream, engine, {**PINNED, "chunk_rows": chunk_rows})
     failed = {c.name: c.metadata.get("failed_rows", 0) for c in result.checks}
     # The comparison means something only if each rule had rows to judge.
     for rule in validation.ROW_RULES:
@@ -146,7 +113,9 @@ ODD_RATINGS = [
 ]  # fmt: skip
 
 
-def test_odd_spellings_are_judged_like_the_reference(harness: TaskHarness, tmp_path: Path) -> None:
+def test_odd_spellings_are_judged_like_the_reference(
+    harness: TaskHarness, tmp_path: Path, engine: str
+) -> None:
     rows = [
         {**CLEAN, "timestamp": ts, "user_id": f"u{i % 3}"} for i, ts in enumerate(ODD_TIMESTAMPS)
     ]
@@ -161,15 +130,15 @@ def test_odd_spellings_are_judged_like_the_reference(harness: TaskHarness, tmp_p
     items = [{"item_id": "i0"}, {"item_id": "i1"}]
     users = [{"user_id": f"u{i}"} for i in range(3)]
     upstream = publish_raw(harness, tmp_path, rows, items, users)
-    result = _assert_conform(harness, upstream, {**PINNED, "chunk_rows": 100})
+    result = assert_conform(harness, upstream, engine, {**PINNED, "chunk_rows": 100})
     assert result.metrics["rows_valid"] > 0 and result.metrics["rows_quarantined"] > 0
     # A future limit beyond what nanoseconds can hold (year 3026) is still judged alike.
     far = {**PINNED, "future_timestamps": {"max_future_skew": "P365000D"}}
-    assert _assert_conform(harness, upstream, far).metrics["rows_valid"] > 0
+    assert assert_conform(harness, upstream, engine, far).metrics["rows_valid"] > 0
 
 
 def test_a_typed_interactions_input_is_read_by_the_reference(
-    harness: TaskHarness, tmp_path: Path
+    harness: TaskHarness, tmp_path: Path, engine: str
 ) -> None:
     """Only ingestion's all-text layout is read by SQL; a typed table goes through pandas."""
     files = {
@@ -185,5 +154,5 @@ def test_a_typed_interactions_input_is_read_by_the_reference(
     pq.write_table(raw_table("users", [{"user_id": "u0"}]), files["users"])
     upstream = harness.publish("ingestion", files)
     assert not validation.raw_columns_are_text(upstream.path("interactions"))
-    result = _assert_conform(harness, upstream, expected_engine="pandas")
+    result = assert_conform(harness, upstream, engine, expected_engine="pandas")
     assert result.metrics["rows_valid"] == 1

@@ -223,4 +223,5 @@ SPEC = TaskSpec(
         REPORT,
     ),
     checks=declare_checks,
+    engines=("pandas", "local", "spark"),
 )

@@ -1,0 +1,70 @@
+"""Shared by the conformance tests: run validation on an engine and compare it with the
+pandas reference byte for byte (files, checks, metrics)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from recomart_pipeline.contract.catalog import builtin_spec
+from recomart_pipeline.contract.task import TaskResult
+from recomart_pipeline.runtime.artifacts import Checkpoint
+from recomart_pipeline_tests.data.helpers import TaskHarness
+
+# Replaying fixed data: pin the clock so freshness/future checks do not drift with today.
+PINNED = {"freshness": {"reference_time": "2026-06-01T00:00:00Z"}}
+
+
+def validate_on(
+    harness: TaskHarness, upstream: Checkpoint, engine: str, config: dict[str, Any] | None = None
+) -> TaskResult:
+    ctx = harness.context("validation", config or PINNED, {"ingestion": upstream})
+    ctx.engine = engine
+    return builtin_spec("validation").function()(ctx)
+
+
+def fingerprint(result: TaskResult) -> dict[str, Any]:
+    """Everything a downstream task or an operator sees of a validation run."""
+    return {
+        "files": {
+            name: hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            for name, path in result.outputs.items()
+        },
+        "checks": [
+            (c.name, c.passed, c.severity, c.description, c.metadata) for c in result.checks
+        ],
+        "metrics": result.metrics,
+    }
+
+
+def spark_jobs() -> int:
+    """Jobs the active Spark session has run: proof the rules ran on Spark, not on a
+    pandas fallback that merely says "spark"."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    assert session is not None
+    return len(session.sparkContext.statusTracker().getJobIdsForGroup(None))
+
+
+def assert_conform(
+    harness: TaskHarness,
+    upstream: Checkpoint,
+    engine: str,
+    config: dict[str, Any] | None = None,
+    expected_engine: str | None = None,
+) -> TaskResult:
+    reference = validate_on(harness, upstream, "pandas", config)
+    jobs = spark_jobs() if engine == "spark" else 0
+    local = validate_on(harness, upstream, engine, config)
+    if engine == "spark" and expected_engine is None:
+        assert spark_jobs() > jobs, "no Spark job ran"
+    assert reference.metadata["engine"] == "pandas"
+    assert local.metadata["engine"] == (expected_engine or engine)
+    expected, found = fingerprint(reference), fingerprint(local)
+    assert found["files"] == expected["files"]
+    for mine, theirs in zip(found["checks"], expected["checks"], strict=True):
+        assert mine == theirs
+    assert found["metrics"] == expected["metrics"]
+    return local
