@@ -34,14 +34,16 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from recomart_pipeline.contract.errors import TaskError
-from recomart_pipeline.ml.base import Recommender
-from recomart_pipeline.ml.data import read_implicit, read_index
-from recomart_pipeline.ml.persistence import load_model
+
+if TYPE_CHECKING:  # building imports the model classes; the service only loads (numpy)
+    import scipy.sparse as sp
+
+    from recomart_pipeline.ml.base import Recommender
 
 # The k the service answers from the arrays; requests for more are scored live.
 DEFAULT_TOP_K = 100
@@ -237,6 +239,8 @@ def build_arrays(
     for start in range(0, n_users, BUILD_BATCH_USERS):
         users = np.arange(start, min(start + BUILD_BATCH_USERS, n_users), dtype=np.int32)
         items[users], scores[users] = model.recommend(users, k, seen)
+    import scipy.sparse as sp
+
     popularity = np.asarray(seen.sum(axis=0)).ravel()
     csr = sp.csr_matrix(seen)
     stored = csr.data != 0  # an explicitly stored zero is not an interaction (as SeenItems)
@@ -266,10 +270,13 @@ def build_from_files(
     k: int = DEFAULT_TOP_K,
 ) -> ServingArrays:
     """The arrays of a model and its ``SOURCE_FILES`` (index tables, training matrix)."""
+    from recomart_pipeline.ml.data import read_implicit, read_index
+    from recomart_pipeline.ml.persistence import load_model
+
     model = (
-        model_or_path
-        if isinstance(model_or_path, Recommender)
-        else load_model(model_or_path, allow_pickle=False)
+        load_model(model_or_path, allow_pickle=False)
+        if isinstance(model_or_path, Path)
+        else model_or_path
     )
     return build_arrays(
         model,
