@@ -30,8 +30,9 @@ live in the registry folder, which anyone with write access can edit.
 
 from __future__ import annotations
 
+import mmap
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,6 +67,18 @@ SOURCE_FILES = ("user_index.parquet", "item_index.parquet", "train_implicit.npz"
 
 class ServingArraysError(TaskError):
     error_class = "serving_arrays_invalid"
+
+
+def release_pages(arrays: Iterable[np.ndarray]) -> None:
+    """Drop this process's resident pages of memory-mapped ``arrays`` (the page cache keeps
+    them; the next read maps them back without I/O). Checking a whole array at load touches
+    every page, which would otherwise count in each worker's RSS until it exits."""
+    for array in arrays:
+        base: object = array.base
+        while base is not None and not isinstance(base, mmap.mmap):
+            base = getattr(base, "base", None)
+        if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+            base.madvise(mmap.MADV_DONTNEED)
 
 
 def _id_bytes(ids: np.ndarray) -> np.ndarray:
@@ -145,6 +158,7 @@ class ServingArrays:
                 ) from exc
         loaded = cls(**arrays)
         loaded.validate(str(Path(files[ARRAY_FILES[0]]).parent))
+        release_pages(arrays.values())  # validating read every page; requests read a few
         return loaded
 
     def validate(self, where: str) -> None:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from recomart_pipeline.contract.files import sha256_file
+from recomart_pipeline.deployment.serving_arrays import release_pages
 
 if TYPE_CHECKING:
     from recomart_pipeline.ml.base import Recommender
@@ -305,6 +306,7 @@ def _mapped(path: Path, expected_sha256: str) -> MappedModel | None:
         return None
     if "item_factors" in state:
         state[TRANSPOSED] = np.ascontiguousarray(state["item_factors"].T)
+    release_pages(state.values())  # checking read whole arrays; a request reads a few rows
     return MappedModel(str(header["model_type"]), n_users, n_items, state, scorer)
 
 
