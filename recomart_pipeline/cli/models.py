@@ -95,7 +95,7 @@ def serve(
 ) -> int:
     """serve the champion model over HTTP (FastAPI + uvicorn)"""
     from recomart_pipeline.deployment.verification import read_admin_token
-    from recomart_pipeline.serving.app import TOKEN_ENV_ENV, run_server
+    from recomart_pipeline.serving.server import TOKEN_ENV_ENV, run_server
 
     if admin_token_env is None:
         service = getattr(_deploy_config(config), "service", None)

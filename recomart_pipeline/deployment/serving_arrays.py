@@ -30,18 +30,21 @@ live in the registry folder, which anyone with write access can edit.
 
 from __future__ import annotations
 
+import mmap
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from recomart_pipeline.contract.errors import TaskError
-from recomart_pipeline.ml.base import Recommender
-from recomart_pipeline.ml.data import read_implicit, read_index
-from recomart_pipeline.ml.persistence import load_model
+
+if TYPE_CHECKING:  # building imports the model classes; the service only loads (numpy)
+    import scipy.sparse as sp
+
+    from recomart_pipeline.ml.base import Recommender
 
 # The k the service answers from the arrays; requests for more are scored live.
 DEFAULT_TOP_K = 100
@@ -64,6 +67,18 @@ SOURCE_FILES = ("user_index.parquet", "item_index.parquet", "train_implicit.npz"
 
 class ServingArraysError(TaskError):
     error_class = "serving_arrays_invalid"
+
+
+def release_pages(arrays: Iterable[np.ndarray]) -> None:
+    """Drop this process's resident pages of memory-mapped ``arrays`` (the page cache keeps
+    them; the next read maps them back without I/O). Checking a whole array at load touches
+    every page, which would otherwise count in each worker's RSS until it exits."""
+    for array in arrays:
+        base: object = array.base
+        while base is not None and not isinstance(base, mmap.mmap):
+            base = getattr(base, "base", None)
+        if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+            base.madvise(mmap.MADV_DONTNEED)
 
 
 def _id_bytes(ids: np.ndarray) -> np.ndarray:
@@ -143,6 +158,7 @@ class ServingArrays:
                 ) from exc
         loaded = cls(**arrays)
         loaded.validate(str(Path(files[ARRAY_FILES[0]]).parent))
+        release_pages(arrays.values())  # validating read every page; requests read a few
         return loaded
 
     def validate(self, where: str) -> None:
@@ -237,6 +253,8 @@ def build_arrays(
     for start in range(0, n_users, BUILD_BATCH_USERS):
         users = np.arange(start, min(start + BUILD_BATCH_USERS, n_users), dtype=np.int32)
         items[users], scores[users] = model.recommend(users, k, seen)
+    import scipy.sparse as sp
+
     popularity = np.asarray(seen.sum(axis=0)).ravel()
     csr = sp.csr_matrix(seen)
     stored = csr.data != 0  # an explicitly stored zero is not an interaction (as SeenItems)
@@ -266,10 +284,13 @@ def build_from_files(
     k: int = DEFAULT_TOP_K,
 ) -> ServingArrays:
     """The arrays of a model and its ``SOURCE_FILES`` (index tables, training matrix)."""
+    from recomart_pipeline.ml.data import read_implicit, read_index
+    from recomart_pipeline.ml.persistence import load_model
+
     model = (
-        model_or_path
-        if isinstance(model_or_path, Recommender)
-        else load_model(model_or_path, allow_pickle=False)
+        load_model(model_or_path, allow_pickle=False)
+        if isinstance(model_or_path, Path)
+        else model_or_path
     )
     return build_arrays(
         model,

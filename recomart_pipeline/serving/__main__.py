@@ -1,12 +1,15 @@
 """``python -m recomart_pipeline.serving --registry DIR [--host H] [--port N] [--workers N]
-[--admin-token-env NAME]``: the service without a pipeline config (deploy verification)."""
+[--admin-token-env NAME]``: the service without a pipeline config (deploy verification).
+
+This process imports only uvicorn: with ``--workers N`` it supervises N worker processes,
+each of which imports the app and maps the model's arrays (shared between them)."""
 
 import argparse
 import sys
 from pathlib import Path
 
 from recomart_pipeline.deployment.verification import read_admin_token
-from recomart_pipeline.serving.app import REGISTRY_ENV, TOKEN_ENV_ENV, run_server
+from recomart_pipeline.serving.server import REGISTRY_ENV, TOKEN_ENV_ENV, run_server
 
 parser = argparse.ArgumentParser(prog="python -m recomart_pipeline.serving")
 parser.add_argument("--registry", required=True, type=Path, help="model registry directory")

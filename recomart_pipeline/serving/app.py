@@ -19,7 +19,6 @@ layer in front of the framework (``RecommendationsFastPath``). Only live scoring
 
 from __future__ import annotations
 
-import copy
 import hmac
 import json
 import os
@@ -27,7 +26,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Body, FastAPI, HTTPException, Request, Response, Security
@@ -38,7 +37,17 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recomart_pipeline.deployment.registry import ModelRegistry
+from recomart_pipeline.serving.server import REGISTRY_ENV, TOKEN_ENV_ENV, log_config, run_server
 from recomart_pipeline.serving.state import LOGGER, ChampionWatcher, ServingState
+
+__all__ = [
+    "REGISTRY_ENV",
+    "TOKEN_ENV_ENV",
+    "app_from_env",
+    "create_app",
+    "log_config",
+    "run_server",
+]
 
 ADMIN_TOKEN_OPTION = (
     "serve --admin-token-env NAME (or tasks.deploy.config.service.admin_token_env: NAME), "
@@ -52,23 +61,6 @@ ADMIN_BEARER = HTTPBearer(
 MAX_K = 1000  # above the precomputed K a request is scored live
 MAX_EXCLUDE = 1000
 MAX_BATCH_USERS = 10_000
-# Where `python -m recomart_pipeline.serving` tells its worker processes what to serve.
-REGISTRY_ENV = "RECOMART_SERVE_REGISTRY"
-TOKEN_ENV_ENV = "RECOMART_SERVE_ADMIN_TOKEN_ENV"
-
-
-def log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging setup plus the service's own logger (refused champions, swaps), so
-    its records reach the same stream in the same format."""
-    import uvicorn.config
-
-    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config["loggers"][LOGGER.name] = {
-        "handlers": ["default"],
-        "level": level.upper(),
-        "propagate": False,
-    }
-    return config
 
 
 def admin_guard(admin_token: str | None) -> Callable[..., None]:
@@ -481,30 +473,4 @@ def app_from_env() -> FastAPI:
     return create_app(
         Path(os.environ[REGISTRY_ENV]),
         admin_token=read_admin_token(os.environ.get(TOKEN_ENV_ENV) or None),
-    )
-
-
-def run_server(
-    factory: str,
-    env: dict[str, str],
-    host: str,
-    port: int,
-    workers: int,
-    log_level: str,
-    access_log: bool = True,
-) -> None:
-    """Run the app ``factory`` (``module:function``) under uvicorn with ``workers`` processes
-    sharing one listening socket; ``env`` tells each process what to serve."""
-    import uvicorn
-
-    os.environ.update(env)
-    uvicorn.run(
-        factory,
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers if workers > 1 else None,
-        log_level=log_level,
-        log_config=log_config(log_level),
-        access_log=access_log,
     )

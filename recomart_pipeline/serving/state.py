@@ -8,8 +8,10 @@ for a warm-up.
 Known users are answered from the version's precomputed top-K arrays
 (``deployment/serving_arrays.py``, memory-mapped: worker processes share them), unknown users
 from its popularity ranking. Only a request the arrays cannot answer — ``k`` above the
-precomputed K, or items to exclude — scores that one user live, with the model's own
-``recommend`` (the same kernel, so the same answer the arrays would give).
+precomputed K, or items to exclude — scores that one user live (``serving/live.py``: NumPy
+over the model file's memory-mapped arrays for the built-in model types, so a worker imports
+neither numba nor scipy nor pandas, and holds no private copy of the model; the same
+arithmetic as the batch, so the same answer the arrays would give).
 
 The registry is a folder anyone with write access can edit, so a champion that cannot be
 loaded (tampered, half-copied, hand-edited) must not take the service down: the watcher
@@ -30,7 +32,6 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
-import scipy.sparse as sp
 
 from recomart_pipeline.contract.errors import TaskError
 from recomart_pipeline.deployment.registry import ModelRegistry, ModelVersion
@@ -41,10 +42,10 @@ from recomart_pipeline.deployment.serving_arrays import (
     ServingArraysError,
     build_from_files,
 )
-from recomart_pipeline.ml.base import Recommender
-from recomart_pipeline.ml.persistence import load_model
+from recomart_pipeline.serving.live import LiveModel, load_live_model
+from recomart_pipeline.serving.server import LOGGER_NAME
 
-LOGGER = logging.getLogger("recomart_pipeline.serving")
+LOGGER = logging.getLogger(LOGGER_NAME)
 MAX_REASON_CHARS = 500
 # How often the background watcher looks at champion.json (a stat; no request does).
 POLL_SECONDS = 0.5
@@ -89,7 +90,7 @@ class Answer:
 @dataclass(frozen=True)
 class ServingState:
     version: ModelVersion
-    model: Recommender
+    model: LiveModel
     arrays: ServingArrays
     item_order: np.ndarray  # item indices sorted by id (excluded ids -> indices)
     item_ids_sorted: np.ndarray  # item_ids[item_order]
@@ -127,21 +128,9 @@ class ServingState:
         return Answer("personalized", "live", items.tolist(), scores.tolist(), self.id_json)
 
     def live(self, row: int, k: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Score one user now: the model's ``recommend`` with a one-row exclusion matrix (the
-        user's training items and ``excluded``); filled slots only."""
-        model = self.model
-        columns = np.union1d(self.arrays.seen_of(row), excluded).astype(np.int32)
-        indptr = np.zeros(model.n_users + 1, np.int64)
-        indptr[row + 1 :] = columns.size
-        exclude = sp.csr_matrix(
-            (np.ones(columns.size, np.float32), columns, indptr),
-            shape=(model.n_users, model.n_items),
-        )
-        # the user twice: numpy hands a single row to BLAS gemv, whose rounding differs from
-        # the gemm that ranked the batch; two rows keep live scores bit-identical to it
-        items, scores = model.recommend(np.array([row, row], np.int32), k, exclude)
-        filled = items[0] >= 0
-        return items[0][filled], scores[0][filled]
+        """Score one user now, without their training items and ``excluded``; filled slots
+        only."""
+        return self.model.top_k(row, k, np.union1d(self.arrays.seen_of(row), excluded))
 
     def item_indices(self, item_ids: Sequence[str]) -> np.ndarray:
         """The catalogue indices of ``item_ids`` (ids the catalogue lacks are ignored)."""
@@ -159,7 +148,7 @@ class ServingState:
 
 
 def _arrays_of(
-    registry: ModelRegistry, version: ModelVersion, model: Recommender
+    registry: ModelRegistry, version: ModelVersion, model: LiveModel
 ) -> tuple[ServingArrays, bool]:
     """The version's serving arrays, memory-mapped after their sha256 checks; a version
     registered without them has them built in memory from its index tables."""
@@ -179,7 +168,8 @@ def _arrays_of(
         "again so its version carries them and workers share them)",
         version.version,
     )
-    return build_from_files(model, sources), False
+    model_file = registry.version_dir(version.version) / version.model_file
+    return build_from_files(model_file, sources), False
 
 
 def _probe(state: ServingState) -> dict[str, object]:
@@ -194,7 +184,7 @@ def _probe(state: ServingState) -> dict[str, object]:
     for row in rows:
         pre_items = arrays.topk_items[row, :k]
         pre_scores = arrays.topk_scores[row, :k][pre_items >= 0]
-        dense = model.score_items(np.array([row], np.int32))[0]
+        dense = model.scores(row)
         _, live_scores = state.live(row, k, np.empty(0, np.int32))
         if (
             live_scores.shape != pre_scores.shape
@@ -222,9 +212,7 @@ def _probe(state: ServingState) -> dict[str, object]:
 def load_state(registry: ModelRegistry, version: ModelVersion) -> ServingState:
     """A complete, verified and warmed state for ``version`` (raises on anything wrong)."""
     folder = registry.version_dir(version.version)
-    model = load_model(
-        folder / version.model_file, expected_sha256=version.sha256, allow_pickle=False
-    )
+    model = load_live_model(folder / version.model_file, version.sha256)
     arrays, mapped = _arrays_of(registry, version, model)
     order = np.argsort(arrays.item_ids, kind="stable")
     state = ServingState(

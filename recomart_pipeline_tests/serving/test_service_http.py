@@ -107,6 +107,33 @@ def _maps(pid: int, path: Path) -> bool:
         return False
 
 
+def _mapped_files(pid: int) -> set[str]:
+    lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return {f[5] for f in (line.split(None, 5) for line in lines) if len(f) > 5}
+
+
+# Shared libraries of what training needs and the request path does not (numba's LLVM,
+# pyarrow, pandas, scipy): a worker mapping one has imported it, at ~10-70 MiB each.
+HEAVY_LIBRARIES = ("libllvmlite", "libarrow", "/numba/", "/pandas/", "/pyarrow/", "/scipy/")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc (Linux)")
+def test_a_worker_maps_its_arrays_and_model_and_no_training_libraries(tmp_path):
+    registry = served_registry(tmp_path, ["ease"])
+    folder = (registry.root / "v0001").resolve()
+    with _serve(registry, tmp_path) as service:
+        assert service.call("/ready")[0] == 200
+        _, plain = service.call("/recommendations/user-4?k=5")
+        excluded = plain["items"][0]["item_id"]
+        _, live = service.call(f"/recommendations/user-4?k=5&exclude={excluded}")
+        assert live["source"] == "live"  # the live path ran too
+        mapped = _mapped_files(service.process.pid)
+        for name in ("topk_items.npy", "topk_scores.npy", "user_ids.npy", "model.npz"):
+            assert str(folder / name) in mapped, name  # file-backed: shared, not copied
+        heavy = sorted(p for p in mapped if any(h in p for h in HEAVY_LIBRARIES))
+        assert heavy == []
+
+
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc (Linux)")
 def test_workers_share_the_memory_mapped_arrays(tmp_path):
     registry = served_registry(tmp_path, ["als"])

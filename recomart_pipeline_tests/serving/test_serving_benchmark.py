@@ -2,7 +2,9 @@
 
 No throughput or latency thresholds: on a shared 2-core machine they would measure the
 neighbours. What must hold is that every service started, answered every request of the
-load (0 errors) and that the figures are consistent with each other.
+load (0 errors), that the figures are consistent with each other, and that a worker of this
+checkout stays light (its private memory under a bound and no training library mapped:
+memory, which a busy machine does not change).
 """
 
 from __future__ import annotations
@@ -44,6 +46,15 @@ def test_quick_serving_benchmark_runs_and_writes_its_results(tmp_path):
             assert figures["requests"] > 0
             assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
             assert len(figures["rounds_requests_per_second"]) == results["rounds"]
-        assert all(p["rss_mib"] > 0 for p in service["processes"])
+        assert all(p["rss_mib"] >= p["uss_mib"] > 0 for p in service["processes"])
     assert len(services["current_2_workers"]["processes"]) >= 3  # supervisor + 2 workers
+    # memory, which load cannot make flaky: the script exits 1 when a worker of this
+    # checkout holds more private memory than QUICK_WORKER_USS_MIB or maps a library of
+    # training's (numba/llvmlite, pyarrow, pandas, scipy); here, that the figures exist
+    for name, count in (("current", 1), ("current_2_workers", 2)):
+        workers = [p for p in services[name]["processes"] if p["role"] == "worker"]
+        assert len(workers) == count, services[name]["processes"]
+        for worker in workers:
+            assert worker["heavy_libraries"] == [], (name, worker)
+            assert worker["mapped_rss_mib"] > 0, (name, worker)  # the registry's files
     assert "## Serving" in done.stdout  # the BENCHMARKS.md section renders

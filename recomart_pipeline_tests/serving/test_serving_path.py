@@ -8,7 +8,10 @@ independently of the service's code.
 from __future__ import annotations
 
 import json
+import mmap
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +22,11 @@ from recomart_pipeline.contract.files import sha256_file
 from recomart_pipeline.deployment.registry import ModelRegistry, RegistryError
 from recomart_pipeline.deployment.serving_arrays import ServingArraysError
 from recomart_pipeline.ml.data import read_implicit
+from recomart_pipeline.ml.models import MODEL_TYPES
 from recomart_pipeline.ml.persistence import load_model
+from recomart_pipeline.serving.live import TRANSPOSED, ClassModel, MappedModel
 from recomart_pipeline.serving.state import ServingState, load_state
+from recomart_pipeline_tests.conftest import REPO_ROOT
 from recomart_pipeline_tests.serving.conftest import N_ITEMS, N_USERS, SMALL_K, served_registry
 
 
@@ -178,3 +184,93 @@ def test_a_version_without_arrays_is_served_from_arrays_built_in_memory(tmp_path
     answer = state.recommend("user-9", 5)
     assert answer.source == "precomputed"
     assert (_ids(answer), _scores(answer)) == _oracle(registry, "v0001", 9, 5)
+
+
+# -- live scoring without the model classes -------------------------------------------------
+
+
+def _over_a_mapping(array: np.ndarray) -> bool:
+    base = array.base
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    return base is not None
+
+
+@pytest.mark.parametrize("model_type", sorted(MODEL_TYPES))
+def test_every_model_type_is_scored_live_from_its_memory_mapped_file(tmp_path, model_type):
+    """The service scores each built-in model type with NumPy over the model file's arrays
+    mapped read-only (no private copy, no model class), and ranks exactly as the batch."""
+    registry = served_registry(tmp_path, [model_type])
+    state = _state(registry, "v0001")
+    model_file = (registry.root / "v0001" / "model.npz").resolve()
+    assert isinstance(state.model, MappedModel) and state.model.mapped
+    for name, array in state.model.state.items():
+        if name == TRANSPOSED:
+            continue
+        assert not array.flags.writeable, name
+        if array.size:  # a view of a mapping of the model file, not a copy of it
+            assert _over_a_mapping(array), name
+    assert any(str(model_file) in line for line in Path("/proc/self/maps").read_text().split("\n"))
+    oracle = load_model(model_file, allow_pickle=False)
+    seen = read_implicit(registry.root / "v0001" / "train_implicit.npz")
+    items, scores = oracle.recommend(np.arange(N_USERS), N_ITEMS, seen)
+    for row in range(N_USERS):
+        np.testing.assert_allclose(
+            state.model.scores(row), oracle.score_items(np.array([row]))[0], rtol=1e-6
+        )
+        live_items, live_scores = state.live(row, N_ITEMS, np.empty(0, np.int32))
+        filled = items[row] >= 0
+        assert live_items.tolist() == items[row][filled].tolist(), row
+        np.testing.assert_allclose(live_scores, scores[row][filled], rtol=1e-6)
+
+
+def test_a_model_file_the_mapped_reader_does_not_take_goes_to_the_model_class(tmp_path):
+    """A compressed npz is a valid model file, but not mappable: it is served by the model
+    class (same answers), not refused."""
+    registry = served_registry(tmp_path, ["als"])
+    path = registry.root / "v0001" / "model.npz"
+    with np.load(path) as archive:
+        members = {name: archive[name] for name in archive.files}
+    with path.open("wb") as handle:
+        np.savez_compressed(handle, **members)
+    record = json.loads((path.parent / "version.json").read_text())
+    record["sha256"] = sha256_file(path)
+    (path.parent / "version.json").write_text(json.dumps(record))
+    state = _state(registry, "v0001")
+    assert isinstance(state.model, ClassModel) and not state.model.mapped
+    answer = state.recommend("user-3", SMALL_K + 2)
+    assert (_ids(answer), _scores(answer)) == _oracle(registry, "v0001", 3, SMALL_K + 2)
+
+
+HEAVY_MODULES = ("numba", "llvmlite", "scipy", "pandas", "pyarrow", "sklearn", "threadpoolctl")
+
+
+def test_the_service_imports_only_what_its_request_path_needs(tmp_path):
+    """Building the app and loading, probing and answering a version (the live path too)
+    imports none of the libraries training needs: each would cost every worker memory."""
+    registry = served_registry(tmp_path, ["ease"])
+    script = f"""
+import sys
+from pathlib import Path
+from recomart_pipeline.deployment.registry import ModelRegistry
+from recomart_pipeline.serving.app import create_app
+from recomart_pipeline.serving.state import load_state
+
+registry = ModelRegistry(Path({str(registry.root)!r}))
+create_app(registry)
+state = load_state(registry, registry.champion())
+assert state.recommend("user-1", {SMALL_K + 3}).source == "live"
+assert state.recommend("user-1", 3, exclude=["item-1"]).source == "live"
+print(" ".join(sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY_MODULES!r}))))
+"""
+    # the registry is built by this process (it needed the model classes): a fresh one
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == []
