@@ -151,6 +151,16 @@ def task_rows(stdout: str) -> dict[str, str]:
     return {line.split()[0]: line.split()[1] for line in table}
 
 
+def task_table(stdout: str) -> dict[str, tuple[str, str]]:
+    """task -> (status, detail) from the final table ``run`` prints."""
+    table = stdout[stdout.rindex("\ntask ") + 1 :].splitlines()[1:-1]
+    rows = {}
+    for line in table:
+        cells = line.split(maxsplit=4)
+        rows[cells[0]] = (cells[1], cells[4] if len(cells) > 4 else "")
+    return rows
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

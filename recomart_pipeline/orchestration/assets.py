@@ -13,6 +13,7 @@ from dagster import (
     DagsterEventType,
     Failure,
     MaterializeResult,
+    MetadataValue,
     asset,
 )
 
@@ -28,6 +29,7 @@ from recomart_pipeline.orchestration.metadata import (
 )
 from recomart_pipeline.orchestration.retries import failure_to_dagster, retry_policy_for
 from recomart_pipeline.orchestration.run_config import config_for_run, task_config_schema
+from recomart_pipeline.orchestration.sources import SOURCE_FINGERPRINT_KEY, task_source_fingerprint
 from recomart_pipeline.runtime.runner import TaskFailure, TaskOutcome, run_task
 
 OVERRIDES_TAG = "recomart/overrides"
@@ -127,6 +129,7 @@ def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> Ass
                     allow_retries=False,
                 )
         deadline = run_deadline(run_config, context)
+        sources = task_source_fingerprint(run_config, task)  # before the task reads them
         try:
             outcome = run_task(
                 run_config,
@@ -142,8 +145,11 @@ def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> Ass
             )
         except TaskFailure as failure:
             raise failure_to_dagster(run_config, failure) from None
+        metadata = materialization_metadata(spec, outcome)
+        if sources is not None:
+            metadata[SOURCE_FINGERPRINT_KEY] = MetadataValue.text(sources)
         return MaterializeResult(
-            metadata=materialization_metadata(spec, outcome),
+            metadata=metadata,
             data_version=data_version(outcome.checkpoint),
             check_results=_check_results(outcome, task) or None,
         )
