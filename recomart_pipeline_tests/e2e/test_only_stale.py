@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from recomart_pipeline_tests.conftest import SAMPLE
-from recomart_pipeline_tests.helpers import run_id_of, run_in_project, task_table
+from recomart_pipeline_tests.helpers import (
+    DEFAULT_TASKS,
+    copy_default_project,
+    run_id_of,
+    run_in_project,
+    task_table,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -108,3 +114,22 @@ def test_only_stale_and_resume_exclude_each_other(tmp_path: Path) -> None:
     done = run_in_project([*CLI, "run", "--only-stale", "--resume", "abc"], project)
     assert done.returncode == 2
     assert "--only-stale and --resume exclude each other" in done.stderr
+
+
+def test_the_default_pipeline_reruns_what_a_change_reaches(tmp_path: Path) -> None:
+    project = copy_default_project(tmp_path)
+    first = _run(project)
+    assert _executed(first) == set(DEFAULT_TASKS)
+    assert "nothing to run" in _run(project, "--only-stale")
+    retitled = _run(project, "--only-stale", "--set", "tasks.report.config.title=Weekly")
+    assert _executed(retitled) == {"report", "deploy", "monitoring"}
+    assert task_table(retitled)["training"] == (
+        "SKIPPED",
+        f"up to date, reusing run {run_id_of(first)}",
+    )
+    interactions = project / "data" / "interactions.csv"
+    lines = interactions.read_text().splitlines(keepends=True)
+    interactions.write_text("".join(lines[:-1]))  # one event fewer
+    table = task_table(_run(project, "--only-stale"))
+    assert table["ingestion"] == ("SUCCESS", "stale: its source data changed")
+    assert {t for t, (s, _) in table.items() if s == "SUCCESS"} == set(DEFAULT_TASKS)
