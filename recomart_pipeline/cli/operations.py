@@ -123,8 +123,12 @@ def reproduce(config: PipelineConfig, run_id: str, verbose: bool) -> int:
     from recomart_pipeline.orchestration.reproduce import reproduce_run
 
     try:
+        # Progress on stderr: stdout is the comparison, as scripts read it.
         report = reproduce_run(
-            config, run_id, progress=lambda line: print(line, flush=True), verbose=verbose
+            config,
+            run_id,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+            verbose=verbose,
         )
     except FileNotFoundError as exc:
         print(str(exc), file=sys.stderr)

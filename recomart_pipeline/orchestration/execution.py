@@ -213,7 +213,8 @@ def run_pipeline(
 
     ``resume_run_id`` re-executes a failed run from its failure (Dagster's re-execution):
     tasks that succeeded are not run again, and the re-run tasks read their verified
-    checkpoints. ``quiet`` keeps Dagster's console log to warnings (as ``progress`` does).
+    checkpoints. ``quiet`` keeps Dagster's console log to warnings; with ``progress`` the
+    printer's lines replace it.
     ``progress`` receives the run's progress lines, task log events as short lines (whole
     with ``verbose``). ``only_stale`` runs only the tasks that are stale and their dependents
     (orchestration.staleness); the others are reported SKIPPED with the run they reuse, and
