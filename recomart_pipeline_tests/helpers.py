@@ -145,10 +145,28 @@ def run_id_of(stdout: str) -> str:
     return stdout.strip().splitlines()[-1].split()[1].rstrip(":")
 
 
+def table_start(stdout: str) -> int:
+    """Where the table ``run`` or ``reproduce`` ends with starts: its header line (progress
+    lines above it may say "task succeeded" too, but indented)."""
+    found = re.search(r"^task +(status|result)", stdout, re.M)
+    assert found, f"no task table in: {stdout[-2000:]}"
+    return found.start()
+
+
 def task_rows(stdout: str) -> dict[str, str]:
     """task -> status from the final table ``run`` prints."""
-    table = stdout[stdout.index("task ") :].splitlines()[1:-1]
+    table = stdout[table_start(stdout) :].splitlines()[1:-1]
     return {line.split()[0]: line.split()[1] for line in table}
+
+
+def task_table(stdout: str) -> dict[str, tuple[str, str]]:
+    """task -> (status, detail) from the final table ``run`` prints."""
+    table = stdout[table_start(stdout) :].splitlines()[1:-1]
+    rows = {}
+    for line in table:
+        cells = line.split(maxsplit=4)
+        rows[cells[0]] = (cells[1], cells[4] if len(cells) > 4 else "")
+    return rows
 
 
 def free_port() -> int:

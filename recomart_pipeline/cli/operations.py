@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from recomart_pipeline.cli.options import EXIT_FAILED, EXIT_OK, config_option
+from recomart_pipeline.cli.options import EXIT_FAILED, EXIT_OK, config_option, verbose_option
 from recomart_pipeline.config import PipelineConfig
 
 RUNS_ACTIONS = ("list", "show", "export")
@@ -111,7 +111,8 @@ def runs(
 @click.command("reproduce")
 @click.argument("run_id")
 @config_option
-def reproduce(config: PipelineConfig, run_id: str) -> int:
+@verbose_option
+def reproduce(config: PipelineConfig, run_id: str, verbose: bool) -> int:
     """re-run a recorded run with its config and compare its outputs
 
     RUN_ID is a run id from `runs`. Prints one line per task: `identical` when every output
@@ -122,7 +123,13 @@ def reproduce(config: PipelineConfig, run_id: str) -> int:
     from recomart_pipeline.orchestration.reproduce import reproduce_run
 
     try:
-        report = reproduce_run(config, run_id)
+        # Progress on stderr: stdout is the comparison, as scripts read it.
+        report = reproduce_run(
+            config,
+            run_id,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+            verbose=verbose,
+        )
     except FileNotFoundError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_FAILED

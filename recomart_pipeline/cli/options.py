@@ -110,6 +110,15 @@ def config_option(
     return _config_source(body, callback)
 
 
+verbose_option = click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="print each task log event in full (all its fields, as the log files hold them) "
+    "instead of one short line",
+)
+
+
 class ListOption(click.Option):
     """An option followed by one or more values, argparse's ``nargs="+"``: ``--select a b c``.
 

@@ -22,6 +22,7 @@ from recomart_pipeline.cli.options import (
     ListOptionCommand,
     config_file_options,
     config_option,
+    verbose_option,
 )
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.config.schema import RetryPolicySection
@@ -168,17 +169,29 @@ def plan(config: PipelineConfig, as_json: bool) -> int:
     help="let tasks read these upstream outputs even though their blocking checks failed "
     "(recorded in the run's tags and manifest)",
 )
+@click.option(
+    "--only-stale/--all-tasks",
+    "only_stale",
+    default=None,
+    help="run only the tasks whose config, code version, input data or source files changed "
+    "since their last successful materialization, and their dependents; the rest are SKIPPED "
+    "as up to date (default: execution.only_stale, false)",
+)
+@verbose_option
 def run(
     config: PipelineConfig,
     partition: str | None,
     resume: str | None,
     selection: tuple[str, ...],
     allow_failed: tuple[str, ...],
+    only_stale: bool | None,
+    verbose: bool,
 ) -> int:
     """materialize the pipeline through Dagster (persistent local home)
 
     FILE defaults to $PIPELINE_CONFIG, else ./pipeline_config.yaml.
     """
+    from recomart_pipeline.orchestration.automation import partitions_for
     from recomart_pipeline.orchestration.execution import (
         format_report,
         project_instance,
@@ -200,6 +213,20 @@ def run(
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    if only_stale and resume:
+        print(
+            "--only-stale and --resume exclude each other: a resume re-runs what failed",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    if only_stale is None:  # the config's default; a resume decides its tasks itself
+        only_stale = config.settings.execution.only_stale and not resume
+    if only_stale and partition is None and partitions_for(config) is not None:
+        print(
+            "--only-stale on a partitioned pipeline needs --partition: staleness is per partition",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     for dead in fail_dead_runs(config, project_instance(config)):
         print(f"watchdog: run {dead.run_id} had a dead worker; marked failed", flush=True)
     print(f"running {config.name} from {config.path}", flush=True)
@@ -212,6 +239,8 @@ def run(
         extra_tags={ALLOW_FAILED_CHECKS_TAG: json.dumps(sorted(allow_failed))}
         if allow_failed
         else None,
+        only_stale=only_stale,
+        verbose=verbose,
     )
     print(format_report(report))
     return EXIT_OK if report.success else EXIT_FAILED
@@ -221,7 +250,8 @@ def run(
 @click.option("--from", "start", required=True, metavar="YYYY-MM-DD", help="first partition")
 @click.option("--to", "end", required=True, metavar="YYYY-MM-DD", help="last partition")
 @config_option
-def backfill(config: PipelineConfig, start: str, end: str) -> int:
+@verbose_option
+def backfill(config: PipelineConfig, start: str, end: str, verbose: bool) -> int:
     """run a range of daily partitions
 
     One partition after the other, without the daemon (the UI's backfill also works).
@@ -240,7 +270,12 @@ def backfill(config: PipelineConfig, start: str, end: str) -> int:
     failed = []
     for key in keys:
         print(f"partition {key}", flush=True)
-        report = run_pipeline(config, partition_key=key)
+        report = run_pipeline(
+            config,
+            partition_key=key,
+            progress=lambda line: print(line, flush=True),
+            verbose=verbose,
+        )
         print(format_report(report), flush=True)
         if not report.success:
             failed.append(key)
@@ -282,12 +317,14 @@ def _parse_inputs(values: Sequence[str]) -> dict[str, Path]:
     is_flag=True,
     help="read upstream outputs even if their blocking checks failed (recorded in the manifest)",
 )
+@verbose_option
 def task(
     config: PipelineConfig,
     name: str,
     inputs: tuple[str, ...],
     output: str | None,
     allow_failed: bool,
+    verbose: bool,
 ) -> int:
     """run one task outside Dagster, for debugging
 
@@ -304,6 +341,7 @@ def task(
     )
     from recomart_pipeline.runtime.object_store import ObjectStoreError, object_store_for
     from recomart_pipeline.runtime.runner import TaskFailure, run_task
+    from recomart_pipeline.runtime.task_logging import console_forward
 
     install_observers()
     if name not in config.settings.tasks:
@@ -337,7 +375,14 @@ def task(
     store = ArtifactStore(Path(output).resolve()) if output else None
     run_id = f"cli-{uuid.uuid4().hex[:12]}"
     try:
-        outcome = run_task(config, name, run_id, upstream=upstream, store=store)
+        outcome = run_task(
+            config,
+            name,
+            run_id,
+            upstream=upstream,
+            store=store,
+            forward=console_forward(name, verbose),
+        )
     except TaskFailure as failure:
         print(f"FAILED ({failure.error_class}): {failure.message}", file=sys.stderr)
         return EXIT_FAILED

@@ -159,6 +159,13 @@ class ExecutionSection(Section):
         description="false: stop at the first failed task; true: independent branches finish, "
         "dependents of the failed task are skipped.",
     )
+    only_stale: bool = Field(
+        False,
+        description="true: `run` executes only the tasks whose config, implementation, input "
+        "data or source files changed since their last successful materialization (and their "
+        "dependents), as `run --only-stale` does; the others are reported SKIPPED (up to "
+        "date). `run --all-tasks` runs everything anyway.",
+    )
 
 
 class ObjectStoreSettings(Section):

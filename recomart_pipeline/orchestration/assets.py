@@ -13,6 +13,7 @@ from dagster import (
     DagsterEventType,
     Failure,
     MaterializeResult,
+    MetadataValue,
     asset,
 )
 
@@ -30,6 +31,7 @@ from recomart_pipeline.orchestration.metadata import (
 from recomart_pipeline.orchestration.resources import resource_keys_for
 from recomart_pipeline.orchestration.retries import failure_to_dagster, retry_policy_for
 from recomart_pipeline.orchestration.run_config import config_for_run, task_config_schema
+from recomart_pipeline.orchestration.sources import SOURCE_FINGERPRINT_KEY, task_source_fingerprint
 from recomart_pipeline.runtime.runner import TaskFailure, TaskOutcome, run_task
 
 OVERRIDES_TAG = "recomart/overrides"
@@ -131,6 +133,7 @@ def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> Ass
                     allow_retries=False,
                 )
         deadline = run_deadline(run_config, context)
+        sources = task_source_fingerprint(run_config, task)  # before the task reads them
 
         def forward(level: int, message: str) -> None:
             context.log.log(level, message)
@@ -151,8 +154,11 @@ def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> Ass
         except TaskFailure as failure:
             raise failure_to_dagster(run_config, failure) from None
         explain_blocked(run_config, task, outcome, context, run_deadline=deadline, forward=forward)
+        metadata = materialization_metadata(spec, outcome)
+        if sources is not None:
+            metadata[SOURCE_FINGERPRINT_KEY] = MetadataValue.text(sources)
         return MaterializeResult(
-            metadata=materialization_metadata(spec, outcome),
+            metadata=metadata,
             data_version=data_version(outcome.checkpoint),
             check_results=_check_results(outcome, task) or None,
         )

@@ -8,6 +8,7 @@ later in ``dagster dev``. The job is rebuilt from the config path in every proce
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -20,6 +21,7 @@ from dagster import (
     AssetKey,
     DagsterEventType,
     DagsterInstance,
+    EventLogEntry,
     JobDefinition,
     ReexecutionOptions,
     RunsFilter,
@@ -27,6 +29,7 @@ from dagster import (
     execute_job,
 )
 from dagster._core.definitions.reconstruct import ReconstructableJob
+from dagster._core.execution.plan.objects import StepFailureData
 from dagster._core.execution.stats import RunStepKeyStatsSnapshot
 
 from recomart_pipeline.config import PipelineConfig
@@ -39,6 +42,8 @@ from recomart_pipeline.orchestration.factory import JOB_NAME, build_definitions
 from recomart_pipeline.orchestration.inputs import run_lineage
 from recomart_pipeline.orchestration.instance import install_dagster_yaml
 from recomart_pipeline.orchestration.notifications import alert_finished_run
+from recomart_pipeline.orchestration.staleness import Freshness, plan_incremental_run
+from recomart_pipeline.runtime.task_logging import console_text
 
 RUN_TOKEN_TAG = "recomart/cli_token"
 
@@ -97,7 +102,9 @@ class TaskRow:
 
 @dataclass(frozen=True)
 class RunReport:
-    run_id: str
+    """A run's outcome; ``run_id`` is None when an incremental run found nothing to do."""
+
+    run_id: str | None
     success: bool
     rows: list[TaskRow]
 
@@ -113,13 +120,26 @@ _PROGRESS_EVENTS = {
 
 
 class _ProgressPrinter(threading.Thread):
-    """Prints step events of the run carrying ``token`` while it executes (polls the DB)."""
+    """Prints the run carrying ``token`` while it executes (polls the DB): step events, and
+    each task log event as one short line (whole, JSON fields included, with ``verbose``).
 
-    def __init__(self, instance: DagsterInstance, token: str, emit: Callable[[str], None]) -> None:
+    Dagster's own console logger is turned down to CRITICAL for such runs: it would print
+    the same events again as long lines of inline JSON. Everything stays in Dagster's event
+    log (the UI) and in the task log files.
+    """
+
+    def __init__(
+        self,
+        instance: DagsterInstance,
+        token: str,
+        emit: Callable[[str], None],
+        verbose: bool = False,
+    ) -> None:
         super().__init__(daemon=True)
         self.instance = instance
         self.token = token
         self.emit = emit
+        self.verbose = verbose
         self.done = threading.Event()
         self.run_id: str | None = None
         self.cursor: str | None = None
@@ -139,14 +159,42 @@ class _ProgressPrinter(threading.Thread):
         result = self.instance.get_records_for_run(self.run_id, cursor=self.cursor)
         self.cursor = result.cursor
         for record in result.records:
-            event = record.event_log_entry.dagster_event
-            if event is None or event.event_type not in _PROGRESS_EVENTS:
-                continue
-            label = _PROGRESS_EVENTS[event.event_type]
-            if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
-                data = event.asset_check_evaluation_data
-                label = f"check {data.check_name}: {'passed' if data.passed else 'FAILED'}"
-            self.emit(f"  {event.step_key or '':<14} {label}")
+            line = self.line(record.event_log_entry)
+            if line is not None:
+                self.emit(f"  {record.event_log_entry.step_key or '':<14} {line}")
+
+    def line(self, entry: EventLogEntry) -> str | None:
+        event = entry.dagster_event
+        level = entry.level if isinstance(entry.level, int) else logging.getLevelName(entry.level)
+        if event is None:  # a log message: the task's own events, or Dagster's warnings
+            if level < (logging.INFO if entry.step_key else logging.WARNING):
+                return None
+            prefix = "" if level < logging.WARNING else f"{logging.getLevelName(level).lower()}: "
+            text = console_text(entry.user_message, self.verbose, step_line_shown=True)
+            return None if text is None else prefix + text
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            data = event.asset_check_evaluation_data
+            return f"check {data.check_name}: {'passed' if data.passed else 'FAILED'}"
+        if event.event_type == DagsterEventType.STEP_FAILURE:
+            text = _failure_message(event.step_failure_data)
+            return f"FAILED: {text if self.verbose else _first_line(text)}".rstrip(": ")
+        if event.event_type in _PROGRESS_EVENTS:
+            return _PROGRESS_EVENTS[event.event_type]
+        if level >= logging.WARNING:
+            return _first_line(event.message or event.event_type_value)
+        return None
+
+
+def _failure_message(data: StepFailureData) -> str:
+    """What a step failure says: our runtime's description when it gave one, else the error."""
+    if data.user_failure_data and data.user_failure_data.description:
+        return data.user_failure_data.description.strip()
+    return data.error.message.strip() if data.error else ""
+
+
+def _first_line(text: str) -> str:
+    stripped = text.strip()
+    return stripped.splitlines()[0] if stripped else ""
 
 
 def run_pipeline(
@@ -158,18 +206,31 @@ def run_pipeline(
     resume_run_id: str | None = None,
     partition_key: str | None = None,
     quiet: bool = False,
+    only_stale: bool = False,
+    verbose: bool = False,
 ) -> RunReport:
     """Materialize the job (or ``selection``) through Dagster in this process tree.
 
     ``resume_run_id`` re-executes a failed run from its failure (Dagster's re-execution):
     tasks that succeeded are not run again, and the re-run tasks read their verified
-    checkpoints. ``quiet`` keeps Dagster's console log to warnings (as ``progress`` does).
+    checkpoints. ``quiet`` keeps Dagster's console log to warnings; with ``progress`` the
+    printer's lines replace it.
+    ``progress`` receives the run's progress lines, task log events as short lines (whole
+    with ``verbose``). ``only_stale`` runs only the tasks that are stale and their dependents
+    (orchestration.staleness); the others are reported SKIPPED with the run they reuse, and
+    when nothing is stale no Dagster run is created.
     """
     graph = TaskDependencyGraph(config)
     instance = project_instance(config)
+    plan = Freshness()
+    if only_stale:
+        plan = plan_incremental_run(config, instance, selection, partition_key)
+        if not plan.stale:
+            return RunReport(None, True, _task_rows(instance, None, graph, selection, plan))
+        selection = list(plan.stale)
     token = uuid.uuid4().hex
     recon = automated_pipeline_job_for(config)
-    printer = _ProgressPrinter(instance, token, progress) if progress else None
+    printer = _ProgressPrinter(instance, token, progress, verbose) if progress else None
     if printer:
         printer.start()
     if str(config.project_root) not in sys.path:
@@ -178,8 +239,13 @@ def run_pipeline(
         with execute_job(
             recon,
             instance=instance,
-            # Our progress lines replace Dagster's DEBUG console stream; warnings still show.
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+            # Our progress lines replace Dagster's console stream (_ProgressPrinter); quiet
+            # runs without them still show Dagster's warnings.
+            run_config={
+                "loggers": {
+                    "console": {"config": {"log_level": "CRITICAL" if progress else "WARNING"}}
+                }
+            }
             if progress or quiet
             else None,
             tags={
@@ -200,7 +266,7 @@ def run_pipeline(
         if printer:
             printer.done.set()
             printer.join()
-    return RunReport(run_id, success, _task_rows(instance, run_id, graph, selection))
+    return RunReport(run_id, success, _task_rows(instance, run_id, graph, selection, plan))
 
 
 def _failures(instance: DagsterInstance, run_id: str) -> dict[str, tuple[str, str | None]]:
@@ -213,13 +279,13 @@ def _failures(instance: DagsterInstance, run_id: str) -> dict[str, tuple[str, st
         if not (event and event.step_key):
             continue
         data = event.step_failure_data
-        message = data.error.message.strip().splitlines()[0] if data.error else ""
         klass = (
             data.user_failure_data.metadata.get("error_class") if data.user_failure_data else None
         )
-        if data.user_failure_data and data.user_failure_data.description:
-            message = data.user_failure_data.description.strip().splitlines()[0]
-        failures[event.step_key] = (message, getattr(klass, "value", None))
+        failures[event.step_key] = (
+            _first_line(_failure_message(data)),
+            getattr(klass, "value", None),
+        )
     return failures
 
 
@@ -250,19 +316,31 @@ def _reused_from(instance: DagsterInstance, ancestors: Sequence[str], task: str)
 
 def _task_rows(
     instance: DagsterInstance,
-    run_id: str,
+    run_id: str | None,
     graph: TaskDependencyGraph,
     selection: Sequence[str] | None,
+    plan: Freshness,
 ) -> list[TaskRow]:
-    """One row per task in the guide's status words (contract.status), each with its why."""
-    stats = {s.step_key: s for s in instance.get_run_step_stats(run_id)}
-    failures = _failures(instance, run_id)
-    skipped_candidates = _skipped_candidates(instance, run_id)
-    run = instance.get_run_by_id(run_id)
-    ancestors = run_lineage(instance, run_id, run.parent_run_id if run else None)[1:]
-    written_by = _written_by_other_steps(instance, run_id)
+    """One row per task in the guide's status words (contract.status), each with its why.
+
+    In an incremental run (``plan``) a task that was up to date is SKIPPED with the run
+    whose outputs it reuses, and a task that ran says why it was stale.
+    """
+    stats = {s.step_key: s for s in instance.get_run_step_stats(run_id)} if run_id else {}
+    failures = _failures(instance, run_id) if run_id else {}
+    skipped_candidates = _skipped_candidates(instance, run_id) if run_id else {}
+    run = instance.get_run_by_id(run_id) if run_id else None
+    ancestors = (
+        run_lineage(instance, run_id, run.parent_run_id if run else None)[1:] if run_id else ()
+    )
+    written_by = _written_by_other_steps(instance, run_id) if run_id else {}
     rows: dict[str, TaskRow] = {}
     for task in graph.dependencies:
+        if task in plan.fresh:
+            rows[task] = TaskRow(
+                task, TaskStatus.SKIPPED, None, 0, f"up to date, reusing run {plan.fresh[task]}"
+            )
+            continue
         if selection and task not in selection:
             continue
         if task in written_by:
@@ -272,6 +350,8 @@ def _task_rows(
         rows[task] = _task_row(task, graph, stats.get(task), failures, rows, instance, ancestors)
         if task in skipped_candidates and not rows[task].detail:
             rows[task] = replace(rows[task], detail=skipped_candidates[task])
+        if task in plan.stale and not rows[task].detail:
+            rows[task] = replace(rows[task], detail=f"stale: {plan.stale[task]}")
     return list(rows.values())
 
 
@@ -352,7 +432,10 @@ def format_report(report: RunReport) -> str:
         lines.append(
             f"{row.task:<{width}}  {row.status:<9} {duration:>9}  {row.attempts:>8}  {row.detail}"
         )
-    lines.append(f"run {report.run_id}: {'SUCCESS' if report.success else 'FAILURE'}")
+    if report.run_id is None:
+        lines.append(f"nothing to run: all {len(report.rows)} task(s) are up to date")
+    else:
+        lines.append(f"run {report.run_id}: {'SUCCESS' if report.success else 'FAILURE'}")
     return "\n".join(lines)
 
 

@@ -175,8 +175,18 @@ def _compare(
     return replace(item, verdict="stable" if same else "different", note=note)
 
 
-def reproduce_run(config: PipelineConfig, run_id: str) -> ReproduceReport:
-    """Run again with the recorded effective config (notifications off) and compare outputs."""
+def reproduce_run(
+    config: PipelineConfig,
+    run_id: str,
+    *,
+    progress: Callable[[str], None] | None = None,
+    verbose: bool = False,
+) -> ReproduceReport:
+    """Run again with the recorded effective config (notifications off) and compare outputs.
+
+    ``progress`` receives the reproduction's progress lines as ``run`` prints them (short
+    task events; whole with ``verbose``); without it Dagster's console shows warnings only.
+    """
     original = _manifest(config, run_id)
     recorded = original["config"]
     recorded["notifications"]["enabled"] = False
@@ -188,9 +198,10 @@ def reproduce_run(config: PipelineConfig, run_id: str) -> ReproduceReport:
     try:
         replay = PipelineConfig(replay_path)
         tasks = [t for t, e in original["tasks"].items() if e.get("status") == "SUCCESS"]
-        report = run_pipeline(replay, tasks or None)
+        report = run_pipeline(replay, tasks or None, progress=progress, quiet=True, verbose=verbose)
     finally:
         replay_path.unlink(missing_ok=True)
+    assert report.run_id is not None, "a full (not incremental) run always creates a run"
     before = _outputs(original)
     after = _outputs(_manifest(config, report.run_id))
     order = TaskDependencyGraph(replay).get_execution_order()

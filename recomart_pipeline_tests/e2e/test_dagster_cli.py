@@ -21,6 +21,7 @@ from recomart_pipeline_tests.helpers import (
     project_env,
     run_id_of,
     run_in_project,
+    table_start,
 )
 
 pytestmark = pytest.mark.slow
@@ -99,7 +100,7 @@ def test_project_cli_run_prints_progress_and_a_table(sample_project):
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "numbers        started" in done.stdout
     assert "check sum_large_enough: passed" in done.stdout
-    table = done.stdout[done.stdout.index("task ") :]
+    table = done.stdout[table_start(done.stdout) :]
     for task in ("numbers", "square", "square_again", "total"):
         assert any(line.startswith(task) and "SUCCESS" in line for line in table.splitlines())
     assert _latest_run_status(project) == DagsterRunStatus.SUCCESS
@@ -120,8 +121,7 @@ def test_project_cli_parallel_mode_and_failure_exit_code(write_config):
     done = run_in_project([sys.executable, "-m", "recomart_pipeline", "run"], path.parent)
     assert done.returncode == 1, done.stdout + done.stderr[-3000:]
     rows = {
-        line.split()[0]: line
-        for line in done.stdout[done.stdout.index("task ") :].splitlines()[1:-1]
+        line.split()[0]: line for line in done.stdout[table_start(done.stdout) :].splitlines()[1:-1]
     }
     assert "SUCCESS" in rows["square"]
     assert "FAILURE" in rows["bad"] and "schema_error" in rows["bad"]

@@ -12,6 +12,7 @@ from recomart_pipeline_tests.helpers import (
     DEFAULT_TASKS,
     copy_default_project,
     run_in_project,
+    table_start,
     task_rows,
 )
 
@@ -32,7 +33,7 @@ def _reproduce(project, run_id: str):
     done = run_in_project(
         [sys.executable, "-m", "recomart_pipeline", "reproduce", run_id], project, timeout=600
     )
-    table = done.stdout[done.stdout.index("task ") :].splitlines()[1:-1]
+    table = done.stdout[table_start(done.stdout) :].splitlines()[1:-1]
     verdicts: dict[str, str] = {}
     notes: dict[tuple[str, str], str] = {}
     task = ""

@@ -7,13 +7,13 @@ import sys
 import pytest
 
 from recomart_pipeline.datagen import generate_dataset
-from recomart_pipeline_tests.helpers import run_in_project
+from recomart_pipeline_tests.helpers import run_in_project, table_start
 
 pytestmark = pytest.mark.slow
 
 
 def _table(stdout: str) -> dict[str, str]:
-    return {line.split()[0]: line for line in stdout[stdout.index("task ") :].splitlines()[1:-1]}
+    return {line.split()[0]: line for line in stdout[table_start(stdout) :].splitlines()[1:-1]}
 
 
 @pytest.mark.parametrize("mode", ["block", "warn"])

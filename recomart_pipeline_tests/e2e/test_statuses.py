@@ -9,13 +9,18 @@ import sys
 import pytest
 
 from recomart_pipeline_tests.conftest import SAMPLE
-from recomart_pipeline_tests.helpers import RESUMABLE_PIPELINE, run_id_of, run_in_project
+from recomart_pipeline_tests.helpers import (
+    RESUMABLE_PIPELINE,
+    run_id_of,
+    run_in_project,
+    table_start,
+)
 
 pytestmark = pytest.mark.slow
 
 
 def _rows(stdout: str) -> dict[str, str]:
-    table = stdout[stdout.index("task ") :].splitlines()[1:-1]
+    table = stdout[table_start(stdout) :].splitlines()[1:-1]
     return {line.split()[0]: line for line in table}
 
 

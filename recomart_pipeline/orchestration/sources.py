@@ -1,0 +1,27 @@
+"""The fingerprint of the external data a task reads, recorded on its materialization.
+
+A task such as ingestion reads files outside the pipeline (``data/interactions.csv``). It is
+a root asset, so Dagster has no upstream data version that changes when such a file does;
+the fingerprint of the task's declared sources (``TaskSpec.watched_sources``, hashed the way
+the data-arrival sensor hashes them) is stored in the materialization's metadata, so an
+incremental run (orchestration.staleness) can tell "same data" from "new data".
+"""
+
+from __future__ import annotations
+
+from recomart_pipeline.config import PipelineConfig
+from recomart_pipeline.runtime.fingerprint import source_fingerprint
+
+SOURCE_FINGERPRINT_KEY = "recomart/source_fingerprint"
+
+
+def task_source_fingerprint(config: PipelineConfig, task: str) -> str | None:
+    """The fingerprint of ``task``'s external sources now; None when it declares none or one
+    cannot be reached (then nothing is recorded, and the task counts as stale next time)."""
+    sources = config.specs[task].watched_sources(config.task_config(task))
+    if not sources:
+        return None
+    try:
+        return source_fingerprint(sources, config.project_root)
+    except (OSError, ValueError):
+        return None
