@@ -212,9 +212,10 @@ class EvaluationReport(Document):
     )
     protocol: str | None = Field(
         None,
-        description="'user_holdout': the evaluated users were held out of training whole and "
-        "each was ranked from their fold-in history (cold start); None: users seen in "
-        "training were ranked.",
+        description="The split protocol the test data came from (preparation's "
+        "split.method). 'user_holdout': the evaluated users were held out of training whole "
+        "and each was ranked from their fold-in history (cold start); otherwise users seen "
+        "in training were ranked. None: an older features run that did not record it.",
     )
     intervals: dict[str, dict[str, tuple[float | None, float | None]]] = Field(
         default_factory=dict,

@@ -12,10 +12,12 @@ the input was chunked on the way.
 
 from __future__ import annotations
 
+import json
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -151,8 +153,30 @@ def write_parquet(path: Path, table: pa.Table) -> Path:
     return path
 
 
-def write_frame(path: Path, frame: pd.DataFrame, schema: pa.Schema) -> Path:
-    return write_parquet(path, frame_to_table(frame, schema))
+# The evaluation protocol travels with the held-out tables (preparation -> features ->
+# evaluation) in their Parquet footers, so evaluation can name it without reading the
+# preparation task's config or depending on it.
+SPLIT_KEY = b"recomart.split"
+
+
+def write_frame(
+    path: Path, frame: pd.DataFrame, schema: pa.Schema, *, split: dict[str, Any] | None = None
+) -> Path:
+    """Write ``frame`` in ``schema``; ``split`` (the protocol that made it) in the footer."""
+    table = frame_to_table(frame, schema)
+    if split is not None:
+        metadata = {**(table.schema.metadata or {}), SPLIT_KEY: json.dumps(split).encode()}
+        table = table.replace_schema_metadata(metadata)
+    return write_parquet(path, table)
+
+
+def split_of(path: Path) -> dict[str, Any] | None:
+    """The split protocol recorded in a table's footer (None: an older or unsplit table)."""
+    raw = (pq.read_schema(path).metadata or {}).get(SPLIT_KEY)
+    if raw is None:
+        return None
+    record = json.loads(raw)
+    return record if isinstance(record, dict) else None
 
 
 def read_categorical(path: Path, categorical: Iterable[str]) -> pa.Table:

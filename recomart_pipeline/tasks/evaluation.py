@@ -51,6 +51,7 @@ from recomart_pipeline.ml.persistence import (
     load_model,
     sidecar_path,
 )
+from recomart_pipeline.tasks._tables import split_of
 from recomart_pipeline.tasks.specs.evaluation import (
     CANDIDATE_MODELS,
     HOLDOUT_HISTORY,
@@ -132,6 +133,13 @@ def _holdout_history(ctx: TaskContext[Config], n_items: int) -> History | None:
     return History(matrix, read_ratings(ctx.input(HOLDOUT_HISTORY_RATINGS)))
 
 
+def _protocol(ctx: TaskContext[Config], holdout: bool) -> str | None:
+    """The split protocol features recorded with the test interactions (None: older runs)."""
+    split = split_of(ctx.input(HOLDOUT_TEST_INTERACTIONS if holdout else TEST_INTERACTIONS))
+    protocol = (split or {}).get("protocol")
+    return str(protocol) if protocol else ("user_holdout" if holdout else None)
+
+
 def _score_candidates(
     ctx: TaskContext[Config],
     config: Config,
@@ -158,7 +166,7 @@ def _score_candidates(
         "test_users": test_users,
         "eval_users_sampled": int(users.size) < test_users,
         "test_interactions": int(test_interactions[users].nnz),
-        "protocol": None if history is None else "user_holdout",
+        "protocol": _protocol(ctx, history is not None),
     }
     setup = {
         "candidates": list(entries),

@@ -41,10 +41,18 @@ import scipy.sparse as sp
 
 from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.contract.task import TaskContext, TaskResult
-from recomart_pipeline.tasks._tables import TIMESTAMP, read_categorical, save_npz, write_frame
+from recomart_pipeline.tasks._tables import (
+    TIMESTAMP,
+    read_categorical,
+    save_npz,
+    split_of,
+    write_frame,
+)
 from recomart_pipeline.tasks.specs.features import FOLD_IN, ITEMS, TEST, TRAIN, USERS, Config
 
 IDX = pa.int32()
+# The held-out tables carry the split protocol preparation recorded (see _tables.SPLIT_KEY).
+HELD_OUT_TABLES = frozenset({"test_ratings", "test_interactions", "holdout_test_interactions"})
 RATINGS_SCHEMA = pa.schema([("user_idx", IDX), ("item_idx", IDX), ("rating", pa.float32())])
 PAIRS_SCHEMA = pa.schema([("user_idx", IDX), ("item_idx", IDX)])
 EVENTS_SCHEMA = pa.schema(
@@ -366,6 +374,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     config = ctx.config
     train_frame = _read_split(ctx.input(TRAIN))
     test_frame = _read_split(ctx.input(TEST))
+    split = split_of(ctx.input(TEST))
     fold_in_frame = (
         _read_split(ctx.input(FOLD_IN)) if ctx.has_input(FOLD_IN) else train_frame.iloc[:0]
     )
@@ -429,7 +438,12 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         "train_events": (_train_events(train, weights, config), EVENTS_SCHEMA),
     }
     outputs = {
-        name: write_frame(ctx.output_path(f"{name}.parquet"), frame, schema)
+        name: write_frame(
+            ctx.output_path(f"{name}.parquet"),
+            frame,
+            schema,
+            split=split if name in HELD_OUT_TABLES else None,
+        )
         for name, (frame, schema) in frames.items()
     }
     outputs["train_implicit"] = save_npz(ctx.output_path("train_implicit.npz"), implicit)

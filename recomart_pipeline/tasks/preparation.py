@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -155,6 +156,11 @@ def _split(
     return _random(frame, split), none, None
 
 
+def _split_record(split: SplitConfig) -> dict[str, Any]:
+    """What evaluation and the report say about the protocol (current names, JSON values)."""
+    return {**split.model_dump(mode="json", exclude={"method"}), "protocol": split.protocol}
+
+
 def _eval_users(
     train: pd.DataFrame, test: pd.DataFrame, fold_in: pd.DataFrame
 ) -> tuple[int, float]:
@@ -254,7 +260,9 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     _require_eval_users(eval_users, config.split)
     outputs = {
         "train": write_frame(ctx.output_path("train.parquet"), train, INTERACTIONS),
-        "test": write_frame(ctx.output_path("test.parquet"), test, INTERACTIONS),
+        "test": write_frame(
+            ctx.output_path("test.parquet"), test, INTERACTIONS, split=_split_record(config.split)
+        ),
         "fold_in": write_frame(ctx.output_path("fold_in.parquet"), fold_in, INTERACTIONS),
     }
     for table, declared in (("items", ITEMS), ("users", USERS)):

@@ -175,6 +175,7 @@ def _evaluation_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Se
             f"{evaluation.selected_on} split (baseline: {evaluation.baseline}); gates "
             f"{'passed' if evaluation.passed else 'FAILED'}",
             *_selection_lines(evaluation),
+            *([f"- protocol: {evaluation.protocol}"] if evaluation.protocol else []),
             f"- evaluated on {evaluation.eval_users:,} users"
             + (
                 " held out of training whole (user_holdout), each ranked from their fold-in history"

@@ -10,6 +10,7 @@ import pytest
 
 from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.runtime.artifacts import Checkpoint
+from recomart_pipeline.tasks._tables import split_of
 from recomart_pipeline.tasks.preparation import _fold_in, _user_holdout
 from recomart_pipeline.tasks.specs.preparation import SplitConfig
 from recomart_pipeline_tests.data.helpers import (
@@ -293,3 +294,24 @@ def test_protocols_other_than_user_holdout_write_an_empty_fold_in(
     rows = [(f"u{u}", "i1", "view", None, f"2026-01-0{d}") for u in range(1, 4) for d in (1, 2)]
     *_, fold_in = _split_parts(harness, tmp_path, events(rows), {"split": {"method": "random"}})
     assert fold_in.empty
+
+
+@pytest.mark.parametrize(
+    ("split", "protocol"),
+    [
+        ({}, "temporal_global"),
+        ({"method": "last_n_per_user"}, "temporal_per_user"),  # an old name: the current one
+        ({"method": "random", "test_fraction": 0.3}, "random"),
+    ],
+)
+def test_the_protocol_travels_with_the_held_out_tables_to_evaluation(
+    harness: TaskHarness, validated: Checkpoint, split: dict, protocol: str
+) -> None:
+    _, prepared = harness.run("preparation", {"split": split}, {"validation": validated})
+    _, features = harness.run("features", {}, {"preparation": prepared})
+    recorded = split_of(features.path("test_interactions"))
+    assert recorded is not None and recorded["protocol"] == protocol
+    assert split_of(features.path("test_ratings")) == recorded == split_of(prepared.path("test"))
+    assert split_of(features.path("user_index")) is None  # only the held-out tables
+    if "test_fraction" in split:
+        assert recorded["test_fraction"] == split["test_fraction"]

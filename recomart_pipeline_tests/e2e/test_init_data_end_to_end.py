@@ -57,6 +57,9 @@ def _onboard_and_run(
     assert overlay["extends"] == "pipeline_config.yaml"
     rows, evaluation, report, stdout = run_pipeline(tmp_path, tmp_path / "cfg.yaml")
     assert_good_run(rows, evaluation, report)
+    # the report and evaluation.json name the protocol init-data chose
+    assert evaluation["protocol"] == _protocol(overlay)
+    assert f"- protocol: {_protocol(overlay)}" in report
     return overlay, evaluation, report, stdout
 
 
