@@ -51,8 +51,11 @@ from recomart_pipeline.tasks._tables import (
 from recomart_pipeline.tasks.specs.features import FOLD_IN, ITEMS, TEST, TRAIN, USERS, Config
 
 IDX = pa.int32()
-# The held-out tables carry the split protocol preparation recorded (see _tables.SPLIT_KEY).
-HELD_OUT_TABLES = frozenset({"test_ratings", "test_interactions", "holdout_test_interactions"})
+# The held-out tables carry the split protocol preparation recorded (see _tables.SPLIT_KEY),
+# and so do the train events, from which training cuts a validation split that mirrors it.
+SPLIT_TABLES = frozenset(
+    {"test_ratings", "test_interactions", "holdout_test_interactions", "train_events"}
+)
 RATINGS_SCHEMA = pa.schema([("user_idx", IDX), ("item_idx", IDX), ("rating", pa.float32())])
 PAIRS_SCHEMA = pa.schema([("user_idx", IDX), ("item_idx", IDX)])
 EVENTS_SCHEMA = pa.schema(
@@ -442,7 +445,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
             ctx.output_path(f"{name}.parquet"),
             frame,
             schema,
-            split=split if name in HELD_OUT_TABLES else None,
+            split=split if name in SPLIT_TABLES else None,
         )
         for name, (frame, schema) in frames.items()
     }

@@ -206,7 +206,7 @@ def _selection_lines(evaluation: EvaluationReport) -> list[str]:
         return [
             "- **no validation split**: every candidate was scored on the test split and the "
             "best one chosen there, so its test figure is optimistic (set "
-            "tasks.training.config.validation.method to per_user)"
+            "tasks.training.config.validation.method to auto)"
         ]
     lines = [
         "- candidates were compared on a validation split cut from the training data; the "

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from pydantic import BaseModel
@@ -59,6 +59,7 @@ from recomart_pipeline.ml.models import create_model
 from recomart_pipeline.ml.params import LOWER_IS_BETTER
 from recomart_pipeline.ml.persistence import FILE_SUFFIX, save_model
 from recomart_pipeline.ml.tuning import Direction, Trial, TuningResult, tune
+from recomart_pipeline.tasks._tables import split_of
 from recomart_pipeline.tasks.specs.training import (
     TRAIN_EVENTS,
     TRAIN_IMPLICIT,
@@ -140,6 +141,30 @@ def _train_candidate(
     return entry, report, path
 
 
+# The validation protocol that mirrors each test protocol (validation is cut from the
+# training users' events, so held-out users are mirrored by the leave-last-out protocol).
+MIRRORED: dict[str, HoldoutMethod] = {
+    "temporal_global": "temporal_global",
+    "temporal_per_user": "temporal_per_user",
+    "random": "random",
+    "user_holdout": "temporal_per_user",
+}
+
+
+def _validation_method(ctx: TaskContext[Config], configured: str) -> HoldoutMethod:
+    """``configured``, or for ``auto`` the test split's protocol that features recorded."""
+    if configured != "auto":
+        return cast(HoldoutMethod, configured)
+    split = split_of(ctx.input(TRAIN_EVENTS)) if ctx.has_input(TRAIN_EVENTS) else None
+    protocol = str((split or {}).get("protocol", ""))
+    method = MIRRORED.get(protocol, "temporal_per_user")
+    ctx.logger.info(
+        f"validation split: {method}, mirroring the test split's protocol"
+        + (f" ({protocol})" if protocol else " (not recorded: the default)")
+    )
+    return method
+
+
 def _validation_split(
     ctx: TaskContext[Config], train: TrainingData
 ) -> tuple[Holdout, np.ndarray, dict[str, Any]] | None:
@@ -151,7 +176,7 @@ def _validation_split(
             "test split, and the selected model's test figure is then optimistic"
         )
         return None
-    method: HoldoutMethod = settings.method
+    chosen = method = _validation_method(ctx, settings.method)
     events = None
     if method in TEMPORAL_METHODS:
         if ctx.has_input(TRAIN_EVENTS):
@@ -182,8 +207,8 @@ def _validation_split(
         "held_out_ratings": len(holdout.ratings),
         "fit_pairs": int(holdout.fit.interactions().nnz),
     }
-    if method != settings.method:
-        described["requested_method"] = settings.method
+    if method != chosen:
+        described["requested_method"] = chosen
     if holdout.cutoff is not None:
         described["cutoff"] = str(np.datetime64(holdout.cutoff, "ns")) + "Z"
     ctx.logger.info("validation split cut", extra={"fields": described})

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import logging
 
+import pyarrow.parquet as pq
 import pytest
 
 from recomart_pipeline.tasks import training
+from recomart_pipeline.tasks._tables import SPLIT_KEY
 from recomart_pipeline_tests.tasks_model.conftest import RUN_ID
 from recomart_pipeline_tests.tasks_model.real_features import run_features
 
@@ -49,3 +51,27 @@ def test_without_train_events_a_temporal_method_falls_back_and_warns(
     assert validation["method"] == "per_user"
     assert validation["requested_method"] == "temporal_per_user"
     assert any("needs the features task's train_events" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "expected"),
+    [
+        ("temporal_global", "temporal_global"),
+        ("random", "random"),
+        ("user_holdout", "temporal_per_user"),
+    ],
+)
+def test_auto_mirrors_the_protocol_recorded_with_the_train_events(
+    store, synthetic, tmp_path, run_model_task, protocol, expected
+):
+    staging = store.new_staging_dir(RUN_ID, "features")
+    result = run_features(synthetic, staging, tmp_path / "features-input")
+    events = result.outputs["train_events"]
+    table = pq.read_table(events)
+    split = json.dumps({"protocol": protocol}).encode()
+    pq.write_table(table.replace_schema_metadata({SPLIT_KEY: split}), events)
+    recorded = store.publish(RUN_ID, "features", staging, result.outputs, result.metrics, {})
+    config = {**CONFIG, "validation": {"method": "auto"}}
+    _, checkpoint = run_model_task(training, config, {"features": recorded})
+    validation = _validation(checkpoint)
+    assert validation["method"] == expected and "requested_method" not in validation

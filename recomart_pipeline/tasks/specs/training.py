@@ -53,10 +53,13 @@ class ValidationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["temporal_per_user", "temporal_global", "per_user", "random", "none"] = Field(
-        "temporal_per_user",
-        description="Set it to the preparation task's split.method, so validation "
-        "mirrors the test split. temporal_per_user: each user's latest 'fraction' of "
+    method: Literal[
+        "auto", "temporal_per_user", "temporal_global", "per_user", "random", "none"
+    ] = Field(
+        "auto",
+        description="auto: the protocol of the test split (preparation's split.method, "
+        "recorded in the features task's tables), so validation mirrors it (user_holdout and "
+        "unrecorded: temporal_per_user). temporal_per_user: each user's latest 'fraction' of "
         "train events (at least one; users who keep one); temporal_global: train events "
         "at or after one cut-off (the 1 - fraction quantile of their times); both follow "
         "the features task's rules and need its train_events (without them: per_user, "
