@@ -114,6 +114,10 @@ TEXT_FORMATS = (
     "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
     "%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y", "%d-%m-%Y %H:%M:%S",
     "%d %b %Y", "%d %b %Y %H:%M:%S", "%b %d, %Y", "%Y%m%d%H%M%S",
+    # Two-digit years, as spreadsheets export them ("12/1/10 8:26" in a Parquet or CSV saved
+    # from the UCI Online Retail workbook); a four-digit year never parses as these.
+    "%m/%d/%y %H:%M", "%d/%m/%y %H:%M", "%m/%d/%y %H:%M:%S", "%d/%m/%y %H:%M:%S",
+    "%d.%m.%y %H:%M", "%m/%d/%y", "%d/%m/%y", "%d.%m.%y",
 )  # fmt: skip
 # Times ingestion passes through unchanged and validation reads as they are.
 PLAIN_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
@@ -223,8 +227,13 @@ def _epoch(numbers: pd.Series) -> TimeGuess | None:
     return None
 
 
+TIME_SAMPLE = 20_000
+
+
 def _text_time(text: pd.Series) -> TimeGuess | None:
-    sample = text.iloc[:20_000]
+    # Spread over the whole column, not its head: a file sorted by time would otherwise show
+    # only its first days, and days 1-12 cannot tell day-first from month-first.
+    sample = text.iloc[:: max(1, len(text) // TIME_SAMPLE)].iloc[:TIME_SAMPLE]
     iso = _plausible(pd.to_datetime(sample, format="ISO8601", utc=True, errors="coerce"))
     if iso.notna().mean() >= PARSE_SHARE:
         aware = bool(sample.str.contains(OFFSET).mean() > 0.5)
