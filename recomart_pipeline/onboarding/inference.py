@@ -118,6 +118,9 @@ TEXT_FORMATS = (
     # from the UCI Online Retail workbook); a four-digit year never parses as these.
     "%m/%d/%y %H:%M", "%d/%m/%y %H:%M", "%m/%d/%y %H:%M:%S", "%d/%m/%y %H:%M:%S",
     "%d.%m.%y %H:%M", "%m/%d/%y", "%d/%m/%y", "%d.%m.%y",
+    # A zone name after the time ("2019-10-01 00:00:00 UTC"): BigQuery's text export, as in
+    # the REES46 e-commerce event logs.
+    "%Y-%m-%d %H:%M:%S %Z", "%Y-%m-%d %H:%M:%S.%f %Z", "%Y-%m-%d %H:%M %Z",
 )  # fmt: skip
 # Times ingestion passes through unchanged and validation reads as they are.
 PLAIN_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
@@ -251,8 +254,11 @@ def _text_time(text: pd.Series) -> TimeGuess | None:
         return None
     best = max(fitting, key=lambda p: shares[p])  # ties: the first listed (month first)
     ambiguous = sum(shares[p] == shares[best] for p in fitting) > 1
-    times = pd.to_datetime(text, format=best, errors="coerce").dt.tz_localize("UTC")
-    return TimeGuess("iso", best, False, False, False, _plausible(times), shares[best], ambiguous)
+    aware = "%Z" in best or "%z" in best  # ingestion reads these with their zone, as UTC
+    times = pd.to_datetime(text, format=best, errors="coerce", utc=aware)
+    if not aware:
+        times = times.dt.tz_localize("UTC")
+    return TimeGuess("iso", best, aware, False, False, _plausible(times), shares[best], ambiguous)
 
 
 def _time(values: pd.Series, filled: pd.Series, numbers: pd.Series | None) -> TimeGuess | None:

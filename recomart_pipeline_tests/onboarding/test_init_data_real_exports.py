@@ -53,3 +53,28 @@ def test_day_or_month_first_is_judged_on_the_whole_file_not_its_head(tmp_path: P
     [written] = [c for c in proposal.choices if c.key.endswith("timestamp.format")]
     assert written.confidence == "high", written
     assert "could be either way round" not in written.why
+
+
+def test_times_with_a_zone_name_as_bigquery_exports_them(tmp_path: Path) -> None:
+    # The REES46 e-commerce logs write event_time as "2019-10-01 00:00:00 UTC"; before, no
+    # column read as event times and init-data refused the file.
+    rng = np.random.default_rng(6)
+    n = 3000
+    stamps = pd.Timestamp("2019-10-01") + pd.to_timedelta(rng.integers(0, 30 * 86_400, n), "s")
+    path = tmp_path / "2019-Oct.csv"
+    pd.DataFrame(
+        {
+            "event_time": stamps.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "event_type": rng.choice(["view", "cart", "purchase"], n),
+            "product_id": rng.integers(1_000_000, 1_000_200, n),
+            "user_id": rng.integers(500_000_000, 500_000_300, n),
+        }
+    ).to_csv(path, index=False)
+    proposal = propose(read_inputs([str(path)]))
+    source = proposal.tables["interactions"].source
+    assert source["column_mapping"]["event_time"] == "timestamp"
+    # the zone is in the text, so no timezone to assume (and no "read as UTC" choice)
+    assert source["timestamp"] == {"format": "%Y-%m-%d %H:%M:%S %Z"}
+    assert not any(c.key.endswith("timestamp.timezone") for c in proposal.choices)
+    newest = stamps.max().strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert proposal.tasks["validation"]["freshness"] == {"reference_time": newest}
