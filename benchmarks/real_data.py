@@ -43,6 +43,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("ndcg_at_10", "recall_at_10", "hit_rate_at_10")
+MIN_EVAL_USERS = 100  # preparation's default min_eval_users: below it, metrics are noise
 SUMMARY = re.compile(
     r"interactions: ([\d,]+) kept of ([\d,]+) rows read; ([\d,]+) users, ([\d,]+) items"
 )
@@ -141,12 +142,72 @@ def run_one(name: str, data: Path, workdir: Path) -> dict[str, Any]:
     return result
 
 
+def _cell(scored: dict[str, Any]) -> str:
+    low, high = scored["interval_95"] or (None, None)
+    return (
+        f"{scored['value']:.3f} [{low:.3f}, {high:.3f}]"
+        if low is not None
+        else f"{scored['value']:.3f}"
+    )
+
+
+def render_table(results: dict[str, Any]) -> str:
+    """The Markdown table of docs/real_data.md, from a results file."""
+    lines = [
+        "| data set | rows kept / read | users | items | protocol | evaluated users (held-out) "
+        "| selected | NDCG@10 | recall@10 | hit rate@10 | init-data / run (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in sorted(results["datasets"].items()):
+        if "error" in r:
+            lines.append(f"| {name} | {r['error']} |" + " |" * 9)
+            continue
+        kept = f"{r['rows_kept']:,} / {r['file_rows']:,}"
+        if r["eval_users"] < MIN_EVAL_USERS:  # a shape check: init-data + run work, no metrics
+            lines.append(
+                f"| {name} | {kept} | {r['users']:,} | {r['items']:,} | {r['protocol']} "
+                f"| {r['eval_users']:,} ({r['test_interactions']:,}) | {r['best_model']} "
+                f"| too few users to measure | | | {r['init_data_seconds']} / {r['run_seconds']} |"
+            )
+            continue
+        for label, model in ((r["best_model"], r["best"]), ("popularity", r["popularity"])):
+            first = label == r["best_model"]
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        name if first else "",
+                        kept if first else "",
+                        f"{r['users']:,}" if first else "",
+                        f"{r['items']:,}" if first else "",
+                        r["protocol"] if first else "",
+                        f"{r['eval_users']:,} ({r['test_interactions']:,})" if first else "",
+                        label,
+                        *(_cell(model[m]) for m in METRICS),
+                        f"{r['init_data_seconds']} / {r['run_seconds']}" if first else "",
+                    ]
+                )
+                + " |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("datasets", nargs="+", help="NAME=PATH of a data file (outside the repo)")
+    parser.add_argument("datasets", nargs="*", help="NAME=PATH of a data file (outside the repo)")
+    parser.add_argument(
+        "--table", action="store_true", help="print the Markdown table of the --json file"
+    )
     parser.add_argument("--workdir", type=Path, help="scratch projects (default: a temp dir)")
     parser.add_argument("--json", type=Path, help="results file to write or update")
     args = parser.parse_args(argv)
+    if args.table:
+        if args.json is None or args.datasets:
+            parser.error("--table reads --json and runs nothing")
+        print(render_table(json.loads(args.json.read_text())))
+        return 0
+    if not args.datasets:
+        parser.error("name at least one NAME=PATH")
     pairs = [item.split("=", 1) for item in args.datasets]
     if any(len(pair) != 2 for pair in pairs):
         parser.error("each data set is NAME=PATH")
