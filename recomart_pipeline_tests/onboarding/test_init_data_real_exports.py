@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from recomart_pipeline.onboarding import propose, read_inputs
+from recomart_pipeline.onboarding import OnboardingError, propose, read_inputs
 from recomart_pipeline_tests.real_shapes import retail_frame
 
 
@@ -78,3 +79,23 @@ def test_times_with_a_zone_name_as_bigquery_exports_them(tmp_path: Path) -> None
     assert not any(c.key.endswith("timestamp.timezone") for c in proposal.choices)
     newest = stamps.max().strftime("%Y-%m-%dT%H:%M:%SZ")
     assert proposal.tasks["validation"]["freshness"] == {"reference_time": newest}
+
+
+def test_a_line_with_a_stray_delimiter_is_named_with_its_file_and_the_fix(tmp_path: Path) -> None:
+    # Copies of u.data from a widely copied course add user 0's ratings at the top, one line
+    # ending in a stray tab; pandas' own words ("C error: Expected 4 fields in line 3, saw 5")
+    # named neither the delimiter nor what to do, and a later file's fault named the first.
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    good = "".join(
+        f"{u}\t{i}\t{1 + (u + i) % 5}\t88125{u:04d}\n" for u in range(1, 40) for i in range(5)
+    )
+    (folder / "a.data").write_text(good)
+    (folder / "b.data").write_text("0\t50\t5\t881250949\n0\t133\t1\t881250949\t\n" + good)
+    with pytest.raises(OnboardingError) as refused:
+        read_inputs([str(folder)])
+    message = str(refused.value)
+    assert message.startswith(f"{folder / 'b.data'}: line 2 has 5 fields where")
+    assert "have 4 (separated by '\\t')" in message
+    assert "stray one at the end of the line" in message
+    assert message.endswith("fix or remove that line")
