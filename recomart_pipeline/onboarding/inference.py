@@ -231,25 +231,39 @@ def _epoch(numbers: pd.Series) -> TimeGuess | None:
 
 
 TIME_SAMPLE = 20_000
+# Each format is first tried on this many of the sample's values; only those that read at
+# least PROBE_SHARE of them are tried on the whole sample. Ids, names and countries are
+# text columns too, and trying all formats on 20,000 of their values cost seconds each.
+PROBE_SIZE, PROBE_SHARE = 500, 0.5
+
+
+def _spread(values: pd.Series, size: int) -> pd.Series:
+    return values.iloc[:: max(1, len(values) // size)].iloc[:size]
+
+
+def _parsed_share(values: pd.Series, pattern: str) -> float:
+    utc = pattern == "ISO8601"
+    return float(pd.to_datetime(values, format=pattern, utc=utc, errors="coerce").notna().mean())
 
 
 def _text_time(text: pd.Series) -> TimeGuess | None:
     # Spread over the whole column, not its head: a file sorted by time would otherwise show
     # only its first days, and days 1-12 cannot tell day-first from month-first.
-    sample = text.iloc[:: max(1, len(text) // TIME_SAMPLE)].iloc[:TIME_SAMPLE]
-    iso = _plausible(pd.to_datetime(sample, format="ISO8601", utc=True, errors="coerce"))
-    if iso.notna().mean() >= PARSE_SHARE:
+    sample = _spread(text, TIME_SAMPLE)
+    probe = _spread(sample, PROBE_SIZE)
+    iso = pd.Series(dtype="datetime64[ns, UTC]")
+    if _parsed_share(probe, "ISO8601") >= PROBE_SHARE:
+        iso = _plausible(pd.to_datetime(sample, format="ISO8601", utc=True, errors="coerce"))
+    if len(iso) and iso.notna().mean() >= PARSE_SHARE:
         aware = bool(sample.str.contains(OFFSET).mean() > 0.5)
         plain = bool(sample.str.match(PLAIN_ISO).mean() >= PARSE_SHARE)
         times = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
         return TimeGuess(
             "iso", None, aware, plain, False, _plausible(times), float(iso.notna().mean())
         )
-    shares = {
-        pattern: float(pd.to_datetime(sample, format=pattern, errors="coerce").notna().mean())
-        for pattern in TEXT_FORMATS
-    }
-    fitting = [p for p in TEXT_FORMATS if shares[p] >= PARSE_SHARE]
+    tried = [p for p in TEXT_FORMATS if _parsed_share(probe, p) >= PROBE_SHARE]
+    shares = {pattern: _parsed_share(sample, pattern) for pattern in tried}
+    fitting = [p for p in tried if shares[p] >= PARSE_SHARE]
     if not fitting:
         return None
     best = max(fitting, key=lambda p: shares[p])  # ties: the first listed (month first)
