@@ -82,9 +82,9 @@ def test_times_with_a_zone_name_as_bigquery_exports_them(tmp_path: Path) -> None
 
 
 def test_a_line_with_a_stray_delimiter_is_named_with_its_file_and_the_fix(tmp_path: Path) -> None:
-    # Copies of u.data from a widely copied course add user 0's ratings at the top, one line
-    # ending in a stray tab; pandas' own words ("C error: Expected 4 fields in line 3, saw 5")
-    # named neither the delimiter nor what to do, and a later file's fault named the first.
+    # A public copy of u.data adds user 0's ratings at the top, one line ending in a stray
+    # tab; pandas' own words ("C error: Expected 4 fields in line 3, saw 5") named neither
+    # the delimiter nor what to do, and a later file's fault named the first file.
     folder = tmp_path / "ml-100k"
     folder.mkdir()
     good = "".join(
