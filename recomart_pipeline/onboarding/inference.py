@@ -114,6 +114,13 @@ TEXT_FORMATS = (
     "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
     "%m/%d/%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y", "%d-%m-%Y %H:%M:%S",
     "%d %b %Y", "%d %b %Y %H:%M:%S", "%b %d, %Y", "%Y%m%d%H%M%S",
+    # Two-digit years, as spreadsheets export them ("12/1/10 8:26" in a Parquet or CSV saved
+    # from the UCI Online Retail workbook); a four-digit year never parses as these.
+    "%m/%d/%y %H:%M", "%d/%m/%y %H:%M", "%m/%d/%y %H:%M:%S", "%d/%m/%y %H:%M:%S",
+    "%d.%m.%y %H:%M", "%m/%d/%y", "%d/%m/%y", "%d.%m.%y",
+    # A zone name after the time ("2019-10-01 00:00:00 UTC"): BigQuery's text export, as in
+    # the REES46 e-commerce event logs.
+    "%Y-%m-%d %H:%M:%S %Z", "%Y-%m-%d %H:%M:%S.%f %Z", "%Y-%m-%d %H:%M %Z",
 )  # fmt: skip
 # Times ingestion passes through unchanged and validation reads as they are.
 PLAIN_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
@@ -223,27 +230,49 @@ def _epoch(numbers: pd.Series) -> TimeGuess | None:
     return None
 
 
+TIME_SAMPLE = 20_000
+# Each format is first tried on this many of the sample's values; only those that read at
+# least PROBE_SHARE of them are tried on the whole sample. Ids, names and countries are
+# text columns too, and trying all formats on 20,000 of their values cost seconds each.
+PROBE_SIZE, PROBE_SHARE = 500, 0.5
+
+
+def _spread(values: pd.Series, size: int) -> pd.Series:
+    return values.iloc[:: max(1, len(values) // size)].iloc[:size]
+
+
+def _parsed_share(values: pd.Series, pattern: str) -> float:
+    utc = pattern == "ISO8601"
+    return float(pd.to_datetime(values, format=pattern, utc=utc, errors="coerce").notna().mean())
+
+
 def _text_time(text: pd.Series) -> TimeGuess | None:
-    sample = text.iloc[:20_000]
-    iso = _plausible(pd.to_datetime(sample, format="ISO8601", utc=True, errors="coerce"))
-    if iso.notna().mean() >= PARSE_SHARE:
+    # Spread over the whole column, not its head: a file sorted by time would otherwise show
+    # only its first days, and days 1-12 cannot tell day-first from month-first.
+    sample = _spread(text, TIME_SAMPLE)
+    probe = _spread(sample, PROBE_SIZE)
+    iso = pd.Series(dtype="datetime64[ns, UTC]")
+    if _parsed_share(probe, "ISO8601") >= PROBE_SHARE:
+        iso = _plausible(pd.to_datetime(sample, format="ISO8601", utc=True, errors="coerce"))
+    if len(iso) and iso.notna().mean() >= PARSE_SHARE:
         aware = bool(sample.str.contains(OFFSET).mean() > 0.5)
         plain = bool(sample.str.match(PLAIN_ISO).mean() >= PARSE_SHARE)
         times = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
         return TimeGuess(
             "iso", None, aware, plain, False, _plausible(times), float(iso.notna().mean())
         )
-    shares = {
-        pattern: float(pd.to_datetime(sample, format=pattern, errors="coerce").notna().mean())
-        for pattern in TEXT_FORMATS
-    }
-    fitting = [p for p in TEXT_FORMATS if shares[p] >= PARSE_SHARE]
+    tried = [p for p in TEXT_FORMATS if _parsed_share(probe, p) >= PROBE_SHARE]
+    shares = {pattern: _parsed_share(sample, pattern) for pattern in tried}
+    fitting = [p for p in tried if shares[p] >= PARSE_SHARE]
     if not fitting:
         return None
     best = max(fitting, key=lambda p: shares[p])  # ties: the first listed (month first)
     ambiguous = sum(shares[p] == shares[best] for p in fitting) > 1
-    times = pd.to_datetime(text, format=best, errors="coerce").dt.tz_localize("UTC")
-    return TimeGuess("iso", best, False, False, False, _plausible(times), shares[best], ambiguous)
+    aware = "%Z" in best or "%z" in best  # ingestion reads these with their zone, as UTC
+    times = pd.to_datetime(text, format=best, errors="coerce", utc=aware)
+    if not aware:
+        times = times.dt.tz_localize("UTC")
+    return TimeGuess("iso", best, aware, False, False, _plausible(times), shares[best], ambiguous)
 
 
 def _time(values: pd.Series, filled: pd.Series, numbers: pd.Series | None) -> TimeGuess | None:

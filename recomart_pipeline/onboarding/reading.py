@@ -40,6 +40,7 @@ JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 # What ingestion's format: auto recognises by name; anything else needs format: csv.
 AUTO_CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+EXTRA_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 DATE_LIKE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
 
 
@@ -231,6 +232,20 @@ def sniff_csv(path: Path) -> CsvLayout:
     return CsvLayout(delimiter, _has_header(rows), encoding, width)
 
 
+def _csv_refusal(path: Path, delimiter: str, exc: Exception) -> str:
+    """pandas' parser error in the file's terms: which line, what is wrong, what to do."""
+    found = EXTRA_FIELDS.search(str(exc))
+    if found is None:
+        return f"{path}: cannot be read as CSV ({str(exc).strip()})"
+    expected, line, saw = found.groups()
+    return (
+        f"{path}: line {line} has {saw} fields where the lines before it have {expected} "
+        f"(separated by {delimiter!r}): a delimiter too many, such as a stray one at the end "
+        f"of the line, or a value containing the delimiter without quotes; fix or remove "
+        f"that line"
+    )
+
+
 def _read_csv(files: list[Path], layout: CsvLayout) -> tuple[pd.DataFrame, bool, str]:
     """Up to MAX_ROWS rows as text; the encoding is widened if a later byte needs it."""
     names = None if layout.header else [f"column_{i + 1}" for i in range(layout.width)]
@@ -238,6 +253,7 @@ def _read_csv(files: list[Path], layout: CsvLayout) -> tuple[pd.DataFrame, bool,
     for encoding in tried or (layout.encoding,):
         frames: list[pd.DataFrame] = []
         rows = 0
+        path = files[0]
         try:
             for path in files:
                 read_as = CsvLayout(layout.delimiter, layout.header, encoding, layout.width)
@@ -252,7 +268,7 @@ def _read_csv(files: list[Path], layout: CsvLayout) -> tuple[pd.DataFrame, bool,
         except UnicodeDecodeError:
             continue
         except (pd.errors.ParserError, ValueError) as exc:
-            raise OnboardingError(f"{files[0]}: cannot be read as CSV ({exc})") from exc
+            raise OnboardingError(_csv_refusal(path, layout.delimiter, exc)) from exc
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         return frame.iloc[:MAX_ROWS], rows > MAX_ROWS, encoding
     raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
