@@ -24,12 +24,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recomart_pipeline.contract.closing import ClosedOnExit
 from recomart_pipeline.engines.sql import SPARK, Pattern
 
 # Settings the rules depend on: they override the configured conf.
@@ -90,7 +90,7 @@ def check_available() -> None:
         )
 
 
-class SparkSession:
+class SparkSession(ClosedOnExit):
     """A Spark SQL session for the rules; use as a context manager.
 
     ``settings`` is ``execution.spark`` as plain values: ``master``, ``app_name``, ``conf``.
@@ -127,17 +127,6 @@ class SparkSession:
         self._kept: list[Any] = []
         self._views: list[str] = []
         self._streams = 0
-
-    def __enter__(self) -> SparkSession:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _args(self, params: Mapping[str, Any]) -> dict[str, Any]:
         from pyspark.sql import functions as F

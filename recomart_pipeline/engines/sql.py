@@ -15,11 +15,12 @@ import resource
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
+
+from recomart_pipeline.contract.closing import ClosedOnExit
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def parquet_column_types(path: Path) -> dict[str, str]:
     return {row[0]: row[1] for row in rows}
 
 
-class DuckDBSession:
+class DuckDBSession(ClosedOnExit):
     """The ``local`` engine: an in-memory DuckDB, spilling to ``temp_directory``.
 
     ``threads`` caps DuckDB's worker threads (default: all cores); ``memory_limit`` (DuckDB
@@ -157,17 +158,6 @@ class DuckDBSession:
         self._con = duckdb.connect(config=config)
         # Zone-less timestamps are UTC, as in the reference (ICU is built into the wheel).
         self._con.sql("SET TimeZone = 'UTC'")
-
-    def __enter__(self) -> DuckDBSession:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def scan(self, name: str, path: Path) -> None:
         self._con.sql(

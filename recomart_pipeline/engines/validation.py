@@ -27,11 +27,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
 
+from recomart_pipeline.contract.closing import ClosedOnExit
 from recomart_pipeline.engines.sql import Pattern, SqlSession, parquet_column_types
 
 # Row-level rules in bit order (bit i = 1 << i); the pandas reference uses the same order.
@@ -112,7 +112,7 @@ def raw_columns_are_text(path: Path) -> bool:
 _FINITE = "BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"
 
 
-class InteractionValidation:
+class InteractionValidation(ClosedOnExit):
     """Classifies the interactions of one raw Parquet file in a SQL session; use as a
     context manager (closing it closes the session)."""
 
@@ -139,17 +139,6 @@ class InteractionValidation:
         except BaseException:
             session.close()
             raise
-
-    def __enter__(self) -> InteractionValidation:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         self._session.close()

@@ -16,7 +16,6 @@ import json
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from recomart_pipeline.contract.closing import ClosedOnExit
 from recomart_pipeline.tasks.specs.tables import TableLayout
 
 TIMESTAMP = pa.timestamp("ns", tz="UTC")
@@ -96,7 +96,7 @@ def frame_to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return strip_metadata(table).cast(schema)
 
 
-class ParquetSink:
+class ParquetSink(ClosedOnExit):
     """Writes a Parquet file incrementally in fixed-size row groups.
 
     Row groups do not follow the incoming batch boundaries, so the file's bytes depend only
@@ -133,17 +133,6 @@ class ParquetSink:
             self._flush(pa.concat_tables(self._pending))
         self._pending, self._pending_rows = [], 0
         self._writer.close()
-
-    def __enter__(self) -> ParquetSink:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def write_parquet(path: Path, table: pa.Table) -> Path:

@@ -1,0 +1,25 @@
+"""A resource that ``with`` closes: sessions, writers, validations holding open handles."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+
+class ClosedOnExit:
+    """``with thing:`` yields ``thing`` and calls its ``close()`` on the way out, whatever
+    happened inside (subclasses implement ``close``)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
