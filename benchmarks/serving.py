@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import os
 import platform
 import random
@@ -395,7 +396,9 @@ class Service:
             return False
         if problem and problem.get("kind") == "champion_refused":
             # e.g. an old service that predates the champion's model type: it never will be
-            raise Unusable(f"{self.name} refuses the champion: {problem.get('reason')}")
+            # directories name this machine's scratch folders: the file name says enough
+            reason = re.sub(r"(?:/[^\s/]+)+/", "", str(problem.get("reason")))
+            raise Unusable(f"{self.name} refuses the champion: {reason}")
         if ready:
             self.figures["startup_seconds"] = time.monotonic() - self.launched
         return ready
