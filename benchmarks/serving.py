@@ -38,10 +38,10 @@ import argparse
 import asyncio
 import contextlib
 import json
-import re
 import os
 import platform
 import random
+import re
 import shutil
 import subprocess
 import sys
