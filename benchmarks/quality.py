@@ -227,17 +227,23 @@ def _objective(
 
 
 def tuned(
-    name: str, train: TrainingData, held: sp.csr_matrix, budget_seconds: float
+    name: str,
+    train: TrainingData,
+    held: sp.csr_matrix,
+    budget_seconds: float,
+    spaces: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Each searchable candidate tuned on a validation split of ``train``, then refitted on
-    all of ``train`` and scored on ``held`` (the test pairs) once."""
+    """Each searchable candidate (of ``spaces``, default ``SPACES``) tuned on a validation
+    split of ``train``, then refitted on all of ``train`` and scored on ``held`` (the test
+    pairs) once."""
+    spaces = SPACES if spaces is None else spaces
     holdout = holdout_split(train, "random", 0.2, seed=0)
     users = evaluation_users(holdout.interactions)
     results: dict[str, Any] = {}
     spent = 0.0
-    for position, (label, space) in enumerate(SPACES.items()):
+    for position, (label, space) in enumerate(spaces.items()):
         kind, base = CANDIDATES[label]
-        share = (budget_seconds - spent) / (len(SPACES) - position)
+        share = (budget_seconds - spent) / (len(spaces) - position)
         configured = create_model(kind, base).params.model_dump()
         search = tune(
             space,
