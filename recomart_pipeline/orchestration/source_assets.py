@@ -42,6 +42,7 @@ from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.orchestration.sources import task_source_fingerprint
 
 SOURCE_KEY_PREFIX = "sources"
+OBSERVE_STEP = "observe_sources"  # the run's step (and op) that observes them
 UNREADABLE = "unreadable"
 
 
@@ -91,7 +92,7 @@ def build_source_assets(config: PipelineConfig, order: list[str]) -> list[Assets
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BetaWarning)
         decorator = multi_observable_source_asset(
-            name="observe_sources",
+            name=OBSERVE_STEP,
             specs=specs,
             can_subset=True,
             group_name=config.settings.pipeline.name,
