@@ -115,7 +115,7 @@ def build_source_assets(config: PipelineConfig, order: list[str]) -> list[Assets
 
 
 def source_observations(config: PipelineConfig, order: list[str]) -> list[AssetObservation]:
-    """Observations of every source asset now (what the sensor reports with its run)."""
+    """An observation of every source asset of ``order``'s tasks, with their data versions now."""
     return [
         AssetObservation(
             asset_key=source_key(task),
