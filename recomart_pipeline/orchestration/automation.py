@@ -29,6 +29,7 @@ from dagster._utils.schedules import schedule_execution_time_iterator
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
 from recomart_pipeline.orchestration.schedule_circuit import pause_reason
+from recomart_pipeline.orchestration.source_assets import observe_changed_sources
 from recomart_pipeline.runtime.fingerprint import source_fingerprint
 
 if TYPE_CHECKING:
@@ -182,12 +183,15 @@ def data_arrival_sensor(
 ) -> SensorDefinition:
     """Requests a run when the watched sources change; the data's fingerprint is the run key.
 
-    The first evaluation only records what is there (the cursor), so starting the sensor
-    does not re-run old data; the cursor lives in the Dagster instance and survives daemon
+    Each time the fingerprint moves it also records an observation of the tasks' source assets
+    (orchestration.source_assets), so the UI marks what the new data makes stale. The first
+    evaluation only records what is there (the cursor), so starting the sensor does not
+    re-run old data; the cursor lives in the Dagster instance and survives daemon
     restarts, and the run key stops the same data from ever triggering twice.
     """
     arrival = config.settings.scheduling.data_arrival
     sources = watched_sources(config)
+    order = TaskDependencyGraph(config).get_execution_order()
 
     @sensor(
         name="data_arrival_sensor",
@@ -208,6 +212,8 @@ def data_arrival_sensor(
         previous = context.cursor
         if fingerprint == previous:
             return SkipReason("no new or changed data")
+        # the UI shows what the new data makes stale now, not only once the run starts
+        observe_changed_sources(config, context.instance, order)
         context.update_cursor(fingerprint)
         if previous is None:
             return SkipReason(f"baseline recorded ({fingerprint[:12]}); waiting for new data")

@@ -42,6 +42,7 @@ from recomart_pipeline.orchestration.factory import JOB_NAME, build_definitions
 from recomart_pipeline.orchestration.inputs import run_lineage
 from recomart_pipeline.orchestration.instance import install_dagster_yaml
 from recomart_pipeline.orchestration.notifications import alert_finished_run
+from recomart_pipeline.orchestration.source_assets import source_keys_for
 from recomart_pipeline.orchestration.staleness import Freshness, plan_incremental_run
 from recomart_pipeline.runtime.task_logging import console_text
 
@@ -254,7 +255,10 @@ def run_pipeline(
                 **({"dagster/partition": partition_key} if partition_key else {}),
                 **(extra_tags or {}),
             },
-            asset_selection=[AssetKey(s) for s in selection] if selection else None,
+            asset_selection=[AssetKey(s) for s in selection]
+            + source_keys_for(config, list(selection))
+            if selection
+            else None,
             reexecution_options=ReexecutionOptions.from_failure(resume_run_id, instance)
             if resume_run_id
             else None,

@@ -23,6 +23,7 @@ from recomart_pipeline.orchestration.automation import (
 from recomart_pipeline.orchestration.executors import executor_for
 from recomart_pipeline.orchestration.notifications import notification_sensors, with_run_alerts
 from recomart_pipeline.orchestration.resources import resources_for
+from recomart_pipeline.orchestration.source_assets import build_source_assets
 from recomart_pipeline.orchestration.watchdog import watchdog_sensor
 
 JOB_NAME = "automated_pipeline_job"
@@ -55,10 +56,12 @@ def build_definitions(config: PipelineConfig) -> Definitions:
     install_observers()
     graph = TaskDependencyGraph(config)
     assets = build_task_assets(config, graph)
+    sources = build_source_assets(config, graph.get_execution_order())
     pipeline_job = (
         define_asset_job(
             JOB_NAME,
-            selection=AssetSelection.assets(*assets),
+            # the sources are observed first, so each materialization records what it read
+            selection=AssetSelection.assets(*sources, *assets),
             executor_def=with_run_alerts(executor_for(config), config),
             tags=_run_tags(config),
             description=config.settings.pipeline.description or f"The {config.name} pipeline.",
@@ -68,7 +71,7 @@ def build_definitions(config: PipelineConfig) -> Definitions:
     )
     housekeeping_job, housekeeping_schedule = housekeeping(config)
     return Definitions(
-        assets=assets,
+        assets=[*sources, *assets],
         resources=resources_for(config),
         jobs=[pipeline_job, housekeeping_job],
         schedules=[schedule_for(config, pipeline_job), housekeeping_schedule],

@@ -3,8 +3,9 @@
 A task such as ingestion reads files outside the pipeline (``data/interactions.csv``). It is
 a root asset, so Dagster has no upstream data version that changes when such a file does;
 the fingerprint of the task's declared sources (``TaskSpec.watched_sources``, hashed the way
-the data-arrival sensor hashes them) is stored in the materialization's metadata, so an
-incremental run (orchestration.staleness) can tell "same data" from "new data".
+the data-arrival sensor hashes them) is the data version of its observable source asset
+(orchestration.source_assets), which is what tells "same data" from "new data", and is also
+shown in the materialization's metadata (what that run read).
 """
 
 from __future__ import annotations

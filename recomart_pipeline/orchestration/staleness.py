@@ -8,13 +8,14 @@ outputs, orchestration.metadata.data_version) with the provenance recorded at th
 last materialization; an asset never materialized is MISSING. Using it keeps the CLI and the
 UI in agreement, and it needs no project record of its own.
 
-Three things Dagster cannot see are added from the project's records:
+External sources are Dagster's too: ingestion depends on the observable source asset
+``sources/ingestion`` (orchestration.source_assets), whose data version is the fingerprint of
+the files it reads. Dagster sees a change only once the source is observed, so planning first
+records an observation of every source whose fingerprint moved since the last one; the task
+is then stale because "upstream data changed", which is what the UI shows too.
 
-- **External sources.** Ingestion is a root asset: no upstream data version changes when
-  ``data/interactions.csv`` does. Its materialization carries the fingerprint of the files it
-  read (orchestration.sources); a different fingerprint now makes it stale. (Observable
-  source assets upstream of ingestion would say the same in the UI, but need an observation
-  before every check; the recorded fingerprint gives the same answer here.)
+Two things Dagster cannot see are added from the project's records:
+
 - **Usable outputs.** A task is reused only if its ``latest`` checkpoint is the one that
   materialization published, with no newer output that failed its blocking checks, and its
   files still exist: that checkpoint is what its dependents will read.
@@ -45,7 +46,11 @@ from dagster._time import get_current_datetime
 from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.graph import TaskDependencyGraph
 from recomart_pipeline.orchestration.factory import build_definitions
-from recomart_pipeline.orchestration.sources import SOURCE_FINGERPRINT_KEY, task_source_fingerprint
+from recomart_pipeline.orchestration.source_assets import (
+    SOURCE_KEY_PREFIX,
+    UNREADABLE,
+    observe_changed_sources,
+)
 from recomart_pipeline.runtime.artifacts import ArtifactStore
 from recomart_pipeline.runtime.object_store import object_store_for
 
@@ -71,9 +76,16 @@ def _last_materialization(
     return records[0].event_log_entry if records else None
 
 
-def _cause_text(cause: StaleCause) -> str:
+def _cause_text(cause: StaleCause, observed: dict[str, str]) -> str:
+    """The run table's words for Dagster's cause; ``observed``: task -> its sources' data
+    version as just observed."""
     if cause.category == StaleCauseCategory.CODE:
         return "its config or implementation changed (new code version)"
+    dependency_key = cause.dependency_asset_key
+    if dependency_key is not None and dependency_key.path[0] == SOURCE_KEY_PREFIX:
+        if observed.get(dependency_key.path[-1]) == UNREADABLE:
+            return "its source data cannot be fingerprinted now"
+        return "its source data changed"
     if cause.dependency_asset_key is not None:
         dependency = cause.dependency_asset_key.to_user_string()
         if cause.category == StaleCauseCategory.DEPENDENCIES:
@@ -82,15 +94,7 @@ def _cause_text(cause: StaleCause) -> str:
     return cause.reason
 
 
-def _recorded(entry: EventLogEntry, key: str) -> str | None:
-    materialization = entry.asset_materialization
-    value = materialization.metadata.get(key) if materialization else None
-    text = getattr(value, "value", None)
-    return text if isinstance(text, str) else None
-
-
 def _own_reason(
-    config: PipelineConfig,
     instance: DagsterInstance,
     store: ArtifactStore,
     task: str,
@@ -99,13 +103,6 @@ def _own_reason(
 ) -> str | None:
     """Why a task Dagster calls fresh must still run, from the project's records; or None."""
     run_id = entry.run_id
-    if config.specs[task].watched_sources(config.task_config(task)):
-        current = task_source_fingerprint(config, task)
-        recorded = _recorded(entry, SOURCE_FINGERPRINT_KEY)
-        if current is None:
-            return "its source data cannot be fingerprinted now"
-        if recorded != current:
-            return "its source data changed" if recorded else "no source fingerprint recorded"
     run = instance.get_run_by_id(run_id)
     ops = run.run_config.get("ops") if run else None
     if isinstance(ops, dict) and (ops.get(task) or {}).get("config"):
@@ -130,6 +127,7 @@ def plan_incremental_run(
 ) -> Freshness:
     """Split the tasks that would run (``selection``, default all) into stale and fresh."""
     graph = TaskDependencyGraph(config)
+    observed = observe_changed_sources(config, instance, graph.get_execution_order())
     asset_graph = build_definitions(config).resolve_asset_graph()
     view = AssetGraphView(
         temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
@@ -142,7 +140,9 @@ def plan_incremental_run(
     for task in graph.get_execution_order():
         if selection and task not in selection:
             continue
-        reason = _stale_reason(config, instance, resolver, store, graph, plan, task, partition_key)
+        reason = _stale_reason(
+            instance, resolver, store, graph, plan, task, partition_key, observed
+        )
         if reason is None:
             entry = _last_materialization(instance, task, partition_key)
             assert entry is not None, "a fresh asset has a materialization"
@@ -153,7 +153,6 @@ def plan_incremental_run(
 
 
 def _stale_reason(
-    config: PipelineConfig,
     instance: DagsterInstance,
     resolver: CachingStaleStatusResolver,
     store: ArtifactStore,
@@ -161,6 +160,7 @@ def _stale_reason(
     plan: Freshness,
     task: str,
     partition_key: str | None,
+    observed: dict[str, str],
 ) -> str | None:
     running = [dep for dep in graph.dependencies[task] if dep in plan.stale]
     if running:
@@ -170,8 +170,8 @@ def _stale_reason(
         return "never materialized"
     if status == StaleStatus.STALE:
         causes = resolver.get_stale_causes(AssetKey(task), partition_key)
-        return _cause_text(causes[0]) if causes else "Dagster reports it stale"
+        return _cause_text(causes[0], observed) if causes else "Dagster reports it stale"
     entry = _last_materialization(instance, task, partition_key)
     if entry is None:
         return "never materialized"
-    return _own_reason(config, instance, store, task, entry, partition_key)
+    return _own_reason(instance, store, task, entry, partition_key)

@@ -61,7 +61,7 @@ def test_dg_loads_the_project_from_its_root(tmp_path):
     assert "All definitions loaded successfully" in checked.stdout + checked.stderr
     listed = _run([_tool("dg"), "list", "defs", "--json"], REPO_ROOT, env)
     assert listed.returncode == 0, listed.stderr
-    assert _asset_keys(listed.stdout) == set(DEFAULT_TASKS)
+    assert _asset_keys(listed.stdout) == {*DEFAULT_TASKS, "sources/ingestion"}
 
 
 def test_component_scaffolded_into_a_scratch_dg_project_loads(tmp_path):
@@ -88,7 +88,7 @@ def test_component_scaffolded_into_a_scratch_dg_project_loads(tmp_path):
     assert checked.returncode == 0, checked.stdout + checked.stderr
     listed = _run([_tool("dg"), "list", "defs", "--json"], project, env)
     assert listed.returncode == 0, listed.stderr
-    assert _asset_keys(listed.stdout) == set(DEFAULT_TASKS)
+    assert _asset_keys(listed.stdout) == {*DEFAULT_TASKS, "sources/ingestion"}
 
     # a value out of range: dg check yaml names the file, the line and the rule
     text = defs_yaml.read_text()
