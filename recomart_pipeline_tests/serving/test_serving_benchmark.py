@@ -40,6 +40,8 @@ def test_quick_serving_benchmark_runs_and_writes_its_results(tmp_path):
     assert {"current", "current_2_workers"} <= set(services)
     for service in services.values():
         assert service["first_request_status"] == 200, service["service"]
+        # the first request's like-for-like reference: the same client's next requests
+        assert 0 < service["later_request_ms"] <= service["later_request_p90_ms"]
         for endpoint in ("health", "recommendations"):
             figures = service[endpoint]
             assert figures["errors"] == 0, (service["service"], endpoint, figures)
