@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Self
 
 
-class ClosedOnExit:
+class ClosedOnExit(ABC):
     """``with thing:`` yields ``thing`` and calls its ``close()`` on the way out, whatever
     happened inside (subclasses implement ``close``)."""
 
@@ -21,5 +22,6 @@ class ClosedOnExit:
     ) -> None:
         self.close()
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release what the object holds."""
