@@ -1,7 +1,5 @@
 """The ingestion task's declaration: config, inputs, outputs, checks (light: no pandas/numpy)."""
 
-from __future__ import annotations
-
 import bz2
 import codecs
 import csv
@@ -12,7 +10,7 @@ import itertools
 import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -84,7 +82,7 @@ class TimestampFormat(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _format_needs_text(self) -> TimestampFormat:
+    def _format_needs_text(self) -> Self:
         if self.format is not None and self.unit != "iso":
             raise ValueError(
                 f"timestamp.format applies to text times only: remove it or set unit: iso "
@@ -109,7 +107,7 @@ class RowCondition(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _value_fits_op(self) -> RowCondition:
+    def _value_fits_op(self) -> Self:
         if self.op in NULL_OPS:
             if self.value is not None:
                 raise ValueError(f"op {self.op} takes no value (column {self.column})")
@@ -318,7 +316,7 @@ class TableSource(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _names_without_header(self) -> TableSource:
+    def _names_without_header(self) -> Self:
         if not self.header and self.columns is None:
             raise ValueError("header: false needs columns: [name, ...] in file order")
         if self.header and self.columns is not None:
@@ -370,7 +368,7 @@ class Sources(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _canonical_keys(self) -> Sources:
+    def _canonical_keys(self) -> Self:
         for table, layout in TABLES.items():
             source: TableSource | None = getattr(self, table)
             if source is None:
