@@ -167,6 +167,16 @@ def test_spark_als_lands_in_the_same_model_and_file_format(trained) -> None:
 
 
 @pytest.mark.slow
+def test_spark_training_is_reproducible_to_the_byte(trained, tasks: Tasks) -> None:
+    """Same data, config, seed and master: the same model file and summary, as training
+    promises for the one-machine models."""
+    _, again = tasks.run(training, CANDIDATES, {}, engine="spark", run_id="run-spark-again")
+    _, first = trained["spark"]
+    for artifact in ("model_als", "training_summary"):
+        assert again.path(artifact).read_bytes() == first.path(artifact).read_bytes(), artifact
+
+
+@pytest.mark.slow
 def test_spark_als_metrics_agree_with_the_numba_als(trained, tasks: Tasks) -> None:
     reports = {
         engine: _evaluation(tasks, checkpoint, f"run-{engine}")
