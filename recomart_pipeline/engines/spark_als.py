@@ -45,7 +45,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from recomart_pipeline.engines.spark import SparkSession, check_available, scratch_directory
+from recomart_pipeline.contract.errors import TaskError
+from recomart_pipeline.engines.spark import (
+    SparkSession,
+    SparkUnavailable,
+    check_available,
+    scratch_directory,
+)
 from recomart_pipeline.ml.als import ALSRecommender, confidence_matrix
 from recomart_pipeline.ml.base import EpochCallback, FitReport, Recommender, TrainingData
 from recomart_pipeline.ml.params import ALSParams
@@ -105,9 +111,19 @@ class SparkWork:
 
 
 @contextmanager
-def spark_work(settings: Mapping[str, Any]) -> Iterator[SparkWork]:
+def spark_work(settings: Mapping[str, Any], task: str) -> Iterator[SparkWork]:
+    """Task ``task``'s Spark session, started now: a missing piece (pyspark, Java) is the
+    task's error, naming the fix and how to run the task on this machine instead."""
     work = SparkWork(settings)
     try:
+        try:
+            work.session  # noqa: B018 - started here, on purpose
+        except SparkUnavailable as missing:
+            fix = missing.fix.split(", or choose the local engine")[0]
+            raise TaskError(
+                str(missing),
+                hint=f"{fix}, or run {task} on this machine (tasks.{task}.engine: pandas)",
+            ) from None
         yield work
     finally:
         work.close()

@@ -24,9 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from recomart_pipeline.contract.errors import SchemaError, TaskError
+from recomart_pipeline.contract.errors import SchemaError
 from recomart_pipeline.contract.task import TaskContext, TaskResult
-from recomart_pipeline.engines.spark import SparkUnavailable
 from recomart_pipeline.ml.base import Recommender
 from recomart_pipeline.ml.data import read_implicit, read_index
 from recomart_pipeline.ml.persistence import load_model
@@ -78,11 +77,7 @@ def _spark_batches(
     and the Spark version, for the task's metadata)."""
     from recomart_pipeline.engines import spark_als
 
-    try:
-        work = stack.enter_context(spark_als.spark_work(ctx.engine_options))
-        work.session  # noqa: B018 - start it here, so a missing piece is this task's error
-    except SparkUnavailable as missing:
-        raise TaskError(str(missing), hint=missing.fix) from None
+    work = stack.enter_context(spark_als.spark_work(ctx.engine_options, ctx.task_name))
     blocks, batches = spark_als.recommend_blocks(
         work, Path(ctx.input(MODEL)), model, ctx.config.k, exclude, chunk, WRITE_BATCH_USERS
     )

@@ -50,9 +50,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from recomart_pipeline.contract.documents import TrainingSummary
-from recomart_pipeline.contract.errors import DataValidationError, TaskError
+from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.contract.task import TaskContext, TaskResult
-from recomart_pipeline.engines.spark import SparkUnavailable
 from recomart_pipeline.ml.als import ALSRecommender
 from recomart_pipeline.ml.base import EpochCallback, FitReport, Recommender, TrainingData
 from recomart_pipeline.ml.data import load_training_data
@@ -104,12 +103,9 @@ class _Trainer:
         from recomart_pipeline.engines import spark_als
 
         if self._work is None:
-            work = self._stack.enter_context(spark_als.spark_work(self.ctx.engine_options))
-            try:
-                work.session  # noqa: B018 - started here, so a missing piece is this task's error
-            except SparkUnavailable as missing:
-                raise TaskError(str(missing), hint=missing.fix) from None
-            self._work = work
+            self._work = self._stack.enter_context(
+                spark_als.spark_work(self.ctx.engine_options, self.ctx.task_name)
+            )
         params = model.params
         assert isinstance(params, ALSParams)
         return spark_als.fit_als(self._work, train, params, on_epoch)

@@ -240,4 +240,6 @@ def test_a_missing_java_is_the_task_error_naming_the_fix(
     with pytest.raises(TaskError) as raised:
         tasks.run(training, CANDIDATES, {}, engine="spark", run_id="run-no-java")
     assert "Java" in str(raised.value) and "JAVA_HOME" in str(raised.value)
-    assert "local engine" in (raised.value.hint or "") or "Java" in (raised.value.hint or "")
+    hint = raised.value.hint or ""
+    assert "install Java 17" in hint and "tasks.training.engine: pandas" in hint
+    assert "engine: local" not in hint  # training has no local engine: that would be refused
