@@ -161,8 +161,9 @@ def test_spark_als_lands_in_the_same_model_and_file_format(trained) -> None:
     local_loss = json.loads(trained["pandas"][1].path("training_summary").read_text())[
         "candidates"
     ]["als"]["history"][-1]["train_loss"]
-    # the same objective, in the same terms: within a factor of the numba fit's
-    assert 0.5 * local_loss < als["history"][-1]["train_loss"] < 2.0 * local_loss
+    # our objective of Spark's factors, near the numba fit's minimum of it (measured 1.1%
+    # above: Spark minimises its own weighted-λ variant); a wrong confidence or λ is far off
+    assert abs(als["history"][-1]["train_loss"] / local_loss - 1) < 0.1
     assert trained["pandas"][0].metadata["trained_on"] == {"als": "local", "popularity": "local"}
 
 
