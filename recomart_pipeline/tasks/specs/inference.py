@@ -38,4 +38,6 @@ SPEC = TaskSpec(
     config=Config,
     inputs=(EVALUATION, MODEL, USER_INDEX, ITEM_INDEX, TRAIN_IMPLICIT),
     outputs=(Output("recommendations", "parquet", "user_id, rank, item_id, score"),),
+    # spark: users scored in blocks by Spark tasks, same file (docs/spark_training.md).
+    engines=("pandas", "spark"),
 )

@@ -368,4 +368,7 @@ SPEC = TaskSpec(
     config=Config,
     inputs=(TRAIN_RATINGS, TRAIN_IMPLICIT, TRAIN_EVENTS),
     outputs=(SUMMARY, MODELS),
+    # spark: the als candidates train with Spark MLlib's ALS (engines.spark_als); the others,
+    # and every candidate under pandas, on this machine (docs/spark_training.md).
+    engines=("pandas", "spark"),
 )
