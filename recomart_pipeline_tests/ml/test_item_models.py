@@ -8,9 +8,9 @@ import pytest
 import scipy.sparse as sp
 
 from recomart_pipeline.contract.errors import DataValidationError
+from recomart_pipeline.ml import knn
 from recomart_pipeline.ml.base import Ratings, TrainingData
 from recomart_pipeline.ml.evaluate import evaluate_model
-from recomart_pipeline.ml import knn
 from recomart_pipeline.ml.knn import ItemKNNRecommender
 from recomart_pipeline.ml.models import create_model
 from recomart_pipeline.ml.params import ItemKNNParams
