@@ -2,11 +2,12 @@
 
 Why: issue 20 wants the project's candidates to *beat* the reference libraries, not just match
 them; that claim needs implicit's models trained on exactly the data ours see and scored by
-exactly our metric code. This script does that. Data, split and scoring are
-``benchmarks/quality.py``'s (imported, not copied): distinct (user, item) pairs, Surprise's
-seeded random 80/20 split (``perm = RandomState(0).permutation(n)``, the last ``ceil(0.2 n)``
-pairs are test), test pairs of unknown users or items dropped, train items excluded from the
-rankings, NDCG@10 / precision@10 / recall@10 from ``ml.evaluate.evaluate_model``.
+exactly our metric code. This script does that. Data, split, the fit-and-score loop and
+scoring are ``benchmarks/quality.py``'s (imported, not copied): distinct (user, item) pairs,
+Surprise's seeded random 80/20 split (``perm = RandomState(0).permutation(n)``, the last
+``ceil(0.2 n)`` pairs are test), test pairs of unknown users or items dropped, train items
+excluded from the rankings, NDCG@10 / precision@10 / recall@10 from
+``ml.evaluate.evaluate_model``.
 
 implicit's models are fitted on the same binary train matrix and wrapped as our
 ``Recommender`` (their factors, or their item-item similarity matrix), so our ``recommend``
@@ -49,7 +50,6 @@ import os
 import platform
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -75,7 +75,6 @@ from recomart_pipeline.ml.base import (  # noqa: E402
     StateShape,
     TrainingData,
 )
-from recomart_pipeline.ml.evaluate import evaluate_model  # noqa: E402
 from recomart_pipeline.ml.models import create_model  # noqa: E402
 from recomart_pipeline.ml.params import ALSHyperParams, ItemKNNParams  # noqa: E402
 
@@ -242,17 +241,6 @@ def check_agrees_with_implicit(model: Recommender, train: TrainingData, sample: 
     )
 
 
-def _figures(model: Recommender, train: TrainingData, held: sp.csr_matrix) -> dict[str, float]:
-    metrics = evaluate_model(
-        model, test_ratings=None, test_interactions=held, exclude=train.implicit, k=K
-    ).metrics
-    return {
-        f"ndcg_at_{K}": round(metrics[f"ndcg_at_{K}"], 4),
-        f"precision_at_{K}": round(metrics[f"precision_at_{K}"], 4),
-        f"recall_at_{K}": round(metrics[f"recall_at_{K}"], 4),
-    }
-
-
 def models() -> dict[str, Recommender]:
     ours = {label: create_model(kind, params) for label, (kind, params) in OURS.items()}
     return {**ours, **{label: implicit_model(params) for label, params in THEIRS.items()}}
@@ -269,38 +257,17 @@ def warm_up() -> None:
         model.recommend(np.arange(40), 5, tiny.implicit)
 
 
+def _check(label: str, model: Recommender, train: TrainingData) -> None:
+    if label in THEIRS:
+        check_agrees_with_implicit(model, train)
+
+
 def benchmark(
     name: str, frame: pd.DataFrame, tune_als: float | None = None, repeats: int = 1
 ) -> dict[str, Any]:
-    train_frame, test_frame = quality.surprise_split(frame)
-    train, held, n_test, dropped = quality.matrices(train_frame, test_frame)
-    result: dict[str, Any] = {
-        "data": name,
-        "pairs": len(frame),
-        "users": train.n_users,
-        "items": train.n_items,
-        "test_pairs": n_test,
-        "test_pairs_dropped_unknown": dropped,
-        "load_average_before": round(os.getloadavg()[0], 2),
-        "models": {},
-    }
-    for label, model in models().items():
-        reason = model.skip_reason(train)
-        if reason is not None:
-            result["models"][label] = {"skipped": reason}
-            continue
-        fit_seconds = np.inf
-        for _ in range(repeats):
-            started = time.perf_counter()
-            model.fit(train)
-            fit_seconds = min(fit_seconds, time.perf_counter() - started)
-        if label in THEIRS:
-            check_agrees_with_implicit(model, train)
-        result["models"][label] = {
-            **_figures(model, train, held),
-            "fit_seconds": round(fit_seconds, 3),
-        }
-        print(f"{name} {label}: {result['models'][label]}", flush=True)
+    train, held, result = quality.prepare(name, frame)
+    result["load_average_before"] = round(os.getloadavg()[0], 2)
+    result["models"] = quality.fit_and_score(name, models(), train, held, repeats, _check)
     if tune_als is not None:
         spaces = {"als": quality.SPACES["als"]}
         result["models"].update(quality.tuned(name, train, held, tune_als, spaces))
