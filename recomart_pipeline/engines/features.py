@@ -84,9 +84,10 @@ class FeatureTables(ClosedOnExit):
     """The features' tables of one split, computed in a SQL session; use as a context
     manager (closing it closes the session).
 
-    Kept in the session: ``user_index``, ``item_index``, ``holdout_index`` and the three
+    Kept in the session: ``user_index``, ``item_index``, ``holdout_index``, the three
     encoded event tables ``train_enc``, ``test_enc``, ``fold_enc`` (indices, weight, rating,
-    flags, no id strings), from which every output is a query.
+    flags; no id strings but test's user) and ``pairs`` (train per user-item pair), from
+    which every output is a query.
     """
 
     def __init__(self, session: SqlSession, inputs: Inputs, rules: WeightRules) -> None:
@@ -127,22 +128,18 @@ class FeatureTables(ClosedOnExit):
             "threshold": _float32(rules.positive_rating_threshold),
             "low": _float32(rules.low_rating_weight),
         }
-        session.keep("train_typed", self._typed("train", inputs.train), params)
-        session.keep(
-            "user_index",
-            "SELECT user_id, CAST(row_number() OVER (ORDER BY user_id) - 1 AS INT) AS user_idx "
-            "FROM (SELECT DISTINCT user_id FROM train_typed WHERE user_id IS NOT NULL) ids",
-            {},
-        )
+        fold_in = inputs.fold_in or inputs.train
+        if inputs.fold_in is not None:
+            session.scan("fold_in", inputs.fold_in)
+        else:  # no fold-in: an empty table of the same columns
+            session.keep("fold_in", "SELECT * FROM train WHERE 1 = 0", {})
+        session.keep("user_index", self._index("train", "user_id", "user_idx"), {})
         # The catalog's first row per item gives its category and price.
         session.keep(
             "item_index",
-            """
+            f"""
             SELECT ids.item_id, ids.item_idx, c.category, CAST(c.price AS DOUBLE) AS price
-            FROM (SELECT item_id,
-                         CAST(row_number() OVER (ORDER BY item_id) - 1 AS INT) AS item_idx
-                  FROM (SELECT DISTINCT item_id FROM train_typed
-                        WHERE item_id IS NOT NULL) d) ids
+            FROM ({self._index("train", "item_id", "item_idx")}) ids
             LEFT JOIN (SELECT item_id, category, price FROM (
                            SELECT item_id, category, price,
                                   row_number() OVER (PARTITION BY item_id ORDER BY rn) AS k
@@ -151,38 +148,44 @@ class FeatureTables(ClosedOnExit):
             """,
             {},
         )
-        if inputs.fold_in is not None:
-            session.scan("fold_in", inputs.fold_in)
-            session.keep("fold_typed", self._typed("fold_in", inputs.fold_in), params)
-        else:  # no fold-in: an empty table of the same columns
-            session.keep("fold_typed", "SELECT * FROM train_typed WHERE 1 = 0", {})
         # Held-out users: fold-in users with no train event, numbered by id apart.
         session.keep(
             "holdout_index",
-            f"""
-            SELECT user_id,
-                   CAST(row_number() OVER (ORDER BY user_id) - 1 AS INT) AS history_row
-            FROM (SELECT DISTINCT f.user_id FROM fold_typed f
-                  {self._sql.anti_join} user_index u ON u.user_id = f.user_id
-                  WHERE f.user_id IS NOT NULL) ids
-            """,
+            self._index(
+                f"(SELECT f.user_id FROM fold_in f {self._sql.anti_join} user_index u "
+                "ON u.user_id = f.user_id)",
+                "user_id",
+                "history_row",
+            ),
             {},
         )
-        session.keep("train_enc", self._encoded("train_typed", "user_index", "user_idx"), {})
-        session.drop("train_typed")
-        session.keep("test_typed", self._typed("test", inputs.test), params)
+        train = self._typed("train", inputs.train)
+        session.keep("train_enc", self._encoded(train, "user_index", "user_idx"), params)
+        test = self._encoded(self._typed("test", inputs.test), "user_index", "user_idx", True)
         session.keep(
             "test_enc",
-            f"""
-            SELECT e.*, h.history_row
-            FROM ({self._encoded("test_typed", "user_index", "user_idx", keep_user_id=True)}) e
-            LEFT JOIN holdout_index h ON h.user_id = e.user_id
-            """,
+            f"SELECT e.*, h.history_row FROM ({test}) e "
+            "LEFT JOIN holdout_index h ON h.user_id = e.user_id",
+            params,
+        )
+        fold = self._typed("fold_in", fold_in)
+        session.keep("fold_enc", self._encoded(fold, "holdout_index", "history_row"), params)
+        # Per (user, item) pair: what the statistics need, aggregated once.
+        session.keep(
+            "pairs",
+            "SELECT user_idx, item_idx, count(*) AS n, count_if(is_rating) AS n_ratings, "
+            "max(ts_ns) AS last_ns FROM train_enc GROUP BY user_idx, item_idx",
             {},
         )
-        session.drop("test_typed")
-        session.keep("fold_enc", self._encoded("fold_typed", "holdout_index", "history_row"), {})
-        session.drop("fold_typed")
+
+    @staticmethod
+    def _index(source: str, column: str, index: str) -> str:
+        """The distinct non-null ``column`` values of ``source``, sorted, numbered from 0."""
+        return (
+            f"SELECT {column}, CAST(row_number() OVER (ORDER BY {column}) - 1 AS INT) AS {index} "
+            f"FROM (SELECT DISTINCT {column} FROM {source} ids "
+            f"WHERE {column} IS NOT NULL) distinct_ids"
+        )
 
     def _typed(self, view: str, path: Path) -> str:
         """Every event of ``view`` with its weight (float32) and flags, still with its ids.
@@ -214,14 +217,15 @@ class FeatureTables(ClosedOnExit):
                   FROM {view} e LEFT JOIN event_types t ON t.event_type = e.event_type) typed
         """
 
-    def _encoded(self, typed: str, users: str, user_key: str, *, keep_user_id: bool = False) -> str:
+    @staticmethod
+    def _encoded(typed: str, users: str, user_key: str, keep_user_id: bool = False) -> str:
         """``typed`` with the dense indices (-1: not in the index) instead of the ids."""
         user_id = "e.user_id, " if keep_user_id else ""
         return f"""
             SELECT e.rn, {user_id}coalesce(u.{user_key}, -1) AS user_idx,
                    coalesce(i.item_idx, -1) AS item_idx, e.ts_ns, e.rating, e.is_rating,
                    e.weight, e.positive
-            FROM {typed} e
+            FROM ({typed}) e
             LEFT JOIN {users} u ON u.user_id = e.user_id
             LEFT JOIN item_index i ON i.item_id = e.item_id
         """
@@ -313,10 +317,10 @@ class FeatureTables(ClosedOnExit):
         return self._session.fetch(
             f"""
             SELECT s.user_idx, x.user_id, s.n_interactions, s.n_ratings, s.last_ns,
-                   s.n_items, CAST(row_number() OVER (
+                   s.n_partners AS n_items, CAST(row_number() OVER (
                        ORDER BY s.n_interactions DESC, s.user_idx) AS INT) AS activity_rank,
                    top.category AS top_category, r.region
-            FROM ({self._group_stats("user_idx", "item_idx")}) s
+            FROM ({self._group_stats("user_idx")}) s
             JOIN user_index x ON x.user_idx = s.user_idx
             LEFT JOIN ({self._top_category()}) top ON top.user_idx = s.user_idx
             LEFT JOIN (SELECT user_id, region FROM (
@@ -334,21 +338,23 @@ class FeatureTables(ClosedOnExit):
         return self._session.fetch(
             f"""
             SELECT s.item_idx, x.item_id, s.n_interactions, s.n_ratings, s.last_ns,
-                   s.n_items AS n_users, CAST(row_number() OVER (
+                   s.n_partners AS n_users, CAST(row_number() OVER (
                        ORDER BY s.n_interactions DESC, s.item_idx) AS INT) AS popularity_rank,
                    x.category, x.price
-            FROM ({self._group_stats("item_idx", "user_idx")}) s
+            FROM ({self._group_stats("item_idx")}) s
             JOIN item_index x ON x.item_idx = s.item_idx
             ORDER BY s.item_idx
             """
         )
 
     @staticmethod
-    def _group_stats(key: str, other: str) -> str:
+    def _group_stats(key: str) -> str:
+        """Events, ratings, last event and partners (pairs) per ``key``, from the pairs."""
         return f"""
-            SELECT {key}, count(*) AS n_interactions, count_if(is_rating) AS n_ratings,
-                   max(ts_ns) AS last_ns, count(DISTINCT {other}) AS n_items
-            FROM train_enc GROUP BY {key}
+            SELECT {key}, CAST(sum(n) AS BIGINT) AS n_interactions,
+                   CAST(sum(n_ratings) AS BIGINT) AS n_ratings, max(last_ns) AS last_ns,
+                   count(*) AS n_partners
+            FROM pairs GROUP BY {key}
         """
 
     @staticmethod
@@ -357,9 +363,9 @@ class FeatureTables(ClosedOnExit):
             SELECT user_idx, category FROM (
                 SELECT user_idx, category,
                        row_number() OVER (PARTITION BY user_idx ORDER BY n DESC, category) AS k
-                FROM (SELECT e.user_idx, i.category, count(*) AS n
-                      FROM train_enc e JOIN item_index i ON i.item_idx = e.item_idx
+                FROM (SELECT p.user_idx, i.category, sum(p.n) AS n
+                      FROM pairs p JOIN item_index i ON i.item_idx = p.item_idx
                       WHERE i.category IS NOT NULL
-                      GROUP BY e.user_idx, i.category) per_category
+                      GROUP BY p.user_idx, i.category) per_category
             ) ranked WHERE k = 1
         """
