@@ -76,7 +76,9 @@ def readable(path: Path) -> bool:
 
 
 def _float32(value: float) -> float:
-    """``value`` rounded to float32, as numpy rounds a Python scalar met by float32 data."""
+    """``value`` rounded to float32, as numpy rounds a Python scalar met by float32 data
+    (the SQL casts it to FLOAT too; rounding here first keeps a value past float32's range
+    an infinity, as in numpy, where DuckDB's cast would refuse it)."""
     return float(np.float32(value))
 
 
@@ -84,10 +86,10 @@ class FeatureTables(ClosedOnExit):
     """The features' tables of one split, computed in a SQL session; use as a context
     manager (closing it closes the session).
 
-    Kept in the session: ``user_index``, ``item_index``, ``holdout_index``, the three
-    encoded event tables ``train_enc``, ``test_enc``, ``fold_enc`` (indices, weight, rating,
-    flags; no id strings but test's user) and ``pairs`` (train per user-item pair), from
-    which every output is a query.
+    Kept in the session: ``user_index``, ``item_index`` (with ``category_code``, the
+    category's rank by name), ``holdout_index`` and the three encoded event tables
+    ``train_enc``, ``test_enc``, ``fold_enc`` (indices, weight, rating, flags; no id strings
+    but test's user), from which every output is a query.
     """
 
     def __init__(self, session: SqlSession, inputs: Inputs, rules: WeightRules) -> None:
@@ -134,11 +136,15 @@ class FeatureTables(ClosedOnExit):
         else:  # no fold-in: an empty table of the same columns
             session.keep("fold_in", "SELECT * FROM train WHERE 1 = 0", {})
         session.keep("user_index", self._index("train", "user_id", "user_idx"), {})
-        # The catalog's first row per item gives its category and price.
+        # The catalog's first row per item gives its category and price; category_code
+        # ranks categories by name (only the non-null ranks' order matters: the engines
+        # sort nulls differently).
         session.keep(
             "item_index",
             f"""
-            SELECT ids.item_id, ids.item_idx, c.category, CAST(c.price AS DOUBLE) AS price
+            SELECT ids.item_id, ids.item_idx, c.category, CAST(c.price AS DOUBLE) AS price,
+                   CASE WHEN c.category IS NOT NULL
+                        THEN dense_rank() OVER (ORDER BY c.category) END AS category_code
             FROM ({self._index("train", "item_id", "item_idx")}) ids
             LEFT JOIN (SELECT item_id, category, price FROM (
                            SELECT item_id, category, price,
@@ -170,13 +176,6 @@ class FeatureTables(ClosedOnExit):
         )
         fold = self._typed("fold_in", fold_in)
         session.keep("fold_enc", self._encoded(fold, "holdout_index", "history_row"), params)
-        # Per (user, item) pair: what the statistics need, aggregated once.
-        session.keep(
-            "pairs",
-            "SELECT user_idx, item_idx, count(*) AS n, count_if(is_rating) AS n_ratings, "
-            "max(ts_ns) AS last_ns FROM train_enc GROUP BY user_idx, item_idx",
-            {},
-        )
 
     @staticmethod
     def _index(source: str, column: str, index: str) -> str:
@@ -311,13 +310,14 @@ class FeatureTables(ClosedOnExit):
         }
 
     def user_stats(self) -> pa.Table:
-        """Per user (by index): counts, last event (epoch ns), distinct items, rank by
-        events (ties: index order), most frequent item category (ties: by name), region
-        (the users table's first row). ``mean_rating`` is the caller's (a float sum)."""
+        """Per user (by index): counts, last event (epoch ns), rank by events (ties: index
+        order), most frequent item category (ties: by name), region (the users table's
+        first row). ``mean_rating`` (a float sum) and ``n_items`` (the matrix's pairs) are
+        the caller's."""
         return self._session.fetch(
             f"""
             SELECT s.user_idx, x.user_id, s.n_interactions, s.n_ratings, s.last_ns,
-                   s.n_partners AS n_items, CAST(row_number() OVER (
+                   CAST(row_number() OVER (
                        ORDER BY s.n_interactions DESC, s.user_idx) AS INT) AS activity_rank,
                    top.category AS top_category, r.region
             FROM ({self._group_stats("user_idx")}) s
@@ -333,12 +333,12 @@ class FeatureTables(ClosedOnExit):
         )
 
     def item_stats(self) -> pa.Table:
-        """Per item (by index): counts, last event, distinct users, rank by events (ties:
-        index order), category and price from the item index."""
+        """Per item (by index): counts, last event, rank by events (ties: index order),
+        category and price from the item index (``n_users``: the caller's, as ``n_items``)."""
         return self._session.fetch(
             f"""
             SELECT s.item_idx, x.item_id, s.n_interactions, s.n_ratings, s.last_ns,
-                   s.n_partners AS n_users, CAST(row_number() OVER (
+                   CAST(row_number() OVER (
                        ORDER BY s.n_interactions DESC, s.item_idx) AS INT) AS popularity_rank,
                    x.category, x.price
             FROM ({self._group_stats("item_idx")}) s
@@ -349,23 +349,27 @@ class FeatureTables(ClosedOnExit):
 
     @staticmethod
     def _group_stats(key: str) -> str:
-        """Events, ratings, last event and partners (pairs) per ``key``, from the pairs."""
+        """Events, ratings and last event per ``key``."""
         return f"""
-            SELECT {key}, CAST(sum(n) AS BIGINT) AS n_interactions,
-                   CAST(sum(n_ratings) AS BIGINT) AS n_ratings, max(last_ns) AS last_ns,
-                   count(*) AS n_partners
-            FROM pairs GROUP BY {key}
+            SELECT {key}, count(*) AS n_interactions, count_if(is_rating) AS n_ratings,
+                   max(ts_ns) AS last_ns
+            FROM train_enc GROUP BY {key}
         """
 
     @staticmethod
     def _top_category() -> str:
+        """Each user's category with the most train events; ties: by name (its code)."""
         return """
-            SELECT user_idx, category FROM (
-                SELECT user_idx, category,
-                       row_number() OVER (PARTITION BY user_idx ORDER BY n DESC, category) AS k
-                FROM (SELECT p.user_idx, i.category, sum(p.n) AS n
-                      FROM pairs p JOIN item_index i ON i.item_idx = p.item_idx
-                      WHERE i.category IS NOT NULL
-                      GROUP BY p.user_idx, i.category) per_category
-            ) ranked WHERE k = 1
+            SELECT top.user_idx, names.category FROM (
+                SELECT user_idx, category_code,
+                       row_number() OVER (
+                           PARTITION BY user_idx ORDER BY n DESC, category_code) AS k
+                FROM (SELECT e.user_idx, i.category_code, count(*) AS n
+                      FROM train_enc e JOIN item_index i ON i.item_idx = e.item_idx
+                      WHERE i.category_code IS NOT NULL
+                      GROUP BY e.user_idx, i.category_code) per_category
+            ) top
+            JOIN (SELECT DISTINCT category_code, category FROM item_index) names
+                ON names.category_code = top.category_code
+            WHERE top.k = 1
         """

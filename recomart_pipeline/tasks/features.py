@@ -202,16 +202,27 @@ def _weights(encoded: _Encoded, config: Config) -> np.ndarray:
     return weight * encoded.weights  # an aggregated row counts as that many events
 
 
-def _matrix(
+def _summed(
     users: np.ndarray, items: np.ndarray, values: np.ndarray, shape: tuple[int, int]
 ) -> sp.csr_matrix:
-    """CSR with duplicate pairs summed (in row order: the sums' bits depend on it), zeros
-    dropped and sorted indices."""
+    """CSR with duplicate pairs summed in row order (the sums' bits depend on it): one entry
+    per distinct pair, zero sums included."""
     matrix = sp.csr_matrix((values, (users, items)), shape=shape, dtype=np.float32)
     matrix.sum_duplicates()
+    return matrix
+
+
+def _drop_zeros(matrix: sp.csr_matrix) -> sp.csr_matrix:
     matrix.eliminate_zeros()
     matrix.sort_indices()
     return matrix
+
+
+def _matrix(
+    users: np.ndarray, items: np.ndarray, values: np.ndarray, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """CSR with duplicate pairs summed, zeros dropped and sorted indices."""
+    return _drop_zeros(_summed(users, items, values, shape))
 
 
 def _pair_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
@@ -522,6 +533,14 @@ def _nan_to_null(table: pa.Table) -> pa.Table:
     return table
 
 
+_EVENT_ARRAYS = {
+    "user_idx": np.int32,
+    "item_idx": np.int32,
+    "weight": np.float32,
+    "rating": np.float32,
+}
+
+
 @dataclass(frozen=True)
 class _Events:
     """Encoded events on the driver, in row order, for the float sums (see the docstring)."""
@@ -534,8 +553,7 @@ class _Events:
     @classmethod
     def collect(cls, batches: Iterable[pa.RecordBatch], sink: ParquetSink | None) -> _Events:
         """The arrays of ``batches`` (an engine's events), each written to ``sink`` too."""
-        parts: dict[str, list[np.ndarray]] = {"user_idx": [], "item_idx": [], "weight": []}
-        parts["rating"] = []
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in _EVENT_ARRAYS}
         for batch in batches:
             if sink is not None:
                 table = pa.Table.from_batches([batch])
@@ -545,12 +563,10 @@ class _Events:
                 )
                 sink.write(_nan_to_null(table.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA)))
             for name, arrays in parts.items():
-                kind = np.float32 if name in ("weight", "rating") else np.int32
-                arrays.append(batch[name].to_numpy(zero_copy_only=False).astype(kind))
+                values = batch[name].to_numpy(zero_copy_only=False)  # null: NaN
+                arrays.append(values.astype(_EVENT_ARRAYS[name], copy=False))
         joined = {
-            name: np.concatenate(arrays)
-            if arrays
-            else np.empty(0, np.float32 if name in ("weight", "rating") else np.int32)
+            name: np.concatenate(arrays) if arrays else np.empty(0, _EVENT_ARRAYS[name])
             for name, arrays in parts.items()
         }
         return cls(joined["user_idx"], joined["item_idx"], joined["weight"], joined["rating"])
@@ -559,14 +575,20 @@ class _Events:
         return _matrix(self.users, self.items, self.weights, shape)
 
 
-def _with_mean_rating(stats: pa.Table, keys: np.ndarray, events: _Events) -> pa.Table:
-    """An engine's statistics with ``mean_rating`` (a float sum: numpy, in row order) and
-    ``last_timestamp`` typed."""
+def _completed(
+    stats: pa.Table, keys: np.ndarray, events: _Events, partners: tuple[str, np.ndarray]
+) -> pa.Table:
+    """An engine's statistics with what numpy computes: ``mean_rating`` (a float sum, in
+    row order) and the distinct partners (``partners``: the summed matrix's pairs per row
+    or column, zero sums included); ``last_timestamp`` typed."""
     n_ratings = stats["n_ratings"].to_numpy().astype(np.int64)
     rated = ~np.isnan(events.ratings)
     mean = _mean_rating(keys[rated], events.ratings[rated], n_ratings)
-    return stats.append_column("mean_rating", pa.array(mean, from_pandas=True)).append_column(
-        "last_timestamp", stats["last_ns"].cast(pa.int64()).cast(TIMESTAMP)
+    name, counts = partners
+    return (
+        stats.append_column("mean_rating", pa.array(mean, from_pandas=True))
+        .append_column("last_timestamp", stats["last_ns"].cast(pa.int64()).cast(TIMESTAMP))
+        .append_column(name, pa.array(counts.astype(np.int64)))
     )
 
 
@@ -606,7 +628,9 @@ def _sql_features(ctx: TaskContext[Config], engine: str, split: dict[str, Any] |
         events_path = ctx.output_path("train_events.parquet")
         with ParquetSink(events_path, with_split(EVENTS_SCHEMA, split)) as sink:
             train = _Events.collect(engine_run.train_events(ROW_GROUP_ROWS), sink)
-        implicit = train.matrix(shape)
+        summed = _summed(train.users, train.items, train.weights, shape)
+        n_items, n_users = summed.getnnz(axis=1), summed.getnnz(axis=0)  # before zero sums go
+        implicit = _drop_zeros(summed)
         holdout_index = engine_run.holdout_index()
         history = _Events.collect(engine_run.history_events(ROW_GROUP_ROWS), None).matrix(
             (holdout_index.num_rows, shape[1])
@@ -617,8 +641,12 @@ def _sql_features(ctx: TaskContext[Config], engine: str, split: dict[str, Any] |
             "train_ratings": engine_run.ratings("train"),
             "test_ratings": engine_run.ratings("test"),
             "test_interactions": _positives(engine_run.positive_pairs("test"), implicit, config),
-            "user_stats": _with_mean_rating(engine_run.user_stats(), train.users, train),
-            "item_stats": _with_mean_rating(engine_run.item_stats(), train.items, train),
+            "user_stats": _completed(
+                engine_run.user_stats(), train.users, train, ("n_items", n_items)
+            ),
+            "item_stats": _completed(
+                engine_run.item_stats(), train.items, train, ("n_users", n_users)
+            ),
             "holdout_user_index": holdout_index,
             "holdout_history_ratings": engine_run.ratings("holdout"),
             "holdout_test_interactions": _positives(
