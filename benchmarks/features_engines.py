@@ -116,9 +116,7 @@ def benchmark(size: str) -> dict[str, Any]:
         for task, engine in (("ingestion", "pandas"), ("validation", "local")):
             _measure(["task", task, engine, str(data), str(storage), "prepare"])
         _measure(["task", "preparation", "pandas", str(data), str(storage), "prepare"])
-        runs = {
-            e: _measure(["task", "features", e, str(data), str(storage), e]) for e in ENGINES
-        }
+        runs = {e: _measure(["task", "features", e, str(data), str(storage), e]) for e in ENGINES}
         digests = {engine: _digests(storage, engine) for engine in ENGINES}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
