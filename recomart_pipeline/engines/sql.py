@@ -36,6 +36,8 @@ class Dialect:
     contains: Callable[[str, str], str]  # (list parameter, value) -> boolean
     hash: Callable[[Sequence[str]], str]  # 64-bit hash of columns, to find candidates only
     anti_join: str  # the keyword of a left anti join
+    # epoch nanoseconds of a Parquet TIMESTAMP(NANOS) column (features.py)
+    ns_timestamp: Callable[[str], str]
 
 
 DUCKDB = Dialect(
@@ -46,6 +48,7 @@ DUCKDB = Dialect(
     contains=lambda values, value: f"list_contains({values}, {value})",
     hash=lambda columns: f"hash({', '.join(columns)})",
     anti_join="ANTI JOIN",
+    ns_timestamp=lambda column: f"epoch_ns({column})",
 )
 
 # Spark's cast rejects a zone after minutes ("2026-01-01 10:00Z"): seconds are spelled out
@@ -69,6 +72,8 @@ SPARK = Dialect(
     # compares the values themselves.
     hash=lambda columns: f"xxhash64({', '.join(columns)})",
     anti_join="LEFT ANTI JOIN",
+    # Spark has no nanosecond timestamp: the session reads them as epoch ns (FIXED_CONF).
+    ns_timestamp=lambda column: column,
 )
 
 
