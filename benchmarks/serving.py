@@ -3,6 +3,9 @@
     python benchmarks/serving.py            # 1M interactions, 100k users; 3 x 10 s per phase
     python benchmarks/serving.py --quick    # 20k interactions; 2 x 1 s per phase (CI)
     python benchmarks/serving.py --report   # only rewrite BENCHMARKS.md's serving section
+    python benchmarks/serving.py --first-request-only --reuse-model   # repeat the first-
+        # request figures (no load rounds) on the model already trained; each run is added
+        # to results/serving_first_request.json, the spread BENCHMARKS.md shows
 
 Trains the default pipeline on generated data (its own tasks, up to deploy, which registers
 the model with its precomputed top-K arrays), then, in one run on this machine, starts each
@@ -14,13 +17,18 @@ sending its next request as soon as the previous answer arrives:
 - ``before_memory`` and ``before_memory_2_workers``: the service before it stopped loading
   numba, scipy, pandas and a private copy of the model into every worker
   (``BEFORE_MEMORY_COMMIT``), one and two workers, on the same registry;
+- ``before_first_request``: the service before ``/ready`` sent real requests through the app
+  and the request arrays were kept mapped in (``BEFORE_FIRST_COMMIT``), one worker;
 - ``current``: this checkout's service, one worker; ``current_2_workers``: two workers.
 
 Each service gets ``/health`` phases and ``/recommendations`` phases (known and unknown
 users, k=10 and k=100, in a fixed mix), so the two are comparable side by side; all services
 run at once and take turns, round after round, so that other work on a shared machine
 spreads over all of them. Also
-recorded: the first personalised request right after the service reported ready, and the
+recorded: the first personalised request right after the service answered ``/ready`` (a
+``/ready`` call, then the request, as a load balancer adding the service does), the same
+client's next requests, and one more after a second of idleness (what any request pays after a
+quiet spell: a like-for-like reference for the first one), and the
 memory of each service process after the load, from ``/proc/<pid>/smaps``: RSS (every page
 it has resident, shared ones included), PSS (shared pages split between the processes that
 map them), USS (its private pages: what the process alone costs), its anonymous memory and
@@ -64,6 +72,8 @@ sys.path.insert(0, str(REPO))
 BASELINE_COMMIT = "b20c470"
 # The last commit whose workers imported numba/scipy/pandas and copied the model (issue 17).
 BEFORE_MEMORY_COMMIT = "cc972bc"
+# The last commit whose /ready did not warm the request path nor keep its arrays mapped in.
+BEFORE_FIRST_COMMIT = "87eec74"
 # --quick: a worker of the small model may hold at most this much private memory (USS); the
 # workers before BEFORE_MEMORY_COMMIT's successor held ~190 MiB, the interpreter with numpy,
 # FastAPI and uvicorn ~45 MiB. A bound on memory, not on time: it cannot flake with load.
@@ -83,6 +93,8 @@ SIZES = {
 }
 KNOWN_SHARE, K100_SHARE = 0.8, 0.25  # the /recommendations mix
 LATER = 21  # same-client requests after the first one: its like-for-like median
+IDLE_SECONDS = 1.0  # the quiet spell before the "after idle" request
+FIRST_REQUEST_RUNS = "serving_first_request.json"  # --first-request-only runs, appended
 
 
 # -- the load generator (runs in its own process: ``serving.py --load SPEC``) -----------------
@@ -405,11 +417,15 @@ class Service:
             self.figures["startup_seconds"] = time.monotonic() - self.launched
         return ready
 
-    def first_request(self, first_path: str, later_paths: list[str]) -> None:
-        """Time the first personalised request after ready, then the same kind of request
-        (same client: a new connection each) for other users once it has been served: the
-        like-for-like median the first one is compared with. The load rounds' medians use
-        keep-alive connections, which a first request cannot."""
+    def first_request(self, first_path: str, later_paths: list[str], idle_path: str) -> None:
+        """Time the first personalised request right after a ``/ready`` that answered 200,
+        then the same kind of request (same client: a new connection each) for other users
+        once it has been served: the like-for-like median the first one is compared with
+        (the load rounds' medians use keep-alive connections, which a first request cannot);
+        then one more after ``IDLE_SECONDS`` of quiet, for another user."""
+        status = _get(self.base + self.ready_path)[0]
+        if status != 200:
+            raise RuntimeError(f"{self.name}: {self.ready_path} answered {status} after ready")
         started = time.perf_counter()
         self.figures["first_request_status"] = _get(self.base + first_path)[0]
         self.figures["first_request_ms"] = (time.perf_counter() - started) * 1000
@@ -420,6 +436,10 @@ class Service:
             later.append((time.perf_counter() - started) * 1000)
         self.figures["later_request_ms"] = statistics.median(later)
         self.figures["later_request_p90_ms"] = statistics.quantiles(later, n=10)[-1]
+        time.sleep(IDLE_SECONDS)  # the quiet spell is what is measured here
+        started = time.perf_counter()
+        _get(self.base + idle_path)
+        self.figures["after_idle_request_ms"] = (time.perf_counter() - started) * 1000
 
     def run_round(self, endpoint: str, paths: list[str], seconds: float, scratch: Path) -> None:
         """One load round, with the CPU time the service spent on it."""
@@ -476,25 +496,37 @@ def request_paths(registry: Path, n: int = 4000) -> dict[str, list[str]]:
         user = rng.choice(known) if rng.random() < KNOWN_SHARE else f"new-visitor-{i}"
         k = 100 if rng.random() < K100_SHARE else 10
         mix.append(f"/recommendations/{user}?k={k}")
-    first, *later = (f"/recommendations/{rng.choice(known)}?k=10" for _ in range(1 + LATER))
-    return {"health": ["/health"], "recommendations": mix, "first": [first], "later": later}
+    first, *later, idle = (f"/recommendations/{rng.choice(known)}?k=10" for _ in range(2 + LATER))
+    return {
+        "health": ["/health"],
+        "recommendations": mix,
+        "first": [first],
+        "later": later,
+        "idle": [idle],
+    }
 
 
-def run(quick: bool, results_dir: Path) -> dict[str, Any]:
+def run(
+    quick: bool, results_dir: Path, reuse_model: bool = False, first_request_only: bool = False
+) -> dict[str, Any]:
     size = SIZES["quick" if quick else "full"]
     scratch = SCRATCH / ("quick" if quick else "full")
     scratch.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    registry = train(size, scratch / "project")
+    registry = scratch / "project" / "storage" / "registry"
+    if not (reuse_model and (registry / "champion.json").exists()):
+        registry = train(size, scratch / "project")
     train_seconds = time.monotonic() - started
+    started_load = load_average()
     paths = request_paths(registry)
     arrays_mib = sum(p.stat().st_size for p in registry.glob("v*/*.npy")) / 2**20
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     serve = [sys.executable, "-m", "recomart_pipeline.serving"]
     services: list[Service] = []
     skipped: dict[str, str] = {}
-    old = checkout(BASELINE_COMMIT, scratch / "baseline")
+    old = None if first_request_only else checkout(BASELINE_COMMIT, scratch / "baseline")
     before = checkout(BEFORE_MEMORY_COMMIT, scratch / "before-memory")
+    before_first = checkout(BEFORE_FIRST_COMMIT, scratch / "before-first-request")
     try:
         if old is not None:
             copy = baseline_registry(registry, scratch)
@@ -507,11 +539,15 @@ def run(quick: bool, results_dir: Path) -> dict[str, Any]:
                     copy,
                 )
             )
-        variants = [("current", env)]
+        variants: list[tuple[str, dict[str, str], tuple[int, ...]]] = [("current", env, (1, 2))]
+        if before_first is not None:
+            variants.insert(
+                0, ("before_first_request", {**os.environ, "PYTHONPATH": str(before_first)}, (1,))
+            )
         if before is not None:
-            variants.insert(0, ("before_memory", {**os.environ, "PYTHONPATH": str(before)}))
-        for name, variant_env in variants:
-            for workers in (1, 2):
+            variants.insert(0, ("before_memory", {**os.environ, "PYTHONPATH": str(before)}, (1, 2)))
+        for name, variant_env, worker_counts in variants:
+            for workers in worker_counts:
                 services.append(
                     Service(
                         name if workers == 1 else f"{name}_{workers}_workers",
@@ -535,7 +571,9 @@ def run(quick: bool, results_dir: Path) -> dict[str, Any]:
                 break
             time.sleep(0.05)  # polling while the services start
         for service in services:
-            service.first_request(paths["first"][0], paths["later"])
+            service.first_request(paths["first"][0], paths["later"], paths["idle"][0])
+        if first_request_only:
+            return first_request_run(services, skipped, results_dir)
         # the services take turns, phase by phase, so a busy spell on a shared machine
         # lands on all of them rather than on one
         for _ in range(size["rounds"]):
@@ -565,12 +603,40 @@ def run(quick: bool, results_dir: Path) -> dict[str, Any]:
         else None,
         "skipped": skipped,
         "before_memory_commit": BEFORE_MEMORY_COMMIT if before is not None else None,
+        "before_first_request_commit": BEFORE_FIRST_COMMIT if before_first is not None else None,
+        "load_average": [started_load, load_average()],
         "services": measured,
     }
     results_dir.mkdir(parents=True, exist_ok=True)
     name = "serving_quick.json" if quick else "serving.json"
     (results_dir / name).write_text(json.dumps(results, indent=2))
     return results
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS does not say): how busy the machine was."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def first_request_run(
+    services: list[Service], skipped: dict[str, str], results_dir: Path
+) -> dict[str, Any]:
+    """Add this run's first-request figures to ``FIRST_REQUEST_RUNS`` (all runs so far)."""
+    keys = ("first_request_ms", "later_request_ms", "later_request_p90_ms", "after_idle_request_ms")
+    run = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average": load_average(),
+        "skipped": skipped,
+        "services": {s.name: {k: s.figures[k] for k in keys} for s in services},
+    }
+    path = results_dir / FIRST_REQUEST_RUNS
+    runs = json.loads(path.read_text()) if path.exists() else []
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([*runs, run], indent=2))
+    return run
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -590,13 +656,23 @@ def _compared(results: dict[str, Any]) -> str:
             "scipy and pandas and copying the model (commit "
             f"{results['before_memory_commit']}), on the same registry. "
         )
+    if results.get("before_first_request_commit"):
+        text += (
+            "`before_first_request` is the service before `/ready` sent real requests through "
+            "the app and the request arrays were kept mapped in (commit "
+            f"{results['before_first_request_commit']}), on the same registry. "
+        )
+    loads = results.get("load_average")
+    if loads and None not in loads:
+        text += f"Load average (1 min) at the start of the services and at the end: {loads[0]:.1f}, {loads[1]:.1f}. "
     for name, reason in results.get("skipped", {}).items():
         text += f"`{name}` is left out: {reason}. "
     return text
 
 
-def report_lines(results: dict[str, Any] | None) -> list[str]:
-    """The BENCHMARKS.md section (also rendered by ``run_all.py`` from the saved results)."""
+def report_lines(results: dict[str, Any] | None, results_dir: Path = RESULTS) -> list[str]:
+    """The BENCHMARKS.md section (also rendered by ``run_all.py`` from the saved results),
+    with the repeated first-request runs saved in ``results_dir``."""
     if not results:
         return []
     by_name = {s["service"]: s for s in results["services"]}
@@ -634,9 +710,10 @@ def report_lines(results: dict[str, Any] | None) -> list[str]:
         lines += [row(s, "health"), row(s, "recommendations")]
     lines += [
         "",
-        "| service | ready after start (s; all start at once) | first request after ready (ms) | "
-        f"the next {LATER}, same client: median / p90 (ms) | median request under load (ms) |",
-        "|---|---|---|---|---|",
+        "| service | ready after start (s; all start at once) | first request after `/ready` "
+        f"(ms) | the next {LATER}, same client: median / p90 (ms) | one more after "
+        f"{IDLE_SECONDS:.0f} s idle (ms) | median request under load (ms) |",
+        "|---|---|---|---|---|---|",
     ]
     for s in results["services"]:
         later = (
@@ -644,10 +721,12 @@ def report_lines(results: dict[str, Any] | None) -> list[str]:
             if "later_request_ms" in s
             else "–"
         )
+        idle = f"{s['after_idle_request_ms']:.1f}" if "after_idle_request_ms" in s else "–"
         lines.append(
             f"| {s['service']} | {s['startup_seconds']:.1f} | {s['first_request_ms']:.1f} | "
-            f"{later} | {s['recommendations']['p50_ms']:.1f} |"
+            f"{later} | {idle} | {s['recommendations']['p50_ms']:.1f} |"
         )
+    lines += first_request_runs_lines(results_dir)
     lines += [
         "",
         "Memory per process after the load, MiB (`/proc/<pid>/smaps`): RSS counts every "
@@ -806,11 +885,46 @@ def _target_lines(
     ]
 
 
-def write_report(results: dict[str, Any]) -> None:
+def first_request_runs_lines(results_dir: Path) -> list[str]:
+    """The repeated first-request runs (``--first-request-only``), one row per run, if any."""
+    path = results_dir / FIRST_REQUEST_RUNS
+    if not path.exists():
+        return []
+    runs = json.loads(path.read_text())
+    names = list(dict.fromkeys(name for run in runs for name in run["services"]))
+    lines = [
+        "",
+        f"The first request, repeated (`--first-request-only`, {len(runs)} runs, each with "
+        "freshly started services; first after `/ready` / median / p90 of the next "
+        f"{LATER} / after {IDLE_SECONDS:.0f} s idle, ms):",
+        "",
+        "| run (UTC) | load average | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for run in runs:
+        cells = []
+        for name in names:
+            f = run["services"].get(name)
+            cells.append(
+                f"{f['first_request_ms']:.1f} / {f['later_request_ms']:.1f} / "
+                f"{f['later_request_p90_ms']:.1f} / {f['after_idle_request_ms']:.1f}"
+                if f
+                else "–"
+            )
+        load = run.get("load_average")
+        lines.append(
+            f"| {run['at'][11:16]} | {'–' if load is None else f'{load:.1f}'} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return lines
+
+
+def write_report(results: dict[str, Any], results_dir: Path = RESULTS) -> None:
     """Replace (or add where ``run_all.py`` puts it) the serving section of BENCHMARKS.md."""
     path = REPO / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = "\n".join(report_lines(results)).strip("\n") + "\n"
+    section = "\n".join(report_lines(results, results_dir)).strip("\n") + "\n"
     lines = text.splitlines(keepends=True)
     heading = "## Serving (`benchmarks/serving.py`)"
     start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
@@ -833,18 +947,32 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small model, 2 x 1 s phases (CI)")
     parser.add_argument("--report", action="store_true", help="only rewrite BENCHMARKS.md")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--reuse-model",
+        action="store_true",
+        help="serve the model an earlier run trained (in the scratch folder) if there is one",
+    )
+    parser.add_argument(
+        "--first-request-only",
+        action="store_true",
+        help=f"only the first-request figures (no load rounds), added to {FIRST_REQUEST_RUNS}",
+    )
     parser.add_argument("--load", help=argparse.SUPPRESS)  # the load generator process
     args = parser.parse_args()
     if args.load:
         _run_load(args.load)
         return 0
     if args.report:
-        write_report(json.loads((args.results_dir / "serving.json").read_text()))
+        write_report(json.loads((args.results_dir / "serving.json").read_text()), args.results_dir)
         return 0
-    results = run(args.quick, args.results_dir)
+    if args.first_request_only:
+        run_figures = run(args.quick, args.results_dir, args.reuse_model, first_request_only=True)
+        print(json.dumps(run_figures, indent=2))
+        return 0
+    results = run(args.quick, args.results_dir, args.reuse_model)
     print("\n".join(report_lines(results)))
     if not args.quick:
-        write_report(results)
+        write_report(results, args.results_dir)
         return 0
     # CI: the request path stays light whatever the machine's load (memory, not time)
     problems = [
