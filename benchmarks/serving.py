@@ -525,7 +525,10 @@ def run(
     services: list[Service] = []
     skipped: dict[str, str] = {}
     old = None if first_request_only else checkout(BASELINE_COMMIT, scratch / "baseline")
-    before = checkout(BEFORE_MEMORY_COMMIT, scratch / "before-memory")
+    # --first-request-only compares the service before this change with this one
+    before = (
+        None if first_request_only else checkout(BEFORE_MEMORY_COMMIT, scratch / "before-memory")
+    )
     before_first = checkout(BEFORE_FIRST_COMMIT, scratch / "before-first-request")
     try:
         if old is not None:
@@ -727,6 +730,7 @@ def report_lines(results: dict[str, Any] | None, results_dir: Path = RESULTS) ->
             f"{later} | {idle} | {s['recommendations']['p50_ms']:.1f} |"
         )
     lines += first_request_runs_lines(results_dir)
+    lines += FIRST_REQUEST_FINDINGS
     lines += [
         "",
         "Memory per process after the load, MiB (`/proc/<pid>/smaps`): RSS counts every "
@@ -781,7 +785,8 @@ def report_lines(results: dict[str, Any] | None, results_dir: Path = RESULTS) ->
             "a worker maps no llvmlite, pyarrow, pandas or scipy library)."
         )
     if current and two:
-        lines += ["", *_target_lines(results, current, two, by_name.get("before_memory"))]
+        runs = first_request_runs(results_dir)
+        lines += ["", *_target_lines(results, current, two, by_name.get("before_memory"), runs)]
     return lines
 
 
@@ -810,14 +815,46 @@ def memory_targets(results: dict[str, Any], service: dict[str, Any]) -> dict[str
     return figures
 
 
+def first_request_target(one: dict[str, Any], runs: list[dict[str, Any]]) -> tuple[str, str, bool]:
+    """The first-request target row. One request is one draw: without warm-up it lands above
+    the median half the time, so it is judged against the same client's next requests (a
+    new connection each, like it): within their spread (p90), where a warm-up would not be.
+    With repeated runs (``--first-request-only``), their medians decide, not one draw."""
+    target = (
+        "first request after `/ready` as fast as the median request (same client: "
+        "within the next requests' p90)"
+    )
+    figures = [run["services"]["current"] for run in runs if "current" in run["services"]]
+    if not figures:
+        return (
+            target,
+            f"{one['first_request_ms']:.1f} ms vs median {one['later_request_ms']:.1f}, "
+            f"p90 {one['later_request_p90_ms']:.1f} ms",
+            one["first_request_ms"] <= one["later_request_p90_ms"],
+        )
+    first, later, p90 = (
+        statistics.median(f[key] for f in figures)
+        for key in ("first_request_ms", "later_request_ms", "later_request_p90_ms")
+    )
+    hits = sum(f["first_request_ms"] <= f["later_request_p90_ms"] for f in figures)
+    return (
+        target,
+        f"medians of {len(figures)} runs: {first:.1f} ms vs median {later:.1f}, p90 "
+        f"{p90:.1f} ms (within p90 in {hits} of {len(figures)} runs)",
+        first <= p90,
+    )
+
+
 def _target_lines(
     results: dict[str, Any],
     one: dict[str, Any],
     two: dict[str, Any],
     before: dict[str, Any] | None = None,
+    runs: list[dict[str, Any]] | None = None,
 ) -> list[str]:
     """Issue 17's targets against this run's figures (one worker unless said otherwise)."""
     recs, health = one["recommendations"], one["health"]
+    runs = runs or []
     arrays = results["arrays_on_disk_mib"]
     mem = memory_targets(results, {**one, "two": two})
     was = ""
@@ -843,16 +880,7 @@ def _target_lines(
             f"{recs['requests_per_second']:,.0f} req/s, p99 {recs['p99_ms']:.1f} ms",
             recs["requests_per_second"] >= 2000 and recs["p99_ms"] <= 25,
         ),
-        (
-            # One request is one draw: without warm-up it lands above the median half the
-            # time. It is judged against the same client's next requests (a new connection
-            # each, like it): within their spread (p90), where a warm-up would not be.
-            "first request after `/ready` as fast as the median request (same client: "
-            "within the next requests' p90)",
-            f"{one['first_request_ms']:.1f} ms vs median {one['later_request_ms']:.1f}, "
-            f"p90 {one['later_request_p90_ms']:.1f} ms",
-            one["first_request_ms"] <= one["later_request_p90_ms"],
-        ),
+        first_request_target(one, runs),
         (
             "0 errors under load",
             f"{recs['errors'] + health['errors']}",
@@ -885,12 +913,54 @@ def _target_lines(
     ]
 
 
-def first_request_runs_lines(results_dir: Path) -> list[str]:
-    """The repeated first-request runs (``--first-request-only``), one row per run, if any."""
+# Why a first request is slower, as measured once with instrumented services (not re-run by
+# this script; the repeated runs above are).
+FIRST_REQUEST_FINDINGS = [
+    "",
+    "Where the first request's extra time went (measured on 2026-11-29 on this machine, load "
+    "average 5-12, with an instrumented copy of the service: the app timed per phase, the "
+    "event-loop thread's page faults counted with `getrusage(RUSAGE_THREAD)`, uvicorn's "
+    "connection callbacks time-stamped on the same monotonic clock as a raw-socket client):",
+    "",
+    "- **First-time work in Python: one call.** Profiling the server's threads (what "
+    "`recomart_pipeline_tests/serving/test_first_request.py` asserts), the first request ran "
+    "the functions the next ones run plus `Counter.__missing__`: the metrics counter, "
+    "cleared after the start-up warm-up, inserted its label. Every label now exists from "
+    "the start.",
+    "- **Page faults: not first-only, and too cheap to see.** The load-time checks gave the "
+    "arrays' pages back (`MADV_DONTNEED`), so a request for a user not seen before took 0.38 "
+    "minor faults on average (its top-K rows), the first request or any other; per answer "
+    "in-process 14.1 vs 14.0 µs with the pages kept. The arrays a precomputed answer reads "
+    "are now mapped in at load (~14 ms for this model): 0.01 faults per request, and the "
+    "memory after the load is unchanged (seconds of traffic made those pages resident "
+    "anyway).",
+    "- **Code not run recently: the app's share.** The answer (lookup and rendering) took "
+    "~150 µs in the first request against ~55 µs in the next ones, and ~150 µs again after "
+    "1 s of quiet on a fully warmed service: caches, not initialisation. Now that `/ready` "
+    "sends real requests through the app, the first request's answer takes what the next "
+    "ones' do (56 vs 53 µs over 6 starts).",
+    "- **What remains is outside the app.** Client and server clocks aligned, over 10 starts "
+    "each (load ~5): before, the first request took 590 µs against 320 µs for the next ones "
+    "(the app's part 258 vs 137 µs); now 469 vs 304 µs (the app's part 175 vs 125 µs). The "
+    "rest is the client's connect and uvicorn's accept and parsing, which the app cannot "
+    "warm, and scheduling on a shared machine: after 1 s of quiet any request takes ~1.4 ms "
+    "against ~0.5 ms in a stream, in every version. One draw per start cannot resolve "
+    "0.1 ms on this machine: the end-to-end medians over the repeated runs are equal "
+    "(0.9 ms).",
+]
+
+
+def first_request_runs(results_dir: Path) -> list[dict[str, Any]]:
+    """The repeated first-request runs saved in ``results_dir`` (``--first-request-only``)."""
     path = results_dir / FIRST_REQUEST_RUNS
-    if not path.exists():
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def first_request_runs_lines(results_dir: Path) -> list[str]:
+    """The repeated first-request runs, one row per run, if any."""
+    runs = first_request_runs(results_dir)
+    if not runs:
         return []
-    runs = json.loads(path.read_text())
     names = list(dict.fromkeys(name for run in runs for name in run["services"]))
     lines = [
         "",
@@ -917,6 +987,26 @@ def first_request_runs_lines(results_dir: Path) -> list[str]:
             + " | ".join(cells)
             + " |"
         )
+    medians, within = [], []
+    for name in names:
+        figures = [run["services"][name] for run in runs if name in run["services"]]
+        medians.append(
+            " / ".join(
+                f"{statistics.median(f[key] for f in figures):.1f}"
+                for key in (
+                    "first_request_ms",
+                    "later_request_ms",
+                    "later_request_p90_ms",
+                    "after_idle_request_ms",
+                )
+            )
+        )
+        hits = sum(f["first_request_ms"] <= f["later_request_p90_ms"] for f in figures)
+        within.append(f"{hits} of {len(figures)}")
+    lines += [
+        "| median of the runs | | " + " | ".join(medians) + " |",
+        "| first within the next requests' p90 | | " + " | ".join(within) + " |",
+    ]
     return lines
 
 
@@ -970,7 +1060,7 @@ def main() -> int:
         print(json.dumps(run_figures, indent=2))
         return 0
     results = run(args.quick, args.results_dir, args.reuse_model)
-    print("\n".join(report_lines(results)))
+    print("\n".join(report_lines(results, args.results_dir)))
     if not args.quick:
         write_report(results, args.results_dir)
         return 0

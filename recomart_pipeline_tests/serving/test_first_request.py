@@ -33,14 +33,15 @@ from recomart_pipeline_tests.helpers import free_port, wait_until
 from recomart_pipeline_tests.serving.conftest import served_registry
 
 LATER = 8  # requests of each kind after its first one
+ASYNCIO = str(Path(asyncio.__file__).parent)
 
 
 class CallRecorder:
     """The functions (Python code objects and builtins) the server's threads run while a
     bucket is open, per bucket. Left out: what runs on a timer rather than for a request
-    (uvicorn's root task with its 0.1 s tick, the champion watcher), and finalizers and
-    weak-reference callbacks, which run in whatever code frees their object (an earlier
-    test's objects too)."""
+    (uvicorn's root task with its 0.1 s tick, the asyncio machinery that wakes it, the
+    champion watcher), and finalizers and weak-reference callbacks, which run in whatever
+    code frees their object (an earlier test's objects too)."""
 
     def __init__(self) -> None:
         self.bucket: str | None = None
@@ -56,6 +57,8 @@ class CallRecorder:
             return
         if self.root_task is not None and _current_task() is self.root_task:
             return
+        if frame.f_code.co_filename.startswith(ASYNCIO):
+            return  # the loop's scheduling, which timers run too (the tick's sleep wakes)
         if event == "call":
             code = frame.f_code
             if code.co_name == "__del__" or code.co_filename == weakref.__file__:
