@@ -945,8 +945,8 @@ FIRST_REQUEST_FINDINGS = [
     "rest is the client's connect and uvicorn's accept and parsing, which the app cannot "
     "warm, and scheduling on a shared machine: after 1 s of quiet any request takes ~1.4 ms "
     "against ~0.5 ms in a stream, in every version. One draw per start cannot resolve "
-    "0.1 ms on this machine: the end-to-end medians over the repeated runs are equal "
-    "(0.9 ms).",
+    "0.1 ms on this machine: end to end, the repeated runs' medians of the service before "
+    "and after are equal (table above).",
 ]
 
 
