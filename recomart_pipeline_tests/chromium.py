@@ -18,6 +18,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -217,10 +218,10 @@ def chromium_page(url: str = "about:blank") -> Iterator[Page]:
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """Close the browser and the renderer, GPU and zygote processes it started."""
     try:
-        os.killpg(process.pid, 15)
+        os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     except ProcessLookupError:
         process.wait()

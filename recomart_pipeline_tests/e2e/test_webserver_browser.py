@@ -196,7 +196,8 @@ def test_report_charts_render_in_the_markdown_view(served: int) -> None:
     with chromium_page(f"http://127.0.0.1:{port}/assets/report") as page:
         page.wait_for(f"!!({SHOW_MARKDOWN})", UI_TIMEOUT_S, "the report_markdown metadata")
         page.click(SHOW_MARKDOWN)
-        page.wait_for(f"!!({MARKDOWN_DIALOG})", 60, "the report_markdown dialog")
+        # the dialog once its Markdown is rendered to HTML (headings are elements)
+        page.wait_for(f"!!({MARKDOWN_DIALOG})?.querySelector('h2')", 60, "the Markdown dialog")
         images = page.evaluate(DIALOG_IMAGES)
         text = page.evaluate(f"({MARKDOWN_DIALOG}).innerText")
         exceptions = page.exceptions
