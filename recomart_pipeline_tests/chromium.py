@@ -52,7 +52,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--window-size=1400,900",
 ]
-REPLY_TIMEOUT_S = 60  # one protocol command; Chromium answers in milliseconds when healthy
+REPLY_TIMEOUT_S = 120  # a hung browser, not a slow one: it answers in milliseconds when healthy
 
 
 class ChromiumError(AssertionError):
@@ -77,7 +77,9 @@ class Page:
         message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
         if self._session:
             message["sessionId"] = self._session
-        os.write(self._commands, json.dumps(message).encode() + b"\0")
+        data = json.dumps(message).encode() + b"\0"
+        while data:  # a pipe takes a long message in parts
+            data = data[os.write(self._commands, data) :]
         return self._next_id
 
     def _receive(self, deadline: float) -> dict[str, Any]:
