@@ -164,9 +164,11 @@ class Page:
                 clickCount=1 if kind != "mouseMoved" else 0,
             )
 
-    def screenshot(self) -> bytes:
-        """The visible part of the page as PNG bytes."""
-        return base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+    def screenshot(self, clip: dict[str, float] | None = None) -> bytes:
+        """PNG bytes of what the page shows: the window, or the region ``clip`` (``x``, ``y``,
+        ``width``, ``height`` in CSS pixels from the document's top left)."""
+        region = {"clip": {**clip, "scale": 1}} if clip else {}
+        return base64.b64decode(self.call("Page.captureScreenshot", format="png", **region)["data"])
 
 
 @contextmanager

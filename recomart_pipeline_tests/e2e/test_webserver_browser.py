@@ -7,13 +7,15 @@ after the page's scripts ran; the asset names must be in the graph's nodes (the 
 The report's Markdown metadata opens in a dialog only after a click on the asset page, so
 that check drives Chromium over the DevTools protocol (``recomart_pipeline_tests.chromium``):
 it clicks "[Show Markdown]" on the report's latest materialization and requires the charts
-to be images the browser decoded and shows, the very PNGs the report task wrote. Names of
-charts in place of images (the Markdown file's placeholders) fail it.
+to be images the browser decoded and painted (a screenshot of each image's place has the
+chart's pixels), the very PNGs the report task wrote. Names of charts in place of images
+(the Markdown file's placeholders), a truncated PNG or a blank one fail it.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import re
 import shutil
 import subprocess
@@ -23,6 +25,7 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 
 import pytest
+from PIL import Image
 
 from recomart_pipeline_tests.chromium import CHROMIUM, CHROMIUM_FLAGS, chromium_page, needs_chromium
 from recomart_pipeline_tests.conftest import REPO_ROOT
@@ -181,11 +184,47 @@ LATEST_MARKDOWN = """
 """
 
 
+# Where image n of the dialog is on the page, once scrolled into view (format with n=).
+IMAGE_BOX = f"""(() => {{{{
+  const image = [...({MARKDOWN_DIALOG}).querySelectorAll('img')][{{n}}];
+  image.scrollIntoView({{{{block: 'center', behavior: 'instant'}}}});
+  const box = image.getBoundingClientRect();
+  return {{{{x: box.x + window.scrollX, y: box.y + window.scrollY, width: box.width,
+           height: box.height}}}};
+}}}})()"""
+# No finite animation is running (the dialog's opening zoom moves the images while it
+# plays); endless ones, such as a spinner elsewhere on the page, do not count.
+SETTLED = """document.getAnimations().every(a => a.playState !== 'running'
+  || a.effect?.getComputedTiming().iterations === Infinity)"""
+INK_BELOW = 200  # a pixel darker than this in some channel is ink, not the white background
+SAME_WITHIN = 48  # per channel: antialiasing and scaling, not a different picture
+
+
 def _png_size(data_uri: str) -> tuple[int, int]:
-    """Width and height from a PNG data URI's header (IHDR), without an image library."""
+    """Width and height from a PNG data URI's header (IHDR)."""
     png = base64.b64decode(data_uri.split(",", 1)[1])
     assert png.startswith(b"\x89PNG\r\n\x1a\n"), data_uri[:60]
     return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def _ink_shown(data_uri: str, shown: bytes) -> tuple[float, float]:
+    """The chart's ink (the share of its pixels that are not background) and how much of it
+    the screenshot ``shown`` of the image's place on the page has at the same spots.
+
+    Pillow decodes the chart independently of the browser (a truncated or corrupt PNG fails
+    here); both sides are put on white, the chart scaled to the size it is shown at."""
+    chart = Image.open(io.BytesIO(base64.b64decode(data_uri.split(",", 1)[1])))
+    chart.load()
+    page = Image.open(io.BytesIO(shown)).convert("RGB")
+    white = Image.new("RGBA", chart.size, "white")
+    chart_rgb = Image.alpha_composite(white, chart.convert("RGBA")).convert("RGB")
+    chart_rgb = chart_rgb.resize(page.size, Image.Resampling.BILINEAR)
+    ink = same = 0
+    for want, got in zip(chart_rgb.get_flattened_data(), page.get_flattened_data(), strict=True):
+        if min(want) < INK_BELOW:
+            ink += 1
+            same += max(abs(a - b) for a, b in zip(want, got, strict=True)) <= SAME_WITHIN
+    return ink / (page.width * page.height), same / max(ink, 1)
 
 
 def test_report_charts_render_in_the_markdown_view(served: int) -> None:
@@ -198,8 +237,10 @@ def test_report_charts_render_in_the_markdown_view(served: int) -> None:
         page.click(SHOW_MARKDOWN)
         # the dialog once its Markdown is rendered to HTML (headings are elements)
         page.wait_for(f"!!({MARKDOWN_DIALOG})?.querySelector('h2')", 60, "the Markdown dialog")
+        page.wait_for(SETTLED, 60, "the dialog's opening animation to end")
         images = page.evaluate(DIALOG_IMAGES)
         text = page.evaluate(f"({MARKDOWN_DIALOG}).innerText")
+        shown = [page.screenshot(page.evaluate(IMAGE_BOX.format(n=n))) for n in range(len(images))]
         exceptions = page.exceptions
     assert [image["alt"] for image in images] == CHARTS, f"charts not shown as images:\n{text}"
     for image in images:
@@ -209,7 +250,8 @@ def test_report_charts_render_in_the_markdown_view(served: int) -> None:
     assert "## " not in text and "Model quality" in text  # Markdown rendered, not shown raw
     assert not exceptions, exceptions
 
-    # They are the PNGs the report task wrote, decoded at their own size.
+    # They are the PNGs the report task wrote, decoded at their own size and painted: the
+    # chart's lines, labels and bars are on the screen where the image is.
     entries = graphql(port, LATEST_MARKDOWN)["assetOrError"]["assetMaterializations"][0]
     markdown = next(
         e["mdStr"] for e in entries["metadataEntries"] if e["label"] == "report_markdown"
@@ -219,3 +261,7 @@ def test_report_charts_render_in_the_markdown_view(served: int) -> None:
     assert [(image["width"], image["height"]) for image in images] == [
         _png_size(uri) for uri in written
     ]
+    for image, screenshot in zip(images, shown, strict=True):
+        ink, on_screen = _ink_shown(image["src"], screenshot)
+        assert ink > 0.01, f"{image['alt']}: a blank chart ({ink:.2%} ink)"
+        assert on_screen > 0.9, f"{image['alt']}: {on_screen:.0%} of its ink on the screen"
