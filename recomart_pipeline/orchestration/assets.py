@@ -31,7 +31,7 @@ from recomart_pipeline.orchestration.metadata import (
 from recomart_pipeline.orchestration.resources import resource_keys_for
 from recomart_pipeline.orchestration.retries import failure_to_dagster, retry_policy_for
 from recomart_pipeline.orchestration.run_config import config_for_run, task_config_schema
-from recomart_pipeline.orchestration.source_assets import source_key
+from recomart_pipeline.orchestration.source_assets import lineage_source_keys
 from recomart_pipeline.orchestration.sources import SOURCE_FINGERPRINT_KEY, task_source_fingerprint
 from recomart_pipeline.runtime.runner import TaskFailure, TaskOutcome, run_task
 
@@ -103,7 +103,7 @@ def build_task_asset(config: PipelineConfig, task: str, order: list[str]) -> Ass
         name=task,
         group_name=settings.pipeline.name,
         deps=[AssetKey(dep) for dep in task_settings.depends_on]
-        + ([source_key(task)] if spec.watched_sources(config.task_config(task)) else []),
+        + lineage_source_keys(config, task, order),
         description=task_settings.description or spec.description or None,
         code_version=config.task_code_version(task),
         retry_policy=retry_policy_for(config, task),

@@ -62,6 +62,24 @@ def source_keys_for(config: PipelineConfig, tasks: list[str]) -> list[AssetKey]:
     return [source_key(task) for task in tasks_with_sources(config, tasks)]
 
 
+def lineage_source_keys(config: PipelineConfig, task: str, order: list[str]) -> list[AssetKey]:
+    """The source assets of ``task`` and of every task upstream of it, in execution order.
+
+    Each task asset depends on all of them (not only on its own), because Dagster's stale
+    status is not transitive: with direct edges only, a changed data file shows its reading
+    task stale and everything downstream fresh until that task runs again. Every asset's
+    data does derive from those files, so the edges are true lineage; ``run --only-stale``
+    (orchestration.staleness) reaches the same tasks from the same status.
+    """
+    wanted, pending = {task}, [task]
+    while pending:
+        for dep in config.settings.tasks[pending.pop()].depends_on:
+            if dep not in wanted:
+                wanted.add(dep)
+                pending.append(dep)
+    return source_keys_for(config, [name for name in order if name in wanted])
+
+
 def source_data_version(config: PipelineConfig, task: str) -> str:
     """The data version of ``task``'s sources now: their fingerprint, or ``unreadable``
     when one cannot be reached (a version that never equals a readable one, so a task that

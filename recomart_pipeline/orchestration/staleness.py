@@ -23,8 +23,10 @@ Two things Dagster cannot see are added from the project's records:
   version; its outputs do not match the YAML, so such a task is stale.
 
 Dagster's status is not transitive (a dependent of a stale task stays fresh until the task
-has new data), but the dependents of a task that runs read its new outputs, so the run
-executes the stale tasks and everything downstream of them, as make and DVC do.
+has new data; a changed source shows everywhere at once only because every task depends on
+its ancestors' sources, orchestration.source_assets), but the dependents of a task that runs
+read its new outputs, so the run executes the stale tasks and everything downstream of them,
+as make and DVC do.
 """
 
 from __future__ import annotations

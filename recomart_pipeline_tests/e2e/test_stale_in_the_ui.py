@@ -32,7 +32,6 @@ STALE_QUERY = """
   staleCauses { category reason key { path } } } }
 """
 SOURCE = "sources/ingestion"
-DIRECT_DEPENDENTS = {"validation"}
 
 
 def _nodes(port: int) -> dict[str, dict]:
@@ -60,7 +59,9 @@ def _launch_assets(port: int, job: str, keys: list[str]) -> str:
     return run_id
 
 
-def test_a_changed_data_file_shows_ingestion_stale_in_the_ui(tmp_path: Path) -> None:
+def test_a_changed_data_file_shows_ingestion_and_its_dependents_stale_in_the_ui(
+    tmp_path: Path,
+) -> None:
     project = copy_default_project(tmp_path)
     done = run_in_project([sys.executable, "-m", "recomart_pipeline", "run"], project)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -78,13 +79,14 @@ def test_a_changed_data_file_shows_ingestion_stale_in_the_ui(tmp_path: Path) -> 
         job = nodes[SOURCE]["jobNames"][0]
         assert _launch_assets(port, job, [SOURCE])
         nodes = _nodes(port)
-        assert _stale(port) == {"ingestion"}
-        # the root cause the UI names: the source's new data version
-        assert {
-            ("/".join(c["key"]["path"]), c["category"], c["reason"])
-            for c in nodes["ingestion"]["staleCauses"]
-        } == {(SOURCE, "DATA", "has a new data version")}
+        assert _stale(port) == set(DEFAULT_TASKS)  # ingestion and everything downstream
+        # the cause the UI names on each: the source's new data version
+        for task in DEFAULT_TASKS:
+            assert (SOURCE, "DATA", "has a new data version") in {
+                ("/".join(c["key"]["path"]), c["category"], c["reason"])
+                for c in nodes[task]["staleCauses"]
+            }, task
 
-        # ingestion materialized alone reads the new file: now its dependents are stale
+        # ingestion materialized alone reads the new file: the rest stay stale
         assert _launch_assets(port, nodes["ingestion"]["jobNames"][0], ["ingestion"])
-        assert _stale(port) == DIRECT_DEPENDENTS
+        assert _stale(port) == set(DEFAULT_TASKS) - {"ingestion"}

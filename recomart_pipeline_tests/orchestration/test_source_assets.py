@@ -91,6 +91,10 @@ def test_the_default_pipeline_ingestion_depends_on_its_data_files():
     sources = {k for k in graph.get_all_asset_keys() if graph.get(k).is_observable}
     assert sources == {source_key("ingestion")}
     assert source_key("ingestion") in graph.get(AssetKey("ingestion")).parent_keys
+    # every task's data derives from those files: each depends on them, so a change shows
+    # the whole lineage stale at once (Dagster's stale status is not transitive)
+    tasks = graph.get_all_asset_keys() - sources
+    assert all(source_key("ingestion") in graph.get(key).parent_keys for key in tasks)
     assert "interactions.csv" in (graph.get(source_key("ingestion")).description or "")
 
 
