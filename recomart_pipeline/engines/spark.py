@@ -39,6 +39,8 @@ FIXED_CONF = {
     "spark.sql.ansi.enabled": "true",
     # "timestamp" is a column, as in DuckDB (and standard SQL), not a string.
     "spark.sql.ansi.doubleQuotedIdentifiers": "true",
+    # Typed tables keep nanoseconds; Spark's timestamps hold µs, so read them as epoch ns.
+    "spark.sql.legacy.parquet.nanosAsLong": "true",
 }
 QUIET_CONF = {"spark.ui.showConsoleProgress": "false"}
 
@@ -124,7 +126,7 @@ class SparkSession(ClosedOnExit):
         self.spark = active
         self.version: str = active.version
         self._scratch = scratch
-        self._kept: list[Any] = []
+        self._kept: dict[str, Any] = {}
         self._views: list[str] = []
         self._streams = 0
 
@@ -169,10 +171,13 @@ class SparkSession(ClosedOnExit):
     def keep(self, name: str, sql: str, params: dict[str, Any]) -> None:
         frame = self._sql(sql, params).cache()
         frame.count()  # computed now, once
-        self._kept.append(frame)
+        self._kept[name] = frame
         self._view(name, frame)
 
     def drop(self, name: str) -> None:
+        kept = self._kept.pop(name, None)
+        if kept is not None:  # an iterative rule (k-core) keeps one table per round
+            kept.unpersist()
         self.spark.catalog.dropTempView(name)
 
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
@@ -203,11 +208,11 @@ class SparkSession(ClosedOnExit):
             shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
-        for frame in self._kept:
+        for frame in self._kept.values():
             frame.unpersist()
         for name in self._views:
             self.spark.catalog.dropTempView(name)
-        self._kept, self._views = [], []
+        self._kept, self._views = {}, []
         if self._owned:
             self.spark.stop()
 
