@@ -162,11 +162,25 @@ class InteractionPreparation(ClosedOnExit):
     def _k_core(self, rows: int) -> tuple[str | None, int, int]:
         """(the table of the kept rows' ``rn``, None if all of ``clean``; rounds taken; rows
         kept): round after round, keep the rows whose user and item have their minimum
-        among the rows still kept."""
+        among the rows still kept.
+
+        The rounds work on integer codes of the users and items (``core_0``): grouping and
+        joining integers is ~3x faster than text, and a round is repeated many times."""
         rules = self._rules
         if rules.min_user_interactions <= 1 and rules.min_item_interactions <= 1:
             return None, 1, rows  # nothing can go: the first round is stable
-        current, p = "clean", self._sql.param
+        self._session.keep(
+            "core_0",
+            """
+            SELECT c.rn, u.code AS u, i.code AS i FROM clean c
+            JOIN (SELECT user_id, row_number() OVER (ORDER BY user_id) AS code
+                  FROM (SELECT DISTINCT user_id FROM clean) d) u ON u.user_id = c.user_id
+            JOIN (SELECT item_id, row_number() OVER (ORDER BY item_id) AS code
+                  FROM (SELECT DISTINCT item_id FROM clean) d) i ON i.item_id = c.item_id
+            """,
+            {},
+        )
+        current, p = "core_0", self._sql.param
         params = {"min_user": rules.min_user_interactions, "min_item": rules.min_item_interactions}
         rounds = rules.max_kcore_rounds
         for round_number in range(1, rules.max_kcore_rounds + 1):
@@ -174,11 +188,11 @@ class InteractionPreparation(ClosedOnExit):
             self._session.keep(
                 name,
                 f"""
-                SELECT c.rn, c.user_id, c.item_id FROM {current} c
-                JOIN (SELECT user_id FROM {current} GROUP BY user_id
-                      HAVING count(*) >= {p("min_user")}) u ON u.user_id = c.user_id
-                JOIN (SELECT item_id FROM {current} GROUP BY item_id
-                      HAVING count(*) >= {p("min_item")}) i ON i.item_id = c.item_id
+                SELECT c.rn, c.u, c.i FROM {current} c
+                JOIN (SELECT u FROM {current} GROUP BY u
+                      HAVING count(*) >= {p("min_user")}) users ON users.u = c.u
+                JOIN (SELECT i FROM {current} GROUP BY i
+                      HAVING count(*) >= {p("min_item")}) items ON items.i = c.i
                 """,
                 params,
             )
@@ -187,10 +201,12 @@ class InteractionPreparation(ClosedOnExit):
                 self._session.drop(name)
                 rounds = round_number
                 break
-            if current != "clean":
-                self._session.drop(current)
+            self._session.drop(current)
             current, rows = name, kept
-        return (None if current == "clean" else current), rounds, rows
+        if current == "core_0":  # the first round was stable: every clean row stays
+            self._session.drop(current)
+            return None, rounds, rows
+        return current, rounds, rows
 
     def timestamp_at(self, position: int) -> int:
         """The timestamp (epoch ns) at ``position`` in time order."""
@@ -216,14 +232,19 @@ class InteractionPreparation(ClosedOnExit):
         self._session.register(name, pa.table({"user_rows": counts, "chosen": chosen}))
 
     def _assign(self, extra: str, joins: str, part: str, params: dict[str, object]) -> None:
-        """Keep every cleaned row with its time-order position ``pos`` and its ``part``."""
+        """Keep every cleaned row with its time-order position ``pos`` and its ``part``.
+
+        The position is numbered on (``rn``, ``ts``) alone and joined back: sorting the
+        narrow rows and joining is ~2x faster than sorting the wide ones."""
         self._session.keep(
             "assigned",
             f"""
             SELECT o.pos, o.user_id, o.item_id, o.event_type, o.ts, o.rating, o.weight,
                    {part} AS part
-            FROM (SELECT r.*, row_number() OVER (ORDER BY ts, rn) - 1 AS pos{extra}
-                  FROM ({self._rows}) r) o
+            FROM (SELECT r.*, ord.pos{extra}
+                  FROM ({self._rows}) r
+                  JOIN (SELECT rn, row_number() OVER (ORDER BY ts, rn) - 1 AS pos
+                        FROM ({self._rows}) r) ord ON ord.rn = r.rn) o
             {joins}
             """,
             params,
@@ -248,8 +269,8 @@ class InteractionPreparation(ClosedOnExit):
         who keep at least one event in train."""
         self._sizes("held_out", held_out)
         extra = (
-            ", row_number() OVER (PARTITION BY user_id ORDER BY ts DESC, rn DESC) - 1 AS user_rank"
-            ", count(*) OVER (PARTITION BY user_id) AS user_rows"
+            ", row_number() OVER (PARTITION BY r.user_id ORDER BY r.ts DESC, r.rn DESC) - 1 AS user_rank"
+            ", count(*) OVER (PARTITION BY r.user_id) AS user_rows"
         )
         joins = "JOIN held_out h ON h.user_rows = o.user_rows"
         part = f"CASE WHEN o.user_rank < h.chosen AND o.user_rows > h.chosen THEN {TEST} ELSE {TRAIN} END"
@@ -261,8 +282,8 @@ class InteractionPreparation(ClosedOnExit):
         self._session.register("held_users", pa.table({"user_id": held_users.cast(pa.string())}))
         self._sizes("fold_in_sizes", fold_in)
         extra = (
-            ", row_number() OVER (PARTITION BY user_id ORDER BY ts, rn) - 1 AS user_rank"
-            ", count(*) OVER (PARTITION BY user_id) AS user_rows"
+            ", row_number() OVER (PARTITION BY r.user_id ORDER BY r.ts, r.rn) - 1 AS user_rank"
+            ", count(*) OVER (PARTITION BY r.user_id) AS user_rows"
         )
         joins = (
             "LEFT JOIN held_users hu ON hu.user_id = o.user_id "
