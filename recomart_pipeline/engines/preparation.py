@@ -144,9 +144,11 @@ class InteractionPreparation(ClosedOnExit):
             if self._core is None
             else f"SELECT c.* FROM clean c JOIN {self._core} k ON k.rn = c.rn"
         )
+        # after a k-core, its integer codes count the same users and items, without the join
+        users, items = ("user_id", "item_id") if self._core is None else ("u", "i")
         distinct = self._session.fetch(
-            "SELECT count(DISTINCT user_id) AS users, count(DISTINCT item_id) AS items "
-            f"FROM ({self._rows}) r"
+            f"SELECT count(DISTINCT {users}) AS users, count(DISTINCT {items}) AS items "
+            f"FROM {self._core or 'clean'}"
         )
         return Cleaned(
             rows_in=rows_in,
