@@ -99,7 +99,9 @@ def prepare_on(
 ) -> TaskResult:
     ctx = harness.context("preparation", config, {"validation": upstream})
     ctx.engine = engine
-    return builtin_spec("preparation").function()(ctx)
+    result = builtin_spec("preparation").function()(ctx)
+    assert isinstance(result, TaskResult)
+    return result
 
 
 def assert_conform(
@@ -232,7 +234,9 @@ def test_an_unstable_k_core_stops_after_the_same_rounds(
     harness: TaskHarness, tmp_path: Path, engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A chain that loses one user per round: both stop at the round limit, unstable."""
-    rows = [(f"u{n}", f"i{n}", "view", None, f"2026-01-{n + 1:02d}") for n in range(12)]
+    rows: list[tuple[str, str, str, float | None, str]] = [
+        (f"u{n}", f"i{n}", "view", None, f"2026-01-{n + 1:02d}") for n in range(12)
+    ]
     rows += [(f"u{n + 1}", f"i{n}", "view", None, f"2026-02-{n + 1:02d}") for n in range(11)]
     schema = TYPED_SCHEMAS["interactions"]
     frame = events(rows).assign(weight=np.float32(1))[schema.names]
