@@ -45,7 +45,7 @@ test: setup-dev
 	$(PY) -m pytest
 
 test-fast: setup-dev
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" -n auto
 
 # The instance settings are versioned in .dagster_home/dagster.yaml; another DAGSTER_HOME
 # gets a copy unless it has its own.

@@ -13,7 +13,8 @@ evaluation task's code (``ml.evaluate.evaluate_model``): NDCG@10, precision@10, 
 and the fit seconds (one warm-up fit on a tiny set first, so numba compilation is not
 counted). ``implicit``'s ``AlternatingLeastSquares`` (64 factors, 15 iterations,
 regularization 0.01, alpha 1) joins when that library is installed (it is optional and not
-needed for CI).
+needed for CI), through ``vs_implicit.py``'s wrapper (checked there against implicit's own
+ranking). ``vs_implicit.py`` runs its models through this script's ``fit_and_score``.
 
 ``--tune SECONDS`` adds a tuned version of each candidate with a search space (``SPACES``):
 the training task's tuning (``ml.tuning``: seeded TPE, the defaults as trial 0) on a
@@ -30,9 +31,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     "popularity": ("popularity", {}),
 }
 K = 10
+RANKING = (f"ndcg_at_{K}", f"precision_at_{K}", f"recall_at_{K}")
 # The searches --tune runs (also the examples of docs/models.md).
 SPACES: dict[str, dict[str, Any]] = {
     "ease": {"regularization": FloatRange(type="float", low=5.0, high=5000.0, log=True)},
@@ -106,52 +109,18 @@ def matrices(
     return data, held, int(known.sum()), int((~known).sum())
 
 
-class _ImplicitALS(Recommender):
-    """implicit's ALS wrapped so the same evaluation code scores it (factors as state)."""
-
-    model_type = "implicit_als"
-    short_name = "implicit_als"
-    predicts_ratings = False
-    state_shapes = {"user_factors": "users", "item_factors": "items"}  # noqa: RUF012
-
-    def _fit(self, train: TrainingData, on_epoch: Any) -> Any:  # pragma: no cover - optional
-        from implicit.cpu.als import AlternatingLeastSquares
-
-        model = AlternatingLeastSquares(
-            factors=64, iterations=15, regularization=0.01, alpha=1.0, random_state=0
-        )
-        model.fit(train.interactions(), show_progress=False)
-        from recomart_pipeline.ml.base import FitReport
-
-        state = {
-            "user_factors": np.asarray(model.user_factors, np.float32),
-            "item_factors": np.asarray(model.item_factors, np.float32),
-        }
-        return state, FitReport(0.0, n_train=train.interactions().nnz)
-
-    def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        x, y = self._state["user_factors"], self._state["item_factors"]
-        return np.einsum("nk,nk->n", x[users], y[items]).astype(np.float32)
-
-    def _score_items(self, users: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(
-            self._state["user_factors"][users] @ self._state["item_factors"].T, np.float32
-        )
-
-
 def _models() -> dict[str, Recommender]:
     models = {name: create_model(kind, params) for name, (kind, params) in CANDIDATES.items()}
     try:
         import implicit  # noqa: F401
     except ImportError:
         return models
-    from pydantic import BaseModel
+    # vs_implicit's wrapper (checked there against implicit's own recommend), with issue
+    # 20's reference setting; imported here only when implicit is installed
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from vs_implicit import THEIRS, implicit_model
 
-    class _NoParams(BaseModel):
-        """implicit's ALS is configured in _ImplicitALS itself: no params to validate."""
-
-    _ImplicitALS.Params = _NoParams
-    models["implicit_als"] = _ImplicitALS()
+    models["implicit_als"] = implicit_model(THEIRS["implicit_als_64f"])
     return models
 
 
@@ -165,37 +134,61 @@ def _warm_up() -> None:
         model.recommend(np.arange(40), 5, tiny.implicit)
 
 
-def benchmark(name: str, frame: pd.DataFrame, tune_seconds: float | None = None) -> dict[str, Any]:
+def prepare(name: str, frame: pd.DataFrame) -> tuple[TrainingData, sp.csr_matrix, dict[str, Any]]:
+    """The split of ``frame``'s pairs, its matrices, and the facts every result starts with."""
     train_frame, test_frame = surprise_split(frame)
     train, held, n_test, dropped = matrices(train_frame, test_frame)
-    result: dict[str, Any] = {
+    header = {
         "data": name,
         "pairs": len(frame),
         "users": train.n_users,
         "items": train.n_items,
         "test_pairs": n_test,
         "test_pairs_dropped_unknown": dropped,
-        "models": {},
     }
-    for label, model in _models().items():
+    return train, held, header
+
+
+def figures(model: Recommender, train: TrainingData, held: sp.csr_matrix) -> dict[str, float]:
+    """NDCG, precision and recall at ``K`` on the test pairs, train items excluded."""
+    metrics = evaluate_model(
+        model, test_ratings=None, test_interactions=held, exclude=train.implicit, k=K
+    ).metrics
+    return {name: round(metrics[name], 4) for name in RANKING}
+
+
+def fit_and_score(
+    name: str,
+    models: Mapping[str, Recommender],
+    train: TrainingData,
+    held: sp.csr_matrix,
+    repeats: int = 1,
+    check: Callable[[str, Recommender, TrainingData], None] | None = None,
+) -> dict[str, Any]:
+    """Each model fitted on ``train`` (the best of ``repeats`` fits is its fit time; the last
+    fit is scored), ``check(label, model, train)`` run on it, then scored on ``held``; a
+    model that does not apply gets its skip reason. Printed as it goes."""
+    results: dict[str, Any] = {}
+    for label, model in models.items():
         reason = model.skip_reason(train)
         if reason is not None:
-            result["models"][label] = {"skipped": reason}
+            results[label] = {"skipped": reason}
             continue
-        started = time.perf_counter()
-        model.fit(train)
-        fit_seconds = time.perf_counter() - started
-        scored = evaluate_model(
-            model, test_ratings=None, test_interactions=held, exclude=train.implicit, k=K
-        )
-        metrics = scored.metrics
-        result["models"][label] = {
-            f"ndcg_at_{K}": round(metrics[f"ndcg_at_{K}"], 4),
-            f"precision_at_{K}": round(metrics[f"precision_at_{K}"], 4),
-            f"recall_at_{K}": round(metrics[f"recall_at_{K}"], 4),
-            "fit_seconds": round(fit_seconds, 3),
-        }
-        print(f"{name} {label}: {result['models'][label]}", flush=True)
+        fit_seconds = math.inf
+        for _ in range(repeats):
+            started = time.perf_counter()
+            model.fit(train)
+            fit_seconds = min(fit_seconds, time.perf_counter() - started)
+        if check is not None:
+            check(label, model, train)
+        results[label] = {**figures(model, train, held), "fit_seconds": round(fit_seconds, 3)}
+        print(f"{name} {label}: {results[label]}", flush=True)
+    return results
+
+
+def benchmark(name: str, frame: pd.DataFrame, tune_seconds: float | None = None) -> dict[str, Any]:
+    train, held, result = prepare(name, frame)
+    result["models"] = fit_and_score(name, _models(), train, held)
     if tune_seconds is not None:
         started = time.perf_counter()
         result["models"].update(tuned(name, train, held, tune_seconds))
@@ -245,13 +238,15 @@ def tuned(
         kind, base = CANDIDATES[label]
         share = (budget_seconds - spent) / (len(spaces) - position)
         configured = create_model(kind, base).params.model_dump()
+        # a share already spent (an earlier trial overran the budget) still runs trial 0,
+        # the defaults, so every tuned row is a fit and a figure, not an empty search
         search = tune(
             space,
             _objective(kind, base, holdout, users),
             direction="maximize",
             seed=0,
-            n_trials=None,
-            budget_seconds=max(share, 0.0),
+            n_trials=None if share > 0 else 1,
+            budget_seconds=share if share > 0 else None,
             start=configured,
         )
         spent += search.seconds
@@ -261,14 +256,8 @@ def tuned(
         started = time.perf_counter()
         model.fit(train)
         fit_seconds = time.perf_counter() - started
-        scored = evaluate_model(
-            model, test_ratings=None, test_interactions=held, exclude=train.implicit, k=K
-        )
-        metrics = scored.metrics
         results[f"{label}_tuned"] = {
-            f"ndcg_at_{K}": round(metrics[f"ndcg_at_{K}"], 4),
-            f"precision_at_{K}": round(metrics[f"precision_at_{K}"], 4),
-            f"recall_at_{K}": round(metrics[f"recall_at_{K}"], 4),
+            **figures(model, train, held),
             "fit_seconds": round(fit_seconds, 3),
             "tune_seconds": round(search.seconds, 3),
             "trials": len(search.trials),

@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE))
 import serving as serving_benchmark  # noqa: E402
 import timeout_enforcement  # noqa: E402
 import validate_startup  # noqa: E402
+from report_blocks import markers, replace_block  # noqa: E402
 
 from recomart_pipeline import PipelineConfig, TaskDependencyGraph  # noqa: E402
 from recomart_pipeline.datagen import generate_dataset  # noqa: E402
@@ -303,7 +304,9 @@ def write_report(
     lines += timeout_enforcement.report_lines(_load_if_present("timeout_enforcement"))
     lines += serving_benchmark.report_lines(_load_if_present("serving"))
     lines += _growth_lines(e2e) + _target_lines(e2e, over, scale, startup)
-    (REPO / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
+    # Only this script's block: the engines table and the quality sections stay as written.
+    begin, end = markers("pipeline", "benchmarks/run_all.py")
+    replace_block(REPO / "BENCHMARKS.md", begin, end, "\n".join(lines), first=True)
 
 
 def _growth_lines(e2e: list[dict[str, Any]]) -> list[str]:

@@ -3,6 +3,9 @@
     python benchmarks/serving.py            # 1M interactions, 100k users; 3 x 10 s per phase
     python benchmarks/serving.py --quick    # 20k interactions; 2 x 1 s per phase (CI)
     python benchmarks/serving.py --report   # only rewrite BENCHMARKS.md's serving section
+    python benchmarks/serving.py --first-request-only --reuse-model   # repeat the first-
+        # request figures (no load rounds) on the model already trained; each run is added
+        # to results/serving_first_request.json, the spread BENCHMARKS.md shows
 
 Trains the default pipeline on generated data (its own tasks, up to deploy, which registers
 the model with its precomputed top-K arrays), then, in one run on this machine, starts each
@@ -14,13 +17,18 @@ sending its next request as soon as the previous answer arrives:
 - ``before_memory`` and ``before_memory_2_workers``: the service before it stopped loading
   numba, scipy, pandas and a private copy of the model into every worker
   (``BEFORE_MEMORY_COMMIT``), one and two workers, on the same registry;
+- ``before_first_request``: the service before ``/ready`` sent real requests through the app
+  and the request arrays were kept mapped in (``BEFORE_FIRST_COMMIT``), one worker;
 - ``current``: this checkout's service, one worker; ``current_2_workers``: two workers.
 
 Each service gets ``/health`` phases and ``/recommendations`` phases (known and unknown
 users, k=10 and k=100, in a fixed mix), so the two are comparable side by side; all services
 run at once and take turns, round after round, so that other work on a shared machine
 spreads over all of them. Also
-recorded: the first personalised request right after the service reported ready, and the
+recorded: the first personalised request right after the service answered ``/ready`` (a
+``/ready`` call, then the request, as a load balancer adding the service does), the same
+client's next requests, and one more after a second of idleness (what any request pays after a
+quiet spell: a like-for-like reference for the first one), and the
 memory of each service process after the load, from ``/proc/<pid>/smaps``: RSS (every page
 it has resident, shared ones included), PSS (shared pages split between the processes that
 map them), USS (its private pages: what the process alone costs), its anonymous memory and
@@ -64,6 +72,8 @@ sys.path.insert(0, str(REPO))
 BASELINE_COMMIT = "b20c470"
 # The last commit whose workers imported numba/scipy/pandas and copied the model (issue 17).
 BEFORE_MEMORY_COMMIT = "cc972bc"
+# The last commit whose /ready did not warm the request path nor keep its arrays mapped in.
+BEFORE_FIRST_COMMIT = "87eec74"
 # --quick: a worker of the small model may hold at most this much private memory (USS); the
 # workers before BEFORE_MEMORY_COMMIT's successor held ~190 MiB, the interpreter with numpy,
 # FastAPI and uvicorn ~45 MiB. A bound on memory, not on time: it cannot flake with load.
@@ -83,6 +93,8 @@ SIZES = {
 }
 KNOWN_SHARE, K100_SHARE = 0.8, 0.25  # the /recommendations mix
 LATER = 21  # same-client requests after the first one: its like-for-like median
+IDLE_SECONDS = 1.0  # the quiet spell before the "after idle" request
+FIRST_REQUEST_RUNS = "serving_first_request.json"  # --first-request-only runs, appended
 
 
 # -- the load generator (runs in its own process: ``serving.py --load SPEC``) -----------------
@@ -405,11 +417,15 @@ class Service:
             self.figures["startup_seconds"] = time.monotonic() - self.launched
         return ready
 
-    def first_request(self, first_path: str, later_paths: list[str]) -> None:
-        """Time the first personalised request after ready, then the same kind of request
-        (same client: a new connection each) for other users once it has been served: the
-        like-for-like median the first one is compared with. The load rounds' medians use
-        keep-alive connections, which a first request cannot."""
+    def first_request(self, first_path: str, later_paths: list[str], idle_path: str) -> None:
+        """Time the first personalised request right after a ``/ready`` that answered 200,
+        then the same kind of request (same client: a new connection each) for other users
+        once it has been served: the like-for-like median the first one is compared with
+        (the load rounds' medians use keep-alive connections, which a first request cannot);
+        then one more after ``IDLE_SECONDS`` of quiet, for another user."""
+        status = _get(self.base + self.ready_path)[0]
+        if status != 200:
+            raise RuntimeError(f"{self.name}: {self.ready_path} answered {status} after ready")
         started = time.perf_counter()
         self.figures["first_request_status"] = _get(self.base + first_path)[0]
         self.figures["first_request_ms"] = (time.perf_counter() - started) * 1000
@@ -420,6 +436,10 @@ class Service:
             later.append((time.perf_counter() - started) * 1000)
         self.figures["later_request_ms"] = statistics.median(later)
         self.figures["later_request_p90_ms"] = statistics.quantiles(later, n=10)[-1]
+        time.sleep(IDLE_SECONDS)  # the quiet spell is what is measured here
+        started = time.perf_counter()
+        _get(self.base + idle_path)
+        self.figures["after_idle_request_ms"] = (time.perf_counter() - started) * 1000
 
     def run_round(self, endpoint: str, paths: list[str], seconds: float, scratch: Path) -> None:
         """One load round, with the CPU time the service spent on it."""
@@ -476,25 +496,40 @@ def request_paths(registry: Path, n: int = 4000) -> dict[str, list[str]]:
         user = rng.choice(known) if rng.random() < KNOWN_SHARE else f"new-visitor-{i}"
         k = 100 if rng.random() < K100_SHARE else 10
         mix.append(f"/recommendations/{user}?k={k}")
-    first, *later = (f"/recommendations/{rng.choice(known)}?k=10" for _ in range(1 + LATER))
-    return {"health": ["/health"], "recommendations": mix, "first": [first], "later": later}
+    first, *later, idle = (f"/recommendations/{rng.choice(known)}?k=10" for _ in range(2 + LATER))
+    return {
+        "health": ["/health"],
+        "recommendations": mix,
+        "first": [first],
+        "later": later,
+        "idle": [idle],
+    }
 
 
-def run(quick: bool, results_dir: Path) -> dict[str, Any]:
+def run(
+    quick: bool, results_dir: Path, reuse_model: bool = False, first_request_only: bool = False
+) -> dict[str, Any]:
     size = SIZES["quick" if quick else "full"]
     scratch = SCRATCH / ("quick" if quick else "full")
     scratch.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    registry = train(size, scratch / "project")
+    registry = scratch / "project" / "storage" / "registry"
+    if not (reuse_model and (registry / "champion.json").exists()):
+        registry = train(size, scratch / "project")
     train_seconds = time.monotonic() - started
+    started_load = load_average()
     paths = request_paths(registry)
     arrays_mib = sum(p.stat().st_size for p in registry.glob("v*/*.npy")) / 2**20
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     serve = [sys.executable, "-m", "recomart_pipeline.serving"]
     services: list[Service] = []
     skipped: dict[str, str] = {}
-    old = checkout(BASELINE_COMMIT, scratch / "baseline")
-    before = checkout(BEFORE_MEMORY_COMMIT, scratch / "before-memory")
+    old = None if first_request_only else checkout(BASELINE_COMMIT, scratch / "baseline")
+    # --first-request-only compares the service before this change with this one
+    before = (
+        None if first_request_only else checkout(BEFORE_MEMORY_COMMIT, scratch / "before-memory")
+    )
+    before_first = checkout(BEFORE_FIRST_COMMIT, scratch / "before-first-request")
     try:
         if old is not None:
             copy = baseline_registry(registry, scratch)
@@ -507,11 +542,15 @@ def run(quick: bool, results_dir: Path) -> dict[str, Any]:
                     copy,
                 )
             )
-        variants = [("current", env)]
+        variants: list[tuple[str, dict[str, str], tuple[int, ...]]] = [("current", env, (1, 2))]
+        if before_first is not None:
+            variants.insert(
+                0, ("before_first_request", {**os.environ, "PYTHONPATH": str(before_first)}, (1,))
+            )
         if before is not None:
-            variants.insert(0, ("before_memory", {**os.environ, "PYTHONPATH": str(before)}))
-        for name, variant_env in variants:
-            for workers in (1, 2):
+            variants.insert(0, ("before_memory", {**os.environ, "PYTHONPATH": str(before)}, (1, 2)))
+        for name, variant_env, worker_counts in variants:
+            for workers in worker_counts:
                 services.append(
                     Service(
                         name if workers == 1 else f"{name}_{workers}_workers",
@@ -535,7 +574,9 @@ def run(quick: bool, results_dir: Path) -> dict[str, Any]:
                 break
             time.sleep(0.05)  # polling while the services start
         for service in services:
-            service.first_request(paths["first"][0], paths["later"])
+            service.first_request(paths["first"][0], paths["later"], paths["idle"][0])
+        if first_request_only:
+            return first_request_run(services, skipped, results_dir)
         # the services take turns, phase by phase, so a busy spell on a shared machine
         # lands on all of them rather than on one
         for _ in range(size["rounds"]):
@@ -565,12 +606,40 @@ def run(quick: bool, results_dir: Path) -> dict[str, Any]:
         else None,
         "skipped": skipped,
         "before_memory_commit": BEFORE_MEMORY_COMMIT if before is not None else None,
+        "before_first_request_commit": BEFORE_FIRST_COMMIT if before_first is not None else None,
+        "load_average": [started_load, load_average()],
         "services": measured,
     }
     results_dir.mkdir(parents=True, exist_ok=True)
     name = "serving_quick.json" if quick else "serving.json"
     (results_dir / name).write_text(json.dumps(results, indent=2))
     return results
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS does not say): how busy the machine was."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def first_request_run(
+    services: list[Service], skipped: dict[str, str], results_dir: Path
+) -> dict[str, Any]:
+    """Add this run's first-request figures to ``FIRST_REQUEST_RUNS`` (all runs so far)."""
+    keys = ("first_request_ms", "later_request_ms", "later_request_p90_ms", "after_idle_request_ms")
+    run = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average": load_average(),
+        "skipped": skipped,
+        "services": {s.name: {k: s.figures[k] for k in keys} for s in services},
+    }
+    path = results_dir / FIRST_REQUEST_RUNS
+    runs = json.loads(path.read_text()) if path.exists() else []
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([*runs, run], indent=2))
+    return run
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -590,13 +659,23 @@ def _compared(results: dict[str, Any]) -> str:
             "scipy and pandas and copying the model (commit "
             f"{results['before_memory_commit']}), on the same registry. "
         )
+    if results.get("before_first_request_commit"):
+        text += (
+            "`before_first_request` is the service before `/ready` sent real requests through "
+            "the app and the request arrays were kept mapped in (commit "
+            f"{results['before_first_request_commit']}), on the same registry. "
+        )
+    loads = results.get("load_average")
+    if loads and None not in loads:
+        text += f"Load average (1 min) at the start of the services and at the end: {loads[0]:.1f}, {loads[1]:.1f}. "
     for name, reason in results.get("skipped", {}).items():
         text += f"`{name}` is left out: {reason}. "
     return text
 
 
-def report_lines(results: dict[str, Any] | None) -> list[str]:
-    """The BENCHMARKS.md section (also rendered by ``run_all.py`` from the saved results)."""
+def report_lines(results: dict[str, Any] | None, results_dir: Path = RESULTS) -> list[str]:
+    """The BENCHMARKS.md section (also rendered by ``run_all.py`` from the saved results),
+    with the repeated first-request runs saved in ``results_dir``."""
     if not results:
         return []
     by_name = {s["service"]: s for s in results["services"]}
@@ -634,9 +713,10 @@ def report_lines(results: dict[str, Any] | None) -> list[str]:
         lines += [row(s, "health"), row(s, "recommendations")]
     lines += [
         "",
-        "| service | ready after start (s; all start at once) | first request after ready (ms) | "
-        f"the next {LATER}, same client: median / p90 (ms) | median request under load (ms) |",
-        "|---|---|---|---|---|",
+        "| service | ready after start (s; all start at once) | first request after `/ready` "
+        f"(ms) | the next {LATER}, same client: median / p90 (ms) | one more after "
+        f"{IDLE_SECONDS:.0f} s idle (ms) | median request under load (ms) |",
+        "|---|---|---|---|---|---|",
     ]
     for s in results["services"]:
         later = (
@@ -644,10 +724,13 @@ def report_lines(results: dict[str, Any] | None) -> list[str]:
             if "later_request_ms" in s
             else "–"
         )
+        idle = f"{s['after_idle_request_ms']:.1f}" if "after_idle_request_ms" in s else "–"
         lines.append(
             f"| {s['service']} | {s['startup_seconds']:.1f} | {s['first_request_ms']:.1f} | "
-            f"{later} | {s['recommendations']['p50_ms']:.1f} |"
+            f"{later} | {idle} | {s['recommendations']['p50_ms']:.1f} |"
         )
+    lines += first_request_runs_lines(results_dir)
+    lines += FIRST_REQUEST_FINDINGS
     lines += [
         "",
         "Memory per process after the load, MiB (`/proc/<pid>/smaps`): RSS counts every "
@@ -702,7 +785,8 @@ def report_lines(results: dict[str, Any] | None) -> list[str]:
             "a worker maps no llvmlite, pyarrow, pandas or scipy library)."
         )
     if current and two:
-        lines += ["", *_target_lines(results, current, two, by_name.get("before_memory"))]
+        runs = first_request_runs(results_dir)
+        lines += ["", *_target_lines(results, current, two, by_name.get("before_memory"), runs)]
     return lines
 
 
@@ -731,14 +815,46 @@ def memory_targets(results: dict[str, Any], service: dict[str, Any]) -> dict[str
     return figures
 
 
+def first_request_target(one: dict[str, Any], runs: list[dict[str, Any]]) -> tuple[str, str, bool]:
+    """The first-request target row. One request is one draw: without warm-up it lands above
+    the median half the time, so it is judged against the same client's next requests (a
+    new connection each, like it): within their spread (p90), where a warm-up would not be.
+    With repeated runs (``--first-request-only``), their medians decide, not one draw."""
+    target = (
+        "first request after `/ready` as fast as the median request (same client: "
+        "within the next requests' p90)"
+    )
+    figures = [run["services"]["current"] for run in runs if "current" in run["services"]]
+    if not figures:
+        return (
+            target,
+            f"{one['first_request_ms']:.1f} ms vs median {one['later_request_ms']:.1f}, "
+            f"p90 {one['later_request_p90_ms']:.1f} ms",
+            one["first_request_ms"] <= one["later_request_p90_ms"],
+        )
+    first, later, p90 = (
+        statistics.median(f[key] for f in figures)
+        for key in ("first_request_ms", "later_request_ms", "later_request_p90_ms")
+    )
+    hits = sum(f["first_request_ms"] <= f["later_request_p90_ms"] for f in figures)
+    return (
+        target,
+        f"medians of {len(figures)} runs: {first:.1f} ms vs median {later:.1f}, p90 "
+        f"{p90:.1f} ms (within p90 in {hits} of {len(figures)} runs)",
+        first <= p90,
+    )
+
+
 def _target_lines(
     results: dict[str, Any],
     one: dict[str, Any],
     two: dict[str, Any],
     before: dict[str, Any] | None = None,
+    runs: list[dict[str, Any]] | None = None,
 ) -> list[str]:
     """Issue 17's targets against this run's figures (one worker unless said otherwise)."""
     recs, health = one["recommendations"], one["health"]
+    runs = runs or []
     arrays = results["arrays_on_disk_mib"]
     mem = memory_targets(results, {**one, "two": two})
     was = ""
@@ -764,16 +880,7 @@ def _target_lines(
             f"{recs['requests_per_second']:,.0f} req/s, p99 {recs['p99_ms']:.1f} ms",
             recs["requests_per_second"] >= 2000 and recs["p99_ms"] <= 25,
         ),
-        (
-            # One request is one draw: without warm-up it lands above the median half the
-            # time. It is judged against the same client's next requests (a new connection
-            # each, like it): within their spread (p90), where a warm-up would not be.
-            "first request after `/ready` as fast as the median request (same client: "
-            "within the next requests' p90)",
-            f"{one['first_request_ms']:.1f} ms vs median {one['later_request_ms']:.1f}, "
-            f"p90 {one['later_request_p90_ms']:.1f} ms",
-            one["first_request_ms"] <= one["later_request_p90_ms"],
-        ),
+        first_request_target(one, runs),
         (
             "0 errors under load",
             f"{recs['errors'] + health['errors']}",
@@ -806,11 +913,108 @@ def _target_lines(
     ]
 
 
-def write_report(results: dict[str, Any]) -> None:
+# Why a first request is slower, as measured once with instrumented services (not re-run by
+# this script; the repeated runs above are).
+FIRST_REQUEST_FINDINGS = [
+    "",
+    "Where the first request's extra time went (measured on 2026-11-29 on this machine, load "
+    "average 5-12, with an instrumented copy of the service: the app timed per phase, the "
+    "event-loop thread's page faults counted with `getrusage(RUSAGE_THREAD)`, uvicorn's "
+    "connection callbacks time-stamped on the same monotonic clock as a raw-socket client):",
+    "",
+    "- **First-time work in Python: one call.** Profiling the server's threads (what "
+    "`recomart_pipeline_tests/serving/test_first_request.py` asserts), the first request ran "
+    "the functions the next ones run plus `Counter.__missing__`: the metrics counter, "
+    "cleared after the start-up warm-up, inserted its label. Every label now exists from "
+    "the start.",
+    "- **Page faults: not first-only, and too cheap to see.** The load-time checks gave the "
+    "arrays' pages back (`MADV_DONTNEED`), so a request for a user not seen before took 0.38 "
+    "minor faults on average (its top-K rows), the first request or any other; per answer "
+    "in-process 14.1 vs 14.0 µs with the pages kept. The arrays a precomputed answer reads "
+    "are now mapped in at load (~14 ms for this model): 0.01 faults per request, and the "
+    "memory after the load is unchanged (seconds of traffic made those pages resident "
+    "anyway).",
+    "- **Code not run recently: the app's share.** The answer (lookup and rendering) took "
+    "~150 µs in the first request against ~55 µs in the next ones, and ~150 µs again after "
+    "1 s of quiet on a fully warmed service: caches, not initialisation. Now that `/ready` "
+    "sends real requests through the app, the first request's answer takes what the next "
+    "ones' do (56 vs 53 µs over 6 starts).",
+    "- **What remains is outside the app.** Client and server clocks aligned, over 10 starts "
+    "each (load ~5): before, the first request took 590 µs against 320 µs for the next ones "
+    "(the app's part 258 vs 137 µs); now 469 vs 304 µs (the app's part 175 vs 125 µs). The "
+    "rest is the client's connect and uvicorn's accept and parsing, which the app cannot "
+    "warm, and scheduling on a shared machine: after 1 s of quiet any request takes ~1.4 ms "
+    "against ~0.5 ms in a stream, in every version. One draw per start cannot resolve "
+    "0.1 ms on this machine: end to end, the repeated runs' medians of the service before "
+    "and after are equal (table above).",
+]
+
+
+def first_request_runs(results_dir: Path) -> list[dict[str, Any]]:
+    """The repeated first-request runs saved in ``results_dir`` (``--first-request-only``)."""
+    path = results_dir / FIRST_REQUEST_RUNS
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def first_request_runs_lines(results_dir: Path) -> list[str]:
+    """The repeated first-request runs, one row per run, if any."""
+    runs = first_request_runs(results_dir)
+    if not runs:
+        return []
+    names = list(dict.fromkeys(name for run in runs for name in run["services"]))
+    lines = [
+        "",
+        f"The first request, repeated (`--first-request-only`, {len(runs)} runs, each with "
+        "freshly started services; first after `/ready` / median / p90 of the next "
+        f"{LATER} / after {IDLE_SECONDS:.0f} s idle, ms):",
+        "",
+        "| run (UTC) | load average | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for run in runs:
+        cells = []
+        for name in names:
+            f = run["services"].get(name)
+            cells.append(
+                f"{f['first_request_ms']:.1f} / {f['later_request_ms']:.1f} / "
+                f"{f['later_request_p90_ms']:.1f} / {f['after_idle_request_ms']:.1f}"
+                if f
+                else "–"
+            )
+        load = run.get("load_average")
+        lines.append(
+            f"| {run['at'][11:16]} | {'–' if load is None else f'{load:.1f}'} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    medians, within = [], []
+    for name in names:
+        figures = [run["services"][name] for run in runs if name in run["services"]]
+        medians.append(
+            " / ".join(
+                f"{statistics.median(f[key] for f in figures):.1f}"
+                for key in (
+                    "first_request_ms",
+                    "later_request_ms",
+                    "later_request_p90_ms",
+                    "after_idle_request_ms",
+                )
+            )
+        )
+        hits = sum(f["first_request_ms"] <= f["later_request_p90_ms"] for f in figures)
+        within.append(f"{hits} of {len(figures)}")
+    lines += [
+        "| median of the runs | | " + " | ".join(medians) + " |",
+        "| first within the next requests' p90 | | " + " | ".join(within) + " |",
+    ]
+    return lines
+
+
+def write_report(results: dict[str, Any], results_dir: Path = RESULTS) -> None:
     """Replace (or add where ``run_all.py`` puts it) the serving section of BENCHMARKS.md."""
     path = REPO / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = "\n".join(report_lines(results)).strip("\n") + "\n"
+    section = "\n".join(report_lines(results, results_dir)).strip("\n") + "\n"
     lines = text.splitlines(keepends=True)
     heading = "## Serving (`benchmarks/serving.py`)"
     start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
@@ -833,18 +1037,32 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small model, 2 x 1 s phases (CI)")
     parser.add_argument("--report", action="store_true", help="only rewrite BENCHMARKS.md")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--reuse-model",
+        action="store_true",
+        help="serve the model an earlier run trained (in the scratch folder) if there is one",
+    )
+    parser.add_argument(
+        "--first-request-only",
+        action="store_true",
+        help=f"only the first-request figures (no load rounds), added to {FIRST_REQUEST_RUNS}",
+    )
     parser.add_argument("--load", help=argparse.SUPPRESS)  # the load generator process
     args = parser.parse_args()
     if args.load:
         _run_load(args.load)
         return 0
     if args.report:
-        write_report(json.loads((args.results_dir / "serving.json").read_text()))
+        write_report(json.loads((args.results_dir / "serving.json").read_text()), args.results_dir)
         return 0
-    results = run(args.quick, args.results_dir)
-    print("\n".join(report_lines(results)))
+    if args.first_request_only:
+        run_figures = run(args.quick, args.results_dir, args.reuse_model, first_request_only=True)
+        print(json.dumps(run_figures, indent=2))
+        return 0
+    results = run(args.quick, args.results_dir, args.reuse_model)
+    print("\n".join(report_lines(results, args.results_dir)))
     if not args.quick:
-        write_report(results)
+        write_report(results, args.results_dir)
         return 0
     # CI: the request path stays light whatever the machine's load (memory, not time)
     problems = [

@@ -2,11 +2,12 @@
 
 Why: issue 20 wants the project's candidates to *beat* the reference libraries, not just match
 them; that claim needs implicit's models trained on exactly the data ours see and scored by
-exactly our metric code. This script does that. Data, split and scoring are
-``benchmarks/quality.py``'s (imported, not copied): distinct (user, item) pairs, Surprise's
-seeded random 80/20 split (``perm = RandomState(0).permutation(n)``, the last ``ceil(0.2 n)``
-pairs are test), test pairs of unknown users or items dropped, train items excluded from the
-rankings, NDCG@10 / precision@10 / recall@10 from ``ml.evaluate.evaluate_model``.
+exactly our metric code. This script does that. Data, split, the fit-and-score loop and
+scoring are ``benchmarks/quality.py``'s (imported, not copied): distinct (user, item) pairs,
+Surprise's seeded random 80/20 split (``perm = RandomState(0).permutation(n)``, the last
+``ceil(0.2 n)`` pairs are test), test pairs of unknown users or items dropped, train items
+excluded from the rankings, NDCG@10 / precision@10 / recall@10 from
+``ml.evaluate.evaluate_model``.
 
 implicit's models are fitted on the same binary train matrix and wrapped as our
 ``Recommender`` (their factors, or their item-item similarity matrix), so our ``recommend``
@@ -35,7 +36,8 @@ Data: ``--generate USERS,ITEMS,INTERACTIONS`` (the project's generator, seed 7),
 ``--data FILE`` (``user_id``/``item_id`` columns), ``--movielens-shaped`` (the tests'
 MovieLens 100K ``u.data`` writer, ``recomart_pipeline_tests/real_shapes.py``: 300 users,
 120 items) and ``--latent USERS,ITEMS,PER_USER`` (the same latent-factor world at another
-size, e.g. MovieLens 100K's 943,1682,106).
+size, e.g. MovieLens 100K's 943,1682,106). On a latent world ``known_scores`` ranks by the
+generator's own noiseless key: what a perfect model would score, the ceiling of that data.
 
 implicit comes with the ``bench`` extra (part of ``dev``). Run:
 ``.venv/bin/python benchmarks/vs_implicit.py --generate 5000,1000,100000 --json out.json``.
@@ -49,7 +51,6 @@ import os
 import platform
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -75,7 +76,6 @@ from recomart_pipeline.ml.base import (  # noqa: E402
     StateShape,
     TrainingData,
 )
-from recomart_pipeline.ml.evaluate import evaluate_model  # noqa: E402
 from recomart_pipeline.ml.models import create_model  # noqa: E402
 from recomart_pipeline.ml.params import ALSHyperParams, ItemKNNParams  # noqa: E402
 
@@ -242,17 +242,6 @@ def check_agrees_with_implicit(model: Recommender, train: TrainingData, sample: 
     )
 
 
-def _figures(model: Recommender, train: TrainingData, held: sp.csr_matrix) -> dict[str, float]:
-    metrics = evaluate_model(
-        model, test_ratings=None, test_interactions=held, exclude=train.implicit, k=K
-    ).metrics
-    return {
-        f"ndcg_at_{K}": round(metrics[f"ndcg_at_{K}"], 4),
-        f"precision_at_{K}": round(metrics[f"precision_at_{K}"], 4),
-        f"recall_at_{K}": round(metrics[f"recall_at_{K}"], 4),
-    }
-
-
 def models() -> dict[str, Recommender]:
     ours = {label: create_model(kind, params) for label, (kind, params) in OURS.items()}
     return {**ours, **{label: implicit_model(params) for label, params in THEIRS.items()}}
@@ -269,38 +258,29 @@ def warm_up() -> None:
         model.recommend(np.arange(40), 5, tiny.implicit)
 
 
+def _check(label: str, model: Recommender, train: TrainingData) -> None:
+    if label in THEIRS:
+        check_agrees_with_implicit(model, train)
+
+
 def benchmark(
-    name: str, frame: pd.DataFrame, tune_als: float | None = None, repeats: int = 1
+    name: str,
+    frame: pd.DataFrame,
+    tune_als: float | None = None,
+    repeats: int = 1,
+    truth: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    train_frame, test_frame = quality.surprise_split(frame)
-    train, held, n_test, dropped = quality.matrices(train_frame, test_frame)
-    result: dict[str, Any] = {
-        "data": name,
-        "pairs": len(frame),
-        "users": train.n_users,
-        "items": train.n_items,
-        "test_pairs": n_test,
-        "test_pairs_dropped_unknown": dropped,
-        "load_average_before": round(os.getloadavg()[0], 2),
-        "models": {},
-    }
-    for label, model in models().items():
-        reason = model.skip_reason(train)
-        if reason is not None:
-            result["models"][label] = {"skipped": reason}
-            continue
-        fit_seconds = np.inf
-        for _ in range(repeats):
-            started = time.perf_counter()
-            model.fit(train)
-            fit_seconds = min(fit_seconds, time.perf_counter() - started)
-        if label in THEIRS:
-            check_agrees_with_implicit(model, train)
-        result["models"][label] = {
-            **_figures(model, train, held),
-            "fit_seconds": round(fit_seconds, 3),
-        }
-        print(f"{name} {label}: {result['models'][label]}", flush=True)
+    """Every model on ``frame``'s split; with ``truth`` (a generator's noiseless scores by raw
+    user and item id), also ``known_scores``: ranking by it, the data's ceiling."""
+    train, held, result = quality.prepare(name, frame)
+    result["load_average_before"] = round(os.getloadavg()[0], 2)
+    ranked = models()
+    if truth is not None:
+        train_frame, _ = quality.surprise_split(frame)
+        users = np.sort(train_frame["user_id"].unique()).astype(int)
+        items = np.sort(train_frame["item_id"].unique()).astype(int)
+        ranked["known_scores"] = KnownScores(truth[np.ix_(users, items)])
+    result["models"] = quality.fit_and_score(name, ranked, train, held, repeats, _check)
     if tune_als is not None:
         spaces = {"als": quality.SPACES["als"]}
         result["models"].update(quality.tuned(name, train, held, tune_als, spaces))
@@ -309,12 +289,40 @@ def benchmark(
     return result
 
 
-def movielens_shaped(spec: str | None = None) -> tuple[str, pd.DataFrame]:
+class KnownScores(Recommender):
+    """Ranks by scores given up front: the latent world's own ranking key (the generator's
+    ``true_scores``), the ceiling no model trained on its samples can beat."""
+
+    model_type = "known_scores"
+    short_name = "known_scores"
+    Params = ImplicitParams  # unused: the scores are the whole model
+    predicts_ratings = False
+    state_shapes: ClassVar[dict[str, StateShape]] = {"scores": "users"}
+
+    def __init__(self, scores: np.ndarray) -> None:
+        super().__init__(ImplicitParams(kind="als"))
+        self.scores = np.ascontiguousarray(scores, np.float32)
+
+    def _fit(
+        self, train: TrainingData, on_epoch: EpochCallback
+    ) -> tuple[dict[str, np.ndarray], FitReport]:
+        return {"scores": self.scores}, FitReport(0.0, n_train=0)
+
+    def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self._state["scores"][users, items]
+
+    def _score_items(self, users: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self._state["scores"][users])
+
+
+def movielens_shaped(spec: str | None = None) -> tuple[str, pd.DataFrame, np.ndarray | None]:
     """Pairs of the tests' MovieLens-shaped world: ``u.data`` as written and read back (no
-    spec), or the same latent-factor generator at ``USERS,ITEMS,PER_USER``."""
+    spec), or the same latent-factor generator at ``USERS,ITEMS,PER_USER`` with its
+    noiseless ranking key (users x items, by raw id)."""
     from recomart_pipeline_tests.ml.synthetic import make_synthetic
     from recomart_pipeline_tests.real_shapes import write_u_data
 
+    truth = None
     if spec is None:
         with tempfile.TemporaryDirectory() as folder:
             path = write_u_data(Path(folder))
@@ -328,8 +336,9 @@ def movielens_shaped(spec: str | None = None) -> tuple[str, pd.DataFrame]:
         order = np.lexsort((items, users))
         raw = pd.DataFrame({"user_id": users[order], "item_id": items[order]})
         label = f"latent-factor world {n_users:,} users x {n_items:,} items, {per_user}/user"
+        truth = data.true_scores
     pairs = raw[["user_id", "item_id"]].astype(str).drop_duplicates().reset_index(drop=True)
-    return label, pairs
+    return label, pairs, truth
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -359,8 +368,8 @@ def main(argv: list[str] | None = None) -> None:
     import implicit
 
     warm_up()
-    data: list[tuple[str, pd.DataFrame]] = []
-    data += [(path.name, quality.read_pairs(path)) for path in args.data]
+    data: list[tuple[str, pd.DataFrame, np.ndarray | None]] = []
+    data += [(path.name, quality.read_pairs(path), None) for path in args.data]
     for spec in args.generate:
         users, items, interactions = (int(part) for part in spec.split(","))
         with tempfile.TemporaryDirectory() as folder:
@@ -368,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
                 Path(folder), users=users, items=items, interactions=interactions, seed=7
             )
             frame = quality.read_pairs(paths["interactions"])
-        data.append((f"generated {users:,} users x {items:,} items", frame))
+        data.append((f"generated {users:,} users x {items:,} items", frame, None))
     if args.movielens_shaped:
         data.append(movielens_shaped())
     data += [movielens_shaped(spec) for spec in args.latent]
@@ -384,7 +393,10 @@ def main(argv: list[str] | None = None) -> None:
             "implicit": implicit.__version__,
         },
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "datasets": [benchmark(label, frame, args.tune_als, args.repeats) for label, frame in data],
+        "datasets": [
+            benchmark(label, frame, args.tune_als, args.repeats, truth)
+            for label, frame, truth in data
+        ],
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(output, indent=2) + "\n")

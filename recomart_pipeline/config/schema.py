@@ -5,12 +5,10 @@ Every model forbids unknown keys so a typo is an error with a "did you mean", no
 default.
 """
 
-from __future__ import annotations
-
 import re
 from datetime import date
 from pathlib import PurePath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -294,7 +292,7 @@ class TaskSettings(Section):
         return value
 
     @model_validator(mode="after")
-    def _one_implementation(self) -> TaskSettings:
+    def _one_implementation(self) -> Self:
         if self.builtin and self.callable:
             raise ValueError("set either 'builtin' or 'callable', not both")
         return self
@@ -396,7 +394,7 @@ class EmailSettings(Section):
     notify_failure: bool = Field(True, description="Send a message when a run fails.")
 
     @model_validator(mode="after")
-    def _recipients(self) -> EmailSettings:
+    def _recipients(self) -> Self:
         if self.enabled and not self.recipients:
             raise ValueError("email is enabled but 'recipients' is empty")
         return self
@@ -412,7 +410,7 @@ class SlackSettings(Section):
     notify_failure: bool = Field(True, description="Post when a run fails.")
 
     @model_validator(mode="after")
-    def _webhook(self) -> SlackSettings:
+    def _webhook(self) -> Self:
         if self.enabled and (self.webhook_url is None or not self.webhook_url.get_secret_value()):
             raise ValueError(
                 "slack is enabled but 'webhook_url' is empty (set it, e.g. ${SLACK_WEBHOOK_URL})"
@@ -510,7 +508,7 @@ class RetryPolicySection(Section):
     )
 
     @model_validator(mode="after")
-    def _disjoint(self) -> RetryPolicySection:
+    def _disjoint(self) -> Self:
         both = sorted(set(self.retry_on_errors) & set(self.no_retry_on))
         if both:
             raise ValueError(f"error classes in both retry_on_errors and no_retry_on: {both}")

@@ -13,8 +13,6 @@ fields that depend on state outside the run (the model registry, the previous ru
 in ``run_dependent`` with the reason; ``reproduce`` compares a document without them.
 """
 
-from __future__ import annotations
-
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator

@@ -92,7 +92,7 @@ class InteractionPreparation(ClosedOnExit):
         self._session.close()
 
     def _typed_rows(self, has_weight: bool) -> str:
-        ts = self._sql.timestamp_ns('"timestamp"')
+        ts = self._sql.ns_timestamp('"timestamp"')
         weight = "CASE WHEN isnan(weight) THEN NULL ELSE weight END" if has_weight else "NULL"
         return f"""
             SELECT rn, user_id, item_id, event_type, {ts} AS ts,

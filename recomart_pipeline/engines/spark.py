@@ -39,7 +39,8 @@ FIXED_CONF = {
     "spark.sql.ansi.enabled": "true",
     # "timestamp" is a column, as in DuckDB (and standard SQL), not a string.
     "spark.sql.ansi.doubleQuotedIdentifiers": "true",
-    # Typed tables keep nanoseconds; Spark's timestamps hold µs, so read them as epoch ns.
+    # Parquet nanosecond timestamps (the typed layout's) as epoch ns: Spark's own timestamp
+    # type would fail to read them, and would drop the nanoseconds if it did.
     "spark.sql.legacy.parquet.nanosAsLong": "true",
 }
 QUIET_CONF = {"spark.ui.showConsoleProgress": "false"}

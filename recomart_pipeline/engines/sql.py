@@ -36,8 +36,8 @@ class Dialect:
     contains: Callable[[str, str], str]  # (list parameter, value) -> boolean
     hash: Callable[[Sequence[str]], str]  # 64-bit hash of columns, to find candidates only
     anti_join: str  # the keyword of a left anti join
-    # epoch nanoseconds (UTC) of a Parquet timestamp[ns] column, exactly (no truncation to µs)
-    timestamp_ns: Callable[[str], str]
+    # epoch nanoseconds of a Parquet TIMESTAMP(NANOS) column (features.py)
+    ns_timestamp: Callable[[str], str]
 
 
 DUCKDB = Dialect(
@@ -48,7 +48,7 @@ DUCKDB = Dialect(
     contains=lambda values, value: f"list_contains({values}, {value})",
     hash=lambda columns: f"hash({', '.join(columns)})",
     anti_join="ANTI JOIN",
-    timestamp_ns=lambda column: f"epoch_ns({column})",  # read as TIMESTAMPTZ_NS
+    ns_timestamp=lambda column: f"epoch_ns({column})",
 )
 
 # Spark's cast rejects a zone after minutes ("2026-01-01 10:00Z"): seconds are spelled out
@@ -72,9 +72,8 @@ SPARK = Dialect(
     # compares the values themselves.
     hash=lambda columns: f"xxhash64({', '.join(columns)})",
     anti_join="LEFT ANTI JOIN",
-    # Spark's timestamps are µs: nanosecond columns are read as their int64 (the session
-    # sets spark.sql.legacy.parquet.nanosAsLong).
-    timestamp_ns=lambda column: column,
+    # Spark has no nanosecond timestamp: the session reads them as epoch ns (FIXED_CONF).
+    ns_timestamp=lambda column: column,
 )
 
 

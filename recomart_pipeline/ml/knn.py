@@ -1,9 +1,9 @@
 """Item-based k-nearest neighbours with cosine, BM25 or TF-IDF weighting (as ``implicit``'s
 ``CosineRecommender`` / ``BM25Recommender`` / ``TFIDFRecommender``).
 
-The item x user matrix is weighted (``weighting``), every item's dot products with every
-other item are computed a block of items at a time, and only each item's ``k`` largest are
-kept: the similarity ``W`` is a sparse ``n_items x n_items`` matrix with at most ``k``
+The item x user matrix is weighted (``weighting``), each item's dot products with the items
+it shares a user with are accumulated one item at a time (on every allowed core), and only
+its ``k`` largest are kept: the similarity ``W`` is a sparse ``n_items x n_items`` matrix with at most ``k``
 entries a row, so memory grows with ``n_items · k``, not with the square of the catalogue.
 A user's score for item ``j`` is ``Σ_i x_ui W_ij`` over the user's items ``i``.
 
@@ -14,13 +14,15 @@ closed-form cousin, is usually better when the catalogue is small enough for it.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
 from recomart_pipeline.ml._csr_state import check_csr, csr_arrays, csr_from_state, csr_shapes
-from recomart_pipeline.ml._topk import top_k_rows
+from recomart_pipeline.ml._jit import kernel
 from recomart_pipeline.ml.base import (
     EpochCallback,
     FitReport,
@@ -32,9 +34,10 @@ from recomart_pipeline.ml.base import (
 from recomart_pipeline.ml.ease import history_rows, user_rows
 from recomart_pipeline.ml.params import ItemKNNParams
 
-# Items whose similarity rows are computed together: their dense block (block x n_items
-# float32) stays within this many bytes.
-_BLOCK_BYTES = 64 * 1024 * 1024
+# Items per task handed to a worker thread: small enough that the uneven cost of items (a
+# popular item's row touches many users) evens out across threads, large enough that the
+# per-task overhead (a few n_items scratch rows) stays negligible.
+_ITEMS_PER_TASK = 256
 
 
 def weighted_items(rows: sp.csr_matrix, params: ItemKNNParams) -> sp.csr_matrix:
@@ -61,36 +64,129 @@ def weighted_items(rows: sp.csr_matrix, params: ItemKNNParams) -> sp.csr_matrix:
     return weighted
 
 
+@kernel
+def _top_k_similarity_rows(
+    item_indptr: np.ndarray,
+    item_users: np.ndarray,
+    item_weights: np.ndarray,
+    user_indptr: np.ndarray,
+    user_items: np.ndarray,
+    user_weights: np.ndarray,
+    start: int,
+    stop: int,
+    neighbours: np.ndarray,
+    values: np.ndarray,
+) -> None:
+    """Rows ``start:stop`` of ``W Wᵀ`` (W: the weighted item x user matrix, given as CSR both
+    ways), each cut to its ``k`` largest positive entries at once (``k``: the outputs' width).
+
+    One item's dot products are accumulated by walking its users and their items
+    (Gustavson's row-by-row sparse product, as scipy's: the same additions in the same order,
+    in float64), noting which items were reached; only those are selected from, by a
+    linear-time partition. The full product is never stored (building it as a scipy matrix,
+    its dense copy and a heap over every entry were the old fit's cost), and an item's cost
+    is the number of items it shares a user with, not the catalogue's size.
+    """
+    n_items = neighbours.shape[0]
+    k = neighbours.shape[1]
+    sums = np.zeros(n_items, np.float64)
+    reached = np.zeros(n_items, np.bool_)
+    touched = np.empty(n_items, np.int32)
+    row = np.empty(n_items, np.float32)
+    ids = np.empty(n_items, np.int32)
+    for item in range(start, stop):
+        size = 0
+        for p in range(item_indptr[item], item_indptr[item + 1]):
+            user = item_users[p]
+            weight = item_weights[p]
+            for q in range(user_indptr[user], user_indptr[user + 1]):
+                other = user_items[q]
+                if not reached[other]:
+                    reached[other] = True
+                    touched[size] = other
+                    size += 1
+                sums[other] += weight * user_weights[q]
+        if size * 16 > n_items:  # most of the catalogue reached: a scan beats a sort
+            size = 0
+            for other in range(n_items):
+                if reached[other]:
+                    touched[size] = other
+                    size += 1
+        else:
+            touched[:size].sort()
+        count = 0
+        for other in touched[:size]:
+            value = sums[other]
+            sums[other] = 0.0
+            reached[other] = False
+            if other != item and value > 0.0:  # not its own neighbour; positive only
+                row[count] = value
+                ids[count] = other
+                count += 1
+        if count <= k:  # every positive similarity is kept
+            neighbours[item, :count] = ids[:count]
+            values[item, :count] = row[:count]
+            continue
+        # the k-th largest value, then everything above it and, of the values equal to it,
+        # the lowest items (ids are in item order) until k are kept: a full sort by (value
+        # descending, item ascending) would keep the same k
+        threshold = np.partition(row[:count], count - k)[count - k]
+        slot = 0
+        for position in range(count):
+            if row[position] > threshold:
+                neighbours[item, slot] = ids[position]
+                values[item, slot] = row[position]
+                slot += 1
+        for position in range(count):
+            if slot == k:
+                break
+            if row[position] == threshold:
+                neighbours[item, slot] = ids[position]
+                values[item, slot] = row[position]
+                slot += 1
+
+
 def top_k_similarities(weighted: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Each item's ``k`` most similar other items (positive similarities only), as CSR.
 
-    Ties go to the lower item index (``top_k_rows``), so the result is deterministic."""
+    Ties go to the lower item index, so the result is deterministic. Items are split into
+    tasks run on up to ``numba.get_num_threads()`` threads (the runtime's CPU
+    cap; the kernel releases the GIL); each row is computed by one thread alone, so the
+    result does not depend on the number of threads."""
     n_items = weighted.shape[0]
     k = min(k, max(n_items - 1, 1))
+    weighted = sp.csr_matrix(weighted, dtype=np.float64)
+    weighted.sort_indices()
     by_user = sp.csr_matrix(weighted.T)
-    block = max(1, min(n_items, _BLOCK_BYTES // max(1, 4 * n_items)))
+    by_user.sort_indices()
     neighbours = np.full((n_items, k), -1, dtype=np.int32)
     values = np.full((n_items, k), np.nan, dtype=np.float32)
-    for start in range(0, n_items, block):
-        stop = min(n_items, start + block)
-        scores = np.ascontiguousarray((weighted[start:stop] @ by_user).toarray(), np.float32)
-        rows = np.arange(stop - start, dtype=np.int32)
-        self_offsets = np.arange(stop - start + 1, dtype=np.int32)
-        self_items = np.arange(start, stop, dtype=np.int32)  # an item is not its own neighbour
-        top_k_rows(
-            scores,
-            rows,
-            self_offsets,
-            self_items,
-            np.ones(stop - start, np.bool_),
-            k,
-            neighbours[start:stop],
-            values[start:stop],
+
+    def run(start: int) -> None:
+        _top_k_similarity_rows(
+            weighted.indptr,
+            weighted.indices,
+            weighted.data,
+            by_user.indptr,
+            by_user.indices,
+            by_user.data,
+            start,
+            min(n_items, start + _ITEMS_PER_TASK),
+            neighbours,
+            values,
         )
+
+    starts = range(0, n_items, _ITEMS_PER_TASK)
+    workers = min(len(starts), numba.get_num_threads())
+    if workers <= 1:
+        for start in starts:
+            run(start)
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="item-knn") as pool:
+            list(pool.map(run, starts))  # consuming the results re-raises a failure
     keep = (neighbours >= 0) & (values > 0)
     counts = keep.sum(axis=1)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    # row-major boolean indexing keeps each row's neighbours best first; CSR sorts them
     matrix = sp.csr_matrix((values[keep], neighbours[keep], indptr), shape=(n_items, n_items))
     matrix.sort_indices()
     return matrix

@@ -4,12 +4,10 @@ The training task's config is validated against these when a config is loaded, s
 needs neither numpy nor numba; ``ml.models`` ties each model class to its entry here.
 """
 
-from __future__ import annotations
-
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -280,7 +278,7 @@ class IntRange(BaseModel):
     log: bool = Field(False, description="Sample on a log scale (low must be >= 1).")
 
     @model_validator(mode="after")
-    def _sane(self) -> IntRange:
+    def _sane(self) -> Self:
         _check_range(self.low, self.high, self.log)
         return self
 
@@ -297,7 +295,7 @@ class FloatRange(BaseModel):
     log: bool = Field(False, description="Sample on a log scale (low must be > 0).")
 
     @model_validator(mode="after")
-    def _sane(self) -> FloatRange:
+    def _sane(self) -> Self:
         _check_range(self.low, self.high, self.log)
         return self
 
@@ -311,7 +309,7 @@ class Choice(BaseModel):
     choices: list[str | bool | int | float] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _distinct(self) -> Choice:
+    def _distinct(self) -> Self:
         seen = [repr(c) for c in self.choices]
         if len(set(seen)) != len(seen):
             raise ValueError(f"choices must be distinct, got {self.choices}")

@@ -20,6 +20,7 @@ from recomart_pipeline.orchestration.automation import (
     run_on_startup_sensor,
     schedule_for,
 )
+from recomart_pipeline.orchestration.console import CONSOLE_LOGGERS, QUIET_CONSOLE
 from recomart_pipeline.orchestration.executors import executor_for
 from recomart_pipeline.orchestration.notifications import notification_sensors, with_run_alerts
 from recomart_pipeline.orchestration.resources import resources_for
@@ -45,7 +46,12 @@ def _nothing_to_run_job(config: PipelineConfig, graph: TaskDependencyGraph) -> J
     def nothing_to_run(context: OpExecutionContext) -> None:
         context.log.warning(f"every task is skipped ({reasons})")
 
-    @job(name=JOB_NAME, tags=_run_tags(config), description="All tasks are skipped by the config.")
+    @job(
+        name=JOB_NAME,
+        tags=_run_tags(config),
+        config=QUIET_CONSOLE,
+        description="All tasks are skipped by the config.",
+    )
     def empty_job() -> None:
         nothing_to_run()
 
@@ -64,6 +70,8 @@ def build_definitions(config: PipelineConfig) -> Definitions:
             selection=AssetSelection.assets(*sources, *assets),
             executor_def=with_run_alerts(executor_for(config), config),
             tags=_run_tags(config),
+            # short console lines unless a run config sets loggers: (orchestration.console)
+            config=QUIET_CONSOLE,
             description=config.settings.pipeline.description or f"The {config.name} pipeline.",
         )
         if assets
@@ -73,6 +81,7 @@ def build_definitions(config: PipelineConfig) -> Definitions:
     return Definitions(
         assets=[*sources, *assets],
         resources=resources_for(config),
+        loggers=CONSOLE_LOGGERS,
         jobs=[pipeline_job, housekeeping_job],
         schedules=[schedule_for(config, pipeline_job), housekeeping_schedule],
         sensors=[

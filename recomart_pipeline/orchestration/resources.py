@@ -15,18 +15,29 @@ field is optional and None means "as in the YAML", so a run config that sets one
 resource in the launchpad (``resources: {smtp: {config: {smtp_port: 2525}}}``) changes that
 field only: ``resource_overrides`` turns those values into run-config overrides of the YAML
 keys, validated by exactly the rules of the file, for the tasks and the run's alerts alike.
+
+Those rules are checked before a run exists, not when its first task starts: a resource
+built from the YAML has a config type (``RuleCheckedShape``) whose ``post_process`` hook,
+which Dagster runs when the code location processes a run config, applies the launchpad's
+values to the YAML and validates the result, as the task settings' types do
+(orchestration.run_config). A bad value (``smtp_port: 70000``, ``security: tls``, Slack
+enabled without a webhook) refuses the launch with the YAML's message for that key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from dagster import ConfigurableResource, EnvVar
-from pydantic import BaseModel, Field, SecretStr
+from dagster import ConfigurableResource, EnvVar, Shape
+from dagster import Field as DagsterField
+from dagster._config.errors import PostProcessingError
+from dagster._core.definitions.definition_config_schema import DefinitionConfigSchema
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr
 
-from recomart_pipeline.config import PipelineConfig
+from recomart_pipeline.config import ConfigError, PipelineConfig
 from recomart_pipeline.config.schema import EmailSettings, MlflowSettings, SlackSettings
 from recomart_pipeline.tracking.mlflow_tracking import TRACKED_ARTIFACTS
 
@@ -39,6 +50,7 @@ AS_IN_YAML = " Unset (null): as in pipeline_config.yaml."
 # Dagster's mark of a secret field: the UI masks a value set in code (an EnvVar shows its name).
 SECRET: dict[str, Any] = {"dagster__is_secret": True}
 DEPLOY_REFERENCE = "builtin:deploy"
+MASKED = "***"
 
 
 def _setting_at(settings: Any, path: KeyPath) -> Any:
@@ -67,10 +79,64 @@ def _overrides(
     return found
 
 
+class RuleCheckedShape(Shape):
+    """A run config section checked by the pipeline's own rules when Dagster processes a
+    run config (in the code location, before it creates the run), not only when a task
+    starts: ``overrides_of`` turns the section's values into YAML overrides, and the config
+    with them is validated as ``--set`` would be.
+
+    ``masked`` names fields whose values come from the environment: Dagster quotes the
+    processed value (environment variables resolved) in a refusal, so they are masked in it
+    first.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> RuleCheckedShape:
+        # Shape.__new__ returns a process-wide cached plain Shape per key; this type carries
+        # the config it checks against, so every instance is its own.
+        instance = object.__new__(cls)
+        instance._initialized = False
+        return instance
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        fields: Mapping[str, DagsterField],
+        description: str,
+        overrides_of: Callable[[dict[str, Any]], list[str]],
+        masked: frozenset[str] = frozenset(),
+    ) -> None:
+        # The key (a hash of the description and fields) must differ per config: Dagster
+        # caches run config types by key, and a cached one would check an older config.
+        fingerprint = hashlib.sha256(f"{config.path}\0{config.config_hash}".encode()).hexdigest()
+        super().__init__(dict(fields), description=f"{description} (config {fingerprint[:12]})")
+        self._config = config
+        self._overrides_of = overrides_of
+        self._masked = masked
+
+    def post_process(self, value: Any) -> Any:
+        overrides = self._overrides_of(value)
+        if not overrides:
+            return value
+        try:
+            self._config.with_run_config([*self._config.run_config_overrides, *overrides])
+        except ConfigError as exc:
+            message = exc.render(context=False)
+            for key in self._masked:
+                secret = value.get(key)
+                if isinstance(secret, str) and secret:
+                    message = message.replace(secret, MASKED)
+                    value[key] = MASKED  # the very dict Dagster quotes in its error
+            raise PostProcessingError(message) from None
+        return value
+
+
 class PipelineResource(ConfigurableResource):
     """A resource whose fields mirror keys of pipeline_config.yaml (``yaml_paths``)."""
 
     section: ClassVar[KeyPath] = ()
+    # Set by from_config: the launchpad's values are checked against this config's rules.
+    _pipeline_config: PipelineConfig | None = PrivateAttr(default=None)
+    _checked_schema: DefinitionConfigSchema | None = PrivateAttr(default=None)
 
     @classmethod
     def yaml_paths(cls, config: PipelineConfig) -> dict[str, KeyPath]:
@@ -91,7 +157,43 @@ class PipelineResource(ConfigurableResource):
                 values[name] = None  # a secret written in the file: never shown
             else:
                 values[name] = value
-        return cls(**values)
+        resource = cls(**values)
+        resource._pipeline_config = config
+        return resource
+
+    @property
+    def _config_schema(self) -> DefinitionConfigSchema:
+        """Dagster's schema for this resource (its fields, the YAML's values as defaults),
+        its values checked by the YAML's rules when a run config is processed."""
+        plain: DefinitionConfigSchema = super()._config_schema
+        config = self._pipeline_config
+        if config is None:
+            return plain
+        if self._checked_schema is None:
+            field = plain.as_field()
+            paths = self.yaml_paths(config)
+            masked = frozenset(
+                name
+                for name, path in paths.items()
+                if path in config.env_sources
+                or type(self).model_fields[name].json_schema_extra == SECRET
+            )
+            shape = RuleCheckedShape(
+                config,
+                field.config_type.fields,  # type: ignore[attr-defined]
+                field.config_type.description or "",
+                lambda values: _overrides(config, paths, values),
+                masked,
+            )
+            self._checked_schema = DefinitionConfigSchema(
+                DagsterField(
+                    shape,
+                    default_value=field.default_value,
+                    is_required=False,
+                    description=field.description,
+                )
+            )
+        return self._checked_schema
 
     def overrides(self, config: PipelineConfig) -> list[str]:
         """``key=value`` overrides of the YAML for the fields that differ from it."""

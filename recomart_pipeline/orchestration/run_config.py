@@ -10,16 +10,15 @@ and error format of the YAML file and of ``run --set``.
 Dagster's config types express types, not ranges or cross-field rules, and its ``Config``
 classes cannot be derived from arbitrary pydantic models (unions, constrained types), hence
 this small JSON-Schema-to-Dagster translation. The rules are still part of Dagster's config
-validation: each task's schema is a ``Shape`` whose ``post_process`` hook (the one Dagster's
-own ``StringSource``/``EnumValue`` use) validates the values with the task's model. Dagster
-runs it in the code location when it builds a run's execution plan, which happens before
-the run is created, so a launchpad value breaking a rule refuses the launch (``launchRun``
-answers with the config error, no run exists), as does ``dagster job execute`` and
-``execute_in_process``. The launchpad's as-you-type check works on a serialized copy of
+validation: each task's schema is a ``Shape`` (``RuleCheckedShape``, shared with the
+resources) whose ``post_process`` hook (the one Dagster's own ``StringSource``/``EnumValue``
+use) validates the values with the task's model. Dagster runs it in the code location when
+it builds a run's execution plan, which happens before the run is created, so a launchpad
+value breaking a rule refuses the launch (``launchRun`` answers with the config error, no
+run exists), as does ``dagster job execute`` and ``execute_in_process``. The launchpad's as-you-type check works on a serialized copy of
 the schema without the code location and so still sees types only.
 """
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -42,13 +41,12 @@ from dagster import (
     Shape,
     String,
 )
-from dagster._config.errors import PostProcessingError
 from pydantic import BaseModel
 
-from recomart_pipeline.config import ConfigError, PipelineConfig
+from recomart_pipeline.config import PipelineConfig
 from recomart_pipeline.contract.redaction import strip_url_credentials
 from recomart_pipeline.contract.task import FreeConfig
-from recomart_pipeline.orchestration.resources import resource_overrides
+from recomart_pipeline.orchestration.resources import RuleCheckedShape, resource_overrides
 
 _SCALARS = {"string": String, "integer": Int, "number": Float, "boolean": Bool}
 _BOUNDS = {
@@ -123,39 +121,6 @@ def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema()
 
 
-class TaskRunConfig(Shape):
-    """A task's launchpad fields, checked against the task's rules when Dagster processes
-    a run config (before it creates the run), not only when the task starts."""
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "TaskRunConfig":
-        # Shape.__new__ returns a process-wide cached plain Shape per key; this type carries
-        # the config it checks against, so every instance is its own.
-        instance = object.__new__(cls)
-        instance._initialized = False
-        return instance
-
-    def __init__(self, config: PipelineConfig, task: str, fields: dict[str, Field]) -> None:
-        # The key (a hash of the description and fields) must differ per task and per
-        # config: Dagster caches the enclosing op and run config types by key, and a cached
-        # one would run another task's or an older config's check.
-        fingerprint = hashlib.sha256(f"{config.path}\0{config.config_hash}".encode()).hexdigest()
-        super().__init__(
-            fields,
-            description=f"Settings of task '{task}' for this run, checked against the task's "
-            f"rules before the run is created (config {fingerprint[:12]}).",
-        )
-        self._config = config
-        self._task = task
-
-    def post_process(self, value: Any) -> Any:
-        overrides = run_config_overrides({"ops": {self._task: {"config": value}}}, [self._task])
-        try:
-            self._config.with_run_config(overrides)
-        except ConfigError as exc:
-            raise PostProcessingError(exc.render(context=False)) from None
-        return value
-
-
 def task_config_schema(config: PipelineConfig, task: str) -> Any:
     """The launchpad schema of one task: its config model's fields, all optional."""
     model = config.specs[task].config
@@ -164,7 +129,15 @@ def task_config_schema(config: PipelineConfig, task: str) -> Any:
     values = config.task_config(task).model_dump(mode="json")
     schema = _json_schema(model)
     fields = _fields(schema, schema.get("$defs", {}), f"{config.name}__{task}", values)
-    return TaskRunConfig(config, task, fields)
+    # The shape's key must differ per task too: Dagster caches the enclosing op's type by
+    # key, and a cached one would run another task's check.
+    return RuleCheckedShape(
+        config,
+        fields,
+        f"Settings of task '{task}' for this run, checked against the task's rules before "
+        "the run is created",
+        lambda value: run_config_overrides({"ops": {task: {"config": value}}}, [task]),
+    )
 
 
 def _leaves(value: Any, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], Any]]:

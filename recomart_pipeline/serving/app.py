@@ -27,18 +27,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import APIRouter, Body, FastAPI, HTTPException, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recomart_pipeline.deployment.registry import ModelRegistry
 from recomart_pipeline.serving.server import REGISTRY_ENV, TOKEN_ENV_ENV, log_config, run_server
-from recomart_pipeline.serving.state import LOGGER, ChampionWatcher, ServingState
+from recomart_pipeline.serving.state import (
+    LOGGER,
+    PROBE_K,
+    ChampionWatcher,
+    ServingState,
+    printable,
+)
 
 __all__ = [
     "REGISTRY_ENV",
@@ -61,6 +67,14 @@ ADMIN_BEARER = HTTPBearer(
 MAX_K = 1000  # above the precomputed K a request is scored live
 MAX_EXCLUDE = 1000
 MAX_BATCH_USERS = 10_000
+# (endpoint, strategy/source) of /metrics' request counter
+REQUEST_LABELS = (
+    ("health", ""),
+    ("recommendations", "personalized/precomputed"),
+    ("recommendations", "personalized/live"),
+    ("recommendations", "popular/precomputed"),
+    ("batch", ""),
+)
 
 
 def admin_guard(admin_token: str | None) -> Callable[..., None]:
@@ -155,7 +169,9 @@ class RecommendationsFastPath:
     PREFIX = "/recommendations/"
 
     def __init__(
-        self, app: ASGIApp, answer: Callable[[str, str, list[str]], Awaitable[tuple[int, bytes]]]
+        self,
+        app: ASGIApp,
+        answer: Callable[[str, str, list[str], bool], Awaitable[tuple[int, bytes]]],
     ) -> None:
         self.app = app
         self.answer = answer
@@ -179,7 +195,9 @@ class RecommendationsFastPath:
                     raw_k = value  # the last one wins, as in Starlette's QueryParams
                 elif key == "exclude":
                     excluded.append(value)
-        status, body = await self.answer(path[len(self.PREFIX) :], raw_k, excluded)
+        status, body = await self.answer(
+            path[len(self.PREFIX) :], raw_k, excluded, WARM_UP_SCOPE in scope
+        )
         await send(
             {
                 "type": "http.response.start",
@@ -220,40 +238,91 @@ RECOMMENDATION_PARAMETERS = [
 ]
 
 
-async def _warm_up(app: FastAPI, state: ServingState | None) -> None:
-    """Send the request path its first requests in-process, before the port opens: the
-    framework builds its middleware stack and routing on the first call (tens of ms)."""
-    user = state.probe.get("user_id") if state is not None else None
-    paths = ["/health", "/recommendations/warm-up-unknown-user"]
-    if isinstance(user, str):
-        paths.append(f"/recommendations/{user}")
+# Marks the readiness probe's own requests in their ASGI scope: counted apart from traffic.
+WARM_UP_SCOPE = "recomart.warm_up"
+# A user no version knows (ids read from CSV or parquet sources hold no NUL in practice).
+UNKNOWN_USER = "\x00ready-probe-unknown-user"
 
-    async def receive() -> dict[str, object]:
+
+class RequestPathFailed(Exception):
+    """A probe request through the app did not answer what the model answers."""
+
+
+def probe_requests(state: ServingState) -> list[tuple[str, int, list[str]]]:
+    """(user, k, exclude) of the requests the readiness probe sends through the app: the
+    probe user scored live (excluding an item of the catalogue sends a request there
+    whatever its ``k``), an unknown user, and last the commonest request, the probe user
+    from the precomputed arrays — every path a GET takes, the most frequent one freshest."""
+    k = min(PROBE_K, state.k) or 1
+    user = state.probe.get("user_id")
+    if not (isinstance(user, str) and user and "/" not in user):  # no GET can name it
+        return [(UNKNOWN_USER, k, [])]
+    requests: list[tuple[str, int, list[str]]] = []
+    if state.arrays.n_items:
+        item = state.arrays.item_ids[0].decode("utf-8", "surrogatepass")
+        requests.append((user, k, [item]))
+    return [*requests, (UNKNOWN_USER, k, []), (user, k, [])]
+
+
+async def _call(app: ASGIApp, user_id: str, k: int, exclude: list[str]) -> tuple[int, bytes]:
+    """``GET /recommendations/{user_id}`` sent through ``app`` in-process: (status, body)."""
+    path = f"/recommendations/{user_id}"
+    query = urlencode([("k", k), *(("exclude", item) for item in exclude)])
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": quote(path).encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"ready-probe")],
+        "client": ("127.0.0.1", 0),
+        "server": ("127.0.0.1", 0),
+        WARM_UP_SCOPE: True,
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(_: object) -> None:
-        return None
+    async def send(message: Message) -> None:
+        sent.append(message)
 
-    for path in paths:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"k=10",
-            "root_path": "",
-            "headers": [(b"host", b"warm-up")],
-            "client": ("127.0.0.1", 0),
-            "server": ("127.0.0.1", 0),
-            "app": app,
-        }
-        try:
-            await app(scope, receive, send)
-        except Exception:  # a warm-up that fails must not keep the service down
-            LOGGER.exception("warming up %s failed", path)
+    await app(scope, receive, send)
+    status = next((m["status"] for m in sent if m["type"] == "http.response.start"), 0)
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+async def warm_request_path(app: ASGIApp, state: ServingState) -> dict[str, object]:
+    """Send ``probe_requests`` through the whole app (middleware, routing, rendering; the
+    live ones through the thread pool, as a client's) and check each answer is the one the
+    model gives. Run before the port opens and on every ``/ready``: the code and data a
+    request runs on were then just used, so the first client request after ``/ready`` costs
+    what the next ones do. Raises ``RequestPathFailed``."""
+    checked = 0
+    for user_id, k, exclude in probe_requests(state):
+        status, body = await _call(app, user_id, k, exclude)
+        if status != 200:
+            raise RequestPathFailed(
+                f"GET /recommendations/{user_id!r}?k={k} answered {status}: "
+                f"{printable(body.decode('utf-8', 'replace'), 200)}"
+            )
+        if json.loads(body).get("model_version") != state.version.version:
+            continue  # a new champion was swapped in meanwhile: its load verified it
+        if exclude or k > state.k:  # scored live: off the loop, as the request was
+            expected, _ = await run_in_threadpool(_answer_json, state, user_id, k, exclude)
+        else:
+            expected, _ = _answer_json(state, user_id, k, exclude)
+        if body != expected:
+            raise RequestPathFailed(
+                f"GET /recommendations/{user_id!r}?k={k} through the app differs from the "
+                "model's own answer"
+            )
+        checked += 1
+    return {"requests": checked, "k": min(PROBE_K, state.k) or 1}
 
 
 def create_app(
@@ -274,13 +343,19 @@ def create_app(
         if poll_seconds is None
         else ChampionWatcher(registry, poll_seconds=poll_seconds)
     )
-    requests: Counter[tuple[str, str]] = Counter()
+    # every label present from the start: a request adds to a count, never inserts a key
+    requests: Counter[tuple[str, str]] = Counter(dict.fromkeys(REQUEST_LABELS, 0))
+    probes: Counter[tuple[str, str]] = Counter(dict.fromkeys(REQUEST_LABELS, 0))  # /ready's
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(watcher.current)
-        await _warm_up(app, watcher.state)
-        requests.clear()  # the warm-up requests are not traffic
+        state = watcher.state
+        if state is not None:
+            try:  # the framework builds its middleware stack on the first call, too
+                await warm_request_path(app, state)
+            except Exception:  # /ready reports it; the service still starts
+                LOGGER.exception("the request path failed on the probe requests")
         watcher.start()
         try:
             yield
@@ -336,15 +411,24 @@ def create_app(
 
     @app.get("/ready")
     async def ready() -> Response:
-        """Readiness: 200 once a model is loaded, its kernels warmed and its precomputed
-        answers verified against live scoring on probe users; 503 (with the reason) before."""
+        """Readiness: 200 once a model is loaded, its kernels warmed, its precomputed answers
+        verified against live scoring on probe users, and probe requests (unknown user, known
+        user, live scoring) answered correctly through the whole app — just now, so that the
+        request path is warm when traffic follows; 503 (with the reason) otherwise."""
         state = watcher.state
-        if state is None:
+        reason = no_model() if state is None else None
+        request_path: dict[str, object] = {}
+        if state is not None:
+            try:
+                request_path = await warm_request_path(app, state)
+            except Exception as exc:
+                reason = f"the request path failed on a probe request: {printable(str(exc))}"
+        if state is None or reason is not None:
             return _json(
                 {
                     "ready": False,
-                    "model_version": None,
-                    "reason": no_model(),
+                    "model_version": state.version.version if state else None,
+                    "reason": reason,
                     "problem": problem_of(),
                 },
                 503,
@@ -359,13 +443,17 @@ def create_app(
                     "precomputed_k": state.k,
                     "warmed": True,
                     "probe": state.probe,
+                    "request_path": request_path,
                 },
                 "problem": problem_of(),
             }
         )
 
-    async def answer(user_id: str, raw_k: str, excluded: list[str]) -> tuple[int, bytes]:
-        """(status, JSON body) of GET /recommendations/{user_id}."""
+    async def answer(
+        user_id: str, raw_k: str, excluded: list[str], probe: bool = False
+    ) -> tuple[int, bytes]:
+        """(status, JSON body) of GET /recommendations/{user_id}; ``probe``: a request of
+        the readiness probe (counted apart)."""
         k = _int_or_none(raw_k)
         if k is None or not 1 <= k <= MAX_K:
             return _invalid("k", f"k must be an integer from 1 to {MAX_K}", raw_k)
@@ -378,7 +466,7 @@ def create_app(
             body, label = await run_in_threadpool(_answer_json, state, user_id, k, excluded)
         else:
             body, label = _answer_json(state, user_id, k, excluded)
-        requests[("recommendations", label)] += 1
+        (probes if probe else requests)[("recommendations", label)] += 1
         return 200, body
 
     @app.get(
@@ -446,6 +534,12 @@ def create_app(
             *(
                 f'recomart_serving_requests_total{{endpoint="{e}",strategy="{s}"}} {n}'
                 for (e, s), n in sorted(requests.items())
+            ),
+            "# TYPE recomart_serving_probe_requests_total counter",
+            *(
+                f'recomart_serving_probe_requests_total{{endpoint="{e}",strategy="{s}"}} {n}'
+                for (e, s), n in sorted(probes.items())
+                if e == "recommendations"
             ),
             "# TYPE recomart_serving_model_info gauge",
             f'recomart_serving_model_info{{version="{state.version.version if state else ""}"}} 1',

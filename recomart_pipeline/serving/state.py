@@ -13,6 +13,13 @@ over the model file's memory-mapped arrays for the built-in model types, so a wo
 neither numba nor scipy nor pandas, and holds no private copy of the model; the same
 arithmetic as the batch, so the same answer the arrays would give).
 
+Loading checks every page of the arrays and then gives them back (``release_pages``); the
+pages a precomputed answer reads (the top-K rows, the user and item ids) are then mapped in
+again at once (``make_resident``), so that no request, the first one included, waits on a
+page fault for them. Under load they all become resident within seconds anyway, so this
+moves that cost to start-up without raising the memory a worker settles at; the model file
+and the training history (read only by live scoring) stay out until a request reads them.
+
 The registry is a folder anyone with write access can edit, so a champion that cannot be
 loaded (tampered, half-copied, hand-edited) must not take the service down: the watcher
 refuses it, logs that once, keeps the model it holds and reports the problem in ``/health``
@@ -24,9 +31,10 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -52,6 +60,8 @@ POLL_SECONDS = 0.5
 # Users whose precomputed answers are checked against live scoring before a version serves.
 PROBE_USERS = 3
 PROBE_K = 10
+# The arrays a precomputed answer reads (known and unknown users), kept mapped in.
+REQUEST_ARRAYS = ("topk_items", "topk_scores", "user_ids", "user_rows", "item_ids", "popular_items")
 
 Item = dict[str, object]
 
@@ -172,6 +182,18 @@ def _arrays_of(
     return build_from_files(model_file, sources), False
 
 
+def make_resident(arrays: Iterable[np.ndarray]) -> None:
+    """Map every page of ``arrays`` into this process now by reading a byte of each page: a
+    request reading them later then finds them mapped (from the page cache: workers share
+    them) instead of faulting them in one by one."""
+    for array in arrays:
+        if not array.size or not (array.flags.c_contiguous or array.flags.f_contiguous):
+            continue
+        raw = array.ravel(order="K").view(np.uint8)  # a view: no copy of a contiguous array
+        raw[:: mmap.PAGESIZE].max()
+        raw[-1:].max()  # the last page, which the stride may step over
+
+
 def _probe(state: ServingState) -> dict[str, object]:
     """Check the arrays against the model on a few users (scoring them live, which also
     compiles the live kernels) and run each answer path once, so that the first request
@@ -214,6 +236,7 @@ def load_state(registry: ModelRegistry, version: ModelVersion) -> ServingState:
     folder = registry.version_dir(version.version)
     model = load_live_model(folder / version.model_file, version.sha256)
     arrays, mapped = _arrays_of(registry, version, model)
+    make_resident(getattr(arrays, name) for name in REQUEST_ARRAYS)
     order = np.argsort(arrays.item_ids, kind="stable")
     state = ServingState(
         version=version,

@@ -148,21 +148,21 @@ def write_parquet(path: Path, table: pa.Table) -> Path:
 SPLIT_KEY = b"recomart.split"
 
 
-def split_schema(schema: pa.Schema, split: dict[str, Any] | None) -> pa.Schema:
-    """``schema`` with ``split`` (the protocol that made the table) for the footer."""
-    if split is None:
-        return schema
-    return schema.with_metadata({**(schema.metadata or {}), SPLIT_KEY: json.dumps(split).encode()})
-
-
 def write_frame(
     path: Path, frame: pd.DataFrame, schema: pa.Schema, *, split: dict[str, Any] | None = None
 ) -> Path:
     """Write ``frame`` in ``schema``; ``split`` (the protocol that made it) in the footer."""
     table = frame_to_table(frame, schema)
-    if split is not None:
-        table = table.replace_schema_metadata(split_schema(table.schema, split).metadata)
-    return write_parquet(path, table)
+    return write_parquet(
+        path, table.replace_schema_metadata(with_split(table.schema, split).metadata)
+    )
+
+
+def with_split(schema: pa.Schema, split: dict[str, Any] | None) -> pa.Schema:
+    """``schema`` carrying ``split`` (the protocol that made the table) for its footer."""
+    if split is None:
+        return schema
+    return schema.with_metadata({**(schema.metadata or {}), SPLIT_KEY: json.dumps(split).encode()})
 
 
 def split_of(path: Path) -> dict[str, Any] | None:

@@ -26,27 +26,41 @@ protocols these outputs are empty.
 
 ``train_events`` keeps every train event in time order with its weight, rating and whether it
 is a positive, so the training task can cut a temporal validation split by these same rules.
+
+Engines: this module is the ``pandas`` reference. With ``local`` (DuckDB) or ``spark`` (Spark
+SQL) the index maps, encoded events and their weights, ratings, positive pairs and
+statistics are the SQL of ``recomart_pipeline.engines.features``; the float sums (the
+matrices, ``mean_rating``) stay numpy/scipy here, fed from the engine's Arrow in row order,
+so every output is byte-identical to the reference's (``recomart_pipeline_tests/engines``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.contract.task import TaskContext, TaskResult
+from recomart_pipeline.engines.features import FeatureTables, Inputs, WeightRules, readable
+from recomart_pipeline.tasks._engines import SQL_ENGINES, sql_session
 from recomart_pipeline.tasks._tables import (
+    ROW_GROUP_ROWS,
     TIMESTAMP,
+    ParquetSink,
+    frame_to_table,
     read_categorical,
     save_npz,
     split_of,
-    write_frame,
+    with_split,
+    write_parquet,
 )
 from recomart_pipeline.tasks.specs.features import FOLD_IN, ITEMS, TEST, TRAIN, USERS, Config
 
@@ -187,13 +201,27 @@ def _weights(encoded: _Encoded, config: Config) -> np.ndarray:
     return weight * encoded.weights  # an aggregated row counts as that many events
 
 
-def _matrix(encoded: _Encoded, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
-    """CSR with duplicate pairs summed, zeros dropped and sorted indices."""
-    matrix = sp.csr_matrix((values, (encoded.users, encoded.items)), shape=shape, dtype=np.float32)
+def _summed(
+    users: np.ndarray, items: np.ndarray, values: np.ndarray, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """CSR with duplicate pairs summed in row order (the sums' bits depend on it): one entry
+    per distinct pair, zero sums included."""
+    matrix = sp.csr_matrix((values, (users, items)), shape=shape, dtype=np.float32)
     matrix.sum_duplicates()
+    return matrix
+
+
+def _drop_zeros(matrix: sp.csr_matrix) -> sp.csr_matrix:
     matrix.eliminate_zeros()
     matrix.sort_indices()
     return matrix
+
+
+def _matrix(
+    users: np.ndarray, items: np.ndarray, values: np.ndarray, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """CSR with duplicate pairs summed, zeros dropped and sorted indices."""
+    return _drop_zeros(_summed(users, items, values, shape))
 
 
 def _pair_keys(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
@@ -225,8 +253,14 @@ def _train_events(train: _Encoded, weights: np.ndarray, config: Config) -> pd.Da
 
 def _test_positives(test: _Encoded, implicit: sp.csr_matrix, config: Config) -> pd.DataFrame:
     positive = _is_positive(test, config)
+    keys = np.unique(_pair_keys(test.users[positive], test.items[positive], implicit.shape[1]))
+    return _unseen(keys, implicit, config)
+
+
+def _unseen(keys: np.ndarray, implicit: sp.csr_matrix, config: Config) -> pd.DataFrame:
+    """Positive pairs (sorted unique keys) as a frame, without those ``implicit`` holds if
+    ``exclude_seen_in_train`` (seen = a non-zero confidence)."""
     n_items = implicit.shape[1]
-    keys = np.unique(_pair_keys(test.users[positive], test.items[positive], n_items))
     if config.exclude_seen_in_train and implicit.nnz:
         # CSR with sorted indices enumerates its pairs in ascending key order.
         rows = np.repeat(np.arange(implicit.shape[0]), np.diff(implicit.indptr))
@@ -240,17 +274,24 @@ def _group_stats(keys: np.ndarray, size: int, encoded: _Encoded) -> dict[str, An
     """Counts, mean rating and last event time per user (or item) index."""
     rated = _is_rating(encoded)
     n_ratings = np.bincount(keys[rated], minlength=size)
-    rating_sum = np.bincount(keys[rated], weights=encoded.ratings[rated], minlength=size)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_rating = np.where(n_ratings > 0, rating_sum / n_ratings, np.nan).astype(np.float32)
     n_interactions = np.bincount(keys, minlength=size)
     last = pd.Series(encoded.timestamps).groupby(keys).max().reindex(range(size))
     return {
         "n_interactions": n_interactions,
         "n_ratings": n_ratings,
-        "mean_rating": mean_rating,
+        "mean_rating": _mean_rating(keys[rated], encoded.ratings[rated], n_ratings),
         "last_timestamp": pd.to_datetime(last.to_numpy(), unit="ns", utc=True),
     }
+
+
+def _mean_rating(keys: np.ndarray, ratings: np.ndarray, n_ratings: np.ndarray) -> np.ndarray:
+    """Mean rating per key (NaN: none): float32 ratings summed in float64 in row order."""
+    rating_sum = np.bincount(keys, weights=ratings, minlength=len(n_ratings))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean: np.ndarray = np.where(n_ratings > 0, rating_sum / n_ratings, np.nan).astype(
+            np.float32
+        )
+    return mean
 
 
 def _rank(counts: np.ndarray) -> np.ndarray:
@@ -358,7 +399,9 @@ def _holdout(
     unknown_item = (history_events.users >= 0) & (history_events.items < 0)
     history_events = _subset(history_events, (history_events.users >= 0) & ~unknown_item)
     shape = (len(holdout_ids), len(item_ids))
-    history = _matrix(history_events, _weights(history_events, config), shape)
+    history = _matrix(
+        history_events.users, history_events.items, _weights(history_events, config), shape
+    )
     targets = _encode(test, holdout_ids, item_ids)
     unknown_target_item = (targets.users >= 0) & (targets.items < 0)
     targets = _subset(targets, (targets.users >= 0) & ~unknown_target_item)
@@ -372,30 +415,63 @@ def _holdout(
     )
 
 
-def run(ctx: TaskContext[Config]) -> TaskResult:
-    """Index users/items and write the model-ready matrices and statistics."""
+Table: TypeAlias = pd.DataFrame | pa.Table
+
+
+@dataclass(frozen=True)
+class _Features:
+    """What a build hands to ``run``: tables to write (pandas frames from the reference,
+    Arrow from an engine), outputs it wrote itself, the two matrices, the dropped rows."""
+
+    tables: dict[str, Table]
+    written: dict[str, Path]
+    implicit: sp.csr_matrix
+    history: sp.csr_matrix
+    test_rows_unknown_user: int
+    test_rows_unknown_item: int
+    fold_in_rows_unknown_item: int
+
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "user_index": USER_INDEX_SCHEMA,
+    "item_index": ITEM_INDEX_SCHEMA,
+    "train_ratings": RATINGS_SCHEMA,
+    "test_ratings": RATINGS_SCHEMA,
+    "test_interactions": PAIRS_SCHEMA,
+    "user_stats": USER_STATS_SCHEMA,
+    "item_stats": ITEM_STATS_SCHEMA,
+    "holdout_user_index": HOLDOUT_INDEX_SCHEMA,
+    "holdout_history_ratings": RATINGS_SCHEMA,
+    "holdout_test_interactions": PAIRS_SCHEMA,
+    "train_events": EVENTS_SCHEMA,
+}
+
+
+def _empty_train() -> DataValidationError:
+    return DataValidationError(
+        "the train split is empty; there is nothing to index",
+        hint="check the preparation task's split settings",
+    )
+
+
+def _log_started(ctx: TaskContext[Config], train: int, test: int, fold_in: int) -> None:
+    ctx.logger.info(
+        "features started",
+        extra={"fields": {"train_rows": train, "test_rows": test, "fold_in_rows": fold_in}},
+    )
+
+
+def _pandas_features(ctx: TaskContext[Config]) -> _Features:
+    """The reference: pandas and numpy over the whole splits in memory."""
     config = ctx.config
     train_frame = _read_split(ctx.input(TRAIN))
     test_frame = _read_split(ctx.input(TEST))
-    split = split_of(ctx.input(TEST))
     fold_in_frame = (
         _read_split(ctx.input(FOLD_IN)) if ctx.has_input(FOLD_IN) else train_frame.iloc[:0]
     )
-    ctx.logger.info(
-        "features started",
-        extra={
-            "fields": {
-                "train_rows": len(train_frame),
-                "test_rows": len(test_frame),
-                "fold_in_rows": len(fold_in_frame),
-            }
-        },
-    )
+    _log_started(ctx, len(train_frame), len(test_frame), len(fold_in_frame))
     if train_frame.empty:
-        raise DataValidationError(
-            "the train split is empty; there is nothing to index",
-            hint="check the preparation task's split settings",
-        )
+        raise _empty_train()
     user_ids, item_ids = _sorted_ids(train_frame["user_id"]), _sorted_ids(train_frame["item_id"])
     shape = (len(user_ids), len(item_ids))
     train = _encode(train_frame, user_ids, item_ids)
@@ -405,67 +481,250 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     test = _subset(test_all, ~(unknown_user | unknown_item))
 
     weights = _weights(train, config)
-    implicit = _matrix(train, weights, shape)
+    implicit = _matrix(train.users, train.items, weights, shape)
     holdout = _holdout(fold_in_frame, test_frame, user_ids, item_ids, config)
     held_out_user = test_frame["user_id"].isin(holdout.user_ids).to_numpy()
     del test_frame, fold_in_frame
-    pairs = _matrix(train, np.ones(len(train.users), np.float32), shape)
+    pairs = _matrix(train.users, train.items, np.ones(len(train.users), np.float32), shape)
     items = pd.read_parquet(ctx.input(ITEMS))
     users = pd.read_parquet(ctx.input(USERS))
     item_index = _item_index(item_ids, items)
-    frames = {
-        "user_index": (
-            pd.DataFrame({"user_id": user_ids, "user_idx": np.arange(shape[0], dtype=np.int32)}),
-            USER_INDEX_SCHEMA,
+    tables: dict[str, Table] = {
+        "user_index": pd.DataFrame(
+            {"user_id": user_ids, "user_idx": np.arange(shape[0], dtype=np.int32)}
         ),
-        "item_index": (item_index, ITEM_INDEX_SCHEMA),
-        "train_ratings": (_ratings(train), RATINGS_SCHEMA),
-        "test_ratings": (_ratings(test), RATINGS_SCHEMA),
-        "test_interactions": (_test_positives(test, implicit, config), PAIRS_SCHEMA),
-        "user_stats": (
-            _user_stats(train, user_ids, users, item_index["category"], pairs),
-            USER_STATS_SCHEMA,
+        "item_index": item_index,
+        "train_ratings": _ratings(train),
+        "test_ratings": _ratings(test),
+        "test_interactions": _test_positives(test, implicit, config),
+        "user_stats": _user_stats(train, user_ids, users, item_index["category"], pairs),
+        "item_stats": _item_stats(train, item_index, pairs),
+        "holdout_user_index": pd.DataFrame(
+            {
+                "user_id": holdout.user_ids,
+                "history_row": np.arange(len(holdout.user_ids), dtype=np.int32),
+            }
         ),
-        "item_stats": (_item_stats(train, item_index, pairs), ITEM_STATS_SCHEMA),
-        "holdout_user_index": (
-            pd.DataFrame(
-                {
-                    "user_id": holdout.user_ids,
-                    "history_row": np.arange(len(holdout.user_ids), dtype=np.int32),
-                }
-            ),
-            HOLDOUT_INDEX_SCHEMA,
-        ),
-        "holdout_history_ratings": (holdout.ratings, RATINGS_SCHEMA),
-        "holdout_test_interactions": (holdout.positives, PAIRS_SCHEMA),
-        "train_events": (_train_events(train, weights, config), EVENTS_SCHEMA),
+        "holdout_history_ratings": holdout.ratings,
+        "holdout_test_interactions": holdout.positives,
+        "train_events": _train_events(train, weights, config),
     }
-    outputs = {
-        name: write_frame(
-            ctx.output_path(f"{name}.parquet"),
-            frame,
-            schema,
-            split=split if name in SPLIT_TABLES else None,
+    return _Features(
+        tables=tables,
+        written={},
+        implicit=implicit,
+        history=holdout.history,
+        test_rows_unknown_user=int((unknown_user & ~held_out_user).sum()),
+        test_rows_unknown_item=int((unknown_item & ~unknown_user).sum())
+        + holdout.test_rows_unknown_item,
+        fold_in_rows_unknown_item=holdout.fold_in_rows_unknown_item,
+    )
+
+
+def _nan_to_null(table: pa.Table) -> pa.Table:
+    """Float NaN as null, as the reference's frames are written (pandas: NaN is missing)."""
+    for position, field in enumerate(table.schema):
+        if pa.types.is_floating(field.type):
+            column = table.column(position)
+            table = table.set_column(
+                position, field, pc.if_else(pc.is_nan(column), pa.scalar(None, field.type), column)
+            )
+    return table
+
+
+_EVENT_ARRAYS = {
+    "user_idx": np.int32,
+    "item_idx": np.int32,
+    "weight": np.float32,
+    "rating": np.float32,
+}
+
+
+@dataclass(frozen=True)
+class _Events:
+    """Encoded events on the driver, in row order, for the float sums (see the docstring)."""
+
+    users: np.ndarray
+    items: np.ndarray
+    weights: np.ndarray
+    ratings: np.ndarray  # NaN: not a rating event
+
+    @classmethod
+    def collect(cls, batches: Iterable[pa.RecordBatch], sink: ParquetSink | None) -> _Events:
+        """The arrays of ``batches`` (an engine's events), each written to ``sink`` too."""
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in _EVENT_ARRAYS}
+        for batch in batches:
+            if sink is not None:
+                table = pa.Table.from_batches([batch])
+                position = table.schema.get_field_index("timestamp")
+                table = table.set_column(
+                    position, "timestamp", table["timestamp"].cast(pa.int64()).cast(TIMESTAMP)
+                )
+                sink.write(_nan_to_null(table.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA)))
+            for name, arrays in parts.items():
+                values = batch[name].to_numpy(zero_copy_only=False)  # null: NaN
+                arrays.append(values.astype(_EVENT_ARRAYS[name], copy=False))
+        joined = {
+            name: np.concatenate(arrays) if arrays else np.empty(0, _EVENT_ARRAYS[name])
+            for name, arrays in parts.items()
+        }
+        return cls(joined["user_idx"], joined["item_idx"], joined["weight"], joined["rating"])
+
+    def matrix(self, shape: tuple[int, int]) -> sp.csr_matrix:
+        return _matrix(self.users, self.items, self.weights, shape)
+
+
+def _completed(
+    stats: pa.Table, keys: np.ndarray, events: _Events, partners: tuple[str, np.ndarray]
+) -> pa.Table:
+    """An engine's statistics with what numpy computes: ``mean_rating`` (a float sum, in
+    row order) and the distinct partners (``partners``: the summed matrix's pairs per row
+    or column, zero sums included); ``last_timestamp`` typed."""
+    n_ratings = stats["n_ratings"].to_numpy().astype(np.int64)
+    rated = ~np.isnan(events.ratings)
+    mean = _mean_rating(keys[rated], events.ratings[rated], n_ratings)
+    name, counts = partners
+    return (
+        stats.append_column("mean_rating", pa.array(mean, from_pandas=True))
+        .append_column("last_timestamp", stats["last_ns"].cast(pa.int64()).cast(TIMESTAMP))
+        .append_column(name, pa.array(counts.astype(np.int64)))
+    )
+
+
+def _positives(pairs: pa.Table, matrix: sp.csr_matrix, config: Config) -> pd.DataFrame:
+    users = pairs["user_idx"].to_numpy().astype(np.int32)
+    items = pairs["item_idx"].to_numpy().astype(np.int32)
+    return _unseen(_pair_keys(users, items, matrix.shape[1]), matrix, config)
+
+
+def _sql_features(ctx: TaskContext[Config], engine: str, split: dict[str, Any] | None) -> _Features:
+    """An engine's build: relational steps in SQL (``engines.features``), float sums here.
+
+    ``train_events`` streams from the engine into its file; the same batches give the
+    arrays the matrix and the mean ratings are summed from, in row order.
+    """
+    config = ctx.config
+    inputs = Inputs(
+        train=ctx.input(TRAIN),
+        test=ctx.input(TEST),
+        fold_in=ctx.input(FOLD_IN) if ctx.has_input(FOLD_IN) else None,
+        items=ctx.input(ITEMS),
+        users=ctx.input(USERS),
+    )
+    rules = WeightRules(
+        event_weights=dict(config.event_weights),
+        positive_rating_threshold=config.positive_rating_threshold,
+        low_rating_weight=config.low_rating_weight,
+        positive_event_types=tuple(config.positive_event_types),
+    )
+    with sql_session(ctx, engine) as session, FeatureTables(session, inputs, rules) as engine_run:
+        counts = engine_run.counts()
+        _log_started(ctx, counts["train_rows"], counts["test_rows"], counts["fold_in_rows"])
+        if counts["train_rows"] == 0:
+            raise _empty_train()
+        user_index, item_index = engine_run.user_index(), engine_run.item_index()
+        shape = (user_index.num_rows, item_index.num_rows)
+        events_path = ctx.output_path("train_events.parquet")
+        with ParquetSink(events_path, with_split(EVENTS_SCHEMA, split)) as sink:
+            train = _Events.collect(engine_run.train_events(ROW_GROUP_ROWS), sink)
+        summed = _summed(train.users, train.items, train.weights, shape)
+        n_items, n_users = summed.getnnz(axis=1), summed.getnnz(axis=0)  # before zero sums go
+        implicit = _drop_zeros(summed)
+        holdout_index = engine_run.holdout_index()
+        history = _Events.collect(engine_run.history_events(ROW_GROUP_ROWS), None).matrix(
+            (holdout_index.num_rows, shape[1])
         )
-        for name, (frame, schema) in frames.items()
-    }
+        tables: dict[str, Table] = {
+            "user_index": user_index,
+            "item_index": item_index,
+            "train_ratings": engine_run.ratings("train"),
+            "test_ratings": engine_run.ratings("test"),
+            "test_interactions": _positives(engine_run.positive_pairs("test"), implicit, config),
+            "user_stats": _completed(
+                engine_run.user_stats(), train.users, train, ("n_items", n_items)
+            ),
+            "item_stats": _completed(
+                engine_run.item_stats(), train.items, train, ("n_users", n_users)
+            ),
+            "holdout_user_index": holdout_index,
+            "holdout_history_ratings": engine_run.ratings("holdout"),
+            "holdout_test_interactions": _positives(
+                engine_run.positive_pairs("holdout"), history, config
+            ),
+        }
+    return _Features(
+        tables=tables,
+        written={"train_events": events_path},
+        implicit=implicit,
+        history=history,
+        test_rows_unknown_user=counts["unknown_user"],
+        test_rows_unknown_item=counts["unknown_item"] + counts["holdout_unknown_item"],
+        fold_in_rows_unknown_item=counts["fold_in_unknown_item"],
+    )
+
+
+def _write(path: Path, data: Table, schema: pa.Schema, split: dict[str, Any] | None) -> Path:
+    """Write a reference frame or an engine's Arrow table exactly alike."""
+    if isinstance(data, pd.DataFrame):
+        table = frame_to_table(data, schema)
+    else:
+        table = _nan_to_null(data.select(schema.names).cast(schema))
+    return write_parquet(
+        path, table.replace_schema_metadata(with_split(table.schema, split).metadata)
+    )
+
+
+def _engine(ctx: TaskContext[Config]) -> str:
+    """The engine that builds the features: the context's, unless the input rules it out.
+
+    The SQL engines read the typed layout preparation writes (see ``engines.features
+    .readable``); another layout (a hand-made upstream) is read by the pandas reference.
+    """
+    if ctx.engine not in SQL_ENGINES:
+        return "pandas"
+    splits = [ctx.input(TRAIN), ctx.input(TEST)]
+    if ctx.has_input(FOLD_IN):
+        splits.append(ctx.input(FOLD_IN))
+    if not all(readable(path) for path in splits):
+        ctx.logger.info("the splits are not in the typed layout: the pandas engine reads them")
+        return "pandas"
+    return ctx.engine
+
+
+def run(ctx: TaskContext[Config]) -> TaskResult:
+    """Index users/items and write the model-ready matrices and statistics."""
+    split = split_of(ctx.input(TEST))
+    engine = _engine(ctx)
+    built = _sql_features(ctx, engine, split) if engine in SQL_ENGINES else _pandas_features(ctx)
+    outputs = dict(built.written)
+    for name, data in built.tables.items():
+        outputs[name] = _write(
+            ctx.output_path(f"{name}.parquet"),
+            data,
+            SCHEMAS[name],
+            split if name in SPLIT_TABLES else None,
+        )
+    outputs = {name: outputs[name] for name in SCHEMAS}  # the reference's order
+    implicit, history = built.implicit, built.history
     outputs["train_implicit"] = save_npz(ctx.output_path("train_implicit.npz"), implicit)
-    outputs["holdout_history"] = save_npz(ctx.output_path("holdout_history.npz"), holdout.history)
+    outputs["holdout_history"] = save_npz(ctx.output_path("holdout_history.npz"), history)
+    shape = implicit.shape
     metrics = {
         "n_users": shape[0],
         "n_items": shape[1],
         "nnz": int(implicit.nnz),
         "density": implicit.nnz / (shape[0] * shape[1]),
-        "train_ratings": len(frames["train_ratings"][0]),
-        "test_ratings": len(frames["test_ratings"][0]),
-        "test_interactions": len(frames["test_interactions"][0]),
-        "test_rows_unknown_user": int((unknown_user & ~held_out_user).sum()),
-        "test_rows_unknown_item": int((unknown_item & ~unknown_user).sum())
-        + holdout.test_rows_unknown_item,
-        "holdout_users": len(holdout.user_ids),
-        "holdout_history_nnz": int(holdout.history.nnz),
-        "holdout_test_interactions": len(holdout.positives),
-        "fold_in_rows_unknown_item": holdout.fold_in_rows_unknown_item,
+        "train_ratings": len(built.tables["train_ratings"]),
+        "test_ratings": len(built.tables["test_ratings"]),
+        "test_interactions": len(built.tables["test_interactions"]),
+        "test_rows_unknown_user": built.test_rows_unknown_user,
+        "test_rows_unknown_item": built.test_rows_unknown_item,
+        "holdout_users": history.shape[0],
+        "holdout_history_nnz": int(history.nnz),
+        "holdout_test_interactions": len(built.tables["holdout_test_interactions"]),
+        "fold_in_rows_unknown_item": built.fold_in_rows_unknown_item,
     }
+    ctx.logger.info(f"features built on the {engine} engine")
     ctx.logger.info("features finished", extra={"fields": metrics})
-    return TaskResult(outputs=outputs, metrics=metrics)
+    # The engine that built them: checkpoint metadata (not a metric: metrics stay comparable).
+    return TaskResult(outputs=outputs, metrics=metrics, metadata={"engine": engine})

@@ -64,7 +64,7 @@ from recomart_pipeline.tasks._tables import (
     TYPED_SCHEMAS,
     ParquetSink,
     read_categorical,
-    split_schema,
+    with_split,
     write_frame,
 )
 from recomart_pipeline.tasks.specs.preparation import (
@@ -434,7 +434,7 @@ def _prepare_sql(ctx: TaskContext[Config], source: Path, engine: str) -> _Prepar
         for name, part in (("train", TRAIN), ("test", TEST), ("fold_in", FOLD_IN)):
             split = _split_record(config.split) if name == "test" else None
             outputs[name] = ctx.output_path(f"{name}.parquet")
-            with ParquetSink(outputs[name], split_schema(INTERACTIONS, split)) as sink:
+            with ParquetSink(outputs[name], with_split(INTERACTIONS, split)) as sink:
                 for batch in prep.rows(part, ROW_GROUP_ROWS):
                     sink.write(batch)
     return _Prepared(

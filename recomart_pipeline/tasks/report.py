@@ -111,6 +111,15 @@ def _training_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Sect
     histories = {n: c.history for n, c in candidates.items() if c.history}
     if ctx.config.charts and histories:
         section.charts.append(("training curves", charts.training_curves(histories)))
+    tuning = training.tuning or {}
+    searches = {
+        name: (values, best_so_far(values, record.direction))
+        for name, record in tuning.items()
+        if (values := [t.value for t in record.trials])
+    }
+    if ctx.config.charts and searches:
+        metric = ", ".join(sorted({tuning[name].metric for name in searches}))
+        section.charts.append(("tuning curves", charts.tuning_curves(metric, searches)))
     return section
 
 

@@ -30,10 +30,18 @@ A candidate that does not apply to the data (``Recommender.skip_reason``: a rati
 the data has no rating events, any model when there are no interactions at all) is skipped:
 it gets ``skipped: <reason>`` in the summary, the task's metadata and metrics, and a warning in
 the log; evaluation leaves it out. The run fails only if the baseline itself cannot train.
+
+With the ``spark`` engine (``execution.engine`` or ``tasks.training.engine``), the ``als``
+candidates, their validation fits and tuning trials train with Spark MLlib's implicit ALS
+(``engines.spark_als``) and land in the same ``ALSRecommender`` and model file; every other
+model trains here, on this machine, from the same features. The task's metadata says where
+each candidate trained (``trained_on``), and a Spark-trained model file's header says so too
+(docs/spark_training.md).
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -44,7 +52,8 @@ from pydantic import BaseModel
 from recomart_pipeline.contract.documents import TrainingSummary
 from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.contract.task import TaskContext, TaskResult
-from recomart_pipeline.ml.base import FitReport, Recommender, TrainingData
+from recomart_pipeline.ml.als import ALSRecommender
+from recomart_pipeline.ml.base import EpochCallback, FitReport, Recommender, TrainingData
 from recomart_pipeline.ml.data import load_training_data
 from recomart_pipeline.ml.evaluate import evaluate_model, evaluation_users
 from recomart_pipeline.ml.holdout import (
@@ -56,7 +65,7 @@ from recomart_pipeline.ml.holdout import (
 )
 from recomart_pipeline.ml.metrics import json_safe
 from recomart_pipeline.ml.models import create_model
-from recomart_pipeline.ml.params import LOWER_IS_BETTER
+from recomart_pipeline.ml.params import LOWER_IS_BETTER, ALSParams
 from recomart_pipeline.ml.persistence import FILE_SUFFIX, save_model
 from recomart_pipeline.ml.tuning import Direction, Trial, TuningResult, tune
 from recomart_pipeline.tasks._tables import split_of
@@ -68,6 +77,45 @@ from recomart_pipeline.tasks.specs.training import (
     ResolvedCandidate,
     TuningConfig,
 )
+
+
+class _Trainer:
+    """Fits models: on this machine (``Recommender.fit``), or, when the task's engine is
+    ``spark``, the ``als`` candidates with MLlib's ALS on the cluster
+    (``engines.spark_als``; one Spark session for the task, started on first use)."""
+
+    def __init__(self, ctx: TaskContext) -> None:
+        self.ctx = ctx
+        self.spark = ctx.engine == "spark"
+        self._stack = ExitStack()
+        self._work: Any = None
+
+    def engine_of(self, model: Recommender) -> str:
+        """Where ``model`` trains: ``spark`` (MLlib) or ``local`` (this machine)."""
+        return "spark" if self.spark and model.model_type == ALSRecommender.model_type else "local"
+
+    def fit(
+        self, model: Recommender, train: TrainingData, on_epoch: EpochCallback | None = None
+    ) -> tuple[Recommender, FitReport]:
+        """The fitted model (a new object when Spark trained it) and its report."""
+        if self.engine_of(model) == "local":
+            return model, model.fit(train, on_epoch=on_epoch)
+        from recomart_pipeline.engines import spark_als
+
+        if self._work is None:
+            self._work = self._stack.enter_context(
+                spark_als.spark_work(self.ctx.engine_options, self.ctx.task_name)
+            )
+        params = model.params
+        assert isinstance(params, ALSParams)
+        return spark_als.fit_als(self._work, train, params, on_epoch)
+
+    @property
+    def spark_version(self) -> str | None:
+        return None if self._work is None else str(self._work.version)
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 def _entry(candidate: ResolvedCandidate, model: Recommender, report: FitReport) -> dict[str, Any]:
@@ -101,6 +149,7 @@ def _train_candidate(
     candidate: ResolvedCandidate,
     model: Recommender,
     train: TrainingData,
+    trainer: _Trainer,
 ) -> tuple[dict[str, Any], FitReport, Path | None]:
     """Fit one candidate (logging every epoch) and save it; return its summary entry."""
     name = candidate.name
@@ -115,18 +164,22 @@ def _train_candidate(
         fields = {"candidate": name, **record}
         ctx.logger.info(f"{name} epoch {record['epoch']}", extra={"fields": fields})
 
-    report = model.fit(train, on_epoch=log_epoch)
+    engine = trainer.engine_of(model)
+    model, report = trainer.fit(model, train, log_epoch)
     entry = _entry(candidate, model, report)
     path = None
     if config.save_model:
         path = ctx.output_path(f"model_{name}{FILE_SUFFIX[config.model_format]}")
         metadata = {"model_name": config.model_name, "candidate": name, "task": ctx.task_name}
+        if engine == "spark":  # the file says what trained it (one-machine files unchanged)
+            metadata.update(engine="spark", spark_version=str(trainer.spark_version))
         entry["sha256"] = save_model(
             model, path, model_format=config.model_format, metadata=metadata
         )
         entry["artifact"], entry["file"] = f"model_{name}", path.name
     done_fields = {
         "candidate": name,
+        "engine": engine,
         "fit_seconds": report.fit_seconds,
         "epochs": len(report.history),
         "best_epoch": report.best_epoch,
@@ -220,6 +273,7 @@ def _validation_metrics(
     candidate: ResolvedCandidate,
     params: BaseModel,
     split: tuple[Holdout, np.ndarray, dict[str, Any]],
+    trainer: _Trainer,
 ) -> dict[str, float | None] | None:
     """``candidate``'s metrics with ``params`` on the validation split (fitted without it),
     or None when it does not apply to the reduced data."""
@@ -229,7 +283,7 @@ def _validation_metrics(
     if reason is not None:
         ctx.logger.warning(f"'{candidate.name}' not validated: {reason}")
         return None
-    model.fit(holdout.fit)
+    model, _ = trainer.fit(model, holdout.fit)
     scored = evaluate_model(
         model,
         test_ratings=holdout.ratings,
@@ -246,9 +300,10 @@ def _validate_candidate(
     ctx: TaskContext[Config],
     candidate: ResolvedCandidate,
     split: tuple[Holdout, np.ndarray, dict[str, Any]],
+    trainer: _Trainer,
 ) -> dict[str, float | None] | None:
     """The candidate's metrics on the validation split, logged."""
-    metrics = _validation_metrics(ctx, candidate, candidate.params, split)
+    metrics = _validation_metrics(ctx, candidate, candidate.params, split, trainer)
     if metrics is not None:
         fields = {"candidate": candidate.name, **metrics}
         ctx.logger.info(f"validated '{candidate.name}'", extra={"fields": fields})
@@ -281,6 +336,7 @@ def _tune_candidate(
     candidate: ResolvedCandidate,
     split: tuple[Holdout, np.ndarray, dict[str, Any]],
     budget: _Budget,
+    trainer: _Trainer,
 ) -> tuple[ResolvedCandidate, dict[str, Any], TuningResult, dict[str, float | None] | None]:
     """Search the candidate's space on the validation split; return the candidate with the
     best parameters, the search's summary record, and the best trial's validation metrics
@@ -298,7 +354,7 @@ def _tune_candidate(
 
     def objective(values: dict[str, Any]) -> float | None:
         params = candidate.model.params.model_validate({**configured, **values})
-        metrics = _validation_metrics(ctx, candidate, params, split)
+        metrics = _validation_metrics(ctx, candidate, params, split, trainer)
         scored.append(metrics)
         return None if metrics is None else metrics.get(metric)
 
@@ -377,6 +433,14 @@ def _tuning_metrics(name: str, record: dict[str, Any], result: TuningResult) -> 
 
 def run(ctx: TaskContext[Config]) -> TaskResult:
     """Fit every candidate, save its file, and summarise how each fit went."""
+    trainer = _Trainer(ctx)
+    try:
+        return _run(ctx, trainer)
+    finally:
+        trainer.close()
+
+
+def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
     config = ctx.config
     train = load_training_data(ctx.input(TRAIN_RATINGS), ctx.input(TRAIN_IMPLICIT))
     data_fields = {
@@ -394,6 +458,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     baseline = None
     tuning: dict[str, dict[str, Any]] = {}
     curves: dict[str, list[float | None]] = {}
+    engines: dict[str, str] = {}  # where each trained candidate was fitted
     budget = _Budget(config.tuning) if config.tuning is not None else None
     for candidate in config.resolved_candidates():
         name = candidate.name
@@ -415,14 +480,17 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         tuned_metrics: dict[str, float | None] | None = None
         if tuned and split is not None and budget is not None:
             candidate, tuning[name], result, tuned_metrics = _tune_candidate(
-                ctx, candidate, split, budget
+                ctx, candidate, split, budget, trainer
             )
             metrics.update(_tuning_metrics(name, tuning[name], result))
             curves[name] = result.curve(tuning[name]["direction"])
             model = create_model(candidate.model.model_type, candidate.params)
-        entry, report, path = _train_candidate(ctx, config, candidate, model, train)
+        engines[name] = trainer.engine_of(model)
+        entry, report, path = _train_candidate(ctx, config, candidate, model, train, trainer)
         if split is not None:
-            entry["validation"] = tuned_metrics or _validate_candidate(ctx, candidate, split)
+            entry["validation"] = tuned_metrics or _validate_candidate(
+                ctx, candidate, split, trainer
+            )
             for metric, value in (entry["validation"] or {}).items():
                 metrics[f"{name}_validation_{metric}"] = value
         candidates[name] = entry
@@ -438,7 +506,14 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     trained = [name for name in candidates if name not in skipped]
     metrics["candidates_trained"] = len(trained)
     metrics["candidates_skipped"] = len(skipped)
-    metadata: dict[str, Any] = {"candidates": list(candidates), "baseline": baseline}
+    metadata: dict[str, Any] = {
+        "candidates": list(candidates),
+        "baseline": baseline,
+        "engine": ctx.engine,
+        "trained_on": engines,
+    }
+    if trainer.spark_version is not None:
+        metadata["spark_version"] = trainer.spark_version
     if tuning:
         metadata["tuning"] = {
             name: {

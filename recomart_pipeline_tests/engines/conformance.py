@@ -1,5 +1,5 @@
-"""Shared by the conformance tests: run validation on an engine and compare it with the
-pandas reference byte for byte (files, checks, metrics)."""
+"""Shared by the conformance tests: run a data task (validation, features) on an engine and
+compare it with the pandas reference byte for byte (files, checks, metrics)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,22 @@ from recomart_pipeline_tests.data.helpers import TaskHarness
 PINNED = {"freshness": {"reference_time": "2026-06-01T00:00:00Z"}}
 
 
+# The upstream task each compared task reads.
+UPSTREAM = {"validation": "ingestion", "features": "preparation"}
+
+
 def validate_on(
-    harness: TaskHarness, upstream: Checkpoint, engine: str, config: dict[str, Any] | None = None
+    harness: TaskHarness,
+    upstream: Checkpoint,
+    engine: str,
+    config: dict[str, Any] | None = None,
+    task: str = "validation",
 ) -> TaskResult:
-    ctx = harness.context("validation", config or PINNED, {"ingestion": upstream})
+    """Run ``task`` (validation unless told) on ``engine``; validation's clock is pinned."""
+    default = PINNED if task == "validation" else {}
+    ctx = harness.context(task, config or default, {UPSTREAM[task]: upstream})
     ctx.engine = engine
-    return builtin_spec("validation").function()(ctx)
+    return builtin_spec(task).function()(ctx)
 
 
 def fingerprint(result: TaskResult) -> dict[str, Any]:
@@ -55,10 +65,11 @@ def assert_conform(
     engine: str,
     config: dict[str, Any] | None = None,
     expected_engine: str | None = None,
+    task: str = "validation",
 ) -> TaskResult:
-    reference = validate_on(harness, upstream, "pandas", config)
+    reference = validate_on(harness, upstream, "pandas", config, task)
     jobs = spark_jobs() if engine == "spark" else 0
-    local = validate_on(harness, upstream, engine, config)
+    local = validate_on(harness, upstream, engine, config, task)
     if engine == "spark" and expected_engine is None:
         assert spark_jobs() > jobs, "no Spark job ran"
     assert reference.metadata["engine"] == "pandas"

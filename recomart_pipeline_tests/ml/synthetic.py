@@ -3,7 +3,8 @@
 Users and items get hidden factor vectors; which items a user interacts with is driven by
 affinity (plus a mild popularity term), and ratings are mean + biases + affinity + noise.
 Each user's interactions are split 80/20 into train and held-out test, mirroring the
-features task's artifacts.
+features task's artifacts. The noiseless ranking key is kept (``true_scores``) as the ceiling
+a benchmark can compare models with.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ class SyntheticData:
     train: TrainingData
     test_ratings: Ratings
     test_interactions: sp.csr_matrix
+    # The generator's own ranking key without its sampling noise (2·affinity + popularity,
+    # users x items): ranking by it is the best any model can do on this world, so
+    # benchmarks report it as the ceiling of what the data allows.
+    true_scores: np.ndarray | None = None
 
 
 def make_synthetic(
@@ -61,4 +66,5 @@ def make_synthetic(
         train=TrainingData(n_users, n_items, Ratings(users[tr], items[tr], ratings[tr]), implicit),
         test_ratings=Ratings(users[te], items[te], ratings[te]),
         test_interactions=test_interactions,
+        true_scores=2.0 * affinity + popularity,
     )

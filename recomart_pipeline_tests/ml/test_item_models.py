@@ -1,5 +1,5 @@
 """EASE and item-kNN: they rank better than popularity, EASE knows its size limit, and the
-item-kNN similarity is as sparse as promised."""
+item-kNN similarity is as sparse as promised and equal to the top k of the full product."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import pytest
 import scipy.sparse as sp
 
 from recomart_pipeline.contract.errors import DataValidationError
+from recomart_pipeline.ml import knn
 from recomart_pipeline.ml.base import Ratings, TrainingData
 from recomart_pipeline.ml.evaluate import evaluate_model
 from recomart_pipeline.ml.knn import ItemKNNRecommender
 from recomart_pipeline.ml.models import create_model
+from recomart_pipeline.ml.params import ItemKNNParams
 from recomart_pipeline_tests.ml.synthetic import SyntheticData
 
 
@@ -83,3 +85,37 @@ def test_item_knn_keeps_at_most_k_positive_neighbours_per_item(data, weighting):
     users = np.arange(20)
     rows = data.train.interactions()[users].astype(bool).astype(np.float32)
     assert np.allclose(model.score_items(users), (rows @ similarity).toarray(), atol=1e-5)
+
+
+def _reference_top_k(weighted: sp.csr_matrix, k: int) -> dict[tuple[int, int], float]:
+    """The definition: the full product (scipy's, in float64, cast to float32 as the model
+    stores it), an item's own entry removed, its k largest positive entries by (value
+    descending, item ascending)."""
+    full = np.asarray((weighted @ weighted.T).toarray(), np.float32)
+    kept: dict[tuple[int, int], float] = {}
+    for item, row in enumerate(full):
+        others = [j for j in range(row.size) if j != item and row[j] > 0]
+        for j in sorted(others, key=lambda j: (-row[j], j))[:k]:
+            kept[item, j] = float(row[j])
+    return kept
+
+
+@pytest.mark.parametrize("weighting", ["cosine", "bm25", "tfidf"])
+@pytest.mark.parametrize("k", [1, 4, 100])
+def test_item_knn_similarities_are_the_top_k_of_the_full_product_ties_to_the_lower_item(
+    weighting, k, monkeypatch
+):
+    # binary data on few users: many items share the same co-occurrence counts (ties)
+    rng = np.random.default_rng(5)
+    dense = (rng.random((25, 40)) < 0.2).astype(np.float32)
+    dense[:, 39] = 0.0  # an item nobody has: no neighbours
+    weighted = knn.weighted_items(sp.csr_matrix(dense), ItemKNNParams(weighting=weighting))
+    expected = _reference_top_k(weighted, k)
+    monkeypatch.setattr(knn, "_ITEMS_PER_TASK", 3)  # many tasks on the worker threads
+    similarity = knn.top_k_similarities(weighted, k).tocoo()
+    got = {
+        (int(i), int(j)): float(v)
+        for i, j, v in zip(similarity.row, similarity.col, similarity.data, strict=True)
+    }
+    assert got == expected
+    assert len({v for v in expected.values()}) < len(expected)  # ties were there to break

@@ -70,3 +70,12 @@ def test_the_agreement_check_rejects_a_wrapper_that_ranks_differently():
             model._history = model._history[::-1]
         with pytest.raises(AssertionError):
             module["check_agrees_with_implicit"](model, train)
+
+
+def test_a_latent_world_reports_its_ceiling_above_every_trained_model():
+    module = _module()
+    label, pairs, truth = module["movielens_shaped"]("200,150,25")
+    result = module["benchmark"](label, pairs, truth=truth)
+    figures = {name: m["ndcg_at_10"] for name, m in result["models"].items()}
+    ceiling = figures.pop("known_scores")
+    assert ceiling > max(figures.values()) > figures["popularity"]

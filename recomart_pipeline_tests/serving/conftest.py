@@ -20,14 +20,19 @@ SMALL_K = 8
 
 
 def served_registry(
-    root: Path, model_types: list[str], k: int = SMALL_K, seed: int = 7
+    root: Path,
+    model_types: list[str],
+    k: int = SMALL_K,
+    seed: int = 7,
+    n_users: int = N_USERS,
+    n_items: int = N_ITEMS,
 ) -> ModelRegistry:
     """One version per model type (v0001, v0002, ...), each fitted on the same data and
     registered with its serving arrays of ``k`` items per user; v0001 is the champion."""
     work = root / "build"
     work.mkdir(parents=True)
-    data = make_synthetic(n_users=N_USERS, n_items=N_ITEMS, per_user=10, seed=seed)
-    sources = write_index_files(work, N_USERS, N_ITEMS, "user-", "item-")
+    data = make_synthetic(n_users=n_users, n_items=n_items, per_user=10, seed=seed)
+    sources = write_index_files(work, n_users, n_items, "user-", "item-")
     sp.save_npz(sources["train_implicit.npz"], data.train.implicit)
     registry = ModelRegistry(root / "registry")
     for model_type in model_types:

@@ -42,6 +42,7 @@ def test_quick_serving_benchmark_runs_and_writes_its_results(tmp_path):
         assert service["first_request_status"] == 200, service["service"]
         # the first request's like-for-like reference: the same client's next requests
         assert 0 < service["later_request_ms"] <= service["later_request_p90_ms"]
+        assert service["after_idle_request_ms"] > 0  # and after a quiet spell
         for endpoint in ("health", "recommendations"):
             figures = service[endpoint]
             assert figures["errors"] == 0, (service["service"], endpoint, figures)

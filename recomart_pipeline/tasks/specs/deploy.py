@@ -1,7 +1,5 @@
 """The deploy task's declaration: config, inputs, outputs, checks (light: no pandas/numpy)."""
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -1,8 +1,6 @@
 """The evaluation task's declaration: config, inputs, outputs, checks (light: no pandas/numpy)."""
 
-from __future__ import annotations
-
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -88,7 +86,7 @@ class Config(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _known_metrics(self) -> Config:
+    def _known_metrics(self) -> Self:
         known = metric_names(self.k)
         used = {"selection_metric": [self.metric]}
         used.update({f"gates.{kind}": list(getattr(self.gates, kind)) for kind in GATE_KINDS})

@@ -57,6 +57,8 @@ SPEC = TaskSpec(
     run="recomart_pipeline.tasks.features:run",
     config=Config,
     inputs=(TRAIN, TEST, FOLD_IN, ITEMS, USERS),
+    # local/spark: indices, weights, ratings and statistics as SQL (engines/features.py).
+    engines=("pandas", "local", "spark"),
     outputs=(
         Output("user_index", "parquet", "user_id -> row of the matrix"),
         Output("item_index", "parquet", "item_id -> column of the matrix, with category"),

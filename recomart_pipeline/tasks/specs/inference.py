@@ -1,7 +1,5 @@
 """The inference task's declaration: config, inputs, outputs, checks (light: no pandas/numpy)."""
 
-from __future__ import annotations
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from recomart_pipeline.contract.documents import EvaluationReport
@@ -38,4 +36,6 @@ SPEC = TaskSpec(
     config=Config,
     inputs=(EVALUATION, MODEL, USER_INDEX, ITEM_INDEX, TRAIN_IMPLICIT),
     outputs=(Output("recommendations", "parquet", "user_id, rank, item_id, score"),),
+    # spark: users scored in blocks by Spark tasks, same file (docs/spark_training.md).
+    engines=("pandas", "spark"),
 )

@@ -1,7 +1,5 @@
 """The ingestion task's declaration: config, inputs, outputs, checks (light: no pandas/numpy)."""
 
-from __future__ import annotations
-
 import bz2
 import codecs
 import csv
@@ -12,7 +10,7 @@ import itertools
 import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -84,7 +82,7 @@ class TimestampFormat(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _format_needs_text(self) -> TimestampFormat:
+    def _format_needs_text(self) -> Self:
         if self.format is not None and self.unit != "iso":
             raise ValueError(
                 f"timestamp.format applies to text times only: remove it or set unit: iso "
@@ -109,7 +107,7 @@ class RowCondition(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _value_fits_op(self) -> RowCondition:
+    def _value_fits_op(self) -> Self:
         if self.op in NULL_OPS:
             if self.value is not None:
                 raise ValueError(f"op {self.op} takes no value (column {self.column})")
@@ -318,7 +316,7 @@ class TableSource(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _names_without_header(self) -> TableSource:
+    def _names_without_header(self) -> Self:
         if not self.header and self.columns is None:
             raise ValueError("header: false needs columns: [name, ...] in file order")
         if self.header and self.columns is not None:
@@ -370,7 +368,7 @@ class Sources(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _canonical_keys(self) -> Sources:
+    def _canonical_keys(self) -> Self:
         for table, layout in TABLES.items():
             source: TableSource | None = getattr(self, table)
             if source is None:
@@ -525,6 +523,7 @@ def file_format(path: Path, source: TableSource) -> Literal["csv", "parquet"] | 
 
 HEAD_ROWS = 50
 HEAD_CHARS = 1 << 20  # read of a CSV's head: a file without line breaks stays cheap
+FIRST_READ_CHARS = 1 << 16
 MESSAGE_CHARS = 2_000
 
 
@@ -540,19 +539,42 @@ def printable(text: str, limit: int = MESSAGE_CHARS) -> str:
 
 def _csv_head(path: Path, source: TableSource) -> tuple[list[str], list[list[str]]]:
     """Column names and up to HEAD_ROWS rows of a (possibly compressed) CSV, from at most
-    HEAD_CHARS characters of it."""
+    HEAD_CHARS characters of it.
+
+    A first read of FIRST_READ_CHARS is enough for almost every file: reading and wrapping
+    the whole MiB took 6 ms of ``validate``'s 10 ms of own work on the bundled data."""
     opener: Any = {".gz": gzip.open, ".bz2": bz2.open}.get(path.suffix.lower(), open)
     with opener(path, "rt", encoding=source.encoding, newline="") as handle:
-        text = handle.read(HEAD_CHARS)
+        text = handle.read(FIRST_READ_CHARS)
+        if len(text) == FIRST_READ_CHARS:
+            # One record more than needed proves the needed ones ended before the cut (a
+            # quoted field may hold line breaks, so lines are not records).
+            records = _records_before_cut(text, source.delimiter, HEAD_ROWS + 2)
+            if len(records) == HEAD_ROWS + 2:
+                return _columns_and_rows(records[:-1], source)
+            text += handle.read(HEAD_CHARS - FIRST_READ_CHARS)
         more = len(text) == HEAD_CHARS and bool(handle.read(1))
     if more:
         if "\n" not in text:
             raise ValueError(f"its first line is longer than {HEAD_CHARS:,} characters")
         text = text[: text.rindex("\n") + 1]
-    rows = list(itertools.islice(split_lines(text, source.delimiter), HEAD_ROWS + 1))
+    return _columns_and_rows(
+        list(itertools.islice(split_lines(text, source.delimiter), HEAD_ROWS + 1)), source
+    )
+
+
+def _records_before_cut(text: str, delimiter: str, limit: int) -> list[list[str]]:
+    """Up to ``limit`` records of ``text`` up to its last line break (none without one)."""
+    end = text.rfind("\n")
+    return list(itertools.islice(split_lines(text[: end + 1], delimiter), limit))
+
+
+def _columns_and_rows(
+    records: list[list[str]], source: TableSource
+) -> tuple[list[str], list[list[str]]]:
     if source.header:
-        return (rows[0] if rows else []), rows[1:]
-    return list(source.columns or []), rows[:HEAD_ROWS]
+        return (records[0] if records else []), records[1:]
+    return list(source.columns or []), records[:HEAD_ROWS]
 
 
 def split_lines(text: str, delimiter: str) -> Iterator[list[str]]:

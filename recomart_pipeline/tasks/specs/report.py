@@ -1,7 +1,5 @@
 """The report task's declaration: config, inputs, outputs, checks (light: no pandas/numpy)."""
 
-from __future__ import annotations
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from recomart_pipeline.contract.documents import (

@@ -1,7 +1,5 @@
 """The canonical tables (columns, event types): names only, shared by specs and tasks."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 

@@ -1,9 +1,7 @@
 """The training task's declaration: config, inputs, outputs, checks (light: no pandas/numpy)."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -263,7 +261,7 @@ class Config(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _candidates_resolve(self) -> Config:
+    def _candidates_resolve(self) -> Self:
         resolved = self.resolved_candidates()
         if self.tuning is not None:
             self._check_tuning(self.tuning, {c.name: c for c in resolved})
@@ -368,4 +366,7 @@ SPEC = TaskSpec(
     config=Config,
     inputs=(TRAIN_RATINGS, TRAIN_IMPLICIT, TRAIN_EVENTS),
     outputs=(SUMMARY, MODELS),
+    # spark: the als candidates train with Spark MLlib's ALS (engines.spark_als); the others,
+    # and every candidate under pandas, on this machine (docs/spark_training.md).
+    engines=("pandas", "spark"),
 )
