@@ -1,11 +1,14 @@
-"""Benchmark of the engines: validation on pandas (the reference) against local (DuckDB).
+"""Benchmark of the engines: validation and preparation on pandas (the reference) against
+local (DuckDB).
 
 Both engines validate the same ingested data in the same run, one after the other, each in
 its own subprocess (its peak RSS is its own, ``os.wait4``), and their outputs are compared
-byte for byte. Results are merged into ``benchmarks/results/engines.json`` under the size's
-name, and the "Engines" section of BENCHMARKS.md is rewritten from them::
+byte for byte. Then both prepare the same validated data (the pandas run's), once per
+preparation config (the default, and a k-core with the seeded random split), outputs
+compared likewise. Results are merged into ``benchmarks/results/engines.json`` under the
+size's name, and the "Engines" section of BENCHMARKS.md is rewritten from them::
 
-    python benchmarks/engines.py                 # 1m and 5m interactions (~2 minutes)
+    python benchmarks/engines.py                 # 1m and 5m interactions (~4 minutes)
     python benchmarks/engines.py --sizes 1m      # one size
     python benchmarks/engines.py --quick         # 50k, to engines_quick.json (CI)
 
@@ -38,6 +41,16 @@ DIRTY_FRACTION = 0.01
 SEED = 7
 # Replaying generated data: a pinned clock keeps the freshness check's verdict stable.
 VALIDATION_CONFIG = {"freshness": {"reference_time": "2026-06-01T00:00:00Z"}}
+# Preparation as the default pipeline runs it, and the iterative k-core with the split whose
+# draws are joined in.
+PREPARATION_CONFIGS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "kcore_random": {
+        "min_user_interactions": 5,
+        "min_item_interactions": 5,
+        "split": {"method": "random", "seed": 7},
+    },
+}
 BEGIN = "<!-- BEGIN engines (benchmarks/engines.py) -->"
 END = "<!-- END engines -->"
 
@@ -55,8 +68,9 @@ def worker_generate(interactions: int, data: Path) -> None:
     )
 
 
-def worker_task(task: str, engine: str, data: Path, storage: Path) -> None:
-    """Run one task as the runtime would, on ``engine``; publish under the run id ``engine``."""
+def worker_task(task: str, engine: str, data: Path, storage: Path, variant: str = "") -> None:
+    """Run one task as the runtime would, on ``engine``; publish under the run id ``engine``
+    (preparation: ``engine-variant``, reading the pandas run's validation)."""
     from recomart_pipeline.contract.catalog import builtin_spec
     from recomart_pipeline.runtime.artifacts import ArtifactStore
     from recomart_pipeline.runtime.attempt import task_context
@@ -68,11 +82,16 @@ def worker_task(task: str, engine: str, data: Path, storage: Path) -> None:
             "source": {t: str(data / f"{t}.parquet") for t in ("interactions", "items", "users")}
         }
         upstream = {}
-    else:
+        run_id = "ingest"
+    elif task == "validation":
         config = VALIDATION_CONFIG
         upstream = {"ingestion": store.load_upstream("ingestion", "ingest")}
+        run_id = engine
+    else:
+        config = PREPARATION_CONFIGS[variant]
+        upstream = {"validation": store.load_upstream("validation", "pandas")}
+        run_id = f"{engine}-{variant}"
     spec = builtin_spec(task)
-    run_id = "ingest" if task == "ingestion" else engine
     ctx = task_context(
         spec,
         task,
@@ -100,8 +119,8 @@ def _measure(step: list[str]) -> dict[str, float]:
     return {"seconds": round(seconds, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
-def _digests(storage: Path, run_id: str) -> dict[str, str]:
-    folder = storage / "runs" / run_id / "validation"
+def _digests(storage: Path, run_id: str, task: str) -> dict[str, str]:
+    folder = storage / "runs" / run_id / task
     return {
         path.name: hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(folder.iterdir())
@@ -118,23 +137,29 @@ def benchmark(size: str) -> dict[str, Any]:
         generate = _measure(["generate", str(interactions), str(data)])
         ingestion = _measure(["task", "ingestion", "pandas", str(data), str(storage)])
         runs = {e: _measure(["task", "validation", e, str(data), str(storage)]) for e in ENGINES}
-        digests = {engine: _digests(storage, engine) for engine in ENGINES}
+        digests = {engine: _digests(storage, engine, "validation") for engine in ENGINES}
+        preparation: dict[str, Any] = {}
+        for variant in PREPARATION_CONFIGS:
+            timed = {
+                e: _measure(["task", "preparation", e, str(data), str(storage), variant])
+                for e in ENGINES
+            }
+            files = {e: _digests(storage, f"{e}-{variant}", "preparation") for e in ENGINES}
+            preparation[variant] = _compared(f"{size}: preparation ({variant})", timed, files)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    identical = digests["pandas"] == digests["local"] and bool(digests["pandas"])
-    ratio = runs["pandas"]["seconds"] / runs["local"]["seconds"]
-    print(
-        f"{size}: validation pandas {runs['pandas']['seconds']} s, local "
-        f"{runs['local']['seconds']} s (×{ratio:.2f}); identical outputs: {identical}"
-    )
+    validation = _compared(f"{size}: validation", runs, digests)
     return {
         "interactions": interactions,
         "dirty_fraction": DIRTY_FRACTION,
         "generate": generate,
         "ingestion": ingestion,
         "validation": runs,
-        "speedup": round(ratio, 2),
-        "identical_outputs": identical,
+        "speedup": validation["speedup"],
+        "validation_identical": validation["identical_outputs"],
+        "preparation": preparation,
+        "identical_outputs": validation["identical_outputs"]
+        and all(run["identical_outputs"] for run in preparation.values()),
         "compared_files": sorted(digests["pandas"]),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_average_1m": round(os.getloadavg()[0], 2),
@@ -142,28 +167,60 @@ def benchmark(size: str) -> dict[str, Any]:
     }
 
 
+def _compared(
+    label: str, runs: dict[str, dict[str, float]], digests: dict[str, dict[str, str]]
+) -> dict[str, Any]:
+    """Both engines' runs of one step, their speed-up and whether their files are equal."""
+    identical = digests["pandas"] == digests["local"] and bool(digests["pandas"])
+    ratio = runs["pandas"]["seconds"] / runs["local"]["seconds"]
+    print(
+        f"{label}: pandas {runs['pandas']['seconds']} s, local {runs['local']['seconds']} s "
+        f"(×{ratio:.2f}); identical outputs: {identical}"
+    )
+    return {
+        **runs,
+        "speedup": round(ratio, 2),
+        "identical_outputs": identical,
+        "compared_files": sorted(digests["pandas"]),
+    }
+
+
+def _row(interactions: int, step: str, run: dict[str, Any], identical: bool, load: float) -> str:
+    return (
+        f"| {interactions:,} | {step} "
+        f"| {run['pandas']['seconds']:.2f} / {run['pandas']['peak_rss_mib']:.0f} "
+        f"| {run['local']['seconds']:.2f} / {run['local']['peak_rss_mib']:.0f} "
+        f"| ×{run['pandas']['seconds'] / run['local']['seconds']:.2f} "
+        f"| {'yes' if identical else 'NO'} | {load} |"
+    )
+
+
 def section(results: dict[str, Any]) -> str:
     """The BENCHMARKS.md section, from the saved results."""
     lines = [
         BEGIN,
-        "## Engines: validation on pandas vs local (`benchmarks/engines.py`)",
+        "## Engines: validation and preparation on pandas vs local (`benchmarks/engines.py`)",
         "",
         "Same run, same ingested data (the generator, 20 interactions per user, 200 per item, "
-        "1% dirty rows); each engine in its own process. *identical*: every output file "
-        "(interactions, quarantine, items, users, report) has the same bytes.",
+        "1% dirty rows); each engine in its own process. Preparation reads the same validated "
+        "data on both engines: *default* is the default pipeline's (temporal_global split), "
+        "*kcore_random* keeps the 5-core and splits at random (seed 7). *identical*: every "
+        "output file (validation: interactions, quarantine, items, users, report; "
+        "preparation: train, test, fold_in, items, users) has the same bytes.",
         "",
-        "| interactions | pandas s / MiB | local s / MiB | speed-up | identical | load avg |",
-        "|---|---|---|---|---|---|",
+        "| interactions | step | pandas s / MiB | local s / MiB | speed-up | identical "
+        "| load avg |",
+        "|---|---|---|---|---|---|---|",
     ]
     for result in sorted(results.values(), key=lambda r: r["interactions"]):
-        runs = result["validation"]
-        lines.append(
-            f"| {result['interactions']:,} "
-            f"| {runs['pandas']['seconds']:.2f} / {runs['pandas']['peak_rss_mib']:.0f} "
-            f"| {runs['local']['seconds']:.2f} / {runs['local']['peak_rss_mib']:.0f} "
-            f"| ×{result['speedup']:.2f} | {'yes' if result['identical_outputs'] else 'NO'} "
-            f"| {result['load_average_1m']} |"
-        )
+        size, load = result["interactions"], result["load_average_1m"]
+        # results from before preparation was measured have one verdict, validation's
+        validated = result.get("validation_identical", result["identical_outputs"])
+        lines.append(_row(size, "validation", result["validation"], validated, load))
+        for variant, run in result.get("preparation", {}).items():
+            lines.append(
+                _row(size, f"preparation ({variant})", run, run["identical_outputs"], load)
+            )
     lines += ["", "Why these numbers and what comes next: docs/engines.md.", END]
     return "\n".join(lines)
 
@@ -190,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         if kind == "generate":
             worker_generate(int(rest[0]), Path(rest[1]))
         else:
-            worker_task(rest[0], rest[1], Path(rest[2]), Path(rest[3]))
+            worker_task(rest[0], rest[1], Path(rest[2]), Path(rest[3]), *rest[4:])
         return 0
     sizes = ["quick"] if args.quick else args.sizes
     path = RESULTS / ("engines_quick.json" if args.quick else "engines.json")

@@ -127,7 +127,7 @@ class SparkSession(ClosedOnExit):
         self.spark = active
         self.version: str = active.version
         self._scratch = scratch
-        self._kept: list[Any] = []
+        self._kept: dict[str, Any] = {}
         self._views: list[str] = []
         self._streams = 0
 
@@ -170,12 +170,18 @@ class SparkSession(ClosedOnExit):
         self._view(name, frame)
 
     def keep(self, name: str, sql: str, params: dict[str, Any]) -> None:
-        frame = self._sql(sql, params).cache()
-        frame.count()  # computed now, once
-        self._kept.append(frame)
+        # Computed now, once, and the plan cut here: cached results keep their whole plan,
+        # and an iterative rule (the k-core reads the previous round three times) would nest
+        # every earlier round's plan in the next (exponential; a 1M-row k-core ran the
+        # driver out of memory printing it).
+        frame = self._sql(sql, params).localCheckpoint(eager=True)
+        self._kept[name] = frame
         self._view(name, frame)
 
     def drop(self, name: str) -> None:
+        # Without the last reference Spark's cleaner frees the table's blocks (an iterative
+        # rule, the k-core, keeps one table per round).
+        self._kept.pop(name, None)
         self.spark.catalog.dropTempView(name)
 
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
@@ -206,11 +212,9 @@ class SparkSession(ClosedOnExit):
             shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
-        for frame in self._kept:
-            frame.unpersist()
         for name in self._views:
             self.spark.catalog.dropTempView(name)
-        self._kept, self._views = [], []
+        self._kept, self._views = {}, []
         if self._owned:
             self.spark.stop()
 

@@ -50,6 +50,7 @@ import scipy.sparse as sp
 from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.engines.features import FeatureTables, Inputs, WeightRules, readable
+from recomart_pipeline.tasks._engines import SQL_ENGINES, sql_session
 from recomart_pipeline.tasks._tables import (
     ROW_GROUP_ROWS,
     TIMESTAMP,
@@ -62,8 +63,6 @@ from recomart_pipeline.tasks._tables import (
     write_parquet,
 )
 from recomart_pipeline.tasks.specs.features import FOLD_IN, ITEMS, TEST, TRAIN, USERS, Config
-from recomart_pipeline.tasks.validation import SQL_ENGINES
-from recomart_pipeline.tasks.validation import _session as sql_session
 
 IDX = pa.int32()
 # The held-out tables carry the split protocol preparation recorded (see _tables.SPLIT_KEY),

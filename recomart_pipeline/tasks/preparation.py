@@ -26,11 +26,20 @@ A split that leaves fewer than ``min_eval_users`` users on both sides (with user
 both a fold-in history and test events) fails here, before any model is trained, naming the
 other protocols. Ties in time keep the input order, so the
 output is deterministic.
+
+That is the ``pandas`` engine, the reference. With ``execution.engine: local`` (or ``spark``)
+the cleaning and the split run as SQL on DuckDB (or Spark SQL:
+``recomart_pipeline.engines.preparation``, one text for both). The arithmetic SQL cannot
+reproduce bit for bit — the seeded draws, the held-out users, per-user sizes from a count
+times a fraction — is computed here, by the same functions for every engine, and joined in;
+the outputs are byte-identical (``recomart_pipeline_tests/engines``).
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +50,23 @@ import pyarrow.parquet as pq
 
 from recomart_pipeline.contract.errors import DataValidationError, SchemaError
 from recomart_pipeline.contract.task import TaskContext, TaskResult
-from recomart_pipeline.tasks._tables import TYPED_SCHEMAS, read_categorical, write_frame
+from recomart_pipeline.engines.preparation import (
+    FOLD_IN,
+    TEST,
+    TRAIN,
+    CleaningRules,
+    CountRule,
+    InteractionPreparation,
+)
+from recomart_pipeline.tasks._engines import SQL_ENGINES, sql_session
+from recomart_pipeline.tasks._tables import (
+    ROW_GROUP_ROWS,
+    TYPED_SCHEMAS,
+    ParquetSink,
+    read_categorical,
+    with_split,
+    write_frame,
+)
 from recomart_pipeline.tasks.specs.preparation import (
     ITEMS,
     USERS,
@@ -55,10 +80,11 @@ INTERACTIONS = TYPED_SCHEMAS["interactions"]
 REQUIRED = ["user_id", "item_id", "event_type", "timestamp"]
 CATEGORICAL = ["user_id", "item_id", "event_type"]
 MAX_KCORE_ROUNDS = 100
+# The random split draws this many numbers at a time (the same stream as one draw of all).
+DRAW_BLOCK = 1_000_000
 
 
-def _load(path: Path) -> pd.DataFrame:
-    """Typed interactions with categorical ids, which keep 20M-row frames small."""
+def _check_columns(path: Path) -> None:
     found = pq.read_schema(path).names
     missing = [c for c in INTERACTIONS.names if c not in found and c != WEIGHT]
     if missing:
@@ -66,8 +92,12 @@ def _load(path: Path) -> pd.DataFrame:
             f"interactions input {path} lacks column(s) {missing} (it has {found})",
             hint="preparation reads the typed output of the validation task",
         )
+
+
+def _load(path: Path) -> pd.DataFrame:
+    """Typed interactions with categorical ids, which keep 20M-row frames small."""
     table = read_categorical(path, CATEGORICAL)
-    if WEIGHT not in found:  # validated before weights existed: every row is one event
+    if WEIGHT not in table.schema.names:  # validated before weights: every row is one event
         table = table.append_column(WEIGHT, pa.nulls(table.num_rows, pa.float32()))
     frame = table.select(INTERACTIONS.names).to_pandas()
     return frame.astype({"timestamp": "datetime64[ns, UTC]", "rating": "float32"})
@@ -87,15 +117,26 @@ def _k_core(frame: pd.DataFrame, min_user: int, min_item: int) -> tuple[pd.DataF
     return frame, MAX_KCORE_ROUNDS
 
 
+def _cutoff_position(rows: int, split: SplitConfig) -> int:
+    """Where in time order temporal_global's cut-off lies (when not given)."""
+    return min(int(np.floor(rows * (1 - split.test_fraction))), rows - 1)
+
+
 def _time_cutoff(frame: pd.DataFrame, split: SplitConfig) -> tuple[np.ndarray, pd.Timestamp]:
     """Test = events at or after the cut-off; the cut-off is an actual event time."""
     times = frame["timestamp"]
     if split.cutoff is not None:
         cutoff = pd.Timestamp(split.cutoff)
     else:
-        position = min(int(np.floor(len(times) * (1 - split.test_fraction))), len(times) - 1)
-        cutoff = times.iloc[position]  # the frame is sorted by time
+        cutoff = times.iloc[_cutoff_position(len(times), split)]  # the frame is time-sorted
     return (times >= cutoff).to_numpy(), cutoff
+
+
+def _held_out_sizes(counts: np.ndarray, split: SplitConfig) -> np.ndarray:
+    """temporal_per_user: how many of a user's latest events are test, from their count."""
+    if split.per_user_fraction is None:
+        return np.full(len(counts), split.n, dtype=np.int64)
+    return np.maximum(1, np.floor(counts * split.per_user_fraction)).astype(np.int64)
 
 
 def _last_per_user(frame: pd.DataFrame, split: SplitConfig) -> np.ndarray:
@@ -104,26 +145,55 @@ def _last_per_user(frame: pd.DataFrame, split: SplitConfig) -> np.ndarray:
     users = frame["user_id"].cat.codes.to_numpy()
     rank_from_end = frame.groupby(users, sort=False).cumcount(ascending=False).to_numpy()
     counts = np.bincount(users)[users]
-    if split.per_user_fraction is None:
-        held_out = np.full(len(frame), split.n)
-    else:
-        held_out = np.maximum(1, np.floor(counts * split.per_user_fraction)).astype(np.int64)
+    held_out = _held_out_sizes(counts, split)
     return (rank_from_end < held_out) & (counts > held_out)
 
 
+def _random_test_positions(rows: int, split: SplitConfig) -> np.ndarray:
+    """random: the positions (in time order) of the test events — where the seeded
+    generator's draw is below ``test_fraction``. Drawn in blocks, which gives the same
+    numbers as one draw of ``rows`` (numpy's stream) in bounded memory."""
+    rng = np.random.default_rng(split.seed)
+    blocks = [np.zeros(0, dtype=np.int64)]
+    for start in range(0, rows, DRAW_BLOCK):
+        draws = rng.random(min(DRAW_BLOCK, rows - start))
+        blocks.append(np.flatnonzero(draws < split.test_fraction).astype(np.int64) + start)
+    return np.concatenate(blocks)
+
+
 def _random(frame: pd.DataFrame, split: SplitConfig) -> np.ndarray:
-    return np.random.default_rng(split.seed).random(len(frame)) < split.test_fraction
+    is_test = np.zeros(len(frame), dtype=bool)
+    is_test[_random_test_positions(len(frame), split)] = True
+    return is_test
+
+
+def _held_users(present: np.ndarray, split: SplitConfig) -> np.ndarray:
+    """user_holdout: a seeded ``test_fraction`` of the distinct user ids ``present`` (at
+    least one, and never all), drawn from the sorted ids so the choice does not depend on
+    row order."""
+    ordered = np.sort(present)
+    count = min(max(1, round(ordered.size * split.test_fraction)), ordered.size - 1)
+    held: np.ndarray = np.random.default_rng(split.seed).choice(
+        ordered, max(count, 0), replace=False
+    )
+    return held
 
 
 def _user_holdout(frame: pd.DataFrame, split: SplitConfig) -> np.ndarray:
-    """Every event of a seeded ``test_fraction`` of the users (at least one, and never all).
-    Users are drawn from their sorted ids, so the choice does not depend on row order."""
+    """Every event of the held-out users (``_held_users``)."""
     users = frame["user_id"]
-    present = np.sort(users.unique().astype(str))
-    count = min(max(1, round(present.size * split.test_fraction)), present.size - 1)
-    held = np.random.default_rng(split.seed).choice(present, max(count, 0), replace=False)
+    held = _held_users(users.unique().astype(str), split)
     mask: np.ndarray = users.astype(str).isin(held).to_numpy()
     return mask
+
+
+def _fold_in_sizes(counts: np.ndarray, split: SplitConfig) -> np.ndarray:
+    """user_holdout: how many of a held-out user's earliest events are fold-in, from their
+    count: at least one, and all but at least one when the user has two or more."""
+    # round first: 10 x 0.8 must give 8, not 9 by a float's last bit
+    wanted = np.ceil(np.round(counts * split.fold_in_fraction, 9)).astype(np.int64)
+    sizes: np.ndarray = np.maximum(1, np.minimum(wanted, counts - 1))
+    return sizes
 
 
 def _fold_in(frame: pd.DataFrame, held: np.ndarray, split: SplitConfig) -> np.ndarray:
@@ -132,10 +202,8 @@ def _fold_in(frame: pd.DataFrame, held: np.ndarray, split: SplitConfig) -> np.nd
     users = frame["user_id"].cat.codes.to_numpy()[held]
     rank = frame[held].groupby(users, sort=False).cumcount().to_numpy()
     counts = np.bincount(users)[users]
-    # round first: 10 x 0.8 must give 8, not 9 by a float's last bit
-    wanted = np.ceil(np.round(counts * split.fold_in_fraction, 9)).astype(np.int64)
     fold_in = np.zeros(len(frame), dtype=bool)
-    fold_in[held] = rank < np.maximum(1, np.minimum(wanted, counts - 1))
+    fold_in[held] = rank < _fold_in_sizes(counts, split)
     return fold_in
 
 
@@ -169,7 +237,13 @@ def _eval_users(
     scored)."""
     scorable = set(train["user_id"].unique()) | set(fold_in["user_id"].unique())
     known = test["user_id"].isin(scorable)
-    return int(test.loc[known, "user_id"].nunique()), float(1 - known.mean()) if len(test) else 0.0
+    return int(test.loc[known, "user_id"].nunique()), _unknown_share(int(known.sum()), len(test))
+
+
+def _unknown_share(known_rows: int, test_rows: int) -> float:
+    """The share of test events whose user cannot be scored (what ``known.mean()`` gave:
+    a sum of ones is exact, so the quotient is the same double)."""
+    return float(1 - known_rows / test_rows) if test_rows else 0.0
 
 
 def _require_eval_users(eval_users: int, split: SplitConfig) -> None:
@@ -190,12 +264,12 @@ def _require_eval_users(eval_users: int, split: SplitConfig) -> None:
     )
 
 
-def _require_rows(train: pd.DataFrame, test: pd.DataFrame, split: SplitConfig) -> None:
-    for name, part in (("train", train), ("test", test)):
-        if part.empty:
+def _require_rows(train_rows: int, test_rows: int, split: SplitConfig) -> None:
+    for name, rows in (("train", train_rows), ("test", test_rows)):
+        if not rows:
             raise DataValidationError(
                 f"the {split.method} split left the {name} set empty "
-                f"({len(train)} train / {len(test)} test rows)",
+                f"({train_rows} train / {test_rows} test rows)",
                 hint="adjust tasks.preparation.config.split (test_fraction, cutoff or n) or "
                 "relax min_user_interactions/min_item_interactions",
             )
@@ -231,55 +305,205 @@ def _clean(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, dict[str,
     return frame.sort_values("timestamp", kind="stable").reset_index(drop=True), stats
 
 
-def run(ctx: TaskContext[Config]) -> TaskResult:
-    """Clean the validated interactions and split them into train and test."""
-    config = ctx.config
-    source = ctx.input(VALID_INTERACTIONS)
-    frame = _load(source)
-    rows_in = len(frame)
-    ctx.logger.info(
-        "preparation started", extra={"fields": {"source": str(source), "rows_in": rows_in}}
-    )
-    frame, stats = _clean(frame, config)
-    if frame.empty:
+def _require_some_left(rows_in: int, stats: dict[str, int], rows: int) -> None:
+    if not rows:
         raise DataValidationError(
             f"no interactions are left to split ({rows_in} in, {stats})",
             hint="check the validation quarantine, or relax min_user_interactions and "
             "min_item_interactions",
         )
-    is_test, is_fold_in, cutoff = _split(frame, config.split)
-    train, test, fold_in = frame[~(is_test | is_fold_in)], frame[is_test], frame[is_fold_in]
-    _require_rows(train, test, config.split)
-    eval_users, unknown_share = _eval_users(train, test, fold_in)
+
+
+def _require_evaluable(
+    ctx: TaskContext[Config], eval_users: int, unknown_share: float, split: SplitConfig
+) -> None:
     if unknown_share > 0.5:
         ctx.logger.warning(
             f"{unknown_share:.0%} of test events belong to users who have none in train and "
-            f"cannot be evaluated ({config.split.protocol} split); temporal_per_user keeps "
+            f"cannot be evaluated ({split.protocol} split); temporal_per_user keeps "
             "every user on both sides"
         )
-    _require_eval_users(eval_users, config.split)
+    _require_eval_users(eval_users, split)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What either engine did: the counts behind the metrics, the cut-off, the files."""
+
+    rows_in: int
+    stats: dict[str, int]
+    parts: dict[str, int]  # rows of train, test and fold_in
+    users: int
+    items: int
+    eval_users: int
+    unknown_share: float
+    cutoff: pd.Timestamp | None
+    outputs: dict[str, Path]
+
+
+def _prepare_pandas(ctx: TaskContext[Config], source: Path) -> _Prepared:
+    """The reference: the whole table in one pandas frame."""
+    config = ctx.config
+    frame = _load(source)
+    rows_in = len(frame)
+    frame, stats = _clean(frame, config)
+    _require_some_left(rows_in, stats, len(frame))
+    is_test, is_fold_in, cutoff = _split(frame, config.split)
+    train, test, fold_in = frame[~(is_test | is_fold_in)], frame[is_test], frame[is_fold_in]
+    _require_rows(len(train), len(test), config.split)
+    eval_users, unknown_share = _eval_users(train, test, fold_in)
+    _require_evaluable(ctx, eval_users, unknown_share, config.split)
+    split = _split_record(config.split)
     outputs = {
-        "train": write_frame(ctx.output_path("train.parquet"), train, INTERACTIONS),
-        "test": write_frame(
-            ctx.output_path("test.parquet"), test, INTERACTIONS, split=_split_record(config.split)
-        ),
-        "fold_in": write_frame(ctx.output_path("fold_in.parquet"), fold_in, INTERACTIONS),
+        name: write_frame(
+            ctx.output_path(f"{name}.parquet"),
+            part,
+            INTERACTIONS,
+            split=split if name == "test" else None,
+        )
+        for name, part in (("train", train), ("test", test), ("fold_in", fold_in))
     }
+    return _Prepared(
+        rows_in=rows_in,
+        stats=stats,
+        parts={"train": len(train), "test": len(test), "fold_in": len(fold_in)},
+        users=int(frame["user_id"].nunique()),
+        items=int(frame["item_id"].nunique()),
+        eval_users=eval_users,
+        unknown_share=unknown_share,
+        cutoff=cutoff,
+        outputs=outputs,
+    )
+
+
+def _split_sql(prep: InteractionPreparation, split: SplitConfig) -> pd.Timestamp | None:
+    """Assign the parts in SQL; the numbers SQL cannot draw or round like numpy come from
+    the reference's own functions, on the distinct users or counts (or the row count)."""
+
+    def counted(rule: Callable[[np.ndarray, SplitConfig], np.ndarray]) -> CountRule:
+        return lambda counts: pa.array(rule(counts.to_numpy(), split), pa.int64())
+
+    if split.protocol == "temporal_global":
+        if split.cutoff is not None:
+            cutoff = pd.Timestamp(split.cutoff)
+        else:
+            position = _cutoff_position(prep.cleaned.rows, split)
+            cutoff = pd.Timestamp(prep.timestamp_at(position), unit="ns", tz="UTC")
+        prep.split_by_cutoff(cutoff.value)
+        return cutoff
+    if split.protocol == "temporal_per_user":
+        prep.split_last_per_user(counted(_held_out_sizes))
+    elif split.protocol == "user_holdout":
+        present = prep.user_ids().to_numpy(zero_copy_only=False).astype(str)
+        held = pa.array(_held_users(present, split).tolist(), pa.string())
+        prep.split_user_holdout(held, counted(_fold_in_sizes))
+    else:
+        prep.split_by_positions(pa.array(_random_test_positions(prep.cleaned.rows, split)))
+    return None
+
+
+def _prepare_sql(ctx: TaskContext[Config], source: Path, engine: str) -> _Prepared:
+    """The ``local`` and ``spark`` engines: the same steps as SQL
+    (``recomart_pipeline.engines.preparation``); the rows stream back in time order into
+    the same Parquet writer as the reference's, so the files are byte-identical."""
+    config = ctx.config
+    rules = CleaningRules(
+        min_user_interactions=config.min_user_interactions,
+        min_item_interactions=config.min_item_interactions,
+        max_kcore_rounds=MAX_KCORE_ROUNDS,
+    )
+    with (
+        sql_session(ctx, engine) as session,
+        InteractionPreparation(session, source, rules) as prep,
+    ):
+        cleaned = prep.cleaned
+        stats = {
+            "nulls_dropped": cleaned.nulls_dropped,
+            "duplicates_dropped": cleaned.duplicates_dropped,
+            "kcore_dropped": cleaned.kcore_dropped,
+            "kcore_rounds": cleaned.kcore_rounds,
+        }
+        _require_some_left(cleaned.rows_in, stats, cleaned.rows)
+        cutoff = _split_sql(prep, config.split)
+        rows = prep.part_rows()
+        _require_rows(rows[TRAIN], rows[TEST], config.split)
+        eval_users, known = prep.scorable_test()
+        unknown_share = _unknown_share(known, rows[TEST])
+        _require_evaluable(ctx, eval_users, unknown_share, config.split)
+        outputs = {}
+        for name, part in (("train", TRAIN), ("test", TEST), ("fold_in", FOLD_IN)):
+            split = _split_record(config.split) if name == "test" else None
+            outputs[name] = ctx.output_path(f"{name}.parquet")
+            with ParquetSink(outputs[name], with_split(INTERACTIONS, split)) as sink:
+                for batch in prep.rows(part, ROW_GROUP_ROWS):
+                    sink.write(batch)
+    return _Prepared(
+        rows_in=cleaned.rows_in,
+        stats=stats,
+        parts={"train": rows[TRAIN], "test": rows[TEST], "fold_in": rows[FOLD_IN]},
+        users=cleaned.users,
+        items=cleaned.items,
+        eval_users=eval_users,
+        unknown_share=unknown_share,
+        cutoff=cutoff,
+        outputs=outputs,
+    )
+
+
+def _typed_layout(path: Path) -> bool:
+    """Whether the file has validation's typed layout exactly (weight optional)."""
+    schema = pq.read_schema(path)
+    for field in INTERACTIONS:
+        if field.name not in schema.names:
+            if field.name != WEIGHT:
+                return False
+        elif schema.field(field.name).type != field.type:
+            return False
+    return True
+
+
+def _engine(ctx: TaskContext[Config], source: Path) -> str:
+    """The engine that runs the rules: the context's, unless the input rules it out.
+
+    The SQL engines read validation's typed layout as written; any other (a hand-made
+    upstream with other types) is read by the reference, which casts it.
+    """
+    if ctx.engine in SQL_ENGINES and not _typed_layout(source):
+        ctx.logger.info("interactions are not in the typed layout: the pandas engine reads them")
+        return "pandas"
+    return ctx.engine
+
+
+def run(ctx: TaskContext[Config]) -> TaskResult:
+    """Clean the validated interactions and split them into train and test."""
+    config = ctx.config
+    source = ctx.input(VALID_INTERACTIONS)
+    _check_columns(source)
+    engine = _engine(ctx, source)
+    ctx.logger.info(
+        "preparation started", extra={"fields": {"source": str(source), "engine": engine}}
+    )
+    if engine in SQL_ENGINES:
+        prepared = _prepare_sql(ctx, source, engine)
+    else:
+        prepared = _prepare_pandas(ctx, source)
+    outputs = dict(prepared.outputs)
     for table, declared in (("items", ITEMS), ("users", USERS)):
         outputs[table] = ctx.output_path(f"{table}.parquet")
         shutil.copyfile(ctx.input(declared), outputs[table])
 
     metrics = {
-        "rows_in": rows_in,
-        **stats,
-        "train_rows": len(train),
-        "test_rows": len(test),
-        "fold_in_rows": len(fold_in),
-        "users": int(frame["user_id"].nunique()),
-        "items": int(frame["item_id"].nunique()),
-        "eval_users": eval_users,
-        "test_rows_unknown_user_share": round(unknown_share, 4),
+        "rows_in": prepared.rows_in,
+        **prepared.stats,
+        "train_rows": prepared.parts["train"],
+        "test_rows": prepared.parts["test"],
+        "fold_in_rows": prepared.parts["fold_in"],
+        "users": prepared.users,
+        "items": prepared.items,
+        "eval_users": prepared.eval_users,
+        "test_rows_unknown_user_share": round(prepared.unknown_share, 4),
     }
+    cutoff = prepared.cutoff
     metadata = {
         "split_method": config.split.protocol,
         "cutoff": cutoff.isoformat() if cutoff is not None else None,
@@ -287,6 +511,9 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
             config.split.fold_in_fraction if config.split.protocol == "user_holdout" else None
         ),
         "schema": {field.name: str(field.type) for field in INTERACTIONS},
+        # Which engine ran the rules (not a metric, so the engines' metrics stay comparable).
+        "engine": engine,
     }
+    ctx.logger.info(f"preparation rules ran on the {engine} engine")
     ctx.logger.info("preparation finished", extra={"fields": {**metrics, **metadata}})
     return TaskResult(outputs=outputs, metrics=metrics, metadata=metadata)

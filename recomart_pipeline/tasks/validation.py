@@ -46,10 +46,8 @@ and the outputs are byte-identical (``recomart_pipeline_tests/engines``).
 from __future__ import annotations
 
 import json
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,19 +61,12 @@ import pyarrow.parquet as pq
 from pydantic_core import to_jsonable_python
 
 from recomart_pipeline.contract.documents import ValidationReport
-from recomart_pipeline.contract.errors import DataValidationError, SchemaError, TaskError
+from recomart_pipeline.contract.errors import DataValidationError, SchemaError
 from recomart_pipeline.contract.task import (
     CheckOutcome,
     TaskContext,
     TaskResult,
 )
-from recomart_pipeline.engines.spark import (
-    SparkSession,
-    SparkUnavailable,
-    check_available,
-    scratch_directory,
-)
-from recomart_pipeline.engines.sql import DuckDBSession, SqlSession
 from recomart_pipeline.engines.validation import (
     ROW_RULES,
     InteractionRules,
@@ -84,6 +75,7 @@ from recomart_pipeline.engines.validation import (
     raw_columns_are_text,
 )
 from recomart_pipeline.runtime.artifacts import RESULT_FILE
+from recomart_pipeline.tasks._engines import SQL_ENGINES, sql_session
 from recomart_pipeline.tasks._tables import (
     TYPED_SCHEMAS,
     ParquetSink,
@@ -550,22 +542,6 @@ def _rules(config: Config) -> InteractionRules:
     )
 
 
-@contextmanager
-def _session(ctx: TaskContext, engine: str) -> Iterator[SqlSession]:
-    """The SQL session of ``engine`` with its private scratch folder (DuckDB's spill
-    directory; Spark's ordered results). The caller closes the session."""
-    if engine == "spark":
-        try:
-            check_available()
-        except SparkUnavailable as missing:
-            raise TaskError(str(missing), hint=missing.fix) from None
-        with scratch_directory() as scratch:
-            yield SparkSession(ctx.engine_options, Path(scratch))
-    else:
-        with tempfile.TemporaryDirectory(prefix="recomart-duckdb-") as spill:
-            yield DuckDBSession(temp_directory=Path(spill))
-
-
 def _validate_sql(
     ctx: TaskContext, path: Path, config: Config, refs: _References, engine: str
 ) -> tuple[_Summary, Path, Path, int, _Evidence]:
@@ -579,7 +555,7 @@ def _validate_sql(
     valid_path = ctx.output_path("interactions.parquet")
     quarantine_path = ctx.output_path("quarantine.parquet")
     with (
-        _session(ctx, engine) as session,
+        sql_session(ctx, engine) as session,
         InteractionValidation(
             session, path, _rules(config), refs.item_ids, refs.user_ids, PARSERS
         ) as engine_run,
@@ -1083,9 +1059,6 @@ def _require_rows(rows: int, source: Path) -> None:
             f"the interactions input {source} has no rows",
             hint="check the ingestion source; an empty feed cannot train a model",
         )
-
-
-SQL_ENGINES = ("local", "spark")
 
 
 def _engine(ctx: TaskContext, source: Path) -> str:

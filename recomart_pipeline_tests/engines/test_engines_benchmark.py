@@ -1,4 +1,5 @@
-"""benchmarks/engines.py cannot rot: its quick mode runs and writes its results file."""
+"""benchmarks/engines.py cannot rot: its quick mode runs (validation and preparation on both
+engines) and writes its results file."""
 
 from __future__ import annotations
 
@@ -28,3 +29,9 @@ def test_quick_engine_benchmark_runs_and_writes_results() -> None:
     assert quick["identical_outputs"] is True
     assert set(quick["validation"]) == {"pandas", "local"}
     assert all(run["seconds"] > 0 for run in quick["validation"].values())
+    # preparation too, on the same validated data, each config's files compared
+    assert set(quick["preparation"]) == {"default", "kcore_random"}
+    for run in quick["preparation"].values():
+        assert run["identical_outputs"] is True
+        assert {"train.parquet", "test.parquet", "fold_in.parquet"} <= set(run["compared_files"])
+        assert run["pandas"]["seconds"] > 0 and run["local"]["seconds"] > 0

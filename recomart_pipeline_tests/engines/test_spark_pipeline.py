@@ -1,9 +1,9 @@
 """The shipped default pipeline end to end with ``execution.engine: spark`` in ``local[2]``,
 as users would switch it on: an environment overlay next to the config, ``run --env``.
 
-Every task whose rules run on Spark does (validation's row rules, the als candidate's
-training, batch inference); the rest run on this machine from what those wrote, and the run
-ends deployed like the default one. Skips where Java is missing (``require_spark`` says so).
+Every task whose rules run on Spark does (validation's row rules, preparation's cleaning and
+split, the features, the als candidate's training, batch inference); the rest run on this
+machine from what those wrote, and the run ends deployed like the default one. Skips where Java is missing (``require_spark`` says so).
 """
 
 from __future__ import annotations
@@ -53,10 +53,9 @@ def test_the_default_pipeline_runs_on_spark_local(tmp_path: Path) -> None:
     manifest = read_manifest(storage, run_id_of(done.stdout)) or {}
     assert manifest["engine"] == "spark"
     engines = manifest["engines"]
-    assert {t: engines[t] for t in ("validation", "training", "inference")} == dict.fromkeys(
-        ("validation", "training", "inference"), "spark"
-    )
-    assert engines["features"] == "pandas"  # its rules run on this machine so far
+    on_spark = ("validation", "preparation", "features", "training", "inference")
+    assert {t: engines[t] for t in on_spark} == dict.fromkeys(on_spark, "spark")
+    assert engines["ingestion"] == "pandas"  # its rules run on this machine so far
     training = _latest(storage, "training")
     assert training["metadata"]["trained_on"]["als"] == "spark"
     assert training["metadata"]["trained_on"]["svd"] == "local"

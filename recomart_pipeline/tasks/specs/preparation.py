@@ -121,4 +121,6 @@ SPEC = TaskSpec(
         Output("items", "parquet", "items, passed on"),
         Output("users", "parquet", "users, passed on"),
     ),
+    # The cleaning and the split run as SQL on local and spark too (docs/engines.md).
+    engines=("pandas", "local", "spark"),
 )
