@@ -62,7 +62,7 @@ def _plan_text(config: PipelineConfig) -> str:
         f"pipeline {config.name} ({settings.pipeline.environment}) from {config.path}",
         f"mode: {settings.execution.mode}; run timeout: {settings.execution.timeout_seconds or 'none'}"
         f"; continue_on_error: {settings.execution.continue_on_error}",
-        _engine_text(config),
+        _engine_text(config, graph.get_execution_order()),
         _waits_text(policy),
         "",
         "execution order:",
@@ -92,7 +92,8 @@ def _plan_text(config: PipelineConfig) -> str:
     return "\n".join(lines)
 
 
-def _engine_text(config: PipelineConfig) -> str:
+def _engine_text(config: PipelineConfig, order: list[str]) -> str:
+    """The default engine, its Spark settings (secrets masked) and the tasks it runs."""
     execution = config.settings.execution
     where = ""
     if execution.engine == "spark":
@@ -101,7 +102,11 @@ def _engine_text(config: PipelineConfig) -> str:
         where = (
             f"master {spark['master']}, app {spark['app_name']}{f', conf {conf}' if conf else ''}; "
         )
-    return f"engine: {execution.engine} ({where}runs validation's row rules; docs/engines.md)"
+    if execution.engine == "pandas":
+        return "engine: pandas (the reference; docs/engines.md)"
+    on_it = [name for name in order if config.engine_of(name) == execution.engine]
+    runs = f"runs {', '.join(on_it)}" if on_it else "runs no task of this config"
+    return f"engine: {execution.engine} ({where}{runs}; docs/engines.md)"
 
 
 def _waits_text(policy: RetryPolicySection) -> str:

@@ -63,7 +63,8 @@ def test_plan_shows_the_engine(
 ) -> None:
     path = _data_project(write_config, "{engine: local}")
     assert main(["plan", str(path)]) == 0
-    assert "engine: local (runs validation's row rules" in capsys.readouterr().out
+    # the tasks of this config that run on it: ingestion's rules run on pandas only
+    assert "engine: local (runs validation; docs/engines.md)" in capsys.readouterr().out
     assert main(["plan", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["engine"] == "local"
 
