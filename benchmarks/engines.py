@@ -1,11 +1,12 @@
-"""Benchmark of the engines: validation and preparation on pandas (the reference) against
-local (DuckDB).
+"""Benchmark of the engines: validation, preparation and features on pandas (the reference)
+against local (DuckDB).
 
 Both engines validate the same ingested data in the same run, one after the other, each in
 its own subprocess (its peak RSS is its own, ``os.wait4``), and their outputs are compared
 byte for byte. Then both prepare the same validated data (the pandas run's), once per
 preparation config (the default, and a k-core with the seeded random split), outputs
-compared likewise. Results are merged into ``benchmarks/results/engines.json`` under the
+compared likewise; then both build the features from the same prepared data (the pandas
+run's default), every table and matrix compared. Results are merged into ``benchmarks/results/engines.json`` under the
 size's name, and the "Engines" section of BENCHMARKS.md is rewritten from them::
 
     python benchmarks/engines.py                 # 1m and 5m interactions (~4 minutes)
@@ -31,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from report_blocks import markers, replace_block  # benchmarks/ is this script's folder
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
@@ -51,8 +54,7 @@ PREPARATION_CONFIGS: dict[str, dict[str, Any]] = {
         "split": {"method": "random", "seed": 7},
     },
 }
-BEGIN = "<!-- BEGIN engines (benchmarks/engines.py) -->"
-END = "<!-- END engines -->"
+BEGIN, END = markers("engines", "benchmarks/engines.py")
 
 
 def worker_generate(interactions: int, data: Path) -> None:
@@ -70,7 +72,8 @@ def worker_generate(interactions: int, data: Path) -> None:
 
 def worker_task(task: str, engine: str, data: Path, storage: Path, variant: str = "") -> None:
     """Run one task as the runtime would, on ``engine``; publish under the run id ``engine``
-    (preparation: ``engine-variant``, reading the pandas run's validation)."""
+    (preparation: ``engine-variant``, reading the pandas run's validation; features:
+    ``features-engine``, reading the pandas run's default preparation)."""
     from recomart_pipeline.contract.catalog import builtin_spec
     from recomart_pipeline.runtime.artifacts import ArtifactStore
     from recomart_pipeline.runtime.attempt import task_context
@@ -87,10 +90,14 @@ def worker_task(task: str, engine: str, data: Path, storage: Path, variant: str 
         config = VALIDATION_CONFIG
         upstream = {"ingestion": store.load_upstream("ingestion", "ingest")}
         run_id = engine
-    else:
+    elif task == "preparation":
         config = PREPARATION_CONFIGS[variant]
         upstream = {"validation": store.load_upstream("validation", "pandas")}
         run_id = f"{engine}-{variant}"
+    else:
+        config = {}
+        upstream = {"preparation": store.load_upstream("preparation", "pandas-default")}
+        run_id = f"features-{engine}"
     spec = builtin_spec(task)
     ctx = task_context(
         spec,
@@ -124,7 +131,7 @@ def _digests(storage: Path, run_id: str, task: str) -> dict[str, str]:
     return {
         path.name: hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(folder.iterdir())
-        if path.suffix in (".parquet", ".json") and not path.name.startswith("_")
+        if path.suffix in (".parquet", ".json", ".npz") and not path.name.startswith("_")
     }
 
 
@@ -146,6 +153,9 @@ def benchmark(size: str) -> dict[str, Any]:
             }
             files = {e: _digests(storage, f"{e}-{variant}", "preparation") for e in ENGINES}
             preparation[variant] = _compared(f"{size}: preparation ({variant})", timed, files)
+        timed = {e: _measure(["task", "features", e, str(data), str(storage)]) for e in ENGINES}
+        files = {e: _digests(storage, f"features-{e}", "features") for e in ENGINES}
+        features = _compared(f"{size}: features", timed, files)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     validation = _compared(f"{size}: validation", runs, digests)
@@ -158,7 +168,9 @@ def benchmark(size: str) -> dict[str, Any]:
         "speedup": validation["speedup"],
         "validation_identical": validation["identical_outputs"],
         "preparation": preparation,
+        "features": features,
         "identical_outputs": validation["identical_outputs"]
+        and features["identical_outputs"]
         and all(run["identical_outputs"] for run in preparation.values()),
         "compared_files": sorted(digests["pandas"]),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -198,15 +210,16 @@ def _row(interactions: int, step: str, run: dict[str, Any], identical: bool, loa
 def section(results: dict[str, Any]) -> str:
     """The BENCHMARKS.md section, from the saved results."""
     lines = [
-        BEGIN,
-        "## Engines: validation and preparation on pandas vs local (`benchmarks/engines.py`)",
+        "## Engines: validation, preparation and features on pandas vs local "
+        "(`benchmarks/engines.py`)",
         "",
         "Same run, same ingested data (the generator, 20 interactions per user, 200 per item, "
         "1% dirty rows); each engine in its own process. Preparation reads the same validated "
         "data on both engines: *default* is the default pipeline's (temporal_global split), "
         "*kcore_random* keeps the 5-core and splits at random (seed 7). *identical*: every "
         "output file (validation: interactions, quarantine, items, users, report; "
-        "preparation: train, test, fold_in, items, users) has the same bytes.",
+        "preparation: train, test, fold_in, items, users; features: every table and matrix) has "
+        "the same bytes. Features reads the pandas run's default preparation on both engines.",
         "",
         "| interactions | step | pandas s / MiB | local s / MiB | speed-up | identical "
         "| load avg |",
@@ -221,19 +234,16 @@ def section(results: dict[str, Any]) -> str:
             lines.append(
                 _row(size, f"preparation ({variant})", run, run["identical_outputs"], load)
             )
-    lines += ["", "Why these numbers and what comes next: docs/engines.md.", END]
+        if "features" in result:
+            run = result["features"]
+            lines.append(_row(size, "features", run, run["identical_outputs"], load))
+    lines += ["", "Why these numbers and what comes next: docs/engines.md."]
     return "\n".join(lines)
 
 
 def write_section(results: dict[str, Any], report: Path) -> None:
-    """Replace the section between its markers, or append it."""
-    text = report.read_text() if report.exists() else ""
-    block = section(results)
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    report.write_text(text)
+    """Replace this script's block of BENCHMARKS.md (report_blocks), or append it."""
+    replace_block(report, BEGIN, END, section(results))
 
 
 def main(argv: list[str] | None = None) -> int:

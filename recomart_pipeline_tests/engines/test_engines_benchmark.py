@@ -35,3 +35,8 @@ def test_quick_engine_benchmark_runs_and_writes_results() -> None:
         assert run["identical_outputs"] is True
         assert {"train.parquet", "test.parquet", "fold_in.parquet"} <= set(run["compared_files"])
         assert run["pandas"]["seconds"] > 0 and run["local"]["seconds"] > 0
+    # features too, from the same prepared data, every table and matrix compared
+    features = quick["features"]
+    assert features["identical_outputs"] is True
+    assert "train_implicit.npz" in features["compared_files"]
+    assert features["pandas"]["seconds"] > 0 and features["local"]["seconds"] > 0
