@@ -317,6 +317,18 @@ def run_status(port: int, run_id: str) -> str:
     return graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
 
 
+def job_params(port: int, job: str = "automated_pipeline_job", **extra: object) -> dict:
+    """The launch parameters the launchpad sends for ``job`` of the (only) code location,
+    with ``extra`` keys (``runConfigData``, ``assetSelection`` in the selector's place...)."""
+    repo = graphql(port, JOBS_QUERY)["repositoriesOrError"]["nodes"][0]
+    selector = {
+        "repositoryLocationName": repo["location"]["name"],
+        "repositoryName": repo["name"],
+        "pipelineName": job,
+    }
+    return {"selector": selector, "mode": "default", **extra}
+
+
 def launch_run(port: int, params: dict) -> dict:
     return graphql(port, LAUNCH, {"params": params})["launchPipelineExecution"]
 

@@ -12,10 +12,10 @@ import json
 import pytest
 
 from recomart_pipeline_tests.helpers import (
-    JOBS_QUERY,
     copy_default_project,
     dagster_dev,
     graphql,
+    job_params,
     launch_and_wait,
     launch_run,
     project_env,
@@ -38,15 +38,7 @@ def _training(config: dict) -> dict:
 def test_launchpad_refuses_a_rule_breaking_value_before_a_run_exists(tmp_path):
     project = copy_default_project(tmp_path)
     with dagster_dev(project, project_env(project)) as port:
-        repo = graphql(port, JOBS_QUERY)["repositoriesOrError"]["nodes"][0]
-        params = {
-            "selector": {
-                "repositoryLocationName": repo["location"]["name"],
-                "repositoryName": repo["name"],
-                "pipelineName": "automated_pipeline_job",
-            },
-            "mode": "default",
-        }
+        params = job_params(port)
         refusals = {
             "tasks.training.config.svd.n_factors: must be ≥ 1 (got -5)": _training(
                 {"svd": {"n_factors": -5}}

@@ -15,10 +15,10 @@ import pytest
 
 from recomart_pipeline_tests.helpers import (
     DEFAULT_TASKS,
-    JOBS_QUERY,
     copy_default_project,
     dagster_dev,
     graphql,
+    job_params,
     launch_and_wait,
     project_env,
     run_in_project,
@@ -44,16 +44,8 @@ def _stale(port: int) -> set[str]:
 
 def _launch_assets(port: int, job: str, keys: list[str]) -> str:
     """What the UI's "Observe sources" / "Materialize" buttons send for ``keys``."""
-    repo = graphql(port, JOBS_QUERY)["repositoriesOrError"]["nodes"][0]
-    params = {
-        "selector": {
-            "repositoryLocationName": repo["location"]["name"],
-            "repositoryName": repo["name"],
-            "pipelineName": job,
-            "assetSelection": [{"path": key.split("/")} for key in keys],
-        },
-        "mode": "default",
-    }
+    params = job_params(port, job)
+    params["selector"]["assetSelection"] = [{"path": key.split("/")} for key in keys]
     run_id = launch_and_wait(port, params)
     assert run_status(port, run_id) == "SUCCESS", run_id
     return run_id

@@ -17,6 +17,7 @@ from recomart_pipeline_tests.helpers import (
     MATERIALIZATIONS,
     dagster_dev,
     graphql,
+    job_params,
     launch_and_wait,
     launch_run,
     project_env,
@@ -40,14 +41,7 @@ def test_webserver_lists_assets_and_materializes(sample_project):
         assert deps["total"] == ["square", "square_again"]
         repo = graphql(port, JOBS_QUERY)["repositoriesOrError"]["nodes"][0]
         assert "automated_pipeline_job" in {j["name"] for j in repo["jobs"]}
-        params = {
-            "selector": {
-                "repositoryLocationName": repo["location"]["name"],
-                "repositoryName": repo["name"],
-                "pipelineName": "automated_pipeline_job",
-            },
-            "mode": "default",
-        }
+        params = job_params(port)
         run_id = launch_and_wait(port, params)
         assert run_status(port, run_id) == "SUCCESS"
         nodes = graphql(port, MATERIALIZATIONS)["assetNodes"]

@@ -18,9 +18,8 @@ from recomart_pipeline.orchestration.notifications import alert_sender
 from recomart_pipeline_tests.conftest import SAMPLE
 from recomart_pipeline_tests.helpers import (
     JOB_EXECUTE,
-    JOBS_QUERY,
     dagster_dev,
-    graphql,
+    job_params,
     launch_and_wait,
     project_env,
     run_in_project,
@@ -142,13 +141,7 @@ def test_with_the_daemon_watching_ui_and_cli_runs_still_send_one_message_each(
             180,
             "the daemon's failure sensor to start watching",
         )
-        repo = graphql(web_port, JOBS_QUERY)["repositoriesOrError"]["nodes"][0]
-        selector = {
-            "repositoryLocationName": repo["location"]["name"],
-            "repositoryName": repo["name"],
-            "pipelineName": "automated_pipeline_job",
-        }
-        ui_run = launch_and_wait(web_port, {"selector": selector, "mode": "default"})
+        ui_run = launch_and_wait(web_port, job_params(web_port))
         assert run_in_project(CLI_RUN, project).returncode != 0
         runs = instance.get_run_records()
         assert len(runs) == 2

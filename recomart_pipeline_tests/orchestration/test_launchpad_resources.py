@@ -17,9 +17,9 @@ import pytest
 
 from recomart_pipeline_tests.conftest import SAMPLE
 from recomart_pipeline_tests.helpers import (
-    JOBS_QUERY,
     dagster_dev,
     graphql,
+    job_params,
     launch_and_wait,
     launch_run,
     project_env,
@@ -54,15 +54,7 @@ def test_launchpad_refuses_bad_resource_values_before_a_run_exists(tmp_path: Pat
     env = {**project_env(tmp_path), "LAUNCHPAD_SMTP_PASSWORD": SECRET}
     console = tmp_path / "dagster_dev.log"
     with dagster_dev(tmp_path, env, log=console) as port:
-        repo = graphql(port, JOBS_QUERY)["repositoriesOrError"]["nodes"][0]
-        params = {
-            "selector": {
-                "repositoryLocationName": repo["location"]["name"],
-                "repositoryName": repo["name"],
-                "pipelineName": "automated_pipeline_job",
-            },
-            "mode": "default",
-        }
+        params = job_params(port)
         refusals = {
             "notifications.email.smtp_port: must be ≤ 65535 (got 70000)": _resources(
                 "smtp", {"smtp_port": 70000}
