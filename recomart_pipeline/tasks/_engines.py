@@ -8,7 +8,7 @@ fix) and each session gets a private scratch folder that is removed afterwards.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,3 +39,14 @@ def sql_session(ctx: TaskContext, engine: str) -> Iterator[SqlSession]:
     else:
         with tempfile.TemporaryDirectory(prefix="recomart-duckdb-") as spill:
             yield DuckDBSession(temp_directory=Path(spill))
+
+
+def engine_for(ctx: TaskContext, sql_can_read: Callable[[], bool], layout: str) -> str:
+    """The engine that runs a task's rules: the context's, unless its input rules the SQL
+    engines out. They read one layout as written (``sql_can_read``, asked only when a SQL
+    engine is chosen); another one (a hand-made upstream) goes through the pandas reference,
+    which converts it, and the log says so (``layout``: what the input is not)."""
+    if ctx.engine in SQL_ENGINES and not sql_can_read():
+        ctx.logger.info(f"{layout}: the pandas engine reads them")
+        return "pandas"
+    return ctx.engine

@@ -50,7 +50,7 @@ import scipy.sparse as sp
 from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.engines.features import FeatureTables, Inputs, WeightRules, readable
-from recomart_pipeline.tasks._engines import SQL_ENGINES, sql_session
+from recomart_pipeline.tasks._engines import SQL_ENGINES, engine_for, sql_session
 from recomart_pipeline.tasks._tables import (
     ROW_GROUP_ROWS,
     TIMESTAMP,
@@ -674,27 +674,23 @@ def _write(path: Path, data: Table, schema: pa.Schema, split: dict[str, Any] | N
     )
 
 
-def _engine(ctx: TaskContext[Config]) -> str:
-    """The engine that builds the features: the context's, unless the input rules it out.
-
-    The SQL engines read the typed layout preparation writes (see ``engines.features
-    .readable``); another layout (a hand-made upstream) is read by the pandas reference.
-    """
-    if ctx.engine not in SQL_ENGINES:
-        return "pandas"
-    splits = [ctx.input(TRAIN), ctx.input(TEST)]
-    if ctx.has_input(FOLD_IN):
-        splits.append(ctx.input(FOLD_IN))
-    if not all(readable(path) for path in splits):
-        ctx.logger.info("the splits are not in the typed layout: the pandas engine reads them")
-        return "pandas"
-    return ctx.engine
+def _splits(ctx: TaskContext[Config]) -> list[Path]:
+    """The split files the SQL engines must be able to read as written."""
+    return [
+        ctx.input(TRAIN),
+        ctx.input(TEST),
+        *([ctx.input(FOLD_IN)] if ctx.has_input(FOLD_IN) else []),
+    ]
 
 
 def run(ctx: TaskContext[Config]) -> TaskResult:
     """Index users/items and write the model-ready matrices and statistics."""
     split = split_of(ctx.input(TEST))
-    engine = _engine(ctx)
+    engine = engine_for(
+        ctx,
+        lambda: all(readable(path) for path in _splits(ctx)),
+        "the splits are not in the typed layout",
+    )
     built = _sql_features(ctx, engine, split) if engine in SQL_ENGINES else _pandas_features(ctx)
     outputs = dict(built.written)
     for name, data in built.tables.items():

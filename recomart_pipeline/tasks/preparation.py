@@ -58,7 +58,7 @@ from recomart_pipeline.engines.preparation import (
     CountRule,
     InteractionPreparation,
 )
-from recomart_pipeline.tasks._engines import SQL_ENGINES, sql_session
+from recomart_pipeline.tasks._engines import SQL_ENGINES, engine_for, sql_session
 from recomart_pipeline.tasks._tables import (
     ROW_GROUP_ROWS,
     TYPED_SCHEMAS,
@@ -462,24 +462,14 @@ def _typed_layout(path: Path) -> bool:
     return True
 
 
-def _engine(ctx: TaskContext[Config], source: Path) -> str:
-    """The engine that runs the rules: the context's, unless the input rules it out.
-
-    The SQL engines read validation's typed layout as written; any other (a hand-made
-    upstream with other types) is read by the reference, which casts it.
-    """
-    if ctx.engine in SQL_ENGINES and not _typed_layout(source):
-        ctx.logger.info("interactions are not in the typed layout: the pandas engine reads them")
-        return "pandas"
-    return ctx.engine
-
-
 def run(ctx: TaskContext[Config]) -> TaskResult:
     """Clean the validated interactions and split them into train and test."""
     config = ctx.config
     source = ctx.input(VALID_INTERACTIONS)
     _check_columns(source)
-    engine = _engine(ctx, source)
+    engine = engine_for(
+        ctx, lambda: _typed_layout(source), "interactions are not in the typed layout"
+    )
     ctx.logger.info(
         "preparation started", extra={"fields": {"source": str(source), "engine": engine}}
     )

@@ -75,7 +75,7 @@ from recomart_pipeline.engines.validation import (
     raw_columns_are_text,
 )
 from recomart_pipeline.runtime.artifacts import RESULT_FILE
-from recomart_pipeline.tasks._engines import SQL_ENGINES, sql_session
+from recomart_pipeline.tasks._engines import SQL_ENGINES, engine_for, sql_session
 from recomart_pipeline.tasks._tables import (
     TYPED_SCHEMAS,
     ParquetSink,
@@ -1061,18 +1061,6 @@ def _require_rows(rows: int, source: Path) -> None:
         )
 
 
-def _engine(ctx: TaskContext, source: Path) -> str:
-    """The engine that runs the row rules: the context's, unless the input rules it out.
-
-    The SQL engines read ingestion's raw layout (all text) directly; a typed input (a
-    hand-made upstream) is read through the pandas path, which converts it to text.
-    """
-    if ctx.engine in SQL_ENGINES and not raw_columns_are_text(source):
-        ctx.logger.info("interactions are not all text: the pandas engine reads them")
-        return "pandas"
-    return ctx.engine
-
-
 def run(ctx: TaskContext[Config]) -> TaskResult:
     """Check the interactions against the contract; split them into valid and quarantined."""
     config = ctx.config
@@ -1082,7 +1070,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     items, item_stats = _typed_items(ctx.input(RAW_ITEMS))
     users, user_stats = _typed_users(ctx.input(RAW_USERS))
     refs = _References(pa.array(items["item_id"]), pa.array(users["user_id"]))
-    engine = _engine(ctx, source)
+    engine = engine_for(ctx, lambda: raw_columns_are_text(source), "interactions are not all text")
     if engine in SQL_ENGINES:
         scan, valid_path, quarantine_path, valid_rows, evidence = _validate_sql(
             ctx, source, config, refs, engine
