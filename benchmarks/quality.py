@@ -23,6 +23,9 @@ the budget shared by the candidates in order; the best setting is refitted on al
 pairs and scored on the test pairs once. Its ``fit_seconds`` is that refit; ``tune_seconds``
 the search.
 
+``--max-users N`` scores a seeded sample of N test users (``evaluation_users``' sample, seed
+0; the validation users of ``--tune`` too) instead of all: the 5M-event shop in time.
+
 Run: ``.venv/bin/python benchmarks/quality.py --generate 2000,500,50000 --json out.json``.
 """
 
@@ -149,10 +152,13 @@ def prepare(name: str, frame: pd.DataFrame) -> tuple[TrainingData, sp.csr_matrix
     return train, held, header
 
 
-def figures(model: Recommender, train: TrainingData, held: sp.csr_matrix) -> dict[str, float]:
-    """NDCG, precision and recall at ``K`` on the test pairs, train items excluded."""
+def figures(
+    model: Recommender, train: TrainingData, held: sp.csr_matrix, users: np.ndarray | None = None
+) -> dict[str, float]:
+    """NDCG, precision and recall at ``K`` on the test pairs (of ``users``, default all),
+    train items excluded."""
     metrics = evaluate_model(
-        model, test_ratings=None, test_interactions=held, exclude=train.implicit, k=K
+        model, test_ratings=None, test_interactions=held, exclude=train.implicit, k=K, users=users
     ).metrics
     return {name: round(metrics[name], 4) for name in RANKING}
 
@@ -164,10 +170,12 @@ def fit_and_score(
     held: sp.csr_matrix,
     repeats: int = 1,
     check: Callable[[str, Recommender, TrainingData], None] | None = None,
+    users: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Each model fitted on ``train`` (the best of ``repeats`` fits is its fit time; the last
     fit is scored), ``check(label, model, train)`` run on it, then scored on ``held``; a
-    model that does not apply gets its skip reason. Printed as it goes."""
+    model that does not apply gets its skip reason; ``users``: the test users scored (default
+    all). Printed as it goes."""
     results: dict[str, Any] = {}
     for label, model in models.items():
         reason = model.skip_reason(train)
@@ -181,17 +189,27 @@ def fit_and_score(
             fit_seconds = min(fit_seconds, time.perf_counter() - started)
         if check is not None:
             check(label, model, train)
-        results[label] = {**figures(model, train, held), "fit_seconds": round(fit_seconds, 3)}
+        scored = figures(model, train, held, users)
+        results[label] = {**scored, "fit_seconds": round(fit_seconds, 3)}
         print(f"{name} {label}: {results[label]}", flush=True)
     return results
 
 
-def benchmark(name: str, frame: pd.DataFrame, tune_seconds: float | None = None) -> dict[str, Any]:
+def benchmark(
+    name: str,
+    frame: pd.DataFrame,
+    tune_seconds: float | None = None,
+    max_users: int | None = None,
+) -> dict[str, Any]:
     train, held, result = prepare(name, frame)
-    result["models"] = fit_and_score(name, _models(), train, held)
+    users = None
+    if max_users is not None:
+        users = evaluation_users(held, max_users, seed=0)
+        result["evaluated_users"] = int(users.size)
+    result["models"] = fit_and_score(name, _models(), train, held, users=users)
     if tune_seconds is not None:
         started = time.perf_counter()
-        result["models"].update(tuned(name, train, held, tune_seconds))
+        result["models"].update(tuned(name, train, held, tune_seconds, max_users=max_users))
         result["tune_budget_seconds"] = tune_seconds
         result["tune_wall_seconds"] = round(time.perf_counter() - started, 3)
     return result
@@ -225,13 +243,15 @@ def tuned(
     held: sp.csr_matrix,
     budget_seconds: float,
     spaces: dict[str, dict[str, Any]] | None = None,
+    max_users: int | None = None,
 ) -> dict[str, Any]:
     """Each searchable candidate (of ``spaces``, default ``SPACES``) tuned on a validation
     split of ``train``, then refitted on all of ``train`` and scored on ``held`` (the test
-    pairs) once."""
+    pairs) once; ``max_users``: a seeded sample of the validation and test users scored."""
     spaces = SPACES if spaces is None else spaces
     holdout = holdout_split(train, "random", 0.2, seed=0)
-    users = evaluation_users(holdout.interactions)
+    users = evaluation_users(holdout.interactions, max_users, seed=0)
+    test_users = None if max_users is None else evaluation_users(held, max_users, seed=0)
     results: dict[str, Any] = {}
     spent = 0.0
     for position, (label, space) in enumerate(spaces.items()):
@@ -257,7 +277,7 @@ def tuned(
         model.fit(train)
         fit_seconds = time.perf_counter() - started
         results[f"{label}_tuned"] = {
-            **figures(model, train, held),
+            **figures(model, train, held, test_users),
             "fit_seconds": round(fit_seconds, 3),
             "tune_seconds": round(search.seconds, 3),
             "trials": len(search.trials),
@@ -286,11 +306,18 @@ def main(argv: list[str] | None = None) -> None:
         metavar="SECONDS",
         help="also tune each searchable candidate within this budget per data set",
     )
+    parser.add_argument(
+        "--max-users",
+        type=int,
+        metavar="N",
+        help="score a seeded sample of N test (and validation) users instead of all of them "
+        "(for time on large data sets)",
+    )
     args = parser.parse_args(argv)
     _warm_up()
     results = []
     for path in args.data:
-        results.append(benchmark(path.name, read_pairs(path), args.tune))
+        results.append(benchmark(path.name, read_pairs(path), args.tune, args.max_users))
     for spec in args.generate:
         users, items, interactions = (int(part) for part in spec.split(","))
         with tempfile.TemporaryDirectory() as folder:
@@ -299,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             frame = read_pairs(paths["interactions"])
         label = f"generated {users:,} users x {items:,} items"
-        results.append(benchmark(label, frame, args.tune))
+        results.append(benchmark(label, frame, args.tune, args.max_users))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -24,7 +24,8 @@ ranks them. Each wrapper is checked against implicit's own ``recommend`` on a sa
 - ``implicit_als_64f``: issue 20's reference setting (64 factors, regularization 0.01,
   15 iterations, alpha 1), as ``quality.py`` runs it.
 - ``implicit_cosine`` / ``implicit_bm25``: ``CosineRecommender`` / ``BM25Recommender``
-  (K1 1.2, B 0.75) with 200 neighbours, our item-kNN's defaults (implicit's own default is 20).
+  (K1 1.2, B 0.75) with 200 neighbours, our item-kNN's defaults (implicit's own default is 20);
+  ``item_knn_plain`` is our cosine without its shrinkage (``shrinkage: 0``), implicit's cosine.
 
 Fit seconds time ``fit`` alone (best of ``--repeats``), after one untimed warm-up fit of
 every model on a tiny set (numba compilation is not counted). implicit runs its ALS with BLAS
@@ -85,6 +86,7 @@ RESULTS = HERE / "results" / "vs_implicit.json"
 # counterparts of implicit's BM25 models.
 OURS: dict[str, tuple[str, dict[str, Any]]] = {
     **quality.CANDIDATES,
+    "item_knn_plain": ("item_knn", {"shrinkage": 0.0}),  # implicit's cosine: no shrinkage
     "item_knn_bm25": ("item_knn", {"weighting": "bm25"}),
     "als_bm25": ("als", {"weighting": "bm25"}),
 }

@@ -182,6 +182,14 @@ class ItemKNNParams(BaseModel):
         "(unit-length item vectors), bm25 (Okapi BM25: damps heavy users and popular items), "
         "tfidf (sqrt(count)·idf).",
     )
+    shrinkage: float = Field(
+        100.0,
+        ge=0,
+        description="Cosine shrinkage h (weighting: cosine): similarity x_i·x_j / "
+        "(‖x_i‖‖x_j‖ + h), so items seen by few users (a pair sharing one user) are not "
+        "perfectly similar by chance; 0 is plain cosine. Helps most on large long-tailed "
+        "catalogues.",
+    )
     bm25_k1: float = Field(1.2, ge=0, description="BM25 term saturation (weighting: bm25).")
     bm25_b: float = Field(
         0.75, ge=0, le=1, description="BM25 length normalisation (weighting: bm25)."

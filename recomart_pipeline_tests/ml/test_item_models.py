@@ -87,11 +87,18 @@ def test_item_knn_keeps_at_most_k_positive_neighbours_per_item(data, weighting):
     assert np.allclose(model.score_items(users), (rows @ similarity).toarray(), atol=1e-5)
 
 
-def _reference_top_k(weighted: sp.csr_matrix, k: int) -> dict[tuple[int, int], float]:
-    """The definition: the full product (scipy's, in float64, cast to float32 as the model
-    stores it), an item's own entry removed, its k largest positive entries by (value
-    descending, item ascending)."""
-    full = np.asarray((weighted @ weighted.T).toarray(), np.float32)
+def _reference_top_k(
+    weighted: sp.csr_matrix, k: int, norms: np.ndarray | None = None, shrinkage: float = 0.0
+) -> dict[tuple[int, int], float]:
+    """The definition: the full product (scipy's, in float64, shrunk as cosine shrinkage
+    says when ``shrinkage`` > 0, cast to float32 as the model stores it), an item's own
+    entry removed, its k largest positive entries by (value descending, item ascending)."""
+    product = (weighted @ weighted.T).toarray()
+    if shrinkage > 0 and norms is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            product = product / (1.0 + shrinkage / np.outer(norms, norms))
+        product = np.nan_to_num(product)
+    full = np.asarray(product, np.float32)
     kept: dict[tuple[int, int], float] = {}
     for item, row in enumerate(full):
         others = [j for j in range(row.size) if j != item and row[j] > 0]
@@ -119,3 +126,46 @@ def test_item_knn_similarities_are_the_top_k_of_the_full_product_ties_to_the_low
     }
     assert got == expected
     assert len({v for v in expected.values()}) < len(expected)  # ties were there to break
+
+
+@pytest.mark.parametrize("shrinkage", [1.0, 100.0])
+@pytest.mark.parametrize("k", [1, 4, 100])
+def test_shrunk_cosine_similarities_are_the_top_k_of_the_shrunk_product(shrinkage, k):
+    rng = np.random.default_rng(6)
+    dense = (rng.random((30, 40)) < 0.2).astype(np.float32)
+    dense[:, 39] = 0.0
+    rows = sp.csr_matrix(dense)
+    weighted = knn.weighted_items(rows, ItemKNNParams(weighting="cosine"))
+    norms = knn.item_norms(rows)
+    expected = _reference_top_k(weighted, k, norms, shrinkage)
+    similarity = knn.top_k_similarities(weighted, k, norms, shrinkage).tocoo()
+    got = {
+        (int(i), int(j)): float(v)
+        for i, j, v in zip(similarity.row, similarity.col, similarity.data, strict=True)
+    }
+    assert got.keys() == expected.keys()
+    assert np.allclose([got[key] for key in expected], list(expected.values()), rtol=1e-6)
+
+
+def test_shrinkage_prefers_a_well_observed_neighbour_to_a_one_user_coincidence():
+    # item 0: 4 users. item 1: one user, who also has item 0 (plain cosine 1/2). item 2:
+    # 400 users, 3 of them item 0's (plain cosine 3/40): the evidence, drowned out by the
+    # coincidence unless the shrinkage discounts pairs seen by few users
+    dense = np.zeros((402, 3), np.float32)
+    dense[:4, 0] = 1.0
+    dense[0, 1] = 1.0
+    dense[1:401, 2] = 1.0
+    users, items = np.nonzero(dense)
+    train = TrainingData(402, 3, Ratings(users, items, np.ones(users.size)), sp.csr_matrix(dense))
+
+    def top_neighbour_of_item_0(shrinkage: float) -> int:
+        model = ItemKNNRecommender({"k": 1, "shrinkage": shrinkage})
+        model.fit(train)
+        arrays = model.to_arrays()
+        start, stop = arrays["similarity_indptr"][:2]
+        assert stop - start == 1
+        return int(arrays["similarity_indices"][start])
+
+    assert top_neighbour_of_item_0(0.0) == 1
+    assert top_neighbour_of_item_0(100.0) == 2
+    assert ItemKNNParams().shrinkage == 100.0  # the default shrinks

@@ -30,3 +30,17 @@ def test_the_quality_benchmark_tunes_on_validation_within_its_budget(tmp_path):
         assert tuned["trials"] >= 1 and 0 < tuned["ndcg_at_10"] <= 1
         # trial 0 is the default setting: the chosen one is at least as good on validation
         assert tuned["validation_ndcg_best"] >= tuned["validation_ndcg_configured"]
+
+
+def test_the_quality_benchmark_scores_a_seeded_sample_of_users_when_asked(tmp_path):
+    module = runpy.run_path(str(REPO_ROOT / "benchmarks" / "quality.py"))
+    runs = {}
+    for label, extra in (("all", []), ("sample", ["--max-users", "50"])):
+        out = tmp_path / f"{label}.json"
+        module["main"](["--generate", "400,120,8000", *extra, "--json", str(out)])
+        [runs[label]] = json.loads(out.read_text())
+    assert "evaluated_users" not in runs["all"] and runs["sample"]["evaluated_users"] == 50
+    # the same split and fits, scored on 50 of the ~400 test users: other figures
+    assert runs["sample"]["pairs"] == runs["all"]["pairs"]
+    sampled, everyone = runs["sample"]["models"], runs["all"]["models"]
+    assert sampled["popularity"]["ndcg_at_10"] != everyone["popularity"]["ndcg_at_10"]

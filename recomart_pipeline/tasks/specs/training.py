@@ -207,7 +207,8 @@ class Config(BaseModel):
     )
     item_knn: ItemKNNParams = Field(
         default_factory=ItemKNNParams,
-        description="Hyper-parameters of item_knn (k, weighting, bm25_k1, bm25_b, binary).",
+        description="Hyper-parameters of item_knn (k, weighting, shrinkage, bm25_k1, bm25_b, "
+        "binary).",
     )
     bias: BiasParams = Field(
         default_factory=BiasParams,
