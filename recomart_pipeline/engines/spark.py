@@ -55,11 +55,18 @@ def _local_defaults(master: str) -> dict[str, str]:
 
 
 class SparkUnavailable(RuntimeError):
-    """The spark engine cannot start here; ``fix`` says what to install or set."""
+    """The spark engine cannot start here; ``install`` says what to install or set, and
+    ``fix`` adds the way around it: the local engine for the data tasks' rules, or another
+    alternative a task names (training and inference run on this machine instead)."""
 
-    def __init__(self, message: str, fix: str) -> None:
+    LOCAL = "choose the local engine (execution.engine / tasks.<name>.engine: local)"
+
+    def __init__(self, message: str, install: str) -> None:
         super().__init__(message)
-        self.fix = fix
+        self.install = install
+
+    def fix(self, instead: str = LOCAL) -> str:
+        return f"{self.install}, or {instead}"
 
 
 def java_executable() -> str | None:
@@ -76,8 +83,7 @@ def check_available() -> None:
     if importlib.util.find_spec("pyspark") is None:
         raise SparkUnavailable(
             "the spark engine needs pyspark, which is not installed",
-            fix="pip install 'recomart-pipeline[spark]' (pyspark), or choose the local engine "
-            "(execution.engine / tasks.<name>.engine: local)",
+            install="pip install 'recomart-pipeline[spark]' (pyspark)",
         )
     if java_executable() is None:
         where = (
@@ -87,9 +93,8 @@ def check_available() -> None:
         )
         raise SparkUnavailable(
             f"the spark engine needs a Java runtime (17 or later): {where}",
-            fix="install Java 17 or later (e.g. apt-get install openjdk-17-jre-headless) "
-            "or set JAVA_HOME, or choose the local engine "
-            "(execution.engine / tasks.<name>.engine: local)",
+            install="install Java 17 or later (e.g. apt-get install openjdk-17-jre-headless) "
+            "or set JAVA_HOME",
         )
 
 

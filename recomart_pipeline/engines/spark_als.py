@@ -119,10 +119,9 @@ def spark_work(settings: Mapping[str, Any], task: str) -> Iterator[SparkWork]:
         try:
             work.session  # noqa: B018 - started here, on purpose
         except SparkUnavailable as missing:
-            fix = missing.fix.split(", or choose the local engine")[0]
             raise TaskError(
                 str(missing),
-                hint=f"{fix}, or run {task} on this machine (tasks.{task}.engine: pandas)",
+                hint=missing.fix(f"run {task} on this machine (tasks.{task}.engine: pandas)"),
             ) from None
         yield work
     finally:

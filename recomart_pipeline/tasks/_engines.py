@@ -33,7 +33,7 @@ def sql_session(ctx: TaskContext, engine: str) -> Iterator[SqlSession]:
         try:
             check_available()
         except SparkUnavailable as missing:
-            raise TaskError(str(missing), hint=missing.fix) from None
+            raise TaskError(str(missing), hint=missing.fix()) from None
         with scratch_directory() as scratch:
             yield SparkSession(ctx.engine_options, Path(scratch))
     else:

@@ -8,8 +8,8 @@ The report's Markdown metadata opens in a dialog only after a click on the asset
 that check drives Chromium over the DevTools protocol (``recomart_pipeline_tests.chromium``):
 it clicks "[Show Markdown]" on the report's latest materialization and requires the charts
 to be images the browser decoded and painted (a screenshot of each image's place has the
-chart's pixels), the very PNGs the report task wrote. Names of charts in place of images
-(the Markdown file's placeholders), a truncated PNG or a blank one fail it.
+chart's pixels), the very PNGs the report task wrote. Chart names in place of images (as
+the report's own Markdown file names them), a truncated PNG or a blank one fail it.
 """
 
 from __future__ import annotations
