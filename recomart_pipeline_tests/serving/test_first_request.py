@@ -12,6 +12,7 @@ uvicorn server on 127.0.0.1) and the pages of the arrays that are resident
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import threading
@@ -23,11 +24,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+import numpy as np
 import pytest
 import uvicorn
 
 from recomart_pipeline.deployment.registry import ModelRegistry
-from recomart_pipeline.serving.app import create_app
+from recomart_pipeline.serving.app import SPREAD_USERS, create_app, spread_users
 from recomart_pipeline.serving.state import REQUEST_ARRAYS, load_state
 from recomart_pipeline_tests.helpers import free_port, wait_until
 from recomart_pipeline_tests.serving.conftest import served_registry
@@ -136,7 +138,9 @@ def test_the_first_request_of_each_kind_after_ready_runs_nothing_the_later_ones_
         assert status == 200
         ready = json.loads(body)
         probe_user = ready["checks"]["probe"]["user_id"]
-        assert ready["checks"]["request_path"]["requests"] == 3  # unknown, known, live
+        # unknown, the probe user (precomputed and live), and known users spread over the ids
+        assert ready["checks"]["request_path"]["requests"] == 3 + SPREAD_USERS
+        assert ready["checks"]["request_path"]["users"] >= 1 + SPREAD_USERS  # distinct ones
         metrics = _metrics(base)
         # the probe's requests took every path and are not counted as traffic; every
         # traffic counter exists (at 0) before the first request
@@ -212,3 +216,18 @@ def test_the_pages_a_request_reads_are_mapped_in_before_it_and_the_model_is_not(
     assert _resident_bytes(model_file) < model_file.stat().st_size / 2
     seen = folder / "seen_indices.npy"
     assert _resident_bytes(seen) < seen.stat().st_size / 2
+
+
+def test_the_probe_spreads_over_known_users_a_get_can_name(tmp_path: Path) -> None:
+    registry = served_registry(tmp_path, ["als"])
+    champion = registry.champion()
+    assert champion is not None
+    state = load_state(registry, champion)
+    users = spread_users(state, SPREAD_USERS)
+    ids = sorted(i.decode() for i in state.arrays.user_ids)
+    assert len(set(users)) == SPREAD_USERS and set(users) <= set(ids)
+    assert users[0] == ids[0]  # from the first id on, evenly spaced
+    # ids no GET path can carry are left out rather than sent (or failing the probe)
+    odd = np.array(sorted([b"", b"a/b", b"\xff\xfe", b"ok-1", b"ok-2"]), dtype="S8")
+    unspeakable = dataclasses.replace(state, arrays=dataclasses.replace(state.arrays, user_ids=odd))
+    assert spread_users(unspeakable, 16) == ["ok-1", "ok-2"]
