@@ -60,7 +60,13 @@ def test_quick_benchmarks_run_and_write_results():
     results = REPO_ROOT / "benchmarks" / "results"
 
     e2e = json.loads((results / "end_to_end_quick.json").read_text())
-    assert [r["interactions"] for r in e2e] == [20_000, 100_000]
+    # both engines at each size, taking turns
+    assert [(r["interactions"], r["engine"]) for r in e2e] == [
+        (20_000, "pandas"),
+        (20_000, "local"),
+        (100_000, "pandas"),
+        (100_000, "local"),
+    ]
     for run in e2e:
         assert set(run["tasks"]) == set(tasks), run["interactions"]
         _stats_are_consistent(run["wall_seconds"], 1)

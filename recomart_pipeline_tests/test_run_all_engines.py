@@ -1,0 +1,83 @@
+"""``benchmarks/run_all.py`` measures the engines side by side: its size option, and the
+ratios and issue-19 targets it reports from the results (the quick run itself is in
+``test_benchmarks.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from recomart_pipeline_tests.conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def run_all() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "run_all", REPO_ROOT / "benchmarks" / "run_all.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(n: int, engine: str, seconds: dict[str, float], peak: float = 500.0) -> dict[str, Any]:
+    return {
+        "interactions": n,
+        "engine": engine,
+        "wall_seconds": {"median": sum(seconds.values()) + 1.0},
+        "peak_rss_mib": peak,
+        "tasks": {
+            t: {"seconds": {"median": s}, "peak_rss_mib": {"max": peak}} for t, s in seconds.items()
+        },
+    }
+
+
+def test_sizes_are_read_as_users_write_them(run_all: ModuleType) -> None:
+    assert [run_all.parse_size(t) for t in ("100k", "1M", "20m", "2.5M", "50_000")] == [
+        100_000,
+        1_000_000,
+        20_000_000,
+        2_500_000,
+        50_000,
+    ]
+    for bad in ("lots", "1G", "10", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="size"):
+            run_all.parse_size(bad)
+
+
+def test_engines_side_by_side_and_the_scale_targets(run_all: ModuleType) -> None:
+    data = {"ingestion": 10.0, "validation": 80.0, "preparation": 30.0, "features": 40.0}
+    other = {"training": 60.0, "inference": 70.0}
+    fast = {"ingestion": 4.0, "validation": 8.0, "preparation": 6.0, "features": 7.0}
+    runs = run_all._by_engine(
+        [
+            _run(20_000_000, "local", {**fast, **other}),
+            _run(20_000_000, "pandas", {**data, **other}),
+            _run(100_000_000, "local", {**{t: 5.5 * s for t, s in fast.items()}, **other}, 11_000),
+        ]
+    )
+    assert list(runs) == ["local", "pandas"] and len(runs["local"]) == 2
+    table = "\n".join(run_all._engine_lines(runs))
+    # 160 s of pandas data tasks against 25 s: 6.40x; end to end 291 s against 156 s
+    assert "| 20,000,000 | local | 25.0 | 160.0 | 6.40× | 156.0 | 291.0 | 1.87× |" in table
+    targets = {what: (value, met) for what, value, met in run_all._scale_targets(runs)}
+    assert targets["20,000,000 end to end ≤ 120 s (local)"] == ("156 s", False)
+    assert targets["20,000,000 end to end ≤ 120 s (pandas)"] == ("291 s", False)
+    assert targets["data tasks at 20,000,000 ≤ 30 s and ≥ 4× pandas (local)"] == (
+        "25.0 s, 6.40×",
+        True,
+    )
+    assert targets["100,000,000 peak RSS of any task ≤ 12 GiB (local)"] == ("10.74 GiB", True)
+    assert targets["data tasks 20M→100M within 1.2× of linear (local)"] == ("worst 1.10", True)
+
+
+def test_results_saved_before_engines_were_compared_are_pandas_runs(run_all: ModuleType) -> None:
+    old = _run(1_000_000, "pandas", {"validation": 3.0})
+    del old["engine"]
+    assert list(run_all._by_engine([old])) == ["pandas"]
+    assert run_all._engine_lines(run_all._by_engine([old])) == []
