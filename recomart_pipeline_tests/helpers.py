@@ -3,6 +3,7 @@ deadline. Test modules import these rather than each other's private functions."
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from types import ModuleType
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 POLL_INTERVAL_S = 0.2
@@ -343,3 +345,14 @@ def launch_and_wait(port: int, params: dict) -> str:
         f"run {run_id}",
     )
     return run_id
+
+
+def benchmark_module(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` imported as module ``name`` (the scripts are not a package;
+    registered in ``sys.modules`` so that dataclasses and pickling inside them work)."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

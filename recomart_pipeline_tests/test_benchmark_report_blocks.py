@@ -3,21 +3,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from recomart_pipeline_tests.conftest import REPO_ROOT
+from recomart_pipeline_tests.helpers import REPO_ROOT, benchmark_module
 
 
 def _blocks() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "report_blocks", REPO_ROOT / "benchmarks" / "report_blocks.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("report_blocks")
 
 
 def test_a_block_is_replaced_and_everything_around_it_kept(tmp_path: Path) -> None:

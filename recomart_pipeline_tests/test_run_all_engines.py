@@ -5,24 +5,17 @@ ratios and issue-19 targets it reports from the results (the quick run itself is
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from recomart_pipeline_tests.conftest import REPO_ROOT
+from recomart_pipeline_tests.helpers import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def run_all() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "run_all", REPO_ROOT / "benchmarks" / "run_all.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("run_all")
 
 
 def _run(n: int, engine: str, seconds: dict[str, float], peak: float = 500.0) -> dict[str, Any]:

@@ -3,20 +3,13 @@ instant; the start-up time itself is a benchmark: benchmarks/validate_startup.py
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import pytest
 
-from recomart_pipeline_tests.conftest import REPO_ROOT
+from recomart_pipeline_tests.helpers import benchmark_module
 
-spec = importlib.util.spec_from_file_location(
-    "validate_startup", REPO_ROOT / "benchmarks" / "validate_startup.py"
-)
-assert spec and spec.loader
-validate_startup = importlib.util.module_from_spec(spec)
-sys.modules["validate_startup"] = validate_startup
-spec.loader.exec_module(validate_startup)
+validate_startup = benchmark_module("validate_startup")
 
 
 @pytest.mark.parametrize("command", [["validate"], ["plan"], ["plan", "--json"]])
