@@ -29,6 +29,7 @@ has read to the end) and reported in the ``source_files`` check and the checkpoi
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import difflib
 import http.client
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -57,6 +59,11 @@ from recomart_pipeline.contract.errors import (
     SourceNotFoundError,
 )
 from recomart_pipeline.contract.task import CheckOutcome, TaskContext, TaskResult
+from recomart_pipeline.engines.ingestion import CanonicalRows, FileRules, NotExact, TimeRule
+from recomart_pipeline.engines.ingestion import Condition as SqlCondition
+from recomart_pipeline.engines.ingestion import Parsers as SqlParsers
+from recomart_pipeline.engines.ingestion import Rows as SqlRows
+from recomart_pipeline.engines.sql import SqlSession
 from recomart_pipeline.runtime.circuit_breaker import CircuitBreaker, CircuitOpenError
 from recomart_pipeline.tasks import schema_approval as approval
 from recomart_pipeline.tasks._bad_files import (
@@ -76,6 +83,7 @@ from recomart_pipeline.tasks._bad_files import (
     sniff,
     whole_number_ids,
 )
+from recomart_pipeline.tasks._engines import SQL_ENGINES, sql_session
 from recomart_pipeline.tasks._tables import ParquetSink, raw_schema, to_text
 from recomart_pipeline.tasks.specs.ingestion import (
     DERIVED_TABLES,
@@ -268,8 +276,7 @@ def _meets(column: pa.Array | pa.ChunkedArray, condition: RowCondition) -> pa.Ar
         if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
             numbers = column.cast(pa.float64())
         else:
-            parsed = pd.to_numeric(text.to_pandas(), errors="coerce")
-            numbers = pa.array(parsed.to_numpy(dtype=np.float64, na_value=np.nan))
+            numbers = pa.array(_text_numbers(text))
             numbers = pc.if_else(pc.is_nan(numbers), None, numbers)
         result = COMPARE[op](numbers, float(value))
     else:
@@ -282,8 +289,7 @@ def _numbers(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
         values = column.to_numpy(zero_copy_only=False).astype(np.float64)
     else:
-        parsed = pd.to_numeric(to_text(column).to_pandas(), errors="coerce")
-        values = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+        values = _text_numbers(column)
     return pa.array(values, mask=~np.isfinite(values))
 
 
@@ -579,6 +585,298 @@ def _canonical_batch(
     return pa.table(out)
 
 
+# --- the local and spark engines ----------------------------------------------------------
+
+# pyarrow's CSV reader infers compression from these endings; DuckDB is given plain files only.
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".zstd", ".lz4", ".br", ".zip", ".xz")
+SCAN_BYTES = 16 << 20
+# Parquet column types whose text both the SQL and the reference spell alike.
+SQL_TYPES = (pa.string(), pa.large_string(), pa.int8(), pa.int16(), pa.int32(), pa.int64())
+
+
+def _text_numbers(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Text as float64 the way the reference reads numbers (NaN where it reads none)."""
+    parsed = pd.to_numeric(to_text(text).to_pandas(), errors="coerce")
+    return parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _odd_numbers(values: pa.Array) -> pa.Array:
+    """The reference's numbers of the spellings the SQL leaves to it (NaN as null)."""
+    numbers = pa.array(_text_numbers(values))
+    return pc.if_else(pc.is_nan(numbers), None, numbers)
+
+
+def _odd_times(spec: TimestampFormat) -> Callable[[pa.Array], pa.Array]:
+    """The reference's conversion of the time spellings the SQL leaves to it, refusing
+    (``NotExact``) those whose text would depend on the reference's read batches."""
+
+    def convert(values: pa.Array) -> pa.Array:
+        if spec.unit != "iso":
+            numbers = pd.to_numeric(
+                values.to_pandas(), errors="coerce", dtype_backend="numpy_nullable"
+            )
+            if bool(numbers.notna().any()):
+                # One such value turns its whole read batch into floats in the reference.
+                raise NotExact("epoch times not written as plain integers (e.g. 1.5e9)")
+        converted = convert_times(values, spec)
+        fraction = pc.and_(pc.not_equal(converted, values), pc.match_substring(converted, "."))
+        if pc.any(fraction).as_py():
+            raise NotExact(
+                "times with fractions of a second (the reference writes each read batch's "
+                "times at that batch's precision)"
+            )
+        return converted
+
+    return convert
+
+
+def _csv_is_plain(path: Path, source: TableSource, names: list[str]) -> str | None:
+    """Why DuckDB's CSV reader might not read ``path`` as pyarrow does (None: it will).
+
+    Without quote characters and carriage returns the two readers agree: fields are the text
+    between delimiters, lines end at ``\\n``; what either refuses (a ragged row, a byte that
+    is not UTF-8) goes to the reference, which names the fault.
+    """
+    if len(source.delimiter) > 1:
+        return "a delimiter of several characters"
+    if codecs.lookup(source.encoding).name != "utf-8":
+        return f"the {source.encoding} encoding"
+    if path.name.lower().endswith(COMPRESSED_SUFFIXES):
+        return "a compressed file"
+    if len(names) < 2 or len(set(names)) < len(names):
+        return "fewer than two columns, or a repeated column name"
+    with path.open("rb") as handle:
+        while block := handle.read(SCAN_BYTES):
+            if b'"' in block or b"\r" in block:
+                return "quote characters or carriage returns"
+    return None
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class _Engine:
+    """The local (DuckDB) or spark (Spark SQL) engine for the rules after the read.
+
+    Per file: the reference checks the file (names, mapping, types: the same errors); then
+    DuckDB reads it itself where its reader gives pyarrow's rows (plain UTF-8 CSV without
+    quotes; Parquet), else the reference reader copies the columns the rules need into a
+    scratch Parquet file the engine reads (every file on Spark, whose CSV reader is not
+    pyarrow's). The rules run as SQL (``engines.ingestion``). A file whose columns are of
+    other types, or whose output the SQL cannot reproduce exactly, is read by the reference
+    (``fallbacks`` says which and why).
+    """
+
+    def __init__(self, ctx: TaskContext, session: SqlSession, scratch: Path) -> None:
+        self.ctx = ctx
+        self.name = ctx.engine
+        self.session = session
+        self.scratch = scratch
+        self.files = 0
+        self.fallbacks: list[dict[str, str]] = []
+        self._count = 0
+
+    def summary(self) -> dict[str, Any]:
+        ran = self.files - len(self.fallbacks)
+        engine = self.name if not self.fallbacks else "pandas" if ran == 0 else "mixed"
+        return {"engine": engine, "engine_fallbacks": self.fallbacks}
+
+    def _fallback(self, table: str, path: Path, reason: str) -> None:
+        self.fallbacks.append({"table": table, "file": shown_path(path), "reason": reason})
+        self.ctx.logger.info(
+            f"{shown_path(path)}: read by the pandas engine ({reason})",
+            extra={"fields": {"table": table, "engine": "pandas"}},
+        )
+
+    def file(
+        self,
+        path: Path,
+        file_format: str,
+        source: TableSource,
+        table: str,
+        plan: _Names,
+        columns: list[str],
+        chunk_rows: int,
+        done: FileRead,
+    ) -> Iterator[pa.Table] | None:
+        """The file's canonical batches from the engine, or None: read it with the reference."""
+        self.files += 1
+        self._count += 1
+        name = f"ingest{self._count}"
+        types = (
+            pq.ParquetFile(path).schema_arrow
+            if file_format == "parquet"
+            else pa.schema([pa.field(c, pa.string()) for c in plan.read])
+        )
+        read_types = {c: types.field(c).type for c in plan.read}
+        other = sorted(c for c, kind in read_types.items() if kind not in SQL_TYPES)
+        if other:
+            self._fallback(table, path, f"columns {other} are neither text nor integers")
+            return None
+        aliases = {column: f"c{i}" for i, column in enumerate(plan.read)}
+        rows = self._direct(name, path, file_format, source, aliases, chunk_rows, table)
+        if rows is None:
+            rows = self._staged(name, path, file_format, source, aliases, chunk_rows, done)
+        time = TIME_COLUMNS.get(table) if source.timestamp is not None else None
+        spec = _time_spec(source)
+        rules = FileRules(
+            outputs={
+                c: aliases.get(plan.mapping[c]) if c in plan.mapping else None for c in columns
+            },
+            integers=frozenset(
+                aliases[c] for c, kind in read_types.items() if pa.types.is_integer(kind)
+            ),
+            conditions=tuple(_condition(c, aliases) for c in source.filter),
+            value_mapping=source.value_mapping,
+            constants=source.constants,
+            time_column=time,
+            time=TimeRule(
+                spec.unit,
+                spec.unit == "iso" and spec.format is None and spec.timezone == "UTC",
+                EARLIEST.value,
+                LATEST.value,
+            ),
+            amount=aliases[plan.amount] if plan.amount is not None else None,
+            amount_name=AMOUNT,
+        )
+        parsers = SqlParsers(numbers=_odd_numbers, times=_odd_times(spec))
+        try:
+            canonical = CanonicalRows(self.session, rows, rules, parsers, name)
+        except NotExact as exc:
+            self._fallback(table, path, str(exc))
+            done.rows = 0
+            return None
+        done.rows = canonical.rows
+        done.filtered = canonical.rows - canonical.kept
+        schema = pa.schema(
+            [pa.field(c, pa.string()) for c in columns]
+            + ([pa.field(AMOUNT, pa.float64())] if plan.amount is not None else [])
+        )
+        return self._batches(canonical, schema, chunk_rows)
+
+    @staticmethod
+    def _batches(
+        canonical: CanonicalRows, schema: pa.Schema, chunk_rows: int
+    ) -> Iterator[pa.Table]:
+        try:
+            for batch in canonical.batches(chunk_rows):
+                yield pa.Table.from_batches([batch]).cast(schema)
+        finally:
+            canonical.close()
+
+    def _direct(
+        self,
+        name: str,
+        path: Path,
+        file_format: str,
+        source: TableSource,
+        aliases: dict[str, str],
+        chunk_rows: int,
+        table: str,
+    ) -> SqlRows | None:
+        """The rows as DuckDB reads them from the file itself, or None (not exactly)."""
+        if self.session.dialect.name != "duckdb":
+            return None
+        if file_format == "parquet":
+            names = pq.ParquetFile(path).schema_arrow.names
+            folded = [n.lower() for n in names]
+            if len(set(folded)) < len(folded) or {"rn", "file_row_number"} & set(folded):
+                return None  # DuckDB's names are case-insensitive; the scan adds these two
+            self.session.scan(f"{name}_file", path)
+            selected = ", ".join(f"{_identifier(c)} AS {a}" for c, a in aliases.items())
+            return SqlRows(f"(SELECT {selected}, rn FROM {name}_file)", "src.rn")
+        names = _source_names(path, file_format, source, chunk_rows)
+        reason = _csv_is_plain(path, source, names)
+        if reason is not None:
+            return None
+        position = {column: i for i, column in enumerate(names)}
+        declared = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(names)))
+        nulls = ", ".join(_sql_literal(n) for n in pacsv.ConvertOptions().null_values)
+        selected = ", ".join(f"c{position[c]} AS {a}" for c, a in aliases.items())
+        read = (
+            f"SELECT {selected} FROM read_csv({_sql_literal(str(path))}, "
+            f"columns = {{{declared}}}, header = {str(source.header).lower()}, "
+            f"auto_detect = false, delim = {_sql_literal(source.delimiter)}, "
+            f"nullstr = [{nulls}], encoding = 'utf-8', "
+            f"max_line_size = {block_bytes(chunk_rows) - 2})"
+        )
+        try:
+            self.session.keep(f"{name}_file", read, {})
+        except duckdb.Error as exc:
+            # The reference reads it again and names the fault (or reads what DuckDB refused).
+            self.ctx.logger.info(
+                f"{shown_path(path)}: DuckDB's reader refused it ({type(exc).__name__}); the "
+                "reference reader reads it",
+                extra={"fields": {"table": table}},
+            )
+            return None
+        return SqlRows(f"{name}_file", "src.rowid")
+
+    def _staged(
+        self,
+        name: str,
+        path: Path,
+        file_format: str,
+        source: TableSource,
+        aliases: dict[str, str],
+        chunk_rows: int,
+        done: FileRead,
+    ) -> SqlRows:
+        """The columns the rules need, read by the reference reader (its errors) into a
+        scratch Parquet file the engine scans."""
+        target = self.scratch / f"{name}.parquet"
+        writer: pq.ParquetWriter | None = None
+        try:
+            for batch in _batches(path, file_format, source, chunk_rows, list(aliases)):
+                renamed = pa.Table.from_batches([batch]).rename_columns(list(aliases.values()))
+                if writer is None:
+                    writer = pq.ParquetWriter(target, renamed.schema)
+                writer.write_table(renamed)
+                done.rows += batch.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            empty = pa.schema([pa.field(a, pa.string()) for a in aliases.values()]).empty_table()
+            pq.write_table(empty, target)
+        self.session.scan(name, target)
+        return SqlRows(name, "src.rn")
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _condition(condition: RowCondition, aliases: dict[str, str]) -> SqlCondition:
+    """A filter condition with its value as the reference compares it."""
+    value = condition.value
+    compared: str | float | list[str] | None
+    if isinstance(value, list):
+        compared = [_as_text(v) for v in value]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        compared = (
+            float(value) if condition.op not in ("startswith", "not_startswith") else str(value)
+        )
+    else:
+        compared = None if value is None else _as_text(value)
+    return SqlCondition(aliases[condition.column], condition.op, compared)
+
+
+@contextlib.contextmanager
+def _engine(ctx: TaskContext) -> Iterator[_Engine | None]:
+    """The task's SQL engine for the run (None on pandas); its scratch files are removed."""
+    if ctx.engine not in SQL_ENGINES:
+        yield None
+        return
+    with (
+        sql_session(ctx, ctx.engine) as session,
+        contextlib.closing(session),
+        tempfile.TemporaryDirectory(prefix=".engine-", dir=ctx.output_dir) as scratch,
+    ):
+        yield _Engine(ctx, session, Path(scratch))
+
+
 def _file_batches(
     path: Path,
     files: _SourceFiles,
@@ -587,12 +885,15 @@ def _file_batches(
     chunk_rows: int,
     extras: tuple[str, ...],
     done: FileRead,
+    engine: _Engine | None = None,
 ) -> Iterator[pa.Table]:
     """Batches of one file: filtered, canonical names, all text, nulls filled in.
 
     The raw layout's columns come first, then ``extras`` (catalogue columns kept for a
     derived table); ``done`` counts the rows read and filtered and records the file's
-    schema. Anything wrong with the file raises BadFile.
+    schema. Anything wrong with the file raises BadFile. With an ``engine`` the rules after
+    the read run as SQL where that gives the reference's rows (``_Engine``), the names,
+    schema and types being checked by the same code first, so a bad file fails alike.
     """
     keys = files.keys
     columns = [*TABLES[table].columns, *extras]
@@ -611,6 +912,11 @@ def _file_batches(
         if file_format == "parquet":
             check_parquet_types(path, plan.mapping, keys)
             float_ids = float_id_columns(path, plan.mapping)
+        if engine is not None:
+            ran = engine.file(path, file_format, source, table, plan, columns, chunk_rows, done)
+            if ran is not None:
+                yield from ran
+                return
         for batch in _batches(path, file_format, source, chunk_rows, plan.read):
             check_whole_ids(path, batch, float_ids, done.rows)
             kept = _keep(batch, source.filter)
@@ -836,6 +1142,7 @@ def _read_source(
     source: TableSource,
     extras: tuple[str, ...],
     emit: Callable[[pa.Table], None],
+    engine: _Engine | None,
 ) -> _SourceRead:
     """Read every file of a source into ``emit``; bad files are collected, not raised.
 
@@ -848,7 +1155,9 @@ def _read_source(
     with tempfile.TemporaryDirectory(prefix=".files-", dir=ctx.output_dir) as folder:
         for index, path in enumerate(files.files):
             done = FileRead()
-            batches = _file_batches(path, files, source, table, config.chunk_rows, extras, done)
+            batches = _file_batches(
+                path, files, source, table, config.chunk_rows, extras, done, engine
+            )
             try:
                 if read.bad and not skip:
                     for _ in batches:
@@ -905,7 +1214,11 @@ def _no_rows_error(files: _SourceFiles, table: str) -> DataValidationError:
 
 
 def _ingest_table(
-    ctx: TaskContext, table: str, source: TableSource, derived: dict[str, _Derived]
+    ctx: TaskContext,
+    table: str,
+    source: TableSource,
+    derived: dict[str, _Derived],
+    engine: _Engine | None,
 ) -> _Ingested:
     layout = TABLES[table]
     output = ctx.output_path(f"{table}.parquet")
@@ -935,7 +1248,7 @@ def _ingest_table(
                 else:
                     sink.write(rows.select(list(layout.columns)))
 
-            read = _read_source(ctx, table, files, source, extras, emit)
+            read = _read_source(ctx, table, files, source, extras, emit, engine)
             if aggregator is not None:
                 folded, aggregation = aggregator.table()
                 sink.write(folded)
@@ -1089,25 +1402,29 @@ def _ingest_all(ctx: TaskContext, config: Config) -> TaskResult:
     metadata: dict[str, Any] = {"degraded": False}
     schemas: dict[str, dict[str, str]] = {}
     quarantined: list[dict[str, str]] = []
-    for table in TABLES:
-        if table in derived:
-            done = _write_derived(ctx, table, derived[table])
-        else:
-            done = _ingest_table(ctx, table, getattr(config.source, table), derived)
-        outputs[table] = done.path
-        schemas[table] = done.schema
-        metrics[f"{table}_rows"] = done.rows
-        metrics[f"{table}_files"] = done.files
-        metrics[f"{table}_rows_filtered"] = done.filtered
-        metrics[f"{table}_files_quarantined"] = len(done.bad)
-        metadata[f"{table}_source"] = done.uri
-        if done.aggregation is not None:
-            metadata[f"{table}_aggregation"] = done.aggregation
-            metrics[f"{table}_rows_aggregated"] = done.aggregation["rows_in"]
-        quarantined += [
-            {"table": table, "file": shown_path(b.path), "reason": b.message, "hint": b.hint}
-            for b in done.bad
-        ]
+    with _engine(ctx) as engine:
+        for table in TABLES:
+            if table in derived:
+                done = _write_derived(ctx, table, derived[table])
+            else:
+                done = _ingest_table(ctx, table, getattr(config.source, table), derived, engine)
+            outputs[table] = done.path
+            schemas[table] = done.schema
+            metrics[f"{table}_rows"] = done.rows
+            metrics[f"{table}_files"] = done.files
+            metrics[f"{table}_rows_filtered"] = done.filtered
+            metrics[f"{table}_files_quarantined"] = len(done.bad)
+            metadata[f"{table}_source"] = done.uri
+            if done.aggregation is not None:
+                metadata[f"{table}_aggregation"] = done.aggregation
+                metrics[f"{table}_rows_aggregated"] = done.aggregation["rows_in"]
+            quarantined += [
+                {"table": table, "file": shown_path(b.path), "reason": b.message, "hint": b.hint}
+                for b in done.bad
+            ]
+        # Which engine ran the rules after the read (not a metric, so that the engines'
+        # metrics stay comparable), and the files it left to the reference, with why.
+        metadata.update(engine.summary() if engine is not None else {"engine": "pandas"})
     metadata["quarantined_files"] = quarantined
     ctx.logger.info("ingestion finished", extra={"fields": metrics})
     outcome = approval.review(
