@@ -304,7 +304,9 @@ class CanonicalRows:
             fraction = f"({value} % {q.param(ticks)} <> 0)"
         elif rule.sql_iso:
             canonical = sql.full_match(text, q.param(Pattern(TIMESTAMP_PATTERN)))
-            value = sql.epoch_ns(text)
+            # Only canonical text reaches the cast: the engines need not evaluate AND's
+            # operands lazily, and other text may overflow it (year 1500).
+            value = f"CASE WHEN {canonical} THEN {sql.epoch_ns(text)} END"
             inside = f"({value} BETWEEN {q.param(rule.earliest_ns)} AND {q.param(rule.latest_ns)})"
             seconds = spell.div(value, q.param(NS_PER_SECOND))
             fraction = f"({value} % {q.param(NS_PER_SECOND)} <> 0)"

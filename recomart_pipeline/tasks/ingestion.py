@@ -615,8 +615,8 @@ def _odd_times(spec: TimestampFormat) -> Callable[[pa.Array], pa.Array]:
             numbers = pd.to_numeric(
                 values.to_pandas(), errors="coerce", dtype_backend="numpy_nullable"
             )
-            if bool(numbers.notna().any()):
-                # One such value turns its whole read batch into floats in the reference.
+            if bool(numbers.notna().any()) and numbers.dtype != "Int64":
+                # Such a value turns its whole read batch into floats in the reference.
                 raise NotExact("epoch times not written as plain integers (e.g. 1.5e9)")
         converted = convert_times(values, spec)
         fraction = pc.and_(pc.not_equal(converted, values), pc.match_substring(converted, "."))
