@@ -311,7 +311,7 @@ class CanonicalRows:
             seconds = spell.div(value, q.param(NS_PER_SECOND))
             fraction = f"({value} % {q.param(NS_PER_SECOND)} <> 0)"
         else:
-            canonical = inside = seconds = fraction = "FALSE"
+            canonical = inside = seconds = fraction = "FALSE"  # (unused)
         query = (
             f"SELECT DISTINCT {text} AS v FROM {self._from} {' '.join(q.joins)} "
             f"WHERE {where} AND {text} IS NOT NULL AND NOT coalesce({canonical}, FALSE)"
@@ -320,16 +320,14 @@ class CanonicalRows:
         table = f"{self._name}_t"
         self._session.register(table, pa.table({"v": odd.cast(pa.string()), "x": parse(odd)}))
         q.joins.append(f"LEFT JOIN {table} ON {table}.v = {text}")
+        if canonical == "FALSE":  # every value is the reference's
+            return f"{table}.x", "FALSE"
         converted = (
             f"CASE WHEN coalesce({canonical}, FALSE) THEN "
             f"CASE WHEN coalesce({inside}, FALSE) THEN {spell.iso_seconds(seconds)} "
             f"ELSE {text} END ELSE {table}.x END"
         )
-        subsecond = (
-            f"(coalesce({canonical}, FALSE) AND coalesce({inside}, FALSE) AND {fraction})"
-            if canonical != "FALSE"
-            else "FALSE"
-        )
+        subsecond = f"(coalesce({canonical}, FALSE) AND coalesce({inside}, FALSE) AND {fraction})"
         return converted, subsecond
 
     def batches(self, batch_rows: int) -> Iterator[pa.RecordBatch]:
