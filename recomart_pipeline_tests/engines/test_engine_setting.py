@@ -199,7 +199,10 @@ def test_a_task_engine_its_rules_do_not_run_on_is_refused(
     assert "task 'report' cannot run on the spark engine" in message
     assert "tasks.report.engine" in message and "its rules run on pandas" in message
     # execution.engine stays a default: tasks it does not apply to run on pandas.
-    config = PipelineConfig(_data_project(write_config, "{engine: local}"))
+    default = (REPO_ROOT / "pipeline_config.yaml").read_text()
+    config = PipelineConfig(
+        write_config(default.replace("execution:\n", "execution:\n  engine: local\n", 1))
+    )
     engines = [config.engine_of(task) for task in ("ingestion", "validation", "report")]
     assert engines == ["local", "local", "pandas"]
     spark = PipelineConfig(
