@@ -158,8 +158,8 @@ class CanonicalRows:
     """The canonical rows of one file in a SQL session, computed when constructed.
 
     ``rows`` and ``kept`` count the rows read and kept by the filter; ``batches`` streams the
-    kept rows in file order. Raises ``NotExact`` (nothing kept) when the reference's output
-    cannot be reproduced; the caller drops the session's tables with ``close``.
+    kept rows in file order (computed again: nothing is kept but the small tables of odd
+    values). Raises ``NotExact`` when the reference's output cannot be reproduced.
     """
 
     def __init__(
@@ -173,10 +173,13 @@ class CanonicalRows:
         self._session = session
         self._rules = rules
         self._name = name
-        self._tables: list[str] = []
         self._q = _Query(session)
         self._spell = _SPELLINGS[session.dialect.name]
         self._from = f"{rows.relation} AS src"
+        self._build(rows, rules, parsers, name)
+
+    def _build(self, rows: Rows, rules: FileRules, parsers: Parsers, name: str) -> None:
+        session = self._session
         numbers = {c.column for c in rules.conditions if isinstance(c.value, float)}
         if rules.amount is not None:
             numbers.add(rules.amount)
@@ -204,26 +207,19 @@ class CanonicalRows:
         if rules.amount is not None:
             amount = self._numeric(rules.amount)
             selected.append(f"CASE WHEN {amount} {_FINITE} THEN {amount} END AS amount")
-        selected.append(f"{subsecond} AS subsecond")
-        self._keep(
-            f"{name}_rows",
-            f"SELECT {', '.join(selected)} FROM {self._from} {' '.join(self._q.joins)} "
-            f"WHERE {where}",
-        )
+        body = f"FROM {self._from} {' '.join(self._q.joins)} WHERE {where}"
+        # Not kept: the rows are computed twice (counted, then streamed), which costs less
+        # than writing every canonical string once more (1M rows: 0.4 s instead of 1.0 s).
+        self._stream = f"SELECT {', '.join(selected)} {body}"
         self.rows = int(session.fetch(f"SELECT count(*) AS n FROM {rows.relation}")[0][0].as_py())
-        counts = session.fetch(
-            f"SELECT count(*) AS n, count_if(subsecond) AS s FROM {name}_rows"
-        ).to_pylist()[0]
+        counting = f"SELECT count(*) AS n, count_if({subsecond}) AS s {body}"
+        counts = session.fetch(counting, self._q.used(counting)).to_pylist()[0]
         self.kept = int(counts["n"])
         if counts["s"]:
             raise NotExact(
                 f"{counts['s']:,} times have fractions of a second (the reference writes each "
                 "read batch's times at that batch's precision)"
             )
-
-    def _keep(self, table: str, sql: str) -> None:
-        self._session.keep(table, sql, self._q.used(sql))
-        self._tables.append(table)
 
     def _text(self, column: str) -> str:
         return (
@@ -334,19 +330,8 @@ class CanonicalRows:
         """The kept rows in file order, named as the canonical columns (all text; the
         amount, if any, a double)."""
         names = list(self._rules.outputs)
-        selected = [f"o{i}" for i in range(len(names))]
         if self._rules.amount is not None:
             names.append(self._rules.amount_name)
-            selected.append("amount")
-        for batch in self._session.stream(
-            f"SELECT {POSITION}, {', '.join(selected)} FROM {self._name}_rows",
-            {},
-            POSITION,
-            batch_rows,
-        ):
+        sql = f"SELECT * FROM ({self._stream}) AS kept"
+        for batch in self._session.stream(sql, self._q.used(sql), POSITION, batch_rows):
             yield batch.rename_columns(names)
-
-    def close(self) -> None:
-        for table in self._tables:
-            self._session.drop(table)
-        self._tables = []

@@ -695,12 +695,14 @@ class _Engine:
         file_format: str,
         source: TableSource,
         table: str,
+        names: list[str],
         plan: _Names,
         columns: list[str],
         chunk_rows: int,
         done: FileRead,
     ) -> Iterator[pa.Table] | None:
-        """The file's canonical batches from the engine, or None: read it with the reference."""
+        """The file's canonical batches from the engine, or None: read it with the reference.
+        ``names`` are the file's columns as the reference found them."""
         self.files += 1
         self._count += 1
         name = f"ingest{self._count}"
@@ -715,9 +717,10 @@ class _Engine:
             self._fallback(table, path, f"columns {other} are neither text nor integers")
             return None
         aliases = {column: f"c{i}" for i, column in enumerate(plan.read)}
-        rows = self._direct(name, path, file_format, source, aliases, chunk_rows, table)
+        tidy: list[Callable[[], None]] = []  # what the file leaves behind, undone at its end
+        rows = self._direct(name, path, file_format, source, names, aliases, chunk_rows, tidy)
         if rows is None:
-            rows = self._staged(name, path, file_format, source, aliases, chunk_rows, done)
+            rows = self._staged(name, path, file_format, source, aliases, chunk_rows, done, tidy)
         time = TIME_COLUMNS.get(table) if source.timestamp is not None else None
         spec = _time_spec(source)
         rules = FileRules(
@@ -744,6 +747,7 @@ class _Engine:
         try:
             canonical = CanonicalRows(self.session, rows, rules, parsers, name)
         except NotExact as exc:
+            _undo(tidy)
             self._fallback(table, path, str(exc))
             done.rows = 0
             return None
@@ -753,17 +757,20 @@ class _Engine:
             [pa.field(c, pa.string()) for c in columns]
             + ([pa.field(AMOUNT, pa.float64())] if plan.amount is not None else [])
         )
-        return self._batches(canonical, schema, chunk_rows)
+        return self._batches(canonical, schema, chunk_rows, tidy)
 
     @staticmethod
     def _batches(
-        canonical: CanonicalRows, schema: pa.Schema, chunk_rows: int
+        canonical: CanonicalRows,
+        schema: pa.Schema,
+        chunk_rows: int,
+        tidy: list[Callable[[], None]],
     ) -> Iterator[pa.Table]:
         try:
             for batch in canonical.batches(chunk_rows):
                 yield pa.Table.from_batches([batch]).cast(schema)
         finally:
-            canonical.close()
+            _undo(tidy)
 
     def _direct(
         self,
@@ -771,22 +778,21 @@ class _Engine:
         path: Path,
         file_format: str,
         source: TableSource,
+        names: list[str],
         aliases: dict[str, str],
         chunk_rows: int,
-        table: str,
+        tidy: list[Callable[[], None]],
     ) -> SqlRows | None:
         """The rows as DuckDB reads them from the file itself, or None (not exactly)."""
         if self.session.dialect.name != "duckdb":
             return None
         if file_format == "parquet":
-            names = pq.ParquetFile(path).schema_arrow.names
             folded = [n.lower() for n in names]
             if len(set(folded)) < len(folded) or {"rn", "file_row_number"} & set(folded):
                 return None  # DuckDB's names are case-insensitive; the scan adds these two
             self.session.scan(f"{name}_file", path)
             selected = ", ".join(f"{_identifier(c)} AS {a}" for c, a in aliases.items())
             return SqlRows(f"(SELECT {selected}, rn FROM {name}_file)", "src.rn")
-        names = _source_names(path, file_format, source, chunk_rows)
         reason = _csv_is_plain(path, source, names)
         if reason is not None:
             return None
@@ -807,10 +813,10 @@ class _Engine:
             # The reference reads it again and names the fault (or reads what DuckDB refused).
             self.ctx.logger.info(
                 f"{shown_path(path)}: DuckDB's reader refused it ({type(exc).__name__}); the "
-                "reference reader reads it",
-                extra={"fields": {"table": table}},
+                "reference reader reads it"
             )
             return None
+        tidy.append(lambda: self.session.drop(f"{name}_file"))
         return SqlRows(f"{name}_file", "src.rowid")
 
     def _staged(
@@ -822,6 +828,7 @@ class _Engine:
         aliases: dict[str, str],
         chunk_rows: int,
         done: FileRead,
+        tidy: list[Callable[[], None]],
     ) -> SqlRows:
         """The columns the rules need, read by the reference reader (its errors) into a
         scratch Parquet file the engine scans."""
@@ -841,7 +848,13 @@ class _Engine:
             empty = pa.schema([pa.field(a, pa.string()) for a in aliases.values()]).empty_table()
             pq.write_table(empty, target)
         self.session.scan(name, target)
+        tidy.append(lambda: target.unlink(missing_ok=True))
         return SqlRows(name, "src.rn")
+
+
+def _undo(tidy: list[Callable[[], None]]) -> None:
+    for step in tidy:
+        step()
 
 
 def _identifier(name: str) -> str:
@@ -913,7 +926,9 @@ def _file_batches(
             check_parquet_types(path, plan.mapping, keys)
             float_ids = float_id_columns(path, plan.mapping)
         if engine is not None:
-            ran = engine.file(path, file_format, source, table, plan, columns, chunk_rows, done)
+            ran = engine.file(
+                path, file_format, source, table, names, plan, columns, chunk_rows, done
+            )
             if ran is not None:
                 yield from ran
                 return
