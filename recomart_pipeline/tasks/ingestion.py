@@ -25,6 +25,13 @@ file again, with bounded memory, only after it failed. With ``on_bad_file: skip`
 of a directory or glob is quarantined whole (its batches wait in a scratch file until it
 has read to the end) and reported in the ``source_files`` check and the checkpoint's
 ``quarantined_files``; by default the task fails naming every bad file.
+
+That is the ``pandas`` engine, the reference. On ``local`` (DuckDB) and ``spark`` (Spark SQL)
+the rules after the read (filter, mapping, constants, value_mapping, the time conversion)
+run as one SQL text (``recomart_pipeline.engines.ingestion``; ``_Engine`` below), after the
+same checks of each file by the same code, so outputs and errors are the reference's
+(``recomart_pipeline_tests/engines``). A file the SQL cannot reproduce exactly is read by
+the reference; the checkpoint's ``engine`` and ``engine_fallbacks`` say which ran where.
 """
 
 from __future__ import annotations
