@@ -36,7 +36,6 @@ the reference; the checkpoint's ``engine`` and ``engine_fallbacks`` say which ra
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import difflib
 import http.client
@@ -51,7 +50,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -66,7 +64,13 @@ from recomart_pipeline.contract.errors import (
     SourceNotFoundError,
 )
 from recomart_pipeline.contract.task import CheckOutcome, TaskContext, TaskResult
-from recomart_pipeline.engines.ingestion import CanonicalRows, FileRules, NotExact, TimeRule
+from recomart_pipeline.engines.ingestion import (
+    POSITION,
+    CanonicalRows,
+    FileRules,
+    NotExact,
+    TimeRule,
+)
 from recomart_pipeline.engines.ingestion import Condition as SqlCondition
 from recomart_pipeline.engines.ingestion import Parsers as SqlParsers
 from recomart_pipeline.engines.ingestion import Rows as SqlRows
@@ -594,9 +598,6 @@ def _canonical_batch(
 
 # --- the local and spark engines ----------------------------------------------------------
 
-# pyarrow's CSV reader infers compression from these endings; DuckDB is given plain files only.
-COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".zstd", ".lz4", ".br", ".zip", ".xz")
-SCAN_BYTES = 16 << 20
 # Parquet column types whose text both the SQL and the reference spell alike.
 SQL_TYPES = (pa.string(), pa.large_string(), pa.int8(), pa.int16(), pa.int32(), pa.int64())
 
@@ -637,42 +638,19 @@ def _odd_times(spec: TimestampFormat) -> Callable[[pa.Array], pa.Array]:
     return convert
 
 
-def _csv_is_plain(path: Path, source: TableSource, names: list[str]) -> str | None:
-    """Why DuckDB's CSV reader might not read ``path`` as pyarrow does (None: it will).
-
-    Without quote characters and carriage returns the two readers agree: fields are the text
-    between delimiters, lines end at ``\\n``; what either refuses (a ragged row, a byte that
-    is not UTF-8) goes to the reference, which names the fault.
-    """
-    if len(source.delimiter) > 1:
-        return "a delimiter of several characters"
-    if codecs.lookup(source.encoding).name != "utf-8":
-        return f"the {source.encoding} encoding"
-    if path.name.lower().endswith(COMPRESSED_SUFFIXES):
-        return "a compressed file"
-    if len(names) < 2 or len(set(names)) < len(names):
-        return "fewer than two columns, or a repeated column name"
-    with path.open("rb") as handle:
-        while block := handle.read(SCAN_BYTES):
-            if b'"' in block or b"\r" in block:
-                return "quote characters or carriage returns"
-    return None
-
-
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 class _Engine:
     """The local (DuckDB) or spark (Spark SQL) engine for the rules after the read.
 
-    Per file: the reference checks the file (names, mapping, types: the same errors); then
-    DuckDB reads it itself where its reader gives pyarrow's rows (plain UTF-8 CSV without
-    quotes; Parquet), else the reference reader copies the columns the rules need into a
-    scratch Parquet file the engine reads (every file on Spark, whose CSV reader is not
-    pyarrow's). The rules run as SQL (``engines.ingestion``). A file whose columns are of
-    other types, or whose output the SQL cannot reproduce exactly, is read by the reference
-    (``fallbacks`` says which and why).
+    Per file: the reference checks the file (names, mapping, types: the same errors) and its
+    reader reads it (the same rows, batches and errors); the rules run as SQL
+    (``engines.ingestion``). On DuckDB each read batch is handed over as it is (Arrow, no
+    copy) and its canonical rows come back before the next is read: memory holds one batch,
+    and a batch the SQL cannot reproduce exactly is converted by the reference instead,
+    which gives the same rows because the batch is the reference's own. On Spark the read
+    columns are copied into a scratch Parquet file that Spark scans (its own CSV reader is
+    not pyarrow's), and a file the SQL cannot reproduce is read by the reference. A file
+    whose columns are neither text nor integers is read by the reference (the text it
+    writes for floats and timestamps is its own). ``fallbacks`` says which and why.
     """
 
     def __init__(self, ctx: TaskContext, session: SqlSession, scratch: Path) -> None:
@@ -681,18 +659,22 @@ class _Engine:
         self.session = session
         self.scratch = scratch
         self.files = 0
+        self.whole_fallbacks = 0  # files whose every row the reference converted
         self.fallbacks: list[dict[str, str]] = []
         self._count = 0
 
     def summary(self) -> dict[str, Any]:
-        ran = self.files - len(self.fallbacks)
-        engine = self.name if not self.fallbacks else "pandas" if ran == 0 else "mixed"
+        if not self.fallbacks:
+            engine = self.name
+        else:
+            engine = "pandas" if self.whole_fallbacks == self.files else "mixed"
         return {"engine": engine, "engine_fallbacks": self.fallbacks}
 
-    def _fallback(self, table: str, path: Path, reason: str) -> None:
+    def _fallback(self, table: str, path: Path, reason: str, whole: bool = True) -> None:
+        self.whole_fallbacks += whole
         self.fallbacks.append({"table": table, "file": shown_path(path), "reason": reason})
         self.ctx.logger.info(
-            f"{shown_path(path)}: read by the pandas engine ({reason})",
+            f"{shown_path(path)}: converted by the pandas engine ({reason})",
             extra={"fields": {"table": table, "engine": "pandas"}},
         )
 
@@ -702,14 +684,12 @@ class _Engine:
         file_format: str,
         source: TableSource,
         table: str,
-        names: list[str],
         plan: _Names,
         columns: list[str],
         chunk_rows: int,
         done: FileRead,
     ) -> Iterator[pa.Table] | None:
-        """The file's canonical batches from the engine, or None: read it with the reference.
-        ``names`` are the file's columns as the reference found them."""
+        """The file's canonical batches from the engine, or None: read it with the reference."""
         self.files += 1
         self._count += 1
         name = f"ingest{self._count}"
@@ -724,11 +704,6 @@ class _Engine:
             self._fallback(table, path, f"columns {other} are neither text nor integers")
             return None
         aliases = {column: f"c{i}" for i, column in enumerate(plan.read)}
-        tidy: list[Callable[[], None]] = []  # what the file leaves behind, undone at its end
-        rows = self._direct(name, path, file_format, source, names, aliases, chunk_rows, tidy)
-        if rows is None:
-            rows = self._staged(name, path, file_format, source, aliases, chunk_rows, done, tidy)
-        time = TIME_COLUMNS.get(table) if source.timestamp is not None else None
         spec = _time_spec(source)
         rules = FileRules(
             outputs={
@@ -740,7 +715,7 @@ class _Engine:
             conditions=tuple(_condition(c, aliases) for c in source.filter),
             value_mapping=source.value_mapping,
             constants=source.constants,
-            time_column=time,
+            time_column=TIME_COLUMNS.get(table) if source.timestamp is not None else None,
             time=TimeRule(
                 spec.unit,
                 spec.unit == "iso" and spec.format is None and spec.timezone == "UTC",
@@ -751,6 +726,15 @@ class _Engine:
             amount_name=AMOUNT,
         )
         parsers = SqlParsers(numbers=_odd_numbers, times=_odd_times(spec))
+        schema = pa.schema(
+            [pa.field(c, pa.string()) for c in columns]
+            + ([pa.field(AMOUNT, pa.float64())] if plan.amount is not None else [])
+        )
+        read = _FileToRead(path, file_format, source, table, plan, columns, chunk_rows, aliases)
+        if self.session.dialect.name == "duckdb":
+            return self._batchwise(read, name, rules, parsers, schema, done)
+        tidy: list[Callable[[], None]] = []
+        rows = self._staged(read, name, done, tidy)
         try:
             canonical = CanonicalRows(self.session, rows, rules, parsers, name)
         except NotExact as exc:
@@ -760,14 +744,49 @@ class _Engine:
             return None
         done.rows = canonical.rows
         done.filtered = canonical.rows - canonical.kept
-        schema = pa.schema(
-            [pa.field(c, pa.string()) for c in columns]
-            + ([pa.field(AMOUNT, pa.float64())] if plan.amount is not None else [])
-        )
-        return self._batches(canonical, schema, chunk_rows, tidy)
+        return self._streamed(canonical, schema, chunk_rows, tidy)
+
+    def _batchwise(
+        self,
+        read: _FileToRead,
+        name: str,
+        rules: FileRules,
+        parsers: SqlParsers,
+        schema: pa.Schema,
+        done: FileRead,
+    ) -> Iterator[pa.Table]:
+        """DuckDB: the rules on each batch the reference reader reads, in order."""
+        relation = f"{name}_batch"
+        reasons: list[str] = []
+        batches = 0
+        for batch in _batches(read.path, read.format, read.source, read.chunk_rows, read.plan.read):
+            batches += 1
+            rows = pa.Table.from_batches([batch]).rename_columns(list(read.aliases.values()))
+            position = pa.array(np.arange(batch.num_rows, dtype=np.int64))
+            # Registered under one name: each batch replaces (and frees) the one before.
+            self.session.register(relation, rows.append_column(POSITION, position))
+            try:
+                canonical = CanonicalRows(
+                    self.session, SqlRows(relation, f"src.{POSITION}"), rules, parsers, name
+                )
+            except NotExact as exc:
+                reasons.append(str(exc))
+                yield _canonical_rows(
+                    read.path, batch, read.plan, read.source, read.table, read.columns, done
+                )
+                continue
+            for found in canonical.batches(read.chunk_rows):
+                yield pa.Table.from_batches([found]).cast(schema)
+            done.rows += canonical.rows
+            done.filtered += canonical.rows - canonical.kept
+        self.session.register(relation, pa.table({POSITION: pa.array([], pa.int64())}))
+        if reasons:
+            share = "every" if len(reasons) == batches else f"{len(reasons):,} of {batches:,}"
+            reason = f"{share} read batch(es): {reasons[0]}"
+            self._fallback(read.table, read.path, reason, whole=len(reasons) == batches)
 
     @staticmethod
-    def _batches(
+    def _streamed(
         canonical: CanonicalRows,
         schema: pa.Schema,
         chunk_rows: int,
@@ -779,71 +798,18 @@ class _Engine:
         finally:
             _undo(tidy)
 
-    def _direct(
-        self,
-        name: str,
-        path: Path,
-        file_format: str,
-        source: TableSource,
-        names: list[str],
-        aliases: dict[str, str],
-        chunk_rows: int,
-        tidy: list[Callable[[], None]],
-    ) -> SqlRows | None:
-        """The rows as DuckDB reads them from the file itself, or None (not exactly)."""
-        if self.session.dialect.name != "duckdb":
-            return None
-        if file_format == "parquet":
-            folded = [n.lower() for n in names]
-            if len(set(folded)) < len(folded) or {"rn", "file_row_number"} & set(folded):
-                return None  # DuckDB's names are case-insensitive; the scan adds these two
-            self.session.scan(f"{name}_file", path)
-            selected = ", ".join(f"{_identifier(c)} AS {a}" for c, a in aliases.items())
-            return SqlRows(f"(SELECT {selected}, rn FROM {name}_file)", "src.rn")
-        reason = _csv_is_plain(path, source, names)
-        if reason is not None:
-            return None
-        position = {column: i for i, column in enumerate(names)}
-        declared = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(names)))
-        nulls = ", ".join(_sql_literal(n) for n in pacsv.ConvertOptions().null_values)
-        selected = ", ".join(f"c{position[c]} AS {a}" for c, a in aliases.items())
-        read = (
-            f"SELECT {selected} FROM read_csv({_sql_literal(str(path))}, "
-            f"columns = {{{declared}}}, header = {str(source.header).lower()}, "
-            f"auto_detect = false, delim = {_sql_literal(source.delimiter)}, "
-            f"nullstr = [{nulls}], encoding = 'utf-8', "
-            f"max_line_size = {block_bytes(chunk_rows) - 2})"
-        )
-        try:
-            self.session.keep(f"{name}_file", read, {})
-        except duckdb.Error as exc:
-            # The reference reads it again and names the fault (or reads what DuckDB refused).
-            self.ctx.logger.info(
-                f"{shown_path(path)}: DuckDB's reader refused it ({type(exc).__name__}); the "
-                "reference reader reads it"
-            )
-            return None
-        tidy.append(lambda: self.session.drop(f"{name}_file"))
-        return SqlRows(f"{name}_file", "src.rowid")
-
     def _staged(
-        self,
-        name: str,
-        path: Path,
-        file_format: str,
-        source: TableSource,
-        aliases: dict[str, str],
-        chunk_rows: int,
-        done: FileRead,
-        tidy: list[Callable[[], None]],
+        self, read: _FileToRead, name: str, done: FileRead, tidy: list[Callable[[], None]]
     ) -> SqlRows:
         """The columns the rules need, read by the reference reader (its errors) into a
         scratch Parquet file the engine scans."""
         target = self.scratch / f"{name}.parquet"
         writer: pq.ParquetWriter | None = None
         try:
-            for batch in _batches(path, file_format, source, chunk_rows, list(aliases)):
-                renamed = pa.Table.from_batches([batch]).rename_columns(list(aliases.values()))
+            for batch in _batches(
+                read.path, read.format, read.source, read.chunk_rows, read.plan.read
+            ):
+                renamed = pa.Table.from_batches([batch]).rename_columns(list(read.aliases.values()))
                 if writer is None:
                     writer = pq.ParquetWriter(target, renamed.schema)
                 writer.write_table(renamed)
@@ -852,20 +818,30 @@ class _Engine:
             if writer is not None:
                 writer.close()
         if writer is None:
-            empty = pa.schema([pa.field(a, pa.string()) for a in aliases.values()]).empty_table()
-            pq.write_table(empty, target)
+            empty = pa.schema([pa.field(a, pa.string()) for a in read.aliases.values()])
+            pq.write_table(empty.empty_table(), target)
         self.session.scan(name, target)
         tidy.append(lambda: target.unlink(missing_ok=True))
-        return SqlRows(name, "src.rn")
+        return SqlRows(name, f"src.{POSITION}")
+
+
+@dataclass(frozen=True)
+class _FileToRead:
+    """One file as the engine reads it: what the reference found, and the SQL's names."""
+
+    path: Path
+    format: str
+    source: TableSource
+    table: str
+    plan: _Names
+    columns: list[str]
+    chunk_rows: int
+    aliases: dict[str, str]  # source column → c0, c1, ...
 
 
 def _undo(tidy: list[Callable[[], None]]) -> None:
     for step in tidy:
         step()
-
-
-def _identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _condition(condition: RowCondition, aliases: dict[str, str]) -> SqlCondition:
@@ -933,24 +909,35 @@ def _file_batches(
             check_parquet_types(path, plan.mapping, keys)
             float_ids = float_id_columns(path, plan.mapping)
         if engine is not None:
-            ran = engine.file(
-                path, file_format, source, table, names, plan, columns, chunk_rows, done
-            )
+            ran = engine.file(path, file_format, source, table, plan, columns, chunk_rows, done)
             if ran is not None:
                 yield from ran
                 return
         for batch in _batches(path, file_format, source, chunk_rows, plan.read):
             check_whole_ids(path, batch, float_ids, done.rows)
-            kept = _keep(batch, source.filter)
-            try:
-                canonical = _canonical_batch(kept, plan, source, table, columns)
-                if plan.amount is not None:
-                    canonical = canonical.append_column(AMOUNT, _numbers(kept.column(plan.amount)))
-            except CONVERSION_ERRORS:
-                raise cell_bad_file(path, batch, done.rows, plan) from None
-            done.rows += batch.num_rows
-            done.filtered += batch.num_rows - kept.num_rows
-            yield canonical
+            yield _canonical_rows(path, batch, plan, source, table, columns, done)
+
+
+def _canonical_rows(
+    path: Path,
+    batch: pa.RecordBatch,
+    plan: _Names,
+    source: TableSource,
+    table: str,
+    columns: list[str],
+    done: FileRead,
+) -> pa.Table:
+    """One read batch filtered and made canonical (the reference's rules), counted."""
+    kept = _keep(batch, source.filter)
+    try:
+        canonical = _canonical_batch(kept, plan, source, table, columns)
+        if plan.amount is not None:
+            canonical = canonical.append_column(AMOUNT, _numbers(kept.column(plan.amount)))
+    except CONVERSION_ERRORS:
+        raise cell_bad_file(path, batch, done.rows, plan) from None
+    done.rows += batch.num_rows
+    done.filtered += batch.num_rows - kept.num_rows
+    return canonical
 
 
 def _of_day(batch: pa.Table, day: str) -> pa.Table:

@@ -332,6 +332,37 @@ def test_fractions_of_a_second_fall_back(tmp_path: Path, harness: TaskHarness, e
     assert "fractions of a second" in result.metadata["engine_fallbacks"][0]["reason"]
 
 
+def test_a_batch_with_fractions_is_the_references(
+    tmp_path: Path, harness: TaskHarness, engine: str
+) -> None:
+    """Read in 100-row batches, only the second has sub-second times: the reference writes
+    that batch in milliseconds and the others in seconds. On DuckDB the engine runs each
+    batch the reference reads and hands that one batch back, so the file is still equal
+    (``mixed``); Spark, which reads the whole file at once, hands back the whole file."""
+    stamps = [str(1_767_225_600_000 + 1_000 * k + (7 if 100 <= k < 200 else 0)) for k in range(300)]
+    path = tmp_path / "ms.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": [f"u{k % 7}" for k in range(300)],
+                "item_id": [f"i{k % 11}" for k in range(300)],
+                "event_type": ["view"] * 300,
+                "timestamp": stamps,
+            }
+        ),
+        path,
+    )
+    config = {
+        **_interactions({"path": str(path), "timestamp": {"unit": "ms"}}),
+        "chunk_rows": 100,
+    }
+    result = assert_conform(harness, engine, config, "mixed" if engine == "local" else "pandas")
+    written = pq.read_table(result.outputs["interactions"]).column("timestamp").to_pylist()
+    assert written[0] == "2026-01-01T00:00:00Z" and written[100] == "2026-01-01T00:01:40.007Z"
+    (fallback,) = result.metadata["engine_fallbacks"]
+    assert fallback["reason"].startswith("1 of 3 read batch" if engine == "local" else "")
+
+
 def test_numeric_filters_on_odd_spellings(
     tmp_path: Path, harness: TaskHarness, engine: str
 ) -> None:
@@ -357,9 +388,8 @@ def test_hostile_names_and_values_in_parquet(
     tmp_path: Path, harness: TaskHarness, engine: str, extra: str | None
 ) -> None:
     """Column names and filter/mapped values with quotes and semicolons are data, never SQL;
-    Unicode ids pass through. With an ``extra`` column whose name DuckDB's scan would not
-    tell apart (its own row number; ``N`` and ``n`` for case-insensitive names) the file is
-    copied for the engine instead of read in place: the same output."""
+    Unicode ids pass through. An ``extra`` column named like the engines' own (a row number;
+    ``N`` beside ``n``, one name to case-insensitive SQL) changes nothing."""
     path = tmp_path / "hostile.parquet"
     columns = {
         'user "id"; --': ["ü1", "ü2", HOSTILE, "用户", None],
