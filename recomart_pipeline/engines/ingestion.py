@@ -2,25 +2,25 @@
 
 What follows reading a source file is written here once: the ``filter`` on the file's own
 columns, ``column_mapping`` and the reduction to the canonical columns, ``value_mapping``,
-``constants`` and the time column's conversion to ISO-8601 UTC text. One statement per file
-computes every kept row's canonical values (all text, like the raw layout) with the row's
-position in the file; the rows then stream back in file order into the task's own writer,
-so the raw tables are the pandas/pyarrow reference's, byte for byte.
+``constants`` and the time column's conversion to ISO-8601 UTC text. One statement computes
+every kept row's canonical values (all text, like the raw layout) with the row's position;
+the rows then stream back in order into the task's own writer, so the raw tables are the
+pandas/pyarrow reference's, byte for byte.
 
-The rows come from a relation the task prepares (``Rows``): DuckDB reading the CSV or
-Parquet file itself, or a scratch Parquet copy the reference reader wrote (Spark; files
-DuckDB cannot read exactly as pyarrow does). Its columns are named ``c0``, ``c1``... in
-the file's order, so a column name never enters the SQL text; every value from the config
-(filter values, mapped values, constants) is a query parameter.
+The rows come from a relation the task prepares (``Rows``) from what the reference reader
+read: on DuckDB each read batch as it is (Arrow), on Spark a scratch Parquet copy of the
+file (docs/engines_ingestion.md says why the engines do not read the source themselves).
+Its columns are named ``c0``, ``c1``... in the file's order, so a column name never enters
+the SQL text; every value from the config (filter values, mapped values, constants) is a
+query parameter.
 
 Exactness where the SQL and the reference could disagree is handled as in validation: the
 SQL decides only canonical spellings both agree on (plain decimals, plain integers for
 epoch units, the strict ISO-8601 pattern when the zone is UTC); every other distinct value
 is handed to the caller's reference parser (``Parsers``) and joined back. What cannot be
-exact raises ``NotExact`` before a row is handed on, and the task reads that file with the
-reference instead: the reference formats each read batch's times at the coarsest exact
-precision of that batch, so a file with sub-second times has batch-dependent text that a
-whole-file statement cannot reproduce.
+exact raises ``NotExact`` before a row is handed on, and the task converts those rows with
+the reference instead: the reference formats each read batch's times at the coarsest exact
+precision of that batch, so sub-second times have batch-dependent text.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class Parsers:
 
 @dataclass(frozen=True)
 class Rows:
-    """Where a file's rows are: a relation with columns c0..cN and a position expression."""
+    """Where the rows are: a relation with columns c0..cN and a position expression."""
 
     relation: str
     position: str

@@ -53,7 +53,9 @@ def ingest_on(harness: TaskHarness, engine: str, config: dict[str, Any]) -> Task
     store = ArtifactStore(harness.store.root.parent / f"{harness.store.root.name}-{engine}")
     ctx = TaskHarness(store, project_root=harness.project_root).context("ingestion", config)
     ctx.engine = engine
-    return builtin_spec("ingestion").function()(ctx)
+    result = builtin_spec("ingestion").function()(ctx)
+    assert isinstance(result, TaskResult)
+    return result
 
 
 def _seen(result: TaskResult) -> dict[str, Any]:
