@@ -145,8 +145,9 @@ class ExecutionSection(Section):
         "pandas",
         description="What runs the data tasks' row rules: pandas (the reference), local "
         "(DuckDB: embedded, multi-threaded, out of core) or spark (Spark SQL, settings in "
-        "execution.spark; needs the spark extra and Java 17+); identical outputs. Validation, "
-        "preparation and features so far (training and inference: pandas or spark); "
+        "execution.spark; needs the spark extra and Java 17+); identical outputs. Ingestion "
+        "(after the read), validation, preparation and features so far (training and "
+        "inference: pandas or spark); "
         "docs/engines.md.",
     )
     spark: SparkSettings = Field(
@@ -273,8 +274,8 @@ class TaskSettings(Section):
     engine: Engine | None = Field(
         None,
         description="This task's engine instead of execution.engine (docs/engines.md); "
-        "refused for a task whose rules do not run on it (validation, preparation and "
-        "features run on local and spark; training and inference on spark).",
+        "refused for a task whose rules do not run on it (ingestion, validation, "
+        "preparation and features run on local and spark; training and inference on spark).",
     )
     owner: str | None = Field(None, description="Owner team or person (e.g. data_eng, ml_eng).")
     # A mapping in the file; once the config is loaded, the task's validated config model

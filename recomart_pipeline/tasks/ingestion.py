@@ -25,6 +25,13 @@ file again, with bounded memory, only after it failed. With ``on_bad_file: skip`
 of a directory or glob is quarantined whole (its batches wait in a scratch file until it
 has read to the end) and reported in the ``source_files`` check and the checkpoint's
 ``quarantined_files``; by default the task fails naming every bad file.
+
+That is the ``pandas`` engine, the reference. On ``local`` (DuckDB) and ``spark`` (Spark SQL)
+the rules after the read (filter, mapping, constants, value_mapping, the time conversion)
+run as one SQL text (``recomart_pipeline.engines.ingestion``; ``_Engine`` below), after the
+same checks of each file by the same code, so outputs and errors are the reference's
+(``recomart_pipeline_tests/engines``). A file the SQL cannot reproduce exactly is read by
+the reference; the checkpoint's ``engine`` and ``engine_fallbacks`` say which ran where.
 """
 
 from __future__ import annotations
@@ -57,6 +64,17 @@ from recomart_pipeline.contract.errors import (
     SourceNotFoundError,
 )
 from recomart_pipeline.contract.task import CheckOutcome, TaskContext, TaskResult
+from recomart_pipeline.engines.ingestion import (
+    POSITION,
+    CanonicalRows,
+    FileRules,
+    NotExact,
+    TimeRule,
+)
+from recomart_pipeline.engines.ingestion import Condition as SqlCondition
+from recomart_pipeline.engines.ingestion import Parsers as SqlParsers
+from recomart_pipeline.engines.ingestion import Rows as SqlRows
+from recomart_pipeline.engines.sql import SqlSession
 from recomart_pipeline.runtime.circuit_breaker import CircuitBreaker, CircuitOpenError
 from recomart_pipeline.tasks import schema_approval as approval
 from recomart_pipeline.tasks._bad_files import (
@@ -76,6 +94,7 @@ from recomart_pipeline.tasks._bad_files import (
     sniff,
     whole_number_ids,
 )
+from recomart_pipeline.tasks._engines import SQL_ENGINES, sql_session
 from recomart_pipeline.tasks._tables import ParquetSink, raw_schema, to_text
 from recomart_pipeline.tasks.specs.ingestion import (
     DERIVED_TABLES,
@@ -268,8 +287,7 @@ def _meets(column: pa.Array | pa.ChunkedArray, condition: RowCondition) -> pa.Ar
         if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
             numbers = column.cast(pa.float64())
         else:
-            parsed = pd.to_numeric(text.to_pandas(), errors="coerce")
-            numbers = pa.array(parsed.to_numpy(dtype=np.float64, na_value=np.nan))
+            numbers = pa.array(_text_numbers(text))
             numbers = pc.if_else(pc.is_nan(numbers), None, numbers)
         result = COMPARE[op](numbers, float(value))
     else:
@@ -282,8 +300,7 @@ def _numbers(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
         values = column.to_numpy(zero_copy_only=False).astype(np.float64)
     else:
-        parsed = pd.to_numeric(to_text(column).to_pandas(), errors="coerce")
-        values = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+        values = _text_numbers(column)
     return pa.array(values, mask=~np.isfinite(values))
 
 
@@ -579,6 +596,283 @@ def _canonical_batch(
     return pa.table(out)
 
 
+# --- the local and spark engines ----------------------------------------------------------
+
+# Parquet column types whose text both the SQL and the reference spell alike.
+SQL_TYPES = (pa.string(), pa.large_string(), pa.int8(), pa.int16(), pa.int32(), pa.int64())
+
+
+def _text_numbers(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Text as float64 the way the reference reads numbers (NaN where it reads none)."""
+    parsed = pd.to_numeric(to_text(text).to_pandas(), errors="coerce")
+    return parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _odd_numbers(values: pa.Array) -> pa.Array:
+    """The reference's numbers of the spellings the SQL leaves to it (NaN as null)."""
+    numbers = pa.array(_text_numbers(values))
+    return pc.if_else(pc.is_nan(numbers), None, numbers)
+
+
+def _odd_times(spec: TimestampFormat) -> Callable[[pa.Array], pa.Array]:
+    """The reference's conversion of the time spellings the SQL leaves to it, refusing
+    (``NotExact``) those whose text would depend on the reference's read batches."""
+
+    def convert(values: pa.Array) -> pa.Array:
+        if spec.unit != "iso":
+            numbers = pd.to_numeric(
+                values.to_pandas(), errors="coerce", dtype_backend="numpy_nullable"
+            )
+            if bool(numbers.notna().any()) and numbers.dtype != "Int64":
+                # Such a value turns its whole read batch into floats in the reference.
+                raise NotExact("epoch times not written as plain integers (e.g. 1.5e9)")
+        converted = convert_times(values, spec)
+        fraction = pc.and_(pc.not_equal(converted, values), pc.match_substring(converted, "."))
+        if pc.any(fraction).as_py():
+            raise NotExact(
+                "times with fractions of a second (the reference writes each read batch's "
+                "times at that batch's precision)"
+            )
+        return converted
+
+    return convert
+
+
+class _Engine:
+    """The local (DuckDB) or spark (Spark SQL) engine for the rules after the read.
+
+    Per file: the reference checks the file (names, mapping, types: the same errors) and its
+    reader reads it (the same rows, batches and errors); the rules run as SQL
+    (``engines.ingestion``). On DuckDB each read batch is handed over as it is (Arrow, no
+    copy) and its canonical rows come back before the next is read: memory holds one batch,
+    and a batch the SQL cannot reproduce exactly is converted by the reference instead,
+    which gives the same rows because the batch is the reference's own. On Spark the read
+    columns are copied into a scratch Parquet file that Spark scans (its own CSV reader is
+    not pyarrow's), and a file the SQL cannot reproduce is read by the reference. A file
+    whose columns are neither text nor integers is read by the reference (the text it
+    writes for floats and timestamps is its own). ``fallbacks`` says which and why.
+    """
+
+    def __init__(self, ctx: TaskContext, session: SqlSession, scratch: Path) -> None:
+        self.ctx = ctx
+        self.name = ctx.engine
+        self.session = session
+        self.scratch = scratch
+        self.files = 0
+        self.whole_fallbacks = 0  # files whose every row the reference converted
+        self.fallbacks: list[dict[str, str]] = []
+        self._count = 0
+
+    def summary(self) -> dict[str, Any]:
+        if not self.fallbacks:
+            engine = self.name
+        else:
+            engine = "pandas" if self.whole_fallbacks == self.files else "mixed"
+        return {"engine": engine, "engine_fallbacks": self.fallbacks}
+
+    def _fallback(self, table: str, path: Path, reason: str, whole: bool = True) -> None:
+        self.whole_fallbacks += whole
+        self.fallbacks.append({"table": table, "file": shown_path(path), "reason": reason})
+        self.ctx.logger.info(
+            f"{shown_path(path)}: converted by the pandas engine ({reason})",
+            extra={"fields": {"table": table, "engine": "pandas"}},
+        )
+
+    def file(
+        self,
+        path: Path,
+        file_format: str,
+        source: TableSource,
+        table: str,
+        plan: _Names,
+        columns: list[str],
+        chunk_rows: int,
+        done: FileRead,
+    ) -> Iterator[pa.Table] | None:
+        """The file's canonical batches from the engine, or None: read it with the reference."""
+        self.files += 1
+        self._count += 1
+        name = f"ingest{self._count}"
+        types = (
+            pq.ParquetFile(path).schema_arrow
+            if file_format == "parquet"
+            else pa.schema([pa.field(c, pa.string()) for c in plan.read])
+        )
+        read_types = {c: types.field(c).type for c in plan.read}
+        other = sorted(c for c, kind in read_types.items() if kind not in SQL_TYPES)
+        if other:
+            self._fallback(table, path, f"columns {other} are neither text nor integers")
+            return None
+        aliases = {column: f"c{i}" for i, column in enumerate(plan.read)}
+        spec = _time_spec(source)
+        rules = FileRules(
+            outputs={
+                c: aliases.get(plan.mapping[c]) if c in plan.mapping else None for c in columns
+            },
+            integers=frozenset(
+                aliases[c] for c, kind in read_types.items() if pa.types.is_integer(kind)
+            ),
+            conditions=tuple(_condition(c, aliases) for c in source.filter),
+            value_mapping=source.value_mapping,
+            constants=source.constants,
+            time_column=TIME_COLUMNS.get(table) if source.timestamp is not None else None,
+            time=TimeRule(
+                spec.unit,
+                spec.unit == "iso" and spec.format is None and spec.timezone == "UTC",
+                EARLIEST.value,
+                LATEST.value,
+            ),
+            amount=aliases[plan.amount] if plan.amount is not None else None,
+            amount_name=AMOUNT,
+        )
+        parsers = SqlParsers(numbers=_odd_numbers, times=_odd_times(spec))
+        schema = pa.schema(
+            [pa.field(c, pa.string()) for c in columns]
+            + ([pa.field(AMOUNT, pa.float64())] if plan.amount is not None else [])
+        )
+        read = _FileToRead(path, file_format, source, table, plan, columns, chunk_rows, aliases)
+        if self.session.dialect.name == "duckdb":
+            return self._batchwise(read, name, rules, parsers, schema, done)
+        tidy: list[Callable[[], None]] = []
+        rows = self._staged(read, name, done, tidy)
+        try:
+            canonical = CanonicalRows(self.session, rows, rules, parsers, name)
+        except NotExact as exc:
+            _undo(tidy)
+            self._fallback(table, path, str(exc))
+            done.rows = 0
+            return None
+        done.rows = canonical.rows
+        done.filtered = canonical.rows - canonical.kept
+        return self._streamed(canonical, schema, chunk_rows, tidy)
+
+    def _batchwise(
+        self,
+        read: _FileToRead,
+        name: str,
+        rules: FileRules,
+        parsers: SqlParsers,
+        schema: pa.Schema,
+        done: FileRead,
+    ) -> Iterator[pa.Table]:
+        """DuckDB: the rules on each batch the reference reader reads, in order."""
+        relation = f"{name}_batch"
+        reasons: list[str] = []
+        batches = 0
+        for batch in _batches(read.path, read.format, read.source, read.chunk_rows, read.plan.read):
+            batches += 1
+            rows = pa.Table.from_batches([batch]).rename_columns(list(read.aliases.values()))
+            position = pa.array(np.arange(batch.num_rows, dtype=np.int64))
+            # Registered under one name: each batch replaces (and frees) the one before.
+            self.session.register(relation, rows.append_column(POSITION, position))
+            try:
+                canonical = CanonicalRows(
+                    self.session, SqlRows(relation, f"src.{POSITION}"), rules, parsers, name
+                )
+            except NotExact as exc:
+                reasons.append(str(exc))
+                yield _canonical_rows(
+                    read.path, batch, read.plan, read.source, read.table, read.columns, done
+                )
+                continue
+            for found in canonical.batches(read.chunk_rows):
+                yield pa.Table.from_batches([found]).cast(schema)
+            done.rows += canonical.rows
+            done.filtered += canonical.rows - canonical.kept
+        self.session.register(relation, pa.table({POSITION: pa.array([], pa.int64())}))
+        if reasons:
+            share = "every" if len(reasons) == batches else f"{len(reasons):,} of {batches:,}"
+            reason = f"{share} read batch(es): {reasons[0]}"
+            self._fallback(read.table, read.path, reason, whole=len(reasons) == batches)
+
+    @staticmethod
+    def _streamed(
+        canonical: CanonicalRows,
+        schema: pa.Schema,
+        chunk_rows: int,
+        tidy: list[Callable[[], None]],
+    ) -> Iterator[pa.Table]:
+        try:
+            for batch in canonical.batches(chunk_rows):
+                yield pa.Table.from_batches([batch]).cast(schema)
+        finally:
+            _undo(tidy)
+
+    def _staged(
+        self, read: _FileToRead, name: str, done: FileRead, tidy: list[Callable[[], None]]
+    ) -> SqlRows:
+        """The columns the rules need, read by the reference reader (its errors) into a
+        scratch Parquet file the engine scans."""
+        target = self.scratch / f"{name}.parquet"
+        writer: pq.ParquetWriter | None = None
+        try:
+            for batch in _batches(
+                read.path, read.format, read.source, read.chunk_rows, read.plan.read
+            ):
+                renamed = pa.Table.from_batches([batch]).rename_columns(list(read.aliases.values()))
+                if writer is None:
+                    writer = pq.ParquetWriter(target, renamed.schema)
+                writer.write_table(renamed)
+                done.rows += batch.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            empty = pa.schema([pa.field(a, pa.string()) for a in read.aliases.values()])
+            pq.write_table(empty.empty_table(), target)
+        self.session.scan(name, target)
+        tidy.append(lambda: target.unlink(missing_ok=True))
+        return SqlRows(name, f"src.{POSITION}")
+
+
+@dataclass(frozen=True)
+class _FileToRead:
+    """One file as the engine reads it: what the reference found, and the SQL's names."""
+
+    path: Path
+    format: str
+    source: TableSource
+    table: str
+    plan: _Names
+    columns: list[str]
+    chunk_rows: int
+    aliases: dict[str, str]  # source column → c0, c1, ...
+
+
+def _undo(tidy: list[Callable[[], None]]) -> None:
+    for step in tidy:
+        step()
+
+
+def _condition(condition: RowCondition, aliases: dict[str, str]) -> SqlCondition:
+    """A filter condition with its value as the reference compares it."""
+    value = condition.value
+    compared: str | float | list[str] | None
+    if isinstance(value, list):
+        compared = [_as_text(v) for v in value]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        compared = (
+            float(value) if condition.op not in ("startswith", "not_startswith") else str(value)
+        )
+    else:
+        compared = None if value is None else _as_text(value)
+    return SqlCondition(aliases[condition.column], condition.op, compared)
+
+
+@contextlib.contextmanager
+def _engine(ctx: TaskContext) -> Iterator[_Engine | None]:
+    """The task's SQL engine for the run (None on pandas); its scratch files are removed."""
+    if ctx.engine not in SQL_ENGINES:
+        yield None
+        return
+    with (
+        sql_session(ctx, ctx.engine) as session,
+        contextlib.closing(session),
+        tempfile.TemporaryDirectory(prefix=".engine-", dir=ctx.output_dir) as scratch,
+    ):
+        yield _Engine(ctx, session, Path(scratch))
+
+
 def _file_batches(
     path: Path,
     files: _SourceFiles,
@@ -587,12 +881,15 @@ def _file_batches(
     chunk_rows: int,
     extras: tuple[str, ...],
     done: FileRead,
+    engine: _Engine | None = None,
 ) -> Iterator[pa.Table]:
     """Batches of one file: filtered, canonical names, all text, nulls filled in.
 
     The raw layout's columns come first, then ``extras`` (catalogue columns kept for a
     derived table); ``done`` counts the rows read and filtered and records the file's
-    schema. Anything wrong with the file raises BadFile.
+    schema. Anything wrong with the file raises BadFile. With an ``engine`` the rules after
+    the read run as SQL where that gives the reference's rows (``_Engine``), the names,
+    schema and types being checked by the same code first, so a bad file fails alike.
     """
     keys = files.keys
     columns = [*TABLES[table].columns, *extras]
@@ -611,18 +908,36 @@ def _file_batches(
         if file_format == "parquet":
             check_parquet_types(path, plan.mapping, keys)
             float_ids = float_id_columns(path, plan.mapping)
+        if engine is not None:
+            ran = engine.file(path, file_format, source, table, plan, columns, chunk_rows, done)
+            if ran is not None:
+                yield from ran
+                return
         for batch in _batches(path, file_format, source, chunk_rows, plan.read):
             check_whole_ids(path, batch, float_ids, done.rows)
-            kept = _keep(batch, source.filter)
-            try:
-                canonical = _canonical_batch(kept, plan, source, table, columns)
-                if plan.amount is not None:
-                    canonical = canonical.append_column(AMOUNT, _numbers(kept.column(plan.amount)))
-            except CONVERSION_ERRORS:
-                raise cell_bad_file(path, batch, done.rows, plan) from None
-            done.rows += batch.num_rows
-            done.filtered += batch.num_rows - kept.num_rows
-            yield canonical
+            yield _canonical_rows(path, batch, plan, source, table, columns, done)
+
+
+def _canonical_rows(
+    path: Path,
+    batch: pa.RecordBatch,
+    plan: _Names,
+    source: TableSource,
+    table: str,
+    columns: list[str],
+    done: FileRead,
+) -> pa.Table:
+    """One read batch filtered and made canonical (the reference's rules), counted."""
+    kept = _keep(batch, source.filter)
+    try:
+        canonical = _canonical_batch(kept, plan, source, table, columns)
+        if plan.amount is not None:
+            canonical = canonical.append_column(AMOUNT, _numbers(kept.column(plan.amount)))
+    except CONVERSION_ERRORS:
+        raise cell_bad_file(path, batch, done.rows, plan) from None
+    done.rows += batch.num_rows
+    done.filtered += batch.num_rows - kept.num_rows
+    return canonical
 
 
 def _of_day(batch: pa.Table, day: str) -> pa.Table:
@@ -836,6 +1151,7 @@ def _read_source(
     source: TableSource,
     extras: tuple[str, ...],
     emit: Callable[[pa.Table], None],
+    engine: _Engine | None,
 ) -> _SourceRead:
     """Read every file of a source into ``emit``; bad files are collected, not raised.
 
@@ -848,7 +1164,9 @@ def _read_source(
     with tempfile.TemporaryDirectory(prefix=".files-", dir=ctx.output_dir) as folder:
         for index, path in enumerate(files.files):
             done = FileRead()
-            batches = _file_batches(path, files, source, table, config.chunk_rows, extras, done)
+            batches = _file_batches(
+                path, files, source, table, config.chunk_rows, extras, done, engine
+            )
             try:
                 if read.bad and not skip:
                     for _ in batches:
@@ -905,7 +1223,11 @@ def _no_rows_error(files: _SourceFiles, table: str) -> DataValidationError:
 
 
 def _ingest_table(
-    ctx: TaskContext, table: str, source: TableSource, derived: dict[str, _Derived]
+    ctx: TaskContext,
+    table: str,
+    source: TableSource,
+    derived: dict[str, _Derived],
+    engine: _Engine | None,
 ) -> _Ingested:
     layout = TABLES[table]
     output = ctx.output_path(f"{table}.parquet")
@@ -935,7 +1257,7 @@ def _ingest_table(
                 else:
                     sink.write(rows.select(list(layout.columns)))
 
-            read = _read_source(ctx, table, files, source, extras, emit)
+            read = _read_source(ctx, table, files, source, extras, emit, engine)
             if aggregator is not None:
                 folded, aggregation = aggregator.table()
                 sink.write(folded)
@@ -1089,25 +1411,29 @@ def _ingest_all(ctx: TaskContext, config: Config) -> TaskResult:
     metadata: dict[str, Any] = {"degraded": False}
     schemas: dict[str, dict[str, str]] = {}
     quarantined: list[dict[str, str]] = []
-    for table in TABLES:
-        if table in derived:
-            done = _write_derived(ctx, table, derived[table])
-        else:
-            done = _ingest_table(ctx, table, getattr(config.source, table), derived)
-        outputs[table] = done.path
-        schemas[table] = done.schema
-        metrics[f"{table}_rows"] = done.rows
-        metrics[f"{table}_files"] = done.files
-        metrics[f"{table}_rows_filtered"] = done.filtered
-        metrics[f"{table}_files_quarantined"] = len(done.bad)
-        metadata[f"{table}_source"] = done.uri
-        if done.aggregation is not None:
-            metadata[f"{table}_aggregation"] = done.aggregation
-            metrics[f"{table}_rows_aggregated"] = done.aggregation["rows_in"]
-        quarantined += [
-            {"table": table, "file": shown_path(b.path), "reason": b.message, "hint": b.hint}
-            for b in done.bad
-        ]
+    with _engine(ctx) as engine:
+        for table in TABLES:
+            if table in derived:
+                done = _write_derived(ctx, table, derived[table])
+            else:
+                done = _ingest_table(ctx, table, getattr(config.source, table), derived, engine)
+            outputs[table] = done.path
+            schemas[table] = done.schema
+            metrics[f"{table}_rows"] = done.rows
+            metrics[f"{table}_files"] = done.files
+            metrics[f"{table}_rows_filtered"] = done.filtered
+            metrics[f"{table}_files_quarantined"] = len(done.bad)
+            metadata[f"{table}_source"] = done.uri
+            if done.aggregation is not None:
+                metadata[f"{table}_aggregation"] = done.aggregation
+                metrics[f"{table}_rows_aggregated"] = done.aggregation["rows_in"]
+            quarantined += [
+                {"table": table, "file": shown_path(b.path), "reason": b.message, "hint": b.hint}
+                for b in done.bad
+            ]
+        # Which engine ran the rules after the read (not a metric, so that the engines'
+        # metrics stay comparable), and the files it left to the reference, with why.
+        metadata.update(engine.summary() if engine is not None else {"engine": "pandas"})
     metadata["quarantined_files"] = quarantined
     ctx.logger.info("ingestion finished", extra={"fields": metrics})
     outcome = approval.review(

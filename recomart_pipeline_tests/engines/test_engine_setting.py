@@ -63,8 +63,10 @@ def test_plan_shows_the_engine(
 ) -> None:
     path = _data_project(write_config, "{engine: local}")
     assert main(["plan", str(path)]) == 0
-    # the tasks of this config that run on it: ingestion's rules run on pandas only
-    assert "engine: local (runs validation; docs/engines.md)" in capsys.readouterr().out
+    # the tasks of this config that run on it
+    assert "engine: local (runs ingestion, validation; docs/engines.md)" in (
+        capsys.readouterr().out
+    )
     assert main(["plan", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["engine"] == "local"
 
@@ -122,9 +124,8 @@ def test_spark_without_java_fails_with_the_fix(
     get it, before Spark is asked for anything."""
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
     config = PipelineConfig(_data_project(write_config, SPARK))
-    run_task(config, "ingestion", "r1")
     with pytest.raises(TaskFailure) as raised:
-        run_task(config, "validation", "r1")
+        run_task(config, "ingestion", "r1")  # the first task on the engine
     message = str(raised.value)
     if importlib.util.find_spec("pyspark") is None:
         assert "needs pyspark, which is not installed" in message
@@ -184,12 +185,27 @@ def test_a_task_engine_overrides_the_execution_engine(
 def test_a_task_engine_its_rules_do_not_run_on_is_refused(
     write_config: Callable[..., Path],
 ) -> None:
-    path = _data_project(write_config, "{engine: local}", ingestion="engine: spark")
+    path = write_config(
+        """
+        execution: {engine: local}
+        tasks:
+          report:
+            engine: spark
+        """
+    )
     with pytest.raises(ConfigError) as raised:
         PipelineConfig(path)
     message = str(raised.value)
-    assert "task 'ingestion' cannot run on the spark engine" in message
-    assert "tasks.ingestion.engine" in message and "its rules run on pandas" in message
+    assert "task 'report' cannot run on the spark engine" in message
+    assert "tasks.report.engine" in message and "its rules run on pandas" in message
     # execution.engine stays a default: tasks it does not apply to run on pandas.
-    config = PipelineConfig(_data_project(write_config, "{engine: local}"))
-    assert (config.engine_of("validation"), config.engine_of("ingestion")) == ("local", "pandas")
+    default = (REPO_ROOT / "pipeline_config.yaml").read_text()
+    config = PipelineConfig(
+        write_config(default.replace("execution:\n", "execution:\n  engine: local\n", 1))
+    )
+    engines = [config.engine_of(task) for task in ("ingestion", "validation", "report")]
+    assert engines == ["local", "local", "pandas"]
+    spark = PipelineConfig(
+        _data_project(write_config, "{engine: local}", ingestion="engine: spark")
+    )
+    assert spark.engine_of("ingestion") == "spark"

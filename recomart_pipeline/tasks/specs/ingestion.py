@@ -721,4 +721,8 @@ SPEC = TaskSpec(
     checks=declare_checks,
     sources=watched_sources,
     preflight=preflight,
+    # After the read, the rules (filter, mapping, constants, time conversion) run as SQL on
+    # the SQL engines (recomart_pipeline.engines.ingestion); files they cannot reproduce
+    # exactly are read by the pandas/pyarrow reference, and the metadata says so.
+    engines=("pandas", "local", "spark"),
 )
