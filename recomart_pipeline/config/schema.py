@@ -83,7 +83,8 @@ class SparkSettings(Section):
     app_name: str = Field(
         "recomart_pipeline", min_length=1, description="The Spark application name."
     )
-    conf: dict[str, SecretStr | str | int | float | bool] = Field(
+    # str before SecretStr: a plain value stays plain (only secret-named keys become secrets)
+    conf: dict[str, str | int | float | bool | SecretStr] = Field(
         default_factory=dict,
         description="Spark settings, e.g. {spark.executor.memory: 4g}; the session time zone "
         "is always UTC. An already active session (notebook, test) is reused as it is. "
@@ -128,8 +129,8 @@ class SparkSettings(Section):
     @field_validator("conf")
     @classmethod
     def _secret_values(
-        cls, conf: dict[str, SecretStr | str | int | float | bool]
-    ) -> dict[str, SecretStr | str | int | float | bool]:
+        cls, conf: dict[str, str | int | float | bool | SecretStr]
+    ) -> dict[str, str | int | float | bool | SecretStr]:
         return {
             key: SecretStr(str(value))
             if _SECRET_KEY.search(key) and not isinstance(value, SecretStr)
@@ -182,7 +183,8 @@ def check_scratch(value: str) -> str:
                 f"{', '.join(SCRATCH_SCHEMES)}"
             )
         authority, _, path = rest.partition("/")
-        if "@" in authority:
+        # user:password@ (abfss' container@account has no password: it stays)
+        if ":" in authority.rpartition("@")[0]:
             raise ValueError(
                 f"scratch '{scheme}://…@…' carries credentials in the URI, where Spark's logs "
                 "and UI would show them: remove them and set them in execution.spark.conf "
@@ -194,6 +196,8 @@ def check_scratch(value: str) -> str:
                 f"scratch '{value}' has a query or fragment: write the folder only; "
                 "settings go in execution.spark.conf"
             )
+        if scheme.lower() == "file" and authority:
+            raise ValueError(f"scratch '{value}': write a local file URI as file:///path")
         if scheme.lower() not in ("file", "hdfs") and not authority:  # hdfs:///: the default
             raise ValueError(f"scratch '{value}' names no bucket or host after '{scheme}://'")
         segments = path.split("/")

@@ -52,6 +52,8 @@ FIXED_CONF = {
     "spark.sql.legacy.parquet.nanosAsLong": "true",
 }
 QUIET_CONF = {"spark.ui.showConsoleProgress": "false"}
+# The executors' Python (a cluster's machines have their own paths).
+PYTHON_CONF = "spark.pyspark.python"
 
 
 def _local_defaults(master: str) -> dict[str, str]:
@@ -232,6 +234,10 @@ class SparkSession(ClosedOnExit):
             }
             for key, value in {**conf, **FIXED_CONF}.items():
                 builder = builder.config(key, value)
+            if conf.get(PYTHON_CONF):
+                # Started from Python, pyspark tells executors which Python to run from
+                # PYSPARK_PYTHON only (spark-submit would translate the setting itself).
+                os.environ["PYSPARK_PYTHON"] = conf[PYTHON_CONF]
             active = builder.getOrCreate()
         else:
             running = str(active.sparkContext.master)
