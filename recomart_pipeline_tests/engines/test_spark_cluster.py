@@ -7,9 +7,10 @@ the Dagster run worker (``recomart-pipeline run``) as the driver, in client mode
 
 What it proves: the data tasks' outputs on the cluster are byte-identical to the pandas
 reference's; training's ALS ran on Spark and inference's user blocks were scored by Python
-workers on the cluster's executor (which import the package only through the configured
-PYTHONPATH: the worker daemon has none); every Spark task was an application of the
-standalone master; the shared scratch holds nothing afterwards.
+workers on the cluster's executor (the worker daemon has no PYTHONPATH: the executors get
+this checkout from ``spark.executorEnv.PYTHONPATH``, ahead of whatever the interpreter has
+installed); every Spark task was an application of the standalone master; the shared
+scratch holds nothing afterwards.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ def data_outputs(storage: Path) -> dict[str, dict[str, str]]:
     return found
 
 
+# Five Spark applications (each a JVM executor start on the worker) plus the local models'
+# training: ~10 minutes on a busy 2-core machine, past the suite's 600 s default. A bound on a
+# stuck run, not a speed assertion.
+@pytest.mark.timeout(2400)
 def test_the_default_pipeline_on_a_standalone_cluster_matches_pandas(tmp_path: Path) -> None:
     require_spark()
     (tmp_path / "pandas").mkdir()
