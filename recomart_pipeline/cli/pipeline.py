@@ -99,8 +99,10 @@ def _engine_text(config: PipelineConfig, order: list[str]) -> str:
     if execution.engine == "spark":
         spark = config.to_dict()["execution"]["spark"]  # secrets masked
         conf = ", ".join(f"{k}={v}" for k, v in spark["conf"].items())
+        scratch = f", scratch {spark['scratch']}" if spark["scratch"] else ""
         where = (
-            f"master {spark['master']}, app {spark['app_name']}{f', conf {conf}' if conf else ''}; "
+            f"master {spark['master']}, app {spark['app_name']}{f', conf {conf}' if conf else ''}"
+            f"{scratch}; "
         )
     if execution.engine == "pandas":
         return "engine: pandas (the reference; docs/engines.md)"

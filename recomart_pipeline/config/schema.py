@@ -83,7 +83,8 @@ class SparkSettings(Section):
     app_name: str = Field(
         "recomart_pipeline", min_length=1, description="The Spark application name."
     )
-    conf: dict[str, SecretStr | str | int | float | bool] = Field(
+    # str before SecretStr: a plain value stays plain (only secret-named keys become secrets)
+    conf: dict[str, str | int | float | bool | SecretStr] = Field(
         default_factory=dict,
         description="Spark settings, e.g. {spark.executor.memory: 4g}; the session time zone "
         "is always UTC. An already active session (notebook, test) is reused as it is. "
@@ -91,11 +92,45 @@ class SparkSettings(Section):
         "secrets: masked in plans and manifests.",
     )
 
+    scratch: str | None = Field(
+        None,
+        description="Where the engine's scratch files go (the ordered results Spark writes "
+        "for the driver, the inputs and training cells Spark reads): a folder the driver and "
+        "every executor can read and write, as an absolute path (a shared mount, the same path "
+        "on every machine) or a URI (hdfs://, s3a://, gs://, abfs[s]://, file://). Each run "
+        "gets its own sub-folder, removed afterwards. null = a private local temporary folder, "
+        "which only local[*] masters can use: a cluster master (spark://, yarn, k8s://) needs "
+        "this set. Credentials go in conf, never in the URI.",
+    )
+
+    @field_validator("scratch")
+    @classmethod
+    def _scratch_location(cls, scratch: str | None) -> str | None:
+        return None if scratch is None else check_scratch(scratch)
+
+    @model_validator(mode="after")
+    def _cluster_needs_shared_scratch(self) -> Self:
+        master = self.effective_master()
+        if self.scratch is None and not is_local_master(master):
+            raise ValueError(
+                f"master '{master}' runs executors on other machines, which cannot read or "
+                "write the driver's private temporary folder: set execution.spark.scratch to "
+                "a folder the driver and every executor can read and write (a shared mount's "
+                "absolute path, or an hdfs://, s3a://, gs:// or abfss:// URI); "
+                "docs/spark_cluster.md"
+            )
+        return self
+
+    def effective_master(self) -> str:
+        """The master Spark will use: ``conf``'s ``spark.master`` wins over ``master`` (the
+        session builder applies ``conf`` last)."""
+        return str(self.conf.get("spark.master", self.master))
+
     @field_validator("conf")
     @classmethod
     def _secret_values(
-        cls, conf: dict[str, SecretStr | str | int | float | bool]
-    ) -> dict[str, SecretStr | str | int | float | bool]:
+        cls, conf: dict[str, str | int | float | bool | SecretStr]
+    ) -> dict[str, str | int | float | bool | SecretStr]:
         return {
             key: SecretStr(str(value))
             if _SECRET_KEY.search(key) and not isinstance(value, SecretStr)
@@ -108,11 +143,77 @@ class SparkSettings(Section):
         return {
             "master": self.master,
             "app_name": self.app_name,
+            "scratch": self.scratch,
             "conf": {
                 key: value.get_secret_value() if isinstance(value, SecretStr) else value
                 for key, value in self.conf.items()
             },
         }
+
+
+def is_local_master(master: str) -> bool:
+    """``local``, ``local[N]``, ``local[*]``, ``local-cluster[...]``: every executor on the
+    driver's machine, so a private temporary folder serves them all."""
+    return master == "local" or master.startswith(("local[", "local-cluster["))
+
+
+# URI schemes a scratch folder may use: what Spark's Hadoop layer and fsspec (the driver's
+# side) both read. Anything else (http://, a typo) is refused when the config loads.
+SCRATCH_SCHEMES = ("file", "hdfs", "s3a", "gs", "abfs", "abfss")
+
+
+def check_scratch(value: str) -> str:
+    """``execution.spark.scratch`` as given, or a ValueError saying what to write instead.
+
+    The value becomes a path that Spark, Hadoop and the driver all open and that each run
+    removes a sub-folder of, so it must mean one folder everywhere: absolute (executors do
+    not share the driver's working directory), no ``.``/``..`` segments, no credentials,
+    query or fragment in a URI (they would show in Spark's logs and UI, which mask nothing;
+    credentials go in ``conf``, where plans and manifests mask them)."""
+    if not value.strip() or value != value.strip() or any(ord(c) < 32 for c in value):
+        raise ValueError(
+            f"scratch {value!r} has blank or control characters: write a folder such as "
+            "/mnt/shared/recomart-scratch or s3a://bucket/scratch"
+        )
+    if "://" in value:
+        scheme, _, rest = value.partition("://")
+        if scheme.lower() not in SCRATCH_SCHEMES:
+            raise ValueError(
+                f"scratch '{value}': the scheme '{scheme}' is not one of "
+                f"{', '.join(SCRATCH_SCHEMES)}"
+            )
+        authority, _, path = rest.partition("/")
+        # user:password@ (abfss' container@account has no password: it stays)
+        if ":" in authority.rpartition("@")[0]:
+            raise ValueError(
+                f"scratch '{scheme}://…@…' carries credentials in the URI, where Spark's logs "
+                "and UI would show them: remove them and set them in execution.spark.conf "
+                "(e.g. spark.hadoop.fs.s3a.secret.key: ${AWS_SECRET_ACCESS_KEY}) or the "
+                "environment"
+            )
+        if "?" in value or "#" in value:
+            raise ValueError(
+                f"scratch '{value}' has a query or fragment: write the folder only; "
+                "settings go in execution.spark.conf"
+            )
+        if scheme.lower() == "file" and authority:
+            raise ValueError(f"scratch '{value}': write a local file URI as file:///path")
+        if scheme.lower() not in ("file", "hdfs") and not authority:  # hdfs:///: the default
+            raise ValueError(f"scratch '{value}' names no bucket or host after '{scheme}://'")
+        segments = path.split("/")
+    else:
+        if not PurePath(value).is_absolute():
+            raise ValueError(
+                f"scratch '{value}' is a relative path, which each executor would resolve "
+                "against its own working directory: write an absolute path of a shared mount "
+                "(/mnt/shared/recomart-scratch) or a URI"
+            )
+        segments = value.split("/")
+    if any(segment in (".", "..") for segment in segments):
+        raise ValueError(
+            f"scratch '{value}' has '.' or '..' segments: write the folder's plain path"
+        )
+    return value
 
 
 _SECRET_KEY = re.compile(r"secret|password|token|credential|[._]key$", re.IGNORECASE)
@@ -152,7 +253,7 @@ class ExecutionSection(Section):
     )
     spark: SparkSettings = Field(
         default_factory=SparkSettings,
-        description="The Spark session of engine: spark (master, app_name, conf).",
+        description="The Spark session of engine: spark (master, app_name, conf, scratch).",
     )
     continue_on_error: bool = Field(
         False,

@@ -12,8 +12,13 @@ zone is always UTC: the rules' zone-less timestamps mean UTC, as in the pandas r
 Ordered results reach the driver through Parquet: Spark writes the sorted result to a
 scratch folder (in parallel, one file per range of rows) and the driver streams those files
 in order into the task's own writer, so the published files are byte-identical to the other
-engines'. The scratch folder must be readable by the driver and writable by the executors:
-a local folder for ``local[*]`` masters.
+engines'. The scratch folder (``Scratch``) must be readable and writable by the driver and
+every executor: a private local temporary folder serves ``local[*]`` masters; a cluster's
+executors run on other machines, so there it is ``execution.spark.scratch`` (a shared mount
+or an hdfs://, s3a://… URI; the config refuses a cluster master without it). Each session
+works in its own sub-folder of it, removed when the session closes, whatever happened.
+With a shared scratch the task's input files (on the driver's disk: the storage folder or
+its local cache of the object store) are copied there first, so executors read them too.
 """
 
 from __future__ import annotations
@@ -22,14 +27,17 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recomart_pipeline.config.schema import is_local_master
 from recomart_pipeline.contract.closing import ClosedOnExit
+from recomart_pipeline.contract.errors import TaskError
 from recomart_pipeline.engines.sql import SPARK, Pattern
 
 # Settings the rules depend on: they override the configured conf.
@@ -44,6 +52,8 @@ FIXED_CONF = {
     "spark.sql.legacy.parquet.nanosAsLong": "true",
 }
 QUIET_CONF = {"spark.ui.showConsoleProgress": "false"}
+# The executors' Python (a cluster's machines have their own paths).
+PYTHON_CONF = "spark.pyspark.python"
 
 
 def _local_defaults(master: str) -> dict[str, str]:
@@ -98,17 +108,116 @@ def check_available() -> None:
         )
 
 
-class SparkSession(ClosedOnExit):
-    """A Spark SQL session for the rules; use as a context manager.
+class Scratch(ClosedOnExit):
+    """One session's own scratch folder: ``<root>/recomart-<random>`` under
+    ``execution.spark.scratch``, or a private local temporary folder when it is not set.
 
-    ``settings`` is ``execution.spark`` as plain values: ``master``, ``app_name``, ``conf``.
-    ``scratch`` is where ordered results are written for the driver to stream.
+    Spark opens it by URI (``uri``: a local path as ``file://``, so a cluster whose default
+    file system is HDFS does not read it as an HDFS path); the driver opens it through
+    fsspec (a local path directly). ``close`` removes the whole folder: runs never see each
+    other's files, and a failed run leaves nothing behind.
+    """
+
+    def __init__(self, root: str | None) -> None:
+        self.shared = root is not None
+        name = f"recomart-{uuid.uuid4().hex}"
+        if root is None:
+            self._fs: Any = None
+            self._path = tempfile.mkdtemp(prefix="recomart-spark-")
+            self._uri = Path(self._path).as_uri()
+        elif "://" not in root or root.lower().startswith("file://"):
+            self._fs = None
+            base = root[len("file://") :] if "://" in root else root
+            self._path = str(Path(base) / name)
+            Path(self._path).mkdir(parents=True)
+            self._uri = Path(self._path).as_uri()
+        else:
+            import fsspec
+
+            self._fs, base = fsspec.core.url_to_fs(root)
+            self._path = f"{base.rstrip('/')}/{name}"
+            self._fs.makedirs(self._path, exist_ok=False)
+            self._uri = f"{root.rstrip('/')}/{name}"
+        self._names = 0
+
+    def new_name(self, stem: str) -> str:
+        """A name no earlier call returned (``stem-N``)."""
+        self._names += 1
+        return f"{stem}-{self._names}"
+
+    def uri(self, name: str) -> str:
+        """``name`` in the folder, as Spark opens it."""
+        return f"{self._uri}/{name}"
+
+    def _child(self, name: str) -> str:
+        return f"{self._path}/{name}"
+
+    def open_write(self, name: str) -> IO[bytes]:
+        """``name`` in the folder, opened for the driver to write."""
+        if self._fs is None:
+            return open(self._child(name), "wb")
+        handle: IO[bytes] = self._fs.open(self._child(name), "wb")
+        return handle
+
+    def stage(self, path: Path, stem: str) -> str:
+        """A copy of the driver's file ``path`` in the folder; its URI for Spark."""
+        name = self.new_name(stem) + "".join(path.suffixes)
+        if self._fs is None:
+            shutil.copyfile(path, self._child(name))
+        else:
+            self._fs.put_file(str(path), self._child(name))
+        return self.uri(name)
+
+    def parquet_files(self, name: str) -> list[pq.ParquetFile]:
+        """The non-empty Parquet files Spark wrote into the folder ``name``."""
+        if self._fs is None:
+            paths: list[Any] = sorted(Path(self._child(name)).glob("*.parquet"))
+            files = [pq.ParquetFile(path) for path in paths]
+        else:
+            paths = sorted(self._fs.glob(f"{self._child(name)}/*.parquet"))
+            files = [pq.ParquetFile(self._fs.open(path, "rb")) for path in paths]
+        return [file for file in files if file.metadata.num_rows]
+
+    def remove(self, name: str) -> None:
+        """Delete ``name`` (a file or a folder) from the folder, if it is there."""
+        if self._fs is None:
+            child = Path(self._child(name))
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        elif self._fs.exists(self._child(name)):
+            self._fs.rm(self._child(name), recursive=True)
+
+    def close(self) -> None:
+        if self._fs is None:
+            shutil.rmtree(self._path, ignore_errors=True)
+        elif self._fs.exists(self._path):
+            self._fs.rm(self._path, recursive=True)
+
+
+class SparkSession(ClosedOnExit):
+    """A Spark SQL session for the rules; use as a context manager (closing twice is fine).
+
+    ``settings`` is ``execution.spark`` as plain values: ``master``, ``app_name``, ``conf``,
+    ``scratch`` (the root of the session's own ``Scratch`` folder; None: a private one).
     """
 
     dialect = SPARK
 
-    def __init__(self, settings: Mapping[str, Any], scratch: Path) -> None:
+    def __init__(self, settings: Mapping[str, Any]) -> None:
         check_available()
+        self.scratch = Scratch(settings.get("scratch"))
+        try:
+            self._start(settings)
+        except BaseException:
+            self.scratch.close()
+            raise
+        self._kept: dict[str, Any] = {}
+        self._views: list[str] = []
+        self._closed = False
+
+    def _start(self, settings: Mapping[str, Any]) -> None:
         from pyspark.sql import SparkSession as Session
 
         active = Session.getActiveSession()
@@ -125,16 +234,24 @@ class SparkSession(ClosedOnExit):
             }
             for key, value in {**conf, **FIXED_CONF}.items():
                 builder = builder.config(key, value)
+            if conf.get(PYTHON_CONF):
+                # Started from Python, pyspark tells executors which Python to run from
+                # PYSPARK_PYTHON only (spark-submit would translate the setting itself).
+                os.environ["PYSPARK_PYTHON"] = conf[PYTHON_CONF]
             active = builder.getOrCreate()
         else:
+            running = str(active.sparkContext.master)
+            if not self.scratch.shared and not is_local_master(running):
+                raise TaskError(
+                    f"the active Spark session's master '{running}' runs executors on other "
+                    "machines, which cannot read the driver's private temporary folder",
+                    hint="set execution.spark.scratch to a folder the driver and every "
+                    "executor can read and write (docs/spark_cluster.md)",
+                )
             for key, value in FIXED_CONF.items():
                 active.conf.set(key, value)
         self.spark = active
         self.version: str = active.version
-        self._scratch = scratch
-        self._kept: dict[str, Any] = {}
-        self._views: list[str] = []
-        self._streams = 0
 
     def _args(self, params: Mapping[str, Any]) -> dict[str, Any]:
         from pyspark.sql import functions as F
@@ -159,7 +276,10 @@ class SparkSession(ClosedOnExit):
     def scan(self, name: str, path: Path) -> None:
         from pyspark.sql import functions as F
 
-        frame = self.spark.read.parquet(str(path))
+        # A shared scratch means executors elsewhere: they read a copy there, not the
+        # driver's disk. Without one, every executor is on this machine.
+        where = self.scratch.stage(path, f"input-{name}") if self.scratch.shared else str(path)
+        frame = self.spark.read.parquet(where)
         self._view(name, frame.select("*", F.col("_metadata.row_index").alias("rn")))
 
     def register(self, name: str, table: pa.Table) -> None:
@@ -196,34 +316,32 @@ class SparkSession(ClosedOnExit):
     def stream(
         self, sql: str, params: dict[str, Any], order: str, batch_rows: int
     ) -> Iterator[pa.RecordBatch]:
-        self._streams += 1
-        folder = self._scratch / f"stream-{self._streams}"
-        self._sql(sql, params).orderBy(order).write.parquet(str(folder))
-        # A global sort writes one range of `order` per file: the files in order of their
-        # first value are the result in order (each file is sorted within).
-        files = []
-        for path in folder.glob("*.parquet"):
-            if pq.ParquetFile(path).metadata.num_rows == 0:
-                continue
-            first = pq.ParquetFile(path).read_row_group(0, columns=[order])[order][0].as_py()
-            files.append((first, path))
+        folder = self.scratch.new_name("stream")
         try:
-            for _, path in sorted(files):
+            self._sql(sql, params).orderBy(order).write.parquet(self.scratch.uri(folder))
+            # A global sort writes one range of `order` per file: the files in order of
+            # their first value are the result in order (each file is sorted within).
+            files = sorted(
+                self.scratch.parquet_files(folder),
+                key=lambda file: file.read_row_group(0, columns=[order])[order][0].as_py(),
+            )
+            for file in files:
                 yield from (
                     batch.drop_columns([order])
-                    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+                    for batch in file.iter_batches(batch_size=batch_rows)
                 )
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            self.scratch.remove(folder)
 
     def close(self) -> None:
-        for name in self._views:
-            self.spark.catalog.dropTempView(name)
-        self._kept, self._views = {}, []
-        if self._owned:
-            self.spark.stop()
-
-
-def scratch_directory() -> tempfile.TemporaryDirectory[str]:
-    """A private folder for the ordered results (see the module docstring)."""
-    return tempfile.TemporaryDirectory(prefix="recomart-spark-")
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for name in self._views:
+                self.spark.catalog.dropTempView(name)
+            self._kept, self._views = {}, []
+            if self._owned:
+                self.spark.stop()
+        finally:
+            self.scratch.close()

@@ -24,8 +24,8 @@ Spark solves each row exactly (Cholesky) where ours takes ``cg_steps`` conjugate
 steps, and initialises differently (unit-norm random rows), so the factors differ; the
 metrics agree within a tolerance (``recomart_pipeline_tests/engines/test_spark_training.py``).
 
-Files Spark reads are written to a scratch folder, which must be readable by the executors
-(a local folder for ``local[*]`` masters, as in ``engines.spark``).
+Files Spark reads are written to the session's scratch folder (``engines.spark.Scratch``):
+``execution.spark.scratch`` on a cluster, a private local folder for ``local[*]`` masters.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
@@ -47,10 +47,10 @@ import scipy.sparse as sp
 
 from recomart_pipeline.contract.errors import TaskError
 from recomart_pipeline.engines.spark import (
+    Scratch,
     SparkSession,
     SparkUnavailable,
     check_available,
-    scratch_directory,
 )
 from recomart_pipeline.ml.als import ALSRecommender, confidence_matrix
 from recomart_pipeline.ml.base import EpochCallback, FitReport, Recommender, TrainingData
@@ -67,14 +67,13 @@ BLOCKS_PER_CORE = 4
 
 
 class SparkWork:
-    """One Spark session (and a scratch folder) for a task's Spark work; started on first use
-    and stopped by ``close`` (an active session of the caller is reused and left running)."""
+    """One Spark session (and its scratch folder) for a task's Spark work; started on first
+    use and stopped by ``close`` (an active session of the caller is reused and left
+    running; the scratch folder is removed either way)."""
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self._settings = dict(settings)
         self._session: SparkSession | None = None
-        self._scratch: tempfile.TemporaryDirectory[str] | None = None
-        self._files = 0
 
     @property
     def session(self) -> Any:
@@ -86,28 +85,24 @@ class SparkWork:
                 # Python tasks (inference) run this interpreter, which has this package; a
                 # cluster's executors use their own PYSPARK_PYTHON.
                 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-            self._scratch = scratch_directory()
-            self._session = SparkSession(self._settings, Path(self._scratch.name))
+            self._session = SparkSession(self._settings)
         return self._session.spark
 
     @property
     def version(self) -> str:
         return str(self.session.version)
 
-    def scratch_file(self, stem: str) -> Path:
-        """A fresh path in the scratch folder (starts the session if needed)."""
+    @property
+    def scratch(self) -> Scratch:
+        """The session's scratch folder (starts the session if needed)."""
         self.session  # noqa: B018 - the scratch folder comes with the session
-        assert self._scratch is not None
-        self._files += 1
-        return Path(self._scratch.name) / f"{stem}-{self._files}.parquet"
+        assert self._session is not None
+        return self._session.scratch
 
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
             self._session = None
-        if self._scratch is not None:
-            self._scratch.cleanup()
-            self._scratch = None
 
 
 @contextmanager
@@ -149,11 +144,11 @@ def spark_reg_param(params: ALSParams, positives: int, n_users: int) -> float:
     return float(params.regularization) * n_users / max(1, positives)
 
 
-def _write_cells(matrix: sp.csr_matrix, path: Path) -> None:
+def _write_cells(matrix: sp.csr_matrix, sink: IO[bytes]) -> None:
     """``user, item, value`` rows of the stored cells, streamed in row groups."""
     schema = pa.schema([("user", pa.int32()), ("item", pa.int32()), ("value", pa.float32())])
     rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int32), np.diff(matrix.indptr))
-    with pq.ParquetWriter(path, schema) as writer:
+    with pq.ParquetWriter(sink, schema) as writer:
         for start in range(0, matrix.nnz, ROW_GROUP_CELLS):
             cut = slice(start, start + ROW_GROUP_CELLS)
             writer.write_table(
@@ -213,9 +208,11 @@ def fit_als(
     started = time.perf_counter()
     values = spark_values(train.interactions(), params)
     spark = work.session
-    path = work.scratch_file("confidences")
-    _write_cells(values, path)
-    cells = spark.read.parquet(str(path))
+    scratch = work.scratch
+    name = scratch.new_name("confidences") + ".parquet"
+    with scratch.open_write(name) as sink:
+        _write_cells(values, sink)
+    cells = spark.read.parquet(scratch.uri(name))
     blocks = max(1, int(spark.sparkContext.defaultParallelism))
     estimator = ALS(
         rank=params.n_factors,
@@ -235,7 +232,7 @@ def fit_als(
     fitted = estimator.fit(cells)
     x = _factors(fitted.userFactors, train.n_users, params.n_factors)
     y = _factors(fitted.itemFactors, train.n_items, params.n_factors)
-    path.unlink(missing_ok=True)
+    scratch.remove(name)
     arrays = {"user_factors": x, "item_factors": y}
     model = ALSRecommender.from_arrays(params, train.n_users, train.n_items, arrays)
     assert isinstance(model, ALSRecommender)

@@ -2,7 +2,9 @@
 
 Every task whose rules run on ``local`` (DuckDB) or ``spark`` (Spark SQL) opens its session
 here, so a missing Spark piece is reported the same way by each (a ``TaskError`` with the
-fix) and each session gets a private scratch folder that is removed afterwards.
+fix) and each session gets its own scratch folder that is removed afterwards (DuckDB's: a
+private temporary folder; Spark's: a sub-folder of ``execution.spark.scratch`` or a private
+one, see ``engines.spark.Scratch``), also when the task fails.
 """
 
 from __future__ import annotations
@@ -14,12 +16,7 @@ from pathlib import Path
 
 from recomart_pipeline.contract.errors import TaskError
 from recomart_pipeline.contract.task import TaskContext
-from recomart_pipeline.engines.spark import (
-    SparkSession,
-    SparkUnavailable,
-    check_available,
-    scratch_directory,
-)
+from recomart_pipeline.engines.spark import SparkSession, SparkUnavailable, check_available
 from recomart_pipeline.engines.sql import DuckDBSession, SqlSession
 
 SQL_ENGINES = ("local", "spark")
@@ -27,15 +24,17 @@ SQL_ENGINES = ("local", "spark")
 
 @contextmanager
 def sql_session(ctx: TaskContext, engine: str) -> Iterator[SqlSession]:
-    """The SQL session of ``engine`` with its private scratch folder (DuckDB's spill
-    directory; Spark's ordered results). The caller closes the session."""
+    """The SQL session of ``engine`` with its own scratch folder (DuckDB's spill directory;
+    Spark's inputs and ordered results). The caller closes the session; it is closed here
+    too (a second close does nothing), so a failure before the caller's close still stops
+    Spark and removes the scratch folder."""
     if engine == "spark":
         try:
             check_available()
         except SparkUnavailable as missing:
             raise TaskError(str(missing), hint=missing.fix()) from None
-        with scratch_directory() as scratch:
-            yield SparkSession(ctx.engine_options, Path(scratch))
+        with SparkSession(ctx.engine_options) as session:
+            yield session
     else:
         with tempfile.TemporaryDirectory(prefix="recomart-duckdb-") as spill:
             yield DuckDBSession(temp_directory=Path(spill))

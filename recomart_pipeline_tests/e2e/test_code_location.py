@@ -37,15 +37,17 @@ def _dockerfile_cmd() -> list[str]:
     return json.loads(re.search(r"^CMD (\[.*\])$", DOCKERFILE, re.MULTILINE).group(1))
 
 
-def test_every_file_the_dockerfile_copies_exists():
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.spark"])
+def test_every_file_the_dockerfile_copies_exists(name: str) -> None:
+    dockerfile = (REPO_ROOT / name).read_text()
     sources = []
-    for line in DOCKERFILE.splitlines():
+    for line in dockerfile.splitlines():
         if line.startswith("COPY "):
             sources += shlex.split(line)[1:-1]
     assert sources
     missing = [s for s in sources if not glob.glob(str(REPO_ROOT / s))]
-    assert not missing, f"the Dockerfile copies files that do not exist: {missing}"
-    extras = re.search(r'pip install --no-cache-dir "\.\[(.*)\]"', DOCKERFILE).group(1).split(",")
+    assert not missing, f"the {name} copies files that do not exist: {missing}"
+    extras = re.search(r'pip install --no-cache-dir "\.\[(.*)\]"', dockerfile).group(1).split(",")
     declared = (REPO_ROOT / "pyproject.toml").read_text()
     assert all(re.search(rf"^{extra} = \[", declared, re.MULTILINE) for extra in extras), extras
 

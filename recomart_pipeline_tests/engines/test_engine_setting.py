@@ -101,7 +101,8 @@ def test_spark_settings_are_checked_and_secrets_masked(
         PipelineConfig(_data_project(write_config, "{engine: spark, spark: {mastr: yarn}}"))
     assert "execution.spark" in str(raised.value) and "master" in str(raised.value)
     secret = (
-        "{engine: spark, spark: {master: yarn, conf: {spark.hadoop.fs.s3a.secret.key: s3cr3t}}}"
+        "{engine: spark, spark: {master: yarn, scratch: 'hdfs:///tmp/recomart', "
+        "conf: {spark.hadoop.fs.s3a.secret.key: s3cr3t}}}"
     )
     path = _data_project(write_config, secret)
     config = PipelineConfig(path)
@@ -111,6 +112,7 @@ def test_spark_settings_are_checked_and_secrets_masked(
     assert main(["plan", str(path)]) == 0
     out = capsys.readouterr().out
     assert "engine: spark (master yarn, app recomart_pipeline" in out
+    assert "scratch hdfs:///tmp/recomart" in out
     assert main(["plan", str(path), "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["engine"] == "spark" and plan["spark"]["master"] == "yarn"
