@@ -91,8 +91,8 @@ class FeatureTables(ClosedOnExit):
 
     Kept in the session: ``user_index``, ``item_index`` (with ``category_code``, the
     category's rank by name), ``holdout_index`` and the three encoded event tables
-    ``train_enc``, ``test_enc``, ``fold_enc`` (indices, weight, rating, flags; no id strings
-    but test's user), from which every output is a query.
+    ``train_enc``, ``test_enc``, ``fold_enc`` (indices, the item's category code, weight,
+    rating, flags; no id strings but test's user), from which every output is a query.
     """
 
     def __init__(self, session: SqlSession, inputs: Inputs, rules: WeightRules) -> None:
@@ -221,12 +221,14 @@ class FeatureTables(ClosedOnExit):
 
     @staticmethod
     def _encoded(typed: str, users: str, user_key: str, keep_user_id: bool = False) -> str:
-        """``typed`` with the dense indices (-1: not in the index) instead of the ids."""
+        """``typed`` with the dense indices (-1: not in the index) instead of the ids, and
+        the item's category code (taken in the same join: the favourite category then needs
+        no second join of every event with the item index)."""
         user_id = "e.user_id, " if keep_user_id else ""
         return f"""
             SELECT e.rn, {user_id}coalesce(u.{user_key}, -1) AS user_idx,
-                   coalesce(i.item_idx, -1) AS item_idx, e.ts_ns, e.rating, e.is_rating,
-                   e.weight, e.positive
+                   coalesce(i.item_idx, -1) AS item_idx, i.category_code, e.ts_ns, e.rating,
+                   e.is_rating, e.weight, e.positive
             FROM ({typed}) e
             LEFT JOIN {users} u ON u.user_id = e.user_id
             LEFT JOIN item_index i ON i.item_id = e.item_id
@@ -367,10 +369,9 @@ class FeatureTables(ClosedOnExit):
                 SELECT user_idx, category_code,
                        row_number() OVER (
                            PARTITION BY user_idx ORDER BY n DESC, category_code) AS k
-                FROM (SELECT e.user_idx, i.category_code, count(*) AS n
-                      FROM train_enc e JOIN item_index i ON i.item_idx = e.item_idx
-                      WHERE i.category_code IS NOT NULL
-                      GROUP BY e.user_idx, i.category_code) per_category
+                FROM (SELECT user_idx, category_code, count(*) AS n FROM train_enc
+                      WHERE category_code IS NOT NULL
+                      GROUP BY user_idx, category_code) per_category
             ) top
             JOIN (SELECT DISTINCT category_code, category FROM item_index) names
                 ON names.category_code = top.category_code

@@ -162,18 +162,22 @@ class InteractionValidation(ClosedOnExit):
 
     def _typed(self) -> str:
         """Every raw row with its typed timestamp (epoch ns, null unless it parses within
-        the typed range) and rating (null unless a finite number)."""
+        the typed range) and rating (null unless a finite number).
+
+        The patterns are not matched again here: the odd-value tables hold every distinct
+        non-empty value outside them, so a value found there takes the reference's verdict
+        and any other non-empty value is canonical, for the engine's cast. Matching once
+        (``_odd_values``) instead of in every pass over the rows saves a pattern pass per
+        statement (the timestamp pattern is ~1 s per 5M rows here)."""
         sql, p = self._sql, self._sql.param
         text = 'r."timestamp"'
         ts_any = (
-            f"CASE WHEN {_blank('timestamp')} THEN NULL "
-            f"WHEN {sql.full_match(text, p('ts_pattern'))} "
-            f"THEN {sql.epoch_ns(text)} ELSE ot.value END"
+            f"CASE WHEN {_blank('timestamp')} THEN NULL WHEN ot.text IS NOT NULL THEN ot.value "
+            f"ELSE {sql.epoch_ns(text)} END"
         )
         rating_any = (
-            f"CASE WHEN {_blank('rating')} THEN NULL "
-            f"WHEN {sql.full_match('r.rating', p('number_pattern'))} "
-            "THEN TRY_CAST(r.rating AS DOUBLE) ELSE orat.value END"
+            f"CASE WHEN {_blank('rating')} THEN NULL WHEN orat.text IS NOT NULL THEN orat.value "
+            "ELSE TRY_CAST(r.rating AS DOUBLE) END"
         )
         return f"""
             SELECT rn, user_id, item_id, event_type, "timestamp", rating,
@@ -191,12 +195,7 @@ class InteractionValidation(ClosedOnExit):
 
     def _params(self) -> dict[str, Any]:
         rules = self._rules
-        return {
-            "ts_pattern": Pattern(TIMESTAMP_PATTERN),
-            "number_pattern": Pattern(NUMBER_PATTERN),
-            "earliest": rules.earliest_ns,
-            "latest": rules.latest_ns,
-        }
+        return {"earliest": rules.earliest_ns, "latest": rules.latest_ns}
 
     def _classify(self) -> None:
         """Materialise the broken rows only (rule bits, duplicates' originals); the valid

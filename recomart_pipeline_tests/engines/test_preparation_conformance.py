@@ -219,6 +219,43 @@ def test_edge_values_are_judged_like_the_reference(
     assert train["rating"].null_count > 0 and not np.isnan(train["rating"].drop_null()).any()
 
 
+def test_times_at_the_ends_of_the_range_keep_their_order(
+    harness: TaskHarness, tmp_path: Path, engine: str
+) -> None:
+    """The parts stream sorted on one key, ``ts * 2**40 + rn``: it must stay exact and
+    ordered where ``ts`` is far from zero (both ends of validation's typed range, 1678 to
+    2261, and before 1970) and break ties by input order (the same instant written more
+    than once; instants a nanosecond apart)."""
+    instants = [
+        pd.Timestamp("1678-01-01T00:00:00.000000001Z"),
+        pd.Timestamp("1678-01-01T00:00:00.000000001Z"),
+        pd.Timestamp("1969-12-31T23:59:59.999999999Z"),
+        pd.Timestamp("1970-01-01T00:00:00Z"),
+        pd.Timestamp("1970-01-01T00:00:00.000000001Z"),
+        pd.Timestamp("2261-12-31T23:59:59.999999999Z"),
+        pd.Timestamp("2261-12-31T23:59:59.999999998Z"),
+    ]
+    frame = pd.DataFrame(
+        {
+            "user_id": [f"u{n % 3}" for n in range(len(instants) * 3)],
+            "item_id": [f"i{n % 4}" for n in range(len(instants) * 3)],
+            "event_type": "view",
+            "timestamp": [instants[(n * 5) % len(instants)] for n in range(len(instants) * 3)],
+            "rating": None,
+            "weight": [float(n) for n in range(len(instants) * 3)],  # no two rows equal
+        }
+    )
+    table = pa.Table.from_pandas(frame, preserve_index=False).cast(TYPED_SCHEMAS["interactions"])
+    upstream = _publish_interactions(harness, tmp_path, table)
+    for config in _configs(engine, SPLITS):
+        result = assert_conform(harness, upstream, engine, _small(config))
+        for part in ("train", "test"):
+            times = pq.read_table(result.outputs[part])["timestamp"].cast(pa.int64()).to_numpy()
+            assert len(times) and (np.diff(times) >= 0).all(), (config, part)
+    first = assert_conform(harness, upstream, engine, _small({}))  # train: the earliest
+    assert pq.read_table(first.outputs["train"])["timestamp"].cast(pa.int64())[0].as_py() < 0
+
+
 def test_a_table_without_weights_is_read_like_the_reference(
     harness: TaskHarness, tmp_path: Path, engine: str
 ) -> None:
