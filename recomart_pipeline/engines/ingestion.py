@@ -9,7 +9,8 @@ pandas/pyarrow reference's, byte for byte.
 
 The rows come from a relation the task prepares (``Rows``) from what the reference reader
 read: on DuckDB each read batch as it is (Arrow), on Spark a scratch Parquet copy of the
-file (docs/engines_ingestion.md says why the engines do not read the source themselves).
+file (docs/engines.md, "How the engines run ingestion", says why the engines do not read
+the source themselves).
 Its columns are named ``c0``, ``c1``... in the file's order, so a column name never enters
 the SQL text; every value from the config (filter values, mapped values, constants) is a
 query parameter.
