@@ -19,11 +19,13 @@ saw is scored the same way from a history row (``x_h B``): nothing is refitted.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
+from threadpoolctl import threadpool_limits
 
 from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.ml._csr_state import check_csr, csr_arrays, csr_from_state, csr_shapes
@@ -50,6 +52,12 @@ SOLVE_DTYPE: type[np.floating] = np.float32
 # digits survive in the worst case (in practice the errors are far smaller: BENCHMARKS.md),
 # enough to rank by; above it (λ tiny against the co-occurrence counts) float64 is used.
 _FLOAT32_CONDITION = 1e5
+# OpenBLAS's threaded Cholesky (scipy's wheels, OpenBLAS 0.3.31) kills the process with a
+# segmentation fault once a column of the matrix passes about 125 kB: measured here in
+# float64 from 16,000 items (15,000 ran) and in float32 at 32,000 (25,000 ran), both fine
+# on one thread; a known class of OpenBLAS bugs (OpenMathLib/OpenBLAS#1413, #2821). Above
+# this many bytes per column the solve runs on one BLAS thread (about twice as slow).
+_THREADED_SOLVE_MAX_COLUMN_BYTES = 100_000
 
 
 def user_rows(train: TrainingData, binary: bool) -> sp.csr_matrix:
@@ -112,19 +120,25 @@ def _symmetric_inverse(gram: np.ndarray) -> np.ndarray:
     single = gram.dtype == np.float32
     potrf, potri = (lapack.spotrf, lapack.spotri) if single else (lapack.dpotrf, lapack.dpotri)
     prefix = "s" if single else "d"
-    factor, info = potrf(gram.T, lower=False, overwrite_a=True, clean=False)
+    n = gram.shape[0]
+    threads: AbstractContextManager[Any] = nullcontext()
+    if n * gram.itemsize > _THREADED_SOLVE_MAX_COLUMN_BYTES:
+        threads = threadpool_limits(limits=1, user_api="blas")
+    with threads:
+        factor, info = potrf(gram.T, lower=False, overwrite_a=True, clean=False)
+        if info == 0:
+            inverse, info_inverse = potri(factor, lower=False, overwrite_c=True)
     if info != 0:
         raise DataValidationError(
             f"EASE could not factorise its item x item system (LAPACK {prefix}potrf info={info})",
             hint="raise the ease regularization (lambda)",
         )
-    inverse, info = potri(factor, lower=False, overwrite_c=True)
+    info = info_inverse
     if info != 0:
         raise DataValidationError(
             f"EASE could not invert its item x item system (LAPACK {prefix}potri info={info})",
             hint="raise the ease regularization (lambda)",
         )
-    n = inverse.shape[0]
     # potri leaves only the upper triangle; mirror it, a block of columns at a time.
     for start in range(0, n, _BLOCK):
         stop = min(n, start + _BLOCK)
