@@ -54,9 +54,9 @@ SOLVE_DTYPE: type[np.floating] = np.float32
 _FLOAT32_CONDITION = 1e5
 # OpenBLAS's threaded Cholesky (scipy's wheels, OpenBLAS 0.3.31) kills the process with a
 # segmentation fault once a column of the matrix passes about 125 kB: measured here in
-# float64 from 16,000 items (15,000 ran) and in float32 at 32,000 (25,000 ran), both fine
-# on one thread; a known class of OpenBLAS bugs (OpenMathLib/OpenBLAS#1413, #2821). Above
-# this many bytes per column the solve runs on one BLAS thread (about twice as slow).
+# float64 from 16,000 items (not at 15,000) and in float32 at 32,000 (not at 25,000), and
+# not on one thread; a known class of OpenBLAS bugs (OpenMathLib/OpenBLAS#1413, #2821). Above
+# this many bytes per column the solve runs on one BLAS thread (one core instead of all).
 _THREADED_SOLVE_MAX_COLUMN_BYTES = 100_000
 
 
