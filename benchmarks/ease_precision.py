@@ -1,20 +1,21 @@
-"""EASE solved in float32 against float64: the same rankings for half the memory and time?
+"""EASE solved in float32 against float64: the same rankings for less memory and time?
 
 EASE's fit inverts ``XᵀX + λI`` (n_items x n_items). ``ml/ease.py`` solves it in float32
 (``SOLVE_DTYPE``); this script fits the same data once in each precision, each in its own
 process (so each peak RSS is its own), on ``quality.py``'s split (Surprise's seeded random
 80/20 of the distinct pairs, binary), and reports per precision: fit seconds (wall, and the
-CPU seconds of all threads, steadier on a shared machine), the process's
-RSS before the fit and its peak, NDCG/precision/recall@10 on the test pairs (a seeded sample
-of ``--max-users`` test users, scored by the evaluation task's code), and between the two:
-the largest metric difference and the share of the sampled users whose top 10 is the same
-set of items.
+CPU seconds of all threads, steadier on a shared machine), the process's RSS before the fit
+and its peak during the fit, NDCG/precision/recall@10 on the test pairs (a seeded sample of
+``--max-users`` test users, scored by the evaluation task's code), and between the two: the
+largest metric difference and the share of the sampled users whose top 10 is the same set
+of items.
 
-    python benchmarks/ease_precision.py --generate 200000,20000,4000000 --max-users 30000 \\
+    python benchmarks/ease_precision.py --generate 100000,10000,2000000 --max-users 30000 \\
         --json benchmarks/results/ease_precision.json
 
-(20,000 items: ``ease.max_items``'s default; the generator's shape, 20 events per user and
-200 per item, seed 7 as ``quality.py``.)
+(the generator's shape, 20 events per user and 200 per item, seed 7 as ``quality.py``. At
+``ease.max_items``' 20,000 items float64 crashed scipy's OpenBLAS before the fit ran its
+solve on one thread: BENCHMARKS.md, "EASE in float32".)
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -45,12 +45,18 @@ from recomart_pipeline.ml.models import create_model  # noqa: E402
 PRECISIONS: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
 
 
-def _rss_mib() -> float:
-    """The process's current resident set (Linux /proc), MiB."""
+def _status_mib(field: str) -> float:
+    """A memory field of /proc/self/status (VmRSS: now; VmHWM: the peak), MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _reset_peak() -> None:
+    """Start the peak (VmHWM) over from the current RSS (Linux: clear_refs 5), so the fit's
+    peak is not the data preparation's."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def worker(precision: str, pairs: Path, max_users: int | None, out: Path) -> None:
@@ -60,11 +66,12 @@ def worker(precision: str, pairs: Path, max_users: int | None, out: Path) -> Non
     users = None if max_users is None else evaluation_users(held, max_users, seed=0)
     ease.SOLVE_DTYPE = PRECISIONS[precision]
     model = create_model("ease", {"max_items": train.n_items})
-    rss_before = _rss_mib()
+    _reset_peak()
+    rss_before = _status_mib("VmRSS")
     started, cpu_started = time.perf_counter(), time.process_time()
     model.fit(train)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mib("VmHWM")
     scored = quality.figures(model, train, held, users)
     top = users if users is not None else np.arange(train.n_users)
     items, _ = model.recommend(top, quality.K, train.implicit)
