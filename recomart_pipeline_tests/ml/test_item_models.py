@@ -3,12 +3,16 @@ item-kNN similarity is as sparse as promised and equal to the top k of the full 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tracemalloc
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from recomart_pipeline.contract.errors import DataValidationError
-from recomart_pipeline.ml import knn
+from recomart_pipeline.ml import ease, knn
 from recomart_pipeline.ml.base import Ratings, TrainingData
 from recomart_pipeline.ml.evaluate import evaluate_model
 from recomart_pipeline.ml.knn import ItemKNNRecommender
@@ -52,6 +56,15 @@ def test_ease_is_skipped_with_its_reason_above_max_items(data):
     assert create_model("ease", {"max_items": data.train.n_items}).skip_reason(data.train) is None
 
 
+def _closed_form_weights(dense: np.ndarray, regularization: float) -> np.ndarray:
+    """B = -P / diag(P), diag(B) = 0, P = (XᵀX + λI)⁻¹, in float64 by numpy's own inverse."""
+    gram = dense.T.astype(np.float64) @ dense
+    inverse = np.linalg.inv(gram + regularization * np.eye(gram.shape[0]))
+    expected = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(expected, 0.0)
+    return expected
+
+
 def test_ease_scores_are_the_closed_form_solution():
     """B = I - P·diag(1/diag(P)) with P = (XᵀX + λI)⁻¹, computed independently here."""
     rng = np.random.default_rng(1)
@@ -62,12 +75,69 @@ def test_ease_scores_are_the_closed_form_solution():
     )
     model = create_model("ease", {"regularization": 2.0})
     model.fit(train)
-    inverse = np.linalg.inv(dense.T.astype(np.float64) @ dense + 2.0 * np.eye(12))
-    expected = -inverse / np.diag(inverse)[None, :]
-    np.fill_diagonal(expected, 0.0)
+    expected = _closed_form_weights(dense, 2.0)
     assert np.allclose(model.score_items(np.arange(30)), dense @ expected, atol=1e-5)
     pairs = (np.array([0, 5, 7]), np.array([3, 3, 11]))
     assert np.allclose(model.predict(*pairs), (dense @ expected)[pairs], atol=1e-5)
+
+
+def test_ease_solved_in_float32_ranks_as_float64(data, monkeypatch):
+    """The default float32 solve gives the float64 solve's weights to float32 rounding, and
+    so the same top 10 for every user."""
+    models = {}
+    for dtype in (np.float64, np.float32):
+        monkeypatch.setattr(ease, "SOLVE_DTYPE", dtype)
+        models[dtype] = create_model("ease", {})
+        models[dtype].fit(data.train)
+    exact, single = (models[d].to_arrays()["item_weights"] for d in (np.float64, np.float32))
+    assert single.dtype == np.float32 and exact.dtype == np.float32
+    assert np.abs(single - exact).max() <= 1e-5 * np.abs(exact).max()
+    users = np.arange(data.train.n_users)
+    top = {d: models[d].recommend(users, 10, data.train.implicit)[0] for d in models}
+    same = [set(a) == set(b) for a, b in zip(top[np.float64], top[np.float32], strict=True)]
+    assert np.mean(same) == 1.0
+    assert _ndcg(models[np.float32], data) == pytest.approx(_ndcg(models[np.float64], data))
+
+
+def test_ease_takes_float64_when_float32_would_lose_the_weights():
+    """Items bought by exactly the same users make XᵀX singular; with a tiny λ the system's
+    condition number is ~1e6, where a float32 Cholesky loses most digits of the weights
+    (errors ~1e-2 on weights ~1 here): the fit must notice and solve in float64."""
+    rng = np.random.default_rng(0)
+    dense = (rng.random((3000, 300)) < 0.05).astype(np.float32)
+    dense = np.hstack([dense, dense[:, :100]])
+    users, items = np.nonzero(dense)
+    n_users, n_items = dense.shape
+    train = TrainingData(
+        n_users, n_items, Ratings(users, items, np.ones(users.size)), sp.csr_matrix(dense)
+    )
+    model = create_model("ease", {"regularization": 1e-3})
+    model.fit(train)
+    expected = _closed_form_weights(dense, 1e-3)
+    assert np.abs(model.to_arrays()["item_weights"] - expected).max() < 1e-5
+
+
+def test_ease_fit_holds_one_float32_item_matrix_at_its_peak():
+    """The fit's memory peak is one n x n float32 matrix plus bounded blocks (4·n² bytes and
+    a little): the Gram matrix is built, inverted and turned into the weights in place.
+    (Solved in float64 with a separate weights matrix it was 12·n² and more.)"""
+    rng = np.random.default_rng(3)
+    n_users, n_items = 5000, 4000
+    dense = sp.random(n_users, n_items, density=0.01, format="csr", random_state=rng)
+    dense.data[:] = 1.0
+    users, items = dense.nonzero()
+    train = TrainingData(
+        n_users, n_items, Ratings(users, items, np.ones(users.size)), dense.astype(np.float32)
+    )
+    model = create_model("ease", {})
+    tracemalloc.start()
+    try:
+        model.fit(train)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert model.to_arrays()["item_weights"].shape == (n_items, n_items)
+    assert peak < 1.5 * 4 * n_items**2, f"peak {peak / 1e6:.0f} MB"
 
 
 @pytest.mark.parametrize("weighting", ["cosine", "bm25", "tfidf"])
@@ -169,3 +239,26 @@ def test_shrinkage_prefers_a_well_observed_neighbour_to_a_one_user_coincidence()
     assert top_neighbour_of_item_0(0.0) == 1
     assert top_neighbour_of_item_0(100.0) == 2
     assert ItemKNNParams().shrinkage == 100.0  # the default shrinks
+
+
+_LARGE_SOLVE = """
+import numpy as np
+from recomart_pipeline.ml import ease
+n = 16_000
+gram = np.zeros((n, n))
+gram[np.diag_indices(n)] = np.arange(1, n + 1, dtype=np.float64)
+inverse = ease._symmetric_inverse(gram)
+assert np.allclose(inverse.diagonal(), 1.0 / np.arange(1, n + 1))
+print("solved")
+"""
+
+
+@pytest.mark.slow
+def test_ease_solves_a_16000_item_float64_system_without_crashing():
+    """OpenBLAS's threaded Cholesky segfaulted on this system (float64, 16,000 items: 128 kB
+    a column), killing the training process under ease.max_items' default; in its own
+    process, so a crash fails this test instead of the test run."""
+    result = subprocess.run(
+        [sys.executable, "-c", _LARGE_SOLVE], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and "solved" in result.stdout, result.stderr[-2000:]
