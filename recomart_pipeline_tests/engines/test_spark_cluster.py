@@ -35,7 +35,7 @@ from recomart_pipeline_tests.helpers import (
 
 pytestmark = pytest.mark.slow
 
-DATA_TASKS = ("validation", "preparation", "features")
+DATA_TASKS = ("ingestion", "validation", "preparation", "features")
 ON_SPARK = (*DATA_TASKS, "training", "inference")
 
 
@@ -77,7 +77,7 @@ def data_outputs(storage: Path) -> dict[str, dict[str, str]]:
     return found
 
 
-# Five Spark applications (each a JVM executor start on the worker) plus the local models'
+# Six Spark applications (each a JVM executor start on the worker) plus the local models'
 # training: ~10 minutes on a busy 2-core machine, past the suite's 600 s default. A bound on a
 # stuck run, not a speed assertion.
 @pytest.mark.timeout(2400)
@@ -87,7 +87,7 @@ def test_the_default_pipeline_on_a_standalone_cluster_matches_pandas(tmp_path: P
     (tmp_path / "cluster").mkdir()
     reference = copy_default_project(tmp_path / "pandas")
     done = run_in_project(
-        [sys.executable, "-m", "recomart_pipeline", "run", "--select", "ingestion", *DATA_TASKS],
+        [sys.executable, "-m", "recomart_pipeline", "run", "--select", *DATA_TASKS],
         reference,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

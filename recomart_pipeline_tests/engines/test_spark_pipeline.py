@@ -53,9 +53,11 @@ def test_the_default_pipeline_runs_on_spark_local(tmp_path: Path) -> None:
     manifest = read_manifest(storage, run_id_of(done.stdout)) or {}
     assert manifest["engine"] == "spark"
     engines = manifest["engines"]
-    on_spark = ("validation", "preparation", "features", "training", "inference")
+    on_spark = ("ingestion", "validation", "preparation", "features", "training", "inference")
     assert {t: engines[t] for t in on_spark} == dict.fromkeys(on_spark, "spark")
-    assert engines["ingestion"] == "pandas"  # its rules run on this machine so far
+    assert engines["report"] == "pandas"  # the tasks whose rules have no engine form
+    ingestion = _latest(storage, "ingestion")
+    assert ingestion["metadata"]["engine"] == "spark", ingestion["metadata"]  # no fallback
     training = _latest(storage, "training")
     assert training["metadata"]["trained_on"]["als"] == "spark"
     assert training["metadata"]["trained_on"]["svd"] == "local"
