@@ -29,6 +29,7 @@ from recomart_pipeline.contract.catalog import (
 )
 from recomart_pipeline.contract.errors import ErrorClass
 from recomart_pipeline.contract.paths import OptionalWritePath, WritePath
+from recomart_pipeline.contract.spark_master import is_local_master
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -149,12 +150,6 @@ class SparkSettings(Section):
                 for key, value in self.conf.items()
             },
         }
-
-
-def is_local_master(master: str) -> bool:
-    """``local``, ``local[N]``, ``local[*]``, ``local-cluster[...]``: every executor on the
-    driver's machine, so a private temporary folder serves them all."""
-    return master == "local" or master.startswith(("local[", "local-cluster["))
 
 
 # URI schemes a scratch folder may use: what Spark's Hadoop layer and fsspec (the driver's

@@ -35,9 +35,9 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recomart_pipeline.config.schema import is_local_master
 from recomart_pipeline.contract.closing import ClosedOnExit
 from recomart_pipeline.contract.errors import TaskError
+from recomart_pipeline.contract.spark_master import is_local_master
 from recomart_pipeline.engines.sql import SPARK, Pattern
 
 # Settings the rules depend on: they override the configured conf.
