@@ -19,6 +19,8 @@ sending its next request as soon as the previous answer arrives:
   (``BEFORE_MEMORY_COMMIT``), one and two workers, on the same registry;
 - ``before_first_request``: the service before ``/ready`` sent real requests through the app
   and the request arrays were kept mapped in (``BEFORE_FIRST_COMMIT``), one worker;
+- ``before_spread``: the service before ``/ready``'s probe also asked for known users
+  spread over the id order (``BEFORE_SPREAD_COMMIT``), one worker;
 - ``current``: this checkout's service, one worker; ``current_2_workers``: two workers.
 
 Each service gets ``/health`` phases and ``/recommendations`` phases (known and unknown
@@ -74,6 +76,9 @@ BASELINE_COMMIT = "b20c470"
 BEFORE_MEMORY_COMMIT = "cc972bc"
 # The last commit whose /ready did not warm the request path nor keep its arrays mapped in.
 BEFORE_FIRST_COMMIT = "87eec74"
+# The service before /ready's probe asked for users spread over the id order and answers
+# said what they cost the service (Server-Timing).
+BEFORE_SPREAD_COMMIT = "4ed707c"
 # --quick: a worker of the small model may hold at most this much private memory (USS); the
 # workers before BEFORE_MEMORY_COMMIT's successor held ~190 MiB, the interpreter with numpy,
 # FastAPI and uvicorn ~45 MiB. A bound on memory, not on time: it cannot flake with load.
@@ -94,6 +99,15 @@ SIZES = {
 KNOWN_SHARE, K100_SHARE = 0.8, 0.25  # the /recommendations mix
 LATER = 21  # same-client requests after the first one: its like-for-like median
 IDLE_SECONDS = 1.0  # the quiet spell before the "after idle" request
+# The first-request figures, each as the client waited (_ms) and as the service spent it
+# (_app_ms, Server-Timing): the service's share leaves out the network and the client.
+FIRST_REQUEST_FIGURES = (
+    "first_request",
+    "later_request",
+    "later_request_p90",
+    "after_idle_request",
+)
+FIGURE_SUFFIXES = ("_ms", "_app_ms")
 FIRST_REQUEST_RUNS = "serving_first_request.json"  # --first-request-only runs, appended
 
 
@@ -296,6 +310,22 @@ def _get(url: str) -> tuple[int, dict[str, Any]]:
         return exc.code, body if isinstance(body, dict) else {}
 
 
+def _timed_get(url: str) -> tuple[float, float | None, int]:
+    """(ms the client waited, ms the service says it spent: ``Server-Timing: app;dur=``,
+    None from a service that does not say, the status) for one GET on a new connection."""
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            response.read()
+            status, header = response.status, response.headers.get("Server-Timing") or ""
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        status, header = exc.code, exc.headers.get("Server-Timing") or ""
+    waited = (time.perf_counter() - started) * 1000
+    found = re.fullmatch(r"app;dur=([0-9.]+)", header)
+    return waited, float(found[1]) if found else None, status
+
+
 SMAPS_FIGURES = {
     "Rss": "rss",
     "Pss": "pss",
@@ -426,20 +456,21 @@ class Service:
         status = _get(self.base + self.ready_path)[0]
         if status != 200:
             raise RuntimeError(f"{self.name}: {self.ready_path} answered {status} after ready")
-        started = time.perf_counter()
-        self.figures["first_request_status"] = _get(self.base + first_path)[0]
-        self.figures["first_request_ms"] = (time.perf_counter() - started) * 1000
-        later = []
-        for path in later_paths:
-            started = time.perf_counter()
-            _get(self.base + path)
-            later.append((time.perf_counter() - started) * 1000)
-        self.figures["later_request_ms"] = statistics.median(later)
-        self.figures["later_request_p90_ms"] = statistics.quantiles(later, n=10)[-1]
+        first = _timed_get(self.base + first_path)
+        self.figures["first_request_status"] = first[2]
+        later = [_timed_get(self.base + path) for path in later_paths]
         time.sleep(IDLE_SECONDS)  # the quiet spell is what is measured here
-        started = time.perf_counter()
-        _get(self.base + idle_path)
-        self.figures["after_idle_request_ms"] = (time.perf_counter() - started) * 1000
+        idle = _timed_get(self.base + idle_path)
+        # each figure twice: as the client waited (*_ms), and the service's own share
+        # (*_app_ms, from Server-Timing; absent for a service that does not send it)
+        for part, suffix in ((0, "_ms"), (1, "_app_ms")):
+            times = [t[part] for t in later]
+            if None in times or first[part] is None or idle[part] is None:
+                continue
+            self.figures[f"first_request{suffix}"] = first[part]
+            self.figures[f"later_request{suffix}"] = statistics.median(times)
+            self.figures[f"later_request_p90{suffix}"] = statistics.quantiles(times, n=10)[-1]
+            self.figures[f"after_idle_request{suffix}"] = idle[part]
 
     def run_round(self, endpoint: str, paths: list[str], seconds: float, scratch: Path) -> None:
         """One load round, with the CPU time the service spent on it."""
@@ -530,6 +561,7 @@ def run(
         None if first_request_only else checkout(BEFORE_MEMORY_COMMIT, scratch / "before-memory")
     )
     before_first = checkout(BEFORE_FIRST_COMMIT, scratch / "before-first-request")
+    before_spread = checkout(BEFORE_SPREAD_COMMIT, scratch / "before-spread")
     try:
         if old is not None:
             copy = baseline_registry(registry, scratch)
@@ -543,6 +575,10 @@ def run(
                 )
             )
         variants: list[tuple[str, dict[str, str], tuple[int, ...]]] = [("current", env, (1, 2))]
+        if before_spread is not None:
+            variants.insert(
+                0, ("before_spread", {**os.environ, "PYTHONPATH": str(before_spread)}, (1,))
+            )
         if before_first is not None:
             variants.insert(
                 0, ("before_first_request", {**os.environ, "PYTHONPATH": str(before_first)}, (1,))
@@ -607,6 +643,7 @@ def run(
         "skipped": skipped,
         "before_memory_commit": BEFORE_MEMORY_COMMIT if before is not None else None,
         "before_first_request_commit": BEFORE_FIRST_COMMIT if before_first is not None else None,
+        "before_spread_commit": BEFORE_SPREAD_COMMIT if before_spread is not None else None,
         "load_average": [started_load, load_average()],
         "services": measured,
     }
@@ -628,12 +665,12 @@ def first_request_run(
     services: list[Service], skipped: dict[str, str], results_dir: Path
 ) -> dict[str, Any]:
     """Add this run's first-request figures to ``FIRST_REQUEST_RUNS`` (all runs so far)."""
-    keys = ("first_request_ms", "later_request_ms", "later_request_p90_ms", "after_idle_request_ms")
+    keys = [f"{kind}{suffix}" for suffix in FIGURE_SUFFIXES for kind in FIRST_REQUEST_FIGURES]
     run = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average": load_average(),
         "skipped": skipped,
-        "services": {s.name: {k: s.figures[k] for k in keys} for s in services},
+        "services": {s.name: {k: s.figures[k] for k in keys if k in s.figures} for s in services},
     }
     path = results_dir / FIRST_REQUEST_RUNS
     runs = json.loads(path.read_text()) if path.exists() else []
@@ -664,6 +701,12 @@ def _compared(results: dict[str, Any]) -> str:
             "`before_first_request` is the service before `/ready` sent real requests through "
             "the app and the request arrays were kept mapped in (commit "
             f"{results['before_first_request_commit']}), on the same registry. "
+        )
+    if results.get("before_spread_commit"):
+        text += (
+            "`before_spread` is the service before `/ready`'s probe also asked for known users "
+            "spread over the id order and answers carried Server-Timing (commit "
+            f"{results['before_spread_commit']}), on the same registry. "
         )
     loads = results.get("load_average")
     if loads and None not in loads:
@@ -815,32 +858,41 @@ def memory_targets(results: dict[str, Any], service: dict[str, Any]) -> dict[str
     return figures
 
 
-def first_request_target(one: dict[str, Any], runs: list[dict[str, Any]]) -> tuple[str, str, bool]:
-    """The first-request target row. One request is one draw: without warm-up it lands above
-    the median half the time, so it is judged against the same client's next requests (a
-    new connection each, like it): within their spread (p90), where a warm-up would not be.
-    With repeated runs (``--first-request-only``), their medians decide, not one draw."""
+def first_request_target(
+    one: dict[str, Any], runs: list[dict[str, Any]], suffix: str = "_ms"
+) -> tuple[str, str, bool] | None:
+    """The first-request target row, as the client waited (``_ms``) or as the service spent
+    it (``_app_ms``; None where no figures say). One request is one draw: without warm-up
+    it lands above the median half the time, so it is judged against the same client's next
+    requests (a new connection each, like it): within their spread (p90), where a warm-up
+    would not be. With repeated runs (``--first-request-only``), their medians decide."""
+    first_key, later_key, p90_key = (f"{k}{suffix}" for k in FIRST_REQUEST_FIGURES[:3])
+    unit, scale = ("µs", 1000.0) if suffix == "_app_ms" else ("ms", 1.0)
     target = (
         "first request after `/ready` as fast as the median request (same client: "
         "within the next requests' p90)"
+        + ("; the service's own time (Server-Timing)" if suffix == "_app_ms" else "")
     )
-    figures = [run["services"]["current"] for run in runs if "current" in run["services"]]
+    figures = [
+        run["services"]["current"]
+        for run in runs
+        if first_key in run["services"].get("current", {})
+    ]
     if not figures:
-        return (
-            target,
-            f"{one['first_request_ms']:.1f} ms vs median {one['later_request_ms']:.1f}, "
-            f"p90 {one['later_request_p90_ms']:.1f} ms",
-            one["first_request_ms"] <= one["later_request_p90_ms"],
-        )
+        if first_key not in one:
+            return None
+        first, later, p90 = (one[k] for k in (first_key, later_key, p90_key))
+        shown = f"{first * scale:.1f} {unit} vs median {later * scale:.1f}, p90 {p90 * scale:.1f} {unit}"
+        return target, shown, first <= p90
     first, later, p90 = (
-        statistics.median(f[key] for f in figures)
-        for key in ("first_request_ms", "later_request_ms", "later_request_p90_ms")
+        statistics.median(f[key] for f in figures) for key in (first_key, later_key, p90_key)
     )
-    hits = sum(f["first_request_ms"] <= f["later_request_p90_ms"] for f in figures)
+    hits = sum(f[first_key] <= f[p90_key] for f in figures)
     return (
         target,
-        f"medians of {len(figures)} runs: {first:.1f} ms vs median {later:.1f}, p90 "
-        f"{p90:.1f} ms (within p90 in {hits} of {len(figures)} runs)",
+        f"medians of {len(figures)} runs: {first * scale:.1f} {unit} vs median "
+        f"{later * scale:.1f}, p90 {p90 * scale:.1f} {unit} (within p90 in {hits} of "
+        f"{len(figures)} runs)",
         first <= p90,
     )
 
@@ -880,7 +932,11 @@ def _target_lines(
             f"{recs['requests_per_second']:,.0f} req/s, p99 {recs['p99_ms']:.1f} ms",
             recs["requests_per_second"] >= 2000 and recs["p99_ms"] <= 25,
         ),
-        first_request_target(one, runs),
+        *(
+            row
+            for suffix in FIGURE_SUFFIXES
+            if (row := first_request_target(one, runs, suffix)) is not None
+        ),
         (
             "0 errors under load",
             f"{recs['errors'] + health['errors']}",
@@ -957,56 +1013,59 @@ def first_request_runs(results_dir: Path) -> list[dict[str, Any]]:
 
 
 def first_request_runs_lines(results_dir: Path) -> list[str]:
-    """The repeated first-request runs, one row per run, if any."""
+    """The repeated first-request runs, one row per run, if any: as the client waited, then
+    (for runs whose services sent Server-Timing) the service's own time."""
     runs = first_request_runs(results_dir)
-    if not runs:
-        return []
-    names = list(dict.fromkeys(name for run in runs for name in run["services"]))
-    lines = [
-        "",
-        f"The first request, repeated (`--first-request-only`, {len(runs)} runs, each with "
-        "freshly started services; first after `/ready` / median / p90 of the next "
-        f"{LATER} / after {IDLE_SECONDS:.0f} s idle, ms):",
-        "",
-        "| run (UTC) | load average | " + " | ".join(names) + " |",
-        "|---|---|" + "---|" * len(names),
-    ]
-    for run in runs:
-        cells = []
-        for name in names:
-            f = run["services"].get(name)
-            cells.append(
-                f"{f['first_request_ms']:.1f} / {f['later_request_ms']:.1f} / "
-                f"{f['later_request_p90_ms']:.1f} / {f['after_idle_request_ms']:.1f}"
-                if f
+    lines = []
+    for suffix in FIGURE_SUFFIXES:
+        keys = [f"{kind}{suffix}" for kind in FIRST_REQUEST_FIGURES]
+        shown = [{name: f for name, f in run["services"].items() if keys[0] in f} for run in runs]
+        names = list(dict.fromkeys(name for services in shown for name in services))
+        if not names:
+            continue
+        unit, scale = ("µs", 1000.0) if suffix == "_app_ms" else ("ms", 1.0)
+        what = (
+            "the service's own time (its Server-Timing header)"
+            if suffix == "_app_ms"
+            else "as the client waited"
+        )
+        counted = sum(bool(services) for services in shown)
+        lines += [
+            "",
+            f"The first request, repeated (`--first-request-only`, {counted} runs, each with "
+            f"freshly started services), {what}: first after `/ready` / median / p90 of the "
+            f"next {LATER} / after {IDLE_SECONDS:.0f} s idle, {unit}:",
+            "",
+            "| run (UTC) | load average | " + " | ".join(names) + " |",
+            "|---|---|" + "---|" * len(names),
+        ]
+        for run, services in zip(runs, shown, strict=True):
+            if not services:
+                continue
+            cells = [
+                " / ".join(f"{services[name][k] * scale:.1f}" for k in keys)
+                if name in services
                 else "–"
+                for name in names
+            ]
+            load = run.get("load_average")
+            lines.append(
+                f"| {run['at'][11:16]} | {'–' if load is None else f'{load:.1f}'} | "
+                + " | ".join(cells)
+                + " |"
             )
-        load = run.get("load_average")
-        lines.append(
-            f"| {run['at'][11:16]} | {'–' if load is None else f'{load:.1f}'} | "
-            + " | ".join(cells)
-            + " |"
-        )
-    medians, within = [], []
-    for name in names:
-        figures = [run["services"][name] for run in runs if name in run["services"]]
-        medians.append(
-            " / ".join(
-                f"{statistics.median(f[key] for f in figures):.1f}"
-                for key in (
-                    "first_request_ms",
-                    "later_request_ms",
-                    "later_request_p90_ms",
-                    "after_idle_request_ms",
-                )
+        medians, within = [], []
+        for name in names:
+            figures = [services[name] for services in shown if name in services]
+            medians.append(
+                " / ".join(f"{statistics.median(f[k] for f in figures) * scale:.1f}" for k in keys)
             )
-        )
-        hits = sum(f["first_request_ms"] <= f["later_request_p90_ms"] for f in figures)
-        within.append(f"{hits} of {len(figures)}")
-    lines += [
-        "| median of the runs | | " + " | ".join(medians) + " |",
-        "| first within the next requests' p90 | | " + " | ".join(within) + " |",
-    ]
+            hits = sum(f[keys[0]] <= f[keys[2]] for f in figures)
+            within.append(f"{hits} of {len(figures)}")
+        lines += [
+            "| median of the runs | | " + " | ".join(medians) + " |",
+            "| first within the next requests' p90 | | " + " | ".join(within) + " |",
+        ]
     return lines
 
 

@@ -15,7 +15,10 @@ import asyncio
 import dataclasses
 import gc
 import json
+import re
 import threading
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import weakref
@@ -231,3 +234,28 @@ def test_the_probe_spreads_over_known_users_a_get_can_name(tmp_path: Path) -> No
     odd = np.array(sorted([b"", b"a/b", b"\xff\xfe", b"ok-1", b"ok-2"]), dtype="S8")
     unspeakable = dataclasses.replace(state, arrays=dataclasses.replace(state.arrays, user_ids=odd))
     assert spread_users(unspeakable, 16) == ["ok-1", "ok-2"]
+
+
+def test_each_answer_says_what_it_cost_the_service(tmp_path: Path) -> None:
+    """``Server-Timing: app;dur=<ms>`` on every answer of the request path (known, unknown,
+    live, refused): the service's own time, within what the client waited."""
+    registry = served_registry(tmp_path, ["als"])
+    recorder = CallRecorder()  # never given a bucket: records nothing
+    with profiled_server(registry, recorder) as base:
+        assert _get(f"{base}/ready")[0] == 200
+        for path in (
+            "/recommendations/user-3?k=5",
+            "/recommendations/stranger?k=5",
+            "/recommendations/user-3?k=5&exclude=item-3",
+            "/recommendations/user-3?k=0",
+        ):
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(base + path, timeout=30) as response:
+                    header = response.headers["Server-Timing"]
+            except urllib.error.HTTPError as refused:  # k=0: 422, timed all the same
+                header = refused.headers["Server-Timing"]
+            waited_ms = (time.perf_counter() - started) * 1000
+            match = re.fullmatch(r"app;dur=(\d+\.\d{3})", header or "")
+            assert match, (path, header)
+            assert 0 < float(match[1]) <= waited_ms, (path, header, waited_ms)
