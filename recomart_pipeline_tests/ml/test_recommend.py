@@ -109,12 +109,18 @@ def _reference_top_k(scores: np.ndarray, seen: sp.csr_matrix, k: int) -> np.ndar
 
 
 @pytest.mark.parametrize("n_items", [1, 5, 31, 32, 33, 100, 1000, 4099])
-@pytest.mark.parametrize("k", [1, 3, 10])
-def test_top_k_rows_equals_a_full_sort_with_ties_exclusions_and_non_finite(n_items, k):
+@pytest.mark.parametrize("k", [1, 3, 10, 100])
+@pytest.mark.parametrize("values", ["ties", "sparse"])
+def test_top_k_rows_equals_a_full_sort_with_ties_exclusions_and_non_finite(n_items, k, values):
     rng = np.random.default_rng(n_items * 100 + k)
     n_users = 40
-    # few distinct values: most rows are full of ties, also across the interleaved groups
-    scores = rng.integers(0, 6, size=(n_users, n_items)).astype(np.float32)
+    if values == "ties":
+        # few distinct values: most rows are full of ties, also across the interleaved groups
+        scores = rng.integers(0, 6, size=(n_users, n_items)).astype(np.float32)
+    else:
+        # item-kNN's shape: a few distinct positive scores, every other item exactly 0
+        scores = rng.random((n_users, n_items)).astype(np.float32)
+        scores[rng.random(scores.shape) < 0.9] = 0.0
     scores[rng.random(scores.shape) < 0.05] = np.nan
     scores[rng.random(scores.shape) < 0.05] = np.inf
     scores[rng.random(scores.shape) < 0.05] = -np.inf
