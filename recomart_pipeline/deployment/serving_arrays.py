@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import mmap
 import tempfile
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,14 +237,19 @@ Ranked = tuple[np.ndarray, np.ndarray]  # every user's top-K items (int32) and s
 def save_ranked(path: Path, ranked: Ranked, *, model_sha256: str, seen_sha256: str) -> Path:
     """Write a ranking made by batch inference with the model and training matrix of these
     sha256s, for deploy to reuse instead of ranking every user again."""
-    items, scores = ranked
-    np.savez(
-        path,
-        items=items,
-        scores=scores,
-        model_sha256=np.array(model_sha256.encode("ascii")),
-        seen_sha256=np.array(seen_sha256.encode("ascii")),
-    )
+    members = {
+        "items": ranked[0],
+        "scores": ranked[1],
+        "model_sha256": np.array(model_sha256.encode("ascii")),
+        "seen_sha256": np.array(seen_sha256.encode("ascii")),
+    }
+    # np.savez's layout (uncompressed .npy members) without its wall-clock zip stamps: the
+    # same ranking gives the same bytes, so ``reproduce`` can compare the file
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in members.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
     return path
 
 

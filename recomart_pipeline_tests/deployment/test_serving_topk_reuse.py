@@ -5,6 +5,7 @@ another model or training matrix is not used, and a malformed one is refused."""
 from __future__ import annotations
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -112,6 +113,8 @@ def test_a_ranking_of_another_model_or_matrix_is_not_used_and_a_malformed_one_re
     items = np.zeros((3, 2), np.int32)
     save_ranked(path, (items, np.zeros((3, 2), np.float32)), model_sha256="a", seen_sha256="b")
     assert load_ranked(path, model_sha256="a", seen_sha256="b") is not None
+    with zipfile.ZipFile(path) as archive:  # no wall-clock stamps: reproducible bytes
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
     assert load_ranked(path, model_sha256="x", seen_sha256="b") is None
     assert load_ranked(path, model_sha256="a", seen_sha256="x") is None
     (tmp_path / "garbage.npz").write_bytes(b"not a zip")
