@@ -200,3 +200,60 @@ def top_k_ranked(
                 slot += 1
         for nz in range(start, stop):
             seen[seen_indices[nz]] = False
+
+
+@kernel
+def top_k_sparse_rows(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    n_items: int,
+    users: np.ndarray,
+    seen_indptr: np.ndarray,
+    seen_indices: np.ndarray,
+    seen_stored: np.ndarray,
+    k: int,
+    items_out: np.ndarray,
+    scores_out: np.ndarray,
+) -> None:
+    """``top_k_rows`` of the dense rows of a CSR score matrix, without densifying them.
+
+    A model whose scores are sparse (item-kNN: a user's items' neighbours, ~1k of 25k items)
+    leaves every other item at exactly 0. Row ``r`` ranks its stored finite unseen entries
+    and, when they do not already fill ``k`` slots with scores above 0, the implicit zeros:
+    of those only the ``k`` lowest unseen items can place (ties go to the lower item), so the
+    walk from item 0 stops after ``k`` of them. Same outputs as ``top_k_rows`` on
+    ``toarray()``, in time proportional to the stored entries instead of the catalogue.
+    """
+    heap_values = np.empty(k, np.float32)
+    heap_items = np.empty(k, np.int32)
+    taken = np.zeros(n_items, np.bool_)  # stored in the row or seen: not an implicit zero
+    for r in range(users.shape[0]):
+        user = users[r]
+        start, stop = seen_indptr[user], seen_indptr[user + 1]
+        for nz in range(start, stop):
+            if seen_stored[nz]:
+                taken[seen_indices[nz]] = True
+        size = 0
+        for nz in range(indptr[r], indptr[r + 1]):
+            item = indices[nz]
+            if taken[item]:
+                continue  # seen (or a duplicate entry, which scipy's CSR products never make)
+            taken[item] = True
+            value = data[nz]
+            if np.isfinite(value) and (size < k or value >= heap_values[0]):
+                size = _offer(heap_values, heap_items, size, value, item)
+        if size < k or heap_values[0] <= 0.0:
+            offered = 0
+            for item in range(n_items):
+                if offered == k:
+                    break
+                if not taken[item]:
+                    offered += 1
+                    if size < k or _before(0.0, item, heap_values[0], heap_items[0]):
+                        size = _offer(heap_values, heap_items, size, 0.0, item)
+        _drain(heap_values, heap_items, size, items_out[r], scores_out[r])
+        for nz in range(indptr[r], indptr[r + 1]):
+            taken[indices[nz]] = False
+        for nz in range(start, stop):
+            taken[seen_indices[nz]] = False
