@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import mmap
 import tempfile
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,15 +231,72 @@ class ServingArrays:
         ]
 
 
+Ranked = tuple[np.ndarray, np.ndarray]  # every user's top-K items (int32) and scores (float32)
+
+
+def save_ranked(path: Path, ranked: Ranked, *, model_sha256: str, seen_sha256: str) -> Path:
+    """Write a ranking made by batch inference with the model and training matrix of these
+    sha256s, for deploy to reuse instead of ranking every user again."""
+    members = {
+        "items": ranked[0],
+        "scores": ranked[1],
+        "model_sha256": np.array(model_sha256.encode("ascii")),
+        "seen_sha256": np.array(seen_sha256.encode("ascii")),
+    }
+    # np.savez's layout (uncompressed .npy members) without its wall-clock zip stamps: the
+    # same ranking gives the same bytes, so ``reproduce`` can compare the file
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in members.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
+    return path
+
+
+def load_ranked(path: Path, *, model_sha256: str, seen_sha256: str) -> Ranked | None:
+    """The ranking in ``path`` if it was made with this model and training matrix (else
+    None: it is recomputed); never unpickled. ``build_arrays`` checks its shape and range."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            made_by = (bytes(saved["model_sha256"]), bytes(saved["seen_sha256"]))
+            if made_by != (model_sha256.encode("ascii"), seen_sha256.encode("ascii")):
+                return None
+            return saved["items"], saved["scores"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ServingArraysError(
+            f"{path} is not a ranking saved by the inference task ({exc})",
+            hint="re-run inference",
+        ) from exc
+
+
+def _checked_ranking(ranked: Ranked, n_users: int, n_items: int, k: int) -> Ranked:
+    items, scores = ranked
+    if (
+        items.dtype != np.int32
+        or scores.dtype != np.float32
+        or items.shape != (n_users, k)
+        or scores.shape != (n_users, k)
+        or (items.size and (int(items.min()) < -1 or int(items.max()) >= n_items))
+    ):
+        raise ServingArraysError(
+            f"the precomputed ranking ({items.dtype} {items.shape}, {scores.dtype} "
+            f"{scores.shape}) is not every one of {n_users} users' top {k} of {n_items} items",
+            hint="re-run inference with the model being deployed",
+        )
+    return items, scores
+
+
 def build_arrays(
     model: Recommender,
     user_ids: np.ndarray,
     item_ids: np.ndarray,
     seen: sp.csr_matrix,
     k: int = DEFAULT_TOP_K,
+    ranked: Ranked | None = None,
 ) -> ServingArrays:
     """Rank every user's top ``k`` with the model's own batch ``recommend`` (seen items
-    excluded) and intern the ids; ``user_ids``/``item_ids`` are ordered by index."""
+    excluded) and intern the ids; ``user_ids``/``item_ids`` are ordered by index.
+    ``ranked``: that ranking, already made by batch inference (same model, same ``seen``)."""
     n_users, n_items = model.n_users, model.n_items
     if (user_ids.size, item_ids.size) != (n_users, n_items) or seen.shape != (n_users, n_items):
         raise ServingArraysError(
@@ -248,11 +306,14 @@ def build_arrays(
             hint="register the model with the index tables of the features run it was trained on",
         )
     k = max(1, min(k, n_items))
-    items = np.empty((n_users, k), np.int32)
-    scores = np.empty((n_users, k), np.float32)
-    for start in range(0, n_users, BUILD_BATCH_USERS):
-        users = np.arange(start, min(start + BUILD_BATCH_USERS, n_users), dtype=np.int32)
-        items[users], scores[users] = model.recommend(users, k, seen)
+    if ranked is not None:
+        items, scores = _checked_ranking(ranked, n_users, n_items, k)
+    else:
+        items = np.empty((n_users, k), np.int32)
+        scores = np.empty((n_users, k), np.float32)
+        for start in range(0, n_users, BUILD_BATCH_USERS):
+            users = np.arange(start, min(start + BUILD_BATCH_USERS, n_users), dtype=np.int32)
+            items[users], scores[users] = model.recommend(users, k, seen)
     import scipy.sparse as sp
 
     popularity = np.asarray(seen.sum(axis=0)).ravel()
@@ -282,6 +343,7 @@ def build_from_files(
     model_or_path: Recommender | Path,
     serving_files: Mapping[str, Path],
     k: int = DEFAULT_TOP_K,
+    ranked: Ranked | None = None,
 ) -> ServingArrays:
     """The arrays of a model and its ``SOURCE_FILES`` (index tables, training matrix)."""
     from recomart_pipeline.ml.data import read_implicit, read_index
@@ -298,15 +360,21 @@ def build_from_files(
         read_index(serving_files["item_index.parquet"], "item_id", "item_idx"),
         read_implicit(serving_files["train_implicit.npz"]),
         k,
+        ranked,
     )
 
 
 def with_serving_arrays(
-    model_file: Path, serving_files: Mapping[str, Path], folder: Path, k: int = DEFAULT_TOP_K
+    model_file: Path,
+    serving_files: Mapping[str, Path],
+    folder: Path,
+    k: int = DEFAULT_TOP_K,
+    ranked: Ranked | None = None,
 ) -> dict[str, Path]:
-    """``serving_files`` plus the arrays built from them, written to ``folder``: what to
-    register so the service answers from the arrays."""
-    arrays = build_from_files(model_file, serving_files, k)
+    """``serving_files`` plus the arrays built from them (with ``ranked``: from that ranking
+    of every user), written to ``folder``: what to register so the service answers from the
+    arrays."""
+    arrays = build_from_files(model_file, serving_files, k, ranked)
     return {**serving_files, **arrays.write(folder)}
 
 

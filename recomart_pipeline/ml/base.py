@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from threadpoolctl import threadpool_limits
 
 from recomart_pipeline.contract.errors import DataValidationError
-from recomart_pipeline.ml._topk import top_k_rows
+from recomart_pipeline.ml._topk import top_k_rows, top_k_sparse_rows
 
 EpochRecord = dict[str, float | int | None]
 EpochCallback = Callable[[EpochRecord], None]
@@ -466,6 +466,9 @@ class Recommender(ABC):
         cap), each with a single-threaded BLAS: scoring and top-k of one chunk then stay on
         one core while its scores are in cache, instead of a multi-threaded BLAS and a
         multi-threaded top-k taking turns on the same cores.
+
+        ``score`` may return a scipy sparse matrix (items not stored score exactly 0): it is
+        ranked without densifying (``top_k_sparse_rows``), with the same outputs.
         """
 
         score_rows = score or self._score_items
@@ -473,7 +476,24 @@ class Recommender(ABC):
         def run_chunk(start: int) -> None:
             batch = users[start : start + chunk_size]
             stop = start + batch.size
-            scores = np.ascontiguousarray(score_rows(batch), dtype=np.float32)
+            raw = score_rows(batch)
+            if sp.issparse(raw):  # sparse scores: every item not stored scores exactly 0
+                rows = sp.csr_matrix(raw)
+                top_k_sparse_rows(
+                    rows.indptr,
+                    rows.indices,
+                    np.asarray(rows.data, dtype=np.float32),
+                    rows.shape[1],
+                    batch,
+                    seen.indptr,
+                    seen.indices,
+                    seen.stored,
+                    k,
+                    items_out[start:stop],
+                    scores_out[start:stop],
+                )
+                return
+            scores = np.ascontiguousarray(raw, dtype=np.float32)
             top_k_rows(
                 scores,
                 batch,

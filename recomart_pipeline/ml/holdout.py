@@ -199,6 +199,17 @@ def _latest_ratings(events: TrainEvents, mask: np.ndarray, n_items: int) -> Rati
     return Ratings(unique // n_items, unique % n_items, events.ratings[chosen])
 
 
+def _sorted_contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``np.isin(keys, sorted_keys)`` for an ascending ``sorted_keys`` (a sorted CSR's
+    (row, column) keys): a binary search per key instead of sorting both arrays (at 5M
+    interactions ``np.isin`` took ~10 s of the training task here)."""
+    found = np.searchsorted(sorted_keys, keys)
+    inside = found < sorted_keys.size
+    contained: np.ndarray = np.zeros(keys.size, dtype=bool)
+    contained[inside] = sorted_keys[found[inside]] == keys[inside]
+    return contained
+
+
 def _temporal_split(
     train: TrainingData, method: str, fraction: float, events: TrainEvents
 ) -> Holdout:
@@ -233,7 +244,7 @@ def _temporal_split(
     keys = np.unique(events.users[target].astype(np.int64) * n_items + events.items[target])
     rows = np.repeat(np.arange(n_users), np.diff(implicit.indptr))
     seen = rows.astype(np.int64) * n_items + implicit.indices
-    keys = keys[~np.isin(keys, seen)]
+    keys = keys[~_sorted_contains(seen, keys)]
     positives = sp.csr_matrix(
         (np.ones(keys.size, np.float32), (keys // n_items, keys % n_items)), shape=shape
     )

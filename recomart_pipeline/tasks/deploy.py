@@ -26,7 +26,11 @@ from recomart_pipeline.contract.errors import QualityGateError, TaskError
 from recomart_pipeline.contract.files import sha256_file
 from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.deployment.registry import ModelRegistry, ModelVersion
-from recomart_pipeline.deployment.serving_arrays import scratch_folder, with_serving_arrays
+from recomart_pipeline.deployment.serving_arrays import (
+    load_ranked,
+    scratch_folder,
+    with_serving_arrays,
+)
 from recomart_pipeline.deployment.verification import (
     VerificationError,
     read_admin_token,
@@ -38,6 +42,7 @@ from recomart_pipeline.tasks.specs.deploy import (
     ITEM_INDEX,
     MODEL,
     REPORT_SUMMARY,
+    SERVING_TOPK,
     TRAIN_IMPLICIT,
     USER_INDEX,
     Config,
@@ -98,13 +103,28 @@ def _verify(
 
 
 def _with_arrays(
-    ctx: TaskContext[Config], serving: dict[str, Path], scratch: Path
+    ctx: TaskContext[Config], serving: dict[str, Path], scratch: Path, data_hash: str
 ) -> dict[str, Path]:
     """The serving files plus every user's precomputed top-K, which the service answers from.
     A model they cannot be built from is registered without them: the service then refuses
-    it too, and verification rolls the promotion back with the service's own reason."""
+    it too, and verification rolls the promotion back with the service's own reason.
+
+    The top-K is inference's ranking when this task depends on inference and that ranking
+    was made with this model and training matrix (the same ``recommend``: the same arrays);
+    otherwise every user is ranked here."""
     try:
-        return with_serving_arrays(ctx.input(MODEL), serving, scratch)
+        ranked = (
+            load_ranked(
+                ctx.input(SERVING_TOPK),
+                model_sha256=ctx.document(EVALUATION).model_sha256,
+                seen_sha256=data_hash,
+            )
+            if ctx.has_input(SERVING_TOPK)
+            else None
+        )
+        if ranked is None:
+            ctx.logger.info("ranking every user for the serving arrays")
+        return with_serving_arrays(ctx.input(MODEL), serving, scratch, ranked=ranked)
     except TaskError as exc:
         ctx.logger.warning(f"cannot precompute the serving arrays: {exc}")
         return serving
@@ -124,14 +144,15 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     serving = {name: ctx.input(declared) for name, declared in SERVING_INPUTS.items()}
     best = evaluation.best_model
     metrics = evaluation.best_metrics
+    data_hash = sha256_file(serving["train_implicit.npz"])
     with scratch_folder() as scratch:
         # every user's top-K, precomputed: the service answers from these arrays
         version, created = registry.register(
             ctx.input(MODEL),
-            _with_arrays(ctx, serving, Path(scratch)),
+            _with_arrays(ctx, serving, Path(scratch), data_hash),
             model_type=evaluation.model_type,
             metrics=metrics,
-            data_hash=sha256_file(serving["train_implicit.npz"]),
+            data_hash=data_hash,
             run_id=ctx.run_id,
             config={
                 "best_model": best,

@@ -25,7 +25,9 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from recomart_pipeline.contract.errors import SchemaError
+from recomart_pipeline.contract.files import sha256_file
 from recomart_pipeline.contract.task import TaskContext, TaskResult
+from recomart_pipeline.deployment.serving_arrays import DEFAULT_TOP_K, save_ranked
 from recomart_pipeline.ml.base import Recommender
 from recomart_pipeline.ml.data import read_implicit, read_index
 from recomart_pipeline.ml.persistence import load_model
@@ -56,13 +58,25 @@ Batches = Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def _local_batches(
-    model: Recommender, k: int, exclude: sp.csr_matrix | None, chunk: int
+    model: Recommender,
+    k: int,
+    exclude: sp.csr_matrix | None,
+    chunk: int,
+    ranked: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Batches:
-    """``(users, items, scores)`` per write batch, scored on this machine."""
+    """``(users, items, scores)`` per write batch, scored on this machine.
+
+    With ``ranked`` (two ``n_users x K`` arrays, ``K >= k``) each user's top ``K`` is ranked
+    and stored there, and the batches hold its first ``k``: the ranking is a total order
+    (score, then item), so the first ``k`` of the top ``K`` are exactly the top ``k``."""
+    depth = k if ranked is None else max(k, ranked[0].shape[1])
     for start in range(0, model.n_users, WRITE_BATCH_USERS):
         users = np.arange(start, min(start + WRITE_BATCH_USERS, model.n_users), dtype=np.int32)
-        items, scores = model.recommend(users, k, exclude, chunk_size=chunk)
-        yield users, items, scores
+        items, scores = model.recommend(users, depth, exclude, chunk_size=chunk)
+        if ranked is not None:
+            width = ranked[0].shape[1]
+            ranked[0][users], ranked[1][users] = items[:, :width], scores[:, :width]
+        yield users, items[:, :k], scores[:, :k]
 
 
 def _spark_batches(
@@ -111,16 +125,28 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     }
     ctx.logger.info("recommending", extra={"fields": plan})
     spark: dict[str, object] = {}
+    outputs: dict[str, Path] = {}
     with ExitStack() as stack:
         if ctx.engine == "spark":
             batches = _spark_batches(ctx, stack, model, exclude, chunk, spark)
+            ranked = None
         else:
-            batches = _local_batches(model, config.k, exclude, chunk)
-        path, rows, coverage = _write(ctx, batches, user_ids, item_ids)
+            ranked = _serving_ranking(model) if exclude is not None else None
+            batches = _local_batches(model, config.k, exclude, chunk, ranked)
+        outputs["recommendations"], rows, coverage = _write(ctx, batches, user_ids, item_ids)
+    if ranked is not None:
+        # deploy registers these as the service's precomputed answers instead of ranking
+        # every user a second time (it checks they come from its model and training data)
+        outputs["serving_topk"] = save_ranked(
+            ctx.output_path("serving_topk.npz"),
+            ranked,
+            model_sha256=evaluation.model_sha256,
+            seen_sha256=sha256_file(ctx.input(TRAIN_IMPLICIT)),
+        )
     metrics = {"users": int(user_ids.size), "k": config.k, "rows": rows, "coverage": coverage}
     ctx.logger.info("recommendations written", extra={"fields": metrics})
     return TaskResult(
-        outputs={"recommendations": path},
+        outputs=outputs,
         metrics=metrics,
         metadata={
             "model_type": model.model_type,
@@ -128,6 +154,16 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
             "engine": ctx.engine,
             **spark,
         },
+    )
+
+
+def _serving_ranking(model: Recommender) -> tuple[np.ndarray, np.ndarray]:
+    """Room for every user's top ``DEFAULT_TOP_K`` (at most the catalogue), as deploy's
+    serving arrays hold them (unfilled slots: item -1, score NaN, as ``recommend`` leaves)."""
+    width = max(1, min(DEFAULT_TOP_K, model.n_items))
+    return (
+        np.full((model.n_users, width), -1, np.int32),
+        np.full((model.n_users, width), np.nan, np.float32),
     )
 
 

@@ -40,3 +40,15 @@ def test_per_user_holds_out_a_share_of_every_user_and_never_all(data):
     eligible = before >= 2
     assert (held[eligible] == np.maximum(1, np.floor(before[eligible] * 0.2))).all()
     assert (held[~eligible] == 0).all() and (kept >= 1)[before >= 1].all()
+
+
+def test_sorted_contains_is_isin_for_sorted_csr_keys():
+    from recomart_pipeline.ml.holdout import _sorted_contains
+
+    rng = np.random.default_rng(3)
+    for size, queries in ((0, 5), (1, 4), (50, 200), (5_000, 3_000)):
+        sorted_keys = np.unique(rng.integers(0, 10_000, size, dtype=np.int64))
+        keys = rng.integers(-5, 10_050, queries, dtype=np.int64)  # below, inside and beyond
+        np.testing.assert_array_equal(
+            _sorted_contains(sorted_keys, keys), np.isin(keys, sorted_keys)
+        )

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 from threadpoolctl import threadpool_info
 
-from recomart_pipeline.ml._topk import top_k_rows
+from recomart_pipeline.ml._topk import top_k_rows, top_k_sparse_rows
 from recomart_pipeline.ml.base import (
     RECOMMEND_CHUNK_BYTES,
     RECOMMEND_CHUNK_USERS,
@@ -109,12 +109,18 @@ def _reference_top_k(scores: np.ndarray, seen: sp.csr_matrix, k: int) -> np.ndar
 
 
 @pytest.mark.parametrize("n_items", [1, 5, 31, 32, 33, 100, 1000, 4099])
-@pytest.mark.parametrize("k", [1, 3, 10])
-def test_top_k_rows_equals_a_full_sort_with_ties_exclusions_and_non_finite(n_items, k):
+@pytest.mark.parametrize("k", [1, 3, 10, 100])
+@pytest.mark.parametrize("values", ["ties", "sparse"])
+def test_top_k_rows_equals_a_full_sort_with_ties_exclusions_and_non_finite(n_items, k, values):
     rng = np.random.default_rng(n_items * 100 + k)
     n_users = 40
-    # few distinct values: most rows are full of ties, also across the interleaved groups
-    scores = rng.integers(0, 6, size=(n_users, n_items)).astype(np.float32)
+    if values == "ties":
+        # few distinct values: most rows are full of ties, also across the interleaved groups
+        scores = rng.integers(0, 6, size=(n_users, n_items)).astype(np.float32)
+    else:
+        # item-kNN's shape: a few distinct positive scores, every other item exactly 0
+        scores = rng.random((n_users, n_items)).astype(np.float32)
+        scores[rng.random(scores.shape) < 0.9] = 0.0
     scores[rng.random(scores.shape) < 0.05] = np.nan
     scores[rng.random(scores.shape) < 0.05] = np.inf
     scores[rng.random(scores.shape) < 0.05] = -np.inf
@@ -194,3 +200,78 @@ def test_scores_follow_a_refit(data):
         fresh = create_model(name, params)
         fresh.fit(other.train)
         np.testing.assert_array_equal(model.score_items([0, 1]), fresh.score_items([0, 1]))
+
+
+@pytest.mark.parametrize("n_items", [1, 7, 40, 1000])
+@pytest.mark.parametrize("k", [1, 3, 10, 100])
+def test_sparse_scores_rank_as_their_dense_rows(n_items, k):
+    """A model may score sparsely (every item not stored scores 0): the same top-k as the
+    dense rows, with negative, zero, tied and non-finite stored scores, and rows whose stored
+    and seen items leave fewer than k, or no, implicit zeros."""
+    rng = np.random.default_rng(n_items * 1000 + k)
+    n_users = 60
+    for density in (0.02, 0.3, 1.0):
+        scores = sp.random(
+            n_users, n_items, density=density, format="csr", random_state=k, dtype=np.float32
+        )
+        scores.data = rng.integers(-2, 4, scores.nnz).astype(np.float32)  # ties, zeros, < 0
+        scores.data[rng.random(scores.nnz) < 0.05] = np.nan
+        scores.data[rng.random(scores.nnz) < 0.05] = np.inf
+        seen = sp.random(n_users, n_items, density=0.3, format="csr", random_state=n_items)
+        seen.data[rng.random(seen.nnz) < 0.2] = 0.0  # stored zeros are not interactions
+        users = np.arange(n_users, dtype=np.int32)
+        arrays = SeenItems.of(seen, n_users)
+        outputs = []
+        for sparse in (True, False):
+            items = np.full((n_users, k), -1, dtype=np.int32)
+            best = np.full((n_users, k), np.nan, dtype=np.float32)
+            if sparse:
+                top_k_sparse_rows(
+                    scores.indptr,
+                    scores.indices,
+                    scores.data,
+                    n_items,
+                    users,
+                    arrays.indptr,
+                    arrays.indices,
+                    arrays.stored,
+                    k,
+                    items,
+                    best,
+                )
+            else:
+                dense = np.ascontiguousarray(scores.toarray(), dtype=np.float32)
+                top_k_rows(
+                    dense, users, arrays.indptr, arrays.indices, arrays.stored, k, items, best
+                )
+            outputs.append((items, best))
+        np.testing.assert_array_equal(outputs[0][0], outputs[1][0])
+        np.testing.assert_array_equal(outputs[0][1], outputs[1][1])
+
+
+def test_recommend_takes_sparse_scores(fitted, data):
+    """``recommend`` ranks a model's sparse scores (most items exactly 0, as item-kNN's) as
+    it ranks the same scores given densely."""
+    model = fitted["als"]
+
+    def clipped(users: np.ndarray) -> np.ndarray:
+        scores = fitted["als"]._score_items(users)
+        return np.where(scores > np.quantile(scores, 0.9), scores, 0).astype(np.float32)
+
+    class Dense(type(model)):  # type: ignore[misc]
+        def _score_items(self, users: np.ndarray) -> np.ndarray:
+            return clipped(users)
+
+    class Sparse(type(model)):  # type: ignore[misc]
+        def _score_items(self, users: np.ndarray) -> sp.csr_matrix:
+            return sp.csr_matrix(clipped(users))
+
+    state = (model.params, model.n_users, model.n_items, model.to_arrays())
+    dense, sparse = Dense.from_arrays(*state), Sparse.from_arrays(*state)
+    users = np.arange(model.n_users, dtype=np.int32)
+    exclude = data.train.interactions()
+    for k in (1, 5, 50, 240):
+        expected = dense.recommend(users, k, exclude, chunk_size=7)
+        got = sparse.recommend(users, k, exclude, chunk_size=7)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])

@@ -58,13 +58,24 @@ USER_INDEX = Input("user_index", "parquet")
 ITEM_INDEX = Input("item_index", "parquet")
 TRAIN_IMPLICIT = Input("train_implicit", "npz")
 REPORT_SUMMARY = Input("report_summary", "json", document=ReportSummary, optional=True)
+# inference's ranking of every user: when deploy depends on inference, the serving arrays
+# are built from it instead of ranking every user a second time
+SERVING_TOPK = Input("serving_topk", "npz", optional=True)
 
 SPEC = TaskSpec(
     name="deploy",
     description="Register the selected model, promote it when it is better, verify the service.",
     run="recomart_pipeline.tasks.deploy:run",
     config=Config,
-    inputs=(EVALUATION, MODEL, USER_INDEX, ITEM_INDEX, TRAIN_IMPLICIT, REPORT_SUMMARY),
+    inputs=(
+        EVALUATION,
+        MODEL,
+        USER_INDEX,
+        ITEM_INDEX,
+        TRAIN_IMPLICIT,
+        REPORT_SUMMARY,
+        SERVING_TOPK,
+    ),
     outputs=(
         Output("deployment", "json", document=Deployment),
         Output(

@@ -35,7 +35,17 @@ SPEC = TaskSpec(
     run="recomart_pipeline.tasks.inference:run",
     config=Config,
     inputs=(EVALUATION, MODEL, USER_INDEX, ITEM_INDEX, TRAIN_IMPLICIT),
-    outputs=(Output("recommendations", "parquet", "user_id, rank, item_id, score"),),
+    outputs=(
+        Output("recommendations", "parquet", "user_id, rank, item_id, score"),
+        Output(
+            "serving_topk",
+            "npz",
+            "every user's top 100 unseen items and scores, which deploy registers as the "
+            "service's precomputed answers (not written by the spark engine or without "
+            "exclude_seen)",
+            optional=True,
+        ),
+    ),
     # spark: users scored in blocks by Spark tasks, same file (docs/spark_training.md).
     engines=("pandas", "spark"),
 )
