@@ -58,6 +58,11 @@ def _index_array(values: Any, size: int, what: str) -> np.ndarray:
     return array
 
 
+# What ``recommend`` ranks for a batch of rows: dense scores, or sparse ones (items not
+# stored score exactly 0).
+ScoreRows = Callable[[np.ndarray], "np.ndarray | sp.csr_matrix"]
+
+
 @dataclass(frozen=True)
 class Ratings:
     """Explicit rating events as parallel arrays (user index, item index, rating)."""
@@ -344,6 +349,11 @@ class Recommender(ABC):
     @abstractmethod
     def _score_items(self, users: np.ndarray) -> np.ndarray: ...
 
+    def _ranking_scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
+        """The scores ``recommend`` ranks: ``_score_items``'s, or (a model whose scores are
+        mostly exact zeros) a sparse matrix of them, ranked without densifying."""
+        return self._score_items(users)
+
     def _transposed_state(self, name: str) -> np.ndarray:
         """``state[name].T`` as a C-contiguous array, made once per fitted state: BLAS scores
         a chunk ~25% faster from it than from the strided ``.T`` view (same results)."""
@@ -391,7 +401,7 @@ class Recommender(ABC):
             items_out,
             scores_out,
             chunk_size or self.default_chunk_size(),
-            self._score_items,
+            self._ranking_scores,
         )
         return items_out, scores_out
 
@@ -454,7 +464,7 @@ class Recommender(ABC):
         items_out: np.ndarray,
         scores_out: np.ndarray,
         chunk_size: int,
-        score: Callable[[np.ndarray], np.ndarray] | None = None,
+        score: ScoreRows | None = None,
     ) -> None:
         """Fill the pre-set outputs with each row's top ``k``; models with a cheaper exact
         ranking than dense scores (popularity) override this. ``users`` are the rows of

@@ -7,7 +7,6 @@ same list for everyone. Ratings: global mean plus a damped item bias
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
@@ -18,6 +17,7 @@ from recomart_pipeline.ml.base import (
     FitReport,
     History,
     Recommender,
+    ScoreRows,
     SeenItems,
     StateShape,
     TrainingData,
@@ -92,7 +92,7 @@ class PopularityRecommender(Recommender):
         items_out: np.ndarray,
         scores_out: np.ndarray,
         chunk_size: int,
-        score: Callable[[np.ndarray], np.ndarray] | None = None,
+        score: ScoreRows | None = None,
     ) -> None:
         """Everyone shares one ranking, so walk it past each user's seen items: O(k + seen)
         per user instead of scoring (and tiling) the whole catalogue for every user. Nothing

@@ -82,6 +82,22 @@ def test_recommend_returns_best_first_unseen_items(fitted, world, model_type):
 
 
 @pytest.mark.parametrize("model_type", TYPES)
+def test_recommend_ranks_what_score_items_scores(fitted, world, model_type):
+    """``recommend`` (dense or sparse ranking, whichever the model uses) returns, for every
+    user, the top of ``score_items`` without their seen items, ties to the lower index."""
+    model, seen = fitted[model_type], world.train.implicit
+    users = np.arange(model.n_users)
+    k = min(10, model.n_items)
+    items, scores = model.recommend(users, k, seen)
+    dense = model.score_items(users)
+    for user in users:
+        allowed = np.setdiff1d(np.arange(model.n_items), seen[user].indices)
+        best = allowed[np.argsort(-dense[user, allowed], kind="stable")[:k]]
+        np.testing.assert_array_equal(items[user][: best.size], best)
+        np.testing.assert_allclose(scores[user][: best.size], dense[user, best], rtol=1e-6)
+
+
+@pytest.mark.parametrize("model_type", TYPES)
 def test_the_same_seed_fits_the_same_model(world, model_type):
     first, second = _model(model_type, seed=7), _model(model_type, seed=7)
     first.fit(world.train)
