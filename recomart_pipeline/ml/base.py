@@ -487,33 +487,15 @@ class Recommender(ABC):
             batch = users[start : start + chunk_size]
             stop = start + batch.size
             raw = score_rows(batch)
+            # what both kernels take after the scores: whose rows, what they saw, the outputs
+            rest = (batch, seen.indptr, seen.indices, seen.stored, k)
+            outputs = (items_out[start:stop], scores_out[start:stop])
             if sp.issparse(raw):  # sparse scores: every item not stored scores exactly 0
                 rows = sp.csr_matrix(raw)
-                top_k_sparse_rows(
-                    rows.indptr,
-                    rows.indices,
-                    np.asarray(rows.data, dtype=np.float32),
-                    rows.shape[1],
-                    batch,
-                    seen.indptr,
-                    seen.indices,
-                    seen.stored,
-                    k,
-                    items_out[start:stop],
-                    scores_out[start:stop],
-                )
+                data = np.asarray(rows.data, dtype=np.float32)
+                top_k_sparse_rows(rows.indptr, rows.indices, data, rows.shape[1], *rest, *outputs)
                 return
-            scores = np.ascontiguousarray(raw, dtype=np.float32)
-            top_k_rows(
-                scores,
-                batch,
-                seen.indptr,
-                seen.indices,
-                seen.stored,
-                k,
-                items_out[start:stop],
-                scores_out[start:stop],
-            )
+            top_k_rows(np.ascontiguousarray(raw, dtype=np.float32), *rest, *outputs)
 
         starts = range(0, users.size, chunk_size)
         workers = min(len(starts), numba.get_num_threads())
