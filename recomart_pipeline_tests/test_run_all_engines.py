@@ -74,3 +74,25 @@ def test_results_saved_before_engines_were_compared_are_pandas_runs(run_all: Mod
     del old["engine"]
     assert list(run_all._by_engine([old])) == ["pandas"]
     assert run_all._engine_lines(run_all._by_engine([old])) == []
+
+
+def test_the_100m_size_is_the_issues_shop_and_runs_once(run_all: ModuleType) -> None:
+    # issue 19: 100M interactions are 1M users x 200k items; the other sizes keep n/20 x n/200
+    assert run_all.shape(100_000_000) == (1_000_000, 200_000)
+    assert run_all.shape(20_000_000) == (1_000_000, 100_000)
+    assert run_all.shape(1_000) == (200, 100)  # the floor of a usable shop
+    assert [run_all._runs(n, 3) for n in (1_000_000, 20_000_000, 100_000_000)] == [3, 2, 1]
+    assert run_all._runs(20_000_000, 1) == 1  # --quick's single repeat is never raised
+
+
+def test_chosen_sizes_replace_their_own_results_and_keep_the_rest(run_all: ModuleType) -> None:
+    old_local = _run(20_000_000, "local", {"validation": 9.0})
+    old_pandas = _run(20_000_000, "pandas", {"validation": 80.0})
+    older = _run(1_000_000, "pandas", {"validation": 3.0})
+    del older["engine"]  # saved before the engines were compared: a pandas run
+    new_local = _run(20_000_000, "local", {"validation": 7.0})
+    new_pandas_1m = _run(1_000_000, "pandas", {"validation": 2.5})
+    saved = [old_local, old_pandas, older]
+    assert run_all.merged(saved, [new_local]) == [old_pandas, older, new_local]
+    assert run_all.merged(saved, [new_pandas_1m]) == [old_local, old_pandas, new_pandas_1m]
+    assert run_all.merged([], [new_local]) == [new_local]
