@@ -99,6 +99,10 @@ SIZES = {
 KNOWN_SHARE, K100_SHARE = 0.8, 0.25  # the /recommendations mix
 LATER = 21  # same-client requests after the first one: its like-for-like median
 IDLE_SECONDS = 1.0  # the quiet spell before the "after idle" request
+# Later requests each sent right after a /ready, as the first one is: the same position in
+# the client's sequence (a /ready answer, then the request), so what the first one costs
+# beyond them is first-time cost, and what they all cost beyond a stream is the pause.
+AFTER_READY = 11
 # The first-request figures, each as the client waited (_ms) and as the service spent it
 # (_app_ms, Server-Timing): the service's share leaves out the network and the client.
 FIRST_REQUEST_FIGURES = (
@@ -106,6 +110,8 @@ FIRST_REQUEST_FIGURES = (
     "later_request",
     "later_request_p90",
     "after_idle_request",
+    "after_ready_request",
+    "after_ready_request_p90",
 )
 FIGURE_SUFFIXES = ("_ms", "_app_ms")
 FIRST_REQUEST_RUNS = "serving_first_request.json"  # --first-request-only runs, appended
@@ -447,20 +453,25 @@ class Service:
             self.figures["startup_seconds"] = time.monotonic() - self.launched
         return ready
 
-    def first_request(self, first_path: str, later_paths: list[str], idle_path: str) -> None:
+    def first_request(
+        self,
+        first_path: str,
+        later_paths: list[str],
+        idle_path: str,
+        after_ready_paths: list[str],
+    ) -> None:
         """Time the first personalised request right after a ``/ready`` that answered 200,
         then the same kind of request (same client: a new connection each) for other users
         once it has been served: the like-for-like median the first one is compared with
         (the load rounds' medians use keep-alive connections, which a first request cannot);
-        then one more after ``IDLE_SECONDS`` of quiet, for another user."""
-        status = _get(self.base + self.ready_path)[0]
-        if status != 200:
-            raise RuntimeError(f"{self.name}: {self.ready_path} answered {status} after ready")
-        first = _timed_get(self.base + first_path)
+        then one more after ``IDLE_SECONDS`` of quiet, for another user; then requests for
+        other users each right after a ``/ready`` of its own, as the first one was."""
+        first = self._after_ready(first_path)
         self.figures["first_request_status"] = first[2]
         later = [_timed_get(self.base + path) for path in later_paths]
         time.sleep(IDLE_SECONDS)  # the quiet spell is what is measured here
         idle = _timed_get(self.base + idle_path)
+        again = [self._after_ready(path) for path in after_ready_paths]
         # each figure twice: as the client waited (*_ms), and the service's own share
         # (*_app_ms, from Server-Timing; absent for a service that does not send it)
         for part, suffix in ((0, "_ms"), (1, "_app_ms")):
@@ -471,6 +482,19 @@ class Service:
             self.figures[f"later_request{suffix}"] = statistics.median(times)
             self.figures[f"later_request_p90{suffix}"] = statistics.quantiles(times, n=10)[-1]
             self.figures[f"after_idle_request{suffix}"] = idle[part]
+            repeated = [t[part] for t in again]
+            if len(repeated) >= 2 and None not in repeated:
+                self.figures[f"after_ready_request{suffix}"] = statistics.median(repeated)
+                self.figures[f"after_ready_request_p90{suffix}"] = statistics.quantiles(
+                    repeated, n=10
+                )[-1]
+
+    def _after_ready(self, path: str) -> tuple[float, float | None, int]:
+        """A ``/ready`` that must answer 200, then ``path`` timed."""
+        status = _get(self.base + self.ready_path)[0]
+        if status != 200:
+            raise RuntimeError(f"{self.name}: {self.ready_path} answered {status} after ready")
+        return _timed_get(self.base + path)
 
     def run_round(self, endpoint: str, paths: list[str], seconds: float, scratch: Path) -> None:
         """One load round, with the CPU time the service spent on it."""
@@ -528,12 +552,14 @@ def request_paths(registry: Path, n: int = 4000) -> dict[str, list[str]]:
         k = 100 if rng.random() < K100_SHARE else 10
         mix.append(f"/recommendations/{user}?k={k}")
     first, *later, idle = (f"/recommendations/{rng.choice(known)}?k=10" for _ in range(2 + LATER))
+    after_ready = [f"/recommendations/{rng.choice(known)}?k=10" for _ in range(AFTER_READY)]
     return {
         "health": ["/health"],
         "recommendations": mix,
         "first": [first],
         "later": later,
         "idle": [idle],
+        "after_ready": after_ready,
     }
 
 
@@ -610,7 +636,9 @@ def run(
                 break
             time.sleep(0.05)  # polling while the services start
         for service in services:
-            service.first_request(paths["first"][0], paths["later"], paths["idle"][0])
+            service.first_request(
+                paths["first"][0], paths["later"], paths["idle"][0], paths["after_ready"]
+            )
         if first_request_only:
             return first_request_run(services, skipped, results_dir)
         # the services take turns, phase by phase, so a busy spell on a shared machine
@@ -897,6 +925,39 @@ def first_request_target(
     )
 
 
+def after_ready_target(
+    runs: list[dict[str, Any]], suffix: str = "_ms"
+) -> tuple[str, str, bool] | None:
+    """The first request against later requests in the same position (each right after a
+    ``/ready`` of its own), over the repeated runs that measured them: a first-time cost
+    shows as the first above their spread; a pause after ``/ready`` (CPU caches, another
+    process scheduled) costs them all alike, so it does not."""
+    first_key, median_key, p90_key = (
+        f"{k}{suffix}" for k in ("first_request", "after_ready_request", "after_ready_request_p90")
+    )
+    figures = [
+        run["services"]["current"]
+        for run in runs
+        if median_key in run["services"].get("current", {})
+    ]
+    if not figures:
+        return None
+    unit, scale = ("µs", 1000.0) if suffix == "_app_ms" else ("ms", 1.0)
+    first, median, p90 = (
+        statistics.median(f[key] for f in figures) for key in (first_key, median_key, p90_key)
+    )
+    hits = sum(f[first_key] <= f[p90_key] for f in figures)
+    return (
+        "first request after `/ready` as fast as later requests right after a `/ready` (no "
+        "first-time cost)"
+        + ("; the service's own time (Server-Timing)" if suffix == "_app_ms" else ""),
+        f"medians of {len(figures)} runs: {first * scale:.1f} {unit} vs median "
+        f"{median * scale:.1f}, p90 {p90 * scale:.1f} {unit} (within p90 in {hits} of "
+        f"{len(figures)} runs)",
+        first <= p90,
+    )
+
+
 def _target_lines(
     results: dict[str, Any],
     one: dict[str, Any],
@@ -936,6 +997,11 @@ def _target_lines(
             row
             for suffix in FIGURE_SUFFIXES
             if (row := first_request_target(one, runs, suffix)) is not None
+        ),
+        *(
+            row
+            for suffix in FIGURE_SUFFIXES
+            if (row := after_ready_target(runs, suffix)) is not None
         ),
         (
             "0 errors under load",
@@ -1006,6 +1072,16 @@ FIRST_REQUEST_FINDINGS = [
 ]
 
 
+def _median_of(figures: list[dict[str, Any]], key: str) -> float | None:
+    """The median of ``key`` over the runs that measured it (older runs may not have)."""
+    values = [f[key] for f in figures if key in f]
+    return statistics.median(values) if values else None
+
+
+def _shown(value: float | None, scale: float) -> str:
+    return "–" if value is None else f"{value * scale:.1f}"
+
+
 def first_request_runs(results_dir: Path) -> list[dict[str, Any]]:
     """The repeated first-request runs saved in ``results_dir`` (``--first-request-only``)."""
     path = results_dir / FIRST_REQUEST_RUNS
@@ -1034,7 +1110,8 @@ def first_request_runs_lines(results_dir: Path) -> list[str]:
             "",
             f"The first request, repeated (`--first-request-only`, {counted} runs, each with "
             f"freshly started services), {what}: first after `/ready` / median / p90 of the "
-            f"next {LATER} / after {IDLE_SECONDS:.0f} s idle, {unit}:",
+            f"next {LATER} / after {IDLE_SECONDS:.0f} s idle / median / p90 of {AFTER_READY} "
+            f"later requests each right after a `/ready` of their own, {unit}:",
             "",
             "| run (UTC) | load average | " + " | ".join(names) + " |",
             "|---|---|" + "---|" * len(names),
@@ -1043,7 +1120,7 @@ def first_request_runs_lines(results_dir: Path) -> list[str]:
             if not services:
                 continue
             cells = [
-                " / ".join(f"{services[name][k] * scale:.1f}" for k in keys)
+                " / ".join(_shown(services[name].get(k), scale) for k in keys)
                 if name in services
                 else "–"
                 for name in names
@@ -1057,9 +1134,7 @@ def first_request_runs_lines(results_dir: Path) -> list[str]:
         medians, within = [], []
         for name in names:
             figures = [services[name] for services in shown if name in services]
-            medians.append(
-                " / ".join(f"{statistics.median(f[k] for f in figures) * scale:.1f}" for k in keys)
-            )
+            medians.append(" / ".join(_shown(_median_of(figures, k), scale) for k in keys))
             hits = sum(f[keys[0]] <= f[keys[2]] for f in figures)
             within.append(f"{hits} of {len(figures)}")
         lines += [

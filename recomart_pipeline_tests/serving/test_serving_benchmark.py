@@ -43,6 +43,8 @@ def test_quick_serving_benchmark_runs_and_writes_its_results(tmp_path):
         # the first request's like-for-like reference: the same client's next requests
         assert 0 < service["later_request_ms"] <= service["later_request_p90_ms"]
         assert service["after_idle_request_ms"] > 0  # and after a quiet spell
+        # later requests each right after a /ready, as the first one was
+        assert 0 < service["after_ready_request_ms"] <= service["after_ready_request_p90_ms"]
         for endpoint in ("health", "recommendations"):
             figures = service[endpoint]
             assert figures["errors"] == 0, (service["service"], endpoint, figures)
