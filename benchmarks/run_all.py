@@ -32,6 +32,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -156,14 +157,48 @@ def _tasks_of(config: PipelineConfig, run_id: str) -> dict[str, dict[str, float]
     }
 
 
+class LoadSampler:
+    """The 1-minute load average every ``SAMPLE_SECONDS`` while inside ``with``, on a
+    thread: how busy the machine was during the runs (our own tasks count: ~1-2 on 2 cores
+    when nothing else runs)."""
+
+    SAMPLE_SECONDS = 15.0
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self._stop.wait(self.SAMPLE_SECONDS):
+                return
+
+    def __enter__(self) -> LoadSampler:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join()
+
+    def mean(self) -> float:
+        return statistics.fmean(self.samples)
+
+
 def end_to_end(n: int, repeats: int, engine: str = "pandas") -> dict[str, Any]:
     config = _project(n, engine)
-    walls, per_task, loads = [], {}, []
+    walls, per_task = [], {}
+    loads = LoadSampler()
     for _ in range(repeats):
         started = time.perf_counter()
-        report = run_pipeline(config, quiet=True)
+        with loads:
+            report = run_pipeline(config, quiet=True)
         walls.append(time.perf_counter() - started)
-        loads.append(os.getloadavg()[1])  # the 5-minute average: the run's last minutes
         if not report.success:
             raise RuntimeError(f"benchmark run at {n} failed: {report.rows}")
         recorded = json.loads(_manifest(config, report.run_id).read_text())["engine"]
@@ -182,7 +217,7 @@ def end_to_end(n: int, repeats: int, engine: str = "pandas") -> dict[str, Any]:
         "items": items,
         "engine": engine,
         "measured": time.strftime("%Y-%m-%d"),
-        "load_average": max(loads),
+        "load_average": loads.mean(),
         "wall_seconds": _stats(walls),
         "peak_rss_mib": peak,
         "tasks": tasks,
@@ -309,8 +344,9 @@ def write_report(
         f"{REPEATS} times except {LARGE_FROM:,} interactions and more, which run "
         f"{LARGE_REPEATS} times to keep the whole command under 30 minutes, and "
         f"{HUGE_FROM:,} and more, which run once (`--sizes`). The machine is shared: each row "
-        "gives the day it was measured and the highest 5-minute load average at the end of "
-        "its runs (2 cores: above 2, other jobs took CPU time from it).",
+        "gives the day it was measured and the mean of the 1-minute load average sampled every "
+        "15 s during its runs (2 cores; the pipeline's own tasks make ~1–2: above that, other "
+        "jobs took CPU time from it).",
         "",
         "## Default pipeline end to end (through Dagster)",
         "",

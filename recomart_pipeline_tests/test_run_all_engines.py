@@ -96,3 +96,15 @@ def test_chosen_sizes_replace_their_own_results_and_keep_the_rest(run_all: Modul
     assert run_all.merged(saved, [new_local]) == [old_pandas, older, new_local]
     assert run_all.merged(saved, [new_pandas_1m]) == [old_local, old_pandas, new_pandas_1m]
     assert run_all.merged([], [new_local]) == [new_local]
+
+
+def test_the_load_is_sampled_during_the_runs_not_after(run_all: ModuleType) -> None:
+    sampler = run_all.LoadSampler()
+    with sampler:  # a sample on entering, then one every SAMPLE_SECONDS until the exit
+        pass
+    assert len(sampler.samples) >= 1
+    assert sampler.mean() == pytest.approx(sum(sampler.samples) / len(sampler.samples))
+    count = len(sampler.samples)
+    with sampler:  # a second run adds its own samples
+        pass
+    assert len(sampler.samples) > count
