@@ -365,8 +365,11 @@ def write_report(
             f"({w['min']:.1f}–{w['max']:.1f}) | {r['peak_rss_mib']:.0f} | "
             f"{r.get('measured', '–')} | "
             + (f"{r['load_average']:.1f}" if "load_average" in r else "–")
+            + ("\\*" if "load_note" in r else "")
             + " |"
         )
+    notes = sorted({r["load_note"] for r in e2e if "load_note" in r})
+    lines += [f"\n\\* {note}" for note in notes]
     lines += [
         "",
         f"Data: the project's generator with {USERS_PER_INTERACTION} interactions per user and "
