@@ -238,9 +238,9 @@ class ExecutionSection(Section):
         "{cluster: {local: {n_workers: 2}}} for dask or {broker: redis://…} for celery.",
     )
     engine: Engine = Field(
-        "pandas",
-        description="What runs the data tasks' row rules: pandas (the reference), local "
-        "(DuckDB: embedded, multi-threaded, out of core) or spark (Spark SQL, settings in "
+        "local",
+        description="What runs the data tasks' row rules: local (DuckDB: embedded, "
+        "multi-threaded, out of core), pandas (the reference) or spark (Spark SQL, settings in "
         "execution.spark; needs the spark extra and Java 17+); identical outputs. Ingestion "
         "(after the read), validation, preparation and features so far (training and "
         "inference: pandas or spark); "
