@@ -1069,16 +1069,18 @@ FIRST_REQUEST_FINDINGS = [
     "against ~0.5 ms in a stream, in every version. One draw per start cannot resolve "
     "0.1 ms on this machine: end to end, the repeated runs' medians of the service before "
     "and after are equal (table above).",
-    "- **The same position later (2026-11-29, quiet machine, load 0.8–1.3).** Each run now "
-    f"also sends {AFTER_READY} later requests for other users, each right after a `/ready` "
-    "of its own, as the first one was. The service's own time, medians of 10 runs: first "
-    "84.5 µs, later after `/ready` 70.5 µs (p90 91.2), in a stream 71.5 µs; after 1 s idle "
-    "~204 µs. So the pause after `/ready` costs every request alike (~0 µs here: the "
-    "after-`/ready` and stream medians are equal on a quiet machine), and the first one "
-    "still costs ~14 µs more: within the later requests' spread (7 of 10 runs within their "
-    "p90), but above their median in 10 of 10 runs, so it is systematic. A wider probe "
-    "(64 spread users instead of 16) did not change it (first 89.5 vs 73.5 µs over 10 "
-    "runs, above in 7 of 10), so it is not the per-user data the probe warms.",
+    "- **The same position later (2026-11-29, 20 runs: 10 on a quiet machine, load "
+    "0.8–1.3, then 10 at load 2.3–3.8 while a pipeline ran).** Each run also sends "
+    f"{AFTER_READY} later requests for other users, each right after a `/ready` of its own, "
+    "as the first one was. The service's own time, medians of the 20 runs: first 74.0 µs, "
+    "later after `/ready` 70.5 µs (p90 105.7), in a stream 66.0 µs; after 1 s idle ~200 µs. "
+    "The first was above the later ones' median in 14 of 20 runs (10 of 10 quiet, 4 of 10 "
+    "loaded; a sign test over the 20 gives p ≈ 0.12): no first-time cost this measurement "
+    "can separate from the spread. Tried and not kept, each against the unchanged service "
+    "in alternating runs: a wider probe (64 spread users instead of 16: first 89.5 vs "
+    "73.5 µs), `gc.collect()` after the probe (both slower: 136 vs 150 µs, the collection "
+    "evicts the caches the probe warmed), `gc.freeze()` of the start-up heap (75 vs 69.5 µs "
+    "against 70 vs 70 unchanged).",
 ]
 
 
