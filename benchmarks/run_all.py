@@ -114,9 +114,11 @@ def _project(n: int, engine: str = "pandas") -> PipelineConfig:
     for task in config["tasks"].values():
         task["timeout_seconds"] = 3600
     if n >= HUGE_FROM:
-        # issue 19's bound for 100M (peak RSS of any task <= 12 GiB) as the tasks' hard
-        # limit, and room for files of this size (the shipped 8 GB / 2 GB fit up to 20M)
-        config["resources"] |= {"max_memory_gb": 12, "max_disk_gb": 20}
+        # Room for this size (the shipped 8 GB / 2 GB fit up to 20M). max_memory_gb bounds
+        # a task's address space, not its RSS: with DuckDB in the process the address space
+        # ran ~1.7x the RSS (features at 100M: 10.0 GiB RSS, 17.5 GiB mapped), so issue 19's
+        # "peak RSS <= 12 GiB" is checked on the measured peak, under a 20 GB bound.
+        config["resources"] |= {"max_memory_gb": 20, "max_disk_gb": 20}
     path = root / f"pipeline_config_{engine}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return PipelineConfig(path)
@@ -374,8 +376,10 @@ def write_report(
         "",
         f"Data: the project's generator with {USERS_PER_INTERACTION} interactions per user and "
         f"{ITEMS_PER_INTERACTION} per item (100,000,000: 1,000,000 users × 200,000 items, "
-        "issue 19's shape, run with `resources.max_memory_gb: 12`, the target, and "
-        "`max_disk_gb: 20`), 1% dirty rows, Parquet. The engine "
+        "issue 19's shape, run with `resources.max_memory_gb: 20` and `max_disk_gb: 20`: the "
+        "memory bound is on each task's address space, which with DuckDB in the process runs "
+        "~1.7× its RSS, so the 12 GiB target is checked on the measured peak RSS), 1% dirty "
+        "rows, Parquet. The engine "
         "(`execution.engine`) runs the data tasks' rules (ingestion, validation, preparation, "
         "features; docs/engines.md); the other tasks run the same code on every engine. "
         "Batch inference ranks every "
