@@ -108,3 +108,17 @@ def test_the_load_is_sampled_during_the_runs_not_after(run_all: ModuleType) -> N
     with sampler:  # a second run adds its own samples
         pass
     assert len(sampler.samples) > count
+
+
+def test_the_8_gib_bound_is_the_full_commands_and_100m_has_its_own(run_all: ModuleType) -> None:
+    runs = run_all._by_engine(
+        [
+            _run(20_000_000, "local", dict.fromkeys(run_all.DATA_TASKS, 20.0), 3_000),
+            _run(100_000_000, "local", dict.fromkeys(run_all.DATA_TASKS, 100.0), 10_000),
+        ]
+    )
+    over = {"interactions": 1_000_000, "ratio": 1.1}
+    rows = {line.split(" | ")[0] for line in run_all._target_lines(runs, over, [], None)}
+    assert "| 20,000,000 interactions end to end (local), peak RSS < 8 GiB" in rows
+    assert not any("100,000,000 interactions end to end" in row for row in rows)
+    assert "| 100,000,000 peak RSS of any task ≤ 12 GiB (local)" in rows
