@@ -172,12 +172,11 @@ class LoadSampler:
         self._thread: threading.Thread | None = None
 
     def _sample(self) -> None:
-        while True:
+        while not self._stop.wait(self.SAMPLE_SECONDS):
             self.samples.append(os.getloadavg()[0])
-            if self._stop.wait(self.SAMPLE_SECONDS):
-                return
 
     def __enter__(self) -> LoadSampler:
+        self.samples.append(os.getloadavg()[0])  # on entering: a run shorter than a period
         self._stop.clear()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()

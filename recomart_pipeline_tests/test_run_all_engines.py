@@ -101,13 +101,12 @@ def test_chosen_sizes_replace_their_own_results_and_keep_the_rest(run_all: Modul
 def test_the_load_is_sampled_during_the_runs_not_after(run_all: ModuleType) -> None:
     sampler = run_all.LoadSampler()
     with sampler:  # a sample on entering, then one every SAMPLE_SECONDS until the exit
-        pass
-    assert len(sampler.samples) >= 1
+        during = len(sampler.samples)
+    assert during >= 1
     assert sampler.mean() == pytest.approx(sum(sampler.samples) / len(sampler.samples))
-    count = len(sampler.samples)
     with sampler:  # a second run adds its own samples
-        pass
-    assert len(sampler.samples) > count
+        again = len(sampler.samples)
+    assert again > during
 
 
 def test_the_8_gib_bound_is_the_full_commands_and_100m_has_its_own(run_all: ModuleType) -> None:
