@@ -886,6 +886,41 @@ def memory_targets(results: dict[str, Any], service: dict[str, Any]) -> dict[str
     return figures
 
 
+def _unit(suffix: str) -> tuple[str, float]:
+    return ("µs", 1000.0) if suffix == "_app_ms" else ("ms", 1.0)
+
+
+def _over_runs(
+    runs: list[dict[str, Any]], keys: tuple[str, str, str], suffix: str
+) -> tuple[str, bool] | None:
+    """The first request (``keys[0]``) against a reference's median and p90 (``keys[1:]``)
+    over the repeated runs that measured them: their medians decide, and the row says in
+    how many runs the first was within the p90. None when no run measured them."""
+    first_key, median_key, p90_key = (f"{k}{suffix}" for k in keys)
+    figures = [
+        run["services"]["current"]
+        for run in runs
+        if median_key in run["services"].get("current", {})
+    ]
+    if not figures:
+        return None
+    unit, scale = _unit(suffix)
+    first, median, p90 = (
+        statistics.median(f[key] for f in figures) for key in (first_key, median_key, p90_key)
+    )
+    hits = sum(f[first_key] <= f[p90_key] for f in figures)
+    return (
+        f"medians of {len(figures)} runs: {first * scale:.1f} {unit} vs median "
+        f"{median * scale:.1f}, p90 {p90 * scale:.1f} {unit} (within p90 in {hits} of "
+        f"{len(figures)} runs)",
+        first <= p90,
+    )
+
+
+def _own_time(suffix: str) -> str:
+    return "; the service's own time (Server-Timing)" if suffix == "_app_ms" else ""
+
+
 def first_request_target(
     one: dict[str, Any], runs: list[dict[str, Any]], suffix: str = "_ms"
 ) -> tuple[str, str, bool] | None:
@@ -894,35 +929,23 @@ def first_request_target(
     it lands above the median half the time, so it is judged against the same client's next
     requests (a new connection each, like it): within their spread (p90), where a warm-up
     would not be. With repeated runs (``--first-request-only``), their medians decide."""
-    first_key, later_key, p90_key = (f"{k}{suffix}" for k in FIRST_REQUEST_FIGURES[:3])
-    unit, scale = ("µs", 1000.0) if suffix == "_app_ms" else ("ms", 1.0)
+    keys = FIRST_REQUEST_FIGURES[:3]
     target = (
         "first request after `/ready` as fast as the median request (same client: "
-        "within the next requests' p90)"
-        + ("; the service's own time (Server-Timing)" if suffix == "_app_ms" else "")
+        "within the next requests' p90)" + _own_time(suffix)
     )
-    figures = [
-        run["services"]["current"]
-        for run in runs
-        if first_key in run["services"].get("current", {})
-    ]
-    if not figures:
-        if first_key not in one:
-            return None
-        first, later, p90 = (one[k] for k in (first_key, later_key, p90_key))
-        shown = f"{first * scale:.1f} {unit} vs median {later * scale:.1f}, p90 {p90 * scale:.1f} {unit}"
-        return target, shown, first <= p90
-    first, later, p90 = (
-        statistics.median(f[key] for f in figures) for key in (first_key, later_key, p90_key)
+    judged = _over_runs(runs, (keys[0], keys[1], keys[2]), suffix)
+    if judged is not None:
+        return target, *judged
+    first_key, later_key, p90_key = (f"{k}{suffix}" for k in keys)
+    if first_key not in one:
+        return None
+    unit, scale = _unit(suffix)
+    first, later, p90 = (one[k] for k in (first_key, later_key, p90_key))
+    shown = (
+        f"{first * scale:.1f} {unit} vs median {later * scale:.1f}, p90 {p90 * scale:.1f} {unit}"
     )
-    hits = sum(f[first_key] <= f[p90_key] for f in figures)
-    return (
-        target,
-        f"medians of {len(figures)} runs: {first * scale:.1f} {unit} vs median "
-        f"{later * scale:.1f}, p90 {p90 * scale:.1f} {unit} (within p90 in {hits} of "
-        f"{len(figures)} runs)",
-        first <= p90,
-    )
+    return target, shown, first <= p90
 
 
 def after_ready_target(
@@ -932,29 +955,15 @@ def after_ready_target(
     ``/ready`` of its own), over the repeated runs that measured them: a first-time cost
     shows as the first above their spread; a pause after ``/ready`` (CPU caches, another
     process scheduled) costs them all alike, so it does not."""
-    first_key, median_key, p90_key = (
-        f"{k}{suffix}" for k in ("first_request", "after_ready_request", "after_ready_request_p90")
+    judged = _over_runs(
+        runs, ("first_request", "after_ready_request", "after_ready_request_p90"), suffix
     )
-    figures = [
-        run["services"]["current"]
-        for run in runs
-        if median_key in run["services"].get("current", {})
-    ]
-    if not figures:
+    if judged is None:
         return None
-    unit, scale = ("µs", 1000.0) if suffix == "_app_ms" else ("ms", 1.0)
-    first, median, p90 = (
-        statistics.median(f[key] for f in figures) for key in (first_key, median_key, p90_key)
-    )
-    hits = sum(f[first_key] <= f[p90_key] for f in figures)
     return (
         "first request after `/ready` as fast as later requests right after a `/ready` (no "
-        "first-time cost)"
-        + ("; the service's own time (Server-Timing)" if suffix == "_app_ms" else ""),
-        f"medians of {len(figures)} runs: {first * scale:.1f} {unit} vs median "
-        f"{median * scale:.1f}, p90 {p90 * scale:.1f} {unit} (within p90 in {hits} of "
-        f"{len(figures)} runs)",
-        first <= p90,
+        "first-time cost)" + _own_time(suffix),
+        *judged,
     )
 
 
