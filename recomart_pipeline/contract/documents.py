@@ -111,6 +111,12 @@ class CandidateSummary(Document):
         description="Metrics on the validation split (a fit on the training data without "
         "it); what evaluation selects on. The saved model is refitted on all training data.",
     )
+    not_refit: str | None = Field(
+        None,
+        description="Why the candidate has no model file although it was validated: it "
+        "lost on the validation split, and training refits only the candidates evaluation "
+        "can select (validation.refit: best).",
+    )
 
 
 class TuningTrial(Document):
@@ -162,8 +168,13 @@ class TrainingSummary(Document):
         return {name: self.candidates[name] for name in self.candidate_order}
 
     def trained(self) -> dict[str, CandidateSummary]:
-        """The candidates that were fitted, in order (skipped ones left out)."""
+        """The candidates that were fitted, in order (skipped ones left out; those fitted
+        only for validation, ``not_refit``, included)."""
         return {name: c for name, c in self.ordered().items() if c.skipped is None}
+
+    def refitted(self) -> dict[str, CandidateSummary]:
+        """The candidates fitted on all the training data (with a model file if saved)."""
+        return {name: c for name, c in self.trained().items() if c.not_refit is None}
 
     def skipped(self) -> dict[str, str]:
         """Each skipped candidate's reason, in order."""

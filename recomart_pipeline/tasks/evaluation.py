@@ -29,7 +29,6 @@ to the data) are left out; with only the baseline left, it is the deploy candida
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from recomart_pipeline.ml.persistence import (
     load_model,
     sidecar_path,
 )
+from recomart_pipeline.ml.selection import Choice, Figures, beats, best_of, personalised
 from recomart_pipeline.tasks._tables import split_of
 from recomart_pipeline.tasks.specs.evaluation import (
     CANDIDATE_MODELS,
@@ -73,20 +73,15 @@ def _blocks(verdict: GateVerdict, config: Config) -> bool:
     return verdict.outcome == "failed"
 
 
-def _select(
-    results: dict[str, dict[str, float]], pool: list[str], metric: str, maximise: bool
-) -> str:
-    scored = [(results[name][metric], name) for name in pool]
-    scored = [(value, name) for value, name in scored if not math.isnan(value)]
-    if not scored:
+def _select(results: Figures, pool: list[str], metric: str, maximise: bool) -> str:
+    best = best_of(results, pool, metric, maximise)
+    if best is None:
         raise QualityGateError(
             f"no candidate has a value for selection metric '{metric}' "
             f"(candidates: {', '.join(pool)})",
             hint="rmse/mae are undefined for implicit models: select by a ranking metric",
         )
-    # Best value first; ties go to the candidate listed first (stable, deterministic).
-    order = sorted(scored, key=lambda vn: -vn[0] if maximise else vn[0])
-    return order[0][1]
+    return best
 
 
 def _model_file(ctx: TaskContext[Config], entry: CandidateSummary) -> Path:
@@ -229,30 +224,34 @@ def _validation_metrics(
     }
 
 
-def _beats(metrics: dict[str, dict[str, float]], a: str, b: str, metric: str, up: bool) -> bool:
-    """Is ``a`` strictly better than ``b`` by ``metric`` (a missing value never is)?"""
-    va, vb = metrics[a].get(metric, math.nan), metrics[b].get(metric, math.nan)
-    if math.isnan(va):
-        return False
-    if math.isnan(vb):
-        return True
-    return va > vb if up else va < vb
-
-
-def _choose(
-    config: Config, on: dict[str, dict[str, float]], names: list[str], baseline: str
-) -> tuple[str, str | None, bool]:
-    """(deploy candidate, best personalised candidate, baseline fallback?) by the selection
-    metric on ``on`` (the validation or the test figures)."""
-    personal = [n for n in names if n != baseline and n in on]
+def _choose(config: Config, on: Figures, names: list[str], baseline: str) -> Choice:
+    """The deploy candidate, the best personalised candidate and whether the baseline stands
+    in, by the selection metric on ``on`` (the validation or the test figures)."""
+    personal = personalised(names, baseline, on)
     if not personal:
-        return baseline, None, False
-    best = _select(on, personal, config.metric, config.maximise)
-    if config.include_baseline and _beats(on, baseline, best, config.metric, config.maximise):
-        return baseline, best, False
-    if config.baseline_fallback and not _beats(on, best, baseline, config.metric, config.maximise):
-        return baseline, best, True
-    return best, best, False
+        return Choice(baseline, None, False)
+    metric, up = config.metric, config.maximise
+    best = _select(on, personal, metric, up)
+    if config.include_baseline and beats(on, baseline, best, metric, up):
+        return Choice(baseline, best, False)
+    if config.baseline_fallback and not beats(on, best, baseline, metric, up):
+        return Choice(baseline, best, True)
+    return Choice(best, best, False)
+
+
+def _not_refit(choice: Choice, entries: dict[str, CandidateSummary], config: Config) -> None:
+    """Training refits on all its data only the candidates its own rule picked on validation
+    (``validation.refit: best``); a different choice here means the two rules disagree."""
+    for name in {choice.best, choice.personal} - {None}:
+        entry = entries[str(name)]
+        if entry.not_refit is not None:
+            raise QualityGateError(
+                f"evaluation selects '{name}' by {config.metric}, but training did not refit "
+                f"it on all training data ({entry.not_refit})",
+                hint=f"set tasks.training.config.validation.selection_metric to "
+                f"{config.metric} (the evaluation's selection metric), or "
+                "validation.refit to all, and re-run training",
+            )
 
 
 def run(ctx: TaskContext[Config]) -> TaskResult:
@@ -269,7 +268,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     if summary.baseline is None:
         raise UpstreamArtifactError("training named no baseline candidate", hint="re-run training")
     baseline_name = summary.baseline
-    unsaved = [name for name, entry in entries.items() if not entry.artifact]
+    unsaved = [name for name, entry in summary.refitted().items() if not entry.artifact]
     if unsaved:
         raise UpstreamArtifactError(
             f"training did not save model files for {unsaved} (save_model: false)",
@@ -277,14 +276,18 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
         )
     validation = _validation_metrics(ctx, config, entries)
     if validation is not None:
-        best, personal, fallback = _choose(config, validation, list(entries), baseline_name)
-        tested = {n: entries[n] for n in entries if n in (best, personal, baseline_name)}
+        choice = _choose(config, validation, list(entries), baseline_name)
+        _not_refit(choice, entries, config)
+        tested = {
+            n: entries[n] for n in entries if n in (choice.best, choice.personal, baseline_name)
+        }
         scored, population = _score_candidates(ctx, config, tested, baseline_name)
         results = {name: evaluation.metrics for name, evaluation in scored.items()}
     else:
         scored, population = _score_candidates(ctx, config, entries, baseline_name)
         results = {name: evaluation.metrics for name, evaluation in scored.items()}
-        best, personal, fallback = _choose(config, results, list(entries), baseline_name)
+        choice = _choose(config, results, list(entries), baseline_name)
+    best, personal, fallback = choice.best, choice.personal, choice.fallback
     gated = personal if fallback and personal is not None else best
     gates: list[dict[str, Any]] = []
     checks: list[CheckOutcome] = []

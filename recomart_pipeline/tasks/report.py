@@ -93,11 +93,11 @@ def _validation_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Se
 
 def _training_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:
     training = ctx.document(TRAINING_SUMMARY)
-    candidates = training.trained()
+    candidates = training.refitted()
     rows = [
         [n, c.model_type, len(c.history), c.best_epoch, c.n_train] for n, c in candidates.items()
     ]
-    skipped = [f"- skipped **{n}**: {reason}" for n, reason in training.skipped().items()]
+    skipped = _left_out_lines(training)
     section = Section(
         "Training",
         [
@@ -121,6 +121,18 @@ def _training_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Sect
         metric = ", ".join(sorted({tuning[name].metric for name in searches}))
         section.charts.append(("tuning curves", charts.tuning_curves(metric, searches)))
     return section
+
+
+def _left_out_lines(training: TrainingSummary) -> list[str]:
+    """The candidates without a model file, and why: skipped (not applicable to the data)
+    or validated only (they lost on validation and were not refitted)."""
+    lines = [f"- skipped **{n}**: {reason}" for n, reason in training.skipped().items()]
+    lines += [
+        f"- validated only, not refitted: **{n}**: {c.not_refit}"
+        for n, c in training.trained().items()
+        if c.not_refit is not None
+    ]
+    return lines
 
 
 def _tuning_lines(training: TrainingSummary) -> list[str]:

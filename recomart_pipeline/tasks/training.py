@@ -16,7 +16,11 @@ cut from the training data by the test split's protocol (``ml.holdout``: tempora
 the features task's ``train_events``), every candidate is also fitted without it and
 scored on it (``validation`` in its summary entry, ``<name>_validation_<metric>`` in the metrics),
 and evaluation selects on those figures, touching the test split only with the selected
-model and the baseline. The saved model is the fit on all training data.
+model and the baseline. The saved model is the fit on all training data. Only the candidates
+evaluation can select are refitted on it (``validation.refit: best``): the best personalised
+candidate by ``validation.selection_metric`` and the baseline (``ml.selection``, evaluation's
+own rule); the others keep their validation figures and get ``not_refit: <reason>`` instead
+of a file, so a losing candidate costs one fit, not two.
 
 With a ``tuning:`` section, each listed candidate's hyper-parameters are searched first
 (``ml.tuning``: Optuna's TPE sampler, seeded, trials one at a time within ``n_trials`` and a
@@ -67,6 +71,7 @@ from recomart_pipeline.ml.metrics import json_safe
 from recomart_pipeline.ml.models import create_model
 from recomart_pipeline.ml.params import LOWER_IS_BETTER, ALSParams
 from recomart_pipeline.ml.persistence import FILE_SUFFIX, save_model
+from recomart_pipeline.ml.selection import best_of, personalised
 from recomart_pipeline.ml.tuning import Direction, Trial, TuningResult, tune
 from recomart_pipeline.tasks._tables import split_of
 from recomart_pipeline.tasks.specs.training import (
@@ -431,6 +436,45 @@ def _tuning_metrics(name: str, record: dict[str, Any], result: TuningResult) -> 
     }
 
 
+def _refit_set(
+    ctx: TaskContext[Config],
+    config: Config,
+    validated: list[tuple[ResolvedCandidate, dict[str, float | None] | None]],
+    baseline: str | None,
+    has_split: bool,
+) -> tuple[set[str], str]:
+    """The candidates to fit on all the training data, and why the others are not: with
+    ``refit: best``, the baseline and the best personalised candidate on validation, by the
+    rule evaluation selects with (``ml.selection``). When no personalised candidate has a
+    value for the metric, every candidate is refitted and evaluation says what is wrong
+    with the metric."""
+    names = [candidate.name for candidate, _ in validated]
+    settings = config.validation
+    everything = set(names), ""
+    if not has_split or settings.refit == "all" or baseline is None:
+        return everything
+    metric = settings.metric
+    nan = float("nan")
+    figures = {
+        candidate.name: {k: nan if v is None else v for k, v in (measured or {}).items()}
+        for candidate, measured in validated
+    }
+    best = best_of(
+        figures, personalised(names, baseline, figures), metric, metric not in LOWER_IS_BETTER
+    )
+    if best is None:
+        return everything
+    why = f"'{best}' was better by {metric} on the validation split (validation.refit: best)"
+    left = [name for name in names if name not in (best, baseline)]
+    if left:
+        ctx.logger.info(
+            f"refitting '{best}' and the baseline '{baseline}' on all training data; not "
+            f"{', '.join(repr(n) for n in left)}: {why}",
+            extra={"fields": {"refit": [best, baseline], "not_refit": left, "metric": metric}},
+        )
+    return {best, baseline}, why
+
+
 def run(ctx: TaskContext[Config]) -> TaskResult:
     """Fit every candidate, save its file, and summarise how each fit went."""
     trainer = _Trainer(ctx)
@@ -460,6 +504,7 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
     curves: dict[str, list[float | None]] = {}
     engines: dict[str, str] = {}  # where each trained candidate was fitted
     budget = _Budget(config.tuning) if config.tuning is not None else None
+    validated: list[tuple[ResolvedCandidate, dict[str, float | None] | None]] = []
     for candidate in config.resolved_candidates():
         name = candidate.name
         tuned = split is not None and budget is not None and name in budget.candidates
@@ -477,34 +522,43 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
             if tuned and budget is not None:
                 budget.used(0.0)  # its share goes to the candidates still to tune
             continue
-        tuned_metrics: dict[str, float | None] | None = None
+        candidates[name] = {}  # its place in the YAML's order; filled below
+        figures: dict[str, float | None] | None = None
         if tuned and split is not None and budget is not None:
-            candidate, tuning[name], result, tuned_metrics = _tune_candidate(
+            candidate, tuning[name], result, figures = _tune_candidate(
                 ctx, candidate, split, budget, trainer
             )
             metrics.update(_tuning_metrics(name, tuning[name], result))
             curves[name] = result.curve(tuning[name]["direction"])
-            model = create_model(candidate.model.model_type, candidate.params)
-        engines[name] = trainer.engine_of(model)
-        entry, report, path = _train_candidate(ctx, config, candidate, model, train, trainer)
-        if split is not None:
-            entry["validation"] = tuned_metrics or _validate_candidate(
-                ctx, candidate, split, trainer
-            )
-            for metric, value in (entry["validation"] or {}).items():
-                metrics[f"{name}_validation_{metric}"] = value
-        candidates[name] = entry
-        if path is not None:
-            outputs[entry["artifact"]] = path
+        elif split is not None:
+            figures = _validate_candidate(ctx, candidate, split, trainer)
+        validated.append((candidate, figures))
         if candidate.is_baseline:
             baseline = name
-        metrics[f"{name}_fit_seconds"] = round(report.fit_seconds, 4)
-        metrics[f"{name}_train_rmse"] = json_safe(report.final("train_rmse"))
-        metrics[f"{name}_val_rmse"] = json_safe(report.final("val_rmse"))
-        if report.refit:
-            metrics[f"{name}_refit_epochs"] = report.refit["epochs"]
+    refit, not_refit = _refit_set(ctx, config, validated, baseline, split is not None)
+    for candidate, figures in validated:
+        name = candidate.name
+        model = create_model(candidate.model.model_type, candidate.params)
+        if name in refit:
+            engines[name] = trainer.engine_of(model)
+            entry, report, path = _train_candidate(ctx, config, candidate, model, train, trainer)
+            if path is not None:
+                outputs[entry["artifact"]] = path
+            metrics[f"{name}_fit_seconds"] = round(report.fit_seconds, 4)
+            metrics[f"{name}_train_rmse"] = json_safe(report.final("train_rmse"))
+            metrics[f"{name}_val_rmse"] = json_safe(report.final("val_rmse"))
+            if report.refit:
+                metrics[f"{name}_refit_epochs"] = report.refit["epochs"]
+        else:
+            entry = {**_entry(candidate, model, FitReport(0.0, n_train=0)), "not_refit": not_refit}
+        if split is not None:
+            entry["validation"] = figures
+            for metric, value in (figures or {}).items():
+                metrics[f"{name}_validation_{metric}"] = value
+        candidates[name] = entry
     trained = [name for name in candidates if name not in skipped]
     metrics["candidates_trained"] = len(trained)
+    metrics["candidates_refitted"] = len(refit)
     metrics["candidates_skipped"] = len(skipped)
     metadata: dict[str, Any] = {
         "candidates": list(candidates),

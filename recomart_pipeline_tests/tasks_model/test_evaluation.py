@@ -52,7 +52,9 @@ def _with_validation(store, trained, figures: dict[str, float]):
 
 @pytest.fixture
 def trained(features, run_model_task):
-    _, checkpoint = run_model_task(training, CANDIDATES, {"features": features})
+    """Every candidate refitted (refit: all), so forged validation figures may select any."""
+    config = {**CANDIDATES, "validation": {"refit": "all"}}
+    _, checkpoint = run_model_task(training, config, {"features": features})
     return checkpoint
 
 

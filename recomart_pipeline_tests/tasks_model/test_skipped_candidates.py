@@ -55,9 +55,14 @@ def test_the_default_config_runs_on_purchase_and_view_data(
     assert summary["candidates"]["ease"]["skipped"] is None
     assert summary["candidate_order"] == shipped
     assert "model_svd" not in trained.artifacts
-    assert {"model_als", "model_ease", "model_item_knn", "model_popularity"} <= set(
-        trained.artifacts
-    )
+    # refit: best: the winner on validation and the baseline have files; the rest were
+    # validated only
+    refitted = set(TrainingSummary.model_validate(summary).refitted())
+    assert "popularity" in refitted and len(refitted) == 2
+    assert {f"model_{n}" for n in refitted} <= set(trained.artifacts)
+    assert {"als", "ease", "item_knn"} - refitted == {
+        n for n, c in summary["candidates"].items() if c["not_refit"] is not None
+    }
     assert set(result.metadata["skipped"]) == {"svd", "bias"}
     assert result.metrics["candidates_trained"] == 4
     assert result.metrics["candidates_skipped"] == 2
@@ -71,7 +76,7 @@ def test_the_default_config_runs_on_purchase_and_view_data(
     report = json.loads(evaluated.path("evaluation").read_text())
     # the selected one and the baseline; which item model wins depends on the validation
     # split (temporal_per_user since the validation protocol follows the test's)
-    assert report["best_model"] in {"ease", "item_knn"}
+    assert report["best_model"] in {"ease", "item_knn"} and report["best_model"] in refitted
     assert set(report["models"]) == {report["best_model"], "popularity"}
     assert set(result.metadata["skipped"]) == {"svd", "bias"}
 

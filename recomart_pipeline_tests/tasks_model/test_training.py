@@ -19,7 +19,8 @@ FAST_SVD = {"n_factors": 8, "n_epochs": 15, "learning_rate": 0.02, "regularizati
 
 def test_the_user_guide_training_block_trains_svd_and_the_baselines(features, run_model_task):
     guide = yaml.safe_load((FIXTURES / "guide" / "05_training_config.yaml").read_text())
-    config = guide["tasks"]["training"]["config"]
+    # every candidate refitted, to check each file (refit: best is test_refit.py's)
+    config = {**guide["tasks"]["training"]["config"], "validation": {"refit": "all"}}
     result, checkpoint = run_model_task(training, config, {"features": features})
 
     artifacts = {"model_svd", "model_bias", "model_popularity", "training_summary"}
@@ -58,6 +59,7 @@ def test_candidates_share_seed_and_block_defaults_but_can_override(features, run
         ],
         "early_stopping": {"enabled": False},
         "train_test_split": 1.0,
+        "validation": {"refit": "all"},
     }
     result, checkpoint = run_model_task(training, config, {"features": features})
     summary = json.loads(checkpoint.path("training_summary").read_text())

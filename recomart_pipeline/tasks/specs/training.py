@@ -86,6 +86,34 @@ class ValidationConfig(BaseModel):
         description="Rank for a seeded sample of this many validation users when there are "
         "more (null: all).",
     )
+    refit: Literal["best", "all"] = Field(
+        "best",
+        description="Which validated candidates are refitted on all the training data and "
+        "saved. best: the best personalised candidate by selection_metric and the baseline "
+        "(the only ones evaluation can select), so a losing candidate costs one fit, not "
+        "two; all: every candidate (e.g. to compare their files by hand). Without a "
+        "validation split every candidate is refitted.",
+    )
+    selection_metric: str | None = Field(
+        None,
+        description="The metric refit: best picks on (default ndcg_at_<k>); set it to the "
+        "evaluation task's selection_metric when that is not the default (evaluation stops "
+        "with a hint when it selects a candidate that was not refitted).",
+    )
+
+    @model_validator(mode="after")
+    def _known_metric(self) -> Self:
+        known = metric_names(self.k)
+        if self.metric not in known:
+            raise ValueError(
+                f"selection_metric: unknown metric '{self.metric}'; with k={self.k} the "
+                f"metrics are {', '.join(known)}"
+            )
+        return self
+
+    @property
+    def metric(self) -> str:
+        return self.selection_metric or f"ndcg_at_{self.k}"
 
 
 class CandidateConfig(BaseModel):
