@@ -31,3 +31,13 @@ def kernel(fn: F) -> Dispatcher[F]:
         return numba.njit(cache=True, fastmath=set(FASTMATH), nogil=True)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available" (read-only)
         return numba.njit(cache=False, fastmath=set(FASTMATH), nogil=True)(fn)
+
+
+def exact_kernel(fn: F) -> Dispatcher[F]:
+    """Compile ``fn`` like ``kernel`` but with IEEE arithmetic (no fastmath): for kernels
+    whose sums must equal another implementation's bit for bit (the same operations in the
+    same order; fastmath's ``contract`` would fuse a multiply-add into one rounding)."""
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # read-only install: compile per process, as ``kernel`` does
+        return numba.njit(cache=False, nogil=True)(fn)

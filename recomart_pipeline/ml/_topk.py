@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recomart_pipeline.ml._jit import kernel
+from recomart_pipeline.ml._jit import exact_kernel, kernel
 
 # 32 interleaved groups per row: fewer makes the group-maximum heap longer, more makes the
 # candidate groups longer; 16-64 measured within 20% of each other at 25k-100k items.
@@ -241,31 +241,131 @@ def top_k_sparse_rows(
     heap_items = np.empty(k, np.int32)
     taken = np.zeros(n_items, np.bool_)  # stored in the row or seen: not an implicit zero
     for r in range(users.shape[0]):
+        _sparse_row_top_k(
+            indices[indptr[r] : indptr[r + 1]],
+            data[indptr[r] : indptr[r + 1]],
+            n_items,
+            seen_indices[seen_indptr[users[r]] : seen_indptr[users[r] + 1]],
+            seen_stored[seen_indptr[users[r]] : seen_indptr[users[r] + 1]],
+            taken,
+            heap_values,
+            heap_items,
+            items_out[r],
+            scores_out[r],
+        )
+
+
+@kernel
+def _sparse_row_top_k(
+    indices: np.ndarray,
+    data: np.ndarray,
+    n_items: int,
+    seen: np.ndarray,
+    seen_stored: np.ndarray,
+    taken: np.ndarray,
+    heap_values: np.ndarray,
+    heap_items: np.ndarray,
+    items_out: np.ndarray,
+    scores_out: np.ndarray,
+) -> None:
+    """One row of ``top_k_sparse_rows``: its stored ``indices``/``data``, the user's
+    ``seen`` items; ``taken`` (all False on entry and on return) and the heap are scratch."""
+    k = heap_values.shape[0]
+    for nz in range(seen.shape[0]):
+        if seen_stored[nz]:
+            taken[seen[nz]] = True
+    size = 0
+    for nz in range(indices.shape[0]):
+        item = indices[nz]
+        if taken[item]:
+            continue  # seen (or a duplicate entry, which scipy's CSR products never make)
+        taken[item] = True
+        value = data[nz]
+        if np.isfinite(value) and (size < k or value >= heap_values[0]):
+            size = _offer(heap_values, heap_items, size, value, item)
+    if size < k or heap_values[0] <= 0.0:
+        offered = 0
+        for item in range(n_items):
+            if offered == k:
+                break
+            if not taken[item]:
+                offered += 1
+                if size < k or _before(0.0, item, heap_values[0], heap_items[0]):
+                    size = _offer(heap_values, heap_items, size, 0.0, item)
+    _drain(heap_values, heap_items, size, items_out, scores_out)
+    for nz in range(indices.shape[0]):
+        taken[indices[nz]] = False
+    for nz in range(seen.shape[0]):
+        taken[seen[nz]] = False
+
+
+@exact_kernel
+def top_k_product_rows(
+    left_indptr: np.ndarray,
+    left_indices: np.ndarray,
+    left_data: np.ndarray,
+    right_indptr: np.ndarray,
+    right_indices: np.ndarray,
+    right_data: np.ndarray,
+    n_items: int,
+    users: np.ndarray,
+    seen_indptr: np.ndarray,
+    seen_indices: np.ndarray,
+    seen_stored: np.ndarray,
+    k: int,
+    items_out: np.ndarray,
+    scores_out: np.ndarray,
+) -> None:
+    """``top_k_sparse_rows`` of the float32 product ``left @ right`` (CSR × CSR), without
+    building it: row ``r``'s scores are summed into one reused array and ranked at once.
+
+    scipy's CSR product holds the GIL, so threads cannot share it (measured: two threads
+    no faster than one), and it allocates and fills the product only for the ranking to read
+    it once. Here each row is accumulated like scipy's ``csr_matmat`` does it — the left
+    row's entries in order, each adding its weight times the right row's entries in order,
+    in float32 and without fused multiply-adds (``exact_kernel``) — and entries that sum to
+    exactly 0 are left out as scipy leaves them out, so the scores, and therefore the
+    ranking, are bit for bit those of ``top_k_sparse_rows`` on the scipy product.
+    """
+    sums = np.zeros(n_items, np.float32)
+    reached = np.zeros(n_items, np.bool_)
+    order = np.empty(n_items, np.int32)
+    row_indices = np.empty(n_items, np.int32)
+    row_data = np.empty(n_items, np.float32)
+    heap_values = np.empty(k, np.float32)
+    heap_items = np.empty(k, np.int32)
+    taken = np.zeros(n_items, np.bool_)
+    for r in range(users.shape[0]):
+        count = 0
+        for a in range(left_indptr[r], left_indptr[r + 1]):
+            item = left_indices[a]
+            weight = left_data[a]
+            for b in range(right_indptr[item], right_indptr[item + 1]):
+                other = right_indices[b]
+                if not reached[other]:
+                    reached[other] = True
+                    order[count] = other
+                    count += 1
+                sums[other] += weight * right_data[b]
+        stored = 0
+        for position in range(count):
+            other = order[position]
+            if sums[other] != 0.0:
+                row_indices[stored] = other
+                row_data[stored] = sums[other]
+                stored += 1
+            sums[other] = 0.0
+            reached[other] = False
         user = users[r]
-        start, stop = seen_indptr[user], seen_indptr[user + 1]
-        for nz in range(start, stop):
-            if seen_stored[nz]:
-                taken[seen_indices[nz]] = True
-        size = 0
-        for nz in range(indptr[r], indptr[r + 1]):
-            item = indices[nz]
-            if taken[item]:
-                continue  # seen (or a duplicate entry, which scipy's CSR products never make)
-            taken[item] = True
-            value = data[nz]
-            if np.isfinite(value) and (size < k or value >= heap_values[0]):
-                size = _offer(heap_values, heap_items, size, value, item)
-        if size < k or heap_values[0] <= 0.0:
-            offered = 0
-            for item in range(n_items):
-                if offered == k:
-                    break
-                if not taken[item]:
-                    offered += 1
-                    if size < k or _before(0.0, item, heap_values[0], heap_items[0]):
-                        size = _offer(heap_values, heap_items, size, 0.0, item)
-        _drain(heap_values, heap_items, size, items_out[r], scores_out[r])
-        for nz in range(indptr[r], indptr[r + 1]):
-            taken[indices[nz]] = False
-        for nz in range(start, stop):
-            taken[seen_indices[nz]] = False
+        _sparse_row_top_k(
+            row_indices[:stored],
+            row_data[:stored],
+            n_items,
+            seen_indices[seen_indptr[user] : seen_indptr[user + 1]],
+            seen_stored[seen_indptr[user] : seen_indptr[user + 1]],
+            taken,
+            heap_values,
+            heap_items,
+            items_out[r],
+            scores_out[r],
+        )

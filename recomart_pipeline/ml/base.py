@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from threadpoolctl import threadpool_limits
 
 from recomart_pipeline.contract.errors import DataValidationError
-from recomart_pipeline.ml._topk import top_k_rows, top_k_sparse_rows
+from recomart_pipeline.ml._topk import top_k_product_rows, top_k_rows, top_k_sparse_rows
 
 EpochRecord = dict[str, float | int | None]
 EpochCallback = Callable[[EpochRecord], None]
@@ -60,7 +60,28 @@ def _index_array(values: Any, size: int, what: str) -> np.ndarray:
 
 # What ``recommend`` ranks for a batch of rows: dense scores, or sparse ones (items not
 # stored score exactly 0).
-ScoreRows = Callable[[np.ndarray], "np.ndarray | sp.csr_matrix"]
+
+
+@dataclass(frozen=True)
+class SparseProduct:
+    """Scores given as the product ``left @ right`` of two CSR matrices (row ``r`` of
+    ``left`` belongs to the chunk's row ``r``): ranked by ``top_k_product_rows`` without
+    the product being built, on every worker thread at once (scipy's product holds the
+    GIL). Item-kNN's scores are such a product: the users' items times the similarities."""
+
+    left: sp.csr_matrix
+    right: sp.csr_matrix
+
+    def fused(self) -> bool:
+        """Both float32, as the kernel sums (other dtypes take scipy's product)."""
+        return self.left.dtype == np.float32 and self.right.dtype == np.float32
+
+    def to_csr(self) -> sp.csr_matrix:
+        """The product itself (scipy): what the fused kernel ranks, bit for bit."""
+        return sp.csr_matrix(self.left @ self.right)
+
+
+ScoreRows = Callable[[np.ndarray], "np.ndarray | sp.csr_matrix | SparseProduct"]
 
 
 @dataclass(frozen=True)
@@ -349,9 +370,10 @@ class Recommender(ABC):
     @abstractmethod
     def _score_items(self, users: np.ndarray) -> np.ndarray: ...
 
-    def _ranking_scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix:
+    def _ranking_scores(self, users: np.ndarray) -> np.ndarray | sp.csr_matrix | SparseProduct:
         """The scores ``recommend`` ranks: ``_score_items``'s, or (a model whose scores are
-        mostly exact zeros) a sparse matrix of them, ranked without densifying."""
+        mostly exact zeros) a sparse matrix of them or the product that makes them, ranked
+        without densifying."""
         return self._score_items(users)
 
     def _transposed_state(self, name: str) -> np.ndarray:
@@ -478,7 +500,8 @@ class Recommender(ABC):
         multi-threaded top-k taking turns on the same cores.
 
         ``score`` may return a scipy sparse matrix (items not stored score exactly 0): it is
-        ranked without densifying (``top_k_sparse_rows``), with the same outputs.
+        ranked without densifying (``top_k_sparse_rows``), with the same outputs; or a
+        ``SparseProduct``, ranked without being built (``top_k_product_rows``), the same.
         """
 
         score_rows = score or self._score_items
@@ -487,9 +510,25 @@ class Recommender(ABC):
             batch = users[start : start + chunk_size]
             stop = start + batch.size
             raw = score_rows(batch)
-            # what both kernels take after the scores: whose rows, what they saw, the outputs
+            # what the kernels take after the scores: whose rows, what they saw, the outputs
             rest = (batch, seen.indptr, seen.indices, seen.stored, k)
             outputs = (items_out[start:stop], scores_out[start:stop])
+            if isinstance(raw, SparseProduct) and raw.fused():
+                left, right = raw.left, raw.right
+                top_k_product_rows(
+                    left.indptr,
+                    left.indices,
+                    left.data,
+                    right.indptr,
+                    right.indices,
+                    right.data,
+                    right.shape[1],
+                    *rest,
+                    *outputs,
+                )
+                return
+            if isinstance(raw, SparseProduct):
+                raw = raw.to_csr()
             if sp.issparse(raw):  # sparse scores: every item not stored scores exactly 0
                 rows = sp.csr_matrix(raw)
                 data = np.asarray(rows.data, dtype=np.float32)

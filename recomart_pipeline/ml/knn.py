@@ -34,6 +34,7 @@ from recomart_pipeline.ml.base import (
     FitReport,
     History,
     Recommender,
+    SparseProduct,
     StateShape,
     TrainingData,
 )
@@ -265,13 +266,15 @@ class ItemKNNRecommender(Recommender):
         return scores.astype(np.float32)
 
     def _score_items(self, users: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(self._ranking_scores(users).toarray(), dtype=np.float32)
+        scores = self._ranking_scores(users).to_csr().toarray()
+        return np.ascontiguousarray(scores, dtype=np.float32)
 
-    def _ranking_scores(self, users: np.ndarray) -> sp.csr_matrix:
+    def _ranking_scores(self, users: np.ndarray) -> SparseProduct:
         """Sparse: a user scores only the neighbours of their items (about a thousand of
-        25,000 items at 5M); ranking them as they are skips a dense row per user."""
+        25,000 items at 5M); ranked from the product's factors, no dense row per user and
+        no product built (``top_k_product_rows``)."""
         rows, similarity = self._matrices()
-        return sp.csr_matrix(rows[users] @ similarity)
+        return SparseProduct(rows[users], similarity)
 
     def _score_history(self, history: History, rows: np.ndarray) -> np.ndarray:
         """``Σ_i x_hi W_ij`` over the history's items: item-based, nothing to fold in."""

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 from threadpoolctl import threadpool_info
 
-from recomart_pipeline.ml._topk import top_k_rows, top_k_sparse_rows
+from recomart_pipeline.ml._topk import top_k_product_rows, top_k_rows, top_k_sparse_rows
 from recomart_pipeline.ml.base import (
     RECOMMEND_CHUNK_BYTES,
     RECOMMEND_CHUNK_USERS,
@@ -247,6 +247,75 @@ def test_sparse_scores_rank_as_their_dense_rows(n_items, k):
             outputs.append((items, best))
         np.testing.assert_array_equal(outputs[0][0], outputs[1][0])
         np.testing.assert_array_equal(outputs[0][1], outputs[1][1])
+
+
+@pytest.mark.parametrize("n_items", [1, 7, 40, 1000])
+@pytest.mark.parametrize("k", [1, 3, 10, 100])
+def test_a_product_ranks_as_scipy_computes_it(n_items, k):
+    """``top_k_product_rows`` sums ``left @ right`` itself (item-kNN's users' items times the
+    similarities): the same items and the same float32 scores, bit for bit, as ranking
+    scipy's product, with weights that cancel to exact zeros (scipy drops those), ties,
+    negative and non-finite entries, rows with no items, and seen items."""
+    rng = np.random.default_rng(n_items * 7 + k)
+    n_users, n_left = 50, max(3, n_items // 2)
+    for density in (0.05, 0.4):
+        left = sp.random(
+            n_users, n_left, density=density, format="csr", random_state=k, dtype=np.float32
+        )
+        left.data = rng.choice(np.float32([0.5, 1.0, 1.5, -1.0, 2.0]), left.nnz)
+        right = sp.random(
+            n_left, n_items, density=density, format="csr", random_state=n_items, dtype=np.float32
+        )
+        right.data = rng.choice(np.float32([0.25, 1.0, -0.5, 0.1, 3.0]), right.nnz)
+        right.data[rng.random(right.nnz) < 0.03] = np.inf
+        if density > 0.1:  # arbitrary float32s: a fused multiply-add would round differently
+            left.data = rng.random(left.nnz, dtype=np.float32)
+            right.data = rng.standard_normal(right.nnz).astype(np.float32)
+        seen = sp.random(n_users, n_items, density=0.2, format="csr", random_state=n_left)
+        users = np.arange(n_users, dtype=np.int32)
+        arrays = SeenItems.of(seen, n_users)
+        rest = (users, arrays.indptr, arrays.indices, arrays.stored, k)
+        product = sp.csr_matrix(left @ right)
+        assert product.dtype == np.float32
+        expected = (np.full((n_users, k), -1, np.int32), np.full((n_users, k), np.nan, np.float32))
+        top_k_sparse_rows(product.indptr, product.indices, product.data, n_items, *rest, *expected)
+        fused = (np.full((n_users, k), -1, np.int32), np.full((n_users, k), np.nan, np.float32))
+        top_k_product_rows(
+            *(left.indptr, left.indices, left.data),
+            *(right.indptr, right.indices, right.data),
+            n_items,
+            *rest,
+            *fused,
+        )
+        np.testing.assert_array_equal(fused[0], expected[0])
+        np.testing.assert_array_equal(fused[1], expected[1])
+
+
+def test_item_knn_ranks_from_the_product_as_from_its_dense_scores(data):
+    """item-kNN's recommend (the fused product, on threads) gives what ranking its dense
+    ``score_items`` rows gives, whatever the chunking."""
+    model = create_model("item_knn", {"k": 20})
+    model.fit(data.train)
+    exclude = data.train.interactions()
+    users = np.arange(model.n_users)
+    dense = model.score_items(users)
+    items = np.full((users.size, 10), -1, np.int32)
+    scores = np.full((users.size, 10), np.nan, np.float32)
+    arrays = SeenItems.of(exclude, model.n_users)
+    top_k_rows(
+        dense,
+        users.astype(np.int32),
+        arrays.indptr,
+        arrays.indices,
+        arrays.stored,
+        10,
+        items,
+        scores,
+    )
+    for chunk in (1, 7, 1000):
+        got_items, got_scores = model.recommend(users, 10, exclude, chunk_size=chunk)
+        np.testing.assert_array_equal(got_items, items)
+        np.testing.assert_array_equal(got_scores, scores)
 
 
 def test_recommend_takes_sparse_scores(fitted, data):
