@@ -7,7 +7,7 @@ needs neither numpy nor numba; ``ml.models`` ties each model class to its entry 
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -183,13 +183,16 @@ class ItemKNNParams(BaseModel):
         "(unit-length item vectors), bm25 (Okapi BM25: damps heavy users and popular items), "
         "tfidf (sqrt(count)·idf).",
     )
-    shrinkage: float = Field(
-        100.0,
-        ge=0,
+    shrinkage: Annotated[float, Field(ge=0)] | Literal["auto"] = Field(
+        "auto",
         description="Cosine shrinkage h (weighting: cosine): similarity x_i·x_j / "
         "(‖x_i‖‖x_j‖ + h), so items seen by few users (a pair sharing one user) are not "
-        "perfectly similar by chance; 0 is plain cosine. Helps most on large long-tailed "
-        "catalogues.",
+        "perfectly similar by chance; 0 is plain cosine. auto: h = 0.1 × users × items / "
+        "interactions of the training matrix (0.1 / its density, counting users and items "
+        "with an interaction), fixed at fit time and kept in the model: sparse long-tailed "
+        "catalogues, where one-user coincidences crowd the top k, get a strong pull (about "
+        "200 at 5M events), dense data where every item has tens of users almost none (under "
+        "1 on MovieLens-shaped data, where a fixed 100 cost 10 %). A number: that h.",
     )
     bm25_k1: float = Field(1.2, ge=0, description="BM25 term saturation (weighting: bm25).")
     bm25_b: float = Field(
@@ -340,6 +343,18 @@ def _check_range(low: float, high: float, log: bool) -> None:
         raise ValueError(f"a log scale needs low > 0, got {low}")
 
 
+def _number_type(annotation: Any) -> Any:
+    """``int`` or ``float`` if a field takes numbers, alone or besides a named setting
+    (item_knn's ``shrinkage: float | "auto"``: a range searches its numbers), else None."""
+    if get_origin(annotation) is Annotated:  # a constrained number: Annotated[float, ...]
+        annotation = get_args(annotation)[0]
+    if annotation in (int, float):
+        return annotation
+    numbers = [_number_type(arg) for arg in get_args(annotation)]
+    numbers = [number for number in numbers if number is not None]
+    return numbers[0] if len(numbers) == 1 else None
+
+
 def tunable_names(info: ModelTypeInfo) -> list[str]:
     """The hyper-parameters of ``info``'s model type a search may vary, sorted."""
     return sorted(name for name in info.params.model_fields if name not in NOT_TUNABLE)
@@ -356,10 +371,10 @@ def check_search_space(info: ModelTypeInfo, base: dict[str, Any], space: dict[st
                 f"'{name}' is not a hyper-parameter of {info.model_type} "
                 f"(valid names: {', '.join(tunable)})"
             )
-        annotation = info.params.model_fields[name].annotation
+        annotation = _number_type(info.params.model_fields[name].annotation)
         if isinstance(dimension, FloatRange) and annotation is int:
             raise ValueError(f"'{name}' of {info.model_type} is a whole number: use type: int")
-        if isinstance(dimension, (IntRange, FloatRange)) and annotation not in (int, float):
+        if isinstance(dimension, (IntRange, FloatRange)) and annotation is None:
             raise ValueError(
                 f"'{name}' of {info.model_type} is not a number: use type: categorical with "
                 "its choices"

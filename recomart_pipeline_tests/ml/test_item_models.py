@@ -238,7 +238,7 @@ def test_shrinkage_prefers_a_well_observed_neighbour_to_a_one_user_coincidence()
 
     assert top_neighbour_of_item_0(0.0) == 1
     assert top_neighbour_of_item_0(100.0) == 2
-    assert ItemKNNParams().shrinkage == 100.0  # the default shrinks
+    assert ItemKNNParams().shrinkage == "auto"  # shrinks as the data need: test_knn_shrinkage
 
 
 _LARGE_SOLVE = """
