@@ -263,6 +263,16 @@ def metric_names(k: int) -> list[str]:
     return [*RATING_METRICS, *(f"{name}_at_{k}" for name in RANKING_METRICS)]
 
 
+def check_metrics(where: str, names: list[str], k: int) -> None:
+    """Refuse (ValueError naming ``where`` and the valid names) metrics not measured at ``k``."""
+    known = metric_names(k)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown metric(s) {unknown}; with k={k} the metrics are {', '.join(known)}"
+        )
+
+
 # -- hyper-parameter search spaces (the training task's ``tuning:`` section) ----------------
 
 # Parameters that are not hyper-parameters of a model: reproducibility, resource limits and

@@ -122,7 +122,7 @@ def test_the_report_names_the_candidates_validated_only(run_model_task, features
 
 
 def test_an_unknown_refit_metric_is_refused_with_the_known_ones():
-    with pytest.raises(ValidationError, match=r"unknown metric 'ndcg_at_5'.*ndcg_at_10"):
+    with pytest.raises(ValidationError, match=r"unknown metric\(s\) \['ndcg_at_5'\].*ndcg_at_10"):
         training_spec.ValidationConfig.model_validate({"selection_metric": "ndcg_at_5"})
     with pytest.raises(ValidationError, match="refit"):
         training_spec.ValidationConfig.model_validate({"refit": "some"})

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recomart_pipeline.contract.documents import EvaluationReport, TrainingSummary
 from recomart_pipeline.contract.task import CheckSpec, Input, Output, TaskSpec
-from recomart_pipeline.ml.params import LOWER_IS_BETTER, metric_names
+from recomart_pipeline.ml.params import LOWER_IS_BETTER, check_metrics
 
 GATE_KINDS: tuple[str, ...] = ("min", "max", "beat_baseline")
 
@@ -87,16 +87,10 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _known_metrics(self) -> Self:
-        known = metric_names(self.k)
         used = {"selection_metric": [self.metric]}
         used.update({f"gates.{kind}": list(getattr(self.gates, kind)) for kind in GATE_KINDS})
         for where, names in used.items():
-            unknown = [n for n in names if n not in known]
-            if unknown:
-                raise ValueError(
-                    f"{where}: unknown metric(s) {unknown}; with k={self.k} the metrics are "
-                    f"{', '.join(known)}"
-                )
+            check_metrics(where, names, self.k)
         return self
 
     @property

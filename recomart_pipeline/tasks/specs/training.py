@@ -18,6 +18,7 @@ from recomart_pipeline.ml.params import (
     PopularityParams,
     SearchDimension,
     SVDHyperParams,
+    check_metrics,
     check_search_space,
     metric_names,
     model_type_info,
@@ -103,12 +104,7 @@ class ValidationConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_metric(self) -> Self:
-        known = metric_names(self.k)
-        if self.metric not in known:
-            raise ValueError(
-                f"selection_metric: unknown metric '{self.metric}'; with k={self.k} the "
-                f"metrics are {', '.join(known)}"
-            )
+        check_metrics("selection_metric", [self.metric], self.k)
         return self
 
     @property
