@@ -96,6 +96,30 @@ def frame_to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return strip_metadata(table).cast(schema)
 
 
+def _textual(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        return _textual(kind.value_type)
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_string_view(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_binary_view(kind)
+    )
+
+
+def statistics_columns(schema: pa.Schema) -> list[str] | bool:
+    """The columns whose min/max statistics are worth writing: all but text and binary.
+
+    Rows are never sorted by an id, so a string column's min/max prunes nothing for any
+    reader, yet computing them is ~1 s of a 20M-row file's ~4 s single-threaded write.
+    Numeric and timestamp statistics stay (cheap, and a reader may prune on them).
+    """
+    kept = [field.name for field in schema if not _textual(field.type)]
+    return kept or False
+
+
 class ParquetSink(ClosedOnExit):
     """Writes a Parquet file incrementally in fixed-size row groups.
 
@@ -110,7 +134,9 @@ class ParquetSink(ClosedOnExit):
         self._row_group_rows = row_group_rows
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self._writer = pq.ParquetWriter(path, schema, compression=COMPRESSION)
+        self._writer = pq.ParquetWriter(
+            path, schema, compression=COMPRESSION, write_statistics=statistics_columns(schema)
+        )
 
     def write(self, data: pa.Table | pa.RecordBatch) -> None:
         if data.num_rows == 0:
