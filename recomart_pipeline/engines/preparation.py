@@ -125,8 +125,8 @@ class InteractionPreparation(ClosedOnExit):
                 SELECT rn, row_number() OVER (PARTITION BY {key_list} ORDER BY rn) AS copy_number
                 FROM ({present}) p
                 WHERE {hashed} IN (
-                    SELECT h FROM (SELECT {hashed} AS h FROM ({present}) p) hashes
-                    GROUP BY h HAVING count(*) > 1)) candidates
+                    {self._sql.repeated(f"SELECT {hashed} AS h FROM ({present}) p", "h")}
+                )) candidates
             WHERE copy_number > 1
             """,
             {},

@@ -211,8 +211,8 @@ class InteractionValidation(ClosedOnExit):
             SELECT rn, row_number() OVER same > 1 AS repeated, min(rn) OVER same AS copy_of
             FROM (SELECT rn, {everything} FROM raw
                   WHERE {sql.hash(columns)} IN (
-                      SELECT h FROM (SELECT {sql.hash(columns)} AS h FROM raw) hashes
-                      GROUP BY h HAVING count(*) > 1)) candidates
+                      {sql.repeated(f"SELECT {sql.hash(columns)} AS h FROM raw", "h")}
+                  )) candidates
             WINDOW same AS (PARTITION BY {everything} ORDER BY rn)
             """,
             {},
