@@ -532,6 +532,10 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
             curves[name] = result.curve(tuning[name]["direction"])
         elif split is not None:
             figures = _validate_candidate(ctx, candidate, split, trainer)
+        # where its fits run (the validation fit's too, whether or not it is refitted)
+        engines[name] = trainer.engine_of(
+            create_model(candidate.model.model_type, candidate.params)
+        )
         validated.append((candidate, figures))
         if candidate.is_baseline:
             baseline = name
@@ -540,7 +544,6 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
         name = candidate.name
         model = create_model(candidate.model.model_type, candidate.params)
         if name in refit:
-            engines[name] = trainer.engine_of(model)
             entry, report, path = _train_candidate(ctx, config, candidate, model, train, trainer)
             if path is not None:
                 outputs[entry["artifact"]] = path

@@ -61,6 +61,8 @@ def test_only_the_best_on_validation_and_the_baseline_get_model_files(run_model_
     )
     assert result.metrics["candidates_refitted"] == 2
     assert result.metrics["candidates_trained"] == 4
+    # where each candidate's fits ran, refitted or validated only
+    assert set(result.metadata["trained_on"]) == set(summary["candidates"])
 
 
 def test_evaluation_selects_the_refitted_candidate(run_model_task, features):
