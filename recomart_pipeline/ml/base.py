@@ -58,10 +58,6 @@ def _index_array(values: Any, size: int, what: str) -> np.ndarray:
     return array
 
 
-# What ``recommend`` ranks for a batch of rows: dense scores, or sparse ones (items not
-# stored score exactly 0).
-
-
 @dataclass(frozen=True)
 class SparseProduct:
     """Scores given as the product ``left @ right`` of two CSR matrices (row ``r`` of
@@ -81,6 +77,8 @@ class SparseProduct:
         return sp.csr_matrix(self.left @ self.right)
 
 
+# What ``recommend`` ranks for a batch of rows: dense scores, sparse ones (items not stored
+# score exactly 0), or the product that makes sparse ones.
 ScoreRows = Callable[[np.ndarray], "np.ndarray | sp.csr_matrix | SparseProduct"]
 
 

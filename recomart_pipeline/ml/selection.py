@@ -26,6 +26,16 @@ class Choice:
     fallback: bool
 
 
+def as_figures(
+    measured: Mapping[str, Mapping[str, float | None] | None],
+) -> dict[str, dict[str, float]]:
+    """Recorded metrics (None: not measured, as JSON holds them) as ``Figures``: NaN there."""
+    return {
+        name: {key: math.nan if value is None else value for key, value in (metrics or {}).items()}
+        for name, metrics in measured.items()
+    }
+
+
 def best_of(figures: Figures, pool: Sequence[str], metric: str, maximise: bool) -> str | None:
     """The candidate of ``pool`` with the best ``metric`` (None: no candidate has a value).
 

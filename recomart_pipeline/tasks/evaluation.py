@@ -50,7 +50,14 @@ from recomart_pipeline.ml.persistence import (
     load_model,
     sidecar_path,
 )
-from recomart_pipeline.ml.selection import Choice, Figures, beats, best_of, personalised
+from recomart_pipeline.ml.selection import (
+    Choice,
+    Figures,
+    as_figures,
+    beats,
+    best_of,
+    personalised,
+)
 from recomart_pipeline.tasks._tables import split_of
 from recomart_pipeline.tasks.specs.evaluation import (
     CANDIDATE_MODELS,
@@ -217,11 +224,7 @@ def _validation_metrics(
             "split, so the selected model's test figure is optimistic"
         )
         return None
-    nan = float("nan")
-    return {
-        name: {key: nan if value is None else value for key, value in metrics.items()}
-        for name, metrics in measured.items()
-    }
+    return as_figures(measured)
 
 
 def _choose(config: Config, on: Figures, names: list[str], baseline: str) -> Choice:

@@ -71,7 +71,7 @@ from recomart_pipeline.ml.metrics import json_safe
 from recomart_pipeline.ml.models import create_model
 from recomart_pipeline.ml.params import LOWER_IS_BETTER, ALSParams
 from recomart_pipeline.ml.persistence import FILE_SUFFIX, save_model
-from recomart_pipeline.ml.selection import best_of, personalised
+from recomart_pipeline.ml.selection import as_figures, best_of, personalised
 from recomart_pipeline.ml.tuning import Direction, Trial, TuningResult, tune
 from recomart_pipeline.tasks._tables import split_of
 from recomart_pipeline.tasks.specs.training import (
@@ -454,11 +454,7 @@ def _refit_set(
     if not has_split or settings.refit == "all" or baseline is None:
         return everything
     metric = settings.metric
-    nan = float("nan")
-    figures = {
-        candidate.name: {k: nan if v is None else v for k, v in (measured or {}).items()}
-        for candidate, measured in validated
-    }
+    figures = as_figures({candidate.name: measured for candidate, measured in validated})
     best = best_of(
         figures, personalised(names, baseline, figures), metric, metric not in LOWER_IS_BETTER
     )
