@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recomart_pipeline.contract.errors import DataValidationError
+from recomart_pipeline.ml._blocks import run_blocks
 from recomart_pipeline.ml._jit import kernel
 from recomart_pipeline.ml.base import (
     EpochCallback,
@@ -38,6 +39,10 @@ from recomart_pipeline.ml.base import (
 from recomart_pipeline.ml.knn import weighted_items
 from recomart_pipeline.ml.params import ALSParams, ItemKNNParams
 
+# Rows per thread task in a sweep: small enough that a block of popular items (long rows)
+# does not leave the other threads idle at the end, large enough that scheduling is noise.
+_ROWS_PER_TASK = 1024
+
 
 @kernel
 def _cg_sweep(
@@ -48,8 +53,12 @@ def _cg_sweep(
     y: np.ndarray,
     gram: np.ndarray,
     steps: int,
+    start: int,
+    stop: int,
 ) -> None:
-    """Update every row of ``x`` in place; ``gram`` is ``YᵀY + λI``, extra_conf is ``c - 1``.
+    """Update rows ``start:stop`` of ``x`` in place; ``gram`` is ``YᵀY + λI``, extra_conf is
+    ``c - 1``. A row's update reads only its own row of ``x`` (and ``y``, fixed during the
+    sweep), so blocks of rows run on separate threads give the serial sweep's result.
 
     Every float sum runs in a loop that only reads: with fastmath's reassociation, a sum in a
     loop that also stores gets a vectorised and a scalar version chosen at run time by where
@@ -59,7 +68,7 @@ def _cg_sweep(
     r = np.empty(k, np.float32)
     p = np.empty(k, np.float32)
     ap = np.empty(k, np.float32)
-    for u in range(x.shape[0]):
+    for u in range(start, stop):
         xu = x[u]
         # residual r = b - A x with b = Σ c·y_i and A x = gram·x + Σ (c - 1)(y_i·x) y_i
         for a in range(k):
@@ -115,12 +124,19 @@ def _cg_sweep(
 
 @kernel
 def _stored_loss(
-    indptr: np.ndarray, indices: np.ndarray, extra_conf: np.ndarray, x: np.ndarray, y: np.ndarray
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    extra_conf: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    start: int,
+    stop: int,
 ) -> float:
-    """Σ over stored cells of ``c(1 - s)² - s²`` with ``s = x_u·y_i`` (the sparse loss part)."""
+    """Σ over the stored cells of rows ``start:stop`` of ``c(1 - s)² - s²`` with
+    ``s = x_u·y_i`` (the sparse loss part)."""
     k = x.shape[1]
     total = 0.0
-    for u in range(x.shape[0]):
+    for u in range(start, stop):
         for nz in range(indptr[u], indptr[u + 1]):
             yi = y[indices[nz]]
             s = np.float32(0.0)
@@ -202,6 +218,40 @@ def _gram(factors: np.ndarray, regularization: float) -> np.ndarray:
     return gram.astype(np.float32)
 
 
+def _sweep(
+    rows: sp.csr_matrix,
+    extra_conf: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    gram: np.ndarray,
+    steps: int,
+) -> None:
+    """One CG half-step over every row of ``x``, blocks of rows on the task's threads."""
+
+    def run(start: int) -> None:
+        stop = min(start + _ROWS_PER_TASK, x.shape[0])
+        _cg_sweep(rows.indptr, rows.indices, extra_conf, x, y, gram, steps, start, stop)
+
+    run_blocks(run, range(0, x.shape[0], _ROWS_PER_TASK), name="als")
+
+
+def _sparse_loss(
+    rows: sp.csr_matrix, extra_conf: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> float:
+    """``_stored_loss`` over every row, summed per fixed block and then over the blocks in
+    order: the same figure on one thread or many."""
+    partial = np.zeros(-(-x.shape[0] // _ROWS_PER_TASK))
+
+    def run(start: int) -> None:
+        stop = min(start + _ROWS_PER_TASK, x.shape[0])
+        partial[start // _ROWS_PER_TASK] = _stored_loss(
+            rows.indptr, rows.indices, extra_conf, x, y, start, stop
+        )
+
+    run_blocks(run, range(0, x.shape[0], _ROWS_PER_TASK), name="als-loss")
+    return float(partial.sum())
+
+
 class ALSRecommender(Recommender):
     """Confidence-weighted implicit ALS for ranking (scores are preferences, not ratings)."""
 
@@ -237,15 +287,11 @@ class ALSRecommender(Recommender):
         lam = params.regularization
         report = FitReport(0.0, n_train=int(by_user.nnz))
         for iteration in range(1, params.n_iterations + 1):
-            _cg_sweep(
-                by_user.indptr, by_user.indices, extra_user, x, y, _gram(y, lam), params.cg_steps
-            )
-            _cg_sweep(
-                by_item.indptr, by_item.indices, extra_item, y, x, _gram(x, lam), params.cg_steps
-            )
+            _sweep(by_user, extra_user, x, y, _gram(y, lam), params.cg_steps)
+            _sweep(by_item, extra_item, y, x, _gram(x, lam), params.cg_steps)
             # Full objective without touching the dense matrix: Σ_all s² comes from the Grams.
             dense_part = float(np.sum((x.T @ x) * (y.T @ y)))
-            sparse_part = _stored_loss(by_user.indptr, by_user.indices, extra_user, x, y)
+            sparse_part = _sparse_loss(by_user, extra_user, x, y)
             penalty = lam * float(np.sum(x * x) + np.sum(y * y))
             record: EpochRecord = {
                 "epoch": iteration,

@@ -14,7 +14,6 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Literal, Self
@@ -26,6 +25,7 @@ from pydantic import BaseModel
 from threadpoolctl import threadpool_limits
 
 from recomart_pipeline.contract.errors import DataValidationError
+from recomart_pipeline.ml._blocks import run_blocks
 from recomart_pipeline.ml._topk import top_k_product_rows, top_k_rows, top_k_sparse_rows
 
 EpochRecord = dict[str, float | int | None]
@@ -535,16 +535,11 @@ class Recommender(ABC):
             top_k_rows(np.ascontiguousarray(raw, dtype=np.float32), *rest, *outputs)
 
         starts = range(0, users.size, chunk_size)
-        workers = min(len(starts), numba.get_num_threads())
-        if workers <= 1:
-            for start in starts:
-                run_chunk(start)
+        if min(len(starts), numba.get_num_threads()) <= 1:  # one thread: BLAS may use more
+            run_blocks(run_chunk, starts, name="recommend")
             return
-        with (
-            threadpool_limits(limits=1, user_api="blas"),
-            ThreadPoolExecutor(workers, thread_name_prefix="recommend") as pool,
-        ):
-            list(pool.map(run_chunk, starts))  # consuming the results re-raises a failure
+        with threadpool_limits(limits=1, user_api="blas"):
+            run_blocks(run_chunk, starts, name="recommend")
 
     # -- persistence -----------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:

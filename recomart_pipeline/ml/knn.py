@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, Self
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel
 
+from recomart_pipeline.ml._blocks import run_blocks
 from recomart_pipeline.ml._csr_state import check_csr, csr_arrays, csr_from_state, csr_shapes
 from recomart_pipeline.ml._jit import kernel
 from recomart_pipeline.ml.base import (
@@ -255,14 +254,7 @@ def top_k_similarities(
             float(shrinkage),
         )
 
-    starts = range(0, n_items, _ITEMS_PER_TASK)
-    workers = min(len(starts), numba.get_num_threads())
-    if workers <= 1:
-        for start in starts:
-            run(start)
-    else:
-        with ThreadPoolExecutor(workers, thread_name_prefix="item-knn") as pool:
-            list(pool.map(run, starts))  # consuming the results re-raises a failure
+    run_blocks(run, range(0, n_items, _ITEMS_PER_TASK), name="item-knn")
     keep = (neighbours >= 0) & (values > 0)
     counts = keep.sum(axis=1)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
