@@ -214,6 +214,66 @@ def top_k_ranked(
             seen[seen_indices[nz]] = False
 
 
+@exact_kernel
+def top_k_shifted(
+    ranked_items: np.ndarray,
+    ranked_values: np.ndarray,
+    offsets: np.ndarray,
+    users: np.ndarray,
+    seen_indptr: np.ndarray,
+    seen_indices: np.ndarray,
+    seen_stored: np.ndarray,
+    n_items: int,
+    k: int,
+    items_out: np.ndarray,
+    scores_out: np.ndarray,
+) -> None:
+    """Top ``k`` when row ``r`` scores item ``i`` as ``offsets[r] + value_i`` (float32):
+    the same outputs as those dense scores through ``top_k_rows``, walking one shared list.
+
+    ``ranked_items`` is every selectable item by value descending, ties by item. A float32
+    addition is monotone, so along the list each row's scores never increase; but two close
+    values can round to the same score, which must then rank by item, not by value. So the
+    walk keeps going past the ``k``-th unseen item while the score still equals the ``k``-th
+    one, and each run of equal scores is then put in item order. IEEE arithmetic (no
+    fastmath), so each score is the one addition the dense scores make."""
+    seen = np.zeros(n_items, np.bool_)
+    taken_items = np.empty(ranked_items.shape[0], np.int32)
+    taken_scores = np.empty(ranked_items.shape[0], np.float32)
+    for r in range(users.shape[0]):
+        user = users[r]
+        start, stop = seen_indptr[user], seen_indptr[user + 1]
+        for nz in range(start, stop):
+            if seen_stored[nz]:
+                seen[seen_indices[nz]] = True
+        size = 0
+        kth = np.float32(0.0)
+        for pos in range(ranked_items.shape[0]):
+            item = ranked_items[pos]
+            if seen[item]:
+                continue
+            score = offsets[r] + ranked_values[pos]
+            if size >= k and score < kth:
+                break
+            taken_items[size] = item
+            taken_scores[size] = score
+            size += 1
+            if size == k:
+                kth = score
+        run = 0
+        while run < size:  # runs of equal scores, each in item order
+            end = run + 1
+            while end < size and taken_scores[end] == taken_scores[run]:
+                end += 1
+            taken_items[run:end] = np.sort(taken_items[run:end])
+            run = end
+        for slot in range(min(k, size)):
+            items_out[r, slot] = taken_items[slot]
+            scores_out[r, slot] = taken_scores[slot]
+        for nz in range(start, stop):
+            seen[seen_indices[nz]] = False
+
+
 @kernel
 def top_k_sparse_rows(
     indptr: np.ndarray,

@@ -19,11 +19,14 @@ from typing import ClassVar
 
 import numpy as np
 
+from recomart_pipeline.ml._topk import top_k_shifted
 from recomart_pipeline.ml.base import (
     EpochCallback,
     FitReport,
     History,
     Recommender,
+    ScoreRows,
+    SeenItems,
     StateShape,
     TrainingData,
 )
@@ -102,3 +105,40 @@ class BiasRecommender(Recommender):
         s = self._state
         scores = np.broadcast_to(s["global_mean"] + s["item_bias"], (rows.size, self.n_items))
         return np.ascontiguousarray(scores, dtype=np.float32)
+
+    def _recommend_into(
+        self,
+        users: np.ndarray,
+        k: int,
+        seen: SeenItems,
+        items_out: np.ndarray,
+        scores_out: np.ndarray,
+        chunk_size: int,
+        score: ScoreRows | None = None,
+    ) -> None:
+        """A user's scores are the item biases shifted by one number (``μ + b_u``; ``μ`` for
+        a history row, as ``_score_history``), so everyone walks one list by ``b_i``:
+        O(k + seen) per user instead of a dense users x items score matrix. The outputs
+        are the dense scores' (``top_k_shifted``); ``chunk_size`` is not needed."""
+        s = self._state
+        if score is None or score == self._ranking_scores:
+            offsets = s["global_mean"] + s["user_bias"][users]  # as _score_items adds them
+        else:  # recommend_history's rows
+            offsets = np.full(users.size, s["global_mean"], np.float32)
+        values = s["item_bias"].astype(np.float32)
+        finite = np.flatnonzero(np.isfinite(values))
+        # stable sort: equal values keep the lower item first
+        ranked = finite[np.argsort(-values[finite], kind="stable")].astype(np.int32)
+        top_k_shifted(
+            ranked,
+            values[ranked],
+            np.asarray(offsets, np.float32),
+            users,
+            seen.indptr,
+            seen.indices,
+            seen.stored,
+            self.n_items,
+            k,
+            items_out,
+            scores_out,
+        )
