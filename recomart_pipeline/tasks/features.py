@@ -50,6 +50,7 @@ import scipy.sparse as sp
 from recomart_pipeline.contract.errors import DataValidationError
 from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.engines.features import FeatureTables, Inputs, WeightRules, readable
+from recomart_pipeline.ml.keys import sorted_unique
 from recomart_pipeline.tasks._engines import SQL_ENGINES, engine_for, sql_session
 from recomart_pipeline.tasks._tables import (
     ROW_GROUP_ROWS,
@@ -253,7 +254,7 @@ def _train_events(train: _Encoded, weights: np.ndarray, config: Config) -> pd.Da
 
 def _test_positives(test: _Encoded, implicit: sp.csr_matrix, config: Config) -> pd.DataFrame:
     positive = _is_positive(test, config)
-    keys = np.unique(_pair_keys(test.users[positive], test.items[positive], implicit.shape[1]))
+    keys = sorted_unique(_pair_keys(test.users[positive], test.items[positive], implicit.shape[1]))
     return _unseen(keys, implicit, config)
 
 

@@ -43,12 +43,23 @@ def test_per_user_holds_out_a_share_of_every_user_and_never_all(data):
 
 
 def test_sorted_contains_is_isin_for_sorted_csr_keys():
-    from recomart_pipeline.ml.holdout import _sorted_contains
+    from recomart_pipeline.ml.keys import sorted_contains
 
     rng = np.random.default_rng(3)
     for size, queries in ((0, 5), (1, 4), (50, 200), (5_000, 3_000)):
         sorted_keys = np.unique(rng.integers(0, 10_000, size, dtype=np.int64))
         keys = rng.integers(-5, 10_050, queries, dtype=np.int64)  # below, inside and beyond
         np.testing.assert_array_equal(
-            _sorted_contains(sorted_keys, keys), np.isin(keys, sorted_keys)
+            sorted_contains(sorted_keys, keys), np.isin(keys, sorted_keys)
         )
+
+
+def test_sorted_unique_is_np_unique():
+    from recomart_pipeline.ml.keys import sorted_unique
+
+    rng = np.random.default_rng(4)
+    for size, high in ((0, 5), (1, 5), (7, 3), (20_000, 50), (20_000, 10**12)):
+        keys = rng.integers(-(10**6), high, size, dtype=np.int64)  # repeats, negatives
+        unique = sorted_unique(keys)
+        np.testing.assert_array_equal(unique, np.unique(keys))
+        assert unique.dtype == keys.dtype
