@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from recomart_pipeline.contract.documents import (
     EvaluationReport,
@@ -43,20 +45,38 @@ from recomart_pipeline.tasks.specs.report import (
     TEST,
     TRAIN,
     TRAINING_SUMMARY,
+    USER_INDEX,
     VALIDATION_REPORT,
     Config,
 )
 
 
-def _data_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:
-    train = pd.read_parquet(ctx.input(TRAIN), columns=["user_id", "item_id", "timestamp", "rating"])
-    test = pd.read_parquet(ctx.input(TEST), columns=["timestamp"])
-    summary.update(
-        train_rows=len(train),
-        test_rows=len(test),
-        users=int(train["user_id"].nunique()),
-        items=int(train["item_id"].nunique()),
+def _distinct_ids(ctx: TaskContext[Config]) -> tuple[int, int]:
+    """The distinct (non-null) users and items of the train split.
+
+    The features task numbers exactly these ids, one index row per distinct non-null train
+    id (what ``nunique`` counts), so with its indexes as inputs the figures are their row
+    counts, read from the Parquet footers: hashing every train event's id took 3 s of the
+    report's 6 s at 20M events. Without them (features not a dependency) they are counted
+    from the train split's id columns."""
+    if ctx.has_input(USER_INDEX) and ctx.has_input(ITEM_INDEX):
+        return (
+            pq.read_metadata(ctx.input(USER_INDEX)).num_rows,
+            pq.read_metadata(ctx.input(ITEM_INDEX)).num_rows,
+        )
+    ids = pq.read_table(ctx.input(TRAIN), columns=["user_id", "item_id"])
+    return (
+        int(pc.count_distinct(ids["user_id"]).as_py()),
+        int(pc.count_distinct(ids["item_id"]).as_py()),
     )
+
+
+def _data_section(ctx: TaskContext[Config], summary: dict[str, Any]) -> Section:
+    # only the columns shown: the ids' strings are the bulk of the split and are not needed
+    train = pd.read_parquet(ctx.input(TRAIN), columns=["timestamp", "rating"])
+    test = pd.read_parquet(ctx.input(TEST), columns=["timestamp"])
+    users, items = _distinct_ids(ctx)
+    summary.update(train_rows=len(train), test_rows=len(test), users=users, items=items)
     section = Section(
         "Data",
         [

@@ -28,6 +28,8 @@ VALIDATION_REPORT = Input("validation_report", "json", document=ValidationReport
 TRAIN = Input("train", "parquet", optional=True)
 TEST = Input("test", "parquet", optional=True)
 ITEM_INDEX = Input("item_index", "parquet", optional=True)
+# the features task's numbering of the train ids: its row count is the train split's users
+USER_INDEX = Input("user_index", "parquet", optional=True)
 TRAINING_SUMMARY = Input("training_summary", "json", document=TrainingSummary, optional=True)
 EVALUATION = Input("evaluation", "json", document=EvaluationReport, optional=True)
 RECOMMENDATIONS = Input("recommendations", "parquet", optional=True)
@@ -41,6 +43,7 @@ SPEC = TaskSpec(
         VALIDATION_REPORT,
         TRAIN,
         TEST,
+        USER_INDEX,
         ITEM_INDEX,
         TRAINING_SUMMARY,
         EVALUATION,
