@@ -58,10 +58,16 @@ def _read_events(ctx: TaskContext[Config]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _as_str(distinct: pa.Array) -> pd.Series:
-    """Distinct ids as pandas strings, as ``drop_duplicates().astype(str)`` of the whole
-    column gave, at the cost of the distinct values only."""
-    return distinct.to_pandas().astype(str)
+def _entities(kind: str, distinct: pa.Array) -> pd.DataFrame:
+    """One kind's distinct ids as strings, as ``drop_duplicates().astype(str)`` of the whole
+    column gave (at the cost of the distinct values only), in ascending order.
+
+    Arrow sorts strings by their UTF-8 bytes, which is code point order, the order of
+    Python's (and so pandas') string comparison; pandas' two-key sort of both kinds took
+    1.8 s at 20M events (1.1M ids), mostly factorising the strings again."""
+    ids = distinct.to_pandas().astype(str)
+    order = pc.array_sort_indices(pa.array(ids, pa.string()))
+    return pd.DataFrame({"kind": kind, "id": ids.take(order.to_numpy()).to_numpy()})
 
 
 def _snapshot(ctx: TaskContext[Config]) -> tuple[MonitoringSnapshot, pd.DataFrame]:
@@ -99,12 +105,10 @@ def _snapshot(ctx: TaskContext[Config]) -> tuple[MonitoringSnapshot, pd.DataFram
         recommended_items=recommended,
         served_version=served,
     )
+    # ordered by kind ("item" before "user"), then id
     entities = pd.concat(
-        [
-            pd.DataFrame({"kind": "user", "id": _as_str(user_ids)}),
-            pd.DataFrame({"kind": "item", "id": _as_str(item_ids)}),
-        ]
-    ).sort_values(["kind", "id"], ignore_index=True)
+        [_entities("item", item_ids), _entities("user", user_ids)], ignore_index=True
+    )
     return snapshot, entities
 
 
