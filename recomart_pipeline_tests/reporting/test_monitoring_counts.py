@@ -5,14 +5,20 @@ new-entity shares."""
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from recomart_pipeline import PipelineConfig
+from recomart_pipeline.contract.documents import EvaluationReport
+from recomart_pipeline.contract.task import ResolvedInput, TaskContext
 from recomart_pipeline.runtime.runner import run_task
-from recomart_pipeline.tasks.monitoring import POPULARITY_BUCKETS, _new_share
+from recomart_pipeline.tasks.monitoring import POPULARITY_BUCKETS, _new_share, _snapshot
+from recomart_pipeline.tasks.specs.monitoring import Config
 
 
 def _reference(train: str, test: str) -> tuple[dict[str, object], pd.DataFrame]:
@@ -71,3 +77,80 @@ def test_new_share_counts_the_ids_the_baseline_did_not_know():
         )
         == 1.0
     )
+
+
+def _messy_split(path: Path, users: list[str | None], items: list[str | None]) -> str:
+    """Ids with nulls, case, whitespace, accents and leading zeros; ratings on .5 (rounded
+    half to even) and outside 1..5 (clipped)."""
+    ratings = [0.4, 2.5, 3.5, None, 5.6, 4.5, 1.5, None, 0.5, 2.0][: len(users)]
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": pa.array(users, pa.string()),
+                "item_id": pa.array(items, pa.string()),
+                "rating": pa.array(ratings, pa.float32()),
+            }
+        ),
+        path,
+        row_group_size=3,
+    )
+    return str(path)
+
+
+def test_snapshot_of_messy_ids_equals_the_pandas_computation(tmp_path):
+    train = _messy_split(
+        tmp_path / "train.parquet",
+        ["a", "A", " a", None, "é", "10", "010", "a", "", "ß"],
+        ["x", "X", "x", "01", None, "1", "ü", "u\u0308", "x", ""],
+    )
+    test = _messy_split(tmp_path / "test.parquet", ["a", "z", None], ["x", "y", None])
+    evaluation = tmp_path / "evaluation.json"
+    evaluation.write_text(
+        EvaluationReport.model_validate(
+            {
+                "k": 10,
+                "selection_metric": "ndcg_at_10",
+                "higher_is_better": True,
+                "best_model": "m",
+                "model_type": "popularity",
+                "model_name": "m",
+                "model_format": "npz",
+                "params": {},
+                "baseline": "m",
+                "eval_users": 1,
+                "test_users": 1,
+                "eval_users_sampled": False,
+                "models": {"m": {"ndcg_at_10": 0.5}},
+                "gates": [],
+                "passed": True,
+                "model_sha256": "0" * 64,
+            }
+        ).model_dump_json()
+    )
+    recommendations = tmp_path / "recommendations.parquet"
+    pq.write_table(pa.table({"item_id": pa.array(["x", "X", None, "x", "01"])}), recommendations)
+    inputs = {
+        "train": train,
+        "test": test,
+        "evaluation": evaluation,
+        "recommendations": recommendations,
+    }
+    ctx = TaskContext(
+        task_name="monitoring",
+        run_id="run-1",
+        config=Config(),
+        output_dir=tmp_path / "out",
+        project_root=tmp_path,
+        storage_root=tmp_path,
+        logger=logging.getLogger("test"),
+        resolved={
+            name: [ResolvedInput("upstream", {name: Path(inputs[name])})] if name in inputs else []
+            for name in ("train", "test", "evaluation", "recommendations", "deployment")
+        },
+    )
+    snapshot, entities = _snapshot(ctx)
+    expected, expected_entities = _reference(train, test)
+    assert {key: getattr(snapshot, key) for key in expected} == expected
+    assert expected["users"] == 9 and expected["items"] == 8  # the ids really are messy
+    pd.testing.assert_frame_equal(entities, expected_entities)
+    assert snapshot.recommended_items == 3
