@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,13 @@ class ParquetSink(ClosedOnExit):
         self._writer = pq.ParquetWriter(
             path, schema, compression=COMPRESSION, write_statistics=statistics_columns(schema)
         )
+        # Row groups are encoded and written on a thread of their own while the caller makes
+        # the next one: pyarrow's writer is single-threaded and releases the GIL, and it was
+        # ~3 s of each 20M-row output, spent with the query that feeds it waiting. One group
+        # at most is in flight, in order, so memory holds two and the bytes are unchanged.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="parquet-sink")
+        self._in_flight: Future[None] | None = None
+        self._failed = False
 
     def write(self, data: pa.Table | pa.RecordBatch) -> None:
         if data.num_rows == 0:
@@ -152,13 +160,31 @@ class ParquetSink(ClosedOnExit):
             self._pending, self._pending_rows = [rest], rest.num_rows
 
     def _flush(self, table: pa.Table) -> None:
-        self._writer.write_table(table.combine_chunks(), row_group_size=self._row_group_rows)
+        group = table.combine_chunks()
+        self._finish_in_flight()
+        self._in_flight = self._thread.submit(
+            self._writer.write_table, group, row_group_size=self._row_group_rows
+        )
+
+    def _finish_in_flight(self) -> None:
+        """Wait for the row group being written; its failure is raised here, in the caller."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            try:
+                in_flight.result()
+            except BaseException:
+                self._failed = True  # the file is lost: close() writes nothing more
+                raise
 
     def close(self) -> None:
-        if self._pending_rows:
-            self._flush(pa.concat_tables(self._pending))
-        self._pending, self._pending_rows = [], 0
-        self._writer.close()
+        try:
+            if self._pending_rows and not self._failed:
+                self._flush(pa.concat_tables(self._pending))
+            self._finish_in_flight()
+        finally:
+            self._pending, self._pending_rows = [], 0
+            self._thread.shutdown(wait=True)
+            self._writer.close()
 
 
 def write_parquet(path: Path, table: pa.Table) -> Path:

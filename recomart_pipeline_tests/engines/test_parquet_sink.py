@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from recomart_pipeline.tasks._tables import (
     TYPED_SCHEMAS,
@@ -90,3 +91,50 @@ def test_same_rows_same_bytes_whatever_the_batches(tmp_path: Path) -> None:
                 sink.write(batch)
         paths.append(path.read_bytes())
     assert paths[0] == paths[1] == paths[2]
+
+
+def test_rows_written_behind_give_the_bytes_of_a_direct_write(tmp_path: Path) -> None:
+    """Row groups are written on the sink's thread while the caller goes on: the file is
+    byte for byte what pyarrow's writer gives when called directly, row group by row group."""
+    table = _interactions(95)
+    behind = tmp_path / "behind.parquet"
+    with ParquetSink(behind, table.schema, row_group_rows=10) as sink:
+        for start in range(0, 95, 7):  # batches that straddle the row groups
+            sink.write(table.slice(start, 7))
+    direct = tmp_path / "direct.parquet"
+    with pq.ParquetWriter(
+        direct, table.schema, compression="zstd", write_statistics=statistics_columns(table.schema)
+    ) as writer:
+        for start in range(0, 95, 10):
+            writer.write_table(table.slice(start, 10).combine_chunks(), row_group_size=10)
+    assert behind.read_bytes() == direct.read_bytes()
+    assert pq.ParquetFile(behind).metadata.num_row_groups == 10
+
+
+class _FailingWriter:
+    """pyarrow's writer whose second row group fails (a full disk, say)."""
+
+    def __init__(self, writer: pq.ParquetWriter) -> None:
+        self.writer, self.calls, self.closed = writer, 0, False
+
+    def write_table(self, table: pa.Table, row_group_size: int) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            raise OSError("No space left on device")
+        self.writer.write_table(table, row_group_size=row_group_size)
+
+    def close(self) -> None:
+        self.closed = True
+        self.writer.close()
+
+
+def test_a_failed_row_group_is_raised_in_the_caller_and_the_file_closed(tmp_path: Path) -> None:
+    table = _interactions(40)
+    sink = ParquetSink(tmp_path / "t.parquet", table.schema, row_group_rows=10)
+    failing = _FailingWriter(sink._writer)
+    sink._writer = failing  # type: ignore[assignment]
+    with pytest.raises(OSError, match="No space left"), sink:
+        for start in range(0, 40, 10):
+            sink.write(table.slice(start, 10))
+    assert failing.closed and failing.calls == 2  # nothing written after the failure
+    assert sink._thread._shutdown  # the writer thread is gone
