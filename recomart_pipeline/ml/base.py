@@ -286,7 +286,9 @@ class Recommender(ABC):
     ``predicts_ratings`` is False for models whose ``predict`` returns a preference score
     rather than a rating (implicit ALS): RMSE/MAE are not meaningful for them.
     ``requires_ratings`` models cannot learn anything without explicit ratings (SVD, the bias
-    model); ``skip_reason`` is how the training task asks before fitting.
+    model); ``skip_reason`` is how the training task asks before fitting. ``serial_fit``
+    models fit on one core whatever the task's CPU share (SGD's updates depend on each
+    other), so the training task runs their validation fits beside the other candidates'.
     """
 
     model_type: ClassVar[str]
@@ -295,6 +297,7 @@ class Recommender(ABC):
     state_shapes: ClassVar[dict[str, StateShape]]
     predicts_ratings: ClassVar[bool] = True
     requires_ratings: ClassVar[bool] = False
+    serial_fit: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None) -> None:
         if isinstance(params, self.Params):

@@ -160,6 +160,7 @@ class SVDRecommender(Recommender):
     short_name = "svd"
     Params = SVDParams
     requires_ratings = True
+    serial_fit = True
     state_shapes: ClassVar[dict[str, StateShape]] = {
         "user_factors": "users",
         "item_factors": "items",

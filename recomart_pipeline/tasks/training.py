@@ -45,6 +45,7 @@ each candidate trained (``trained_on``), and a Spark-trained model file's header
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -94,6 +95,11 @@ class _Trainer:
         self.spark = ctx.engine == "spark"
         self._stack = ExitStack()
         self._work: Any = None
+        # Validation fits of serial_fit models (SVD's SGD: one core, ~20 s at 20M events) run
+        # on this thread while the other candidates validate on the task's threads, instead of
+        # leaving the second core idle. Their figures do not depend on where they ran.
+        self._side = ThreadPoolExecutor(1, thread_name_prefix="side-fit")
+        self._side_fits: dict[str, Future[Recommender]] = {}
 
     def engine_of(self, model: Recommender) -> str:
         """Where ``model`` trains: ``spark`` (MLlib) or ``local`` (this machine)."""
@@ -115,12 +121,29 @@ class _Trainer:
         assert isinstance(params, ALSParams)
         return spark_als.fit_als(self._work, train, params, on_epoch)
 
+    def fit_beside(self, name: str, model: Recommender, train: TrainingData) -> None:
+        """Start fitting ``model`` (a local, ``serial_fit`` one) on the side thread."""
+
+        def fit() -> Recommender:
+            model.fit(train)
+            return model
+
+        self._side_fits[name] = self._side.submit(fit)
+
+    def fitted_beside(self, name: str) -> Recommender | None:
+        """The model started for ``name`` once fitted (its failure is raised here), or None."""
+        future = self._side_fits.pop(name, None)
+        return None if future is None else future.result()
+
     @property
     def spark_version(self) -> str | None:
         return None if self._work is None else str(self._work.version)
 
     def close(self) -> None:
-        self._stack.close()
+        try:
+            self._side.shutdown(wait=True, cancel_futures=True)
+        finally:
+            self._stack.close()
 
 
 def _entry(candidate: ResolvedCandidate, model: Recommender, report: FitReport) -> dict[str, Any]:
@@ -273,6 +296,34 @@ def _validation_split(
     return holdout, users, described
 
 
+def _start_fits_beside(
+    config: Config,
+    train: TrainingData,
+    split: tuple[Holdout, np.ndarray, dict[str, Any]] | None,
+    trainer: _Trainer,
+) -> set[str]:
+    """Start the validation fits of the untuned ``serial_fit`` candidates that apply to the
+    data on the trainer's side thread; their names (validated after the other candidates,
+    so that the fits overlap them)."""
+    if split is None:
+        return set()
+    tuned = set(config.tuning.candidates) if config.tuning is not None else set()
+    started: set[str] = set()
+    for candidate in config.resolved_candidates():
+        model = create_model(candidate.model.model_type, candidate.params)
+        if (
+            candidate.name in tuned
+            or not model.serial_fit
+            or trainer.engine_of(model) != "local"
+            or model.skip_reason(train) is not None
+            or model.skip_reason(split[0].fit) is not None
+        ):
+            continue
+        trainer.fit_beside(candidate.name, model, split[0].fit)
+        started.add(candidate.name)
+    return started
+
+
 def _validation_metrics(
     ctx: TaskContext[Config],
     candidate: ResolvedCandidate,
@@ -283,12 +334,16 @@ def _validation_metrics(
     """``candidate``'s metrics with ``params`` on the validation split (fitted without it),
     or None when it does not apply to the reduced data."""
     holdout, users, _ = split
-    model = create_model(candidate.model.model_type, params)
-    reason = model.skip_reason(holdout.fit)
-    if reason is not None:
-        ctx.logger.warning(f"'{candidate.name}' not validated: {reason}")
-        return None
-    model, _ = trainer.fit(model, holdout.fit)
+    fitted = trainer.fitted_beside(candidate.name)
+    if fitted is not None:
+        model = fitted
+    else:
+        model = create_model(candidate.model.model_type, params)
+        reason = model.skip_reason(holdout.fit)
+        if reason is not None:
+            ctx.logger.warning(f"'{candidate.name}' not validated: {reason}")
+            return None
+        model, _ = trainer.fit(model, holdout.fit)
     scored = evaluate_model(
         model,
         test_ratings=holdout.ratings,
@@ -501,6 +556,7 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
     engines: dict[str, str] = {}  # where each trained candidate was fitted
     budget = _Budget(config.tuning) if config.tuning is not None else None
     validated: list[tuple[ResolvedCandidate, dict[str, float | None] | None]] = []
+    beside = _start_fits_beside(config, train, split, trainer)
     for candidate in config.resolved_candidates():
         name = candidate.name
         tuned = split is not None and budget is not None and name in budget.candidates
@@ -526,7 +582,7 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
             )
             metrics.update(_tuning_metrics(name, tuning[name], result))
             curves[name] = result.curve(tuning[name]["direction"])
-        elif split is not None:
+        elif split is not None and name not in beside:  # those: once the others are done
             figures = _validate_candidate(ctx, candidate, split, trainer)
         # where its fits run (the validation fit's too, whether or not it is refitted)
         engines[name] = trainer.engine_of(
@@ -535,6 +591,13 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
         validated.append((candidate, figures))
         if candidate.is_baseline:
             baseline = name
+    if split is not None:
+        validated = [
+            (candidate, _validate_candidate(ctx, candidate, split, trainer))
+            if candidate.name in beside
+            else (candidate, figures)
+            for candidate, figures in validated
+        ]
     refit, not_refit = _refit_set(ctx, config, validated, baseline, split is not None)
     for candidate, figures in validated:
         name = candidate.name
