@@ -20,7 +20,9 @@ model and the baseline. The saved model is the fit on all training data. Only th
 evaluation can select are refitted on it (``validation.refit: best``): the best personalised
 candidate by ``validation.selection_metric`` and the baseline (``ml.selection``, evaluation's
 own rule); the others keep their validation figures and get ``not_refit: <reason>`` instead
-of a file, so a losing candidate costs one fit, not two.
+of a file, so a losing candidate costs one fit, not two. A model that fits on one core
+(``Recommender.serial_fit``: SVD's SGD) has its validation fit run on a side thread while the
+other candidates validate, and is scored after them; its figures are the same either way.
 
 With a ``tuning:`` section, each listed candidate's hyper-parameters are searched first
 (``ml.tuning``: Optuna's TPE sampler, seeded, trials one at a time within ``n_trials`` and a
