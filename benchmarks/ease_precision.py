@@ -36,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import quality  # noqa: E402
+from process_memory import reset_peak, status_mib  # noqa: E402
 
 from recomart_pipeline.datagen import generate_dataset  # noqa: E402
 from recomart_pipeline.ml import ease  # noqa: E402
@@ -45,20 +46,6 @@ from recomart_pipeline.ml.models import create_model  # noqa: E402
 PRECISIONS: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
 
 
-def _status_mib(field: str) -> float:
-    """A memory field of /proc/self/status (VmRSS: now; VmHWM: the peak), MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _reset_peak() -> None:
-    """Start the peak (VmHWM) over from the current RSS (Linux: clear_refs 5), so the fit's
-    peak is not the data preparation's."""
-    Path("/proc/self/clear_refs").write_text("5")
-
-
 def worker(precision: str, pairs: Path, max_users: int | None, out: Path) -> None:
     """One fit in ``precision``: its time, memory, figures and the sampled users' top 10."""
     frame = quality.read_pairs(pairs)
@@ -66,12 +53,12 @@ def worker(precision: str, pairs: Path, max_users: int | None, out: Path) -> Non
     users = None if max_users is None else evaluation_users(held, max_users, seed=0)
     ease.SOLVE_DTYPE = PRECISIONS[precision]
     model = create_model("ease", {"max_items": train.n_items})
-    _reset_peak()
-    rss_before = _status_mib("VmRSS")
+    reset_peak()
+    rss_before = status_mib("VmRSS")
     started, cpu_started = time.perf_counter(), time.process_time()
     model.fit(train)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    peak = _status_mib("VmHWM")
+    peak = status_mib("VmHWM")
     scored = quality.figures(model, train, held, users)
     top = users if users is not None else np.arange(train.n_users)
     items, _ = model.recommend(top, quality.K, train.implicit)

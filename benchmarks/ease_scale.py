@@ -39,23 +39,11 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import quality  # noqa: E402
+from process_memory import reset_peak, status_mib  # noqa: E402
 
 from recomart_pipeline.datagen import generate_dataset  # noqa: E402
 from recomart_pipeline.ml import persistence  # noqa: E402
 from recomart_pipeline.ml.models import create_model  # noqa: E402
-
-
-def _status_mib(field: str) -> float:
-    """A memory field of /proc/self/status (VmRSS: now; VmHWM: the peak), MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _reset_peak() -> None:
-    """Start the peak (VmHWM) over from the current RSS (Linux: clear_refs 5)."""
-    Path("/proc/self/clear_refs").write_text("5")
 
 
 def _persistence(baseline: Path | None) -> ModuleType:
@@ -71,14 +59,14 @@ def _persistence(baseline: Path | None) -> ModuleType:
 
 def _timed_save(module: ModuleType, model: Any, path: Path) -> dict[str, Any]:
     """Save from a reset high-water mark: the save's seconds, RSS before it and its peak."""
-    _reset_peak()
-    before = _status_mib("VmRSS")
+    reset_peak()
+    before = status_mib("VmRSS")
     started = time.perf_counter()
     digest = module.save_model(model, path)
     return {
         "save_seconds": round(time.perf_counter() - started, 2),
         "rss_before_save_mib": round(before),
-        "save_peak_rss_mib": round(_status_mib("VmHWM")),
+        "save_peak_rss_mib": round(status_mib("VmHWM")),
         "sha256": digest,
         "persistence_file": module.__file__,
     }
@@ -89,15 +77,15 @@ def fit_worker(pairs: Path, model_path: Path) -> dict[str, Any]:
     train, _, header = quality.prepare(pairs.name, frame)
     del frame
     model = create_model("ease", {"max_items": train.n_items})
-    _reset_peak()
-    rss_before = _status_mib("VmRSS")
+    reset_peak()
+    rss_before = status_mib("VmRSS")
     started, cpu_started = time.perf_counter(), time.process_time()
     model.fit(train)
     fit = {
         "fit_seconds": round(time.perf_counter() - started, 1),
         "fit_cpu_seconds": round(time.process_time() - cpu_started, 1),
         "rss_before_fit_mib": round(rss_before),
-        "fit_peak_rss_mib": round(_status_mib("VmHWM")),
+        "fit_peak_rss_mib": round(status_mib("VmHWM")),
     }
     saved = _timed_save(persistence, model, model_path)
     return {**header, **fit, **saved, "file_mib": round(model_path.stat().st_size / 2**20)}
@@ -110,13 +98,13 @@ def save_worker(model_path: Path, baseline: Path | None) -> dict[str, Any]:
 
 def load_worker(model_path: Path, baseline: Path | None) -> dict[str, Any]:
     module = _persistence(baseline)
-    before = _status_mib("VmRSS")
+    before = status_mib("VmRSS")
     started = time.perf_counter()
     module.load_model(model_path)
     return {
         "load_seconds": round(time.perf_counter() - started, 2),
         "rss_before_load_mib": round(before),
-        "load_peak_rss_mib": round(_status_mib("VmHWM")),
+        "load_peak_rss_mib": round(status_mib("VmHWM")),
         "persistence_file": module.__file__,
     }
 

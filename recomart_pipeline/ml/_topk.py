@@ -177,6 +177,30 @@ def top_k_rows(
         _top_k_row(scores[r], heap_values, heap_items, items_out[r], scores_out[r])
 
 
+def rank_items(values: np.ndarray) -> np.ndarray:
+    """The items with a finite value, by value descending, equal values by item (int32):
+    the shared list ``top_k_ranked`` and ``top_k_shifted`` walk."""
+    finite = np.flatnonzero(np.isfinite(values))
+    ranked: np.ndarray = finite[np.argsort(-values[finite], kind="stable")].astype(np.int32)
+    return ranked
+
+
+@kernel
+def _mark_seen(
+    seen: np.ndarray,
+    seen_indices: np.ndarray,
+    seen_stored: np.ndarray,
+    start: int,
+    stop: int,
+    value: bool,
+) -> None:
+    """Set a user's seen items (stored entries ``start:stop``) in ``seen`` to ``value``;
+    marking skips stored zeros (not interactions), clearing clears every entry."""
+    for nz in range(start, stop):
+        if seen_stored[nz] or not value:
+            seen[seen_indices[nz]] = value
+
+
 @kernel
 def top_k_ranked(
     ranked_items: np.ndarray,
@@ -197,11 +221,8 @@ def top_k_ranked(
     """
     seen = np.zeros(n_items, np.bool_)
     for r in range(users.shape[0]):
-        user = users[r]
-        start, stop = seen_indptr[user], seen_indptr[user + 1]
-        for nz in range(start, stop):
-            if seen_stored[nz]:
-                seen[seen_indices[nz]] = True
+        start, stop = seen_indptr[users[r]], seen_indptr[users[r] + 1]
+        _mark_seen(seen, seen_indices, seen_stored, start, stop, True)
         slot = 0
         for pos in range(ranked_items.shape[0]):
             if slot == k:
@@ -210,8 +231,7 @@ def top_k_ranked(
                 items_out[r, slot] = ranked_items[pos]
                 scores_out[r, slot] = ranked_scores[pos]
                 slot += 1
-        for nz in range(start, stop):
-            seen[seen_indices[nz]] = False
+        _mark_seen(seen, seen_indices, seen_stored, start, stop, False)
 
 
 @exact_kernel
@@ -241,11 +261,8 @@ def top_k_shifted(
     taken_items = np.empty(ranked_items.shape[0], np.int32)
     taken_scores = np.empty(ranked_items.shape[0], np.float32)
     for r in range(users.shape[0]):
-        user = users[r]
-        start, stop = seen_indptr[user], seen_indptr[user + 1]
-        for nz in range(start, stop):
-            if seen_stored[nz]:
-                seen[seen_indices[nz]] = True
+        start, stop = seen_indptr[users[r]], seen_indptr[users[r] + 1]
+        _mark_seen(seen, seen_indices, seen_stored, start, stop, True)
         size = 0
         kth = np.float32(0.0)
         for pos in range(ranked_items.shape[0]):
@@ -270,8 +287,7 @@ def top_k_shifted(
         for slot in range(min(k, size)):
             items_out[r, slot] = taken_items[slot]
             scores_out[r, slot] = taken_scores[slot]
-        for nz in range(start, stop):
-            seen[seen_indices[nz]] = False
+        _mark_seen(seen, seen_indices, seen_stored, start, stop, False)
 
 
 @kernel

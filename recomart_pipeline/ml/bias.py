@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from recomart_pipeline.ml._topk import top_k_shifted
+from recomart_pipeline.ml._topk import rank_items, top_k_shifted
 from recomart_pipeline.ml.base import (
     EpochCallback,
     FitReport,
@@ -126,9 +126,7 @@ class BiasRecommender(Recommender):
         else:  # recommend_history's rows
             offsets = np.full(users.size, s["global_mean"], np.float32)
         values = s["item_bias"].astype(np.float32)
-        finite = np.flatnonzero(np.isfinite(values))
-        # stable sort: equal values keep the lower item first
-        ranked = finite[np.argsort(-values[finite], kind="stable")].astype(np.int32)
+        ranked = rank_items(values)
         top_k_shifted(
             ranked,
             values[ranked],

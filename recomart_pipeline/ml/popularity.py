@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from recomart_pipeline.ml._topk import top_k_ranked
+from recomart_pipeline.ml._topk import rank_items, top_k_ranked
 from recomart_pipeline.ml.base import (
     EpochCallback,
     FitReport,
@@ -100,9 +100,7 @@ class PopularityRecommender(Recommender):
         and a user known from training or from a history gets the same list (``score`` is
         not needed either)."""
         scores = self._state["item_scores"].astype(np.float32)
-        finite = np.flatnonzero(np.isfinite(scores))
-        # stable sort: equal scores keep the lower item first, as top_k_rows breaks ties
-        ranked = finite[np.argsort(-scores[finite], kind="stable")].astype(np.int32)
+        ranked = rank_items(scores)  # equal scores: the lower item first, as top_k_rows
         top_k_ranked(
             ranked,
             scores[ranked],
