@@ -103,7 +103,12 @@ def test_snapshot_of_messy_ids_equals_the_pandas_computation(tmp_path):
         ["a", "A", " a", None, "é", "10", "010", "a", "", "ß"],
         ["x", "X", "x", "01", None, "1", "ü", "u\u0308", "x", ""],
     )
-    test = _messy_split(tmp_path / "test.parquet", ["a", "z", None], ["x", "y", None])
+    # ids that would be SQL if they ever reached a query's text (they reach DuckDB as data)
+    test = _messy_split(
+        tmp_path / "test.parquet",
+        ["a", "z", None, "'); DROP TABLE train; --"],
+        ["x", "y", None, 'x" OR 1=1 --'],
+    )
     evaluation = tmp_path / "evaluation.json"
     evaluation.write_text(
         EvaluationReport.model_validate(
@@ -151,6 +156,6 @@ def test_snapshot_of_messy_ids_equals_the_pandas_computation(tmp_path):
     snapshot, entities = _snapshot(ctx)
     expected, expected_entities = _reference(train, test)
     assert {key: getattr(snapshot, key) for key in expected} == expected
-    assert expected["users"] == 9 and expected["items"] == 8  # the ids really are messy
+    assert expected["users"] == 10 and expected["items"] == 9  # the ids really are messy
     pd.testing.assert_frame_equal(entities, expected_entities)
     assert snapshot.recommended_items == 3
