@@ -61,6 +61,9 @@ from recomart_pipeline.ml.params import ItemKNNParams
 # popular item's row touches many users) evens out across threads, large enough that the
 # per-task overhead (a few n_items scratch rows) stays negligible.
 _ITEMS_PER_TASK = 256
+# Users per ranking chunk (``default_chunk_size``): 975k users at 20M events make 477 chunks;
+# ranking them to depth 100 took 16.7 s against 18.6 s with the dense models' 64 (median of 4).
+SPARSE_CHUNK_USERS = 2048
 # ``shrinkage: auto``'s h per unit of the training matrix's inverse density (module docstring).
 AUTO_SHRINKAGE_SCALE = 0.1
 
@@ -343,6 +346,13 @@ class ItemKNNRecommender(Recommender):
     def _score_items(self, users: np.ndarray) -> np.ndarray:
         scores = self._ranking_scores(users).to_csr().toarray()
         return np.ascontiguousarray(scores, dtype=np.float32)
+
+    def default_chunk_size(self) -> int:
+        """Users ranked together: ``SPARSE_CHUNK_USERS``. No dense scores are made (a chunk
+        keeps one catalogue-long row of sums per thread, whatever its size), so the chunk
+        need not be small; a large one spreads each chunk's Python work (slicing the users'
+        rows, handing the chunk to a thread), which holds the GIL, over more users."""
+        return SPARSE_CHUNK_USERS
 
     def _ranking_scores(self, users: np.ndarray) -> SparseProduct:
         """Sparse: a user scores only the neighbours of their items (about a thousand of

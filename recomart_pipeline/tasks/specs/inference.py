@@ -19,7 +19,8 @@ class Config(BaseModel):
         None,
         ge=1,
         description="Users scored together per worker thread (default: 64, fewer when 64 rows "
-        "of scores exceed 64 MiB); the answer does not depend on it.",
+        "of scores exceed 64 MiB; item_knn, which makes no dense scores: 2048); the answer "
+        "does not depend on it.",
     )
 
 
