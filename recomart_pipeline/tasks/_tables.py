@@ -121,6 +121,28 @@ def statistics_columns(schema: pa.Schema) -> list[str] | bool:
     return kept or False
 
 
+def dictionary_columns(schema: pa.Schema) -> list[str] | bool:
+    """The columns worth dictionary-encoding: text only.
+
+    Ids and event types repeat within a row group, so a dictionary shrinks them. Timestamps,
+    scores and index codes are mostly distinct: pyarrow builds a dictionary for each of them
+    anyway and falls back to plain encoding once it overflows, and that attempt was the
+    costliest part of writing them (20M-row files, 2 cores: validation's output 6.4 → 5.6 s,
+    features' train events 3.8 → 2.4 s, and every file measured came out smaller).
+    """
+    kept = [field.name for field in schema if _textual(field.type)]
+    return kept or False
+
+
+def writer_options(schema: pa.Schema) -> dict[str, Any]:
+    """pyarrow ``ParquetWriter`` settings of every table the tasks write (see above)."""
+    return {
+        "compression": COMPRESSION,
+        "write_statistics": statistics_columns(schema),
+        "use_dictionary": dictionary_columns(schema),
+    }
+
+
 class ParquetSink(ClosedOnExit):
     """Writes a Parquet file incrementally in fixed-size row groups.
 
@@ -135,9 +157,7 @@ class ParquetSink(ClosedOnExit):
         self._row_group_rows = row_group_rows
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self._writer = pq.ParquetWriter(
-            path, schema, compression=COMPRESSION, write_statistics=statistics_columns(schema)
-        )
+        self._writer = pq.ParquetWriter(path, schema, **writer_options(schema))
         # Row groups are encoded and written on a thread of their own while the caller makes
         # the next one: pyarrow's writer is single-threaded and releases the GIL, and it was
         # ~3 s of each 20M-row output, spent with the query that feeds it waiting. One group

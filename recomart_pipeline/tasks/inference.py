@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from recomart_pipeline.contract.errors import SchemaError
@@ -31,6 +30,7 @@ from recomart_pipeline.deployment.serving_arrays import DEFAULT_TOP_K, save_rank
 from recomart_pipeline.ml.base import Recommender
 from recomart_pipeline.ml.data import read_implicit, read_index
 from recomart_pipeline.ml.persistence import load_model
+from recomart_pipeline.tasks._tables import ParquetSink
 from recomart_pipeline.tasks.specs.inference import (
     EVALUATION,
     ITEM_INDEX,
@@ -178,7 +178,8 @@ def _write(
     ranks = np.arange(1, k + 1, dtype=np.int16)
     recommended = np.zeros(item_ids.size, dtype=bool)
     rows = 0
-    with pq.ParquetWriter(path, RECOMMENDATION_SCHEMA) as writer:
+    # The sink writes each row group on its own thread while the next batch is ranked.
+    with ParquetSink(path, RECOMMENDATION_SCHEMA) as writer:
         for users, items, scores in batches:
             filled = items >= 0
             recommended[items[filled]] = True
@@ -191,6 +192,6 @@ def _write(
                 },
                 schema=RECOMMENDATION_SCHEMA,
             )
-            writer.write_table(table)
+            writer.write(table)
             rows += table.num_rows
     return path, rows, float(recommended.sum() / item_ids.size)

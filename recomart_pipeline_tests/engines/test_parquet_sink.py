@@ -1,8 +1,11 @@
-"""The shared Parquet writer (``ParquetSink``): which columns carry min/max statistics.
+"""The shared Parquet writer (``ParquetSink``): which columns carry min/max statistics and
+which are dictionary-encoded.
 
 String statistics are left out (they cost ~1 s per 20M-row file and prune nothing: rows
 are never sorted by an id); numeric and timestamp statistics stay for readers that prune.
-The rows read back unchanged, and the same rows still give the same bytes.
+Only text is dictionary-encoded (numbers and timestamps are mostly distinct: the attempt
+cost more than it saved). The rows read back unchanged, and the same rows still give the
+same bytes.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import pytest
 from recomart_pipeline.tasks._tables import (
     TYPED_SCHEMAS,
     ParquetSink,
+    dictionary_columns,
     raw_schema,
     statistics_columns,
+    writer_options,
 )
 from recomart_pipeline.tasks.specs.tables import TableLayout
 
@@ -81,6 +86,44 @@ def test_dictionary_text_is_textual() -> None:
     assert statistics_columns(schema) == ["n"]
 
 
+def _dictionary_encoded(path: Path) -> dict[str, bool]:
+    meta = pq.ParquetFile(path).metadata
+    encoded: dict[str, bool] = {}
+    for g in range(meta.num_row_groups):
+        for c in range(meta.num_columns):
+            column = meta.row_group(g).column(c)
+            has = column.dictionary_page_offset is not None
+            assert encoded.setdefault(column.path_in_schema, has) == has  # alike in every group
+    return encoded
+
+
+def test_only_text_is_dictionary_encoded(tmp_path: Path) -> None:
+    table = _interactions(25)
+    path = tmp_path / "typed.parquet"
+    with ParquetSink(path, table.schema, row_group_rows=10) as sink:
+        sink.write(table)
+    assert _dictionary_encoded(path) == {
+        "user_id": True,
+        "item_id": True,
+        "event_type": True,
+        "timestamp": False,
+        "rating": False,  # five distinct values: pyarrow would have made a dictionary
+        "weight": False,
+    }
+    assert pq.read_table(path).equals(table)
+
+
+def test_dictionary_columns_of_schemas() -> None:
+    assert (
+        dictionary_columns(pa.schema([("n", pa.int32()), ("t", TYPED_SCHEMAS["users"][1].type)]))
+        is False
+    )
+    schema = pa.schema(
+        [("d", pa.dictionary(pa.int32(), pa.string())), ("n", pa.int64()), ("b", pa.binary())]
+    )
+    assert dictionary_columns(schema) == ["d", "b"]
+
+
 def test_same_rows_same_bytes_whatever_the_batches(tmp_path: Path) -> None:
     table = _interactions(23)
     paths = []
@@ -102,9 +145,7 @@ def test_rows_written_behind_give_the_bytes_of_a_direct_write(tmp_path: Path) ->
         for start in range(0, 95, 7):  # batches that straddle the row groups
             sink.write(table.slice(start, 7))
     direct = tmp_path / "direct.parquet"
-    with pq.ParquetWriter(
-        direct, table.schema, compression="zstd", write_statistics=statistics_columns(table.schema)
-    ) as writer:
+    with pq.ParquetWriter(direct, table.schema, **writer_options(table.schema)) as writer:
         for start in range(0, 95, 10):
             writer.write_table(table.slice(start, 10).combine_chunks(), row_group_size=10)
     assert behind.read_bytes() == direct.read_bytes()
