@@ -298,6 +298,7 @@ class CanonicalRows:
             low, high = -(-rule.earliest_ns // per_tick), rule.latest_ns // per_tick
             inside = f"({value} BETWEEN {q.param(low)} AND {q.param(high)})"
             seconds = spell.div(value, q.param(ticks))
+            written = spell.iso_seconds(seconds)
             fraction = f"({value} % {q.param(ticks)} <> 0)"
         elif rule.sql_iso:
             canonical = sql.full_match(text, q.param(Pattern(TIMESTAMP_PATTERN)))
@@ -306,9 +307,18 @@ class CanonicalRows:
             value = f"CASE WHEN {canonical} THEN {sql.epoch_ns(text)} END"
             inside = f"({value} BETWEEN {q.param(rule.earliest_ns)} AND {q.param(rule.latest_ns)})"
             seconds = spell.div(value, q.param(NS_PER_SECOND))
+            # Text already in the output's spelling (a canonical value of 20 characters with
+            # T and Z: YYYY-MM-DDTHH:MM:SSZ) that names a real instant in range is its own
+            # conversion: it is kept as read instead of being formatted again. Exports in
+            # that spelling are the common case (20M rows: the formatting was ~2 s per pass).
+            own = (
+                f"(length({text}) = 20 AND substring({text}, 11, 1) = 'T' "
+                f"AND substring({text}, 20, 1) = 'Z')"
+            )
+            written = f"CASE WHEN {own} THEN {text} ELSE {spell.iso_seconds(seconds)} END"
             fraction = f"({value} % {q.param(NS_PER_SECOND)} <> 0)"
         else:
-            canonical = inside = seconds = fraction = "FALSE"  # (unused)
+            canonical = inside = written = fraction = "FALSE"  # (unused)
         query = (
             f"SELECT DISTINCT {text} AS v FROM {self._from} {' '.join(q.joins)} "
             f"WHERE {where} AND {text} IS NOT NULL AND NOT coalesce({canonical}, FALSE)"
@@ -321,7 +331,7 @@ class CanonicalRows:
             return f"{table}.x", "FALSE"
         converted = (
             f"CASE WHEN coalesce({canonical}, FALSE) THEN "
-            f"CASE WHEN coalesce({inside}, FALSE) THEN {spell.iso_seconds(seconds)} "
+            f"CASE WHEN coalesce({inside}, FALSE) THEN {written} "
             f"ELSE {text} END ELSE {table}.x END"
         )
         subsecond = f"(coalesce({canonical}, FALSE) AND coalesce({inside}, FALSE) AND {fraction})"

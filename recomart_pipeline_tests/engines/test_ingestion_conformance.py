@@ -289,6 +289,15 @@ ISO_TIMES = [
     "",
     " 2026-01-01",
     "1500-01-01",
+    # The output's own spelling is kept as read when it names a real instant in range; the
+    # same length and shape otherwise goes through the conversion or the reference.
+    "2024-02-29T23:59:59Z",
+    "2026-02-29T12:00:00Z",  # no such day, in the output's spelling
+    "2026-01-01 10:00:00Z",  # a space where the output has T
+    "1678-01-01T00:00:00Z",
+    "2261-12-31T23:59:59Z",
+    "2262-12-31T23:59:59Z",  # past the typed range
+    "2026-13-01T00:00:00Z",
 ]
 
 
@@ -304,6 +313,8 @@ def test_iso_spellings(tmp_path: Path, harness: TaskHarness, engine: str, timezo
     result = assert_conform(harness, engine, config)
     written = pq.read_table(result.outputs["interactions"]).column("timestamp").to_pylist()
     assert "not-a-date" in written and "2026-02-30T00:00:00" in written
+    assert "2024-02-29T23:59:59Z" in written and "2026-01-01T10:00:00Z" in written
+    assert "2026-01-01 10:00:00Z" not in written
 
 
 # Seconds (scaled to each unit): past the typed range, leading zeros and a sign, the
