@@ -50,7 +50,18 @@ def _stats_set(path: Path) -> dict[str, bool]:
     }
 
 
-def test_typed_file_keeps_numeric_statistics_only(tmp_path: Path) -> None:
+def _dictionary_encoded(path: Path) -> dict[str, bool]:
+    meta = pq.ParquetFile(path).metadata
+    encoded: dict[str, bool] = {}
+    for g in range(meta.num_row_groups):
+        for c in range(meta.num_columns):
+            column = meta.row_group(g).column(c)
+            has = column.dictionary_page_offset is not None
+            assert encoded.setdefault(column.path_in_schema, has) == has  # alike in every group
+    return encoded
+
+
+def test_typed_file_statistics_for_numbers_dictionaries_for_text(tmp_path: Path) -> None:
     table = _interactions(25)
     path = tmp_path / "typed.parquet"
     with ParquetSink(path, table.schema, row_group_rows=10) as sink:
@@ -62,6 +73,14 @@ def test_typed_file_keeps_numeric_statistics_only(tmp_path: Path) -> None:
         "timestamp": True,
         "rating": True,
         "weight": True,
+    }
+    assert _dictionary_encoded(path) == {
+        "user_id": True,
+        "item_id": True,
+        "event_type": True,
+        "timestamp": False,
+        "rating": False,  # five distinct values: pyarrow would have made a dictionary
+        "weight": False,
     }
     assert pq.read_table(path).equals(table)
     meta = pq.ParquetFile(path).metadata.row_group(1).column(3).statistics
@@ -84,33 +103,6 @@ def test_dictionary_text_is_textual() -> None:
         [("d", pa.dictionary(pa.int32(), pa.string())), ("n", pa.int64()), ("b", pa.binary())]
     )
     assert statistics_columns(schema) == ["n"]
-
-
-def _dictionary_encoded(path: Path) -> dict[str, bool]:
-    meta = pq.ParquetFile(path).metadata
-    encoded: dict[str, bool] = {}
-    for g in range(meta.num_row_groups):
-        for c in range(meta.num_columns):
-            column = meta.row_group(g).column(c)
-            has = column.dictionary_page_offset is not None
-            assert encoded.setdefault(column.path_in_schema, has) == has  # alike in every group
-    return encoded
-
-
-def test_only_text_is_dictionary_encoded(tmp_path: Path) -> None:
-    table = _interactions(25)
-    path = tmp_path / "typed.parquet"
-    with ParquetSink(path, table.schema, row_group_rows=10) as sink:
-        sink.write(table)
-    assert _dictionary_encoded(path) == {
-        "user_id": True,
-        "item_id": True,
-        "event_type": True,
-        "timestamp": False,
-        "rating": False,  # five distinct values: pyarrow would have made a dictionary
-        "weight": False,
-    }
-    assert pq.read_table(path).equals(table)
 
 
 def test_dictionary_columns_of_schemas() -> None:
