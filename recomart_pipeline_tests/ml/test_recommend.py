@@ -206,7 +206,7 @@ def test_scores_follow_a_refit(data):
 @pytest.mark.parametrize("k", [1, 3, 10, 100])
 def test_sparse_scores_rank_as_their_dense_rows(n_items, k):
     """A model may score sparsely (every item not stored scores 0): the same top-k as the
-    dense rows, with negative, zero, tied and non-finite stored scores, and rows whose stored
+    dense rows, with negative, zero (either sign), tied and non-finite stored scores, and rows whose stored
     and seen items leave fewer than k, or no, implicit zeros."""
     rng = np.random.default_rng(n_items * 1000 + k)
     n_users = 60
@@ -217,6 +217,7 @@ def test_sparse_scores_rank_as_their_dense_rows(n_items, k):
         scores.data = rng.integers(-2, 4, scores.nnz).astype(np.float32)  # ties, zeros, < 0
         scores.data[rng.random(scores.nnz) < 0.05] = np.nan
         scores.data[rng.random(scores.nnz) < 0.05] = np.inf
+        scores.data[rng.random(scores.nnz) < 0.05] = -0.0  # ties with 0.0, by item
         seen = sp.random(n_users, n_items, density=0.3, format="csr", random_state=n_items)
         seen.data[rng.random(seen.nnz) < 0.2] = 0.0  # stored zeros are not interactions
         users = np.arange(n_users, dtype=np.int32)
