@@ -299,7 +299,7 @@ _HALF = np.uint64(32)
 
 
 @kernel
-def _rank_candidates(
+def rank_candidates(
     values: np.ndarray,
     items: np.ndarray,
     count: int,
@@ -356,7 +356,7 @@ def _rank_with_zeros(
                 items[count] = item
                 count += 1
                 offered += 1
-    _rank_candidates(values, items, count, keys, items_out, scores_out)
+    rank_candidates(values, items, count, keys, items_out, scores_out)
 
 
 @kernel

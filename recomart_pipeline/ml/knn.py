@@ -45,6 +45,7 @@ from pydantic import BaseModel
 from recomart_pipeline.ml._blocks import run_blocks
 from recomart_pipeline.ml._csr_state import check_csr, csr_arrays, csr_from_state, csr_shapes
 from recomart_pipeline.ml._jit import kernel
+from recomart_pipeline.ml._topk import rank_candidates
 from recomart_pipeline.ml.base import (
     EpochCallback,
     FitReport,
@@ -150,12 +151,13 @@ def _top_k_similarity_rows(
 
     One item's dot products are accumulated by walking its users and their items
     (Gustavson's row-by-row sparse product, as scipy's: the same additions in the same order,
-    in float64), noting which items were reached; only those are selected from, by a
-    linear-time partition, in the order they were reached (a row's entries are put in item
-    order once, by ``top_k_similarities``: sorting every item's reached list, with the
-    branch on first visits, was a third of the kernel's time at 20M). The full product is never stored (building it as a scipy matrix,
-    its dense copy and a heap over every entry were the old fit's cost), and an item's cost
-    is the number of items it shares a user with, not the catalogue's size.
+    in float64), noting which items were reached; only those are ranked, in the order they
+    were reached, by the ranking kernels' selection (a row's entries are put in item order
+    once, by ``top_k_similarities``: sorting every item's reached list, with the branch on
+    first visits, was a third of the kernel's time at 20M). The full product is never stored
+    (building it as a scipy matrix, its dense copy and a heap over every entry were the old
+    fit's cost), and an item's cost is the number of items it shares a user with, not the
+    catalogue's size.
     """
     n_items = neighbours.shape[0]
     k = neighbours.shape[1]
@@ -164,6 +166,7 @@ def _top_k_similarity_rows(
     touched = np.empty(n_items + 1, np.int32)
     row = np.empty(n_items, np.float32)
     ids = np.empty(n_items, np.int32)
+    keys = np.empty(n_items, np.uint64)
     for item in range(start, stop):
         size = 0
         for p in range(item_indptr[item], item_indptr[item + 1]):
@@ -193,22 +196,8 @@ def _top_k_similarity_rows(
             neighbours[item, :count] = ids[:count]
             values[item, :count] = row[:count]
             continue
-        # the k-th largest value, then everything above it and, of the values equal to it,
-        # the lowest items until k are kept: a full sort by (value descending, item
-        # ascending) would keep the same k
-        threshold = np.partition(row[:count], count - k)[count - k]
-        slot = 0
-        ties = 0
-        for position in range(count):
-            if row[position] > threshold:
-                neighbours[item, slot] = ids[position]
-                values[item, slot] = row[position]
-                slot += 1
-            elif row[position] == threshold:
-                touched[ties] = ids[position]
-                ties += 1
-        neighbours[item, slot:] = np.sort(touched[:ties])[: k - slot]
-        values[item, slot:] = threshold
+        # value descending, then item ascending: the ranking kernels' order
+        rank_candidates(row, ids, count, keys, neighbours[item], values[item])
 
 
 def top_k_similarities(
