@@ -202,20 +202,12 @@ class InteractionValidation(ClosedOnExit):
         rows are streamed later by leaving these out, so memory holds the faults alone."""
         sql, p = self._sql, self._sql.param
         columns = [f'"{c}"' for c in RAW_COLUMNS]
-        everything = ", ".join(columns)
-        # Exact duplicates: hashing all columns finds the few candidate groups cheaply; the
-        # window over the candidates alone compares the values themselves.
+        # Exact duplicates: the values of a hash of all columns that occur more than once
+        # (few) mark the candidates, which the classifying pass keeps beside the rows that
+        # break a rule; a window over the candidates alone then compares the values. Marking
+        # them in that pass instead of a pass of their own saves a read and hash of every row.
         self._session.keep(
-            "repeats",
-            f"""
-            SELECT rn, row_number() OVER same > 1 AS repeated, min(rn) OVER same AS copy_of
-            FROM (SELECT rn, {everything} FROM raw
-                  WHERE {sql.hash(columns)} IN (
-                      {sql.repeated(f"SELECT {sql.hash(columns)} AS h FROM raw", "h")}
-                  )) candidates
-            WINDOW same AS (PARTITION BY {everything} ORDER BY rn)
-            """,
-            {},
+            "repeated_hashes", sql.repeated(f"SELECT {sql.hash(columns)} AS h FROM raw", "h"), {}
         )
         blank = {column: _blank(column) for column in RAW_COLUMNS}
         is_rating = "coalesce(event_type = 'rating', false)"
@@ -230,7 +222,6 @@ class InteractionValidation(ClosedOnExit):
             f"OR (NOT {blank['rating']} AND rating_value IS NULL))",
             "event_type_values": f"(NOT {blank['event_type']} "
             f"AND NOT {sql.contains(p('allowed'), 'event_type')})",
-            "duplicates": "coalesce(d.repeated, false)",
             # Anti-joins (known ids are unique and never null): NOT IN's null semantics
             # make DuckDB plan a mark join, ~8x slower at 5M rows.
             "referential_integrity": f"((NOT {blank['item_id']} AND ki.id IS NULL) "
@@ -242,16 +233,15 @@ class InteractionValidation(ClosedOnExit):
         )
         rules = self._rules
         self._session.keep(
-            "broken",
+            "flagged",
             f"""
             SELECT * FROM (
-                SELECT t.*, {is_rating} AS is_rating, coalesce(d.copy_of, t.rn) AS copy_of,
-                       CAST({code} AS TINYINT) AS code
+                SELECT t.*, {is_rating} AS is_rating, {sql.hash(columns)} AS h,
+                       {code} AS code
                 FROM ({self._typed()}) t
-                LEFT JOIN repeats d ON d.rn = t.rn
                 LEFT JOIN known_items ki ON ki.id = t.item_id
                 LEFT JOIN known_users ku ON ku.id = t.user_id) classified
-            WHERE code <> 0
+            WHERE code <> 0 OR h IN (SELECT h FROM repeated_hashes)
             """,
             {
                 **self._params(),
@@ -261,7 +251,28 @@ class InteractionValidation(ClosedOnExit):
                 "allowed": list(rules.allowed_events),
             },
         )
-        self._session.drop("repeats")
+        everything = ", ".join(columns)
+        kept = ", ".join(f"f.{c}" for c in (*columns, "ts_ns", "rating_value", "weight_value"))
+        duplicate = f"(CASE WHEN coalesce(d.repeated, false) THEN {_bit('duplicates')} ELSE 0 END)"
+        self._session.keep(
+            "broken",
+            f"""
+            SELECT * FROM (
+                SELECT f.rn, {kept}, f.is_rating, coalesce(d.copy_of, f.rn) AS copy_of,
+                       CAST(f.code + {duplicate} AS TINYINT) AS code
+                FROM flagged f
+                LEFT JOIN (
+                    SELECT rn, row_number() OVER same > 1 AS repeated,
+                           min(rn) OVER same AS copy_of
+                    FROM flagged WHERE h IN (SELECT h FROM repeated_hashes)
+                    WINDOW same AS (PARTITION BY {everything} ORDER BY rn)) d ON d.rn = f.rn
+            ) classified
+            WHERE code <> 0
+            """,
+            {},
+        )
+        self._session.drop("flagged")
+        self._session.drop("repeated_hashes")
 
     def tally(self) -> Tally:
         """Rows, failures per rule, nulls per required column (all from the broken rows:
