@@ -54,6 +54,16 @@ def make_numbers(ctx: TaskContext) -> TaskResult:
     )
 
 
+@pipeline_task(outputs=[NUMBERS_OUT, Output("notes", "text")])
+def numbers_with_notes(ctx: TaskContext) -> TaskResult:
+    """Writes 0..2 as JSON and a note beside them that no sample task reads."""
+    numbers = ctx.output_path("numbers.json")
+    numbers.write_text(json.dumps([0, 1, 2]))
+    notes = ctx.output_path("notes.txt")
+    notes.write_text("made by numbers_with_notes")
+    return TaskResult(outputs={"numbers": numbers, "notes": notes})
+
+
 @pipeline_task(inputs=[NUMBERS], outputs=[Output("squares", "json")])
 def square(ctx: TaskContext) -> TaskResult:
     """Squares the numbers of its dependency."""

@@ -346,6 +346,7 @@ def task(
         Checkpoint,
         InputPolicy,
     )
+    from recomart_pipeline.runtime.attempt import reads
     from recomart_pipeline.runtime.object_store import ObjectStoreError, object_store_for
     from recomart_pipeline.runtime.runner import TaskFailure, run_task
     from recomart_pipeline.runtime.task_logging import console_forward
@@ -372,7 +373,10 @@ def task(
             )
             upstream = {
                 dep: main_store.load_upstream(
-                    dep, policy, warn=lambda m: print(f"warning: {m}", file=sys.stderr)
+                    dep,
+                    policy,
+                    warn=lambda m: print(f"warning: {m}", file=sys.stderr),
+                    reads=reads(config.specs[name]),
                 )
                 for dep in deps
             }

@@ -271,9 +271,12 @@ class ArtifactStore:
             return None
         return checkpoint
 
-    def fetch(self, checkpoint: Checkpoint) -> None:
-        """Make the checkpoint's files present locally with their recorded hashes."""
+    def fetch(self, checkpoint: Checkpoint, reads: Callable[[str], bool] | None = None) -> None:
+        """Make the checkpoint's files (those whose name ``reads`` accepts, if given) present
+        locally with their recorded hashes."""
         for record in checkpoint.artifacts.values():
+            if reads is not None and not reads(record.name):
+                continue
             try:
                 record.verify()
                 continue
@@ -294,8 +297,12 @@ class ArtifactStore:
         policy: InputPolicy | str | None,
         partition_key: str | None = None,
         warn: Callable[[str], None] | None = None,
+        reads: Callable[[str], bool] | None = None,
     ) -> Checkpoint:
-        """The checkpoint of upstream ``task`` that ``policy`` allows, its files verified.
+        """The checkpoint of upstream ``task`` that ``policy`` allows, its files verified:
+        all of them, or those whose artifact name ``reads`` accepts (the files the reading
+        task can open: the others are neither hashed nor downloaded, which at 20M events was
+        ~1.5 GB of hashing for the report alone, the models and serving arrays it never reads).
 
         A run id (or None) as ``policy`` means that run's own checkpoint, else ``latest``.
         """
@@ -310,7 +317,7 @@ class ArtifactStore:
                 hint=f"fix the cause and re-run '{task}', or pass {_flag(task)} to use it "
                 "anyway (recorded in the run manifest)",
             )
-        self.fetch(checkpoint)
+        self.fetch(checkpoint, reads)
         return checkpoint
 
     def _choose(

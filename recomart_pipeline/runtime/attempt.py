@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,15 +48,25 @@ class AttemptRequest:
     object_store: SharedStore | None = None
 
 
-def _matching(declared: Input[Any], checkpoint: Checkpoint) -> dict[str, Path]:
+def _declares(declared: Input[Any], artifact: str) -> bool:
+    """Whether ``declared`` is the upstream artifact named ``artifact`` (a family: a match)."""
     if declared.is_family:
-        return {
-            name: record.path
-            for name, record in sorted(checkpoint.artifacts.items())
-            if fnmatch.fnmatchcase(name, declared.name)
-        }
-    record = checkpoint.artifacts.get(declared.name)
-    return {declared.name: record.path} if record else {}
+        return fnmatch.fnmatchcase(artifact, declared.name)
+    return artifact == declared.name
+
+
+def _matching(declared: Input[Any], checkpoint: Checkpoint) -> dict[str, Path]:
+    return {
+        name: record.path
+        for name, record in sorted(checkpoint.artifacts.items())
+        if _declares(declared, name)
+    }
+
+
+def reads(spec: TaskSpec) -> Callable[[str], bool]:
+    """Whether a task of ``spec`` can open an upstream artifact of a given name: only its
+    declared inputs reach its context, so only those need verifying before it starts."""
+    return lambda artifact: any(_declares(declared, artifact) for declared in spec.inputs)
 
 
 def resolve_inputs(

@@ -24,7 +24,7 @@ from recomart_pipeline.contract.errors import (
 from recomart_pipeline.contract.status import TaskStatus
 from recomart_pipeline.contract.task import CheckOutcome, TaskResult
 from recomart_pipeline.runtime.artifacts import ArtifactStore, Checkpoint, InputPolicy
-from recomart_pipeline.runtime.attempt import AttemptRequest, execute_attempt
+from recomart_pipeline.runtime.attempt import AttemptRequest, execute_attempt, reads
 from recomart_pipeline.runtime.heartbeat import ensure_heartbeat
 from recomart_pipeline.runtime.hooks import Published, Slow, listeners
 from recomart_pipeline.runtime.isolation import Limits, run_isolated
@@ -209,7 +209,13 @@ def run_task(
                 upstream
                 if upstream is not None
                 else {
-                    dep: store.load_upstream(dep, policy, partition_key, warn=logger.warning)
+                    dep: store.load_upstream(
+                        dep,
+                        policy,
+                        partition_key,
+                        warn=logger.warning,
+                        reads=reads(config.specs[task]),
+                    )
                     for dep in settings.tasks[task].depends_on
                     if dep not in policy.absent
                 }

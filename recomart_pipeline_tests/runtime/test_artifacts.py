@@ -83,3 +83,20 @@ def test_atomic_files_are_readable_by_others(tmp_path):
     target = tmp_path / "report.html"
     write_text_atomic(target, "<html></html>")
     assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_load_upstream_verifies_the_files_the_reader_reads_and_only_those(tmp_path):
+    store = ArtifactStore(tmp_path)
+    staging = store.new_staging_dir("run1", "make")
+    (staging / "read.json").write_text("[1]")
+    (staging / "unread.json").write_text("[2]")
+    files = {name: staging / f"{name}.json" for name in ("read", "unread")}
+    checkpoint = store.publish("run1", "make", staging, files, {}, {})
+    checkpoint.path("unread").write_text("[666]")
+    loaded = store.load_upstream("make", "run1", reads=lambda name: name == "read")
+    assert loaded.path("read").read_text() == "[1]"
+    with pytest.raises(UpstreamArtifactError, match=r"'unread' .* was modified after"):
+        store.load_upstream("make", "run1")  # every file, as before
+    checkpoint.path("read").write_text("[666]")
+    with pytest.raises(UpstreamArtifactError, match=r"'read' .* was modified after"):
+        store.load_upstream("make", "run1", reads=lambda name: name == "read")

@@ -43,6 +43,28 @@ def test_failure_is_classified_and_leaves_no_staging(write_config, tmp_path):
     assert not (config.storage_root / "latest" / "bad.json").exists()
 
 
+def test_a_task_starts_on_upstream_files_it_reads_verified_and_ignores_the_rest(write_config):
+    """Only declared inputs reach a task, so only they are hashed before it starts: a
+    changed file it never opens does not stop it; a changed file it reads does."""
+    path = write_config(
+        f"""
+        tasks:
+          numbers: {{callable: "{SAMPLE}:numbers_with_notes"}}
+          square: {{callable: "{SAMPLE}:square", depends_on: [numbers]}}
+        """
+    )
+    config = PipelineConfig(path)
+    made = run_task(config, "numbers", "r1").checkpoint
+    made.path("notes").write_text("changed")
+    squares = run_task(config, "square", "r1").checkpoint.path("squares")
+    assert json.loads(squares.read_text()) == [0, 1, 4]
+    made.path("numbers").write_text("[666]")
+    with pytest.raises(TaskFailure) as excinfo:
+        run_task(config, "square", "r1")
+    assert "'numbers'" in excinfo.value.message
+    assert "was modified after it was written" in excinfo.value.message
+
+
 @pytest.mark.parametrize(
     ("exc", "expected"),
     [
