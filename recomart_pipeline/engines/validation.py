@@ -1,9 +1,9 @@
 """The validation task's row rules as SQL, run by DuckDB (``local``) or Spark SQL (``spark``).
 
-One statement classifies every interaction — the rule bits it breaks (the same bit order as
+One pass classifies every interaction — the rule bits it breaks (the same bit order as
 the pandas reference, ``ROW_RULES``, so the same quarantine reasons), its typed timestamp
-(epoch nanoseconds, UTC) and rating — and keeps only the broken rows, with the row each
-duplicate copies. Ordered reads then stream the valid rows (the raw rows minus the broken
+(epoch nanoseconds, UTC) and rating — and keeps only the broken rows and the duplicate
+candidates, from which the broken rows are kept with the row each duplicate copies. Ordered reads then stream the valid rows (the raw rows minus the broken
 ones, typed) and the quarantined rows back as Arrow batches; the task writes them with the
 same Parquet writer as the pandas path, so the files are byte-identical.
 
