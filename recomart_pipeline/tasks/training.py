@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -254,12 +254,18 @@ def _validation_method(ctx: TaskContext[Config], configured: str) -> HoldoutMeth
     return method
 
 
-def _validation_plan(
-    ctx: TaskContext[Config], trainer: _Trainer
-) -> tuple[HoldoutMethod, Future[TrainEvents] | None] | None:
-    """The validation split's method (None: no split) and, for a temporal one, the train
-    events being read on the trainer's side thread: the read (~1.6 s of one core at 20M
-    events) overlaps the training data's, which the split needs too."""
+@dataclass(frozen=True)
+class _SplitPlan:
+    """How the validation split will be cut: its method and, for a temporal one, the train
+    events being read on the trainer's side thread (None: the run has none)."""
+
+    method: HoldoutMethod
+    events: Future[TrainEvents] | None
+
+
+def _validation_plan(ctx: TaskContext[Config], trainer: _Trainer) -> _SplitPlan | None:
+    """The validation split's plan (None: no split). The events' read (~1.6 s of one core
+    at 20M events) overlaps the training data's, which the split needs too."""
     settings = ctx.config.validation
     if settings.method == "none":
         ctx.logger.warning(
@@ -269,21 +275,21 @@ def _validation_plan(
         return None
     method = _validation_method(ctx, settings.method)
     if method not in TEMPORAL_METHODS or not ctx.has_input(TRAIN_EVENTS):
-        return method, None
-    return method, trainer.read_events_beside(ctx.input(TRAIN_EVENTS))
+        return _SplitPlan(method, None)
+    return _SplitPlan(method, trainer.read_events_beside(ctx.input(TRAIN_EVENTS)))
 
 
 def _validation_split(
     ctx: TaskContext[Config],
     train: TrainingData,
-    plan: tuple[HoldoutMethod, Future[TrainEvents] | None] | None,
+    plan: _SplitPlan | None,
 ) -> tuple[Holdout, np.ndarray, dict[str, Any]] | None:
     """The validation split, the users it ranks for, and its description for the summary."""
     if plan is None:
         return None
     settings = ctx.config.validation
-    chosen = method = plan[0]
-    events = None if plan[1] is None else plan[1].result()
+    chosen = method = plan.method
+    events = None if plan.events is None else plan.events.result()
     if method in TEMPORAL_METHODS and events is None:
         ctx.logger.warning(
             f"validation.method {method} needs the features task's train_events, which "
