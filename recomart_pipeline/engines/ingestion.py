@@ -116,6 +116,20 @@ class FileRules:
     amount: str | None = None  # relation column summed by aggregation (a float output)
     amount_name: str = "__amount"
 
+    @property
+    def selects_only(self) -> bool:
+        """The rules keep every row and change no value: each output is a text column as
+        read, or absent (null) with no constant. The rows are then the read batches with
+        their columns picked and renamed, and nothing is left for the SQL to compute."""
+        if self.conditions or self.time_column is not None or self.amount is not None:
+            return False
+        return all(
+            canonical not in self.constants
+            if column is None
+            else column not in self.integers and not self.value_mapping.get(canonical)
+            for canonical, column in self.outputs.items()
+        )
+
 
 @dataclass(frozen=True)
 class Parsers:

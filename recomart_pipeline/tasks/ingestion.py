@@ -731,6 +731,8 @@ class _Engine:
             + ([pa.field(AMOUNT, pa.float64())] if plan.amount is not None else [])
         )
         read = _FileToRead(path, file_format, source, table, plan, columns, chunk_rows, aliases)
+        if rules.selects_only:
+            return self._selected(read, rules, schema, done)
         if self.session.dialect.name == "duckdb":
             return self._batchwise(read, name, rules, parsers, schema, done)
         tidy: list[Callable[[], None]] = []
@@ -745,6 +747,21 @@ class _Engine:
         done.rows = canonical.rows
         done.filtered = canonical.rows - canonical.kept
         return self._streamed(canonical, schema, chunk_rows, tidy)
+
+    @staticmethod
+    def _selected(
+        read: _FileToRead, rules: FileRules, schema: pa.Schema, done: FileRead
+    ) -> Iterator[pa.Table]:
+        """Rules that only pick and rename columns (``FileRules.selects_only``): the read
+        batches are the rows. Passing 20M rows through SQL unchanged cost ~5 s of ~12 s."""
+        for batch in _batches(read.path, read.format, read.source, read.chunk_rows, read.plan.read):
+            rows = pa.Table.from_batches([batch]).rename_columns(list(read.aliases.values()))
+            picked = {
+                canonical: rows.column(column) if column is not None else pa.nulls(rows.num_rows)
+                for canonical, column in rules.outputs.items()
+            }
+            done.rows += rows.num_rows
+            yield pa.table(picked).cast(schema)
 
     def _batchwise(
         self,

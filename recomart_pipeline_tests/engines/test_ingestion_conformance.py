@@ -72,17 +72,23 @@ def _seen(result: TaskResult) -> dict[str, Any]:
 
 
 def assert_conform(
-    harness: TaskHarness, engine: str, config: dict[str, Any], ran: str | None = None
+    harness: TaskHarness,
+    engine: str,
+    config: dict[str, Any],
+    ran: str | None = None,
+    sql: bool = True,
 ) -> TaskResult:
     """Ingest on pandas and on ``engine``; the same files, metrics, checks and metadata.
-    ``ran``: the engine the metadata must name (default: ``engine`` itself, no fallback)."""
+    ``ran``: the engine the metadata must name (default: ``engine`` itself, no fallback);
+    ``sql``: whether the rules leave the engine anything to compute (False: every file only
+    picks and renames columns, so its read batches are the rows and no Spark job runs)."""
     reference = ingest_on(harness, "pandas", config)
     jobs = spark_jobs() if engine == "spark" else 0
     found = ingest_on(harness, engine, config)
     assert reference.metadata["engine"] == "pandas"
     assert found.metadata["engine"] == (ran or engine), found.metadata.get("engine_fallbacks")
     if engine == "spark" and found.metadata["engine"] == "spark":
-        assert spark_jobs() > jobs, "no Spark job ran"
+        assert (spark_jobs() > jobs) == sql, "a Spark job ran" if not sql else "no Spark job ran"
     if found.metadata["engine"] == engine:
         assert found.metadata["engine_fallbacks"] == []
     expected, seen = _seen(reference), _seen(found)
@@ -125,9 +131,40 @@ def _interactions(source: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_bundled_sample(harness: TaskHarness, engine: str) -> None:
+    """The bundled files need no rule (their columns are the canonical ones, times already
+    ISO text): the read batches are the rows, on either engine."""
     raw = {t: REPO_ROOT / "data" / f"{t}.csv" for t in ("interactions", "items", "users")}
-    result = assert_conform(harness, engine, sources(raw))
+    result = assert_conform(harness, engine, sources(raw), sql=False)
     assert result.metrics["interactions_rows"] > 0
+
+
+def test_rules_that_only_pick_and_rename_columns(
+    tmp_path: Path, harness: TaskHarness, engine: str
+) -> None:
+    """Columns renamed by column_mapping, an optional column absent, extra columns in the
+    file left out, blanks and nulls: the read batches, picked and renamed, are the
+    reference's rows without the engine computing anything."""
+    table = pa.table(
+        {
+            "extra": ["x", "y", "z", None],
+            "when": ["2026-01-02T03:04:05Z", "", None, "2026-01-02"],
+            "what": ["view", "buy", None, "view"],
+            "who": ["u1", "", "u3", None],
+            "item": ["i1", "i2", "i3", "i4"],
+        }
+    )
+    pq.write_table(table, tmp_path / "events.parquet")
+    mapping = {"who": "user_id", "item": "item_id", "what": "event_type", "when": "timestamp"}
+    config = _interactions({"path": str(tmp_path / "events.parquet"), "column_mapping": mapping})
+    result = assert_conform(harness, engine, config, sql=False)
+    assert result.metrics["interactions_rows"] == 4
+    rows = pq.read_table(result.outputs["interactions"]).to_pylist()
+    assert [(r["user_id"], r["timestamp"]) for r in rows] == [
+        ("u1", "2026-01-02T03:04:05Z"),
+        ("", ""),
+        ("u3", None),
+        (None, "2026-01-02"),
+    ]
 
 
 @pytest.mark.parametrize("file_format", ["csv", "parquet"])
@@ -172,7 +209,8 @@ def test_directory_in_sorted_order_with_derived_tables(
             for k in range(6)
         )
         _write(folder / f"day-{day}.csv", "user_id,item_id,event_type,timestamp,category\n" + rows)
-    result = assert_conform(harness, engine, _interactions({"path": str(folder)}))
+    config = _interactions({"path": str(folder), "value_mapping": {"event_type": {"view": "v"}}})
+    result = assert_conform(harness, engine, config)
     assert result.metrics["interactions_files"] == 3
 
 
@@ -484,7 +522,8 @@ def test_on_bad_file_skip(tmp_path: Path, harness: TaskHarness, engine: str) -> 
     _write(tmp_path / "in" / "a.csv", header + "u1,i1,view,2026-01-01\n")
     _write(tmp_path / "in" / "b.csv", header + "u2,i2,view,2026-01-02\nu3,i3\n")
     _write(tmp_path / "in" / "c.csv", header + "u4,i4,view,2026-01-03\n")
-    config = {**_interactions({"path": str(tmp_path / "in")}), "on_bad_file": "skip"}
+    source = {"path": str(tmp_path / "in"), "value_mapping": {"event_type": {"view": "v"}}}
+    config = {**_interactions(source), "on_bad_file": "skip"}
     result = assert_conform(harness, engine, config)
     assert result.metrics["interactions_files_quarantined"] == 1
     assert result.metrics["interactions_rows"] == 2
