@@ -753,7 +753,8 @@ class _Engine:
         read: _FileToRead, rules: FileRules, schema: pa.Schema, done: FileRead
     ) -> Iterator[pa.Table]:
         """Rules that only pick and rename columns (``FileRules.selects_only``): the read
-        batches are the rows. Passing 20M rows through SQL unchanged cost ~5 s of ~12 s."""
+        batches are the rows. Passing 20M such rows through SQL unchanged cost ~2.5 s of the
+        task's 11-13 s, for nothing."""
         for batch in _batches(read.path, read.format, read.source, read.chunk_rows, read.plan.read):
             rows = pa.Table.from_batches([batch]).rename_columns(list(read.aliases.values()))
             picked = {
