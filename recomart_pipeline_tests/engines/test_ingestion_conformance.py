@@ -172,6 +172,7 @@ def test_rules_that_only_pick_and_rename_columns(
     ]
 
 
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
 @pytest.mark.parametrize("chunk_rows", [1_000_000, 700])
 def test_generated_dirty_data(
     tmp_path: Path, harness: TaskHarness, engine: str, file_format: str, chunk_rows: int
