@@ -120,7 +120,7 @@ class FileRules:
     def selects_only(self) -> bool:
         """The rules keep every row and change no value: each output is a text column as
         read, or absent (null) with no constant. The rows are then the read batches with
-        their columns picked and renamed, and nothing is left for the SQL to compute."""
+        their columns picked and renamed (the reference's pass), nothing left for the SQL."""
         if self.conditions or self.time_column is not None or self.amount is not None:
             return False
         return all(
