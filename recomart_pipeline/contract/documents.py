@@ -117,6 +117,12 @@ class CandidateSummary(Document):
         "lost on the validation split, and training refits only the candidates evaluation "
         "can select (validation.refit: best).",
     )
+    screened_out: str | None = Field(
+        None,
+        description="Why the candidate's validation figures are over the screening sample "
+        "of users only: it was already clearly behind the leader there "
+        "(validation.screen_users).",
+    )
 
 
 class TuningTrial(Document):

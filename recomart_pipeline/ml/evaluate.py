@@ -64,26 +64,48 @@ def evaluate_model(
     ``test_interactions``' rows and ``users`` are rows of the history, each user is ranked
     from their history (``Recommender.recommend_history``, which skips the history's items)
     and ``exclude`` must be None."""
-    if model.predicts_ratings and test_ratings is not None and len(test_ratings):
-        predicted = model.predict(test_ratings.users, test_ratings.items)
-        errors = {
-            "rmse": rmse(test_ratings.values, predicted),
-            "mae": mae(test_ratings.values, predicted),
-        }
-    else:
-        errors = {"rmse": float("nan"), "mae": float("nan")}
     if users is None:
         users = evaluation_users(test_interactions)
-    if history is None:
-        recommended, _ = model.recommend(users, k, exclude, chunk_size=chunk_size)
-    elif exclude is not None:
+    if history is not None and exclude is not None:
         raise ValueError("with a history, the history's items are excluded: pass exclude=None")
-    else:
-        recommended, _ = model.recommend_history(history, k, users, chunk_size=chunk_size)
+    recommended = recommend_for(model, users, k, exclude, history=history, chunk_size=chunk_size)
     relevant = sp.csr_matrix(test_interactions)[users]
-    metrics = {**errors, **ranking_metrics(recommended, relevant, k, model.n_items)}
+    metrics = {
+        **rating_errors(model, test_ratings),
+        **ranking_metrics(recommended, relevant, k, model.n_items),
+    }
     if resamples <= 0:
         return Evaluation(metrics)
     values = ranking_values(recommended, relevant, k)
     intervals = bootstrap_intervals(values, resamples=resamples, seed=seed)
     return Evaluation(metrics, intervals, values)
+
+
+def rating_errors(model: Recommender, test_ratings: Ratings | None) -> dict[str, float]:
+    """RMSE and MAE of ``model``'s predictions of ``test_ratings`` (NaN for a model that
+    predicts no ratings, or no ratings to predict)."""
+    if model.predicts_ratings and test_ratings is not None and len(test_ratings):
+        predicted = model.predict(test_ratings.users, test_ratings.items)
+        return {
+            "rmse": rmse(test_ratings.values, predicted),
+            "mae": mae(test_ratings.values, predicted),
+        }
+    return {"rmse": float("nan"), "mae": float("nan")}
+
+
+def recommend_for(
+    model: Recommender,
+    users: np.ndarray,
+    k: int,
+    exclude: sp.csr_matrix | None,
+    *,
+    history: History | None = None,
+    chunk_size: int | None = None,
+) -> np.ndarray:
+    """``model``'s top-``k`` items for ``users`` (history rows when ``history`` is given),
+    row for row. A user's list does not depend on which other users are ranked with it."""
+    if history is None:
+        recommended, _ = model.recommend(users, k, exclude, chunk_size=chunk_size)
+    else:
+        recommended, _ = model.recommend_history(history, k, users, chunk_size=chunk_size)
+    return recommended

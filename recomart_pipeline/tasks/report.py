@@ -149,6 +149,7 @@ def _left_out_lines(training: TrainingSummary) -> list[str]:
     lines = [f"- skipped **{n}**: {reason}" for n, reason in training.skipped().items()]
     lines += [
         f"- validated only, not refitted: **{n}**: {c.not_refit}"
+        + (f"; {c.screened_out}" if c.screened_out else "")
         for n, c in training.trained().items()
         if c.not_refit is not None
     ]

@@ -75,6 +75,7 @@ from recomart_pipeline.ml.metrics import json_safe
 from recomart_pipeline.ml.models import create_model
 from recomart_pipeline.ml.params import LOWER_IS_BETTER, ALSParams
 from recomart_pipeline.ml.persistence import FILE_SUFFIX, save_model
+from recomart_pipeline.ml.screening import Leader, Screen, Screened, validate_screened
 from recomart_pipeline.ml.selection import as_figures, best_of, personalised
 from recomart_pipeline.ml.tuning import Direction, Trial, TuningResult, tune
 from recomart_pipeline.tasks._tables import split_of
@@ -352,16 +353,15 @@ def _start_fits_beside(
     return started
 
 
-def _validation_metrics(
+def _validation_model(
     ctx: TaskContext[Config],
     candidate: ResolvedCandidate,
     params: BaseModel,
-    split: tuple[Holdout, np.ndarray, dict[str, Any]],
+    holdout: Holdout,
     trainer: _Trainer,
-) -> dict[str, float | None] | None:
-    """``candidate``'s metrics with ``params`` on the validation split (fitted without it),
-    or None when it does not apply to the reduced data."""
-    holdout, users, _ = split
+) -> Recommender | None:
+    """``candidate`` with ``params`` fitted on the validation split's fit part (or its fit
+    beside), or None when it does not apply to the reduced data."""
     fitted = trainer.fitted_beside(candidate.name)
     if fitted is not None:
         model = fitted
@@ -372,6 +372,22 @@ def _validation_metrics(
             ctx.logger.warning(f"'{candidate.name}' not validated: {reason}")
             return None
         model, _ = trainer.fit(model, holdout.fit)
+    return model
+
+
+def _validation_metrics(
+    ctx: TaskContext[Config],
+    candidate: ResolvedCandidate,
+    params: BaseModel,
+    split: tuple[Holdout, np.ndarray, dict[str, Any]],
+    trainer: _Trainer,
+) -> dict[str, float | None] | None:
+    """``candidate``'s metrics with ``params`` on the validation split (fitted without it),
+    or None when it does not apply to the reduced data."""
+    holdout, users, _ = split
+    model = _validation_model(ctx, candidate, params, holdout, trainer)
+    if model is None:
+        return None
     scored = evaluate_model(
         model,
         test_ratings=holdout.ratings,
@@ -384,16 +400,77 @@ def _validation_metrics(
     return metrics
 
 
+class _Screening:
+    """Validation's screening (``ml.screening``): the plan, the best personalised candidate
+    validated on every user so far, and the candidates stopped behind it."""
+
+    def __init__(self, config: Config, split: tuple[Holdout, np.ndarray, dict[str, Any]]) -> None:
+        settings = config.validation
+        n_users = split[1].size
+        self.screen = Screen.plan(
+            n_users,
+            settings.screen_users,
+            settings.metric,
+            settings.k,
+            settings.screen_margin,
+            config.seed,
+        )
+        self.n_users = n_users
+        self.leader: Leader | None = None
+        self.stopped: dict[str, str] = {}
+        if self.screen is not None:
+            split[2]["screen_users"] = int(self.screen.block.size)
+
+    def record(self, candidate: ResolvedCandidate, scored: Screened) -> None:
+        """Note a stopped candidate, or a personalised one that now leads."""
+        if self.screen is None:
+            return
+        if scored.behind is not None:
+            why = scored.behind
+            self.stopped[candidate.name] = (
+                f"stopped after {why.users:,} of {self.n_users:,} validation users: "
+                f"{self.screen.metric} {why.figure:.4g} against "
+                f"'{why.leader}' {why.leader_figure:.4g}, {why.standard_errors:.1f} standard "
+                "errors behind on the same users (validation.screen_users)"
+            )
+            return
+        if candidate.is_baseline or scored.values is None:
+            return
+        figure = scored.metrics[self.screen.metric]
+        if self.leader is None or figure > self.leader.figure:
+            self.leader = Leader(candidate.name, figure, scored.values)
+
+
 def _validate_candidate(
     ctx: TaskContext[Config],
     candidate: ResolvedCandidate,
     split: tuple[Holdout, np.ndarray, dict[str, Any]],
     trainer: _Trainer,
+    screening: _Screening,
 ) -> dict[str, float | None] | None:
-    """The candidate's metrics on the validation split, logged."""
-    metrics = _validation_metrics(ctx, candidate, candidate.params, split, trainer)
-    if metrics is not None:
-        fields = {"candidate": candidate.name, **metrics}
+    """The candidate's metrics on the validation split, logged; a candidate that is not the
+    baseline may stop after the screening block, behind the leader."""
+    holdout, users, _ = split
+    model = _validation_model(ctx, candidate, candidate.params, holdout, trainer)
+    if model is None:
+        return None
+    scored = validate_screened(
+        model,
+        test_ratings=holdout.ratings,
+        test_interactions=holdout.interactions,
+        exclude=holdout.fit.interactions(),
+        k=ctx.config.validation.k,
+        users=users,
+        screen=screening.screen,
+        leader=None if candidate.is_baseline else screening.leader,
+    )
+    screening.record(candidate, scored)
+    metrics: dict[str, float | None] = json_safe(scored.metrics)
+    fields = {"candidate": candidate.name, **metrics, "users": scored.users}
+    stopped = screening.stopped.get(candidate.name)
+    if stopped is not None:
+        ctx.logger.info(f"validated '{candidate.name}': {stopped}", extra={"fields": fields})
+    else:
         ctx.logger.info(f"validated '{candidate.name}'", extra={"fields": fields})
     return metrics
 
@@ -586,6 +663,7 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
     budget = _Budget(config.tuning) if config.tuning is not None else None
     validated: list[tuple[ResolvedCandidate, dict[str, float | None] | None]] = []
     beside = _start_fits_beside(config, train, split, trainer)
+    screening = _Screening(config, split) if split is not None else None
     for candidate in config.resolved_candidates():
         name = candidate.name
         tuned = split is not None and budget is not None and name in budget.candidates
@@ -611,8 +689,9 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
             )
             metrics.update(_tuning_metrics(name, tuning[name], result))
             curves[name] = result.curve(tuning[name]["direction"])
-        elif split is not None and name not in beside:  # those: once the others are done
-            figures = _validate_candidate(ctx, candidate, split, trainer)
+        elif screening is not None and split is not None and name not in beside:
+            # (those beside: once the others are done)
+            figures = _validate_candidate(ctx, candidate, split, trainer, screening)
         # where its fits run (the validation fit's too, whether or not it is refitted)
         engines[name] = trainer.engine_of(
             create_model(candidate.model.model_type, candidate.params)
@@ -620,9 +699,9 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
         validated.append((candidate, figures))
         if candidate.is_baseline:
             baseline = name
-    if split is not None:
+    if screening is not None and split is not None:
         validated = [
-            (candidate, _validate_candidate(ctx, candidate, split, trainer))
+            (candidate, _validate_candidate(ctx, candidate, split, trainer, screening))
             if candidate.name in beside
             else (candidate, figures)
             for candidate, figures in validated
@@ -644,6 +723,8 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
             entry = {**_entry(candidate, model, FitReport(0.0, n_train=0)), "not_refit": not_refit}
         if split is not None:
             entry["validation"] = figures
+            if screening is not None and name in screening.stopped:
+                entry["screened_out"] = screening.stopped[name]
             for metric, value in (figures or {}).items():
                 metrics[f"{name}_validation_{metric}"] = value
         candidates[name] = entry

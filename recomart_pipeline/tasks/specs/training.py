@@ -87,6 +87,25 @@ class ValidationConfig(BaseModel):
         description="Rank for a seeded sample of this many validation users when there are "
         "more (null: all).",
     )
+    screen_users: int | None = Field(
+        20_000,
+        ge=500,
+        description="Screening: each candidate but the baseline is first ranked for a "
+        "seeded sample of this many of the validation users; one that is then more than "
+        "screen_margin standard errors (of the paired per-user difference) behind the best "
+        "personalised candidate validated on every user so far, with a lower figure than "
+        "its, stops there: its figures are over that sample, it cannot be selected, and the "
+        "rest of the users are not ranked for it. The others are ranked for every user, "
+        "with the figures ranking them all at once gives. Applies when the selection metric "
+        "is a per-user ranking metric (precision, recall, ndcg, map or hit_rate at k) and "
+        "there are more validation users than this; null: no screening.",
+    )
+    screen_margin: float = Field(
+        5.0,
+        gt=0,
+        description="How far behind a screened candidate must be to stop, in standard "
+        "errors of its paired per-user difference to the leader on the screening sample.",
+    )
     refit: Literal["best", "all"] = Field(
         "best",
         description="Which validated candidates are refitted on all the training data and "
