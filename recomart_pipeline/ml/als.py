@@ -55,10 +55,17 @@ def _cg_sweep(
     steps: int,
     start: int,
     stop: int,
-) -> None:
+    with_loss: bool,
+) -> float:
     """Update rows ``start:stop`` of ``x`` in place; ``gram`` is ``YᵀY + λI``, extra_conf is
     ``c - 1``. A row's update reads only its own row of ``x`` (and ``y``, fixed during the
     sweep), so blocks of rows run on separate threads give the serial sweep's result.
+
+    With ``with_loss``, returns the rows' part of the loss over the stored cells once they
+    are updated, Σ ``c(1 - s)² - s²`` with ``s = x_u·y_i``: the second sweep of an iteration
+    leaves both sides final, so this is the iteration's loss, taken while the row's ``y_i``
+    are still in cache from its CG steps instead of by another pass over every stored cell
+    (~10% of a fit).
 
     Every float sum runs in a loop that only reads: with fastmath's reassociation, a sum in a
     loop that also stores gets a vectorised and a scalar version chosen at run time by where
@@ -68,6 +75,7 @@ def _cg_sweep(
     r = np.empty(k, np.float32)
     p = np.empty(k, np.float32)
     ap = np.empty(k, np.float32)
+    total = 0.0
     for u in range(start, stop):
         xu = x[u]
         # residual r = b - A x with b = Σ c·y_i and A x = gram·x + Σ (c - 1)(y_i·x) y_i
@@ -120,30 +128,14 @@ def _cg_sweep(
             for f in range(k):
                 p[f] = r[f] + beta * p[f]
             rs_old = rs_new
-
-
-@kernel
-def _stored_loss(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    extra_conf: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    start: int,
-    stop: int,
-) -> float:
-    """Σ over the stored cells of rows ``start:stop`` of ``c(1 - s)² - s²`` with
-    ``s = x_u·y_i`` (the sparse loss part)."""
-    k = x.shape[1]
-    total = 0.0
-    for u in range(start, stop):
-        for nz in range(indptr[u], indptr[u + 1]):
-            yi = y[indices[nz]]
-            s = np.float32(0.0)
-            for f in range(k):
-                s += x[u, f] * yi[f]
-            c = 1.0 + extra_conf[nz]
-            total += c * (1.0 - s) ** 2 - s * s
+        if with_loss:
+            for nz in range(indptr[u], indptr[u + 1]):
+                yi = y[indices[nz]]
+                s = np.float32(0.0)
+                for f in range(k):
+                    s += xu[f] * yi[f]
+                c = 1.0 + extra_conf[nz]
+                total += c * (1.0 - s) ** 2 - s * s
     return total
 
 
@@ -225,30 +217,20 @@ def _sweep(
     y: np.ndarray,
     gram: np.ndarray,
     steps: int,
-) -> None:
-    """One CG half-step over every row of ``x``, blocks of rows on the task's threads."""
-
-    def run(start: int) -> None:
-        stop = min(start + _ROWS_PER_TASK, x.shape[0])
-        _cg_sweep(rows.indptr, rows.indices, extra_conf, x, y, gram, steps, start, stop)
-
-    run_blocks(run, range(0, x.shape[0], _ROWS_PER_TASK), name="als")
-
-
-def _sparse_loss(
-    rows: sp.csr_matrix, extra_conf: np.ndarray, x: np.ndarray, y: np.ndarray
+    with_loss: bool = False,
 ) -> float:
-    """``_stored_loss`` over every row, summed per fixed block and then over the blocks in
-    order: the same figure on one thread or many."""
+    """One CG half-step over every row of ``x``, blocks of rows on the task's threads; with
+    ``with_loss``, the stored cells' loss after it (``_cg_sweep``), summed per fixed block
+    and then over the blocks in order: the same figure on one thread or many."""
     partial = np.zeros(-(-x.shape[0] // _ROWS_PER_TASK))
 
     def run(start: int) -> None:
         stop = min(start + _ROWS_PER_TASK, x.shape[0])
-        partial[start // _ROWS_PER_TASK] = _stored_loss(
-            rows.indptr, rows.indices, extra_conf, x, y, start, stop
+        partial[start // _ROWS_PER_TASK] = _cg_sweep(
+            rows.indptr, rows.indices, extra_conf, x, y, gram, steps, start, stop, with_loss
         )
 
-    run_blocks(run, range(0, x.shape[0], _ROWS_PER_TASK), name="als-loss")
+    run_blocks(run, range(0, x.shape[0], _ROWS_PER_TASK), name="als")
     return float(partial.sum())
 
 
@@ -288,10 +270,9 @@ class ALSRecommender(Recommender):
         report = FitReport(0.0, n_train=int(by_user.nnz))
         for iteration in range(1, params.n_iterations + 1):
             _sweep(by_user, extra_user, x, y, _gram(y, lam), params.cg_steps)
-            _sweep(by_item, extra_item, y, x, _gram(x, lam), params.cg_steps)
+            sparse_part = _sweep(by_item, extra_item, y, x, _gram(x, lam), params.cg_steps, True)
             # Full objective without touching the dense matrix: Σ_all s² comes from the Grams.
             dense_part = float(np.sum((x.T @ x) * (y.T @ y)))
-            sparse_part = _sparse_loss(by_user, extra_user, x, y)
             penalty = lam * float(np.sum(x * x) + np.sum(y * y))
             record: EpochRecord = {
                 "epoch": iteration,

@@ -44,7 +44,7 @@ def test_a_threaded_sweep_equals_one_serial_sweep_bit_for_bit():
     extra = (rows.data * 3.0).astype(np.float32)
     gram = als._gram(y, 0.1)
     serial = x.copy()
-    als._cg_sweep(rows.indptr, rows.indices, extra, serial, y, gram, 3, 0, n_users)
+    als._cg_sweep(rows.indptr, rows.indices, extra, serial, y, gram, 3, 0, n_users, False)
     previous = _threads(2)
     try:
         threaded = x.copy()
