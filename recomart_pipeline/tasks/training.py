@@ -401,10 +401,11 @@ def _validation_metrics(
 
 
 class _Screening:
-    """Validation's screening (``ml.screening``): the plan, the best personalised candidate
-    validated on every user so far, and the candidates stopped behind it."""
+    """Validation's screening (``ml.screening``) on the validation split: the plan, the best
+    personalised candidate validated on every user so far, the candidates stopped behind it."""
 
     def __init__(self, config: Config, split: tuple[Holdout, np.ndarray, dict[str, Any]]) -> None:
+        self.split = split
         settings = config.validation
         n_users = split[1].size
         self.screen = Screen.plan(
@@ -444,13 +445,12 @@ class _Screening:
 def _validate_candidate(
     ctx: TaskContext[Config],
     candidate: ResolvedCandidate,
-    split: tuple[Holdout, np.ndarray, dict[str, Any]],
-    trainer: _Trainer,
     screening: _Screening,
+    trainer: _Trainer,
 ) -> dict[str, float | None] | None:
     """The candidate's metrics on the validation split, logged; a candidate that is not the
     baseline may stop after the screening block, behind the leader."""
-    holdout, users, _ = split
+    holdout, users, _ = screening.split
     model = _validation_model(ctx, candidate, candidate.params, holdout, trainer)
     if model is None:
         return None
@@ -689,9 +689,8 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
             )
             metrics.update(_tuning_metrics(name, tuning[name], result))
             curves[name] = result.curve(tuning[name]["direction"])
-        elif screening is not None and split is not None and name not in beside:
-            # (those beside: once the others are done)
-            figures = _validate_candidate(ctx, candidate, split, trainer, screening)
+        elif screening is not None and name not in beside:  # those: once the others are done
+            figures = _validate_candidate(ctx, candidate, screening, trainer)
         # where its fits run (the validation fit's too, whether or not it is refitted)
         engines[name] = trainer.engine_of(
             create_model(candidate.model.model_type, candidate.params)
@@ -699,9 +698,9 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
         validated.append((candidate, figures))
         if candidate.is_baseline:
             baseline = name
-    if screening is not None and split is not None:
+    if screening is not None:
         validated = [
-            (candidate, _validate_candidate(ctx, candidate, split, trainer, screening))
+            (candidate, _validate_candidate(ctx, candidate, screening, trainer))
             if candidate.name in beside
             else (candidate, figures)
             for candidate, figures in validated
