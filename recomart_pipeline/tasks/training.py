@@ -62,7 +62,7 @@ from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.ml.als import ALSRecommender
 from recomart_pipeline.ml.base import EpochCallback, FitReport, Recommender, TrainingData
 from recomart_pipeline.ml.data import load_training_data
-from recomart_pipeline.ml.evaluate import evaluate_model, evaluation_users
+from recomart_pipeline.ml.evaluate import evaluation_users
 from recomart_pipeline.ml.holdout import (
     TEMPORAL_METHODS,
     Holdout,
@@ -384,20 +384,32 @@ def _validation_metrics(
 ) -> dict[str, float | None] | None:
     """``candidate``'s metrics with ``params`` on the validation split (fitted without it),
     or None when it does not apply to the reduced data."""
-    holdout, users, _ = split
-    model = _validation_model(ctx, candidate, params, holdout, trainer)
+    model = _validation_model(ctx, candidate, params, split[0], trainer)
     if model is None:
         return None
-    scored = evaluate_model(
+    metrics: dict[str, float | None] = json_safe(_scored(ctx, model, split).metrics)
+    return metrics
+
+
+def _scored(
+    ctx: TaskContext[Config],
+    model: Recommender,
+    split: tuple[Holdout, np.ndarray, dict[str, Any]],
+    screen: Screen | None = None,
+    leader: Leader | None = None,
+) -> Screened:
+    """``model``'s figures on the validation split (screened when given a ``screen``)."""
+    holdout, users, _ = split
+    return validate_screened(
         model,
         test_ratings=holdout.ratings,
         test_interactions=holdout.interactions,
         exclude=holdout.fit.interactions(),
         k=ctx.config.validation.k,
         users=users,
+        screen=screen,
+        leader=leader,
     )
-    metrics: dict[str, float | None] = json_safe(scored.metrics)
-    return metrics
 
 
 class _Screening:
@@ -450,20 +462,11 @@ def _validate_candidate(
 ) -> dict[str, float | None] | None:
     """The candidate's metrics on the validation split, logged; a candidate that is not the
     baseline may stop after the screening block, behind the leader."""
-    holdout, users, _ = screening.split
-    model = _validation_model(ctx, candidate, candidate.params, holdout, trainer)
+    model = _validation_model(ctx, candidate, candidate.params, screening.split[0], trainer)
     if model is None:
         return None
-    scored = validate_screened(
-        model,
-        test_ratings=holdout.ratings,
-        test_interactions=holdout.interactions,
-        exclude=holdout.fit.interactions(),
-        k=ctx.config.validation.k,
-        users=users,
-        screen=screening.screen,
-        leader=None if candidate.is_baseline else screening.leader,
-    )
+    leader = None if candidate.is_baseline else screening.leader
+    scored = _scored(ctx, model, screening.split, screening.screen, leader)
     screening.record(candidate, scored)
     metrics: dict[str, float | None] = json_safe(scored.metrics)
     fields = {"candidate": candidate.name, **metrics, "users": scored.users}

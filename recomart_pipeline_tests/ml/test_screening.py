@@ -41,28 +41,23 @@ def models(world: SyntheticData) -> dict:
     return fitted
 
 
+def _held_out(world, users=None) -> dict:
+    """What both functions are given: the held-out data, the exclusions, k and the users."""
+    return {
+        "test_ratings": world.test_ratings,
+        "test_interactions": world.test_interactions,
+        "exclude": world.train.interactions(),
+        "k": K,
+        "users": evaluation_users(world.test_interactions) if users is None else users,
+    }
+
+
 def _validate(world, model, screen, leader=None):
-    return validate_screened(
-        model,
-        test_ratings=world.test_ratings,
-        test_interactions=world.test_interactions,
-        exclude=world.train.interactions(),
-        k=K,
-        users=evaluation_users(world.test_interactions),
-        screen=screen,
-        leader=leader,
-    )
+    return validate_screened(model, **_held_out(world), screen=screen, leader=leader)
 
 
 def _evaluate(world, model, users=None):
-    return evaluate_model(
-        model,
-        test_ratings=world.test_ratings,
-        test_interactions=world.test_interactions,
-        exclude=world.train.interactions(),
-        k=K,
-        users=evaluation_users(world.test_interactions) if users is None else users,
-    ).metrics
+    return evaluate_model(model, **_held_out(world, users)).metrics
 
 
 def _plan(world, block=300, margin=5.0):
