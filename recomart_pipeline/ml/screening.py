@@ -5,10 +5,11 @@ factor models score the whole catalogue for each user: at 20M interactions, SVD'
 100,000 users takes longer than its fit). Most candidates are not close calls: a rating model
 ranked by predicted rating, or a bias baseline, trails the best item model by dozens of
 standard errors after a few thousand users. Screening (the idea of racing in algorithm
-configuration) ranks each candidate for a seeded block of the users first, compares it with
-the best candidate validated in full so far on those same users, and stops it there when the
-paired per-user difference of the selection metric puts it more than ``margin`` standard
-errors behind *and* its figure on the block is below the leader's full figure. The second
+configuration) ranks every candidate for a seeded block of the users first (``sample``).
+The candidate best on the block is then ranked for every user and leads; each other one is
+compared with the leader on the block's users and stopped there (``finish``) when the paired
+per-user difference of the selection metric puts it more than ``margin`` standard errors
+behind *and* its figure on the block is below the leader's full figure. The second
 condition is what makes stopping safe for selection: a stopped candidate's recorded figure
 is lower than a figure that is in the running, so the selection rule (``ml.selection``) can
 never pick it. Candidates that are not clearly behind are ranked for the remaining users, and
@@ -64,6 +65,29 @@ class Screen:
 
 
 @dataclass(frozen=True)
+class HeldOut:
+    """What validation ranks against: the held-out ratings and interactions, the items to
+    exclude (the fit part's), the cut-off and the users ranked (sorted)."""
+
+    ratings: Ratings | None
+    interactions: sp.csr_matrix
+    exclude: sp.csr_matrix
+    k: int
+    users: np.ndarray
+
+    def relevant(self, positions: np.ndarray | None = None) -> sp.csr_matrix:
+        """The held-out items of the users (at ``positions`` of ``users``), row for row."""
+        users = self.users if positions is None else self.users[positions]
+        relevant: sp.csr_matrix = sp.csr_matrix(self.interactions)[users]
+        return relevant
+
+    def recommend(self, model: Recommender, positions: np.ndarray | None = None) -> np.ndarray:
+        """``model``'s lists for the users (at ``positions``)."""
+        users = self.users if positions is None else self.users[positions]
+        return recommend_for(model, users, self.k, self.exclude)
+
+
+@dataclass(frozen=True)
 class Leader:
     """The best candidate validated on every user so far: its name, figure and per-user
     values of the selection metric (in the validation users' order)."""
@@ -85,9 +109,20 @@ class Behind:
 
 
 @dataclass(frozen=True)
+class Sampled:
+    """A candidate ranked for the screening block: its lists there, the block's per-user
+    values of the selection metric and their mean (its figure on the block)."""
+
+    model: Recommender
+    first: np.ndarray
+    values: np.ndarray
+    figure: float
+
+
+@dataclass(frozen=True)
 class Screened:
-    """A candidate's validation figures: over every user (``values`` set: the per-user
-    selection metric, to lead with), or over the block only (``behind`` set)."""
+    """A candidate's validation figures: over every user (``values`` set when screened:
+    the per-user selection metric, to lead with), or over the block only (``behind``)."""
 
     metrics: dict[str, float]
     users: int
@@ -106,47 +141,46 @@ def standard_errors_behind(candidate: np.ndarray, leader: np.ndarray) -> float:
     return mean / (spread / math.sqrt(differences.size))
 
 
-def validate_screened(
-    model: Recommender,
-    *,
-    test_ratings: Ratings | None,
-    test_interactions: sp.csr_matrix,
-    exclude: sp.csr_matrix,
-    k: int,
-    users: np.ndarray,
-    screen: Screen | None,
-    leader: Leader | None,
-) -> Screened:
-    """``model``'s validation figures for ``users`` (see the module docstring)."""
-    relevant = sp.csr_matrix(test_interactions)[users]
-    errors = rating_errors(model, test_ratings)
-    if screen is None:
-        recommended = recommend_for(model, users, k, exclude)
-        return _over_all(model, errors, recommended, relevant, k, None)
-    first = recommend_for(model, users[screen.block], k, exclude)
+def validate(model: Recommender, held: HeldOut) -> Screened:
+    """``model``'s validation figures over every user, unscreened."""
+    return _over_all(model, held, held.recommend(model), None)
+
+
+def sample(model: Recommender, held: HeldOut, screen: Screen) -> Sampled:
+    """Rank ``model`` for the screening block."""
+    first = held.recommend(model, screen.block)
+    values = ranking_values(first, held.relevant(screen.block), held.k)[screen.metric]
+    return Sampled(model, first, values, float(values.mean()))
+
+
+def finish(sampled: Sampled, held: HeldOut, screen: Screen, leader: Leader | None) -> Screened:
+    """The sampled candidate stopped behind ``leader`` (see the module docstring), or ranked
+    for the rest of the users: then the figures of ranking them all at once."""
+    model = sampled.model
     if leader is not None:
-        block_relevant = relevant[screen.block]
-        mine = ranking_values(first, block_relevant, k)[screen.metric]
-        figure = float(mine.mean())
-        behind = standard_errors_behind(mine, leader.values[screen.block])
-        if behind > screen.margin and figure < leader.figure:
-            metrics = {**errors, **ranking_metrics(first, block_relevant, k, model.n_items)}
-            why = Behind(leader.name, figure, leader.figure, behind, int(screen.block.size))
+        behind = standard_errors_behind(sampled.values, leader.values[screen.block])
+        if behind > screen.margin and sampled.figure < leader.figure:
+            metrics = {
+                **rating_errors(model, held.ratings),
+                **ranking_metrics(
+                    sampled.first, held.relevant(screen.block), held.k, model.n_items
+                ),
+            }
+            why = Behind(leader.name, sampled.figure, leader.figure, behind, int(screen.block.size))
             return Screened(metrics, int(screen.block.size), behind=why)
-    recommended = np.empty((users.size, first.shape[1]), first.dtype)
-    recommended[screen.block] = first
-    recommended[screen.rest] = recommend_for(model, users[screen.rest], k, exclude)
-    return _over_all(model, errors, recommended, relevant, k, screen.metric)
+    recommended = np.empty((held.users.size, sampled.first.shape[1]), sampled.first.dtype)
+    recommended[screen.block] = sampled.first
+    recommended[screen.rest] = held.recommend(model, screen.rest)
+    return _over_all(model, held, recommended, screen.metric)
 
 
 def _over_all(
-    model: Recommender,
-    errors: dict[str, float],
-    recommended: np.ndarray,
-    relevant: sp.csr_matrix,
-    k: int,
-    metric: str | None,
+    model: Recommender, held: HeldOut, recommended: np.ndarray, metric: str | None
 ) -> Screened:
-    metrics = {**errors, **ranking_metrics(recommended, relevant, k, model.n_items)}
-    values = None if metric is None else ranking_values(recommended, relevant, k)[metric]
-    return Screened(metrics, int(relevant.shape[0]), values=values)
+    relevant = held.relevant()
+    metrics = {
+        **rating_errors(model, held.ratings),
+        **ranking_metrics(recommended, relevant, held.k, model.n_items),
+    }
+    values = None if metric is None else ranking_values(recommended, relevant, held.k)[metric]
+    return Screened(metrics, int(held.users.size), values=values)

@@ -47,6 +47,7 @@ each candidate trained (``trained_on``), and a Spark-trained model file's header
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -75,7 +76,16 @@ from recomart_pipeline.ml.metrics import json_safe
 from recomart_pipeline.ml.models import create_model
 from recomart_pipeline.ml.params import LOWER_IS_BETTER, ALSParams
 from recomart_pipeline.ml.persistence import FILE_SUFFIX, save_model
-from recomart_pipeline.ml.screening import Leader, Screen, Screened, validate_screened
+from recomart_pipeline.ml.screening import (
+    HeldOut,
+    Leader,
+    Sampled,
+    Screen,
+    Screened,
+    finish,
+    sample,
+    validate,
+)
 from recomart_pipeline.ml.selection import as_figures, best_of, personalised
 from recomart_pipeline.ml.tuning import Direction, Trial, TuningResult, tune
 from recomart_pipeline.tasks._tables import split_of
@@ -375,6 +385,20 @@ def _validation_model(
     return model
 
 
+def _held_out(
+    ctx: TaskContext[Config], split: tuple[Holdout, np.ndarray, dict[str, Any]]
+) -> HeldOut:
+    """What the validation split ranks against."""
+    holdout, users, _ = split
+    return HeldOut(
+        holdout.ratings,
+        holdout.interactions,
+        holdout.fit.interactions(),
+        ctx.config.validation.k,
+        users,
+    )
+
+
 def _validation_metrics(
     ctx: TaskContext[Config],
     candidate: ResolvedCandidate,
@@ -387,95 +411,96 @@ def _validation_metrics(
     model = _validation_model(ctx, candidate, params, split[0], trainer)
     if model is None:
         return None
-    metrics: dict[str, float | None] = json_safe(_scored(ctx, model, split).metrics)
+    metrics: dict[str, float | None] = json_safe(validate(model, _held_out(ctx, split)).metrics)
     return metrics
 
 
-def _scored(
-    ctx: TaskContext[Config],
-    model: Recommender,
-    split: tuple[Holdout, np.ndarray, dict[str, Any]],
-    screen: Screen | None = None,
-    leader: Leader | None = None,
-) -> Screened:
-    """``model``'s figures on the validation split (screened when given a ``screen``)."""
-    holdout, users, _ = split
-    return validate_screened(
-        model,
-        test_ratings=holdout.ratings,
-        test_interactions=holdout.interactions,
-        exclude=holdout.fit.interactions(),
-        k=ctx.config.validation.k,
-        users=users,
-        screen=screen,
-        leader=leader,
-    )
-
-
 class _Screening:
-    """Validation's screening (``ml.screening``) on the validation split: the plan, the best
-    personalised candidate validated on every user so far, the candidates stopped behind it."""
+    """Validation on the split, screened (``ml.screening``): every candidate is ranked for
+    the screening block as it is fitted; once all are, the best personalised one on the
+    block is ranked for every user and leads, and each other one is stopped behind it or
+    ranked for every user too. Without a screen, each candidate is validated as it comes."""
 
-    def __init__(self, config: Config, split: tuple[Holdout, np.ndarray, dict[str, Any]]) -> None:
+    def __init__(
+        self, ctx: TaskContext[Config], split: tuple[Holdout, np.ndarray, dict[str, Any]]
+    ) -> None:
+        settings = ctx.config.validation
+        self.ctx = ctx
         self.split = split
-        settings = config.validation
-        n_users = split[1].size
+        self.held = _held_out(ctx, split)
         self.screen = Screen.plan(
-            n_users,
+            self.held.users.size,
             settings.screen_users,
             settings.metric,
             settings.k,
             settings.screen_margin,
-            config.seed,
+            ctx.config.seed,
         )
-        self.n_users = n_users
-        self.leader: Leader | None = None
+        self.sampled: dict[str, Sampled] = {}
         self.stopped: dict[str, str] = {}
         if self.screen is not None:
             split[2]["screen_users"] = int(self.screen.block.size)
 
-    def record(self, candidate: ResolvedCandidate, scored: Screened) -> None:
-        """Note a stopped candidate, or a personalised one that now leads."""
+    def take(
+        self, candidate: ResolvedCandidate, trainer: _Trainer
+    ) -> dict[str, float | None] | None:
+        """Fit ``candidate`` on the split; its figures now (no screen), or None: not
+        validated (it does not apply to the split) or sampled, figures from ``finish``."""
+        model = _validation_model(self.ctx, candidate, candidate.params, self.split[0], trainer)
+        if model is None:
+            return None
         if self.screen is None:
-            return
-        if scored.behind is not None:
-            why = scored.behind
-            self.stopped[candidate.name] = (
-                f"stopped after {why.users:,} of {self.n_users:,} validation users: "
-                f"{self.screen.metric} {why.figure:.4g} against "
-                f"'{why.leader}' {why.leader_figure:.4g}, {why.standard_errors:.1f} standard "
-                "errors behind on the same users (validation.screen_users)"
-            )
-            return
-        if candidate.is_baseline or scored.values is None:
-            return
-        figure = scored.metrics[self.screen.metric]
-        if self.leader is None or figure > self.leader.figure:
-            self.leader = Leader(candidate.name, figure, scored.values)
-
-
-def _validate_candidate(
-    ctx: TaskContext[Config],
-    candidate: ResolvedCandidate,
-    screening: _Screening,
-    trainer: _Trainer,
-) -> dict[str, float | None] | None:
-    """The candidate's metrics on the validation split, logged; a candidate that is not the
-    baseline may stop after the screening block, behind the leader."""
-    model = _validation_model(ctx, candidate, candidate.params, screening.split[0], trainer)
-    if model is None:
+            return self._log(candidate.name, validate(model, self.held))
+        self.sampled[candidate.name] = sample(model, self.held, self.screen)
         return None
-    leader = None if candidate.is_baseline else screening.leader
-    scored = _scored(ctx, model, screening.split, screening.screen, leader)
-    screening.record(candidate, scored)
-    metrics: dict[str, float | None] = json_safe(scored.metrics)
-    fields = {"candidate": candidate.name, **metrics, "users": scored.users}
-    stopped = screening.stopped.get(candidate.name)
-    if stopped is not None:
-        ctx.logger.info(f"validated '{candidate.name}': {stopped}", extra={"fields": fields})
-    else:
-        ctx.logger.info(f"validated '{candidate.name}'", extra={"fields": fields})
-    return metrics
+
+    def finish(self, order: list[ResolvedCandidate]) -> dict[str, dict[str, float | None]]:
+        """The sampled candidates' figures: the leader's first, then the others in order."""
+        if self.screen is None:
+            return {}
+        sampled = [c for c in order if c.name in self.sampled]
+        personal = [c for c in sampled if not c.is_baseline]
+        leader: Leader | None = None
+        if personal:  # the best on the block (NaN never; ties: the one listed first)
+            best = max(personal, key=lambda c: _or_lowest(self.sampled[c.name].figure))
+            sampled = [best, *(c for c in sampled if c is not best)]
+        figures: dict[str, dict[str, float | None]] = {}
+        for candidate in sampled:
+            scored = finish(
+                self.sampled.pop(candidate.name),
+                self.held,
+                self.screen,
+                None if candidate.is_baseline else leader,
+            )
+            figures[candidate.name] = self._log(candidate.name, scored)
+            figure = scored.metrics[self.screen.metric]
+            if (
+                scored.values is not None
+                and not candidate.is_baseline
+                and (leader is None or figure > leader.figure)
+            ):
+                leader = Leader(candidate.name, figure, scored.values)
+        return figures
+
+    def _log(self, name: str, scored: Screened) -> dict[str, float | None]:
+        metrics: dict[str, float | None] = json_safe(scored.metrics)
+        fields = {"candidate": name, **metrics, "users": scored.users}
+        if scored.behind is None or self.screen is None:
+            self.ctx.logger.info(f"validated '{name}'", extra={"fields": fields})
+            return metrics
+        why = scored.behind
+        self.stopped[name] = (
+            f"stopped after {why.users:,} of {self.held.users.size:,} validation users: "
+            f"{self.screen.metric} {why.figure:.4g} against '{why.leader}' "
+            f"{why.leader_figure:.4g}, {why.standard_errors:.1f} standard errors behind on "
+            "the same users (validation.screen_users)"
+        )
+        self.ctx.logger.info(f"validated '{name}': {self.stopped[name]}", extra={"fields": fields})
+        return metrics
+
+
+def _or_lowest(figure: float) -> float:
+    return -math.inf if math.isnan(figure) else figure
 
 
 class _Budget:
@@ -666,7 +691,7 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
     budget = _Budget(config.tuning) if config.tuning is not None else None
     validated: list[tuple[ResolvedCandidate, dict[str, float | None] | None]] = []
     beside = _start_fits_beside(config, train, split, trainer)
-    screening = _Screening(config, split) if split is not None else None
+    screening = _Screening(ctx, split) if split is not None else None
     for candidate in config.resolved_candidates():
         name = candidate.name
         tuned = split is not None and budget is not None and name in budget.candidates
@@ -693,7 +718,7 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
             metrics.update(_tuning_metrics(name, tuning[name], result))
             curves[name] = result.curve(tuning[name]["direction"])
         elif screening is not None and name not in beside:  # those: once the others are done
-            figures = _validate_candidate(ctx, candidate, screening, trainer)
+            figures = screening.take(candidate, trainer)
         # where its fits run (the validation fit's too, whether or not it is refitted)
         engines[name] = trainer.engine_of(
             create_model(candidate.model.model_type, candidate.params)
@@ -703,10 +728,14 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
             baseline = name
     if screening is not None:
         validated = [
-            (candidate, _validate_candidate(ctx, candidate, screening, trainer))
+            (candidate, screening.take(candidate, trainer))
             if candidate.name in beside
             else (candidate, figures)
             for candidate, figures in validated
+        ]
+        finished = screening.finish([candidate for candidate, _ in validated])
+        validated = [
+            (candidate, finished.get(candidate.name, figures)) for candidate, figures in validated
         ]
     refit, not_refit = _refit_set(ctx, config, validated, baseline, split is not None)
     for candidate, figures in validated:

@@ -11,11 +11,14 @@ import pytest
 from recomart_pipeline.ml.evaluate import evaluate_model, evaluation_users
 from recomart_pipeline.ml.models import create_model
 from recomart_pipeline.ml.screening import (
+    HeldOut,
     Leader,
     Screen,
+    finish,
+    sample,
     screens,
     standard_errors_behind,
-    validate_screened,
+    validate,
 )
 from recomart_pipeline_tests.ml.synthetic import SyntheticData, make_synthetic
 
@@ -41,23 +44,33 @@ def models(world: SyntheticData) -> dict:
     return fitted
 
 
-def _held_out(world, users=None) -> dict:
-    """What both functions are given: the held-out data, the exclusions, k and the users."""
-    return {
-        "test_ratings": world.test_ratings,
-        "test_interactions": world.test_interactions,
-        "exclude": world.train.interactions(),
-        "k": K,
-        "users": evaluation_users(world.test_interactions) if users is None else users,
-    }
+def _held_out(world) -> HeldOut:
+    return HeldOut(
+        world.test_ratings,
+        world.test_interactions,
+        world.train.interactions(),
+        K,
+        evaluation_users(world.test_interactions),
+    )
 
 
 def _validate(world, model, screen, leader=None):
-    return validate_screened(model, **_held_out(world), screen=screen, leader=leader)
+    held = _held_out(world)
+    if screen is None:
+        return validate(model, held)
+    return finish(sample(model, held, screen), held, screen, leader)
 
 
 def _evaluate(world, model, users=None):
-    return evaluate_model(model, **_held_out(world, users)).metrics
+    held = _held_out(world)
+    return evaluate_model(
+        model,
+        test_ratings=held.ratings,
+        test_interactions=held.interactions,
+        exclude=held.exclude,
+        k=K,
+        users=held.users if users is None else users,
+    ).metrics
 
 
 def _plan(world, block=300, margin=5.0):
@@ -132,6 +145,8 @@ def test_a_candidate_clearly_behind_stops_after_the_block(world, models):
     # its figures are those of the block's users, and below the leader's
     block_users = evaluation_users(world.test_interactions)[screen.block]
     np.testing.assert_equal(scored.metrics, _evaluate(world, models["bias"], block_users))
+    sampled = sample(models["bias"], _held_out(world), screen)
+    assert sampled.figure == scored.metrics[METRIC]
     assert scored.metrics[METRIC] == scored.behind.figure < leader.figure
     # the same candidate against a much wider margin is ranked for everyone
     wide = _validate(world, models["bias"], _plan(world, margin=1e6), leader)

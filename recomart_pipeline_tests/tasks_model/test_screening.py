@@ -103,3 +103,18 @@ def test_screening_off_or_with_fewer_users_than_the_sample_changes_nothing(
 def test_the_sample_has_a_floor():
     with pytest.raises(ValidationError, match="screen_users"):
         Config.model_validate({"validation": {"screen_users": 50}})
+
+
+def test_the_candidate_best_on_the_sample_leads_whatever_the_order(run_model_task, many_users):
+    """Listed first, the weak candidate is still compared with the strongest one: every
+    candidate is ranked for the sample before any is ranked for the rest."""
+    _, features = many_users
+    config = {
+        "candidates": [CANDIDATES[1], *CANDIDATES[::2]],
+        "validation": {"screen_users": BLOCK},
+    }
+    _, checkpoint = run_model_task(training, config, {"features": features})
+    summary = _summary(checkpoint)
+    assert summary["candidate_order"][:3] == ["bias", "item_knn", "twin"]
+    assert "against 'item_knn'" in summary["candidates"]["bias"]["screened_out"]
+    assert summary["candidates"]["twin"]["screened_out"] is None

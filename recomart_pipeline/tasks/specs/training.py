@@ -90,13 +90,14 @@ class ValidationConfig(BaseModel):
     screen_users: int | None = Field(
         20_000,
         ge=500,
-        description="Screening: each candidate but the baseline is first ranked for a "
-        "seeded sample of this many of the validation users; one that is then more than "
-        "screen_margin standard errors (of the paired per-user difference) behind the best "
-        "personalised candidate validated on every user so far, with a lower figure than "
-        "its, stops there: its figures are over that sample, it cannot be selected, and the "
-        "rest of the users are not ranked for it. The others are ranked for every user, "
-        "with the figures ranking them all at once gives. Applies when the selection metric "
+        description="Screening: every candidate is first ranked for a seeded sample of "
+        "this many of the validation users; the best personalised one on the sample is then "
+        "ranked for every user, and each other one but the baseline that is more than "
+        "screen_margin standard errors (of the paired per-user difference) behind it there, "
+        "with a lower figure than its, stops: its figures are over the sample, it cannot be "
+        "selected, and the rest of the users are not ranked for it. The others are ranked "
+        "for every user, with the figures ranking them all at once gives. Applies when the "
+        "selection metric "
         "is a per-user ranking metric (precision, recall, ndcg, map or hit_rate at k) and "
         "there are more validation users than this; null: no screening.",
     )
