@@ -445,7 +445,7 @@ class _Screening:
         self, candidate: ResolvedCandidate, trainer: _Trainer
     ) -> dict[str, float | None] | None:
         """Fit ``candidate`` on the split; its figures now (no screen), or None: not
-        validated (it does not apply to the split) or sampled, figures from ``finish``."""
+        validated (it does not apply to the split) or sampled, figures from ``conclude``."""
         model = _validation_model(self.ctx, candidate, candidate.params, self.split[0], trainer)
         if model is None:
             return None
@@ -454,8 +454,10 @@ class _Screening:
         self.sampled[candidate.name] = sample(model, self.held, self.screen)
         return None
 
-    def finish(self, order: list[ResolvedCandidate]) -> dict[str, dict[str, float | None]]:
-        """The sampled candidates' figures: the leader's first, then the others in order."""
+    def conclude(self, order: list[ResolvedCandidate]) -> dict[str, dict[str, float | None]]:
+        """The sampled candidates' figures: the leader's first, then the others in order.
+        (Their fitted models waited for this: at 20M the peak memory did not grow, as the
+        ranking of the rest no longer runs for most of them.)"""
         if self.screen is None:
             return {}
         sampled = [c for c in order if c.name in self.sampled]
@@ -733,7 +735,7 @@ def _run(ctx: TaskContext[Config], trainer: _Trainer) -> TaskResult:
             else (candidate, figures)
             for candidate, figures in validated
         ]
-        finished = screening.finish([candidate for candidate, _ in validated])
+        finished = screening.conclude([candidate for candidate, _ in validated])
         validated = [
             (candidate, finished.get(candidate.name, figures)) for candidate, figures in validated
         ]
