@@ -12,13 +12,17 @@ there (a ``memory_error``) instead of taking the machine down. Log records and
 the result travel back over a multiprocessing queue; the parent writes and forwards the logs.
 
 Children come from a forkserver: forking the (multi-threaded) Dagster process directly can
-deadlock, and spawning a fresh interpreter per task costs a second of imports.
+deadlock, and spawning a fresh interpreter per task costs a second of imports. They do not
+run the parent's main script again as multiprocessing would (``forkserver_preload.py``):
+under ``dagster job execute`` that was Dagster's CLI, imported anew by every task.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.forkserver
+import multiprocessing.spawn
 import os
 import pickle
 import queue
@@ -37,6 +41,7 @@ from recomart_pipeline.contract.errors import (
     TaskTimeoutError,
     classify_exception,
 )
+from recomart_pipeline.runtime.forkserver_preload import MAIN_SCRIPT_VARIABLE
 from recomart_pipeline.runtime.heartbeat import register_child, unregister_child
 
 if TYPE_CHECKING:
@@ -52,6 +57,9 @@ TERMINATE_GRACE_SECONDS = 0.5
 # config, which resolves every task's function, and importing the built-in tasks (pandas,
 # pyarrow, scipy, numba, scikit-learn, matplotlib) cost ~1 s per task before they were here.
 PRELOAD = ["recomart_pipeline.runtime.attempt", "numpy", "pandas", "pyarrow.parquet"]
+# Imported by the forkserver before the preloads: keeps the parent's main script out of the
+# children (see the module).
+_SERVER_SETUP = "recomart_pipeline.runtime.forkserver_preload"
 _context: multiprocessing.context.ForkServerContext | None = None
 
 
@@ -106,8 +114,26 @@ def _forkserver() -> multiprocessing.context.ForkServerContext:
     global _context
     if _context is None:
         _context = multiprocessing.get_context("forkserver")
-        _context.set_forkserver_preload([*PRELOAD, *_builtin_modules()])
+        _context.set_forkserver_preload([_SERVER_SETUP, *PRELOAD, *_builtin_modules()])
     return _context
+
+
+_server_lock = threading.Lock()
+
+
+def _ensure_server() -> None:
+    """Start the forkserver (if it is not running) knowing the parent's main script, so its
+    children do not run that script again (``forkserver_preload``). The server inherits the
+    environment it starts with; the variable is set only for that moment."""
+    preparation = multiprocessing.spawn.get_preparation_data("recomart-forkserver")
+    script = preparation.get("init_main_from_path")
+    with _server_lock:
+        if script:
+            os.environ[MAIN_SCRIPT_VARIABLE] = script
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            os.environ.pop(MAIN_SCRIPT_VARIABLE, None)
 
 
 class _QueueLogHandler(logging.Handler):
@@ -202,6 +228,7 @@ def _start(process: BaseProcess) -> None:
         was_daemon = current._config.get("daemon", False)  # type: ignore[attr-defined]
         current._config["daemon"] = False  # type: ignore[attr-defined]
         try:
+            _ensure_server()
             process.start()
         finally:
             current._config["daemon"] = was_daemon  # type: ignore[attr-defined]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from recomart_pipeline import PipelineConfig
 from recomart_pipeline.runtime.runner import TaskFailure, run_task
 from recomart_pipeline_tests.conftest import SAMPLE
+from recomart_pipeline_tests.helpers import project_env
 
 
 def test_isolated_task_succeeds_and_its_logs_come_back(write_config):
@@ -87,3 +90,36 @@ def test_max_cpu_cores_caps_numeric_thread_pools(write_config):
     )
     outcome = run_task(PipelineConfig(path), "threads", "r1")
     assert outcome.result.metrics["max_threads"] == 1
+
+
+# A parent run as a script (as `dagster job execute` runs Dagster's): every time the script
+# is executed it notes the name it runs under.
+SCRIPT_PARENT = """
+import sys
+with open(sys.argv[2], "a") as notes:
+    notes.write(__name__ + "\\n")
+if __name__ == "__main__":
+    from recomart_pipeline import PipelineConfig
+    from recomart_pipeline.runtime.runner import run_task
+    run_task(PipelineConfig(sys.argv[1]), "numbers", "r1")
+"""
+
+
+def test_a_task_process_does_not_run_the_parents_main_script_again(write_config, tmp_path):
+    path = write_config(
+        f'tasks:\n  numbers: {{callable: "{SAMPLE}:make_numbers", timeout_seconds: 60}}\n'
+    )
+    script, notes = tmp_path / "parent.py", tmp_path / "notes.txt"
+    script.write_text(SCRIPT_PARENT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(path), str(notes)],
+        cwd=tmp_path,
+        env=project_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "storage" / "latest" / "numbers.json").read_text())["run_id"]
+    # multiprocessing's main fix-up would have run it in the task's process as __mp_main__
+    assert notes.read_text().split() == ["__main__"]

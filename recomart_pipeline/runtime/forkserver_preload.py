@@ -1,0 +1,22 @@
+"""Imported first by the tasks' forkserver (``isolation.py``) and nowhere else.
+
+Before a forkserver child unpickles its target, multiprocessing re-runs the parent's main
+script in it (spawn's "main fix-up"), in case the target was defined there. Ours never is:
+the target is ``isolation._child_main`` and task specs travel by module reference. The
+script is often heavy — Dagster's CLI under ``dagster job execute`` and in a Dagster run
+worker (~0.8 s here), a whole benchmark or orchestration script (~2 s) — and the fix-up ran
+it in every task's process, before the task's own clock-time was any use. Naming that
+script as the server's own ``__main__`` file makes the fix-up see it as already there.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# The parent sets it only while it starts the server (``isolation._ensure_server``).
+MAIN_SCRIPT_VARIABLE = "RECOMART_FORKSERVER_MAIN_SCRIPT"
+
+_script = os.environ.pop(MAIN_SCRIPT_VARIABLE, None)
+if _script:
+    sys.modules["__main__"].__file__ = _script
