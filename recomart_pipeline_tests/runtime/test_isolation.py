@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 
@@ -12,7 +11,7 @@ import pytest
 from recomart_pipeline import PipelineConfig
 from recomart_pipeline.runtime.runner import TaskFailure, run_task
 from recomart_pipeline_tests.conftest import SAMPLE
-from recomart_pipeline_tests.helpers import project_env
+from recomart_pipeline_tests.helpers import run_in_project
 
 
 def test_isolated_task_succeeds_and_its_logs_come_back(write_config):
@@ -111,14 +110,7 @@ def test_a_task_process_does_not_run_the_parents_main_script_again(write_config,
     )
     script, notes = tmp_path / "parent.py", tmp_path / "notes.txt"
     script.write_text(SCRIPT_PARENT)
-    done = subprocess.run(
-        [sys.executable, str(script), str(path), str(notes)],
-        cwd=tmp_path,
-        env=project_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_in_project([sys.executable, str(script), str(path), str(notes)], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "storage" / "latest" / "numbers.json").read_text())["run_id"]
     # multiprocessing's main fix-up would have run it in the task's process as __mp_main__
