@@ -128,6 +128,7 @@ def _ensure_server() -> None:
     preparation = multiprocessing.spawn.get_preparation_data("recomart-forkserver")
     script = preparation.get("init_main_from_path")
     with _server_lock:
+        os.environ.pop(MAIN_SCRIPT_VARIABLE, None)  # only ours reaches the server
         if script:
             os.environ[MAIN_SCRIPT_VARIABLE] = script
         try:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 
 import pytest
 
 from recomart_pipeline import PipelineConfig
+from recomart_pipeline.runtime.forkserver_preload import MAIN_SCRIPT_VARIABLE
 from recomart_pipeline.runtime.runner import TaskFailure, run_task
 from recomart_pipeline_tests.conftest import SAMPLE
-from recomart_pipeline_tests.helpers import run_in_project
+from recomart_pipeline_tests.helpers import project_env, run_in_project
 
 
 def test_isolated_task_succeeds_and_its_logs_come_back(write_config):
@@ -115,3 +117,29 @@ def test_a_task_process_does_not_run_the_parents_main_script_again(write_config,
     assert json.loads((tmp_path / "storage" / "latest" / "numbers.json").read_text())["run_id"]
     # multiprocessing's main fix-up would have run it in the task's process as __mp_main__
     assert notes.read_text().split() == ["__main__"]
+
+
+def test_a_planted_main_script_variable_runs_nothing(write_config, tmp_path):
+    """The variable that names the parent's script to the forkserver is ours to set: one
+    planted in the environment of a parent with no script runs nothing anywhere."""
+    path = write_config(
+        f'tasks:\n  numbers: {{callable: "{SAMPLE}:make_numbers", timeout_seconds: 60}}\n'
+    )
+    planted, marker = tmp_path / "planted.py", tmp_path / "planted.ran"
+    planted.write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    attempt = (
+        "import sys\nfrom recomart_pipeline import PipelineConfig\n"
+        "from recomart_pipeline.runtime.runner import run_task\n"
+        "run_task(PipelineConfig(sys.argv[1]), 'numbers', 'r1')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", attempt, str(path)],
+        cwd=tmp_path,
+        env={**project_env(tmp_path), MAIN_SCRIPT_VARIABLE: str(planted)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "storage" / "latest" / "numbers.json").read_text())["run_id"]
+    assert not marker.exists()
