@@ -41,7 +41,6 @@ from recomart_pipeline.contract.errors import (
     TaskTimeoutError,
     classify_exception,
 )
-from recomart_pipeline.runtime.forkserver_preload import MAIN_SCRIPT_VARIABLE
 from recomart_pipeline.runtime.heartbeat import register_child, unregister_child
 
 if TYPE_CHECKING:
@@ -53,13 +52,14 @@ if TYPE_CHECKING:
 
 # SIGTERM to SIGKILL: short, so a task deaf to SIGTERM is still gone within 1 s of its limit.
 TERMINATE_GRACE_SECONDS = 0.5
-# Imported once by the forkserver, so each task's child starts with them: a child unpickles the
-# config, which resolves every task's function, and importing the built-in tasks (pandas,
-# pyarrow, scipy, numba, scikit-learn, matplotlib) cost ~1 s per task before they were here.
+# Imported once by the forkserver, so each task's child starts with them: importing a built-in
+# task's module (pandas, pyarrow, scipy, numba, scikit-learn, matplotlib) in its child cost
+# ~1 s per task before they were here.
 PRELOAD = ["recomart_pipeline.runtime.attempt", "numpy", "pandas", "pyarrow.parquet"]
 # Imported by the forkserver before the preloads: keeps the parent's main script out of the
-# children (see the module).
+# children (see the module), told it by this variable, set only while the server starts.
 _SERVER_SETUP = "recomart_pipeline.runtime.forkserver_preload"
+MAIN_SCRIPT_VARIABLE = "RECOMART_FORKSERVER_MAIN_SCRIPT"
 _context: multiprocessing.context.ForkServerContext | None = None
 
 

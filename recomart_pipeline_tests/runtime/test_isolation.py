@@ -10,7 +10,7 @@ import time
 import pytest
 
 from recomart_pipeline import PipelineConfig
-from recomart_pipeline.runtime.forkserver_preload import MAIN_SCRIPT_VARIABLE
+from recomart_pipeline.runtime.isolation import MAIN_SCRIPT_VARIABLE
 from recomart_pipeline.runtime.runner import TaskFailure, run_task
 from recomart_pipeline_tests.conftest import SAMPLE
 from recomart_pipeline_tests.helpers import project_env, run_in_project
@@ -121,7 +121,8 @@ def test_a_task_process_does_not_run_the_parents_main_script_again(write_config,
 
 def test_a_planted_main_script_variable_runs_nothing(write_config, tmp_path):
     """The variable that names the parent's script to the forkserver is ours to set: one
-    planted in the environment of a parent with no script runs nothing anywhere."""
+    planted in the environment of a parent with no script runs nothing anywhere and changes
+    nothing in the parent (whose other multiprocessing children would run its __main__)."""
     path = write_config(
         f'tasks:\n  numbers: {{callable: "{SAMPLE}:make_numbers", timeout_seconds: 60}}\n'
     )
@@ -131,6 +132,7 @@ def test_a_planted_main_script_variable_runs_nothing(write_config, tmp_path):
         "import sys\nfrom recomart_pipeline import PipelineConfig\n"
         "from recomart_pipeline.runtime.runner import run_task\n"
         "run_task(PipelineConfig(sys.argv[1]), 'numbers', 'r1')\n"
+        "print('main file:', getattr(sys.modules['__main__'], '__file__', None))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", attempt, str(path)],
@@ -143,3 +145,4 @@ def test_a_planted_main_script_variable_runs_nothing(write_config, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "storage" / "latest" / "numbers.json").read_text())["run_id"]
     assert not marker.exists()
+    assert "main file: None" in done.stdout  # the parent's own __main__ is left alone
