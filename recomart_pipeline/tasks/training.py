@@ -47,7 +47,6 @@ each candidate trained (``trained_on``), and a Spark-trained model file's header
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -463,8 +462,10 @@ class _Screening:
         sampled = [c for c in order if c.name in self.sampled]
         personal = [c for c in sampled if not c.is_baseline]
         leader: Leader | None = None
-        if personal:  # the best on the block (NaN never; ties: the one listed first)
-            best = max(personal, key=lambda c: _or_lowest(self.sampled[c.name].figure))
+        if personal:  # the best on the block, by the selection rule (else the first listed)
+            on_block = {c.name: {"block": self.sampled[c.name].figure} for c in personal}
+            name = best_of(on_block, list(on_block), "block", maximise=True)
+            best = next((c for c in personal if c.name == name), personal[0])
             sampled = [best, *(c for c in sampled if c is not best)]
         figures: dict[str, dict[str, float | None]] = {}
         for candidate in sampled:
@@ -499,10 +500,6 @@ class _Screening:
         )
         self.ctx.logger.info(f"validated '{name}': {self.stopped[name]}", extra={"fields": fields})
         return metrics
-
-
-def _or_lowest(figure: float) -> float:
-    return -math.inf if math.isnan(figure) else figure
 
 
 class _Budget:
