@@ -16,17 +16,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from recomart_pipeline.contract import known_hashes
 from recomart_pipeline.contract.errors import UpstreamArtifactError
 
 _HASH_CHUNK = 1 << 20
 
 
 def sha256_file(path: Path) -> str:
+    """The file's sha256: the one this process took already if the file provably did not
+    change since (``known_hashes``), else read and hashed now (and kept for next time)."""
+    known = known_hashes.known_sha256(path)
+    if known is not None:
+        return known
+    before = known_hashes.status_of(path)
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(_HASH_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+    hexdigest = digest.hexdigest()
+    known_hashes.remember(path, before, hexdigest)
+    return hexdigest
 
 
 @contextlib.contextmanager
