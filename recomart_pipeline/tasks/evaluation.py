@@ -29,7 +29,6 @@ to the data) are left out; with only the baseline left, it is the deploy candida
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ import numpy as np
 
 from recomart_pipeline.contract.documents import CandidateSummary, EvaluationReport
 from recomart_pipeline.contract.errors import QualityGateError, UpstreamArtifactError
-from recomart_pipeline.contract.files import sha256_file, write_text_atomic
+from recomart_pipeline.contract.files import link_or_copy, sha256_file, write_text_atomic
 from recomart_pipeline.contract.task import CheckOutcome, TaskContext, TaskResult
 from recomart_pipeline.ml.base import History
 from recomart_pipeline.ml.data import read_implicit, read_interactions, read_ratings
@@ -101,11 +100,12 @@ def _model_file(ctx: TaskContext[Config], entry: CandidateSummary) -> Path:
     return files[entry.artifact]
 
 
-def _copy_selected(ctx: TaskContext[Config], entry: CandidateSummary) -> tuple[Path, str]:
-    """Copy the chosen candidate's file to the ``model`` output, re-checking its hash."""
+def _selected_model(ctx: TaskContext[Config], entry: CandidateSummary) -> tuple[Path, str]:
+    """The chosen candidate's file as the ``model`` output (linked, or copied), its hash
+    checked again."""
     source = _model_file(ctx, entry)
     target = ctx.output_path(f"model{source.suffix}")
-    shutil.copyfile(source, target)
+    link_or_copy(source, target)
     digest = sha256_file(target)
     if digest != entry.sha256:
         raise ModelIntegrityError(
@@ -338,7 +338,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
             extra={"fields": {"best_personalised": personal, "baseline": baseline_name}},
         )
 
-    model_path, model_sha = _copy_selected(ctx, entries[best])
+    model_path, model_sha = _selected_model(ctx, entries[best])
     passed = not any(gate["blocks"] for gate in gates)
     report = {
         "k": config.k,

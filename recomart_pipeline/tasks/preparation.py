@@ -37,7 +37,6 @@ the outputs are byte-identical (``recomart_pipeline_tests/engines``).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recomart_pipeline.contract.errors import DataValidationError, SchemaError
+from recomart_pipeline.contract.files import link_or_copy
 from recomart_pipeline.contract.task import TaskContext, TaskResult
 from recomart_pipeline.engines.preparation import (
     FOLD_IN,
@@ -480,7 +480,7 @@ def run(ctx: TaskContext[Config]) -> TaskResult:
     outputs = dict(prepared.outputs)
     for table, declared in (("items", ITEMS), ("users", USERS)):
         outputs[table] = ctx.output_path(f"{table}.parquet")
-        shutil.copyfile(ctx.input(declared), outputs[table])
+        link_or_copy(ctx.input(declared), outputs[table])
 
     metrics = {
         "rows_in": prepared.rows_in,

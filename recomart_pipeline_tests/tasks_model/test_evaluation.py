@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 
 import pytest
@@ -171,6 +173,24 @@ def test_rmse_selection_with_only_implicit_candidates_is_an_error(features, run_
     _, trained = run_model_task(training, only_als, {"features": features})
     with pytest.raises(QualityGateError, match="no candidate has a value for selection metric"):
         _evaluate(run_model_task, trained, features, {"selection_metric": "rmse"})
+
+
+def test_the_deploy_candidate_is_the_chosen_file_linked_or_else_copied(
+    run_model_task, trained, features, monkeypatch
+):
+    _, linked = _evaluate(run_model_task, trained, features, {})
+    best = json.loads(linked.path("evaluation").read_text())["best_model"]
+    chosen = trained.path(f"model_{best}")
+    assert os.path.samefile(linked.path("model"), chosen)  # no bytes copied
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    _, copied = _evaluate(run_model_task, trained, features, {})
+    assert not os.path.samefile(copied.path("model"), chosen)
+    assert copied.path("model").read_bytes() == chosen.read_bytes()
+    assert copied.artifacts["model"].sha256 == linked.artifacts["model"].sha256
 
 
 def test_a_modified_model_file_is_refused(run_model_task, trained, features):
