@@ -3,6 +3,7 @@ change to it (even one that restores its size and times) is still caught."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -15,14 +16,17 @@ from recomart_pipeline.contract.files import sha256_file
 from recomart_pipeline.runtime.artifacts import ArtifactStore
 
 _SECOND = 1_000_000_000
+_IS_LOCAL = known_hashes._is_local.__wrapped__  # the mount-table lookup, without its cache
 
 
 @pytest.fixture
 def later(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hashes finish a second after the files' last change (as a large artifact's do), and
-    no digest from another test is kept."""
+    """Hashes finish a second after the files' last change (as a large artifact's do), on
+    a local file system whatever the machine's ``tmp_path`` is, and no digest from another
+    test is kept."""
     monkeypatch.setattr(known_hashes, "_known", {})
     monkeypatch.setattr(known_hashes, "_now_ns", lambda: time.time_ns() + _SECOND)
+    monkeypatch.setattr(known_hashes, "_is_local", lambda device: True)
 
 
 @pytest.fixture
@@ -83,18 +87,52 @@ def test_a_replaced_file_with_the_same_size_and_mtime_is_caught(tmp_path, later)
         store.load_upstream("make", "run1")
 
 
-def test_a_file_changed_while_it_was_hashed_is_not_kept(tmp_path, later, monkeypatch):
+def test_a_file_changed_while_it_was_hashed_is_not_kept(tmp_path, later):
     path = tmp_path / "moving.bin"
     path.write_text("old")
-    stale = known_hashes._status(path)
-    path.write_text("new")
-    monkeypatch.setattr(known_hashes, "status_of", lambda _: stale)
-    sha256_file(path)
+    before = known_hashes.status_of(path)
+    digest = sha256_file(path)
+    path.write_text("new")  # after the status was taken, before it is compared again
+    known_hashes.remember(path, before, digest)
     assert known_hashes.known_sha256(path) is None
+
+
+def test_a_file_on_a_network_file_system_is_not_kept(tmp_path, later, monkeypatch):
+    """Its client may serve cached attributes that hide another host's change."""
+    path = tmp_path / "shared.bin"
+    path.write_text("shared")
+    device = os.stat(path).st_dev
+    mountinfo = tmp_path / "mountinfo"
+    monkeypatch.setattr(known_hashes, "_MOUNTINFO", mountinfo)
+    for kind, kept in (("nfs4", False), ("ext4", True)):
+        mountinfo.write_text(
+            "22 1 0:21 / /proc rw,nosuid - proc proc rw\n"
+            f"36 25 {os.major(device)}:{os.minor(device)} / /srv rw - {kind} host:/x rw\n"
+        )
+        monkeypatch.setattr(known_hashes, "_is_local", functools.cache(_IS_LOCAL))
+        monkeypatch.setattr(known_hashes, "_known", {})
+        digest = sha256_file(path)
+        assert known_hashes.known_sha256(path) == (digest if kept else None)
+
+
+def test_no_readable_mount_table_keeps_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(known_hashes, "_MOUNTINFO", tmp_path / "absent")
+    assert _IS_LOCAL(os.stat(tmp_path).st_dev) is False
+
+
+def test_a_long_lived_process_keeps_a_bounded_number(tmp_path, later, monkeypatch):
+    monkeypatch.setattr(known_hashes, "_MAX_KEPT", 3)
+    paths = [tmp_path / f"{index}.bin" for index in range(5)]
+    for path in paths:
+        path.write_text(path.name)
+        sha256_file(path)
+    kept = [known_hashes.known_sha256(path) is not None for path in paths]
+    assert kept == [False, False, True, True, True]  # the oldest went first
 
 
 def test_a_digest_is_kept_only_once_the_last_write_is_settled(tmp_path, monkeypatch):
     monkeypatch.setattr(known_hashes, "_known", {})
+    monkeypatch.setattr(known_hashes, "_is_local", lambda device: True)
     path = tmp_path / "fresh.bin"
     path.write_text("fresh")
     ctime = os.stat(path).st_ctime_ns
@@ -107,7 +145,7 @@ def test_a_digest_is_kept_only_once_the_last_write_is_settled(tmp_path, monkeypa
 
 
 def test_whole_second_ctimes_need_two_seconds():
-    status = known_hashes._Status(1, 2, 3, 4, 5 * _SECOND)
+    status = known_hashes.FileStatus(1, 2, 3, 4, 5 * _SECOND)
     assert not known_hashes._settled(status, 5 * _SECOND + _SECOND)
     assert known_hashes._settled(status, 5 * _SECOND + 3 * _SECOND)
     fine = status._replace(ctime_ns=5 * _SECOND + 1)
