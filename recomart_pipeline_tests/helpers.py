@@ -84,10 +84,16 @@ def project_env(project: Path) -> dict[str, str]:
 
 
 def run_in_project(
-    args: list[str], project: Path, timeout: float = 240
+    args: list[str], project: Path, timeout: float = 240, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """``args`` run in ``project`` with its environment (plus ``env``), output captured."""
     return subprocess.run(
-        args, cwd=project, env=project_env(project), capture_output=True, text=True, timeout=timeout
+        args,
+        cwd=project,
+        env={**project_env(project), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

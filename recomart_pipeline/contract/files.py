@@ -59,10 +59,11 @@ def atomic_path(target: Path) -> Iterator[Path]:
 def link_or_copy(source: Path, target: Path) -> None:
     """Make ``target`` a new name of ``source``'s file (a hard link), or a copy of it where
     the file system cannot link (another device, no links). For outputs that pass an input
-    on unchanged: no bytes are copied (evaluation's model was 265 MB at 20M events), and the
-    file keeps the digest this process took of it (``known_hashes``), so it is not hashed
-    again when published. Artifacts are never written in place, so sharing the file is safe:
-    a tampered copy is refused by either name's hash check."""
+    on unchanged (evaluation's model, preparation's users/items, ingestion's fallback to its
+    last good snapshot): no bytes are copied (evaluation's model was 265 MB at 20M events),
+    and the file keeps the digest this process took of it (``known_hashes``), so it is not
+    hashed again when published. Artifacts are never written in place, so sharing the file
+    is safe: a tampered copy is refused by either name's hash check."""
     try:
         os.link(source, target, follow_symlinks=True)
     except OSError:

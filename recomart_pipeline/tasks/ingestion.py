@@ -63,6 +63,7 @@ from recomart_pipeline.contract.errors import (
     SourceConnectionError,
     SourceNotFoundError,
 )
+from recomart_pipeline.contract.files import link_or_copy
 from recomart_pipeline.contract.task import CheckOutcome, TaskContext, TaskResult
 from recomart_pipeline.engines.ingestion import (
     POSITION,
@@ -1367,7 +1368,7 @@ def _fallback(ctx: TaskContext, reason: CircuitOpenError) -> TaskResult:
     outputs = {}
     for table in TABLES:
         target = ctx.output_path(f"{table}.parquet")
-        shutil.copyfile(previous.path(table), target)
+        link_or_copy(previous.path(table), target)
         outputs[table] = target
     ctx.logger.warning(
         "source unavailable: using the last good snapshot",

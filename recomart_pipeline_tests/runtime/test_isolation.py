@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 
@@ -13,7 +12,7 @@ from recomart_pipeline import PipelineConfig
 from recomart_pipeline.runtime.isolation import MAIN_SCRIPT_VARIABLE
 from recomart_pipeline.runtime.runner import TaskFailure, run_task
 from recomart_pipeline_tests.conftest import SAMPLE
-from recomart_pipeline_tests.helpers import project_env, run_in_project
+from recomart_pipeline_tests.helpers import run_in_project
 
 
 def test_isolated_task_succeeds_and_its_logs_come_back(write_config):
@@ -134,13 +133,11 @@ def test_a_planted_main_script_variable_runs_nothing(write_config, tmp_path):
         "run_task(PipelineConfig(sys.argv[1]), 'numbers', 'r1')\n"
         "print('main file:', getattr(sys.modules['__main__'], '__file__', None))\n"
     )
-    done = subprocess.run(
+    done = run_in_project(
         [sys.executable, "-c", attempt, str(path)],
-        cwd=tmp_path,
-        env={**project_env(tmp_path), MAIN_SCRIPT_VARIABLE: str(planted)},
-        capture_output=True,
-        text=True,
+        tmp_path,
         timeout=300,
+        env={MAIN_SCRIPT_VARIABLE: str(planted)},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "storage" / "latest" / "numbers.json").read_text())["run_id"]
