@@ -298,6 +298,48 @@ _SIGN_BIT = np.uint64(0x80000000)
 _HALF = np.uint64(32)
 
 
+# Selection by a sampled threshold (``_keep_smallest``) pays off from this many candidates,
+# and when they are at least this many times k; below either, one partition of them all.
+SAMPLED_SELECTION_MIN = 2048
+SAMPLED_SELECTION_RATIO = 4
+SELECTION_SAMPLE = 128  # about how many keys the threshold is chosen from
+
+
+@kernel
+def _fill_keys(values: np.ndarray, items: np.ndarray, count: int, keys: np.ndarray) -> None:
+    """Write the candidates' sort keys into ``keys[:count]`` (ascending is best first)."""
+    bits = values[:count].view(np.uint32)
+    for c in range(count):
+        b = np.uint64(bits[c])
+        ascending = (~b & _LOW_HALF) if b & _SIGN_BIT else (b | _SIGN_BIT)
+        keys[c] = ((_LOW_HALF - ascending) << _HALF) | np.uint64(items[c])
+
+
+@kernel
+def _keep_smallest(keys: np.ndarray, count: int, k: int) -> int:
+    """Move some of the smallest of ``keys[:count]`` to the front and return how many:
+    when that is at least ``k``, the ``k`` smallest keys are among them. Keys behind the
+    returned count are overwritten.
+
+    numba's ``np.partition`` costs ~12 ns a key on a row of 20,000 (~7 on 1,500), the
+    largest part of ranking an item-kNN row for a top 100. A threshold taken from an evenly
+    spaced sample of ~``SELECTION_SAMPLE`` keys (about twice the rank where the k-th key
+    should fall, plus a margin) lets one branchless pass keep a few times ``k`` keys, and
+    only those need partitioning: 1.2-1.8x faster from 1,500 to 3,000 keys, 2-9x at
+    20,000. Fewer than ``k`` pass when the sample happened to hold the smallest keys: the
+    caller then partitions every key, so the result is always exact."""
+    step = count // SELECTION_SAMPLE
+    sample = keys[0:count:step]
+    rank = min(sample.size - 1, 2 * ((k * sample.size) // count) + 8)
+    threshold = np.partition(sample, rank)[rank]
+    kept = 0
+    for c in range(count):  # kept <= c: a key is read before its place is written
+        key = keys[c]
+        keys[kept] = key
+        kept += key <= threshold
+    return kept
+
+
 @kernel
 def rank_candidates(
     values: np.ndarray,
@@ -308,18 +350,23 @@ def rank_candidates(
     scores_out: np.ndarray,
 ) -> None:
     """Write the best ``len(items_out)`` of the ``count`` candidates (finite ``values``, no
-    item twice, no -0.0) into the outputs, best first: one linear selection and a sort of
-    the chosen keys. A row's candidates are ~1k scores for a top 100 here, where a heap fed
+    item twice, no -0.0) into the outputs, best first: a linear selection (narrowed by
+    ``_keep_smallest`` on long rows) and a sort of the chosen keys. A row's candidates are ~1k scores for a top 100 here, where a heap fed
     in scan order did ~k·ln(n/k) sifts of ~log k branchy steps each (the product kernel with
     the heap, and with a branch on first visits, took 1.35-1.45x this one's time on the 20M
     item-kNN's rows)."""
     k = items_out.shape[0]
-    bits = values[:count].view(np.uint32)
-    for c in range(count):
-        b = np.uint64(bits[c])
-        ascending = (~b & _LOW_HALF) if b & _SIGN_BIT else (b | _SIGN_BIT)
-        keys[c] = ((_LOW_HALF - ascending) << _HALF) | np.uint64(items[c])
-    chosen = np.partition(keys[:count], k - 1)[:k] if count > k else keys[:count].copy()
+    _fill_keys(values, items, count, keys)
+    if count <= k:
+        chosen = keys[:count].copy()
+    else:
+        kept = count
+        if count >= SAMPLED_SELECTION_MIN and count >= SAMPLED_SELECTION_RATIO * k:
+            kept = _keep_smallest(keys, count, k)
+            if kept < k:  # the threshold kept too few, and overwrote the others: all again
+                _fill_keys(values, items, count, keys)
+                kept = count
+        chosen = np.partition(keys[:kept], k - 1)[:k]
     chosen.sort()
     out_bits = scores_out.view(np.uint32)
     for slot in range(chosen.shape[0]):

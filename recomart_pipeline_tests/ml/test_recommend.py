@@ -8,7 +8,14 @@ import pytest
 import scipy.sparse as sp
 from threadpoolctl import threadpool_info
 
-from recomart_pipeline.ml._topk import top_k_product_rows, top_k_rows, top_k_sparse_rows
+from recomart_pipeline.ml._topk import (
+    SAMPLED_SELECTION_MIN,
+    SELECTION_SAMPLE,
+    rank_candidates,
+    top_k_product_rows,
+    top_k_rows,
+    top_k_sparse_rows,
+)
 from recomart_pipeline.ml.base import (
     RECOMMEND_CHUNK_BYTES,
     RECOMMEND_CHUNK_USERS,
@@ -138,6 +145,40 @@ def test_top_k_rows_equals_a_full_sort_with_ties_exclusions_and_non_finite(n_ite
     filled = expected >= 0
     np.testing.assert_array_equal(best[filled], np.take_along_axis(scores, items, 1)[filled])
     assert np.isnan(best[~filled]).all()
+
+
+@pytest.mark.parametrize("count", [SAMPLED_SELECTION_MIN - 1, SAMPLED_SELECTION_MIN, 20_000])
+@pytest.mark.parametrize("k", [1, 10, 100, 200])
+@pytest.mark.parametrize(
+    "layout", ["random", "ascending", "descending", "best_sampled", "ties", "worst_sampled"]
+)
+def test_rank_candidates_is_a_full_sort_on_long_rows(count, k, layout):
+    """Long rows are narrowed by a threshold from a sample of their candidates before the
+    selection: the ranking is still exactly a full sort by (score descending, item
+    ascending), whatever the candidates' order, including orders that put the best
+    candidates (too few then pass the threshold) or the worst ones at the sampled places."""
+    rng = np.random.default_rng(count + k)
+    values = rng.pareto(2.0, count).astype(np.float32)
+    if layout == "ties":
+        values = rng.integers(1, 4, count).astype(np.float32)
+    elif layout in ("ascending", "descending"):
+        values = np.sort(values)[:: 1 if layout == "ascending" else -1].copy()
+    elif layout in ("best_sampled", "worst_sampled"):
+        step = max(count // SELECTION_SAMPLE, 1)
+        sampled = np.zeros(count, bool)
+        sampled[::step] = True
+        ordered = np.sort(values)[::-1] if layout == "best_sampled" else np.sort(values)
+        values = np.empty_like(values)
+        values[sampled] = ordered[: sampled.sum()]
+        values[~sampled] = ordered[sampled.sum() :]
+    items = rng.permutation(count * 2)[:count].astype(np.int32)
+    keys = np.empty(count, np.uint64)
+    ranked = np.full(k, -1, np.int32)
+    scores = np.full(k, np.nan, np.float32)
+    rank_candidates(values.copy(), items, count, keys, ranked, scores)
+    order = sorted(range(count), key=lambda c: (-values[c], items[c]))[:k]
+    np.testing.assert_array_equal(ranked, items[order])
+    np.testing.assert_array_equal(scores, values[order])
 
 
 @pytest.mark.parametrize("name", ["svd", "als", "popularity"])
