@@ -321,13 +321,14 @@ def _keep_smallest(keys: np.ndarray, count: int, k: int) -> int:
     when that is at least ``k``, the ``k`` smallest keys are among them. Keys behind the
     returned count are overwritten.
 
-    numba's ``np.partition`` costs ~12 ns a key on a row of 20,000 (~7 on 1,500), the
-    largest part of ranking an item-kNN row for a top 100. A threshold taken from an evenly
-    spaced sample of ~``SELECTION_SAMPLE`` keys (about twice the rank where the k-th key
-    should fall, plus a margin) lets one branchless pass keep a few times ``k`` keys, and
-    only those need partitioning: 1.2-1.8x faster from 1,500 to 3,000 keys, 2-9x at
-    20,000. Fewer than ``k`` pass when the sample happened to hold the smallest keys: the
-    caller then partitions every key, so the result is always exact."""
+    numba's ``np.partition`` costs ~10 ns a key on a row of 20,000 (~4 on 1,500): on long
+    rows it is most of ranking an item-kNN row. A threshold taken from an evenly spaced
+    sample of ~``SELECTION_SAMPLE`` keys (about twice the rank where the k-th key should
+    fall, plus a margin) lets one branchless pass keep a few times ``k`` keys, and only
+    those need partitioning: measured 1.2-1.3x faster at 2,000 keys, 1.2-1.8x at 3,000,
+    8-10x at 20,000 (no faster below ~2,000). Fewer than ``k`` pass when the sample
+    happened to hold the smallest keys: the caller then partitions every key, so the
+    result is always exact."""
     step = count // SELECTION_SAMPLE
     sample = keys[0:count:step]
     rank = min(sample.size - 1, 2 * ((k * sample.size) // count) + 8)
