@@ -351,11 +351,11 @@ def rank_candidates(
     scores_out: np.ndarray,
 ) -> None:
     """Write the best ``len(items_out)`` of the ``count`` candidates (finite ``values``, no
-    item twice, no -0.0) into the outputs, best first: a linear selection (narrowed by
-    ``_keep_smallest`` on long rows) and a sort of the chosen keys. A row's candidates are ~1k scores for a top 100 here, where a heap fed
-    in scan order did ~k·ln(n/k) sifts of ~log k branchy steps each (the product kernel with
-    the heap, and with a branch on first visits, took 1.35-1.45x this one's time on the 20M
-    item-kNN's rows)."""
+    item twice, no -0.0) into the outputs, best first: a linear selection (narrowed first
+    by ``_keep_smallest`` on long rows) and a sort of the chosen keys. A row's candidates
+    are ~1k scores for a top 100 here, where a heap fed in scan order did ~k·ln(n/k) sifts
+    of ~log k branchy steps each (the product kernel with the heap, and with a branch on
+    first visits, took 1.35-1.45x this one's time on the 20M item-kNN's rows)."""
     k = items_out.shape[0]
     _fill_keys(values, items, count, keys)
     if count <= k:
