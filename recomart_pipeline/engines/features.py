@@ -269,7 +269,7 @@ class FeatureTables(ClosedOnExit):
             "weight, CASE WHEN is_rating THEN rating END AS rating, positive "
             f"FROM {view} WHERE {where}"
         )
-        yield from self._session.stream(query, {}, "rn", batch_rows)
+        yield from self._session.stream(query, {}, ("rn",), batch_rows)
 
     def ratings(self, which: str) -> pa.Table:
         """Explicit ratings of known pairs, the latest per pair (input order), by pair."""

@@ -358,5 +358,5 @@ class CanonicalRows:
         if self._rules.amount is not None:
             names.append(self._rules.amount_name)
         sql = f"SELECT * FROM ({self._stream}) AS kept"
-        for batch in self._session.stream(sql, self._q.used(sql), POSITION, batch_rows):
+        for batch in self._session.stream(sql, self._q.used(sql), (POSITION,), batch_rows):
             yield batch.rename_columns(names)

@@ -28,7 +28,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -196,6 +196,12 @@ class Scratch(ClosedOnExit):
             self._fs.rm(self._path, recursive=True)
 
 
+def _first_row(file: pq.ParquetFile, columns: list[str]) -> tuple[Any, ...]:
+    """The ``columns`` of a sorted file's first row: where its range starts."""
+    head = file.read_row_group(0, columns=columns).slice(0, 1)
+    return tuple(head[column][0].as_py() for column in columns)
+
+
 class SparkSession(ClosedOnExit):
     """A Spark SQL session for the rules; use as a context manager (closing twice is fine).
 
@@ -314,20 +320,21 @@ class SparkSession(ClosedOnExit):
         return table
 
     def stream(
-        self, sql: str, params: dict[str, Any], order: str, batch_rows: int
+        self, sql: str, params: dict[str, Any], order: Sequence[str], batch_rows: int
     ) -> Iterator[pa.RecordBatch]:
         folder = self.scratch.new_name("stream")
+        columns = list(order)
         try:
-            self._sql(sql, params).orderBy(order).write.parquet(self.scratch.uri(folder))
+            self._sql(sql, params).orderBy(*columns).write.parquet(self.scratch.uri(folder))
             # A global sort writes one range of `order` per file: the files in order of
-            # their first value are the result in order (each file is sorted within).
+            # their first row are the result in order (each file is sorted within).
             files = sorted(
                 self.scratch.parquet_files(folder),
-                key=lambda file: file.read_row_group(0, columns=[order])[order][0].as_py(),
+                key=lambda file: _first_row(file, columns),
             )
             for file in files:
                 yield from (
-                    batch.drop_columns([order])
+                    batch.drop_columns(columns)
                     for batch in file.iter_batches(batch_size=batch_rows)
                 )
         finally:

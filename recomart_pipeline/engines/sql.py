@@ -126,9 +126,9 @@ class SqlSession(Protocol):
         """A (small) result on the driver."""
 
     def stream(
-        self, sql: str, params: dict[str, Any], order: str, batch_rows: int
+        self, sql: str, params: dict[str, Any], order: Sequence[str], batch_rows: int
     ) -> Iterator[pa.RecordBatch]:
-        """A (large) result in ``order``, in batches, without the ``order`` column."""
+        """A (large) result sorted by the ``order`` columns, in batches, without them."""
 
     def close(self) -> None: ...
 
@@ -204,11 +204,11 @@ class DuckDBSession(ClosedOnExit):
         return self._con.sql(sql, params=_plain(params or {})).to_arrow_table()
 
     def stream(
-        self, sql: str, params: dict[str, Any], order: str, batch_rows: int
+        self, sql: str, params: dict[str, Any], order: Sequence[str], batch_rows: int
     ) -> Iterator[pa.RecordBatch]:
-        query = f"SELECT * FROM ({sql}) ORDER BY {order}"
+        query = f"SELECT * FROM ({sql}) ORDER BY {', '.join(order)}"
         for batch in self._con.sql(query, params=_plain(params)).to_arrow_reader(batch_rows):
-            yield batch.drop_columns([order])
+            yield batch.drop_columns(list(order))
 
     def close(self) -> None:
         self._con.close()

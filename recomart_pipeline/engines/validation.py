@@ -301,7 +301,7 @@ class InteractionValidation(ClosedOnExit):
             "rating_value AS rating, weight_value AS weight "
             f"FROM ({self._typed()}) t {self._sql.anti_join} broken b ON b.rn = t.rn"
         )
-        yield from self._session.stream(query, self._params(), "rn", batch_rows)
+        yield from self._session.stream(query, self._params(), ("rn",), batch_rows)
 
     def quarantined(self, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """Broken rows in input order: raw text, ``row_number``, ``code`` (rule bits),
@@ -310,4 +310,4 @@ class InteractionValidation(ClosedOnExit):
             'SELECT rn, user_id, item_id, event_type, "timestamp", rating, rn AS row_number, '
             "code, copy_of FROM broken"
         )
-        yield from self._session.stream(query, {}, "rn", batch_rows)
+        yield from self._session.stream(query, {}, ("rn",), batch_rows)
