@@ -57,6 +57,12 @@ from recomart_pipeline.ml.base import EpochCallback, FitReport, Recommender, Tra
 from recomart_pipeline.ml.params import ALSParams
 from recomart_pipeline.ml.persistence import load_model
 
+# MLlib's ALS checkpoints its factors every this many sweeps. Without checkpoints the
+# factors' lineage grows by a stage per sweep, and serialising a task's lineage overflows the
+# JVM's thread stack after ~20 sweeps here (a StackOverflowError: seen at 15 sweeps on a
+# CI machine whose stack held fewer frames); every 5 costs nothing measurable at 15 sweeps.
+CHECKPOINT_EVERY = 5
+
 # Cells per Parquet row group of the confidences Spark reads (12 bytes a cell).
 ROW_GROUP_CELLS = 1 << 20
 # Stored cells per chunk of the objective computed after the fit (nnz x k float32 temporaries).
@@ -194,6 +200,25 @@ def _objective(
     return (dense + stored + penalty) / max(1, matrix.nnz)
 
 
+@contextmanager
+def _checkpoint_folder(context: Any, scratch: Scratch) -> Iterator[None]:
+    """A folder for MLlib's checkpoints while ALS fits: it checkpoints only where the context
+    has one. The scratch's (shared with the executors on a cluster) unless the caller's
+    context has its own; unset and removed afterwards, so a caller's session that outlives
+    the scratch neither points at it nor leaves the last checkpoint behind."""
+    if context.getCheckpointDir() is not None:
+        yield
+        return
+    name = scratch.new_name("checkpoints")
+    context.setCheckpointDir(scratch.uri(name))
+    try:
+        yield
+    finally:
+        # pyspark has no way to unset the folder; the JVM context's own field takes None.
+        getattr(context._jsc.sc(), "checkpointDir_$eq")(context._jvm.scala.Option.empty())
+        scratch.remove(name)
+
+
 def fit_als(
     work: SparkWork,
     train: TrainingData,
@@ -228,8 +253,10 @@ def fit_als(
         ratingCol="value",
         numUserBlocks=blocks,
         numItemBlocks=blocks,
+        checkpointInterval=CHECKPOINT_EVERY,
     )
-    fitted = estimator.fit(cells)
+    with _checkpoint_folder(spark.sparkContext, scratch):
+        fitted = estimator.fit(cells)
     x = _factors(fitted.userFactors, train.n_users, params.n_factors)
     y = _factors(fitted.itemFactors, train.n_items, params.n_factors)
     scratch.remove(name)

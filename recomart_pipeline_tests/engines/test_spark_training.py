@@ -244,3 +244,17 @@ def test_a_missing_java_is_the_task_error_naming_the_fix(
     hint = raised.value.hint or ""
     assert "install Java 17" in hint and "tasks.training.engine: pandas" in hint
     assert "engine: local" not in hint  # training has no local engine: that would be refused
+
+
+@pytest.mark.slow
+def test_many_sweeps_train_on_spark(spark: Any, tasks: Tasks) -> None:
+    """MLlib's factors grow a stage of lineage per sweep; unchecked, serialising a task
+    overflowed the JVM's stack at ~20 sweeps here (15 on a CI machine). 40 sweeps train."""
+    many = {"model_type": "als", "params": {"n_factors": 4, "n_iterations": 40}}
+    result, checkpoint = tasks.run(
+        training, {"candidates": [many]}, {}, engine="spark", run_id="run-spark-40"
+    )
+    assert result.metadata["trained_on"]["als"] == "spark"
+    assert spark.sparkContext.getCheckpointDir() is None  # not left pointing at the scratch
+    summary = json.loads(checkpoint.path("training_summary").read_text())
+    assert summary["candidates"]["als"]["history"][-1]["epoch"] == 40
