@@ -103,6 +103,13 @@ def test_refit_can_be_turned_off_and_then_keeps_the_best_epoch(data):
     assert not np.array_equal(
         kept.to_arrays()["item_factors"], refitted.to_arrays()["item_factors"]
     )
+    # the best epoch's factors, not the last one's: the same split fitted for exactly that
+    # many epochs (no early stopping) ends where the kept model is
+    assert report.best_epoch is not None and len(report.history) > report.best_epoch
+    exact = SVDRecommender({**EARLY, "patience": 0, "n_epochs": report.best_epoch})
+    exact.fit(data.train)
+    for name, array in exact.to_arrays().items():
+        np.testing.assert_array_equal(kept.to_arrays()[name], array, err_msg=name)
 
 
 def test_no_refit_without_early_stopping(data):
