@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -215,7 +215,9 @@ def _checkpoint_folder(context: Any, scratch: Scratch) -> Iterator[None]:
         yield
     finally:
         # pyspark has no way to unset the folder; the JVM context's own field takes None.
-        getattr(context._jsc.sc(), "checkpointDir_$eq")(context._jvm.scala.Option.empty())
+        # A JVM that died in the fit has nothing to unset: the fit's own error must surface.
+        with suppress(Exception):
+            getattr(context._jsc.sc(), "checkpointDir_$eq")(context._jvm.scala.Option.empty())
         scratch.remove(name)
 
 
