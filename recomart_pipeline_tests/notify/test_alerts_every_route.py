@@ -153,6 +153,9 @@ def test_with_the_daemon_watching_ui_and_cli_runs_still_send_one_message_each(
             "the daemon's failure sensor to evaluate after both runs ended",
         )
         senders = {r.dagster_run.run_id: alert_sender(instance, r.dagster_run.run_id) for r in runs}
+        # a run worker sends from a background thread that may outlive its run's end; stopping
+        # `dagster dev` before it is done would cut the message off
+        wait_until(lambda: len(inbox.messages) >= 2 and len(posts) >= 2, 120, "both runs' alerts")
     cli_run = next(run_id for run_id in senders if run_id != ui_run)
     assert sorted(m["Subject"] for m in inbox.messages) == sorted(
         f"[shop/staging] run {run_id[:8]} FAILED at task 'fetch'" for run_id in senders

@@ -18,6 +18,7 @@ from recomart_pipeline_tests.helpers import (
     graphql,
     launch_and_wait,
     project_env,
+    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -86,6 +87,9 @@ def test_resources_panel_names_the_variable_and_the_alert_goes_through_the_smtp_
             },
         )
         answers.append(graphql(web_port, RUN, {"id": run_id}))
+        # the run worker sends from a background thread that may outlive the run's SUCCESS
+        # record; stopping `dagster dev` before it is done would cut the message off
+        wait_until(lambda: inbox.messages, 120, "the run's alert to reach the SMTP server")
     resources = {r["name"]: r for r in answers[0]["allTopLevelResourceDetailsOrError"]["results"]}
     assert {"storage", "smtp", "slack", "mlflow"} <= set(resources)
     smtp = resources["smtp"]
