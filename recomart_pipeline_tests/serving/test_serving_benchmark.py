@@ -45,6 +45,10 @@ def test_quick_serving_benchmark_runs_and_writes_its_results(tmp_path):
         assert service["after_idle_request_ms"] > 0  # and after a quiet spell
         # later requests each right after a /ready, as the first one was
         assert 0 < service["after_ready_request_ms"] <= service["after_ready_request_p90_ms"]
+        # the pause control: after a quiet spell and /health, and after one and /ready
+        for kind in ("health", "ready"):
+            median, p90 = (service[f"paused_{kind}_request{p}_ms"] for p in ("", "_p90"))
+            assert 0 < median <= p90, (service["service"], kind)
         for endpoint in ("health", "recommendations"):
             figures = service[endpoint]
             assert figures["errors"] == 0, (service["service"], endpoint, figures)
