@@ -983,8 +983,9 @@ def first_request_target(
     would not be. With repeated runs (``--first-request-only``), their medians decide."""
     keys = FIRST_REQUEST_FIGURES[:3]
     target = (
-        "first request after `/ready` as fast as the median request (same client: "
-        "within the next requests' p90)" + _own_time(suffix)
+        "first request after `/ready` as fast as the median of the same client's next "
+        "requests, sent back to back (within their p90; no pause before them, as there is "
+        "before the first)" + _own_time(suffix)
     )
     judged = _over_runs(runs, (keys[0], keys[1], keys[2]), suffix)
     if judged is not None:
