@@ -509,22 +509,18 @@ class Service:
             if None in times or first[part] is None or idle[part] is None:
                 continue
             self.figures[f"first_request{suffix}"] = first[part]
-            self.figures[f"later_request{suffix}"] = statistics.median(times)
-            self.figures[f"later_request_p90{suffix}"] = statistics.quantiles(times, n=10)[-1]
             self.figures[f"after_idle_request{suffix}"] = idle[part]
-            repeated = [t[part] for t in again]
-            if len(repeated) >= 2 and None not in repeated:
-                self.figures[f"after_ready_request{suffix}"] = statistics.median(repeated)
-                self.figures[f"after_ready_request_p90{suffix}"] = statistics.quantiles(
-                    repeated, n=10
-                )[-1]
-            for kind, timed in paused.items():
+            # each reference as its median and p90 (where it has two or more figures)
+            for name, timed in (
+                ("later_request", later),
+                ("after_ready_request", again),
+                ("paused_health_request", paused["health"]),
+                ("paused_ready_request", paused["ready"]),
+            ):
                 values = [t[part] for t in timed]
                 if len(values) >= 2 and None not in values:
-                    self.figures[f"paused_{kind}_request{suffix}"] = statistics.median(values)
-                    self.figures[f"paused_{kind}_request_p90{suffix}"] = statistics.quantiles(
-                        values, n=10
-                    )[-1]
+                    self.figures[f"{name}{suffix}"] = statistics.median(values)
+                    self.figures[f"{name}_p90{suffix}"] = statistics.quantiles(values, n=10)[-1]
 
     def _after_ready(self, path: str) -> tuple[float, float | None, int]:
         """A ``/ready`` that must answer 200, then ``path`` timed."""
