@@ -42,7 +42,7 @@ run: setup
 	$(PY) -m recomart_pipeline run
 
 test: setup-dev
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist worksteal
 
 test-fast: setup-dev
 	$(PY) -m pytest -m "not slow" -n auto
